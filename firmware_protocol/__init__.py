@@ -1,0 +1,1 @@
+"""wirelet wire protocol: sans-I/O framing, messages and link state machine."""
