@@ -1,0 +1,191 @@
+"""Serial tty transport (USB-CDC, UART adapters, and pseudo-terminals in tests)."""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import errno
+import logging
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import serial
+import serial_asyncio_fast
+
+from gateway.errors import PortBusy, PortNotFound, TransportClosed, TransportError
+from gateway.transport.base import Transport, TransportOpener
+
+_log = logging.getLogger(__name__)
+
+# Stop reading from the tty (and let the kernel buffer / device flow control push back) when
+# this many received bytes wait for the link layer to consume them.
+READ_BUFFER_HIGH_WATER = 256 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class SerialSettings:
+    """Per-device port settings.
+
+    `dtr`/`rts`: None leaves the line as the driver sets it; True/False asserts/deasserts it before
+    the port opens (many boards reset when DTR toggles, so the policy is per device). Ports
+    without modem lines (ptys) ignore this quietly.
+    """
+
+    baudrate: int = 115200
+    dtr: bool | None = None
+    rts: bool | None = None
+    exclusive: bool = True
+
+
+class _Receiver(asyncio.Protocol):
+    """Bridges pyserial-asyncio-fast's callbacks into an awaitable byte queue."""
+
+    def __init__(self) -> None:
+        self.transport: asyncio.Transport | None = None
+        self.chunks: collections.deque[bytes] = collections.deque()
+        self.buffered = 0
+        self.lost: asyncio.Future[Exception | None] = asyncio.get_running_loop().create_future()
+        self._data_waiter: asyncio.Future[None] | None = None
+        self._can_write = asyncio.Event()
+        self._can_write.set()
+        self._reading_paused = False
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+
+    def data_received(self, data: bytes) -> None:
+        self.chunks.append(data)
+        self.buffered += len(data)
+        if self.buffered > READ_BUFFER_HIGH_WATER and self.transport and not self._reading_paused:
+            self._reading_paused = True
+            self.transport.pause_reading()
+        self._wake()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if not self.lost.done():
+            self.lost.set_result(exc)
+        self._can_write.set()
+        self._wake()
+
+    def pause_writing(self) -> None:
+        self._can_write.clear()
+
+    def resume_writing(self) -> None:
+        self._can_write.set()
+
+    def _wake(self) -> None:
+        if self._data_waiter is not None and not self._data_waiter.done():
+            self._data_waiter.set_result(None)
+
+    async def next_bytes(self) -> bytes:
+        while not self.chunks:
+            if self.lost.done():
+                raise TransportClosed(f"port closed: {self.lost.result() or 'closed'}")
+            self._data_waiter = asyncio.get_running_loop().create_future()
+            try:
+                await self._data_waiter
+            finally:
+                self._data_waiter = None
+        data = b"".join(self.chunks)
+        self.chunks.clear()
+        self.buffered = 0
+        if self._reading_paused and self.transport is not None and not self.lost.done():
+            self._reading_paused = False
+            self.transport.resume_reading()
+        return data
+
+    async def wait_writable(self) -> None:
+        await self._can_write.wait()
+
+
+def _open_serial(path: str, settings: SerialSettings) -> serial.Serial:
+    """Blocking open (runs in an executor): the modem-line policy applies before the port opens."""
+    port = serial.Serial()
+    port.port = path
+    port.baudrate = settings.baudrate
+    port.exclusive = settings.exclusive
+    if settings.dtr is not None:
+        port.dtr = settings.dtr
+    if settings.rts is not None:
+        port.rts = settings.rts
+    port.open()  # pyserial already ignores EINVAL/ENOTTY for modem lines on ptys
+    with contextlib.suppress(OSError, serial.SerialException):
+        # Bytes queued before we opened belong to nobody; drop them.
+        port.reset_input_buffer()
+    return port
+
+
+def _classify_open_error(path: str, exc: Exception) -> TransportError:
+    code = getattr(exc, "errno", None)
+    if code in (errno.ENOENT, errno.ENODEV, errno.ENXIO) or not os.path.exists(path):
+        return PortNotFound(f"{path}: {exc}")
+    if code in (errno.EBUSY, errno.EAGAIN, errno.EWOULDBLOCK) or "exclusively lock" in str(exc):
+        return PortBusy(f"{path}: {exc}")
+    return TransportError(f"{path}: {exc}")
+
+
+class SerialTransport(Transport):
+    """A tty opened through pyserial-asyncio-fast. Use `await SerialTransport.open(path)`."""
+
+    def __init__(self, path: str, aio: asyncio.Transport, receiver: _Receiver) -> None:
+        self._path = path
+        self._aio = aio
+        self._rx = receiver
+
+    @classmethod
+    async def open(cls, path: str, settings: SerialSettings | None = None) -> SerialTransport:
+        settings = settings or SerialSettings()
+        loop = asyncio.get_running_loop()
+        try:
+            port = await loop.run_in_executor(None, _open_serial, path, settings)
+        except (OSError, serial.SerialException, ValueError) as exc:
+            raise _classify_open_error(path, exc) from exc
+        receiver = _Receiver()
+        aio, _ = await serial_asyncio_fast.connection_for_serial(loop, lambda: receiver, port)
+        _log.debug("%s: opened at %d baud", path, settings.baudrate)
+        return cls(path, aio, receiver)
+
+    @property
+    def description(self) -> str:
+        return self._path
+
+    @property
+    def kind(self) -> str:
+        return "serial"
+
+    @property
+    def is_open(self) -> bool:
+        return not self._rx.lost.done() and not self._aio.is_closing()
+
+    async def read(self) -> bytes:
+        return await self._rx.next_bytes()
+
+    async def write(self, data: bytes) -> None:
+        if not self.is_open:
+            raise TransportClosed(f"{self._path}: port closed")
+        self._aio.write(data)
+        await self._rx.wait_writable()
+        if self._rx.lost.done():
+            raise TransportClosed(f"{self._path}: port closed while writing")
+
+    async def close(self) -> None:
+        if not self._rx.lost.done() and not self._aio.is_closing():
+            # abort, not close: close() would tcdrain(), which blocks forever if the device
+            # stopped reading. Reliability is the link layer's job, not the tty's.
+            self._aio.abort()
+        # The library finishes closing in a background task; wait for it so nothing leaks.
+        await asyncio.shield(self._rx.lost)
+
+
+def serial_opener(
+    resolve_path: Callable[[], str], settings: SerialSettings | None = None
+) -> TransportOpener:
+    """A `TransportOpener` that re-resolves the device's path on every (re)connect."""
+
+    async def open_transport() -> Transport:
+        return await SerialTransport.open(resolve_path(), settings)
+
+    return open_transport
