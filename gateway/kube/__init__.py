@@ -1,0 +1,1 @@
+"""The Kubernetes side: nodes, leases, pod watch and status for the gateway's devices."""

@@ -1,0 +1,170 @@
+"""The Node object for one device: name, labels, taint, capacity, addresses, conditions.
+
+Pure functions of the device's facts, the config and the link state; the NodeAgent sends what they
+build. Labels follow virtual-kubelet's conventions, device facts go under `wirelet.io/`.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from gateway import __version__
+from gateway.config import NodeConfig
+
+LABEL_PREFIX = "wirelet.io/"
+_LABEL_VALUE_BAD = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+@dataclass(frozen=True)
+class NodeFacts:
+    """What the node needs to know of its device, taken from the handshake and the transport."""
+
+    device_id: str
+    vendor: str
+    product: str
+    serial: str
+    firmware_name: str
+    firmware_version: str
+    transport: str  # "serial" or "usb"
+    task_slots: int
+    memory_bytes: int
+    apps: tuple[str, ...]
+    arch: str = "unknown"
+    gateway_host: str = ""
+
+
+def label_value(text: str) -> str:
+    """Label values are at most 63 chars of [A-Za-z0-9._-], starting and ending alphanumeric."""
+    clean = _LABEL_VALUE_BAD.sub("-", text)[:63].strip("-._")
+    return clean
+
+
+def node_labels(name: str, facts: NodeFacts, config: NodeConfig) -> dict[str, str]:
+    labels = {
+        "type": "virtual-kubelet",
+        "kubernetes.io/role": "agent",
+        "kubernetes.io/hostname": name,
+        "kubernetes.io/os": "none",  # firmware, not Linux: keeps Linux DaemonSets off
+        "kubernetes.io/arch": label_value(facts.arch) or "unknown",
+        f"{LABEL_PREFIX}device-id": label_value(facts.device_id),
+        f"{LABEL_PREFIX}vendor": label_value(facts.vendor),
+        f"{LABEL_PREFIX}product": label_value(facts.product),
+        f"{LABEL_PREFIX}serial": label_value(facts.serial),
+        f"{LABEL_PREFIX}firmware": label_value(facts.firmware_name),
+        f"{LABEL_PREFIX}firmware-version": label_value(facts.firmware_version),
+        f"{LABEL_PREFIX}transport": label_value(facts.transport),
+        f"{LABEL_PREFIX}gateway": label_value(facts.gateway_host),
+    }
+    labels.update(config.labels)
+    return {k: v for k, v in labels.items() if v}
+
+
+def node_capacity(facts: NodeFacts, config: NodeConfig) -> dict[str, str]:
+    """Capacity from the handshake (task slots → pods, memory), overridden by config."""
+    capacity = {
+        "cpu": "1",
+        "memory": f"{max(facts.memory_bytes // 1024, 0)}Ki",
+        "pods": str(max(facts.task_slots, 0)),
+    }
+    capacity.update(config.capacity_for(facts.device_id))
+    return capacity
+
+
+def ready_condition(
+    link_up: bool, reason: str, message: str, now: datetime, since: datetime
+) -> dict[str, Any]:
+    stamp = now.strftime("%Y-%m-%dT%H:%M:%SZ")
+    return {
+        "type": "Ready",
+        "status": "True" if link_up else "False",
+        "reason": reason,
+        "message": message,
+        "lastHeartbeatTime": stamp,
+        "lastTransitionTime": since.strftime("%Y-%m-%dT%H:%M:%SZ"),
+    }
+
+
+# The kubelet's reasons when there is no pressure; a device reports none of these kinds.
+_NO_PRESSURE_REASON = {
+    "MemoryPressure": "KubeletHasSufficientMemory",
+    "DiskPressure": "KubeletHasNoDiskPressure",
+    "PIDPressure": "KubeletHasSufficientPID",
+}
+
+
+def _pressure(kind: str, now: datetime, boot: datetime) -> dict[str, Any]:
+    return {
+        "type": kind,
+        "status": "False",
+        "reason": _NO_PRESSURE_REASON[kind],
+        "message": "the device reports no pressure of this kind",
+        "lastHeartbeatTime": now.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "lastTransitionTime": boot.strftime("%Y-%m-%dT%H:%M:%SZ"),
+    }
+
+
+def node_status(
+    facts: NodeFacts,
+    config: NodeConfig,
+    *,
+    node_ip: str,
+    kubelet_port: int,
+    ready: dict[str, Any],
+    now: datetime,
+    boot: datetime,
+) -> dict[str, Any]:
+    capacity = node_capacity(facts, config)
+    return {
+        "capacity": capacity,
+        "allocatable": dict(capacity),
+        "conditions": [
+            ready,
+            _pressure("MemoryPressure", now, boot),
+            _pressure("DiskPressure", now, boot),
+            _pressure("PIDPressure", now, boot),
+        ],
+        "addresses": [
+            {"type": "InternalIP", "address": node_ip},
+            {"type": "Hostname", "address": facts.gateway_host or node_ip},
+        ],
+        "daemonEndpoints": {"kubeletEndpoint": {"Port": kubelet_port}},
+        "nodeInfo": {
+            "machineID": facts.device_id,
+            "systemUUID": facts.device_id,
+            "bootID": "",
+            "kernelVersion": f"{facts.firmware_name} {facts.firmware_version}".strip(),
+            "osImage": f"{facts.vendor} {facts.product}".strip(),
+            "containerRuntimeVersion": f"wirelet://{__version__}",
+            "kubeletVersion": f"wirelet-{__version__}",
+            "kubeProxyVersion": "",
+            "operatingSystem": "none",
+            "architecture": facts.arch,
+        },
+    }
+
+
+def node_manifest(
+    name: str,
+    facts: NodeFacts,
+    config: NodeConfig,
+) -> dict[str, Any]:
+    """The Node to create: metadata and spec (status goes through the status subresource)."""
+    spec: dict[str, Any] = {}
+    if config.taint is not None:
+        taint: dict[str, str] = {"key": config.taint.key, "effect": config.taint.effect}
+        if config.taint.value:
+            taint["value"] = config.taint.value
+        spec["taints"] = [taint]
+    return {
+        "apiVersion": "v1",
+        "kind": "Node",
+        "metadata": {
+            "name": name,
+            "labels": node_labels(name, facts, config),
+            "annotations": {f"{LABEL_PREFIX}apps": ",".join(facts.apps)},
+        },
+        "spec": spec,
+    }

@@ -1,0 +1,1 @@
+"""Pods ⇄ device tasks: admission, restart policy, task bookkeeping, logs."""

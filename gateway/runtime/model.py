@@ -1,0 +1,87 @@
+"""The runtime's vocabulary: what a pod asks of a device, and what the device has done about it.
+
+These are plain values shared between the runtime (pods ⇄ device tasks) and the Kubernetes side,
+which turns them into API objects. Nothing here talks to a device or to the API server.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from datetime import datetime
+
+
+class RestartPolicy(enum.StrEnum):
+    ALWAYS = "Always"
+    ON_FAILURE = "OnFailure"
+    NEVER = "Never"
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    """One container as the device will run it: the app (from `image`), argv and resolved env."""
+
+    container: str
+    image: str  # as written in the pod spec; `app` is the firmware app it names
+    app: str
+    argv: tuple[str, ...]
+    env: tuple[tuple[str, str], ...]
+    memory_request: int = 0  # bytes, from resources.requests.memory
+
+
+@dataclass(frozen=True)
+class PodSpecView:
+    """What the runtime needs of a pod bound to one of the gateway's nodes."""
+
+    uid: str
+    namespace: str
+    name: str
+    node_name: str
+    restart_policy: RestartPolicy
+    containers: tuple[TaskSpec, ...]
+    grace_period_s: float = 30.0
+
+    @property
+    def key(self) -> str:
+        return f"{self.namespace}/{self.name}"
+
+
+class ContainerPhase(enum.StrEnum):
+    WAITING = "waiting"
+    RUNNING = "running"
+    TERMINATED = "terminated"
+
+
+@dataclass(frozen=True)
+class ContainerState:
+    """One container's state in the kubelet's terms (waiting / running / terminated)."""
+
+    phase: ContainerPhase
+    reason: str = ""
+    message: str = ""
+    exit_code: int | None = None
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+
+    @staticmethod
+    def waiting(reason: str, message: str = "") -> ContainerState:
+        return ContainerState(ContainerPhase.WAITING, reason=reason, message=message)
+
+
+@dataclass
+class ContainerStatus:
+    """The mutable record the runtime keeps per container and the kube side reports."""
+
+    name: str
+    image: str
+    state: ContainerState = field(
+        default_factory=lambda: ContainerState.waiting("ContainerCreating")
+    )
+    last_state: ContainerState | None = None
+    restart_count: int = 0
+    ready: bool = False
+    task_id: str | None = None  # the device's task while one exists for this container
+
+    @property
+    def running(self) -> bool:
+        return self.state.phase is ContainerPhase.RUNNING
