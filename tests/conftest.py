@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 
 import pytest
+
+from hil.cluster.local import LocalCluster
+from hil.cluster.pytest_plugin import session_cluster
 
 
 @pytest.fixture(autouse=True)
@@ -22,3 +25,9 @@ async def no_leftover_tasks() -> AsyncIterator[None]:
     if leftover:
         names = ", ".join(sorted(t.get_name() for t in leftover))
         pytest.fail(f"test left {len(leftover)} asyncio task(s) running: {names}")
+
+
+@pytest.fixture(scope="session")
+def cluster() -> Iterator[LocalCluster]:
+    """A real local control plane (etcd + apiserver + controller-manager + scheduler)."""
+    yield from session_cluster()

@@ -1,0 +1,5 @@
+"""Entry point for `python -m hil.cluster`."""
+
+from hil.cluster.cli import main
+
+raise SystemExit(main())
