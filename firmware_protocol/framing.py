@@ -1,0 +1,188 @@
+"""Frames on the wire: header + msgpack payload + CRC-32, COBS-encoded, 0x00-terminated.
+
+``Frame`` is one decoded frame; ``FrameDecoder`` turns an arbitrary byte stream into frames,
+resynchronising on the next 0x00 after garbage and never raising on bad input.
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass, field
+from enum import IntFlag
+from typing import Final
+
+from cobs import cobs
+
+from .constants import CRC_SIZE, FRAME_OVERHEAD, HEADER_SIZE, MAX_FRAME_CEILING
+from .crc import crc32
+from .errors import BadCobsError, BadCrcError, FramingError, OversizeError, TooShortError
+
+DELIMITER: Final[bytes] = b"\x00"
+_HEADER = struct.Struct(">BBBHH")
+_CRC = struct.Struct(">I")
+
+
+class FrameFlags(IntFlag):
+    """Header flag bits. Unknown bits must be sent as 0 and ignored on receipt."""
+
+    NONE = 0
+    #: The frame occupies a sequence number and must be acknowledged.
+    SEQ = 0x01
+    #: The ack field is valid (always set once the link is up).
+    ACK = 0x02
+
+
+def max_encoded_size(max_frame: int) -> int:
+    """Bytes a COBS block of a ``max_frame``-byte frame can take, without the delimiter."""
+    return max_frame + max_frame // 254 + 1
+
+
+@dataclass(frozen=True, slots=True)
+class Frame:
+    """One frame: the header fields and the raw msgpack payload."""
+
+    version: int
+    type: int
+    flags: FrameFlags
+    seq: int
+    ack: int
+    payload: bytes
+
+    @property
+    def sequenced(self) -> bool:
+        return bool(self.flags & FrameFlags.SEQ)
+
+    @property
+    def has_ack(self) -> bool:
+        return bool(self.flags & FrameFlags.ACK)
+
+    def raw(self) -> bytes:
+        """Header + payload + CRC, before COBS."""
+        body = _HEADER.pack(self.version, self.type, int(self.flags), self.seq, self.ack)
+        body += self.payload
+        return body + _CRC.pack(crc32(body))
+
+    def to_bytes(self) -> bytes:
+        """The wire form: COBS block followed by the 0x00 delimiter."""
+        return bytes(cobs.encode(self.raw())) + DELIMITER
+
+    @classmethod
+    def from_raw(cls, raw: bytes, max_frame: int = MAX_FRAME_CEILING) -> Frame:
+        """Decode header + payload + CRC (already COBS-decoded)."""
+        if len(raw) > max_frame:
+            raise OversizeError(f"frame of {len(raw)} bytes exceeds limit {max_frame}")
+        if len(raw) < FRAME_OVERHEAD:
+            raise TooShortError(f"frame of {len(raw)} bytes is shorter than {FRAME_OVERHEAD}")
+        body = raw[:-CRC_SIZE]
+        (expected,) = _CRC.unpack_from(raw, len(body))
+        if crc32(body) != expected:
+            raise BadCrcError("CRC-32 mismatch")
+        version, msg_type, flags, seq, ack = _HEADER.unpack_from(body)
+        return cls(version, msg_type, FrameFlags(flags), seq, ack, bytes(body[HEADER_SIZE:]))
+
+    @classmethod
+    def from_bytes(cls, data: bytes, max_frame: int = MAX_FRAME_CEILING) -> Frame:
+        """Decode one wire frame (COBS block, with or without its trailing delimiter)."""
+        if data.endswith(DELIMITER):
+            data = data[:-1]
+        if DELIMITER in data:
+            raise BadCobsError("0x00 inside a COBS block")
+        if len(data) > max_encoded_size(max_frame):
+            raise OversizeError(f"COBS block of {len(data)} bytes exceeds limit")
+        try:
+            raw = cobs.decode(data)
+        except cobs.DecodeError as exc:
+            raise BadCobsError(str(exc)) from None
+        return cls.from_raw(bytes(raw), max_frame)
+
+
+@dataclass(slots=True)
+class DecoderStats:
+    """Why frames were dropped. Counters only grow."""
+
+    frames: int = 0
+    bad_cobs: int = 0
+    too_short: int = 0
+    oversize: int = 0
+    bad_crc: int = 0
+    #: Bytes thrown away while hunting for a delimiter after an oversize run.
+    discarded_bytes: int = 0
+
+    @property
+    def dropped(self) -> int:
+        return self.bad_cobs + self.too_short + self.oversize + self.bad_crc
+
+
+@dataclass
+class FrameDecoder:
+    """Split a byte stream into frames. Feed it pieces of any size; it never raises.
+
+    The buffer is bounded by the largest COBS block ``max_frame`` allows: a longer run without a
+    delimiter is dropped (counted as ``oversize``) and bytes are skipped up to the next 0x00.
+    """
+
+    max_frame: int = MAX_FRAME_CEILING
+    stats: DecoderStats = field(default_factory=DecoderStats)
+    _buffer: bytearray = field(default_factory=bytearray, repr=False)
+    _discarding: bool = field(default=False, repr=False)
+
+    @property
+    def buffered(self) -> int:
+        """Bytes held while waiting for a delimiter."""
+        return len(self._buffer)
+
+    def feed(self, data: bytes) -> list[Frame]:
+        frames: list[Frame] = []
+        limit = max_encoded_size(self.max_frame)
+        start = 0
+        end = len(data)
+        while start < end:
+            stop = data.find(0, start)
+            if stop < 0:
+                self._append_partial(data[start:], limit)
+                break
+            if self._discarding:
+                self.stats.discarded_bytes += stop - start
+                self._discarding = False
+            elif self._buffer:
+                self._buffer += data[start:stop]
+                block = bytes(self._buffer)
+                self._buffer.clear()
+                self._decode_block(block, frames, limit)
+            elif stop > start:
+                self._decode_block(data[start:stop], frames, limit)
+            start = stop + 1
+        return frames
+
+    def _append_partial(self, piece: bytes, limit: int) -> None:
+        if self._discarding:
+            self.stats.discarded_bytes += len(piece)
+            return
+        if len(self._buffer) + len(piece) > limit:
+            # No frame can be this long: drop it now so the buffer stays bounded.
+            self.stats.oversize += 1
+            self.stats.discarded_bytes += len(self._buffer) + len(piece)
+            self._buffer.clear()
+            self._discarding = True
+            return
+        self._buffer += piece
+
+    def _decode_block(self, block: bytes, frames: list[Frame], limit: int) -> None:
+        if len(block) > limit:
+            self.stats.oversize += 1
+            return
+        try:
+            frame = Frame.from_bytes(block, self.max_frame)
+        except BadCobsError:
+            self.stats.bad_cobs += 1
+        except TooShortError:
+            self.stats.too_short += 1
+        except OversizeError:
+            self.stats.oversize += 1
+        except BadCrcError:
+            self.stats.bad_crc += 1
+        except FramingError:  # pragma: no cover - every subclass is handled above
+            self.stats.bad_cobs += 1
+        else:
+            self.stats.frames += 1
+            frames.append(frame)

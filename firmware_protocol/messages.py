@@ -1,0 +1,572 @@
+"""The message catalogue: one frozen dataclass per message type, msgpack maps with integer keys.
+
+``Message.to_bytes()`` gives the msgpack payload, ``Cls.from_bytes(payload)`` decodes and
+validates it, and ``parse(frame)`` dispatches on the frame's type. Unknown map keys are ignored
+(forward compatibility); missing optional fields take their defaults.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from enum import IntEnum
+from typing import Any, ClassVar, Self
+
+import msgpack
+
+from . import constants as c
+from .constants import Role
+from .errors import FieldError, MalformedPayloadError, UnknownMessageTypeError
+from .fields import (
+    BOOL,
+    I64,
+    U8,
+    U16,
+    U32,
+    U64,
+    Bin,
+    Codec,
+    FieldProblem,
+    Optional,
+    Seq,
+    Str,
+    StrPairs,
+    Struct,
+    UInt,
+    WireField,
+    wire,
+)
+from .framing import Frame, FrameFlags
+
+
+class MessageType(IntEnum):
+    """Frame type byte. 0x01-0x0F are link control, 0x10 and up carry application messages."""
+
+    HELLO = 0x01
+    WELCOME = 0x02
+    REFUSE = 0x03
+    HELLO_REQUEST = 0x04
+    ACK = 0x05
+    PING = 0x06
+    PONG = 0x07
+    START_TASK = 0x10
+    STOP_TASK = 0x11
+    LIST_TASKS = 0x12
+    EXEC = 0x13
+    TASK_STARTED = 0x20
+    TASK_EXITED = 0x21
+    TASK_OUTPUT = 0x22
+    TASK_LIST = 0x23
+    EXEC_RESULT = 0x24
+    DEVICE_LOG = 0x25
+    ERROR = 0x30
+
+
+class ErrorCode(IntEnum):
+    """ERROR / REFUSE codes. Receivers must accept codes they do not know (treat as INTERNAL)."""
+
+    UNSUPPORTED = 1  # unknown message type
+    MALFORMED = 2  # payload undecodable or a field invalid
+    TOO_LARGE = 3  # a limit was exceeded (argv, env, frame)
+    NO_SUCH_APP = 4
+    NO_SUCH_TASK = 5
+    NO_SLOTS = 6  # all task slots busy
+    BUSY = 7  # try again later (e.g. an EXEC already running)
+    INTERNAL = 8
+    NO_COMMON_VERSION = 9  # REFUSE only
+    TIMEOUT = 10
+    WRONG_DIRECTION = 11  # a message the sender's role may not send
+
+
+class OutputStream(IntEnum):
+    STDOUT = 1
+    STDERR = 2
+
+
+class LogLevel(IntEnum):
+    DEBUG = 0
+    INFO = 1
+    WARNING = 2
+    ERROR = 3
+
+
+_TASK_ID = Str(c.MAX_TASK_ID, allow_empty=False)
+_NAME = Str(c.MAX_NAME, allow_empty=False)
+_ARG = Str(c.MAX_ARG)
+_DATA = Bin(c.MAX_BYTES_FIELD)
+
+
+@dataclass(frozen=True)
+class _EnumCodec(Codec[Any]):
+    """An integer restricted to an IntEnum's members."""
+
+    enum: type[IntEnum]
+
+    def encode(self, value: Any) -> Any:
+        return int(value)
+
+    def decode(self, raw: Any) -> Any:
+        value = U8.decode(raw)
+        try:
+            return self.enum(value)
+        except ValueError:
+            raise FieldProblem(f"{value} is not a known {self.enum.__name__}") from None
+
+
+@dataclass(frozen=True)
+class _FrameLimit(Codec[int]):
+    """A declared largest frame: MIN_FRAME..MAX_FRAME_CEILING."""
+
+    def decode(self, raw: Any) -> int:
+        value = U16.decode(raw)
+        if not c.MIN_FRAME <= value <= c.MAX_FRAME_CEILING:
+            raise FieldProblem(f"{value} outside {c.MIN_FRAME}..{c.MAX_FRAME_CEILING}")
+        return value
+
+
+@dataclass(frozen=True)
+class _Window(Codec[int]):
+    def decode(self, raw: Any) -> int:
+        value = U8.decode(raw)
+        if not 1 <= value <= c.MAX_WINDOW:
+            raise FieldProblem(f"{value} outside 1..{c.MAX_WINDOW}")
+        return value
+
+
+@dataclass(frozen=True)
+class _NonZeroU32(Codec[int]):
+    def decode(self, raw: Any) -> int:
+        value = U32.decode(raw)
+        if value == 0:
+            raise FieldProblem("must not be 0")
+        return value
+
+
+_FRAME_LIMIT = _FrameLimit()
+_WINDOW = _Window()
+_NONZERO_U32 = _NonZeroU32()
+
+
+@dataclass(frozen=True)
+class _Spec:
+    name: str
+    key: int
+    codec: Codec[Any]
+    required: bool
+
+
+_SPEC_CACHE: dict[type, tuple[_Spec, ...]] = {}
+
+
+def _specs(cls: type) -> tuple[_Spec, ...]:
+    cached = _SPEC_CACHE.get(cls)
+    if cached is not None:
+        return cached
+    specs = []
+    for f in dataclasses.fields(cls):
+        meta = f.metadata.get("wire")
+        if isinstance(meta, WireField):
+            required = f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+            specs.append(_Spec(f.name, meta.key, meta.codec, required))
+    result = tuple(sorted(specs, key=lambda s: s.key))
+    _SPEC_CACHE[cls] = result
+    return result
+
+
+class WireStruct:
+    """Shared map <-> dataclass conversion for messages and nested structures."""
+
+    def to_wire(self) -> dict[int, Any]:
+        return {s.key: s.codec.encode(getattr(self, s.name)) for s in _specs(type(self))}
+
+    @classmethod
+    def from_wire(cls, raw: Any) -> Self:
+        name = cls.__name__
+        if type(raw) is not dict:
+            raise MalformedPayloadError(f"{name}: expected a map, got {type(raw).__name__}")
+        values: dict[str, Any] = {}
+        for spec in _specs(cls):
+            if spec.key not in raw:
+                if spec.required:
+                    raise FieldError(name, spec.name, "missing")
+                continue
+            try:
+                values[spec.name] = spec.codec.decode(raw[spec.key])
+            except FieldProblem as exc:
+                raise FieldError(name, spec.name, str(exc)) from None
+        return cls(**values)
+
+
+def _nested(cls: type[WireStruct]) -> Struct[Any]:
+    def decode(raw: Any) -> Any:
+        try:
+            return cls.from_wire(raw)
+        except FieldError as exc:
+            raise FieldProblem(f"{exc.field}: {exc.reason}") from None
+        except MalformedPayloadError as exc:
+            raise FieldProblem(str(exc)) from None
+
+    return Struct(lambda v: v.to_wire(), decode)
+
+
+class Message(WireStruct):
+    """Base of every message. Subclasses are frozen dataclasses."""
+
+    TYPE: ClassVar[MessageType]
+    #: Sequenced messages occupy a sequence number and are delivered reliably and in order.
+    SEQUENCED: ClassVar[bool] = True
+    #: Roles allowed to send this message.
+    SENDERS: ClassVar[frozenset[Role]] = frozenset(Role)
+
+    def to_bytes(self) -> bytes:
+        """The msgpack payload (a map with integer keys, in ascending key order)."""
+        packed: bytes = msgpack.packb(self.to_wire(), use_bin_type=True)
+        return packed
+
+    @classmethod
+    def from_bytes(cls, payload: bytes) -> Self:
+        return cls.from_wire(_unpack(cls.__name__, payload))
+
+
+def _unpack(name: str, payload: bytes) -> Any:
+    try:
+        return msgpack.unpackb(payload, raw=False, strict_map_key=False, use_list=True)
+    except Exception as exc:  # msgpack raises several unrelated types for bad input
+        raise MalformedPayloadError(f"{name}: not msgpack ({type(exc).__name__})") from None
+
+
+_GATEWAY = frozenset({Role.GATEWAY})
+_DEVICE = frozenset({Role.DEVICE})
+
+# --- nested structures ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class TaskLoad(WireStruct):
+    task_id: str = field(metadata=wire(1, _TASK_ID))
+    cpu_permille: int = field(default=0, metadata=wire(2, UInt(1000)))
+    mem_used: int = field(default=0, metadata=wire(3, U32))
+
+
+@dataclass(frozen=True, slots=True)
+class Load(WireStruct):
+    """Device load carried in PONG: memory in bytes, CPU in thousandths of one core."""
+
+    mem_used: int = field(default=0, metadata=wire(1, U32))
+    cpu_permille: int = field(default=0, metadata=wire(2, UInt(1000)))
+    tasks: tuple[TaskLoad, ...] = field(
+        default=(), metadata=wire(3, Seq(_nested(TaskLoad), c.MAX_TASK_SLOTS))
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class TaskInfo(WireStruct):
+    """One task in a TASK_LIST reply: enough to reconcile pods after a reconnect."""
+
+    task_id: str = field(metadata=wire(1, _TASK_ID))
+    app: str = field(metadata=wire(2, _NAME))
+    running: bool = field(metadata=wire(3, BOOL))
+    exit_code: int | None = field(default=None, metadata=wire(4, Optional(I64)))
+    stdout_end: int = field(default=0, metadata=wire(5, U64))
+    stderr_end: int = field(default=0, metadata=wire(6, U64))
+
+
+# --- link control (unsequenced) -----------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Hello(Message):
+    """Device introduces itself. Sent before the link is up, repeated until WELCOME or REFUSE."""
+
+    TYPE = MessageType.HELLO
+    SEQUENCED = False
+    SENDERS = _DEVICE
+
+    versions: tuple[int, ...] = field(metadata=wire(1, Seq(UInt(255), c.MAX_VERSIONS, 1)))
+    device_id: str = field(metadata=wire(2, Str(c.MAX_DEVICE_ID, allow_empty=False)))
+    boot_id: int = field(metadata=wire(3, _NONZERO_U32))
+    firmware_name: str = field(metadata=wire(4, Str(c.MAX_NAME)))
+    firmware_version: str = field(metadata=wire(5, Str(c.MAX_FIRMWARE_VERSION)))
+    apps: tuple[str, ...] = field(metadata=wire(6, Seq(_NAME, c.MAX_APPS)))
+    task_slots: int = field(metadata=wire(7, UInt(c.MAX_TASK_SLOTS)))
+    memory_total: int = field(metadata=wire(8, U32))
+    max_frame: int = field(metadata=wire(9, _FRAME_LIMIT))
+    window: int = field(metadata=wire(10, _WINDOW))
+    #: Session id of the last WELCOME this boot accepted, 0 if none: lets the gateway resume.
+    last_session: int = field(default=0, metadata=wire(11, U32))
+    arch: str = field(default="", metadata=wire(12, Str(c.MAX_NAME)))
+
+
+@dataclass(frozen=True, slots=True)
+class Welcome(Message):
+    """Gateway accepts a HELLO: the chosen version, its limits and the session resume decision."""
+
+    TYPE = MessageType.WELCOME
+    SEQUENCED = False
+    SENDERS = _GATEWAY
+
+    version: int = field(metadata=wire(1, UInt(255)))
+    session_id: int = field(metadata=wire(2, _NONZERO_U32))
+    max_frame: int = field(metadata=wire(3, _FRAME_LIMIT))
+    window: int = field(metadata=wire(4, _WINDOW))
+    #: True: both sides keep sequence state and unacked frames; False: both restart at seq 0.
+    resume: bool = field(metadata=wire(5, BOOL))
+    heartbeat_ms: int = field(metadata=wire(6, U32))
+    link_lost_ms: int = field(metadata=wire(7, U32))
+
+
+@dataclass(frozen=True, slots=True)
+class Refuse(Message):
+    """No common version (or the peer is unacceptable). The link stays down."""
+
+    TYPE = MessageType.REFUSE
+    SEQUENCED = False
+
+    code: int = field(metadata=wire(1, U16))
+    reason: str = field(metadata=wire(2, Str(c.MAX_TEXT)))
+    versions: tuple[int, ...] = field(default=(), metadata=wire(3, Seq(UInt(255), c.MAX_VERSIONS)))
+
+
+@dataclass(frozen=True, slots=True)
+class HelloRequest(Message):
+    """Gateway asks the device to (re)send HELLO, e.g. after the gateway restarted."""
+
+    TYPE = MessageType.HELLO_REQUEST
+    SEQUENCED = False
+    SENDERS = _GATEWAY
+
+
+@dataclass(frozen=True, slots=True)
+class Ack(Message):
+    """Pure acknowledgement: the header's ack field is the content."""
+
+    TYPE = MessageType.ACK
+    SEQUENCED = False
+
+
+@dataclass(frozen=True, slots=True)
+class Ping(Message):
+    TYPE = MessageType.PING
+    SEQUENCED = False
+
+    nonce: int = field(metadata=wire(1, U32))
+
+
+@dataclass(frozen=True, slots=True)
+class Pong(Message):
+    """Answer to PING, echoing its nonce; a device attaches its current load."""
+
+    TYPE = MessageType.PONG
+    SEQUENCED = False
+
+    nonce: int = field(metadata=wire(1, U32))
+    load: Load | None = field(default=None, metadata=wire(2, Optional(_nested(Load))))
+
+
+# --- gateway -> device requests (sequenced) -------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class StartTask(Message):
+    """Start ``app`` as task ``task_id``. Idempotent per task id while the task runs."""
+
+    TYPE = MessageType.START_TASK
+    SENDERS = _GATEWAY
+
+    request_id: int = field(metadata=wire(0, _NONZERO_U32))
+    task_id: str = field(metadata=wire(1, _TASK_ID))
+    app: str = field(metadata=wire(2, _NAME))
+    argv: tuple[str, ...] = field(default=(), metadata=wire(3, Seq(_ARG, c.MAX_ARGS)))
+    env: tuple[tuple[str, str], ...] = field(
+        default=(), metadata=wire(4, StrPairs(Str(c.MAX_ARG, False), _ARG, c.MAX_ENV))
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class StopTask(Message):
+    """Stop a task: ask it to exit, kill it after ``grace_ms``. Answered by TASK_EXITED."""
+
+    TYPE = MessageType.STOP_TASK
+    SENDERS = _GATEWAY
+
+    request_id: int = field(metadata=wire(0, _NONZERO_U32))
+    task_id: str = field(metadata=wire(1, _TASK_ID))
+    grace_ms: int = field(default=0, metadata=wire(2, U32))
+
+
+@dataclass(frozen=True, slots=True)
+class ListTasks(Message):
+    TYPE = MessageType.LIST_TASKS
+    SENDERS = _GATEWAY
+
+    request_id: int = field(metadata=wire(0, _NONZERO_U32))
+
+
+@dataclass(frozen=True, slots=True)
+class Exec(Message):
+    """One-shot command (kubectl exec), optionally in the context of a running task."""
+
+    TYPE = MessageType.EXEC
+    SENDERS = _GATEWAY
+
+    request_id: int = field(metadata=wire(0, _NONZERO_U32))
+    argv: tuple[str, ...] = field(metadata=wire(1, Seq(_ARG, c.MAX_ARGS, 1)))
+    timeout_ms: int = field(default=0, metadata=wire(2, U32))
+    task_id: str = field(default="", metadata=wire(3, Str(c.MAX_TASK_ID)))
+
+
+# --- device -> gateway reports (sequenced) --------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class TaskStarted(Message):
+    TYPE = MessageType.TASK_STARTED
+    SENDERS = _DEVICE
+
+    request_id: int = field(metadata=wire(0, U32))
+    task_id: str = field(metadata=wire(1, _TASK_ID))
+
+
+@dataclass(frozen=True, slots=True)
+class TaskExited(Message):
+    """A task ended. ``request_id`` is the STOP_TASK it answers, 0 if it exited by itself.
+
+    ``stdout_end``/``stderr_end`` are the stream lengths, so the receiver knows whether it has
+    all the output.
+    """
+
+    TYPE = MessageType.TASK_EXITED
+    SENDERS = _DEVICE
+
+    request_id: int = field(metadata=wire(0, U32))
+    task_id: str = field(metadata=wire(1, _TASK_ID))
+    exit_code: int = field(metadata=wire(2, I64))
+    reason: str = field(metadata=wire(3, Str(c.MAX_REASON)))
+    stdout_end: int = field(default=0, metadata=wire(4, U64))
+    stderr_end: int = field(default=0, metadata=wire(5, U64))
+
+
+@dataclass(frozen=True, slots=True)
+class TaskOutput(Message):
+    """Bytes a task wrote. ``offset`` is the stream position of ``data[0]``: gaps and repeats
+    are visible to the receiver."""
+
+    TYPE = MessageType.TASK_OUTPUT
+    SENDERS = _DEVICE
+
+    task_id: str = field(metadata=wire(1, _TASK_ID))
+    stream: OutputStream = field(metadata=wire(2, _EnumCodec(OutputStream)))
+    offset: int = field(metadata=wire(3, U64))
+    data: bytes = field(metadata=wire(4, _DATA))
+
+
+@dataclass(frozen=True, slots=True)
+class TaskList(Message):
+    TYPE = MessageType.TASK_LIST
+    SENDERS = _DEVICE
+
+    request_id: int = field(metadata=wire(0, U32))
+    tasks: tuple[TaskInfo, ...] = field(
+        default=(), metadata=wire(1, Seq(_nested(TaskInfo), c.MAX_TASKS_LISTED))
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class ExecResult(Message):
+    TYPE = MessageType.EXEC_RESULT
+    SENDERS = _DEVICE
+
+    request_id: int = field(metadata=wire(0, U32))
+    exit_code: int = field(metadata=wire(1, I64))
+    stdout: bytes = field(default=b"", metadata=wire(2, _DATA))
+    stderr: bytes = field(default=b"", metadata=wire(3, _DATA))
+    #: Output was cut to fit one frame.
+    truncated: bool = field(default=False, metadata=wire(4, BOOL))
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceLog(Message):
+    TYPE = MessageType.DEVICE_LOG
+    SENDERS = _DEVICE
+
+    level: int = field(metadata=wire(1, U8))
+    text: str = field(metadata=wire(2, Str(c.MAX_TEXT)))
+    uptime_ms: int = field(default=0, metadata=wire(3, U64))
+
+
+@dataclass(frozen=True, slots=True)
+class Error(Message):
+    """Negative reply. ``request_id`` 0 when the failed frame carried none; ``msg_type`` is the
+    type of the frame that caused it (0 if unknown)."""
+
+    TYPE = MessageType.ERROR
+
+    request_id: int = field(metadata=wire(0, U32))
+    code: int = field(metadata=wire(1, U16))
+    message: str = field(default="", metadata=wire(2, Str(c.MAX_TEXT)))
+    msg_type: int = field(default=0, metadata=wire(3, U8))
+
+
+MESSAGE_CLASSES: dict[int, type[Message]] = {
+    cls.TYPE: cls
+    for cls in (
+        Hello,
+        Welcome,
+        Refuse,
+        HelloRequest,
+        Ack,
+        Ping,
+        Pong,
+        StartTask,
+        StopTask,
+        ListTasks,
+        Exec,
+        TaskStarted,
+        TaskExited,
+        TaskOutput,
+        TaskList,
+        ExecResult,
+        DeviceLog,
+        Error,
+    )
+}
+
+
+def parse_payload(msg_type: int, payload: bytes) -> Message:
+    """Decode a payload of the given type. Raises a ``MessageError`` subclass."""
+    cls = MESSAGE_CLASSES.get(msg_type)
+    if cls is None:
+        raise UnknownMessageTypeError(msg_type)
+    return cls.from_bytes(payload)
+
+
+def parse(frame: Frame) -> Message:
+    """The single entry point from a decoded frame to a message."""
+    return parse_payload(frame.type, frame.payload)
+
+
+def request_id_of(payload: bytes) -> int:
+    """Best-effort request id (key 0) of a payload that failed to decode, 0 if none."""
+    try:
+        raw = msgpack.unpackb(payload, raw=False, strict_map_key=False)
+    except Exception:
+        return 0
+    if isinstance(raw, dict):
+        value = raw.get(0)
+        if type(value) is int and 0 <= value <= 0xFFFFFFFF:
+            return value
+    return 0
+
+
+def frame_for(
+    message: Message,
+    *,
+    version: int = c.PROTOCOL_VERSION,
+    seq: int = 0,
+    ack: int | None = None,
+) -> Frame:
+    """Wrap a message in a frame. ``ack`` None leaves the ACK flag clear."""
+    flags = FrameFlags.SEQ if message.SEQUENCED else FrameFlags.NONE
+    if ack is not None:
+        flags |= FrameFlags.ACK
+    return Frame(version, message.TYPE, flags, seq, ack or 0, message.to_bytes())
