@@ -1,0 +1,260 @@
+"""A small JSON client for the Kubernetes API: rate-limited, retrying, with raw dicts and watches.
+
+kubernetes_asyncio loads the credentials (kubeconfig, in-cluster service account, exec plugins and
+token refresh); requests go through one aiohttp session so that watches stream line by line and
+objects stay plain JSON (no model classes to convert for every pod event).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import random
+import ssl
+import time
+from collections.abc import AsyncIterator, Mapping
+from typing import Any
+from urllib.parse import urlencode
+
+import aiohttp
+from kubernetes_asyncio import config as kube_config
+from kubernetes_asyncio.client import Configuration
+
+from gateway.errors import WireletError
+
+log = logging.getLogger(__name__)
+
+# Retry a failed request this many times (429, 5xx, connection errors) before giving up.
+MAX_ATTEMPTS = 6
+# First retry delay; doubled each attempt up to RETRY_MAX_S, with jitter, unless Retry-After says.
+RETRY_BASE_S = 0.2
+RETRY_MAX_S = 10.0
+# A watch the server has not closed is re-opened after this long anyway (server default ~30-60 min).
+WATCH_TIMEOUT_S = 300
+REQUEST_TIMEOUT_S = 30.0
+
+
+class KubeApiError(WireletError):
+    """The API server answered with an error status."""
+
+    def __init__(self, status: int, reason: str, body: Any, method: str, path: str) -> None:
+        message = body.get("message", "") if isinstance(body, dict) else str(body)[:200]
+        super().__init__(f"{method} {path}: {status} {reason}: {message}")
+        self.status = status
+        self.reason = reason
+        self.body = body
+
+    @property
+    def not_found(self) -> bool:
+        return self.status == 404
+
+    @property
+    def conflict(self) -> bool:
+        return self.status == 409
+
+    @property
+    def gone(self) -> bool:
+        return self.status == 410
+
+
+class RateLimiter:
+    """Token bucket: `qps` requests per second on average, up to `burst` at once."""
+
+    def __init__(self, qps: float, burst: int) -> None:
+        self.rate = qps
+        self.capacity = float(burst)
+        self.tokens = float(burst)
+        self.stamp = time.monotonic()
+        self._lock = asyncio.Lock()
+
+    async def acquire(self) -> None:
+        async with self._lock:
+            now = time.monotonic()
+            self.tokens = min(self.capacity, self.tokens + (now - self.stamp) * self.rate)
+            self.stamp = now
+            if self.tokens < 1.0:
+                wait = (1.0 - self.tokens) / self.rate
+                await asyncio.sleep(wait)
+                self.stamp = time.monotonic()
+                self.tokens = 0.0
+            else:
+                self.tokens -= 1.0
+
+
+async def load_configuration(kubeconfig: str | None) -> Configuration:
+    """`in-cluster` uses the pod's service account; otherwise a kubeconfig file (or its default)."""
+    configuration = Configuration()
+    if kubeconfig == "in-cluster":
+        kube_config.load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
+    else:
+        await kube_config.load_kube_config(
+            config_file=kubeconfig, client_configuration=configuration
+        )
+    return configuration
+
+
+class KubeApi:
+    """JSON requests and watches against one API server."""
+
+    def __init__(self, configuration: Configuration, *, qps: float = 50.0, burst: int = 100):
+        self.configuration = configuration
+        self.base = (configuration.host or "").rstrip("/")
+        self.limiter = RateLimiter(qps, burst)
+        context = ssl.create_default_context(cafile=configuration.ssl_ca_cert)
+        if configuration.cert_file:
+            context.load_cert_chain(configuration.cert_file, configuration.key_file)
+        if not configuration.verify_ssl:
+            context.check_hostname = False
+            context.verify_mode = ssl.CERT_NONE
+        self._ssl = context
+        self._session: aiohttp.ClientSession | None = None
+        self.retries = 0  # figure for benchmarks and logs
+
+    @classmethod
+    async def connect(cls, kubeconfig: str | None, *, qps: float = 50.0, burst: int = 100) -> Any:
+        return cls(await load_configuration(kubeconfig), qps=qps, burst=burst)
+
+    def _client(self) -> aiohttp.ClientSession:
+        if self._session is None or self._session.closed:
+            connector = aiohttp.TCPConnector(ssl=self._ssl, limit=64)
+            self._session = aiohttp.ClientSession(connector=connector)
+        return self._session
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    async def __aenter__(self) -> KubeApi:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def _headers(self, content_type: str) -> dict[str, str]:
+        headers = {"Accept": "application/json", "Content-Type": content_type}
+        token = await self.configuration.get_api_key_with_prefix("authorization")
+        if token:
+            headers["Authorization"] = token
+        return headers
+
+    def _url(self, path: str, query: Mapping[str, Any] | None) -> str:
+        url = self.base + path
+        if query:
+            clean = {k: v for k, v in query.items() if v is not None}
+            url += "?" + urlencode(
+                {k: str(v).lower() if isinstance(v, bool) else v for k, v in clean.items()}
+            )
+        return url
+
+    async def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        body: Any = None,
+        query: Mapping[str, Any] | None = None,
+        content_type: str = "application/json",
+    ) -> Any:
+        """One API call with retries on 429 (honouring Retry-After), 5xx and connection errors.
+
+        4xx answers other than 429 raise KubeApiError at once: conflicts (409) and missing objects
+        (404) are the caller's to decide.
+        """
+        data = None if body is None else json.dumps(body)
+        url = self._url(path, query)
+        delay = RETRY_BASE_S
+        for attempt in range(1, MAX_ATTEMPTS + 1):
+            await self.limiter.acquire()
+            try:
+                async with self._client().request(
+                    method,
+                    url,
+                    data=data,
+                    headers=await self._headers(content_type),
+                    timeout=aiohttp.ClientTimeout(total=REQUEST_TIMEOUT_S),
+                ) as response:
+                    text = await response.text()
+                    payload = json.loads(text) if text else None
+                    if response.status < 400:
+                        return payload
+                    error = KubeApiError(
+                        response.status, response.reason or "", payload, method, path
+                    )
+                    retry_after = response.headers.get("Retry-After")
+            except (aiohttp.ClientError, TimeoutError, json.JSONDecodeError) as exc:
+                if attempt == MAX_ATTEMPTS:
+                    raise KubeApiError(0, type(exc).__name__, str(exc), method, path) from exc
+                log.debug("%s %s failed (%s), retrying", method, path, exc)
+            else:
+                if error.status != 429 and error.status < 500:
+                    raise error
+                if attempt == MAX_ATTEMPTS:
+                    raise error
+                if retry_after and retry_after.isdigit():
+                    delay = max(delay, float(retry_after))
+                log.debug("%s %s: %s, retrying in %.2fs", method, path, error.status, delay)
+            self.retries += 1
+            await asyncio.sleep(delay * (0.5 + random.random() / 2))
+            delay = min(delay * 2, RETRY_MAX_S)
+        raise AssertionError("unreachable")
+
+    async def get(self, path: str, **query: Any) -> Any:
+        return await self.request("GET", path, query=query)
+
+    async def create(self, path: str, body: Any) -> Any:
+        return await self.request("POST", path, body=body)
+
+    async def patch(self, path: str, body: Any, *, kind: str = "strategic") -> Any:
+        types = {
+            "strategic": "application/strategic-merge-patch+json",
+            "merge": "application/merge-patch+json",
+            "json": "application/json-patch+json",
+        }
+        return await self.request("PATCH", path, body=body, content_type=types[kind])
+
+    async def replace(self, path: str, body: Any) -> Any:
+        return await self.request("PUT", path, body=body)
+
+    async def delete(self, path: str, body: Any = None) -> Any:
+        return await self.request("DELETE", path, body=body)
+
+    async def watch(
+        self, path: str, resource_version: str, **query: Any
+    ) -> AsyncIterator[dict[str, Any]]:
+        """Stream watch events (`{"type": ..., "object": ...}`) until the server ends the watch.
+
+        A 410 Gone (history compacted) raises KubeApiError with `.gone`; the caller relists.
+        """
+        params = {
+            **query,
+            "watch": "true",
+            "resourceVersion": resource_version,
+            "allowWatchBookmarks": "true",
+            "timeoutSeconds": WATCH_TIMEOUT_S,
+        }
+        await self.limiter.acquire()
+        async with self._client().get(
+            self._url(path, params),
+            headers=await self._headers("application/json"),
+            timeout=aiohttp.ClientTimeout(total=None, sock_read=WATCH_TIMEOUT_S + 30),
+        ) as response:
+            if response.status >= 400:
+                text = await response.text()
+                payload = json.loads(text) if text.startswith("{") else text
+                raise KubeApiError(response.status, response.reason or "", payload, "WATCH", path)
+            async for line in response.content:
+                if not line.strip():
+                    continue
+                event = json.loads(line)
+                if event.get("type") == "ERROR":
+                    status = event.get("object") or {}
+                    raise KubeApiError(
+                        int(status.get("code", 500)),
+                        status.get("reason", ""),
+                        status,
+                        "WATCH",
+                        path,
+                    )
+                yield event

@@ -1,0 +1,136 @@
+"""Events for `kubectl describe`: recorded without blocking the caller, repeats folded into a count.
+
+Like the kubelet's recorder, an event that repeats (same object, reason and message) is patched
+with a higher count and a new lastTimestamp instead of creating a new object.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from gateway.kube.api import KubeApi, KubeApiError
+
+log = logging.getLogger(__name__)
+
+# Events waiting to be written; past this, new ones are dropped (and counted) rather than
+# letting a flapping device grow memory without bound.
+QUEUE_LIMIT = 10_000
+COMPONENT = "wirelet"
+
+
+@dataclass(frozen=True)
+class ObjectRef:
+    kind: str
+    namespace: str
+    name: str
+    uid: str
+    api_version: str = "v1"
+    field_path: str = ""
+
+    @staticmethod
+    def pod(pod: dict[str, Any], container: str | None = None) -> ObjectRef:
+        meta = pod["metadata"]
+        path = f"spec.containers{{{container}}}" if container else ""
+        return ObjectRef("Pod", meta["namespace"], meta["name"], meta["uid"], field_path=path)
+
+    @staticmethod
+    def node(name: str) -> ObjectRef:
+        # The kubelet uses the node name as the node's uid in its own events.
+        return ObjectRef("Node", "", name, name)
+
+
+def _stamp(moment: datetime) -> str:
+    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+class EventRecorder:
+    """Queue events; one background task writes them through the rate-limited client."""
+
+    def __init__(self, api: KubeApi, host: str) -> None:
+        self.api = api
+        self.host = host
+        self.queue: asyncio.Queue[tuple[ObjectRef, str, str, str, datetime]] = asyncio.Queue()
+        self.written: dict[tuple[str, str, str], tuple[str, str, int]] = {}
+        self.dropped = 0
+
+    def record(self, obj: ObjectRef, kind: str, reason: str, message: str) -> None:
+        """kind is "Normal" or "Warning"; never blocks, never raises."""
+        if self.queue.qsize() >= QUEUE_LIMIT:
+            self.dropped += 1
+            return
+        log.debug("event %s %s/%s %s: %s", kind, obj.namespace, obj.name, reason, message)
+        self.queue.put_nowait((obj, kind, reason, message, datetime.now(UTC)))
+
+    async def run(self) -> None:
+        while True:
+            obj, kind, reason, message = (item := await self.queue.get())[:4]
+            try:
+                await self._write(obj, kind, reason, message, item[4])
+            except KubeApiError as exc:
+                log.warning(
+                    "could not record event %s for %s/%s: %s", reason, obj.namespace, obj.name, exc
+                )
+
+    async def drain(self) -> None:
+        """Write what is queued (used at shutdown and by tests)."""
+        while not self.queue.empty():
+            obj, kind, reason, message, when = self.queue.get_nowait()
+            try:
+                await self._write(obj, kind, reason, message, when)
+            except KubeApiError as exc:
+                log.warning("could not record event %s: %s", reason, exc)
+
+    async def _write(
+        self, obj: ObjectRef, kind: str, reason: str, message: str, when: datetime
+    ) -> None:
+        namespace = obj.namespace or "default"
+        key = (obj.uid, reason, message)
+        previous = self.written.get(key)
+        if previous is not None:
+            ns, name, count = previous
+            try:
+                await self.api.patch(
+                    f"/api/v1/namespaces/{ns}/events/{name}",
+                    {"count": count + 1, "lastTimestamp": _stamp(when)},
+                    kind="merge",
+                )
+                self.written[key] = (ns, name, count + 1)
+                return
+            except KubeApiError as exc:
+                if not exc.not_found:
+                    raise
+        name = f"{obj.name}.{uuid.uuid4().hex[:16]}"
+        involved: dict[str, Any] = {
+            "kind": obj.kind,
+            "name": obj.name,
+            "uid": obj.uid,
+            "apiVersion": obj.api_version,
+        }
+        if obj.namespace:
+            involved["namespace"] = obj.namespace
+        if obj.field_path:
+            involved["fieldPath"] = obj.field_path
+        body = {
+            "apiVersion": "v1",
+            "kind": "Event",
+            "metadata": {"name": name, "namespace": namespace},
+            "involvedObject": involved,
+            "reason": reason,
+            "message": message,
+            "type": kind,
+            "source": {"component": COMPONENT, "host": self.host},
+            "reportingComponent": COMPONENT,
+            "reportingInstance": self.host,
+            "firstTimestamp": _stamp(when),
+            "lastTimestamp": _stamp(when),
+            "count": 1,
+        }
+        await self.api.create(f"/api/v1/namespaces/{namespace}/events", body)
+        self.written[key] = (namespace, name, 1)
+        if len(self.written) > QUEUE_LIMIT:
+            self.written.pop(next(iter(self.written)))

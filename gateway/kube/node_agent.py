@@ -1,0 +1,240 @@
+"""One device's Node: created (and re-created if deleted), status kept current, Lease renewed.
+
+Mirrors the kubelet's node status loop: the Ready condition follows the device link, status is
+patched on change and at least every `status_interval_s`, and the Lease in kube-node-lease is
+renewed every `lease_renew_interval_s` while the device answers (not while it is gone, so the
+node lifecycle controller sees it as unreachable just as it would a powered-off machine).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from datetime import UTC, datetime
+from typing import Any
+
+from gateway.config import NodeConfig
+from gateway.kube.api import KubeApi, KubeApiError
+from gateway.kube.events import EventRecorder, ObjectRef
+from gateway.kube.node_object import NodeFacts, node_manifest, node_status, ready_condition
+
+log = logging.getLogger(__name__)
+
+LEASE_NAMESPACE = "kube-node-lease"
+# A renewal this much after its due time counts as late in the figures (scale benchmark).
+LEASE_LATE_GRACE_S = 1.0
+
+
+def micro_time(moment: datetime) -> str:
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+class NodeAgent:
+    """Keeps one Node and its Lease in step with one device's link."""
+
+    def __init__(
+        self,
+        api: KubeApi,
+        name: str,
+        facts: NodeFacts,
+        config: NodeConfig,
+        *,
+        node_ip: str,
+        kubelet_port: int,
+        events: EventRecorder | None = None,
+    ) -> None:
+        self.api = api
+        self.name = name
+        self.facts = facts
+        self.config = config
+        self.node_ip = node_ip
+        self.kubelet_port = kubelet_port
+        self.events = events
+        self.link_up = False
+        self.reason = "DeviceConnecting"
+        self.message = "waiting for the device's handshake"
+        self.since = datetime.now(UTC)
+        self.boot = self.since
+        self.node_uid: str | None = None
+        self._lease: dict[str, Any] | None = None
+        self._wake = asyncio.Event()
+        self._last_status = 0.0
+        self.status_writes = 0
+        self.lease_renewals = 0
+        self.lease_late = 0  # renewals made later than the renew interval plus a grace
+
+    # --- inputs -------------------------------------------------------------------------------
+
+    def set_link(self, up: bool, reason: str, message: str) -> None:
+        """Called by the device side whenever the link goes up or down."""
+        if up != self.link_up:
+            self.since = datetime.now(UTC)
+            if self.events:
+                kind = "Normal" if up else "Warning"
+                self.events.record(
+                    ObjectRef.node(self.name), kind, "NodeReady" if up else "NodeNotReady", message
+                )
+        changed = (up, reason, message) != (self.link_up, self.reason, self.message)
+        self.link_up, self.reason, self.message = up, reason, message
+        if changed:
+            self._wake.set()
+
+    def update_facts(self, facts: NodeFacts) -> None:
+        if facts != self.facts:
+            self.facts = facts
+            self._wake.set()
+
+    # --- API writes ---------------------------------------------------------------------------
+
+    async def ensure_node(self) -> None:
+        """Create the Node, or adopt the one a previous run (or another gateway start) left."""
+        manifest = node_manifest(self.name, self.facts, self.config)
+        try:
+            created = await self.api.create("/api/v1/nodes", manifest)
+            self.node_uid = created["metadata"]["uid"]
+            log.info("node %s created", self.name)
+            if self.events:
+                self.events.record(
+                    ObjectRef.node(self.name), "Normal", "RegisteredNode", "node registered"
+                )
+        except KubeApiError as exc:
+            if not exc.conflict:
+                raise
+            patch = {"metadata": manifest["metadata"], "spec": manifest["spec"]}
+            existing = await self.api.patch(f"/api/v1/nodes/{self.name}", patch)
+            self.node_uid = existing["metadata"]["uid"]
+            log.info("node %s exists; adopted", self.name)
+        self._lease = None
+        await self.write_status()
+
+    async def write_status(self) -> None:
+        now = datetime.now(UTC)
+        ready = ready_condition(
+            self.link_up,
+            "KubeletReady" if self.link_up else self.reason,
+            self.message,
+            now,
+            self.since,
+        )
+        status = node_status(
+            self.facts,
+            self.config,
+            node_ip=self.node_ip,
+            kubelet_port=self.kubelet_port,
+            ready=ready,
+            now=now,
+            boot=self.boot,
+        )
+        try:
+            await self.api.patch(f"/api/v1/nodes/{self.name}/status", {"status": status})
+        except KubeApiError as exc:
+            if not exc.not_found:
+                raise
+            log.warning(
+                "node %s was deleted while its device is attached; creating it again", self.name
+            )
+            await self.ensure_node()
+            return
+        self.status_writes += 1
+        self._last_status = asyncio.get_running_loop().time()
+
+    async def renew_lease(self) -> None:
+        now = datetime.now(UTC)
+        path = f"/apis/coordination.k8s.io/v1/namespaces/{LEASE_NAMESPACE}/leases/{self.name}"
+        lease = self._lease
+        try:
+            if lease is None:
+                try:
+                    lease = await self.api.get(path)
+                except KubeApiError as exc:
+                    if not exc.not_found:
+                        raise
+                    lease = await self.api.create(
+                        f"/apis/coordination.k8s.io/v1/namespaces/{LEASE_NAMESPACE}/leases",
+                        self._new_lease(now),
+                    )
+                    self._lease = lease
+                    self.lease_renewals += 1
+                    return
+            assert lease is not None
+            lease["spec"]["renewTime"] = micro_time(now)
+            lease["spec"]["holderIdentity"] = self.name
+            lease["spec"]["leaseDurationSeconds"] = self.config.lease_duration_s
+            self._lease = await self.api.replace(path, lease)
+            self.lease_renewals += 1
+        except KubeApiError as exc:
+            self._lease = None  # re-read next time: a conflict or a deleted lease
+            if exc.not_found:
+                # The garbage collector deletes the lease with its node: check the node too.
+                await self._ensure_node_exists()
+            elif not exc.conflict:
+                raise
+
+    def _new_lease(self, now: datetime) -> dict[str, Any]:
+        meta: dict[str, Any] = {"name": self.name, "namespace": LEASE_NAMESPACE}
+        if self.node_uid:
+            meta["ownerReferences"] = [
+                {"apiVersion": "v1", "kind": "Node", "name": self.name, "uid": self.node_uid}
+            ]
+        return {
+            "apiVersion": "coordination.k8s.io/v1",
+            "kind": "Lease",
+            "metadata": meta,
+            "spec": {
+                "holderIdentity": self.name,
+                "leaseDurationSeconds": self.config.lease_duration_s,
+                "renewTime": micro_time(now),
+            },
+        }
+
+    async def _ensure_node_exists(self) -> None:
+        try:
+            node = await self.api.get(f"/api/v1/nodes/{self.name}")
+            self.node_uid = node["metadata"]["uid"]
+        except KubeApiError as exc:
+            if not exc.not_found:
+                raise
+            log.warning(
+                "node %s was deleted while its device is attached; creating it again", self.name
+            )
+            await self.ensure_node()
+
+    async def delete_node(self) -> None:
+        try:
+            await self.api.delete(f"/api/v1/nodes/{self.name}")
+        except KubeApiError as exc:
+            if not exc.not_found:
+                raise
+
+    # --- the loop -----------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Status on change and every status interval; lease every renew interval while up."""
+        loop = asyncio.get_running_loop()
+        await self._retrying(self.ensure_node)
+        next_lease: float | None = None  # None while the link is down: no lease renewals
+        while True:
+            now = loop.time()
+            if self._wake.is_set() or now - self._last_status >= self.config.status_interval_s:
+                self._wake.clear()
+                await self._retrying(self.write_status)
+            if not self.link_up:
+                next_lease = None
+            elif next_lease is None or now >= next_lease:
+                if next_lease is not None and now - next_lease > LEASE_LATE_GRACE_S:
+                    self.lease_late += 1
+                await self._retrying(self.renew_lease)
+                next_lease = now + self.config.lease_renew_interval_s
+            deadline = self._last_status + self.config.status_interval_s
+            if next_lease is not None:
+                deadline = min(deadline, next_lease)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), max(deadline - loop.time(), 0.0))
+
+    async def _retrying(self, action: Any) -> None:
+        """API trouble is logged and retried on the next tick, never fatal for the node."""
+        try:
+            await action()
+        except KubeApiError as exc:
+            log.warning("node %s: %s", self.name, exc)
