@@ -1,0 +1,44 @@
+"""Remove pod log directories: the kubelet keeps logs after a pod is deleted until its GC runs.
+
+The runtime calls `remove_pod_logs` when it has finished with a deleted pod, and
+`remove_orphaned_pod_logs` periodically (and at start-up) with the UIDs of the pods that
+still exist, which also catches pods deleted while the gateway was down.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+from collections.abc import Collection
+from pathlib import Path
+
+from gateway.logs import layout
+
+logger = logging.getLogger(__name__)
+
+
+def remove_pod_logs(root: Path, namespace: str, pod: str, uid: str) -> bool:
+    """Delete one pod's log directory; True if it existed."""
+    directory = layout.pod_log_dir(root, namespace, pod, uid)
+    if not directory.is_dir():
+        return False
+    shutil.rmtree(directory, ignore_errors=True)
+    logger.info("removed logs of pod %s/%s (uid %s)", namespace, pod, uid)
+    return True
+
+
+def remove_orphaned_pod_logs(root: Path, live_uids: Collection[str]) -> list[Path]:
+    """Delete the log directories of pods whose UID is not in `live_uids`; return them."""
+    removed: list[Path] = []
+    try:
+        entries = list(root.iterdir())
+    except FileNotFoundError:
+        return removed
+    for entry in entries:
+        parsed = layout.parse_pod_dir_name(entry.name)
+        if parsed is None or not entry.is_dir() or parsed[2] in live_uids:
+            continue
+        shutil.rmtree(entry, ignore_errors=True)
+        logger.info("removed logs of vanished pod %s/%s (uid %s)", *parsed)
+        removed.append(entry)
+    return removed

@@ -1,0 +1,234 @@
+"""Read a container's CRI log files back the way `kubectl logs` expects (kubelet semantics).
+
+Output without timestamps is the content only: F records end with a newline, P records are
+output without one so the next record of the same stream continues the line. With
+timestamps, each line (not each P continuation) starts with its RFC3339Nano stamp and a space.
+The beginning-of-line state is kept per stream (the kubelet keeps one for both), so a stderr
+line arriving in the middle of a partial stdout line still gets its own timestamp.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from gateway.logs import layout
+from gateway.logs.cri import Stream, parse_record
+from gateway.logs.errors import LogNotFound
+from gateway.logs.tail import find_tail_start
+from gateway.logs.timestamps import format_rfc3339nano
+
+logger = logging.getLogger(__name__)
+
+# How often `follow` looks for new bytes, rotation and termination. Files are local and the
+# check is one read and one stat, so a short interval costs little and keeps `-f` snappy.
+DEFAULT_POLL_INTERVAL = 0.1
+_READ_SIZE = 64 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class LogSource:
+    """Where one container's logs are and whether it is still producing them."""
+
+    container_dir: Path
+    # Restart count of the current (latest) instance; `previous` reads restart - 1.
+    restart: int
+    # Follow ends once this reports False and the file is drained.
+    is_running: Callable[[], Awaitable[bool]]
+
+
+async def read_logs(
+    source: LogSource,
+    *,
+    tail_lines: int | None = None,
+    since_ns: int | None = None,
+    timestamps: bool = False,
+    limit_bytes: int | None = None,
+    follow: bool = False,
+    previous: bool = False,
+    stop: asyncio.Event | None = None,
+    poll_interval: float = DEFAULT_POLL_INTERVAL,
+) -> AsyncIterator[bytes]:
+    """Yield the log of `source` as chunks of bytes.
+
+    Raises LogNotFound for `previous` when there is no earlier instance with a log. Follow
+    (ignored with `previous`: that instance has terminated) ends when the container stops
+    and the file is drained, when `stop` is set, or when the consumer stops iterating.
+    Consumers that may stop early should use `contextlib.aclosing` so the files close.
+    """
+    restart = source.restart - 1 if previous else source.restart
+    paths = layout.instance_log_files(source.container_dir, restart) if restart >= 0 else []
+    if previous and not paths:
+        raise LogNotFound(f"no log of a previous instance in {source.container_dir}")
+    formatter = _Formatter(timestamps=timestamps, since_ns=since_ns, limit_bytes=limit_bytes)
+    cursors = await asyncio.to_thread(_open_all, paths)
+    try:
+        start_index, start_offset = 0, 0
+        if tail_lines is not None:
+            sizes = [(c.fd, c.size) for c in cursors]
+            start_index, start_offset = await asyncio.to_thread(find_tail_start, sizes, tail_lines)
+        for index in range(start_index, len(cursors)):
+            cursor = cursors[index]
+            cursor.offset = start_offset if index == start_index else 0
+            async for chunk in _drain(cursor, formatter):
+                yield chunk
+            if formatter.is_exhausted():
+                return
+        if follow and not previous:
+            current_path = layout.current_log_file(source.container_dir, restart)
+            live = cursors[-1] if cursors and cursors[-1].path == current_path else None
+            async for chunk in _follow(
+                source, current_path, live, formatter, stop=stop, poll_interval=poll_interval
+            ):
+                yield chunk
+    finally:
+        for cursor in cursors:
+            cursor.close()
+
+
+async def _follow(
+    source: LogSource,
+    path: Path,
+    cursor: _Cursor | None,
+    formatter: _Formatter,
+    *,
+    stop: asyncio.Event | None,
+    poll_interval: float,
+) -> AsyncIterator[bytes]:
+    opened: list[_Cursor] = []  # cursors this function opened and must close
+    try:
+        while not formatter.is_exhausted():
+            if stop is not None and stop.is_set():
+                return
+            # Ask before reading: if it has stopped, everything it wrote is already on disk.
+            running = await source.is_running()
+            progressed = False
+            if cursor is not None:
+                async for chunk in _drain(cursor, formatter):
+                    progressed = True
+                    yield chunk
+            if formatter.is_exhausted():
+                return
+            replacement = await asyncio.to_thread(_reopen_if_rotated, path, cursor)
+            if replacement is not None:
+                if cursor is not None:
+                    # The writer renamed it away; collect what landed before the rename.
+                    async for chunk in _drain(cursor, formatter):
+                        yield chunk
+                opened.append(replacement)
+                cursor = replacement
+                continue
+            if progressed:
+                continue
+            if not running:
+                return
+            await _sleep_or_stop(poll_interval, stop)
+    finally:
+        for own in opened:
+            own.close()
+
+
+async def _sleep_or_stop(delay: float, stop: asyncio.Event | None) -> None:
+    if stop is None:
+        await asyncio.sleep(delay)
+        return
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(stop.wait(), delay)
+
+
+async def _drain(cursor: _Cursor, formatter: _Formatter) -> AsyncIterator[bytes]:
+    """Format and yield every complete record from the cursor's offset to end of file."""
+    while not formatter.is_exhausted():
+        data = await asyncio.to_thread(os.pread, cursor.fd, _READ_SIZE, cursor.offset)
+        if not data:
+            return
+        cursor.offset += len(data)
+        cursor.remainder += data
+        last_newline = cursor.remainder.rfind(b"\n")
+        if last_newline < 0:
+            continue
+        lines = bytes(cursor.remainder[: last_newline + 1]).splitlines(keepends=True)
+        del cursor.remainder[: last_newline + 1]
+        output = formatter.format(lines)
+        if output:
+            yield output
+
+
+class _Cursor:
+    def __init__(self, path: Path, fd: int) -> None:
+        self.path = path
+        self.fd = fd
+        self.size = os.fstat(fd).st_size
+        self.inode = os.fstat(fd).st_ino
+        self.offset = 0
+        # Bytes read but not yet ended by a newline (a record still being written).
+        self.remainder = bytearray()
+
+    def close(self) -> None:
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+
+
+def _open_all(paths: list[Path]) -> list[_Cursor]:
+    cursors = []
+    for path in paths:
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        except FileNotFoundError:
+            continue  # pruned by the writer between listing and opening
+        cursors.append(_Cursor(path, fd))
+    return cursors
+
+
+def _reopen_if_rotated(path: Path, cursor: _Cursor | None) -> _Cursor | None:
+    """A cursor on the file now at `path` if it is not the one `cursor` reads, else None."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return None  # rotated away and nothing new written yet
+    if cursor is not None and os.fstat(fd).st_ino == cursor.inode:
+        os.close(fd)
+        return None
+    return _Cursor(path, fd)
+
+
+class _Formatter:
+    """Turns CRI records into `kubectl logs` output, applying since, timestamps and limit."""
+
+    def __init__(self, *, timestamps: bool, since_ns: int | None, limit_bytes: int | None):
+        self._timestamps = timestamps
+        self._since_ns = since_ns
+        self._remaining = limit_bytes
+        self._at_line_start = dict.fromkeys(Stream, True)
+
+    def is_exhausted(self) -> bool:
+        return self._remaining is not None and self._remaining <= 0
+
+    def format(self, lines: list[bytes]) -> bytes:
+        out = bytearray()
+        for line in lines:
+            try:
+                record = parse_record(line)
+            except ValueError:
+                logger.debug("skipping malformed log record %r", line[:80])
+                continue
+            if self._since_ns is not None and record.timestamp_ns < self._since_ns:
+                continue
+            piece = record.content if record.partial else record.content + b"\n"
+            if self._timestamps and self._at_line_start[record.stream]:
+                piece = format_rfc3339nano(record.timestamp_ns).encode() + b" " + piece
+            self._at_line_start[record.stream] = not record.partial
+            if self._remaining is not None:
+                if len(piece) >= self._remaining:
+                    out += piece[: self._remaining]
+                    self._remaining = 0
+                    break
+                self._remaining -= len(piece)
+            out += piece
+        return bytes(out)

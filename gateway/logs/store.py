@@ -1,0 +1,44 @@
+"""The log store: one root directory, writers per container instance, sources for readers."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Collection
+from pathlib import Path
+
+from gateway.logs import cleanup, layout
+from gateway.logs.config import LogConfig
+from gateway.logs.reader import LogSource
+from gateway.logs.writer import ContainerLogWriter
+
+
+class LogStore:
+    def __init__(self, config: LogConfig) -> None:
+        self.config = config
+
+    def container_dir(self, namespace: str, pod: str, uid: str, container: str) -> Path:
+        return layout.container_log_dir(self.config.root, namespace, pod, uid, container)
+
+    def open_writer(
+        self, namespace: str, pod: str, uid: str, container: str, restart: int
+    ) -> ContainerLogWriter:
+        """A writer appending to `<restart>.log` (continuing it after a gateway restart)."""
+        directory = self.container_dir(namespace, pod, uid, container)
+        return ContainerLogWriter(directory, restart, self.config)
+
+    def source(
+        self,
+        namespace: str,
+        pod: str,
+        uid: str,
+        container: str,
+        *,
+        restart: int,
+        is_running: Callable[[], Awaitable[bool]],
+    ) -> LogSource:
+        return LogSource(self.container_dir(namespace, pod, uid, container), restart, is_running)
+
+    def remove_pod(self, namespace: str, pod: str, uid: str) -> bool:
+        return cleanup.remove_pod_logs(self.config.root, namespace, pod, uid)
+
+    def remove_orphans(self, live_uids: Collection[str]) -> list[Path]:
+        return cleanup.remove_orphaned_pod_logs(self.config.root, live_uids)
