@@ -1,0 +1,254 @@
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from gateway.logs import ContainerLogWriter, LogConfig, LogNotFound, LogSource, Stream, read_logs
+
+from .conftest import BASE_NS, FakeClock, collect, source
+
+MakeWriter = Callable[..., ContainerLogWriter]
+
+
+async def write_lines(
+    writer: ContainerLogWriter, *chunks: bytes, stream: Stream = Stream.STDOUT
+) -> None:
+    for chunk in chunks:
+        writer.write(stream, chunk)
+    await writer.flush()
+
+
+@settings(
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    text=st.binary(max_size=400).map(lambda b: b.replace(b"\r", b"")),
+    cuts=st.lists(st.integers(min_value=0, max_value=400), max_size=12),
+    flush_between=st.booleans(),
+)
+async def test_round_trip_of_arbitrary_splits(
+    tmp_path_factory: pytest.TempPathFactory, text: bytes, cuts: list[int], flush_between: bool
+) -> None:
+    directory = tmp_path_factory.mktemp("logs") / "ns_pod_uid" / "c"
+    writer = ContainerLogWriter(
+        directory, 0, LogConfig(root=directory, partial_line_limit=16, fsync=False)
+    )
+    bounds = sorted({0, len(text), *(c for c in cuts if c <= len(text))})
+    for start, end in itertools.pairwise(bounds):
+        writer.write(Stream.STDOUT, text[start:end])
+        if flush_between:
+            await writer.flush()
+    await writer.close()
+    assert await collect(read_logs(LogSource(directory, 0, _stopped))) == text
+
+
+async def _stopped() -> bool:
+    return False
+
+
+async def test_partials_are_rejoined_without_timestamps(
+    make_writer: MakeWriter, container_dir: Path
+) -> None:
+    writer = make_writer()
+    await write_lines(writer, b"progress 10%")
+    await write_lines(writer, b" 20%")
+    await write_lines(writer, b" done\nnext\n")
+    await writer.close()
+    assert await collect(read_logs(source(container_dir))) == b"progress 10% 20% done\nnext\n"
+
+
+async def test_timestamps_prefix_each_line_once(
+    make_writer: MakeWriter, container_dir: Path, clock: FakeClock
+) -> None:
+    writer = make_writer()
+    await write_lines(writer, b"first ")
+    clock.advance(0.25)
+    await write_lines(writer, b"half\n")
+    clock.advance(0.25)
+    await write_lines(writer, b"second\n")
+    await writer.close()
+    out = await collect(read_logs(source(container_dir), timestamps=True))
+    assert out == (
+        b"2023-11-14T22:13:20Z first half\n"  # the P record's stamp starts the line
+        b"2023-11-14T22:13:20.5Z second\n"
+    )
+
+
+async def test_stdout_and_stderr_interleave_in_write_order(
+    make_writer: MakeWriter, container_dir: Path
+) -> None:
+    writer = make_writer()
+    await write_lines(writer, b"out 1\n")
+    await write_lines(writer, b"err 1\n", stream=Stream.STDERR)
+    await write_lines(writer, b"out ")
+    await write_lines(writer, b"err 2\n", stream=Stream.STDERR)
+    await write_lines(writer, b"2\n")
+    await writer.close()
+    out = await collect(read_logs(source(container_dir), timestamps=True))
+    stamp = b"2023-11-14T22:13:20Z "
+    # The stderr line in the middle of a partial stdout line keeps its own timestamp.
+    assert out == stamp + b"out 1\n" + stamp + b"err 1\n" + stamp + b"out " + stamp + b"err 2\n2\n"
+
+
+async def rotated_writer(make_writer: MakeWriter, clock: FakeClock, lines: int) -> None:
+    writer = make_writer(max_bytes=100, max_rotated_files=10)
+    for i in range(lines):
+        await write_lines(writer, b"line-%05d\n" % i)
+        clock.advance(1)
+    await writer.close()
+
+
+async def test_reads_across_rotated_files_in_order(
+    make_writer: MakeWriter, container_dir: Path, clock: FakeClock
+) -> None:
+    await rotated_writer(make_writer, clock, 9)
+    out = await collect(read_logs(source(container_dir)))
+    assert out == b"".join(b"line-%05d\n" % i for i in range(9))
+
+
+@pytest.mark.parametrize("tail", [0, 1, 2, 3, 5, 8, 9, 50])
+async def test_tail_counts_lines_across_rotation(
+    make_writer: MakeWriter, container_dir: Path, clock: FakeClock, tail: int
+) -> None:
+    await rotated_writer(make_writer, clock, 9)
+    out = await collect(read_logs(source(container_dir), tail_lines=tail))
+    assert out == b"".join(b"line-%05d\n" % i for i in range(max(0, 9 - tail), 9))
+
+
+async def test_tail_counts_a_partial_line_as_one(
+    make_writer: MakeWriter, container_dir: Path
+) -> None:
+    writer = make_writer(partial_line_limit=4)
+    await write_lines(writer, b"one\n", b"a long line\n", b"unfinished")
+    await writer.close()
+    assert await collect(read_logs(source(container_dir), tail_lines=1)) == b"unfinished"
+    out = await collect(read_logs(source(container_dir), tail_lines=2))
+    assert out == b"a long line\nunfinished"
+
+
+async def test_since_filters_by_line_timestamp(
+    make_writer: MakeWriter, container_dir: Path, clock: FakeClock
+) -> None:
+    await rotated_writer(make_writer, clock, 6)
+    since = BASE_NS + 3_000_000_000  # the fourth line was written at +3 s
+    out = await collect(read_logs(source(container_dir), since_ns=since))
+    assert out == b"line-00003\nline-00004\nline-00005\n"
+
+
+async def test_limit_bytes_cuts_the_output(
+    make_writer: MakeWriter, container_dir: Path, clock: FakeClock
+) -> None:
+    await rotated_writer(make_writer, clock, 6)
+    out = await collect(read_logs(source(container_dir), limit_bytes=15))
+    assert out == b"line-00000\nline"
+    out = await collect(read_logs(source(container_dir), limit_bytes=15, timestamps=True))
+    assert out == b"2023-11-14T22:1"
+
+
+async def test_previous_reads_the_earlier_restart(
+    make_writer: MakeWriter, container_dir: Path
+) -> None:
+    old = make_writer(restart=0)
+    await write_lines(old, b"crashed\n")
+    await old.close()
+    new = make_writer(restart=1)
+    await write_lines(new, b"running again\n")
+    await new.close()
+    assert await collect(read_logs(source(container_dir, 1))) == b"running again\n"
+    assert await collect(read_logs(source(container_dir, 1), previous=True)) == b"crashed\n"
+    with pytest.raises(LogNotFound):
+        await collect(read_logs(source(container_dir, 0), previous=True))
+
+
+async def test_missing_current_log_reads_empty(container_dir: Path) -> None:
+    assert await collect(read_logs(source(container_dir))) == b""
+
+
+class Running:
+    def __init__(self) -> None:
+        self.running = True
+
+    async def __call__(self) -> bool:
+        return self.running
+
+
+async def test_follow_sees_appends_and_ends_when_the_container_stops(
+    make_writer: MakeWriter, container_dir: Path, clock: FakeClock
+) -> None:
+    writer = make_writer(max_bytes=100, max_rotated_files=1)
+    await write_lines(writer, b"before\n")
+    state = Running()
+    follow = read_logs(LogSource(container_dir, 0, state), follow=True, poll_interval=0.01)
+    received = bytearray()
+
+    async def consume() -> None:
+        async for chunk in follow:
+            received.extend(chunk)
+
+    consumer = asyncio.create_task(consume(), name="follow-consumer")
+    try:
+        await _until(lambda: received == b"before\n")
+        # Enough lines to rotate twice while following: nothing may be lost or repeated.
+        for i in range(6):
+            await write_lines(writer, b"line-%05d\n" % i)
+            clock.advance(1)
+            await asyncio.sleep(0.03)
+        expected = b"before\n" + b"".join(b"line-%05d\n" % i for i in range(6))
+        await _until(lambda: received == expected)
+        await write_lines(writer, b"last words\n")
+        state.running = False
+        await asyncio.wait_for(consumer, 2)
+        assert received == expected + b"last words\n"
+    finally:
+        consumer.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await consumer
+        await writer.close()
+
+
+async def test_follow_waits_for_the_file_and_honours_stop(
+    make_writer: MakeWriter, container_dir: Path
+) -> None:
+    stop = asyncio.Event()
+    received = bytearray()
+
+    async def consume() -> None:
+        async for chunk in read_logs(
+            source(container_dir, running=True), follow=True, stop=stop, poll_interval=0.01
+        ):
+            received.extend(chunk)
+
+    consumer = asyncio.create_task(consume(), name="follow-consumer")
+    writer = make_writer()
+    await asyncio.sleep(0.05)
+    await write_lines(writer, b"hello\n")
+    await _until(lambda: received == b"hello\n")
+    stop.set()
+    await asyncio.wait_for(consumer, 2)
+    await writer.close()
+
+
+async def test_follow_with_limit_stops_at_the_limit(
+    make_writer: MakeWriter, container_dir: Path
+) -> None:
+    writer = make_writer()
+    await write_lines(writer, b"0123456789\n")
+    out = await asyncio.wait_for(
+        collect(read_logs(source(container_dir, running=True), follow=True, limit_bytes=4)), 2
+    )
+    assert out == b"0123"
+    await writer.close()
+
+
+async def _until(condition: Callable[[], bool]) -> None:
+    """Poll a condition the follow consumer makes true (it has no event to wait on)."""
+    async with asyncio.timeout(2.0):
+        while not condition():  # noqa: ASYNC110
+            await asyncio.sleep(0.005)
