@@ -1,0 +1,493 @@
+"""One device's pods as device tasks: start, output to logs, exit, restart policy, stop, adopt.
+
+The runtime owns the container records (gateway.runtime.model) and drives the device through the
+`DeviceTasks` operations. It reports every change through `on_change(pod uid)` so the Kubernetes
+side can write status, and `on_finished(pod uid)` once a deleted pod has no task left.
+
+Output is written to the container's CRI log and acknowledged to the device only after the log
+writer has flushed it to disk, so a gateway crash loses nothing the device still holds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Protocol
+
+from gateway.errors import WireletError
+from gateway.link.events import (
+    Reconciled,
+    SessionEvent,
+    TaskExited,
+    TaskInfo,
+    TaskLost,
+    TaskOutput,
+    TaskStarted,
+)
+from gateway.logs.cri import Stream
+from gateway.logs.store import LogStore
+from gateway.logs.writer import ContainerLogWriter
+from gateway.runtime.backoff import BackoffPolicy, RestartBackoff
+from gateway.runtime.model import (
+    ContainerPhase,
+    ContainerState,
+    ContainerStatus,
+    PodSpecView,
+    RestartPolicy,
+)
+from gateway.runtime.task_ids import TaskName, parse_task_id
+
+log = logging.getLogger(__name__)
+
+# Exit code the kubelet reports for a container killed by SIGKILL; used when a task is lost.
+LOST_EXIT_CODE = 137
+
+
+class DeviceTasks(Protocol):
+    """What the runtime needs of a device session."""
+
+    async def start_task(
+        self, task_id: str, app: str, argv: Sequence[str], env: Sequence[tuple[str, str]]
+    ) -> None: ...
+
+    async def stop_task(self, task_id: str, grace_s: float) -> None: ...
+
+    async def list_tasks(self) -> Sequence[TaskInfo]: ...
+
+    def ack_output(self, task_id: str, stream: str, offset: int) -> None: ...
+
+
+EventSink = Callable[[str, str | None, str, str, str], None]  # uid, container, type, reason, msg
+
+
+@dataclass
+class _Instance:
+    """One running (or starting) task: its log writer and how far each stream got."""
+
+    name: TaskName
+    writer: ContainerLogWriter
+    ends: dict[str, int] = field(default_factory=lambda: {"stdout": 0, "stderr": 0})
+    flush_task: asyncio.Task[None] | None = None
+    pending_ack: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass
+class PodRecord:
+    spec: PodSpecView
+    containers: list[ContainerStatus]
+    backoffs: list[RestartBackoff]
+    started_at: datetime
+    deleting: bool = False
+    grace_s: float = 30.0
+    restart_timers: dict[int, asyncio.TimerHandle] = field(default_factory=dict)
+
+
+class DeviceRuntime:
+    def __init__(
+        self,
+        device: DeviceTasks,
+        logs: LogStore,
+        *,
+        apps: Sequence[str],
+        backoff: BackoffPolicy,
+        on_change: Callable[[str], None],
+        on_finished: Callable[[str], None],
+        on_event: EventSink,
+        label: str = "",
+    ) -> None:
+        self.device = device
+        self.logs = logs
+        self.apps = tuple(apps)
+        self.backoff = backoff
+        self.on_change = on_change
+        self.on_finished = on_finished
+        self.on_event = on_event
+        self.label = label
+        self.pods: dict[str, PodRecord] = {}
+        self.instances: dict[str, _Instance] = {}
+        self.link_up = False
+        self.device_tasks: dict[str, TaskInfo] | None = None  # from the last task list
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._loop = asyncio.get_running_loop()
+
+    # --- helpers ------------------------------------------------------------------------------
+
+    def _spawn(self, coro: object, name: str) -> None:
+        task: asyncio.Task[None] = asyncio.ensure_future(coro)  # type: ignore[call-overload]
+        task.set_name(f"{self.label}:{name}")
+        self._tasks.add(task)
+        task.add_done_callback(self._reap)
+
+    def _reap(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("%s: %s failed", self.label, task.get_name(), exc_info=task.exception())
+
+    async def close(self) -> None:
+        for record in self.pods.values():
+            for timer in record.restart_timers.values():
+                timer.cancel()
+        for task in list(self._tasks):
+            task.cancel()
+        for task in list(self._tasks):
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        for instance in self.instances.values():
+            await instance.writer.close()
+        self.instances.clear()
+
+    def _event(self, uid: str, container: str | None, kind: str, reason: str, msg: str) -> None:
+        self.on_event(uid, container, kind, reason, msg)
+
+    # --- pods from the Kubernetes side --------------------------------------------------------
+
+    def sync_pod(self, spec: PodSpecView) -> None:
+        """A pod bound to this device appeared or changed: make sure its containers run."""
+        record = self.pods.get(spec.uid)
+        if record is None:
+            record = PodRecord(
+                spec=spec,
+                containers=[ContainerStatus(c.container, c.image) for c in spec.containers],
+                backoffs=[RestartBackoff(self.backoff) for _ in spec.containers],
+                started_at=datetime.now(UTC),
+                grace_s=spec.grace_period_s,
+            )
+            self.pods[spec.uid] = record
+            for index in range(len(spec.containers)):
+                self._adopt_or_start(record, index)
+        else:
+            record.spec = spec
+        self.on_change(spec.uid)
+
+    def set_waiting(self, uid: str, container: str, reason: str, message: str) -> None:
+        """The Kubernetes side could not prepare a container (e.g. CreateContainerConfigError)."""
+        record = self.pods.get(uid)
+        if record is None:
+            return
+        for status in record.containers:
+            if status.name == container and status.state.phase is ContainerPhase.WAITING:
+                status.state = ContainerState.waiting(reason, message)
+        self.on_change(uid)
+
+    def _adopt_or_start(self, record: PodRecord, index: int) -> None:
+        if self.device_tasks is not None:
+            for task_id, info in self.device_tasks.items():
+                name = parse_task_id(task_id)
+                mine = name and name.pod_uid == record.spec.uid and name.container_index == index
+                if mine and name and info.running:
+                    self._adopt(record, index, name, info)
+                    return
+        self._start(record, index)
+
+    def _adopt(self, record: PodRecord, index: int, name: TaskName, info: TaskInfo) -> None:
+        """A task that kept running while the gateway was away: carry on, do not start again."""
+        status = record.containers[index]
+        status.restart_count = name.restart
+        status.task_id = str(name)
+        now = datetime.now(UTC)
+        status.state = ContainerState(ContainerPhase.RUNNING, started_at=now)
+        status.ready = True
+        record.backoffs[index].started(self._loop.time())
+        instance = self._open_instance(record, name)
+        instance.ends = {"stdout": info.stdout_end, "stderr": info.stderr_end}
+        log.info("%s: adopted running task %s", self.label, name)
+
+    def _open_instance(self, record: PodRecord, name: TaskName) -> _Instance:
+        spec = record.spec
+        container = spec.containers[name.container_index].container
+        writer = self.logs.open_writer(spec.namespace, spec.name, spec.uid, container, name.restart)
+        instance = _Instance(name, writer)
+        self.instances[str(name)] = instance
+        return instance
+
+    def _start(self, record: PodRecord, index: int) -> None:
+        status = record.containers[index]
+        task_spec = record.spec.containers[index]
+        if task_spec.app not in self.apps:
+            status.state = ContainerState.waiting(
+                "ErrImagePull",
+                f'app "{task_spec.app}" (image "{task_spec.image}") is not offered by this '
+                f"device; it offers: {', '.join(self.apps) or 'nothing'}",
+            )
+            self._event(record.spec.uid, status.name, "Warning", "Failed", status.state.message)
+            return
+        if not self.link_up:
+            status.state = ContainerState.waiting(
+                "ContainerCreating", "waiting for the device to connect"
+            )
+            return
+        name = TaskName(record.spec.uid, index, status.restart_count)
+        status.state = ContainerState.waiting("ContainerCreating")
+        status.task_id = str(name)
+        self._open_instance(record, name)
+        self._spawn(self._start_on_device(record, index, name), f"start {name}")
+
+    async def _start_on_device(self, record: PodRecord, index: int, name: TaskName) -> None:
+        spec = record.spec.containers[index]
+        status = record.containers[index]
+        try:
+            await self.device.start_task(str(name), spec.app, spec.argv, spec.env)
+        except WireletError as exc:
+            await self._drop_instance(str(name))
+            if status.task_id == str(name):
+                status.task_id = None
+            status.state = ContainerState.waiting("RunContainerError", str(exc))
+            self._event(record.spec.uid, status.name, "Warning", "Failed", str(exc))
+            self.on_change(record.spec.uid)
+            if not record.deleting and self.link_up:
+                self._schedule_restart(record, index, failed_start=True)
+            return
+        self._event(
+            record.spec.uid,
+            status.name,
+            "Normal",
+            "Started",
+            f"Started container {status.name} (app {spec.app})",
+        )
+
+    def delete_pod(self, uid: str, grace_s: float) -> None:
+        """Graceful delete: stop every task with the grace period; finish when all have exited."""
+        record = self.pods.get(uid)
+        if record is None:
+            self.on_finished(uid)
+            return
+        if record.deleting:
+            if grace_s < record.grace_s:  # a shorter grace (e.g. --now) re-sends the stop
+                record.grace_s = grace_s
+                self._stop_all(record)
+            return
+        record.deleting = True
+        record.grace_s = grace_s
+        self._stop_all(record)
+        self._finish_if_done(record)
+
+    def forget_pod(self, uid: str) -> None:
+        """The pod object is gone (force delete): stop its tasks now and drop the record."""
+        record = self.pods.get(uid)
+        if record is None:
+            return
+        record.deleting = True
+        record.grace_s = 0.0
+        self._stop_all(record)
+        for timer in record.restart_timers.values():
+            timer.cancel()
+        del self.pods[uid]
+
+    def _stop_all(self, record: PodRecord) -> None:
+        for timer in record.restart_timers.values():
+            timer.cancel()
+        record.restart_timers.clear()
+        for status in record.containers:
+            if status.task_id and status.task_id in self.instances and self.link_up:
+                self._event(
+                    record.spec.uid,
+                    status.name,
+                    "Normal",
+                    "Killing",
+                    f"Stopping container {status.name}",
+                )
+                self._spawn(
+                    self._stop_on_device(status.task_id, record.grace_s), f"stop {status.task_id}"
+                )
+
+    async def _stop_on_device(self, task_id: str, grace_s: float) -> None:
+        try:
+            await self.device.stop_task(task_id, grace_s)
+        except WireletError as exc:
+            log.warning("%s: stopping %s failed: %s", self.label, task_id, exc)
+
+    def _finish_if_done(self, record: PodRecord) -> None:
+        if record.deleting and not any(
+            s.task_id and s.task_id in self.instances for s in record.containers
+        ):
+            self.pods.pop(record.spec.uid, None)
+            self.on_finished(record.spec.uid)
+
+    # --- device events ------------------------------------------------------------------------
+
+    def handle(self, event: SessionEvent) -> None:
+        if isinstance(event, TaskOutput):
+            self._output(event)
+        elif isinstance(event, TaskStarted):
+            self._started(event.task_id)
+        elif isinstance(event, TaskExited):
+            self._spawn(
+                self._finished(event.task_id, event.exit_code, event.reason, "", lost=False),
+                f"exit {event.task_id}",
+            )
+        elif isinstance(event, TaskLost):
+            self._spawn(
+                self._finished(event.task_id, LOST_EXIT_CODE, "Lost", event.reason, lost=True),
+                f"lost {event.task_id}",
+            )
+        elif isinstance(event, Reconciled):
+            self.device_tasks = {t.task_id: t for t in event.device_tasks}
+
+    def _locate(self, task_id: str) -> tuple[PodRecord, int] | None:
+        name = parse_task_id(task_id)
+        if name is None:
+            return None
+        record = self.pods.get(name.pod_uid)
+        if record is None or name.container_index >= len(record.containers):
+            return None
+        if record.containers[name.container_index].task_id != task_id:
+            return None
+        return record, name.container_index
+
+    def _started(self, task_id: str) -> None:
+        found = self._locate(task_id)
+        if found is None:
+            return
+        record, index = found
+        status = record.containers[index]
+        status.state = ContainerState(ContainerPhase.RUNNING, started_at=datetime.now(UTC))
+        status.ready = True
+        record.backoffs[index].started(self._loop.time())
+        self.on_change(record.spec.uid)
+
+    def _output(self, event: TaskOutput) -> None:
+        instance = self.instances.get(event.task_id)
+        if instance is None:
+            # Not ours (or already finished): acknowledge so the device can free its buffer.
+            self.device.ack_output(event.task_id, event.stream, event.end)
+            return
+        end = instance.ends.get(event.stream, 0)
+        if event.end <= end:
+            self.device.ack_output(event.task_id, event.stream, end)  # a repeat
+            return
+        data = event.data[max(end - event.offset, 0) :]
+        instance.writer.write(Stream(event.stream), data)
+        instance.ends[event.stream] = event.end
+        instance.pending_ack[event.stream] = event.end
+        if instance.flush_task is None:
+            instance.flush_task = asyncio.ensure_future(self._flush_and_ack(instance))
+            instance.flush_task.set_name(f"{self.label}:flush {event.task_id}")
+
+    async def _flush_and_ack(self, instance: _Instance) -> None:
+        """Coalesce: one flush covers every chunk that arrived while the previous was running."""
+        try:
+            while instance.pending_ack:
+                acks, instance.pending_ack = instance.pending_ack, {}
+                await instance.writer.flush()
+                for stream, offset in acks.items():
+                    self.device.ack_output(str(instance.name), stream, offset)
+        finally:
+            instance.flush_task = None
+
+    async def _drop_instance(self, task_id: str) -> None:
+        instance = self.instances.pop(task_id, None)
+        if instance is None:
+            return
+        if instance.flush_task is not None:
+            await instance.flush_task
+        await instance.writer.close()
+        for stream, offset in instance.pending_ack.items():
+            self.device.ack_output(task_id, stream, offset)
+
+    async def _finished(
+        self, task_id: str, exit_code: int, reason: str, message: str, *, lost: bool
+    ) -> None:
+        found = self._locate(task_id)
+        await self._drop_instance(task_id)
+        if found is None:
+            return
+        record, index = found
+        status = record.containers[index]
+        previous = status.state
+        now = datetime.now(UTC)
+        if not reason or reason in ("exited", "stopped"):
+            reason = "Completed" if exit_code == 0 else "Error"
+        status.state = ContainerState(
+            ContainerPhase.TERMINATED,
+            reason=reason,
+            message=message,
+            exit_code=exit_code,
+            started_at=previous.started_at or now,
+            finished_at=now,
+        )
+        status.ready = False
+        status.task_id = None
+        if lost:
+            self._event(record.spec.uid, status.name, "Warning", "TaskLost", message)
+        if record.deleting:
+            self.on_change(record.spec.uid)
+            self._finish_if_done(record)
+            return
+        policy = record.spec.restart_policy
+        if policy is RestartPolicy.ALWAYS or (policy is RestartPolicy.ON_FAILURE and exit_code):
+            self._schedule_restart(record, index)
+        self.on_change(record.spec.uid)
+
+    def _schedule_restart(
+        self, record: PodRecord, index: int, *, failed_start: bool = False
+    ) -> None:
+        status = record.containers[index]
+        delay = record.backoffs[index].next_delay(self._loop.time())
+        if status.state.phase is ContainerPhase.TERMINATED:
+            status.last_state = status.state
+        if delay > 0:
+            spec = record.spec
+            message = (
+                f"back-off {delay:g}s restarting failed container={status.name} "
+                f"pod={spec.name}_{spec.namespace}({spec.uid})"
+            )
+            reason = "RunContainerError" if failed_start else "CrashLoopBackOff"
+            status.state = ContainerState.waiting(reason, message)
+            self._event(spec.uid, status.name, "Warning", "BackOff", message)
+        record.restart_timers[index] = self._loop.call_later(
+            delay, self._restart, record.spec.uid, index
+        )
+
+    def _restart(self, uid: str, index: int) -> None:
+        record = self.pods.get(uid)
+        if record is None or record.deleting:
+            return
+        record.restart_timers.pop(index, None)
+        status = record.containers[index]
+        if status.last_state is not None:
+            status.restart_count += 1
+        self._start(record, index)
+        self.on_change(uid)
+
+    # --- the link -----------------------------------------------------------------------------
+
+    def link_changed(self, up: bool) -> None:
+        """Link up: start what waits for the device. Link down: readiness follows the node."""
+        self.link_up = up
+        for record in list(self.pods.values()):
+            for index, status in enumerate(record.containers):
+                if not up:
+                    status.ready = False
+                elif status.running:
+                    status.ready = True
+                elif (
+                    status.state.phase is ContainerPhase.WAITING
+                    and status.task_id is None
+                    and index not in record.restart_timers
+                    and status.state.reason == "ContainerCreating"
+                    and not record.deleting
+                ):
+                    self._start(record, index)
+            if record.deleting and up:
+                self._stop_all(record)
+            self.on_change(record.spec.uid)
+
+    def orphan_tasks(self, known_uids: set[str]) -> list[str]:
+        """Running device tasks made by a gateway for pods that no longer exist."""
+        orphans = []
+        for task_id, info in (self.device_tasks or {}).items():
+            name = parse_task_id(task_id)
+            if name and info.running and name.pod_uid not in known_uids:
+                orphans.append(task_id)
+        return orphans
+
+    def stop_orphans(self, known_uids: set[str]) -> list[str]:
+        orphans = self.orphan_tasks(known_uids)
+        for task_id in orphans:
+            log.info("%s: stopping task %s: its pod no longer exists", self.label, task_id)
+            self._spawn(self._stop_on_device(task_id, 0.0), f"stop orphan {task_id}")
+        return orphans
