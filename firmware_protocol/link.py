@@ -8,12 +8,57 @@ messages with ``send(message, now)``. Collect bytes to write with ``data_to_send
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections import deque
+from dataclasses import dataclass, replace
 from enum import Enum
 
-from .constants import DEFAULT_MAX_FRAME, SUPPORTED_VERSIONS, Role
-from .events import Event
-from .messages import Hello, Load, Message
+from .constants import (
+    DEFAULT_MAX_FRAME,
+    FRAME_OVERHEAD,
+    HANDSHAKE_HEADER_VERSION,
+    MAX_FRAME_CEILING,
+    MAX_TEXT,
+    MAX_WINDOW,
+    MIN_FRAME,
+    SUPPORTED_VERSIONS,
+    Role,
+)
+from .errors import (
+    MessageError,
+    MessageTooLargeError,
+    QueueFullError,
+    UnknownMessageTypeError,
+    WrongRoleError,
+)
+from .events import (
+    Event,
+    HeartbeatAnswered,
+    LinkLost,
+    LinkUp,
+    MessageReceived,
+    MessageRejected,
+    PeerReset,
+    Refused,
+)
+from .framing import DecoderStats, Frame, FrameDecoder, FrameFlags
+from .messages import (
+    Ack,
+    Error,
+    ErrorCode,
+    Hello,
+    HelloRequest,
+    Load,
+    Message,
+    MessageType,
+    Ping,
+    Pong,
+    Refuse,
+    Welcome,
+    parse,
+    request_id_of,
+)
+from .rtt import RttEstimator
+from .seqnum import seq_add, seq_diff
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,12 +115,24 @@ class LinkStats:
     messages_delivered: int = 0
 
 
+@dataclass(slots=True)
+class _Outgoing:
+    """A sequenced message with its encoded payload, and its sequence number once sent."""
+
+    message: Message
+    payload: bytes
+    seq: int = 0
+    sent_at: float = 0.0
+    #: Karn's rule: an ack for a retransmitted frame is no RTT sample.
+    retransmitted: bool = False
+
+
 class Link:
     """One end of a link. ``role`` decides who sends HELLO (device) and WELCOME (gateway).
 
     Device: pass ``hello`` with its facts (versions, max_frame, window and last_session are
     filled in by the link from ``config`` and its own state). Gateway: pass ``session_id``, a
-    random non-zero u32 new for each gateway process (or each Link, see PROTOCOL.md "Resync").
+    random non-zero u32, new for each gateway Link (see PROTOCOL.md "Resync").
     """
 
     def __init__(
@@ -87,44 +144,142 @@ class Link:
         session_id: int | None = None,
     ) -> None:
         self.role = role
-        self.config = config or LinkConfig()
+        self.config = config = config or LinkConfig()
+        if not 1 <= config.window <= MAX_WINDOW:
+            raise ValueError(f"window {config.window} outside 1..{MAX_WINDOW}")
+        if not MIN_FRAME <= config.max_frame <= MAX_FRAME_CEILING:
+            raise ValueError(f"max_frame {config.max_frame} outside {MIN_FRAME}..")
+        if role is Role.DEVICE:
+            if hello is None:
+                raise ValueError("a device link needs its HELLO facts")
+            self._own_hello: Hello | None = hello
+            self._session_id = 0
+        else:
+            if session_id is None or not 0 < session_id <= 0xFFFFFFFF:
+                raise ValueError("a gateway link needs a non-zero u32 session_id")
+            self._own_hello = None
+            self._session_id = session_id
         self.stats = LinkStats()
         self.state = LinkState.IDLE
-        raise NotImplementedError
+        self._decoder = FrameDecoder(max_frame=config.max_frame)
+        self._out = bytearray()
+        self._events: list[Event] = []
+        self._rtt = RttEstimator(config.rto_initial, config.rto_min, config.rto_max)
+        # Handshake results.
+        self._version = config.versions[0]
+        self._peer_hello: Hello | None = None  # gateway: the HELLO accepted last
+        self._welcome: Welcome | None = None  # both: the WELCOME of the current session
+        self._last_session = 0  # device: session id of the last WELCOME accepted this boot
+        self._peer_boot_id = 0  # gateway: boot id of the device of the current session
+        self._peer_max_frame: int | None = None
+        self._peer_window = 1
+        self._heartbeat_interval = config.heartbeat_interval
+        self._link_lost_timeout = config.link_lost_timeout
+        self._hello_interval = config.hello_interval
+        self._next_hello: float | None = None
+        self._last_hello_request = -1e300
+        # Sending side of the sequence space.
+        self._next_seq = 0
+        self._unacked: deque[_Outgoing] = deque()
+        self._queue: deque[_Outgoing] = deque()
+        self._retransmit_at: float | None = None
+        # Receiving side.
+        self._rx_next = 0
+        self._ack_pending = False
+        # Heartbeat.
+        self._last_heard = 0.0
+        self._next_ping: float | None = None
+        self._ping_nonce = 0
+        self._ping_sent_at: float | None = None
+        self._load: Load | None = None
 
     # --- inputs -------------------------------------------------------------------------------
 
     def start(self, now: float) -> list[Event]:
         """Begin the handshake (device: HELLO; gateway: HELLO_REQUEST)."""
-        raise NotImplementedError
+        if self.state is LinkState.IDLE:
+            self._enter_handshake(now)
+        return self._take_events()
 
     def receive_data(self, data: bytes, now: float) -> list[Event]:
-        """Feed bytes read from the transport, in any split."""
-        raise NotImplementedError
+        """Feed bytes read from the transport, in any split. Never raises on bad input."""
+        self.stats.bytes_received += len(data)
+        frames = self._decoder.feed(data)
+        self._mirror_decoder_stats()
+        for frame in frames:
+            self.stats.frames_received += 1
+            self._on_frame(frame, now)
+        self._pump(now)
+        return self._take_events()
 
     def on_timer(self, now: float) -> list[Event]:
         """Call at or after ``next_deadline()``; harmless to call early or often."""
-        raise NotImplementedError
+        if self.state is LinkState.HANDSHAKE:
+            if self._next_hello is not None and now >= self._next_hello:
+                self._send_handshake_probe(now)
+        elif self.state is LinkState.UP:
+            if now - self._last_heard >= self._link_lost_timeout:
+                self._lose_link(now, f"nothing heard for {now - self._last_heard:.3f} s")
+                return self._take_events()
+            if self._retransmit_at is not None and now >= self._retransmit_at:
+                self._retransmit(now)
+            if self._next_ping is not None and now >= self._next_ping:
+                self._send_ping(now)
+        return self._take_events()
 
     def send(self, message: Message, now: float) -> None:
-        """Queue a message. Sequenced messages go out as the window allows, and are kept across
-        link loss until acknowledged. Raises ``QueueFullError``, ``MessageTooLargeError``,
-        ``WrongRoleError``."""
-        raise NotImplementedError
+        """Queue a sequenced message. It leaves as the window allows and is kept across link
+        loss until acknowledged.
+
+        Raises ``WrongRoleError`` (not this role's message or a link-control message),
+        ``MessageTooLargeError`` (frame above the peer's limit) and ``QueueFullError``.
+        """
+        if not message.SEQUENCED:
+            raise WrongRoleError(f"{type(message).__name__} is sent by the link itself")
+        if self.role not in message.SENDERS:
+            raise WrongRoleError(f"a {self.role} does not send {type(message).__name__}")
+        payload = message.to_bytes()
+        limit = self._peer_max_frame or self.config.max_frame
+        if len(payload) + FRAME_OVERHEAD > limit:
+            raise MessageTooLargeError(
+                f"{type(message).__name__} needs {len(payload) + FRAME_OVERHEAD} bytes,"
+                f" limit {limit}"
+            )
+        if len(self._queue) >= self.config.max_queue:
+            raise QueueFullError(f"{len(self._queue)} messages queued")
+        self._queue.append(_Outgoing(message, payload))
+        self._pump(now)
 
     def set_load(self, load: Load | None) -> None:
         """Device: the load to attach to PONGs from now on."""
-        raise NotImplementedError
+        self._load = load
 
     # --- outputs ------------------------------------------------------------------------------
 
     def data_to_send(self) -> bytes:
-        """Bytes to write to the transport (drains the outgoing buffer)."""
-        raise NotImplementedError
+        """Bytes to write to the transport (drains the outgoing buffer).
+
+        Adds a pure ACK if sequenced frames were received and no outgoing frame has carried
+        their acknowledgement yet, so replies the application sent first piggyback the ack.
+        """
+        if self._ack_pending and self.state is LinkState.UP:
+            self._emit(Ack())
+        data = bytes(self._out)
+        self._out.clear()
+        return data
 
     def next_deadline(self) -> float | None:
         """When ``on_timer`` must next be called, None if nothing is pending."""
-        raise NotImplementedError
+        if self.state is LinkState.HANDSHAKE:
+            return self._next_hello
+        if self.state is not LinkState.UP:
+            return None
+        candidates = [self._last_heard + self._link_lost_timeout]
+        if self._retransmit_at is not None:
+            candidates.append(self._retransmit_at)
+        if self._next_ping is not None:
+            candidates.append(self._next_ping)
+        return min(candidates)
 
     # --- figures ------------------------------------------------------------------------------
 
@@ -135,19 +290,405 @@ class Link:
     @property
     def srtt(self) -> float | None:
         """Smoothed round-trip time in seconds, None before the first sample."""
-        raise NotImplementedError
+        return self._rtt.srtt
+
+    @property
+    def rto(self) -> float:
+        """Current retransmission timeout in seconds."""
+        return self._rtt.rto
+
+    @property
+    def window(self) -> int:
+        """Effective send window: min(own, peer's declared)."""
+        return min(self.config.window, self._peer_window)
 
     @property
     def credits(self) -> int:
-        """Sequenced frames that may be sent now without waiting for acks."""
-        raise NotImplementedError
+        """Sequenced frames that may be sent now without waiting for acks (0 while down)."""
+        if self.state is not LinkState.UP:
+            return 0
+        return max(self.window - len(self._unacked) - len(self._queue), 0)
 
     @property
     def queued(self) -> int:
         """Sequenced messages waiting for window space (not yet sent)."""
-        raise NotImplementedError
+        return len(self._queue)
 
     @property
     def unacked(self) -> int:
         """Sequenced messages sent and not yet acknowledged."""
-        raise NotImplementedError
+        return len(self._unacked)
+
+    @property
+    def peer_hello(self) -> Hello | None:
+        """The device's facts: its own HELLO (device side) or the accepted one (gateway)."""
+        return self._own_hello if self.role is Role.DEVICE else self._peer_hello
+
+    @property
+    def welcome(self) -> Welcome | None:
+        """The WELCOME of the current (or last) session."""
+        return self._welcome
+
+    @property
+    def version(self) -> int:
+        """Negotiated protocol version (the preferred one before the handshake)."""
+        return self._version
+
+    @property
+    def session_id(self) -> int:
+        """Gateway session id of the current session, 0 before the first handshake (device)."""
+        return self._session_id
+
+    @property
+    def decoder_stats(self) -> DecoderStats:
+        return self._decoder.stats
+
+    # --- frame dispatch -------------------------------------------------------------------------
+
+    def _on_frame(self, frame: Frame, now: float) -> None:
+        msg_type = frame.type
+        if msg_type in _HANDSHAKE_TYPES:
+            self._last_heard = now
+            self._on_handshake_frame(frame, now)
+            return
+        if self.state is not LinkState.UP:
+            # A gateway that lost its state hears a device still in session: ask for HELLO.
+            if (
+                self.role is Role.GATEWAY
+                and self.state is LinkState.HANDSHAKE
+                and now - self._last_hello_request >= self.config.rto_min
+            ):
+                self._send_handshake_probe(now, reschedule=False)
+            return
+        if frame.version != self._version:
+            self.stats.bad_version += 1
+            return
+        self._last_heard = now
+        if frame.has_ack:
+            self._on_ack(frame.ack, now)
+        if frame.sequenced:
+            self._on_sequenced(frame)
+        elif msg_type == MessageType.PING:
+            self._on_ping(frame)
+        elif msg_type == MessageType.PONG:
+            self._on_pong(frame, now)
+        elif msg_type != MessageType.ACK:
+            # Unknown unsequenced types are ignored: there is nothing to acknowledge.
+            self.stats.undecodable += 1
+            self._events.append(MessageRejected(msg_type, "unknown unsequenced message type"))
+
+    def _on_sequenced(self, frame: Frame) -> None:
+        distance = seq_diff(frame.seq, self._rx_next)
+        self._ack_pending = True  # re-ack duplicates and gaps too: it stops needless resends
+        if distance < 0:
+            self.stats.duplicates += 1
+            return
+        if distance > 0:
+            self.stats.out_of_order += 1  # go-back-N: the sender resends from the gap
+            return
+        self._rx_next = seq_add(self._rx_next, 1)
+        try:
+            message = parse(frame)
+        except UnknownMessageTypeError as exc:
+            self._reject(frame, ErrorCode.UNSUPPORTED, str(exc))
+            return
+        except MessageError as exc:
+            self._reject(frame, ErrorCode.MALFORMED, str(exc))
+            return
+        peer_role = Role.DEVICE if self.role is Role.GATEWAY else Role.GATEWAY
+        if peer_role not in message.SENDERS:
+            self._reject(frame, ErrorCode.WRONG_DIRECTION, f"a {peer_role} may not send this")
+            return
+        self.stats.messages_delivered += 1
+        self._events.append(MessageReceived(message))
+
+    def _reject(self, frame: Frame, code: ErrorCode, text: str) -> None:
+        self.stats.undecodable += 1
+        self._events.append(MessageRejected(frame.type, text))
+        if frame.type == MessageType.ERROR:
+            return  # never answer an ERROR with an ERROR: two peers could loop
+        reply = Error(request_id_of(frame.payload), int(code), text[:MAX_TEXT], frame.type)
+        if len(self._queue) < self.config.max_queue:
+            self._queue.append(_Outgoing(reply, reply.to_bytes()))
+
+    def _on_ack(self, ack: int, now: float) -> None:
+        if not self._unacked:
+            return
+        acked = seq_diff(ack, self._unacked[0].seq)
+        if not 0 < acked <= len(self._unacked):
+            return  # stale or duplicate ack
+        sample: float | None = None
+        for _ in range(acked):
+            item = self._unacked.popleft()
+            if not item.retransmitted:
+                sample = now - item.sent_at
+        if sample is not None:
+            self._rtt.sample(sample)
+        self._retransmit_at = now + self._rtt.rto if self._unacked else None
+
+    def _on_ping(self, frame: Frame) -> None:
+        try:
+            ping = Ping.from_bytes(frame.payload)
+        except MessageError as exc:
+            self.stats.undecodable += 1
+            self._events.append(MessageRejected(frame.type, str(exc)))
+            return
+        load = self._load if self.role is Role.DEVICE else None
+        self._emit(Pong(ping.nonce, load))
+
+    def _on_pong(self, frame: Frame, now: float) -> None:
+        try:
+            pong = Pong.from_bytes(frame.payload)
+        except MessageError as exc:
+            self.stats.undecodable += 1
+            self._events.append(MessageRejected(frame.type, str(exc)))
+            return
+        if self._ping_sent_at is None or pong.nonce != self._ping_nonce:
+            return  # an old or foreign PONG: no trustworthy RTT
+        rtt = now - self._ping_sent_at
+        self._ping_sent_at = None
+        self._rtt.sample(rtt)
+        self._events.append(HeartbeatAnswered(rtt, pong.load))
+
+    # --- handshake ------------------------------------------------------------------------------
+
+    def _on_handshake_frame(self, frame: Frame, now: float) -> None:
+        try:
+            message = parse(frame)
+        except MessageError as exc:
+            self.stats.undecodable += 1
+            self._events.append(MessageRejected(frame.type, str(exc)))
+            return
+        if self.role is Role.GATEWAY:
+            if isinstance(message, Hello):
+                self._gateway_on_hello(message, now)
+            elif isinstance(message, Refuse):
+                self._events.append(
+                    Refused(message.code, message.reason, message.versions, by_peer=True)
+                )
+            return
+        if self.state is LinkState.REFUSED:
+            return
+        if isinstance(message, HelloRequest):
+            if self.state is LinkState.UP:
+                self._lose_link(now, "gateway requested a new handshake")
+            else:
+                self._send_handshake_probe(now)
+        elif isinstance(message, Welcome):
+            if self.state is LinkState.HANDSHAKE:
+                self._device_on_welcome(message, now)
+        elif isinstance(message, Refuse) and self.state is LinkState.HANDSHAKE:
+            self.state = LinkState.REFUSED
+            self._next_hello = None
+            self._events.append(
+                Refused(message.code, message.reason, message.versions, by_peer=True)
+            )
+
+    def _gateway_on_hello(self, hello: Hello, now: float) -> None:
+        if self.state is LinkState.UP and hello == self._peer_hello and self._welcome:
+            # Our WELCOME was lost or is still in flight: repeat it, change nothing.
+            self._emit(self._welcome)
+            return
+        common = set(hello.versions) & set(self.config.versions)
+        if not common:
+            reason = "no common protocol version"
+            refuse = Refuse(ErrorCode.NO_COMMON_VERSION, reason, self.config.versions)
+            self._emit(refuse)
+            self._events.append(
+                Refused(ErrorCode.NO_COMMON_VERSION, reason, hello.versions, by_peer=False)
+            )
+            if self.state is LinkState.UP:
+                self._lose_link(now, "device offered no common version")
+            return
+        version = max(common)
+        resume = (
+            self._peer_boot_id == hello.boot_id
+            and hello.last_session == self._session_id
+            and self._version == version
+        )
+        if self.state is LinkState.UP:
+            self._lose_link(now, "device started a new handshake")
+        if not resume:
+            if self._peer_boot_id not in (0, hello.boot_id):
+                # Commands were meant for the previous boot: hand them back to the application.
+                dropped = tuple(o.message for o in (*self._unacked, *self._queue))
+                self._unacked.clear()
+                self._queue.clear()
+                self._events.append(PeerReset(self._peer_boot_id, hello.boot_id, dropped))
+            self._restart_sequence_space()
+        self._version = version
+        self._peer_boot_id = hello.boot_id
+        self._peer_hello = hello
+        self._peer_max_frame = hello.max_frame
+        self._peer_window = hello.window
+        self._welcome = Welcome(
+            version=version,
+            session_id=self._session_id,
+            max_frame=self.config.max_frame,
+            window=self.config.window,
+            resume=resume,
+            heartbeat_ms=round(self.config.heartbeat_interval * 1000),
+            link_lost_ms=round(self.config.link_lost_timeout * 1000),
+        )
+        self._emit(self._welcome)
+        self._enter_up(hello, self._welcome, resume, now)
+
+    def _device_on_welcome(self, welcome: Welcome, now: float) -> None:
+        assert self._own_hello is not None
+        if welcome.version not in self.config.versions:
+            reason = f"gateway chose version {welcome.version}, not offered"
+            self._emit(Refuse(ErrorCode.NO_COMMON_VERSION, reason, self.config.versions))
+            self.state = LinkState.REFUSED
+            self._next_hello = None
+            self._events.append(
+                Refused(ErrorCode.NO_COMMON_VERSION, reason, (welcome.version,), by_peer=False)
+            )
+            return
+        resume = welcome.resume and welcome.session_id == self._last_session
+        if not resume:
+            if self._last_session not in (0, welcome.session_id):
+                # A new gateway session: keep our reports (output must not be lost), renumber.
+                self._events.append(PeerReset(self._last_session, welcome.session_id, ()))
+            self._restart_sequence_space()
+        self._version = welcome.version
+        self._session_id = self._last_session = welcome.session_id
+        self._peer_max_frame = welcome.max_frame
+        self._peer_window = welcome.window
+        if welcome.heartbeat_ms:
+            self._heartbeat_interval = welcome.heartbeat_ms / 1000
+        if welcome.link_lost_ms:
+            self._link_lost_timeout = welcome.link_lost_ms / 1000
+        self._welcome = welcome
+        self._enter_up(self._hello_to_send(), welcome, resume, now)
+
+    def _enter_up(self, hello: Hello, welcome: Welcome, resumed: bool, now: float) -> None:
+        self.state = LinkState.UP
+        self._next_hello = None
+        self._last_heard = now
+        self._next_ping = now + self._heartbeat_interval
+        self._ping_sent_at = None
+        self._ack_pending = False
+        self._events.append(LinkUp(hello, welcome, resumed))
+        if self._unacked:
+            self._retransmit(now, backoff=False)
+
+    def _restart_sequence_space(self) -> None:
+        """Both directions restart at seq 0; unacked messages go back to the queue's head."""
+        while self._unacked:
+            item = self._unacked.pop()
+            item.retransmitted = False
+            self._queue.appendleft(item)
+        self._next_seq = 0
+        self._rx_next = 0
+        self._retransmit_at = None
+
+    def _enter_handshake(self, now: float) -> None:
+        self.state = LinkState.HANDSHAKE
+        self._hello_interval = self.config.hello_interval
+        self._retransmit_at = None
+        self._next_ping = None
+        self._send_handshake_probe(now)
+
+    def _send_handshake_probe(self, now: float, *, reschedule: bool = True) -> None:
+        if self.role is Role.DEVICE:
+            self._emit(self._hello_to_send())
+        else:
+            self._emit(HelloRequest())
+            self._last_hello_request = now
+        if reschedule:
+            self._next_hello = now + self._hello_interval
+            # Back off toward the heartbeat period so an absent peer costs little.
+            self._hello_interval = min(self._hello_interval * 2, self.config.heartbeat_interval)
+
+    def _hello_to_send(self) -> Hello:
+        assert self._own_hello is not None
+        return replace(
+            self._own_hello,
+            versions=self.config.versions,
+            max_frame=self.config.max_frame,
+            window=self.config.window,
+            last_session=self._last_session,
+        )
+
+    def _lose_link(self, now: float, reason: str) -> None:
+        self.stats.link_losses += 1
+        self._events.append(LinkLost(reason))
+        self._enter_handshake(now)
+
+    # --- sending --------------------------------------------------------------------------------
+
+    def _pump(self, now: float) -> None:
+        """Move queued messages into the window while there is room."""
+        if self.state is not LinkState.UP:
+            return
+        limit = self._peer_max_frame or MAX_FRAME_CEILING
+        while self._queue and len(self._unacked) < self.window:
+            item = self._queue.popleft()
+            if len(item.payload) + FRAME_OVERHEAD > limit:
+                self._events.append(
+                    MessageRejected(item.message.TYPE, "too large for the peer's max_frame")
+                )
+                continue
+            item.seq = self._next_seq
+            self._next_seq = seq_add(self._next_seq, 1)
+            item.sent_at = now
+            self._unacked.append(item)
+            self._emit_sequenced(item)
+            if self._retransmit_at is None:
+                self._retransmit_at = now + self._rtt.rto
+
+    def _retransmit(self, now: float, *, backoff: bool = True) -> None:
+        """Go-back-N: resend every unacked frame from the oldest."""
+        for item in self._unacked:
+            item.retransmitted = True
+            item.sent_at = now
+            self.stats.retransmits += 1
+            self._emit_sequenced(item)
+        if backoff:
+            self._rtt.backoff()
+        self._retransmit_at = now + self._rtt.rto if self._unacked else None
+
+    def _send_ping(self, now: float) -> None:
+        self._ping_nonce = (self._ping_nonce + 1) & 0xFFFFFFFF
+        self._ping_sent_at = now
+        self._next_ping = now + self._heartbeat_interval
+        self._emit(Ping(self._ping_nonce))
+
+    def _emit_sequenced(self, item: _Outgoing) -> None:
+        flags = FrameFlags.SEQ | FrameFlags.ACK
+        frame = Frame(
+            self._version, item.message.TYPE, flags, item.seq, self._rx_next, item.payload
+        )
+        self._ack_pending = False
+        self._write(frame)
+
+    def _emit(self, message: Message) -> None:
+        """Send an unsequenced message now (link control)."""
+        if message.TYPE in _HANDSHAKE_TYPES:
+            frame = Frame(HANDSHAKE_HEADER_VERSION, message.TYPE, FrameFlags.NONE, 0, 0, b"")
+        else:
+            frame = Frame(self._version, message.TYPE, FrameFlags.ACK, 0, self._rx_next, b"")
+            self._ack_pending = False
+        self._write(replace(frame, payload=message.to_bytes()))
+
+    def _write(self, frame: Frame) -> None:
+        data = frame.to_bytes()
+        self.stats.frames_sent += 1
+        self.stats.bytes_sent += len(data)
+        self._out += data
+
+    # --- helpers --------------------------------------------------------------------------------
+
+    def _take_events(self) -> list[Event]:
+        events, self._events = self._events, []
+        return events
+
+    def _mirror_decoder_stats(self) -> None:
+        d = self._decoder.stats
+        self.stats.crc_errors = d.bad_crc
+        self.stats.framing_errors = d.bad_cobs + d.too_short + d.oversize
+
+
+_HANDSHAKE_TYPES = frozenset(
+    {MessageType.HELLO, MessageType.WELCOME, MessageType.REFUSE, MessageType.HELLO_REQUEST}
+)
