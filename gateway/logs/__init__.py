@@ -6,7 +6,7 @@ Depends on nothing else in the gateway but `gateway.errors` (enforced by import-
 from gateway.logs.config import LogConfig
 from gateway.logs.cri import CriRecord, Stream, Tag, parse_record
 from gateway.logs.errors import LogNotFound, LogsError
-from gateway.logs.reader import LogSource, read_logs
+from gateway.logs.reader import LogSource, previous_log_exists, read_logs
 from gateway.logs.store import LogStore
 from gateway.logs.timestamps import format_rfc3339nano, parse_rfc3339
 from gateway.logs.writer import ContainerLogWriter
@@ -24,5 +24,6 @@ __all__ = [
     "format_rfc3339nano",
     "parse_record",
     "parse_rfc3339",
+    "previous_log_exists",
     "read_logs",
 ]

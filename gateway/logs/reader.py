@@ -10,7 +10,6 @@ line arriving in the middle of a partial stdout line still gets its own timestam
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -51,14 +50,15 @@ async def read_logs(
     limit_bytes: int | None = None,
     follow: bool = False,
     previous: bool = False,
-    stop: asyncio.Event | None = None,
+    stop: Callable[[], bool] | None = None,
     poll_interval: float = DEFAULT_POLL_INTERVAL,
 ) -> AsyncIterator[bytes]:
     """Yield the log of `source` as chunks of bytes.
 
     Raises LogNotFound for `previous` when there is no earlier instance with a log. Follow
     (ignored with `previous`: that instance has terminated) ends when the container stops
-    and the file is drained, when `stop` is set, or when the consumer stops iterating.
+    and the file is drained, when `stop()` returns True (checked every poll: server shutdown,
+    client gone), or when the consumer stops iterating.
     Consumers that may stop early should use `contextlib.aclosing` so the files close.
     """
     restart = source.restart - 1 if previous else source.restart
@@ -97,13 +97,13 @@ async def _follow(
     cursor: _Cursor | None,
     formatter: _Formatter,
     *,
-    stop: asyncio.Event | None,
+    stop: Callable[[], bool] | None,
     poll_interval: float,
 ) -> AsyncIterator[bytes]:
     opened: list[_Cursor] = []  # cursors this function opened and must close
     try:
         while not formatter.is_exhausted():
-            if stop is not None and stop.is_set():
+            if stop is not None and stop():
                 return
             # Ask before reading: if it has stopped, everything it wrote is already on disk.
             running = await source.is_running()
@@ -127,18 +127,10 @@ async def _follow(
                 continue
             if not running:
                 return
-            await _sleep_or_stop(poll_interval, stop)
+            await asyncio.sleep(poll_interval)
     finally:
         for own in opened:
             own.close()
-
-
-async def _sleep_or_stop(delay: float, stop: asyncio.Event | None) -> None:
-    if stop is None:
-        await asyncio.sleep(delay)
-        return
-    with contextlib.suppress(TimeoutError):
-        await asyncio.wait_for(stop.wait(), delay)
 
 
 async def _drain(cursor: _Cursor, formatter: _Formatter) -> AsyncIterator[bytes]:
@@ -173,6 +165,13 @@ class _Cursor:
         if self.fd >= 0:
             os.close(self.fd)
             self.fd = -1
+
+
+def previous_log_exists(source: LogSource) -> bool:
+    """Whether `read_logs(source, previous=True)` has anything to read (checked up front so a
+    server can answer 400 before it starts a response)."""
+    restart = source.restart - 1
+    return restart >= 0 and bool(layout.instance_log_files(source.container_dir, restart))
 
 
 def _open_all(paths: list[Path]) -> list[_Cursor]:

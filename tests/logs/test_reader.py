@@ -221,7 +221,7 @@ async def test_follow_waits_for_the_file_and_honours_stop(
 
     async def consume() -> None:
         async for chunk in read_logs(
-            source(container_dir, running=True), follow=True, stop=stop, poll_interval=0.01
+            source(container_dir, running=True), follow=True, stop=stop.is_set, poll_interval=0.01
         ):
             received.extend(chunk)
 
