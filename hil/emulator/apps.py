@@ -63,6 +63,10 @@ class AppRun(abc.ABC):
         """A graceful stop: apps that handle it finish at their next step."""
         self._stop_requested = True
 
+    @property
+    def stop_requested(self) -> bool:
+        return self._stop_requested
+
     def _int_arg(self, index: int, default: int) -> int:
         try:
             return int(self.args[index])

@@ -1,0 +1,1 @@
+"""The link layer: one `DeviceSession` per device drives the protocol over a transport."""

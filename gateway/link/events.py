@@ -1,0 +1,125 @@
+"""What a device session reports to the runtime layer: facts, task events, state changes, figures.
+
+These types are the gateway's own, not the wire messages, so the runtime layer never imports the
+protocol package and the wire format can evolve behind the session.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+from gateway.link.state import LinkState
+
+Stream = Literal["stdout", "stderr"]
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceFacts:
+    """Who the device is and what it offers, from its handshake (HELLO) and our WELCOME."""
+
+    device_id: str
+    boot_id: int
+    firmware_name: str
+    firmware_version: str
+    apps: tuple[str, ...]
+    task_slots: int
+    memory_bytes: int
+    arch: str
+    max_frame: int  # largest frame the device receives
+    window: int  # frames the device accepts in flight
+    protocol_version: int
+    session_id: int
+    transport: str  # "serial", "usb", "tcp"
+    port: str  # where we reached it this time, e.g. /dev/pts/7 (changes across re-plugs)
+
+
+@dataclass(frozen=True, slots=True)
+class TaskInfo:
+    """One task as the device reports it (LIST_TASKS), used for reconciliation."""
+
+    task_id: str
+    app: str
+    running: bool
+    exit_code: int | None
+    stdout_end: int
+    stderr_end: int
+
+
+@dataclass(frozen=True, slots=True)
+class TaskStarted:
+    task_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class TaskOutput:
+    """Bytes `data` at byte `offset` of the task's `stream`. Acknowledge with `ack_output` once
+    persisted; offsets let the consumer drop repeats after a reconnect."""
+
+    task_id: str
+    stream: Stream
+    offset: int
+    data: bytes
+
+    @property
+    def end(self) -> int:
+        return self.offset + len(self.data)
+
+
+@dataclass(frozen=True, slots=True)
+class TaskExited:
+    task_id: str
+    exit_code: int
+    reason: str  # the device's words: "exited", "stopped", "killed", ...
+    stdout_end: int
+    stderr_end: int
+
+
+@dataclass(frozen=True, slots=True)
+class TaskLost:
+    """The task is gone without an exit report: the device rebooted, or forgot it."""
+
+    task_id: str
+    reason: str  # "device rebooted", "missing after reconnect", ...
+
+
+@dataclass(frozen=True, slots=True)
+class LinkStateChanged:
+    old: LinkState
+    new: LinkState
+    reason: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Reconciled:
+    """After a reconnect: which of the tasks we knew about are still there and which are lost."""
+
+    rebooted: bool
+    surviving: tuple[str, ...]
+    lost: tuple[str, ...]
+    device_tasks: tuple[TaskInfo, ...] = field(default=())
+
+
+TaskEvent = TaskStarted | TaskOutput | TaskExited | TaskLost
+SessionEvent = TaskEvent | LinkStateChanged | Reconciled
+
+
+@dataclass(slots=True)
+class LinkFigures:
+    """Counters and gauges for one session (cumulative over reconnects)."""
+
+    state: LinkState = LinkState.CONNECTING
+    rtt_last: float | None = None  # seconds, last heartbeat round trip
+    rtt_smoothed: float | None = None  # seconds, EWMA of heartbeat round trips
+    heartbeats_sent: int = 0
+    heartbeats_missed: int = 0
+    retransmits: int = 0
+    crc_errors: int = 0
+    bad_frames: int = 0
+    frames_in: int = 0
+    frames_out: int = 0
+    bytes_in: int = 0
+    bytes_out: int = 0
+    connects: int = 0
+    disconnects: int = 0
+    last_error: str = ""

@@ -1,0 +1,132 @@
+"""Command line of the emulator.
+
+python -m hil.emulator --devices 3 --dir /tmp/devs [--profile board.toml] [--baud 115200]
+python -m hil.emulator ctl DIR list
+python -m hil.emulator ctl DIR DEVICE unplug|replug|reboot|hang|resume|status
+python -m hil.emulator ctl DIR DEVICE fault [--drop R] [--corrupt R] [--duplicate R]
+                                            [--delay MS] [--clear]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import dataclasses
+import json
+import logging
+import signal
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from hil.emulator.control import send_control
+from hil.emulator.faults import FaultSettings
+from hil.emulator.fleet import EmulatedFleet
+from hil.emulator.profile import DeviceProfile, ProfileError, fleet_profiles, load_profile
+
+DEVICE_OPS = ("unplug", "replug", "plug", "reboot", "hang", "resume", "status")
+
+
+def _add_fault_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--drop", type=float, help="probability a frame is dropped")
+    parser.add_argument("--corrupt", type=float, help="probability a byte gets a bit flipped")
+    parser.add_argument("--duplicate", type=float, help="probability a frame is sent twice")
+    parser.add_argument("--delay", type=float, help="extra latency per frame, milliseconds")
+
+
+def _fault_changes(args: argparse.Namespace) -> dict[str, float]:
+    pairs = {"drop": args.drop, "corrupt": args.corrupt, "duplicate": args.duplicate}
+    pairs["delay_ms"] = args.delay
+    return {k: v for k, v in pairs.items() if v is not None}
+
+
+def build_run_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m hil.emulator",
+        description="Serve emulated wirelet devices on pseudo-terminals until interrupted. "
+        "Use `python -m hil.emulator ctl --help` to control a running emulator.",
+    )
+    parser.add_argument("--devices", type=int, default=1, help="how many devices (default 1)")
+    parser.add_argument("--dir", required=True, type=Path, help="where DIR/<device-id> links go")
+    parser.add_argument("--profile", type=Path, help="device profile (.toml or .json)")
+    parser.add_argument("--baud", type=int, help="pace each direction to BAUD/10 bytes/s")
+    parser.add_argument("--seed", type=int, help="random seed for boot ids and faults")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    _add_fault_flags(parser)
+    return parser
+
+
+def build_ctl_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m hil.emulator ctl", description="Control a running emulator."
+    )
+    parser.add_argument("dir", type=Path, help="the emulator's --dir")
+    parser.add_argument("device", help="device id, or `list`")
+    parser.add_argument("op", nargs="?", choices=(*DEVICE_OPS, "fault"), default="status")
+    parser.add_argument("--clear", action="store_true", help="fault: reset unspecified faults")
+    _add_fault_flags(parser)
+    return parser
+
+
+def _profiles(args: argparse.Namespace) -> list[DeviceProfile]:
+    base = load_profile(args.profile) if args.profile else DeviceProfile(device_id="x")
+    if args.baud:
+        base = dataclasses.replace(base, baud=args.baud)
+    if args.devices == 1 and args.profile and base.device_id:
+        return [base]
+    return fleet_profiles(args.devices, base)
+
+
+async def _serve(args: argparse.Namespace) -> None:
+    faults = FaultSettings.from_mapping(_fault_changes(args))
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    async with EmulatedFleet(args.dir, _profiles(args), faults=faults, seed=args.seed) as fleet:
+        for device in fleet.devices:
+            print(f"{device.device_id} {device.tty} {fleet.symlink(device.device_id)}")
+        print("ready", flush=True)
+        await stop.wait()
+
+
+def run_main(argv: Sequence[str]) -> int:
+    args = build_run_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        with contextlib.suppress(KeyboardInterrupt):
+            asyncio.run(_serve(args))
+    except (ProfileError, ValueError, OSError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def ctl_main(argv: Sequence[str]) -> int:
+    args = build_ctl_parser().parse_args(argv)
+    if args.device == "list":
+        request: dict[str, object] = {"op": "list"}
+    elif args.op == "fault":
+        request = {"op": "fault", "device": args.device, "faults": _fault_changes(args)}
+        if args.clear:
+            request["clear"] = True
+    else:
+        request = {"op": args.op, "device": args.device}
+    try:
+        reply = send_control(args.dir, request)
+    except (OSError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(json.dumps(reply, indent=2))
+    return 0 if reply.get("ok") else 1
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = list(sys.argv[1:] if argv is None else argv)
+    if args and args[0] == "ctl":
+        return ctl_main(args[1:])
+    return run_main(args)

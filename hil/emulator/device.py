@@ -1,0 +1,552 @@
+"""One emulated device: firmware behaviour on top of the device end of a `firmware_protocol.Link`.
+
+Cost per device is kept small so a thousand fit in one process: one pty reader, a writer only while
+the pty is full, and one timer handle armed for the earliest of the link's deadline, the apps'
+wake-ups, pacing and delayed frames. No asyncio task per device or per app.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import dataclasses
+import logging
+import random
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from firmware_protocol import (
+    Error,
+    ErrorCode,
+    Exec,
+    ExecResult,
+    Hello,
+    Link,
+    LinkConfig,
+    LinkUp,
+    ListTasks,
+    Load,
+    Message,
+    MessageReceived,
+    MessageTooLargeError,
+    OutputStream,
+    PeerReset,
+    QueueFullError,
+    Role,
+    StartTask,
+    StopTask,
+    TaskExited,
+    TaskInfo,
+    TaskList,
+    TaskLoad,
+    TaskOutput,
+    TaskStarted,
+)
+from firmware_protocol.constants import FRAME_OVERHEAD
+from firmware_protocol.events import Event
+from hil.emulator.apps import APPS, STDERR, AppRun
+from hil.emulator.faults import FaultSettings, FaultyLine
+from hil.emulator.profile import DeviceProfile
+from hil.emulator.pty_port import PtyPort
+
+_log = logging.getLogger(__name__)
+
+# Exit code of a task killed after its stop grace period (128 + SIGKILL).
+KILLED_EXIT_CODE = 137
+# Finished tasks the device remembers for LIST_TASKS (oldest forgotten first).
+MAX_FINISHED_TASKS = 16
+# Output messages allowed to wait in the link's queue per device: enough to keep the window full,
+# few enough that most unsent output stays in the (bounded, per-task) retained buffers.
+MAX_QUEUED_OUTPUT = 8
+# Slack for msgpack growth of the offset field (a u64 takes up to 9 bytes) and the bin header.
+_OUTPUT_HEADROOM = 12
+# Messages kept in `EmulatedDevice.received` for tests to inspect.
+MAX_RECEIVED_KEPT = 1000
+
+
+def _new_boot_id(rng: random.Random) -> int:
+    return rng.randrange(1, 1 << 32)
+
+
+@dataclass(slots=True)
+class _Stream:
+    """One output stream of a task: bytes produced but not yet handed to the link."""
+
+    pending: bytearray = field(default_factory=bytearray)
+    end: int = 0  # total bytes the app produced (the stream offset of the next byte)
+
+    @property
+    def sent(self) -> int:
+        return self.end - len(self.pending)
+
+
+@dataclass(slots=True)
+class _Task:
+    task_id: str
+    app: str
+    run: AppRun
+    streams: dict[int, _Stream]
+    exit_code: int | None = None
+    reason: str = ""
+    exit_reported: bool = False
+    stop_request: int = 0  # STOP_TASK request id to answer with the exit report
+    kill_at: float | None = None
+
+    @property
+    def running(self) -> bool:
+        return self.exit_code is None
+
+    def buffered(self) -> int:
+        return sum(len(s.pending) for s in self.streams.values())
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceFigures:
+    boot_id: int
+    boot_count: int
+    plugged: bool
+    hung: bool
+    tty: str
+    bytes_in: int
+    bytes_out: int
+    frames_sent: int
+    frames_received: int
+    retransmits: int
+    crc_errors: int
+    dropped_frames: int
+    duplicated_frames: int
+    corrupted_bytes: int
+    tasks: int
+
+
+class EmulatedDevice:
+    """A device with a profile, served on a pty. Create with `await EmulatedDevice.start(...)`."""
+
+    def __init__(
+        self,
+        profile: DeviceProfile,
+        *,
+        link_config: LinkConfig | None = None,
+        faults: FaultSettings | None = None,
+        on_tty_change: Callable[[EmulatedDevice], None] | None = None,
+        seed: int | None = None,
+    ) -> None:
+        self.profile = profile
+        self.device_id = profile.device_id
+        self._loop = asyncio.get_running_loop()
+        self._rng = random.Random(seed)
+        base = link_config or LinkConfig()
+        self._link_config = dataclasses.replace(
+            base,
+            max_frame=profile.max_frame,
+            window=min(profile.rx_window, 64),
+            versions=profile.protocol_versions or base.versions,
+        )
+        self._on_tty_change = on_tty_change
+        self._log = logging.LoggerAdapter(_log, {"device": self.device_id})
+        self.port = PtyPort(self._on_line_bytes, self._reschedule, baud=profile.baud)
+        # Both directions of the cable can misbehave: gateway->device bytes pass `_rx_line`
+        # before the link sees them; device->gateway bytes pass `_tx_line` before the pty.
+        self._rx_line = FaultyLine(self._feed_link, self._rng)
+        self._tx_line = FaultyLine(self.port.write, self._rng)
+        self.set_faults(faults or FaultSettings())
+        self.received: collections.deque[Message] = collections.deque(maxlen=MAX_RECEIVED_KEPT)
+        self.events: collections.deque[Event] = collections.deque(maxlen=MAX_RECEIVED_KEPT)
+        self.boot_count = 0
+        self.boot_id = 0
+        self.hung = False
+        self._tasks: dict[str, _Task] = {}
+        self._finished: collections.deque[str] = collections.deque()
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_at: float | None = None
+        self._link = self._boot()
+        self._max_output_data = self._output_capacity(self._link_config.max_frame)
+        self._closed = False
+
+    # --- lifecycle ---------------------------------------------------------------------------
+
+    def plug(self) -> str:
+        """Connect the cable: open a new pty. Returns the tty path the gateway should open."""
+        previous = self.port.slave_path
+        self.port.open(avoid_name=previous)
+        self._log.debug("%s: plugged at %s", self.device_id, self.port.slave_path)
+        if self._on_tty_change:
+            self._on_tty_change(self)
+        self._service()
+        return self.port.slave_path
+
+    def unplug(self) -> None:
+        """Pull the cable: the tty vanishes (the gateway's fd sees hangup/EIO)."""
+        if not self.port.is_open:
+            return
+        self.port.close()
+        self._rx_line.reset()
+        self._tx_line.reset()
+        self._log.debug("%s: unplugged", self.device_id)
+        if self._on_tty_change:
+            self._on_tty_change(self)
+
+    def replug(self) -> str:
+        """Pull and reconnect: same device (no reboot), new tty name."""
+        self.unplug()
+        return self.plug()
+
+    def reboot(self) -> None:
+        """Reset: new boot id, all tasks gone, the link starts from scratch."""
+        self._reset()
+        self._service()
+
+    def _reset(self) -> None:
+        self._log.debug("%s: rebooting", self.device_id)
+        self._tasks.clear()
+        self._finished.clear()
+        self.hung = False
+        self.port.flush_input()
+        self._link = self._boot()
+
+    def hang(self) -> None:
+        """Firmware stuck: bytes from the gateway are swallowed, nothing is sent, no timer runs."""
+        self.hung = True
+        self._cancel_timer()
+
+    def resume(self) -> None:
+        self.hung = False
+        self._service()
+
+    def set_faults(self, faults: FaultSettings) -> None:
+        self._rx_line.settings = faults
+        self._tx_line.settings = faults
+
+    @property
+    def faults(self) -> FaultSettings:
+        return self._tx_line.settings
+
+    def close(self) -> None:
+        self._closed = True
+        self._cancel_timer()
+        self.port.close()
+
+    @property
+    def tty(self) -> str:
+        return self.port.slave_path if self.port.is_open else ""
+
+    @property
+    def link(self) -> Link:
+        return self._link
+
+    def inject_raw(self, data: bytes) -> None:
+        """Put arbitrary bytes on the line towards the gateway (garbage, hand-made frames)."""
+        self.port.write(data)
+
+    def task_ids(self) -> list[str]:
+        return list(self._tasks)
+
+    def figures(self) -> DeviceFigures:
+        stats = self._link.stats
+        return DeviceFigures(
+            boot_id=self.boot_id,
+            boot_count=self.boot_count,
+            plugged=self.port.is_open,
+            hung=self.hung,
+            tty=self.tty,
+            bytes_in=self.port.bytes_in,
+            bytes_out=self.port.bytes_out,
+            frames_sent=stats.frames_sent,
+            frames_received=stats.frames_received,
+            retransmits=stats.retransmits,
+            crc_errors=stats.crc_errors,
+            dropped_frames=self._rx_line.dropped + self._tx_line.dropped,
+            duplicated_frames=self._rx_line.duplicated + self._tx_line.duplicated,
+            corrupted_bytes=self._rx_line.corrupted_bytes + self._tx_line.corrupted_bytes,
+            tasks=len(self._tasks),
+        )
+
+    # --- boot and link -----------------------------------------------------------------------
+
+    def _boot(self) -> Link:
+        self.boot_count += 1
+        self.boot_id = _new_boot_id(self._rng)
+        p = self.profile
+        hello = Hello(
+            versions=self._link_config.versions,
+            device_id=p.device_id,
+            boot_id=self.boot_id,
+            firmware_name=p.firmware_name,
+            firmware_version=p.firmware_version,
+            apps=p.apps,
+            task_slots=p.task_slots,
+            memory_total=p.memory_bytes,
+            max_frame=self._link_config.max_frame,
+            window=self._link_config.window,
+            arch=p.arch,
+        )
+        link = Link(Role.DEVICE, self._link_config, hello=hello)
+        self._handle_events(link.start(self._loop.time()))
+        return link
+
+    def _output_capacity(self, peer_max_frame: int) -> int:
+        """Largest TASK_OUTPUT data that fits a frame of `peer_max_frame` for the longest id."""
+        probe = TaskOutput(task_id="x" * 48, stream=OutputStream.STDOUT, offset=0, data=b"")
+        return max(16, peer_max_frame - FRAME_OVERHEAD - len(probe.to_bytes()) - _OUTPUT_HEADROOM)
+
+    def _on_line_bytes(self, data: bytes) -> None:
+        if self.hung or self._closed:
+            return  # a stuck firmware: the UART FIFO overflows silently
+        self._rx_line.feed(data, self._loop.time())
+        self._service()
+
+    def _feed_link(self, data: bytes) -> None:
+        self._handle_events(self._link.receive_data(data, self._loop.time()))
+
+    def _handle_events(self, events: list[Event]) -> None:
+        for event in events:
+            self.events.append(event)
+            if isinstance(event, MessageReceived):
+                self.received.append(event.message)
+                self._on_message(event.message)
+            elif isinstance(event, LinkUp):
+                self._max_output_data = self._output_capacity(event.welcome.max_frame)
+            elif isinstance(event, PeerReset):
+                self._log.debug("%s: new gateway session %08x", self.device_id, event.new_id)
+
+    # --- the single timer --------------------------------------------------------------------
+
+    def _service(self) -> None:
+        """Run everything that is due, flush bytes, re-arm the timer."""
+        if self.hung or self._closed:
+            return
+        now = self._loop.time()
+        self.port.on_timer(now)
+        self._rx_line.on_timer(now)
+        self._tx_line.on_timer(now)
+        deadline = self._link.next_deadline()
+        if deadline is not None and deadline <= now:
+            self._handle_events(self._link.on_timer(now))
+        self._run_apps(now)
+        self._pump_output()
+        self._flush_link(now)
+        self._reschedule()
+
+    def _flush_link(self, now: float) -> None:
+        data = self._link.data_to_send()
+        if data and self.port.is_open:
+            self._tx_line.feed(data, now)
+        # With the cable pulled the bytes are simply lost; the link retransmits later.
+
+    def _next_deadline(self) -> float | None:
+        candidates = [
+            self._link.next_deadline(),
+            self.port.next_deadline(),
+            self._rx_line.next_deadline(),
+            self._tx_line.next_deadline(),
+        ]
+        for task in self._tasks.values():
+            if task.running:
+                if task.run.stop_requested:
+                    candidates.append(task.run.started_at)  # due now: let it see the stop
+                elif task.buffered() < self.profile.output_buffer:
+                    candidates.append(task.run.next_wake())
+                candidates.append(task.kill_at)
+        times = [t for t in candidates if t is not None]
+        return min(times) if times else None
+
+    def _reschedule(self) -> None:
+        if self.hung or self._closed:
+            return
+        deadline = self._next_deadline()
+        if deadline is None:
+            self._cancel_timer()
+            return
+        if self._timer is not None and self._timer_at is not None and self._timer_at <= deadline:
+            return  # an earlier (or equal) wake-up is already armed; it will recompute
+        self._cancel_timer()
+        self._timer_at = deadline
+        self._timer = self._loop.call_at(deadline, self._on_timer)
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        self._timer_at = None
+        self._service()
+
+    def _cancel_timer(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        self._timer = None
+        self._timer_at = None
+
+    # --- apps ---------------------------------------------------------------------------------
+
+    def _run_apps(self, now: float) -> None:
+        reboot = False
+        for task in list(self._tasks.values()):
+            if not task.running:
+                continue
+            if task.kill_at is not None and now >= task.kill_at:
+                self._finish(task, KILLED_EXIT_CODE, "killed")
+                continue
+            wake = now if task.run.stop_requested else task.run.next_wake()
+            room = self.profile.output_buffer - task.buffered()
+            if room <= 0 or (wake is not None and wake > now):
+                continue
+            result = task.run.step(now, room)
+            for out in result.output:
+                stream = task.streams[out.stream]
+                stream.pending += out.data
+                stream.end += len(out.data)
+            if result.reboot:
+                reboot = True
+            elif result.exit_code is not None:
+                reason = "stopped" if task.stop_request else "exited"
+                self._finish(task, result.exit_code, reason)
+        if reboot:
+            self._reset()
+
+    def _finish(self, task: _Task, code: int, reason: str) -> None:
+        task.exit_code = code
+        task.reason = reason
+        task.kill_at = None
+        self._finished.append(task.task_id)
+        while len(self._finished) > MAX_FINISHED_TASKS:
+            self._tasks.pop(self._finished.popleft(), None)
+
+    def _pump_output(self) -> None:
+        """Move retained output into the link while its queue has room, then exit reports."""
+        link = self._link
+        progress = True
+        while progress and link.queued < MAX_QUEUED_OUTPUT:
+            progress = False
+            for task in self._tasks.values():
+                for number, stream in task.streams.items():
+                    if not stream.pending or link.queued >= MAX_QUEUED_OUTPUT:
+                        continue
+                    chunk = bytes(stream.pending[: self._max_output_data])
+                    message = TaskOutput(
+                        task_id=task.task_id,
+                        stream=OutputStream(number),
+                        offset=stream.sent,
+                        data=chunk,
+                    )
+                    if not self._send(message):
+                        return
+                    del stream.pending[: len(chunk)]
+                    progress = True
+                if not task.running and not task.exit_reported and not task.buffered():
+                    if not self._send(self._exit_report(task, task.stop_request)):
+                        return
+                    task.exit_reported = True
+                    progress = True
+
+    def _exit_report(self, task: _Task, request_id: int) -> TaskExited:
+        assert task.exit_code is not None
+        return TaskExited(
+            request_id=request_id,
+            task_id=task.task_id,
+            exit_code=task.exit_code,
+            reason=task.reason,
+            stdout_end=task.streams[1].end,
+            stderr_end=task.streams[STDERR].end,
+        )
+
+    def _send(self, message: Message) -> bool:
+        try:
+            self._link.send(message, self._loop.time())
+        except QueueFullError:
+            return False
+        except MessageTooLargeError:
+            # Our size estimate was wrong for this peer: shrink and let the caller retry.
+            self._max_output_data = max(16, self._max_output_data // 2)
+            self._log.warning(
+                "%s: output chunk too large, now %d", self.device_id, self._max_output_data
+            )
+            return False
+        return True
+
+    def _update_load(self) -> None:
+        running = [t for t in self._tasks.values() if t.running]
+        self._link.set_load(
+            Load(
+                mem_used=min(self.profile.memory_bytes, 4096 * len(running)),
+                cpu_permille=min(1000, 100 * len(running)),
+                tasks=tuple(TaskLoad(task_id=t.task_id, mem_used=4096) for t in running),
+            )
+        )
+
+    # --- requests from the gateway -----------------------------------------------------------
+
+    def _on_message(self, message: Message) -> None:
+        if isinstance(message, StartTask):
+            self._start_task(message)
+        elif isinstance(message, StopTask):
+            self._stop_task(message)
+        elif isinstance(message, ListTasks):
+            self._send(TaskList(request_id=message.request_id, tasks=self._task_infos()))
+        elif isinstance(message, Exec):
+            self._exec(message)
+
+    def _reject(self, request_id: int, code: ErrorCode, text: str, msg_type: int) -> None:
+        self._send(Error(request_id=request_id, code=code, message=text, msg_type=msg_type))
+
+    def _start_task(self, msg: StartTask) -> None:
+        existing = self._tasks.get(msg.task_id)
+        if existing is not None and existing.running:
+            # Idempotent: a retried START for a running task just confirms it.
+            self._send(TaskStarted(request_id=msg.request_id, task_id=msg.task_id))
+            return
+        if msg.app not in self.profile.apps:
+            self._reject(msg.request_id, ErrorCode.NO_SUCH_APP, f"no app {msg.app!r}", msg.TYPE)
+            return
+        if sum(t.running for t in self._tasks.values()) >= self.profile.task_slots:
+            self._reject(msg.request_id, ErrorCode.NO_SLOTS, "all task slots busy", msg.TYPE)
+            return
+        if existing is not None:
+            self._tasks.pop(msg.task_id)
+            self._finished.remove(msg.task_id)
+        now = self._loop.time()
+        run = APPS[msg.app](msg.argv, dict(msg.env), now)
+        self._tasks[msg.task_id] = _Task(
+            msg.task_id, msg.app, run, {1: _Stream(), STDERR: _Stream()}
+        )
+        self._send(TaskStarted(request_id=msg.request_id, task_id=msg.task_id))
+        self._update_load()
+
+    def _stop_task(self, msg: StopTask) -> None:
+        task = self._tasks.get(msg.task_id)
+        if task is None:
+            self._reject(
+                msg.request_id, ErrorCode.NO_SUCH_TASK, f"no task {msg.task_id!r}", msg.TYPE
+            )
+            return
+        if not task.running:
+            if task.exit_reported:
+                self._send(self._exit_report(task, msg.request_id))  # already over: say so again
+            else:
+                task.stop_request = msg.request_id
+            return
+        task.stop_request = msg.request_id
+        task.kill_at = self._loop.time() + msg.grace_ms / 1000.0
+        task.run.request_stop()
+        self._update_load()
+
+    def _task_infos(self) -> tuple[TaskInfo, ...]:
+        return tuple(
+            TaskInfo(
+                task_id=t.task_id,
+                app=t.app,
+                running=t.running,
+                exit_code=t.exit_code,
+                stdout_end=t.streams[1].end,
+                stderr_end=t.streams[STDERR].end,
+            )
+            for t in self._tasks.values()
+        )
+
+    def _exec(self, msg: Exec) -> None:
+        """A minimal shell: `echo ARGS...` and `uptime`; anything else is not found."""
+        cmd, *args = msg.argv
+        if cmd == "echo":
+            result = ExecResult(msg.request_id, 0, (" ".join(args) + "\n").encode())
+        elif cmd == "uptime":
+            result = ExecResult(msg.request_id, 0, f"boot {self.boot_id:08x}\n".encode())
+        else:
+            result = ExecResult(msg.request_id, 127, b"", f"{cmd}: not found\n".encode())
+        self._send(result)
