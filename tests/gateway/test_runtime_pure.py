@@ -26,3 +26,18 @@ def test_backoff_schedule() -> None:
     assert delays == [0.0, 10.0, 20.0, 40.0, 40.0]
     backoff.started(200.0)
     assert backoff.next_delay(350.0) == 0.0  # ran long enough: starts over
+
+
+def test_quantities() -> None:
+    from decimal import Decimal
+
+    import pytest
+
+    from gateway.kube.quantity import parse_quantity
+
+    assert parse_quantity("256Ki") == 262144
+    assert parse_quantity("1.5G") == Decimal("1.5e9")
+    assert parse_quantity("500m") == Decimal("0.5")
+    assert parse_quantity(4) == 4
+    with pytest.raises(ValueError, match="not a Kubernetes quantity"):
+        parse_quantity("lots")
