@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -52,7 +52,7 @@ async def read_logs(
     previous: bool = False,
     stop: Callable[[], bool] | None = None,
     poll_interval: float = DEFAULT_POLL_INTERVAL,
-) -> AsyncIterator[bytes]:
+) -> AsyncGenerator[bytes, None]:
     """Yield the log of `source` as chunks of bytes.
 
     Raises LogNotFound for `previous` when there is no earlier instance with a log. Follow

@@ -1,0 +1,43 @@
+"""What the kubelet API needs from the rest of the gateway (the runtime layer implements it).
+
+The API server never sees device sessions or transports: it asks this interface for pods,
+log locations and figures. Pod objects are plain JSON dicts as the API server serves them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, Protocol
+
+from gateway.kubelet.stats import NodeStats
+from gateway.logs import LogSource
+
+JsonObject = dict[str, Any]
+
+
+class KubeletProvider(Protocol):
+    def node_names(self) -> Sequence[str]:
+        """Names of the nodes this gateway serves (one per attached device), stable order."""
+        ...
+
+    async def get_pod(self, namespace: str, name: str) -> JsonObject | None:
+        """The pod as last seen, if it is bound to one of this gateway's nodes."""
+        ...
+
+    async def list_pods(self) -> list[JsonObject]:
+        """Every pod bound to one of this gateway's nodes."""
+        ...
+
+    async def find_container_log(
+        self, namespace: str, pod: str, container: str
+    ) -> LogSource | None:
+        """Where the container's current instance logs, or None if it has not started yet.
+
+        The `restart` of the source is the current instance's restart count; `previous`
+        requests read `restart - 1` from the same directory.
+        """
+        ...
+
+    async def stats(self) -> Sequence[NodeStats]:
+        """Current figures for each of this gateway's nodes."""
+        ...
