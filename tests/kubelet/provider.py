@@ -1,0 +1,48 @@
+"""An in-memory KubeletProvider for tests only (the runtime layer is the real one)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from gateway.kubelet import NodeStats
+from gateway.logs import LogSource
+
+
+def pod_json(namespace: str, name: str, node: str, *containers: str) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"namespace": namespace, "name": name, "uid": f"uid-{name}"},
+        "spec": {"nodeName": node, "containers": [{"name": c, "image": c} for c in containers]},
+        "status": {"phase": "Running"},
+    }
+
+
+class InMemoryProvider:
+    def __init__(self, nodes: Sequence[str]) -> None:
+        self.nodes = list(nodes)
+        self.pods: dict[tuple[str, str], dict[str, Any]] = {}
+        self.logs: dict[tuple[str, str, str], LogSource] = {}
+        self.node_stats: list[NodeStats] = []
+
+    def add_pod(self, pod: dict[str, Any]) -> None:
+        meta = pod["metadata"]
+        self.pods[meta["namespace"], meta["name"]] = pod
+
+    def node_names(self) -> Sequence[str]:
+        return self.nodes
+
+    async def get_pod(self, namespace: str, name: str) -> dict[str, Any] | None:
+        return self.pods.get((namespace, name))
+
+    async def list_pods(self) -> list[dict[str, Any]]:
+        return list(self.pods.values())
+
+    async def find_container_log(
+        self, namespace: str, pod: str, container: str
+    ) -> LogSource | None:
+        return self.logs.get((namespace, pod, container))
+
+    async def stats(self) -> Sequence[NodeStats]:
+        return self.node_stats
