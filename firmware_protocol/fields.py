@@ -6,8 +6,7 @@ limits and raises ``FieldError`` naming the field.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
 T = TypeVar("T")
@@ -155,20 +154,6 @@ class StrPairs(Codec[tuple[tuple[str, str], ...]]):
             except FieldProblem as exc:
                 raise FieldProblem(f"[{k!r}]: {exc}") from None
         return tuple(pairs)
-
-
-@dataclass(frozen=True)
-class Struct(Codec[T]):
-    """A nested msgpack map, delegated to the nested type's own to_wire/from_wire."""
-
-    to_wire: Callable[[T], Any] = field(repr=False)
-    from_wire: Callable[[Any], T] = field(repr=False)
-
-    def encode(self, value: T) -> Any:
-        return self.to_wire(value)
-
-    def decode(self, raw: Any) -> T:
-        return self.from_wire(raw)
 
 
 @dataclass(frozen=True)

@@ -104,6 +104,8 @@ class LinkStats:
     bytes_sent: int = 0
     bytes_received: int = 0
     retransmits: int = 0
+    #: Go-back-N resends triggered by a gap report (pure ACK without progress).
+    fast_retransmits: int = 0
     duplicates: int = 0
     out_of_order: int = 0
     undecodable: int = 0
@@ -218,7 +220,9 @@ class Link:
             if self._next_hello is not None and now >= self._next_hello:
                 self._send_handshake_probe(now)
         elif self.state is LinkState.UP:
-            if now - self._last_heard >= self._link_lost_timeout:
+            # Compare with the very sum next_deadline() returns: float subtraction could
+            # leave us a hair short of the deadline forever.
+            if now >= self._last_heard + self._link_lost_timeout:
                 self._lose_link(now, f"nothing heard for {now - self._last_heard:.3f} s")
                 return self._take_events()
             if self._retransmit_at is not None and now >= self._retransmit_at:
@@ -365,7 +369,7 @@ class Link:
             return
         self._last_heard = now
         if frame.has_ack:
-            self._on_ack(frame.ack, now)
+            self._on_ack(frame.ack, now, pure=msg_type == MessageType.ACK)
         if frame.sequenced:
             self._on_sequenced(frame)
         elif msg_type == MessageType.PING:
@@ -411,10 +415,13 @@ class Link:
         if len(self._queue) < self.config.max_queue:
             self._queue.append(_Outgoing(reply, reply.to_bytes()))
 
-    def _on_ack(self, ack: int, now: float) -> None:
+    def _on_ack(self, ack: int, now: float, *, pure: bool) -> None:
         if not self._unacked:
             return
         acked = seq_diff(ack, self._unacked[0].seq)
+        if acked == 0 and pure:
+            self._maybe_fast_retransmit(now)
+            return
         if not 0 < acked <= len(self._unacked):
             return  # stale or duplicate ack
         sample: float | None = None
@@ -424,7 +431,18 @@ class Link:
                 sample = now - item.sent_at
         if sample is not None:
             self._rtt.sample(sample)
+        else:
+            self._rtt.restore()
         self._retransmit_at = now + self._rtt.rto if self._unacked else None
+
+    def _maybe_fast_retransmit(self, now: float) -> None:
+        """A pure ACK that does not advance means the peer saw a gap (go-back-N receivers ack
+        every out-of-order frame). Resend at once instead of waiting for the timer, but only
+        when the oldest frame has had a round trip to arrive, so crossing acks do not trigger."""
+        oldest = self._unacked[0]
+        if now - oldest.sent_at >= (self._rtt.srtt or self.config.rto_min):
+            self.stats.fast_retransmits += 1
+            self._retransmit(now, backoff=False)
 
     def _on_ping(self, frame: Frame) -> None:
         try:

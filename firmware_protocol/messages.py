@@ -31,7 +31,6 @@ from .fields import (
     Seq,
     Str,
     StrPairs,
-    Struct,
     UInt,
     WireField,
     wire,
@@ -97,7 +96,7 @@ _DATA = Bin(c.MAX_BYTES_FIELD)
 
 
 @dataclass(frozen=True)
-class _EnumCodec(Codec[Any]):
+class EnumCodec(Codec[Any]):
     """An integer restricted to an IntEnum's members."""
 
     enum: type[IntEnum]
@@ -114,7 +113,7 @@ class _EnumCodec(Codec[Any]):
 
 
 @dataclass(frozen=True)
-class _FrameLimit(Codec[int]):
+class FrameLimit(Codec[int]):
     """A declared largest frame: MIN_FRAME..MAX_FRAME_CEILING."""
 
     def decode(self, raw: Any) -> int:
@@ -125,7 +124,7 @@ class _FrameLimit(Codec[int]):
 
 
 @dataclass(frozen=True)
-class _Window(Codec[int]):
+class WindowSize(Codec[int]):
     def decode(self, raw: Any) -> int:
         value = U8.decode(raw)
         if not 1 <= value <= c.MAX_WINDOW:
@@ -134,7 +133,7 @@ class _Window(Codec[int]):
 
 
 @dataclass(frozen=True)
-class _NonZeroU32(Codec[int]):
+class NonZeroU32(Codec[int]):
     def decode(self, raw: Any) -> int:
         value = U32.decode(raw)
         if value == 0:
@@ -142,24 +141,24 @@ class _NonZeroU32(Codec[int]):
         return value
 
 
-_FRAME_LIMIT = _FrameLimit()
-_WINDOW = _Window()
-_NONZERO_U32 = _NonZeroU32()
+_FRAME_LIMIT = FrameLimit()
+_WINDOW = WindowSize()
+_NONZERO_U32 = NonZeroU32()
 
 
 @dataclass(frozen=True)
-class _Spec:
+class WireSpec:
     name: str
     key: int
     codec: Codec[Any]
     required: bool
 
 
-_SPEC_CACHE: dict[type, tuple[_Spec, ...]] = {}
+_WIRE_SPEC_CACHE: dict[type, tuple[WireSpec, ...]] = {}
 
 
-def _specs(cls: type) -> tuple[_Spec, ...]:
-    cached = _SPEC_CACHE.get(cls)
+def wire_specs(cls: type) -> tuple[WireSpec, ...]:
+    cached = _WIRE_SPEC_CACHE.get(cls)
     if cached is not None:
         return cached
     specs = []
@@ -167,9 +166,9 @@ def _specs(cls: type) -> tuple[_Spec, ...]:
         meta = f.metadata.get("wire")
         if isinstance(meta, WireField):
             required = f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
-            specs.append(_Spec(f.name, meta.key, meta.codec, required))
+            specs.append(WireSpec(f.name, meta.key, meta.codec, required))
     result = tuple(sorted(specs, key=lambda s: s.key))
-    _SPEC_CACHE[cls] = result
+    _WIRE_SPEC_CACHE[cls] = result
     return result
 
 
@@ -177,7 +176,7 @@ class WireStruct:
     """Shared map <-> dataclass conversion for messages and nested structures."""
 
     def to_wire(self) -> dict[int, Any]:
-        return {s.key: s.codec.encode(getattr(self, s.name)) for s in _specs(type(self))}
+        return {s.key: s.codec.encode(getattr(self, s.name)) for s in wire_specs(type(self))}
 
     @classmethod
     def from_wire(cls, raw: Any) -> Self:
@@ -185,7 +184,7 @@ class WireStruct:
         if type(raw) is not dict:
             raise MalformedPayloadError(f"{name}: expected a map, got {type(raw).__name__}")
         values: dict[str, Any] = {}
-        for spec in _specs(cls):
+        for spec in wire_specs(cls):
             if spec.key not in raw:
                 if spec.required:
                     raise FieldError(name, spec.name, "missing")
@@ -197,16 +196,22 @@ class WireStruct:
         return cls(**values)
 
 
-def _nested(cls: type[WireStruct]) -> Struct[Any]:
-    def decode(raw: Any) -> Any:
+@dataclass(frozen=True)
+class Nested(Codec[Any]):
+    """A nested map decoded into another ``WireStruct`` dataclass."""
+
+    cls: type[WireStruct]
+
+    def encode(self, value: Any) -> Any:
+        return value.to_wire()
+
+    def decode(self, raw: Any) -> Any:
         try:
-            return cls.from_wire(raw)
+            return self.cls.from_wire(raw)
         except FieldError as exc:
             raise FieldProblem(f"{exc.field}: {exc.reason}") from None
         except MalformedPayloadError as exc:
             raise FieldProblem(str(exc)) from None
-
-    return Struct(lambda v: v.to_wire(), decode)
 
 
 class Message(WireStruct):
@@ -255,7 +260,7 @@ class Load(WireStruct):
     mem_used: int = field(default=0, metadata=wire(1, U32))
     cpu_permille: int = field(default=0, metadata=wire(2, UInt(1000)))
     tasks: tuple[TaskLoad, ...] = field(
-        default=(), metadata=wire(3, Seq(_nested(TaskLoad), c.MAX_TASK_SLOTS))
+        default=(), metadata=wire(3, Seq(Nested(TaskLoad), c.MAX_TASK_SLOTS))
     )
 
 
@@ -360,7 +365,7 @@ class Pong(Message):
     SEQUENCED = False
 
     nonce: int = field(metadata=wire(1, U32))
-    load: Load | None = field(default=None, metadata=wire(2, Optional(_nested(Load))))
+    load: Load | None = field(default=None, metadata=wire(2, Optional(Nested(Load))))
 
 
 # --- gateway -> device requests (sequenced) -------------------------------------------------------
@@ -455,7 +460,7 @@ class TaskOutput(Message):
     SENDERS = _DEVICE
 
     task_id: str = field(metadata=wire(1, _TASK_ID))
-    stream: OutputStream = field(metadata=wire(2, _EnumCodec(OutputStream)))
+    stream: OutputStream = field(metadata=wire(2, EnumCodec(OutputStream)))
     offset: int = field(metadata=wire(3, U64))
     data: bytes = field(metadata=wire(4, _DATA))
 
@@ -467,7 +472,7 @@ class TaskList(Message):
 
     request_id: int = field(metadata=wire(0, U32))
     tasks: tuple[TaskInfo, ...] = field(
-        default=(), metadata=wire(1, Seq(_nested(TaskInfo), c.MAX_TASKS_LISTED))
+        default=(), metadata=wire(1, Seq(Nested(TaskInfo), c.MAX_TASKS_LISTED))
     )
 
 

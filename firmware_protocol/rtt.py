@@ -47,5 +47,13 @@ class RttEstimator:
     def backoff(self) -> None:
         self._rto = self._clamp(self._rto * 2)
 
+    def restore(self) -> None:
+        """Undo backoff once the peer acknowledges progress: the path works again, and on a
+        lossy serial line keeping a doubled timeout until a clean sample stalls the link."""
+        if self.srtt is None:
+            self._rto = self._clamp(self.initial_rto)
+        else:
+            self._rto = self._clamp(self.srtt + _K * self.rttvar)
+
     def _clamp(self, value: float) -> float:
         return min(max(value, self.min_rto), self.max_rto)

@@ -1,0 +1,320 @@
+"""Two Links over a simulated line: exactly-once in-order delivery under loss, duplication,
+reordering and bit errors; restarts on either side; silence; refusal; misuse errors."""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field
+
+import pytest
+
+from firmware_protocol import (
+    Error,
+    ErrorCode,
+    Event,
+    Frame,
+    FrameDecoder,
+    FrameFlags,
+    HeartbeatAnswered,
+    Hello,
+    Link,
+    LinkConfig,
+    LinkLost,
+    LinkState,
+    LinkUp,
+    Load,
+    Message,
+    MessageReceived,
+    MessageRejected,
+    MessageTooLargeError,
+    OutputStream,
+    PeerReset,
+    QueueFullError,
+    Refused,
+    Role,
+    StartTask,
+    TaskOutput,
+    WrongRoleError,
+    parse,
+)
+
+from .simnet import LossyChannel, Simulation
+
+CONFIG = LinkConfig(heartbeat_interval=1.0, link_lost_timeout=3.0, rto_initial=0.2)
+
+
+def device_link(boot_id: int = 1, config: LinkConfig = CONFIG) -> Link:
+    hello = Hello(
+        versions=(1,),
+        device_id="dev-1",
+        boot_id=boot_id,
+        firmware_name="test-fw",
+        firmware_version="1.0",
+        apps=("blink", "echo"),
+        task_slots=4,
+        memory_total=32768,
+        max_frame=512,
+        window=4,
+    )
+    return Link(Role.DEVICE, config, hello=hello)
+
+
+def gateway_link(session_id: int = 100, config: LinkConfig = CONFIG) -> Link:
+    return Link(Role.GATEWAY, config, session_id=session_id)
+
+
+@dataclass
+class Recorder:
+    events: dict[str, list[tuple[float, Event]]] = field(
+        default_factory=lambda: {"gateway": [], "device": []}
+    )
+
+    def __call__(self, side: str, events: list[Event], now: float) -> None:
+        self.events[side] += [(now, e) for e in events]
+
+    def of(self, side: str, kind: type) -> list:  # type: ignore[type-arg]
+        return [e for _, e in self.events[side] if isinstance(e, kind)]
+
+    def received(self, side: str) -> list[Message]:
+        return [e.message for e in self.of(side, MessageReceived)]
+
+
+def make_sim(
+    seed: int, loss: float = 0.0, dup: float = 0.0, ber: float = 0.0, jitter: float = 0.0
+) -> tuple[Simulation, Recorder]:
+    rng = random.Random(seed)
+    recorder = Recorder()
+
+    def channel() -> LossyChannel:
+        return LossyChannel(rng, loss=loss, duplicate=dup, bit_error_rate=ber, jitter=jitter)
+
+    sim = Simulation(gateway_link(), device_link(), channel(), channel(), recorder)
+    sim.start()
+    return sim, recorder
+
+
+def output(i: int) -> TaskOutput:
+    return TaskOutput("task", OutputStream.STDOUT, i * 10, b"line %05d\n" % i)
+
+
+def request(i: int) -> StartTask:
+    return StartTask(i + 1, f"t{i}", "blink", argv=("-n", str(i)))
+
+
+def pump_traffic(sim: Simulation, count: int, until: float, window_max: int = 4) -> None:
+    """Offer ``count`` messages each way, respecting backpressure, and run to ``until``."""
+    sent_g = sent_d = 0
+    while sim.now < until and not (sent_g == sent_d == count and _idle(sim)):
+        while sent_g < count and sim.gateway.queued < 8:
+            sim.gateway.send(request(sent_g), sim.now)
+            sent_g += 1
+        while sent_d < count and sim.device.queued < 8:
+            sim.device.send(output(sent_d), sim.now)
+            sent_d += 1
+        sim.flush()
+        sim.run_until(sim.now + 0.05)
+        assert sim.gateway.unacked <= window_max
+        assert sim.device.unacked <= window_max
+
+
+def _idle(sim: Simulation) -> bool:
+    links = (sim.gateway, sim.device)
+    return all(link.unacked + link.queued == 0 for link in links)
+
+
+def test_handshake_brings_both_sides_up() -> None:
+    sim, rec = make_sim(seed=1)
+    sim.run_until(1.0)
+    (up_g,) = rec.of("gateway", LinkUp)
+    (up_d,) = rec.of("device", LinkUp)
+    assert up_g.hello.device_id == "dev-1" and up_g.hello.apps == ("blink", "echo")
+    assert up_d.welcome.session_id == 100 and up_d.welcome.version == 1
+    assert not up_g.resumed and not up_d.resumed
+    assert sim.gateway.is_up and sim.device.is_up
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_exactly_once_in_order_over_a_bad_line(seed: int) -> None:
+    sim, rec = make_sim(seed, loss=0.10, dup=0.02, ber=1e-3, jitter=0.01)
+    count = 200
+    pump_traffic(sim, count, until=120.0)
+    sim.run_until(sim.now + 30, stop=lambda: _idle(sim))
+    assert rec.received("device") == [request(i) for i in range(count)]
+    assert rec.received("gateway") == [output(i) for i in range(count)]
+    stats = (sim.gateway.stats, sim.device.stats)
+    assert sum(s.retransmits for s in stats) > 0
+    assert sum(s.crc_errors + s.framing_errors for s in stats) > 0
+    assert sim.gateway.srtt is not None and 0 < sim.gateway.srtt < 1.0
+
+
+def test_window_limits_frames_in_flight() -> None:
+    small = LinkConfig(window=2, heartbeat_interval=1.0, link_lost_timeout=3.0)
+    rng = random.Random(5)
+    rec = Recorder()
+    sim = Simulation(
+        gateway_link(), device_link(config=small), LossyChannel(rng), LossyChannel(rng), rec
+    )
+    sim.start()
+    sim.run_until(0.5)
+    assert sim.gateway.window == 2
+    pump_traffic(sim, 50, until=10.0, window_max=2)
+    assert rec.received("device") == [request(i) for i in range(50)]
+
+
+def test_heartbeat_measures_rtt_and_carries_load() -> None:
+    sim, rec = make_sim(seed=2)
+    sim.device.set_load(Load(mem_used=1234, cpu_permille=50))
+    sim.run_until(5.0)
+    beats = rec.of("gateway", HeartbeatAnswered)
+    assert beats and beats[-1].load == Load(mem_used=1234, cpu_permille=50)
+    assert beats[-1].rtt == pytest.approx(0.01, abs=1e-6)
+    assert rec.of("device", HeartbeatAnswered)[-1].load is None
+
+
+def test_silent_peer_is_reported_lost_after_the_timeout() -> None:
+    sim, rec = make_sim(seed=3)
+    sim.run_until(2.0)
+    sim.to_gateway.connected = False
+    cut = sim.now
+    sim.run_until(cut + 10)
+    lost_at = [t for t, e in rec.events["gateway"] if isinstance(e, LinkLost)]
+    assert lost_at
+    # Last frame heard at most one heartbeat before the cut; lost exactly timeout after it.
+    assert cut + CONFIG.link_lost_timeout - CONFIG.heartbeat_interval - 0.1 <= lost_at[0]
+    assert lost_at[0] <= cut + CONFIG.link_lost_timeout + 0.1
+    assert sim.gateway.state is LinkState.HANDSHAKE
+
+
+def test_line_cut_resumes_without_loss_or_repeat() -> None:
+    sim, rec = make_sim(seed=4, loss=0.05)
+    pump_traffic(sim, 30, until=3.0)
+    sim.to_gateway.connected = sim.to_device.connected = False
+    for i in range(30, 40):
+        sim.gateway.send(request(i), sim.now)
+        sim.device.send(output(i), sim.now)
+    sim.run_until(sim.now + 10)
+    assert rec.of("gateway", LinkLost) and rec.of("device", LinkLost)
+    sim.to_gateway.connected = sim.to_device.connected = True
+    sim.run_until(sim.now + 20, stop=lambda: _idle(sim))
+    sim.run_until(sim.now + 1)
+    assert rec.of("gateway", LinkUp)[-1].resumed and rec.of("device", LinkUp)[-1].resumed
+    assert not rec.of("gateway", PeerReset) and not rec.of("device", PeerReset)
+    assert rec.received("device") == [request(i) for i in range(40)]
+    assert rec.received("gateway") == [output(i) for i in range(40)]
+
+
+def test_device_reboot_is_detected_and_pending_commands_handed_back() -> None:
+    sim, rec = make_sim(seed=5)
+    sim.run_until(1.0)
+    sim.to_device.connected = False  # commands pile up unacked
+    for i in range(3):
+        sim.gateway.send(request(i), sim.now)
+    sim.flush()
+    sim.to_device.connected = True
+    sim.to_device.clear()
+    sim.replace_device(device_link(boot_id=2))
+    sim.run_until(sim.now + 2)
+    (reset,) = rec.of("gateway", PeerReset)
+    assert (reset.previous_id, reset.new_id) == (1, 2)
+    assert reset.dropped == tuple(request(i) for i in range(3))
+    assert not rec.of("gateway", LinkUp)[-1].resumed
+    sim.gateway.send(request(10), sim.now)
+    sim.device.send(output(0), sim.now)
+    sim.flush()
+    sim.run_until(sim.now + 1)
+    assert rec.received("device") == [request(10)]
+    assert rec.received("gateway") == [output(0)]
+
+
+def test_gateway_restart_keeps_device_output() -> None:
+    """Output produced while the gateway is gone survives in the device's queue; the new
+    gateway gets everything from the first unacked offset on, repeats only at the seam."""
+    sim, rec = make_sim(seed=6, loss=0.05, jitter=0.005)
+    pump_traffic(sim, 20, until=2.0)
+    sim.to_gateway.connected = sim.to_device.connected = False
+    for i in range(20, 40):
+        sim.device.send(output(i), sim.now)
+    sim.run_until(sim.now + 1)
+    old_received = list(rec.received("gateway"))
+    new_rec = Recorder()
+    sim.on_events = new_rec
+    sim.to_gateway.connected = sim.to_device.connected = True
+    sim.to_gateway.clear()
+    sim.to_device.clear()
+    sim.replace_gateway(gateway_link(session_id=200))
+    sim.run_until(sim.now + 20, stop=lambda: sim.device.unacked + sim.device.queued == 0)
+    sim.run_until(sim.now + 1)
+    (reset,) = new_rec.of("device", PeerReset)
+    assert (reset.previous_id, reset.new_id) == (100, 200)
+    seen: dict[int, bytes] = {}
+    for m in [*old_received, *new_rec.received("gateway")]:
+        assert isinstance(m, TaskOutput)
+        seen.setdefault(m.offset, m.data)
+    assert [seen[k] for k in sorted(seen)] == [output(i).data for i in range(40)]
+    new_offsets = [m.offset for m in new_rec.received("gateway") if isinstance(m, TaskOutput)]
+    assert new_offsets == sorted(new_offsets)  # in order on the new session
+
+
+def test_no_common_version_is_refused_on_both_sides() -> None:
+    rng = random.Random(7)
+    rec = Recorder()
+    future = LinkConfig(versions=(2,))
+    sim = Simulation(
+        gateway_link(), device_link(config=future), LossyChannel(rng), LossyChannel(rng), rec
+    )
+    sim.start()
+    sim.run_until(3.0)
+    assert rec.of("device", Refused)[0].by_peer
+    assert rec.of("device", Refused)[0].peer_versions == (1,)
+    assert not rec.of("gateway", Refused)[0].by_peer
+    assert sim.device.state is LinkState.REFUSED
+    assert sim.device.next_deadline() is None
+    assert not rec.of("gateway", LinkUp)
+
+
+def _up_pair() -> tuple[Link, Link]:
+    sim, _ = make_sim(seed=8)
+    sim.run_until(0.5)
+    sim.gateway.data_to_send()
+    sim.device.data_to_send()
+    return sim.gateway, sim.device
+
+
+def _reply_of(link: Link) -> list[Message]:
+    return [parse(f) for f in FrameDecoder().feed(link.data_to_send())]
+
+
+def test_unknown_sequenced_type_gets_unsupported_error() -> None:
+    _, device = _up_pair()
+    frame = Frame(1, 0x7E, FrameFlags.SEQ | FrameFlags.ACK, 0, 0, b"\x81\x00\xce\x00\x01\x00\x00")
+    events = device.receive_data(frame.to_bytes(), 1.0)
+    assert isinstance(events[0], MessageRejected)
+    (reply,) = [m for m in _reply_of(device) if isinstance(m, Error)]
+    assert reply == Error(65536, ErrorCode.UNSUPPORTED, reply.message, 0x7E)
+
+
+def test_malformed_payload_gets_malformed_error_naming_the_field() -> None:
+    _, device = _up_pair()
+    payload = b"\x83\x00\x07\x01\xa1t\x02\x05"  # app is an int
+    frame = Frame(1, 0x10, FrameFlags.SEQ | FrameFlags.ACK, 0, 0, payload)
+    device.receive_data(frame.to_bytes(), 1.0)
+    (reply,) = [m for m in _reply_of(device) if isinstance(m, Error)]
+    assert reply.code == ErrorCode.MALFORMED and reply.request_id == 7
+    assert "StartTask.app" in reply.message
+
+
+def test_misuse_raises() -> None:
+    gateway, device = _up_pair()
+    with pytest.raises(WrongRoleError):
+        device.send(request(0), 1.0)
+    with pytest.raises(WrongRoleError):
+        gateway.send(output(0), 1.0)
+    with pytest.raises(MessageTooLargeError):
+        device.send(TaskOutput("t", OutputStream.STDOUT, 0, bytes(600)), 1.0)
+    small = LinkConfig(max_queue=2)
+    lonely = Link(Role.GATEWAY, small, session_id=1)
+    lonely.send(request(0), 0.0)
+    lonely.send(request(1), 0.0)
+    assert lonely.queued == 2 and lonely.credits == 0
+    with pytest.raises(QueueFullError):
+        lonely.send(request(2), 0.0)
