@@ -1,0 +1,874 @@
+"""`DeviceSession`: one device, over whatever transport currently reaches it.
+
+The session owns one gateway-side `firmware_protocol.Link` for its whole life, so a device that
+comes back (same boot) resumes where it left off: unacknowledged frames are resent, nothing is
+lost or repeated. Around it the session adds what the sans-I/O link cannot do: open the port
+(re-resolving where the device is now), pump bytes and timers, match replies to requests, keep
+track of tasks, reconnect with backoff, and reconcile after every (re)connection.
+
+Background tasks per session: the supervisor (`<label>:session`); per connection a reader and a
+writer; per reconnect a short-lived reconcile. All are named, referenced and awaited on close.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import dataclasses
+import logging
+import random
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from types import TracebackType
+from typing import Any
+
+from firmware_protocol import (
+    Error,
+    ErrorCode,
+    Exec,
+    ExecResult,
+    Frame,
+    FrameFlags,
+    HeartbeatAnswered,
+    HelloRequest,
+    Link,
+    LinkConfig,
+    LinkLost,
+    LinkUp,
+    ListTasks,
+    Message,
+    MessageReceived,
+    MessageRejected,
+    MessageTooLargeError,
+    MessageType,
+    PeerReset,
+    ProtocolError,
+    QueueFullError,
+    Refused,
+    Role,
+    StartTask,
+    StopTask,
+    TaskList,
+)
+from firmware_protocol import LinkState as WireLinkState
+from firmware_protocol import TaskExited as WireTaskExited
+from firmware_protocol import TaskOutput as WireTaskOutput
+from firmware_protocol import TaskStarted as WireTaskStarted
+from firmware_protocol.constants import HANDSHAKE_HEADER_VERSION, SUPPORTED_VERSIONS
+from gateway.errors import (
+    DeviceRejected,
+    HandshakeError,
+    LinkDown,
+    LinkError,
+    LinkTimeout,
+    SessionClosed,
+    TransportError,
+    UnsupportedProtocolVersion,
+    WireletError,
+)
+from gateway.link.backoff import Backoff, BackoffPolicy
+from gateway.link.events import (
+    DeviceFacts,
+    LinkFigures,
+    LinkStateChanged,
+    Reconciled,
+    SessionEvent,
+    Stream,
+    TaskExited,
+    TaskInfo,
+    TaskLost,
+    TaskOutput,
+    TaskStarted,
+)
+from gateway.link.state import LinkState, check_transition
+from gateway.transport.base import Transport, TransportOpener
+
+_log = logging.getLogger(__name__)
+
+# Byte dumps are logged at this level, below DEBUG, so debug logs stay readable.
+TRACE = 5
+logging.addLevelName(TRACE, "TRACE")
+
+_STREAM_NAMES: dict[int, Stream] = {1: "stdout", 2: "stderr"}
+# Task ids whose exit was reported, remembered to swallow repeated exit reports.
+_EXITED_REMEMBERED = 256
+
+
+@dataclass(frozen=True, slots=True)
+class SessionConfig:
+    """Timing of the session layer. Every wait on the device has a bound."""
+
+    # Waiting for the device's reply to one request (start, list, exec), seconds.
+    request_timeout: float = 5.0
+    # From port open to handshake plus first task list, seconds. A hung device fails here.
+    handshake_timeout: float = 5.0
+    # Opening the port (pyserial's open runs in a thread), seconds.
+    open_timeout: float = 5.0
+    # Added to a stop's grace period while waiting for the exit report, seconds.
+    stop_slack: float = 5.0
+    backoff: BackoffPolicy = field(default_factory=BackoffPolicy)
+    link: LinkConfig = field(default_factory=LinkConfig)
+
+
+class _DeviceLog(logging.LoggerAdapter[logging.Logger]):
+    """Prefixes every line with the device (its id once known, the port before)."""
+
+    def process(self, msg: Any, kwargs: Any) -> tuple[Any, Any]:
+        return f"[{self.extra['device'] if self.extra else '?'}] {msg}", kwargs
+
+
+@dataclass(slots=True)
+class _KnownTask:
+    running: bool = True
+    delivered: dict[str, int] = field(default_factory=lambda: {"stdout": 0, "stderr": 0})
+    persisted: dict[str, int] = field(default_factory=lambda: {"stdout": 0, "stderr": 0})
+
+
+class EventSubscription:
+    """An async iterator over session events from the moment it was created until close."""
+
+    def __init__(self, unsubscribe: Callable[[EventSubscription], None]) -> None:
+        self._queue: asyncio.Queue[SessionEvent | None] = asyncio.Queue()
+        self._unsubscribe = unsubscribe
+        self._closed = False
+
+    def _put(self, event: SessionEvent | None) -> None:
+        if not self._closed:
+            self._queue.put_nowait(event)
+
+    def __aiter__(self) -> AsyncIterator[SessionEvent]:
+        return self
+
+    async def __anext__(self) -> SessionEvent:
+        if self._closed and self._queue.empty():
+            raise StopAsyncIteration
+        event = await self._queue.get()
+        if event is None:
+            self._closed = True
+            raise StopAsyncIteration
+        return event
+
+    async def get(self, timeout_s: float | None = None) -> SessionEvent:
+        """Next event, with an optional bound (raises `LinkTimeout`)."""
+        try:
+            async with asyncio.timeout(timeout_s):
+                return await self.__anext__()
+        except TimeoutError:
+            raise LinkTimeout(f"no session event within {timeout_s} s") from None
+
+    def close(self) -> None:
+        self._unsubscribe(self)
+        self._put(None)
+
+
+class DeviceSession:
+    """The gateway's connection to one device. Use as `async with DeviceSession(...) as s:`."""
+
+    def __init__(
+        self,
+        opener: TransportOpener,
+        *,
+        label: str = "device",
+        config: SessionConfig | None = None,
+        on_event: Callable[[SessionEvent], None] | None = None,
+        session_id: int | None = None,
+        rng: random.Random | None = None,
+    ) -> None:
+        self._opener = opener
+        self.config = config or SessionConfig()
+        self._rng = rng or random.Random()
+        self._link = Link(
+            Role.GATEWAY,
+            self.config.link,
+            session_id=session_id or self._rng.randrange(1, 1 << 32),
+        )
+        self._log = _DeviceLog(_log, {"device": label})
+        self._label = label
+        self._on_event = on_event
+        self._subscribers: list[EventSubscription] = []
+        self._backoff = Backoff(self.config.backoff, self._rng)
+        self._loop = asyncio.get_running_loop()
+
+        self._state = LinkState.CONNECTING
+        self._state_waiters: list[asyncio.Future[None]] = []
+        self.figures = LinkFigures()
+        self.facts: DeviceFacts | None = None
+        self._handshake_error: HandshakeError | None = None
+        self._last_error: BaseException | None = None
+
+        self._transport: Transport | None = None
+        self._tx_wakeup = asyncio.Event()
+        self._link_up = asyncio.Event()  # the protocol link (not the session) is up
+        self._lost: asyncio.Future[str] | None = None  # set when this connection must end
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_at: float | None = None
+
+        self._next_request_id = 1
+        self._waiters: dict[int, asyncio.Future[Message]] = {}
+        self._tasks: dict[str, _KnownTask] = {}
+        self._exited: collections.OrderedDict[str, None] = collections.OrderedDict()
+
+        self._pending_raw = b""  # bytes to write ahead of the link's own (handshake probe)
+        self._booted_as = 0  # boot id of the device at the last reconciliation
+        self._supervisor: asyncio.Task[None] | None = None
+        self._reconciler: asyncio.Task[None] | None = None
+        self._closing = False
+
+    # --- lifecycle ---------------------------------------------------------------------------
+
+    async def __aenter__(self) -> DeviceSession:
+        self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    def start(self) -> None:
+        """Start connecting in the background; `wait_up()` to know when the device answers."""
+        if self._supervisor is None and not self._closing:
+            self._supervisor = asyncio.create_task(self._supervise(), name=f"{self._label}:session")
+
+    async def close(self) -> None:
+        """Stop reconnecting, close the port, fail pending requests. Idempotent."""
+        if self._state is LinkState.CLOSED:
+            return
+        self._closing = True
+        for task in (self._reconciler, self._supervisor):
+            if task is not None and not task.done():
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        self._set_state(LinkState.CLOSED, "closed by the gateway")
+        self._fail_waiters(SessionClosed(f"{self._label}: session closed"))
+        for sub in list(self._subscribers):
+            sub.close()
+
+    async def wait_up(self, timeout_s: float | None = None) -> DeviceFacts:
+        """Wait until the session is UP. Raises the handshake error if the device was refused
+        (e.g. `UnsupportedProtocolVersion`), `LinkTimeout` if it does not come up in time."""
+        try:
+            async with asyncio.timeout(timeout_s):
+                while self._state is not LinkState.UP:
+                    if self._state is LinkState.CLOSED:
+                        raise SessionClosed(f"{self._label}: session closed")
+                    if self._handshake_error is not None:
+                        raise self._handshake_error
+                    await self._state_change()
+        except TimeoutError:
+            last = f"; last error: {self._last_error}" if self._last_error else ""
+            raise LinkTimeout(
+                f"{self._label}: not up within {timeout_s} s (state {self._state.value}{last})"
+            ) from None
+        assert self.facts is not None
+        return self.facts
+
+    async def wait_state(self, *states: LinkState, timeout_s: float | None = None) -> LinkState:
+        """Wait until the session is in one of `states` (for tests and supervisors)."""
+        try:
+            async with asyncio.timeout(timeout_s):
+                while self._state not in states:
+                    await self._state_change()
+        except TimeoutError:
+            want = ",".join(s.value for s in states)
+            raise LinkTimeout(f"{self._label}: not {want} within {timeout_s} s") from None
+        return self._state
+
+    # --- public surface for the runtime layer ------------------------------------------------
+
+    @property
+    def state(self) -> LinkState:
+        return self._state
+
+    @property
+    def label(self) -> str:
+        return self._label
+
+    @property
+    def last_error(self) -> BaseException | None:
+        return self._last_error
+
+    def subscribe(self) -> EventSubscription:
+        """Every session event from now on, as an async iterator. Close it when done."""
+        sub = EventSubscription(self._subscribers.remove)
+        self._subscribers.append(sub)
+        return sub
+
+    async def start_task(
+        self,
+        task_id: str,
+        app: str,
+        argv: Sequence[str] = (),
+        env: Mapping[str, str] | Sequence[tuple[str, str]] = (),
+    ) -> None:
+        """Start `app` as `task_id`. Returns once the device confirmed; idempotent per task id.
+        Raises `DeviceRejected` (unknown app, no free slot...), `LinkTimeout`, `LinkDown`."""
+        pairs = tuple(env.items()) if isinstance(env, Mapping) else tuple(env)
+        self._exited.pop(task_id, None)
+        await self._request(
+            lambda rid: StartTask(rid, task_id, app, tuple(argv), pairs),
+            self.config.request_timeout,
+        )
+        self._tasks.setdefault(task_id, _KnownTask())
+
+    async def stop_task(self, task_id: str, grace_s: float = 10.0) -> None:
+        """Ask the task to exit, killed after `grace_s`. Returns once the device reported the
+        exit (the `TaskExited` event carries code and reason)."""
+        grace_ms = max(0, round(grace_s * 1000))
+        await self._request(
+            lambda rid: StopTask(rid, task_id, grace_ms),
+            grace_s + self.config.stop_slack,
+        )
+
+    async def list_tasks(self) -> list[TaskInfo]:
+        reply = await self._request(ListTasks, self.config.request_timeout)
+        assert isinstance(reply, TaskList)
+        return [_task_info(t) for t in reply.tasks]
+
+    async def exec(
+        self, argv: Sequence[str], timeout_s: float = 10.0, task_id: str = ""
+    ) -> tuple[int, bytes, bytes]:
+        """One-shot command on the device: (exit code, stdout, stderr)."""
+        reply = await self._request(
+            lambda rid: Exec(rid, tuple(argv), round(timeout_s * 1000), task_id),
+            timeout_s + self.config.request_timeout,
+        )
+        assert isinstance(reply, ExecResult)
+        return reply.exit_code, reply.stdout, reply.stderr
+
+    def ack_output(self, task_id: str, stream: str, offset: int) -> None:
+        """The consumer persisted `task_id`'s `stream` up to `offset`.
+
+        The wire protocol has no application-level output ack yet (the link acks on receipt), so
+        this records the persisted position (figures, and the point to replay from once the
+        protocol can ask for it)."""
+        known = self._tasks.get(task_id)
+        if known is not None and stream in known.persisted:
+            known.persisted[stream] = max(known.persisted[stream], offset)
+
+    def unpersisted_bytes(self) -> int:
+        """Output delivered to the consumer and not yet acknowledged as persisted."""
+        return sum(
+            t.delivered[s] - t.persisted[s] for t in self._tasks.values() for s in t.delivered
+        )
+
+    # --- state --------------------------------------------------------------------------------
+
+    def _set_state(self, new: LinkState, reason: str = "") -> None:
+        old = self._state
+        if old is new:
+            return
+        check_transition(old, new)
+        self._state = new
+        self.figures.state = new
+        if new is LinkState.UP:
+            self.figures.connects += 1
+        elif new is LinkState.DOWN and old is LinkState.UP:
+            self.figures.disconnects += 1
+        self._log.debug("link %s -> %s%s", old.value, new.value, f" ({reason})" if reason else "")
+        waiters, self._state_waiters = self._state_waiters, []
+        for fut in waiters:
+            if not fut.done():
+                fut.set_result(None)
+        self._emit(LinkStateChanged(old, new, reason))
+
+    async def _state_change(self) -> None:
+        fut: asyncio.Future[None] = self._loop.create_future()
+        self._state_waiters.append(fut)
+        try:
+            await fut
+        finally:
+            with contextlib.suppress(ValueError):
+                self._state_waiters.remove(fut)
+
+    def _emit(self, event: SessionEvent) -> None:
+        for sub in self._subscribers:
+            sub._put(event)
+        if self._on_event is not None:
+            try:
+                self._on_event(event)
+            except Exception:  # a consumer bug must not take the link down
+                self._log.exception("event consumer failed on %s", type(event).__name__)
+
+    # --- supervisor: connect, serve, back off, repeat ----------------------------------------
+
+    async def _supervise(self) -> None:
+        while not self._closing:
+            self._set_state(LinkState.CONNECTING)
+            reason = ""
+            try:
+                async with asyncio.timeout(self.config.open_timeout):
+                    transport = await self._opener()
+            except (TransportError, TimeoutError, OSError) as exc:
+                reason = f"open failed: {exc}"
+                self._last_error = exc
+            else:
+                try:
+                    reason = await self._serve(transport)
+                finally:
+                    await transport.close()
+            self._set_state(LinkState.DOWN, reason)
+            delay = self._backoff.next_delay()
+            # The first failure after a good period is news; the repeats that follow are not.
+            if self._backoff.failures == 1:
+                self._log.warning("%s; reconnecting", reason)
+            else:
+                self._log.debug("%s; retrying in %.2f s", reason, delay)
+            await asyncio.sleep(delay)
+
+    async def _serve(self, transport: Transport) -> str:
+        """Run one connection until it ends; returns why it ended."""
+        self._transport = transport
+        self._lost = self._loop.create_future()
+        self._tx_wakeup.clear()
+        reader = asyncio.create_task(self._read_loop(transport), name=f"{self._label}:read")
+        writer = asyncio.create_task(self._write_loop(transport), name=f"{self._label}:write")
+        handshake: asyncio.Task[None] | None = None
+        try:
+            self._set_state(LinkState.HANDSHAKING, transport.description)
+            self._kick_handshake()
+            handshake = asyncio.create_task(
+                self._handshake(transport), name=f"{self._label}:handshake"
+            )
+            watched: set[asyncio.Future[Any]] = {reader, writer, handshake, self._lost}
+            await asyncio.wait(watched, return_when=asyncio.FIRST_COMPLETED)
+            if handshake.done() and not handshake.cancelled() and handshake.exception() is None:
+                self._backoff.reset()
+                self._set_state(LinkState.UP, transport.description)
+                watched = {reader, writer, self._lost}
+                await asyncio.wait(watched, return_when=asyncio.FIRST_COMPLETED)
+            return self._end_reason(reader, writer, handshake)
+        finally:
+            self._cancel_timer()
+            self._link_up.clear()
+            for task in (reader, writer, handshake, self._reconciler):
+                if task is not None and not task.done():
+                    task.cancel()
+            # Their outcomes were read above (or do not matter once we are leaving).
+            children = [t for t in (reader, writer, handshake, self._reconciler) if t is not None]
+            await asyncio.gather(*children, return_exceptions=True)
+            self._reconciler = None
+            self._transport = None
+            self._fail_waiters(LinkDown(f"{self._label}: link down"))
+
+    def _end_reason(
+        self,
+        reader: asyncio.Task[None],
+        writer: asyncio.Task[None],
+        handshake: asyncio.Task[None] | None,
+    ) -> str:
+        """The first fatal cause wins."""
+        assert self._lost is not None
+        for task in (reader, writer, handshake):
+            if task is not None and task.done() and not task.cancelled():
+                exc = task.exception()
+                if exc is not None:
+                    self._last_error = exc
+                    if not isinstance(exc, WireletError | OSError):
+                        self._log.error("connection failed unexpectedly", exc_info=exc)
+                    if isinstance(exc, HandshakeError):
+                        self._handshake_error = exc
+                        self._wake_state_waiters()
+                    return str(exc)
+        if self._lost.done():
+            return self._lost.result()
+        return "connection ended"
+
+    def _wake_state_waiters(self) -> None:
+        waiters, self._state_waiters = self._state_waiters, []
+        for fut in waiters:
+            if not fut.done():
+                fut.set_result(None)
+
+    def _connection_lost(self, reason: str) -> None:
+        if self._lost is not None and not self._lost.done():
+            self._lost.set_result(reason)
+
+    def _kick_handshake(self) -> None:
+        now = self._loop.time()
+        if self._link.state is WireLinkState.IDLE:
+            self._handle_events(self._link.start(now))
+        else:
+            # The link keeps its state across reconnects (so the device can resume). Ask the
+            # device to introduce itself again on this new connection.
+            # TODO(firmware_protocol): use a public Link.request_handshake(now) once it exists.
+            probe = HelloRequest()
+            frame = Frame(
+                HANDSHAKE_HEADER_VERSION,
+                MessageType.HELLO_REQUEST,
+                FrameFlags.NONE,
+                0,
+                0,
+                probe.to_bytes(),
+            )
+            self._pending_raw = frame.to_bytes()
+            # Time stood still for the link while we were disconnected; catch up now.
+            self._handle_events(self._link.on_timer(now))
+            if self._link.is_up:
+                self._link_up.set()  # it may simply resume: the LIST_TASKS round trip tells
+        self._tx_wakeup.set()
+        self._arm_timer()
+
+    async def _handshake(self, transport: Transport) -> None:
+        """Link up, then one LIST_TASKS round trip: proof the device really answers."""
+        try:
+            async with asyncio.timeout(self.config.handshake_timeout):
+                while True:
+                    if self._handshake_error is not None:
+                        raise self._handshake_error
+                    await self._link_up.wait()
+                    try:
+                        reply = await self._request_raw(ListTasks, None)
+                    except LinkError:
+                        continue  # dropped by a device reboot mid-handshake: wait for the new one
+                    break
+        except TimeoutError:
+            raise LinkTimeout(
+                f"no handshake from the device on {transport.description} within "
+                f"{self.config.handshake_timeout} s"
+            ) from None
+        assert isinstance(reply, TaskList)
+        self._learn_facts(transport)
+        self._reconcile([_task_info(t) for t in reply.tasks])
+
+    def _learn_facts(self, transport: Transport) -> None:
+        hello, welcome = self._link.peer_hello, self._link.welcome
+        assert hello is not None and welcome is not None
+        previous = self.facts
+        self.facts = DeviceFacts(
+            device_id=hello.device_id,
+            boot_id=hello.boot_id,
+            firmware_name=hello.firmware_name,
+            firmware_version=hello.firmware_version,
+            apps=hello.apps,
+            task_slots=hello.task_slots,
+            memory_bytes=hello.memory_total,
+            arch=hello.arch,
+            max_frame=hello.max_frame,
+            window=hello.window,
+            protocol_version=welcome.version,
+            session_id=welcome.session_id,
+            transport=transport.kind,
+            port=transport.description,
+        )
+        self._log.extra = {"device": hello.device_id}
+        if previous is None:
+            self._log.info(
+                "up on %s: %s %s, %d slots, apps %s",
+                transport.description,
+                hello.firmware_name,
+                hello.firmware_version,
+                hello.task_slots,
+                ",".join(hello.apps),
+            )
+
+    def _reconcile(self, device_tasks: list[TaskInfo], *, rebooted: bool | None = None) -> None:
+        """Compare what we believe runs with what the device reports; report the difference."""
+        facts = self.facts
+        if rebooted is None:
+            rebooted = bool(self._booted_as and facts and facts.boot_id != self._booted_as)
+        if facts is not None:
+            self._booted_as = facts.boot_id
+        on_device = {t.task_id: t for t in device_tasks}
+        surviving: list[str] = []
+        lost: list[str] = []
+        for task_id, known in list(self._tasks.items()):
+            if not known.running:
+                continue
+            info = on_device.get(task_id)
+            if info is None:
+                lost.append(task_id)
+                reason = "device rebooted" if rebooted else "missing on the device after reconnect"
+                self._task_gone(task_id)
+                self._emit(TaskLost(task_id, reason))
+            elif info.running:
+                surviving.append(task_id)
+            elif task_id not in self._exited:
+                # It ended while we were away and its report did not reach us.
+                self._task_gone(task_id)
+                self._emit(
+                    TaskExited(
+                        task_id,
+                        info.exit_code if info.exit_code is not None else -1,
+                        "exited while disconnected",
+                        info.stdout_end,
+                        info.stderr_end,
+                    )
+                )
+        for info in device_tasks:
+            if info.running and info.task_id not in self._tasks:
+                self._tasks[info.task_id] = _KnownTask()  # adopted: a previous gateway's task
+        if lost or rebooted:
+            self._log.warning(
+                "reconciled%s: %d task(s) lost, %d survive",
+                " after device reboot" if rebooted else "",
+                len(lost),
+                len(surviving),
+            )
+        self._emit(Reconciled(rebooted, tuple(surviving), tuple(lost), tuple(device_tasks)))
+
+    def _task_gone(self, task_id: str) -> None:
+        self._tasks.pop(task_id, None)
+        self._exited[task_id] = None
+        while len(self._exited) > _EXITED_REMEMBERED:
+            self._exited.popitem(last=False)
+
+    # --- I/O ------------------------------------------------------------------------------------
+
+    async def _read_loop(self, transport: Transport) -> None:
+        while True:
+            data = await transport.read()
+            self.figures.bytes_in += len(data)
+            if self._log.isEnabledFor(TRACE):
+                self._log.log(TRACE, "rx %s", data.hex(" "))
+            self._handle_events(self._link.receive_data(data, self._loop.time()))
+            self._tx_wakeup.set()
+            self._arm_timer()
+
+    async def _write_loop(self, transport: Transport) -> None:
+        while True:
+            await self._tx_wakeup.wait()
+            self._tx_wakeup.clear()
+            data = self._pending_raw + self._link.data_to_send()
+            self._pending_raw = b""
+            if data:
+                if self._log.isEnabledFor(TRACE):
+                    self._log.log(TRACE, "tx %s", data.hex(" "))
+                self.figures.bytes_out += len(data)
+                await transport.write(data)
+
+    def _arm_timer(self) -> None:
+        deadline = self._link.next_deadline()
+        if deadline is None:
+            self._cancel_timer()
+            return
+        if self._timer is not None and self._timer_at is not None and self._timer_at <= deadline:
+            return  # an earlier wake-up is armed; it recomputes when it fires
+        self._cancel_timer()
+        self._timer_at = deadline
+        self._timer = self._loop.call_at(deadline, self._on_timer)
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        self._timer_at = None
+        if self._transport is None:
+            return
+        self._handle_events(self._link.on_timer(self._loop.time()))
+        self._tx_wakeup.set()
+        self._arm_timer()
+
+    def _cancel_timer(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        self._timer = None
+        self._timer_at = None
+
+    # --- protocol events ------------------------------------------------------------------------
+
+    def _handle_events(self, events: list[Any]) -> None:
+        for index, event in enumerate(events):
+            if isinstance(event, MessageReceived):
+                self._on_message(event.message)
+            elif isinstance(event, LinkUp):
+                self._link_up.set()
+                self._handshake_error = None
+            elif isinstance(event, LinkLost):
+                self._on_link_lost(event.reason, events[index + 1 :])
+            elif isinstance(event, PeerReset):
+                self._on_peer_reset(event)
+            elif isinstance(event, HeartbeatAnswered):
+                self.figures.heartbeats_sent += 1
+                self.figures.rtt_last = event.rtt
+                self.figures.rtt_smoothed = self._link.srtt
+            elif isinstance(event, Refused):
+                self._on_refused(event)
+            elif isinstance(event, MessageRejected):
+                self._log.warning(
+                    "rejected a message of type 0x%02x: %s", event.msg_type, event.error
+                )
+        stats = self._link.stats
+        self.figures.retransmits = stats.retransmits
+        self.figures.crc_errors = stats.crc_errors
+        self.figures.frames_in = stats.frames_received
+        self.figures.frames_out = stats.frames_sent
+        self.figures.bad_frames = stats.framing_errors + stats.undecodable
+        if self._link.srtt is not None:
+            self.figures.rtt_smoothed = self._link.srtt
+
+    def _on_link_lost(self, reason: str, rest: list[Any]) -> None:
+        rehandshake = any(isinstance(e, LinkUp) for e in rest)
+        if rehandshake:
+            # The device introduced itself again on the same connection (it rebooted, or
+            # restarted its link): stay connected and reconcile in place.
+            if self._state is LinkState.UP:
+                self._start_reconcile()
+            return
+        self._link_up.clear()
+        if self._state is LinkState.UP:
+            self._connection_lost(f"link lost: {reason}")
+
+    def _on_peer_reset(self, event: PeerReset) -> None:
+        # Requests meant for the previous boot are void; the device never saw them.
+        request_ids = {getattr(m, "request_id", 0) for m in event.dropped}
+        for rid in request_ids:
+            fut = self._waiters.get(rid)
+            if fut is not None and not fut.done():
+                fut.set_exception(LinkError(f"{self._label}: device rebooted before answering"))
+        self._log.info("device rebooted (boot %08x -> %08x)", event.previous_id, event.new_id)
+
+    def _on_refused(self, event: Refused) -> None:
+        if event.by_peer:
+            error: HandshakeError = HandshakeError(f"device refused us: {event.reason}")
+        else:
+            error = UnsupportedProtocolVersion(
+                f"device speaks protocol version(s) {list(event.peer_versions)}, this gateway "
+                f"speaks {list(SUPPORTED_VERSIONS)}"
+            )
+        self._handshake_error = error
+        self._last_error = error
+        self._log.error("handshake refused: %s", error)
+        self._link_up.clear()
+        self._wake_state_waiters()
+        self._connection_lost(str(error))
+
+    def _start_reconcile(self) -> None:
+        if self._reconciler is not None and not self._reconciler.done():
+            return
+
+        async def reconcile() -> None:
+            try:
+                reply = await self._request_raw(ListTasks, self.config.request_timeout)
+            except LinkError as exc:
+                self._log.warning("reconcile failed: %s", exc)
+                return
+            assert isinstance(reply, TaskList)
+            if self._transport is not None:
+                self._learn_facts(self._transport)
+            self._reconcile([_task_info(t) for t in reply.tasks])
+
+        self._reconciler = asyncio.create_task(reconcile(), name=f"{self._label}:reconcile")
+
+    def _on_message(self, message: Message) -> None:
+        rid = getattr(message, "request_id", 0)
+        if isinstance(message, WireTaskOutput):
+            self._on_output(message)
+        elif isinstance(message, WireTaskStarted):
+            self._tasks.setdefault(message.task_id, _KnownTask())
+            self._emit(TaskStarted(message.task_id))
+        elif isinstance(message, WireTaskExited):
+            self._on_exited(message)
+        elif isinstance(message, Error):
+            self._log.debug(
+                "device error %d for request %d: %s", message.code, rid, message.message
+            )
+        if rid:
+            fut = self._waiters.get(rid)
+            if fut is not None and not fut.done():
+                if isinstance(message, Error):
+                    fut.set_exception(_rejection(message))
+                else:
+                    fut.set_result(message)
+
+    def _on_output(self, message: WireTaskOutput) -> None:
+        stream = _STREAM_NAMES.get(int(message.stream))
+        if stream is None:
+            return
+        known = self._tasks.setdefault(message.task_id, _KnownTask())
+        delivered = known.delivered[stream]
+        end = message.offset + len(message.data)
+        if end <= delivered:
+            return  # a repeat (e.g. replayed after a reconnect)
+        if message.offset > delivered:
+            self._log.warning(
+                "%s %s: gap in output, %d..%d missing",
+                message.task_id,
+                stream,
+                delivered,
+                message.offset,
+            )
+        skip = max(0, delivered - message.offset)
+        known.delivered[stream] = end
+        self._emit(TaskOutput(message.task_id, stream, message.offset + skip, message.data[skip:]))
+
+    def _on_exited(self, message: WireTaskExited) -> None:
+        if message.task_id in self._exited:
+            return  # a repeated report (a STOP for a task that had already exited)
+        self._task_gone(message.task_id)
+        self._emit(
+            TaskExited(
+                message.task_id,
+                message.exit_code,
+                message.reason,
+                message.stdout_end,
+                message.stderr_end,
+            )
+        )
+
+    # --- requests -------------------------------------------------------------------------------
+
+    async def _request(self, build: Callable[[int], Message], timeout_s: float) -> Message:
+        if self._state is LinkState.CLOSED:
+            raise SessionClosed(f"{self._label}: session closed")
+        if self._state is not LinkState.UP:
+            raise LinkDown(f"{self._label}: link is {self._state.value}")
+        return await self._request_raw(build, timeout_s)
+
+    async def _request_raw(
+        self, build: Callable[[int], Message], timeout_s: float | None
+    ) -> Message:
+        rid = self._new_request_id()
+        message = build(rid)
+        # Register the waiter before sending: the reply can arrive before send() returns.
+        fut: asyncio.Future[Message] = self._loop.create_future()
+        self._waiters[rid] = fut
+        try:
+            try:
+                self._link.send(message, self._loop.time())
+            except (QueueFullError, MessageTooLargeError) as exc:
+                name = type(message).__name__
+                raise LinkError(f"{self._label}: cannot send {name}: {exc}") from exc
+            except ProtocolError as exc:
+                raise LinkError(f"{self._label}: {exc}") from exc
+            self._tx_wakeup.set()
+            self._arm_timer()
+            try:
+                async with asyncio.timeout(timeout_s):
+                    return await fut
+            except TimeoutError:
+                raise LinkTimeout(
+                    f"{self._label}: no answer to {type(message).__name__} within {timeout_s} s"
+                ) from None
+        finally:
+            self._waiters.pop(rid, None)
+
+    def _new_request_id(self) -> int:
+        rid = self._next_request_id
+        self._next_request_id = rid % 0xFFFFFFFF + 1  # u32, never 0
+        return rid
+
+    def _fail_waiters(self, error: LinkError) -> None:
+        for fut in self._waiters.values():
+            if not fut.done():
+                fut.set_exception(error)
+
+
+def _task_info(t: Any) -> TaskInfo:
+    return TaskInfo(t.task_id, t.app, t.running, t.exit_code, t.stdout_end, t.stderr_end)
+
+
+def _rejection(error: Error) -> DeviceRejected:
+    try:
+        code = ErrorCode(error.code).name
+    except ValueError:
+        code = f"CODE_{error.code}"
+    return DeviceRejected(f"device refused: {code}: {error.message}", code=code)
+
+
+def figures_as_dict(session: DeviceSession) -> dict[str, Any]:
+    """Figures as plain data (for the CLI table and JSON output)."""
+    return dataclasses.asdict(session.figures) | {"state": session.state.value}
