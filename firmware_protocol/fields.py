@@ -87,7 +87,11 @@ class Str(Codec[str]):
         return raw
 
     def check(self, value: str) -> None:
-        size = len(value.encode("utf-8", "surrogatepass"))
+        try:
+            size = len(value.encode("utf-8"))
+        except UnicodeEncodeError:
+            # The unpacker maps invalid UTF-8 to surrogates so we can name the field here.
+            raise FieldProblem("invalid UTF-8") from None
         if size > self.max_bytes:
             raise FieldProblem(f"{size} bytes exceeds {self.max_bytes}")
         if not self.allow_empty and not value:

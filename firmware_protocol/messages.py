@@ -235,7 +235,13 @@ class Message(WireStruct):
 
 def _unpack(name: str, payload: bytes) -> Any:
     try:
-        return msgpack.unpackb(payload, raw=False, strict_map_key=False, use_list=True)
+        return msgpack.unpackb(
+            payload,
+            raw=False,
+            strict_map_key=False,
+            use_list=True,
+            unicode_errors="surrogateescape",
+        )
     except Exception as exc:  # msgpack raises several unrelated types for bad input
         raise MalformedPayloadError(f"{name}: not msgpack ({type(exc).__name__})") from None
 
