@@ -7,6 +7,7 @@ import sys
 from collections.abc import Sequence
 
 from gateway import __version__
+from gateway.commands import devices
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -15,7 +16,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="Run microcontrollers attached over serial or USB as Kubernetes nodes.",
     )
     parser.add_argument("--version", action="version", version=f"wirelet {__version__}")
-    parser.add_subparsers(dest="command", metavar="COMMAND")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    devices.register(subparsers)
     return parser
 
 
@@ -25,7 +27,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 0
-    return 0
+    result: int = args.func(args)
+    return result
 
 
 if __name__ == "__main__":

@@ -1,0 +1,183 @@
+"""`wirelet devices`: find devices, shake hands with each, print what they say about themselves.
+
+wirelet devices --dir /dev/serial/by-id       # every entry of a by-id style directory
+wirelet devices --port /dev/ttyACM0 --port /dev/ttyUSB1
+wirelet devices --dir DIR --json              # machine-readable
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import dataclasses
+import json
+import os
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TextIO
+
+from firmware_protocol import LinkConfig
+from gateway.errors import WireletError
+from gateway.link.backoff import BackoffPolicy
+from gateway.link.events import DeviceFacts, LinkFigures
+from gateway.link.session import DeviceSession, SessionConfig
+from gateway.transport.serial import SerialSettings, serial_opener
+
+# How long to wait for each device's handshake when listing, seconds.
+DEFAULT_WAIT_S = 3.0
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceReport:
+    path: str
+    facts: DeviceFacts | None
+    figures: LinkFigures
+    tasks: int | None
+    error: str
+
+
+def register(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "devices",
+        help="list attached devices with their handshake facts and link figures",
+        description="Open each port, shake hands with the device, print a table.",
+    )
+    parser.add_argument(
+        "--dir",
+        type=Path,
+        action="append",
+        default=[],
+        help="directory of device links (like /dev/serial/by-id); repeatable",
+    )
+    parser.add_argument("--port", action="append", default=[], help="a tty path; repeatable")
+    parser.add_argument("--baud", type=int, default=115200, help="baud rate (default 115200)")
+    parser.add_argument(
+        "--wait",
+        type=float,
+        default=DEFAULT_WAIT_S,
+        help="seconds to wait for each handshake (default %(default)s)",
+    )
+    parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    parser.set_defaults(func=run)
+
+
+def find_ports(dirs: Sequence[Path], ports: Sequence[str]) -> list[str]:
+    """Ports named on the command line plus every non-hidden entry of each directory."""
+    found: list[str] = list(ports)
+    for directory in dirs:
+        if not directory.is_dir():
+            raise WireletError(f"--dir {directory}: not a directory")
+        found += sorted(str(p) for p in directory.iterdir() if not p.name.startswith("."))
+    return list(dict.fromkeys(found))
+
+
+async def probe(path: str, wait_s: float, baud: int) -> DeviceReport:
+    """Handshake with one device and read its task list; never raises for a device problem."""
+    config = SessionConfig(
+        handshake_timeout=wait_s,
+        open_timeout=wait_s,
+        backoff=BackoffPolicy(initial=0.05, maximum=0.5),
+        link=LinkConfig(),
+    )
+    # Resolve symlinks at open time so the table shows the tty actually reached.
+    opener = serial_opener(lambda: os.path.realpath(path), SerialSettings(baudrate=baud))
+    tasks: int | None = None
+    error = ""
+    if not await asyncio.to_thread(os.path.exists, path):
+        return DeviceReport(path, None, LinkFigures(), None, "no such port")
+    async with DeviceSession(opener, label=os.path.basename(path), config=config) as session:
+        try:
+            await session.wait_up(wait_s)
+            tasks = len(await session.list_tasks())
+        except WireletError as exc:
+            error = str(exc)
+        return DeviceReport(path, session.facts, dataclasses.replace(session.figures), tasks, error)
+
+
+async def probe_all(paths: Sequence[str], wait_s: float, baud: int) -> list[DeviceReport]:
+    return list(await asyncio.gather(*(probe(p, wait_s, baud) for p in paths)))
+
+
+def _size(n: int) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return f"{n}{unit}" if unit == "B" else f"{n:.0f}{unit}"
+        n //= 1024
+    return str(n)
+
+
+def format_table(reports: Sequence[DeviceReport]) -> str:
+    header = (
+        "DEVICE",
+        "PORT",
+        "STATE",
+        "FIRMWARE",
+        "PROTO",
+        "SLOTS",
+        "TASKS",
+        "MEMORY",
+        "APPS",
+        "RTT(ms)",
+        "RETX",
+        "CRC-ERR",
+        "RX/TX",
+        "ERROR",
+    )
+    rows = [header]
+    for r in reports:
+        f = r.facts
+        rtt = r.figures.rtt_smoothed
+        rows.append(
+            (
+                f.device_id if f else "-",
+                f.port if f else r.path,
+                "up" if f and not r.error else "down",
+                f"{f.firmware_name} {f.firmware_version}" if f else "-",
+                str(f.protocol_version) if f else "-",
+                str(f.task_slots) if f else "-",
+                str(r.tasks) if r.tasks is not None else "-",
+                _size(f.memory_bytes) if f else "-",
+                ",".join(f.apps) if f else "-",
+                f"{rtt * 1000:.1f}" if rtt is not None else "-",
+                str(r.figures.retransmits),
+                str(r.figures.crc_errors),
+                f"{_size(r.figures.bytes_in)}/{_size(r.figures.bytes_out)}",
+                r.error or "",
+            )
+        )
+    widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
+    return "\n".join(
+        "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip()
+        for row in rows
+    )
+
+
+def _as_json(reports: Sequence[DeviceReport]) -> str:
+    def encode(r: DeviceReport) -> dict[str, Any]:
+        figures = dataclasses.asdict(r.figures)
+        figures["state"] = r.figures.state.value
+        return {
+            "path": r.path,
+            "facts": dataclasses.asdict(r.facts) if r.facts else None,
+            "figures": figures,
+            "tasks": r.tasks,
+            "error": r.error,
+        }
+
+    return json.dumps([encode(r) for r in reports], indent=2)
+
+
+def run(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
+    try:
+        paths = find_ports(args.dir, args.port)
+    except WireletError as exc:
+        print(f"wirelet devices: {exc}", file=sys.stderr)
+        return 2
+    if not paths:
+        print("wirelet devices: no ports given or found (use --dir or --port)", file=sys.stderr)
+        return 2
+    reports = asyncio.run(probe_all(paths, args.wait, args.baud))
+    print(_as_json(reports) if args.json else format_table(reports), file=out)
+    return 0 if all(r.facts and not r.error for r in reports) else 1
