@@ -212,7 +212,7 @@ async def test_kubectl_logs_path_through_the_apiserver(
         directory = tmp_path / "logs" / "app"
         writer = ContainerLogWriter(directory, 0, LogConfig(root=tmp_path, fsync=False))
         writer.write(Stream.STDOUT, b"hello from the device\nsecond line\n")
-        await writer.close()
+        await writer.flush()
         running = asyncio.Event()
 
         async def is_running() -> bool:
@@ -223,6 +223,21 @@ async def test_kubectl_logs_path_through_the_apiserver(
         assert text == "hello from the device\nsecond line\n"
         text = await core.read_namespaced_pod_log(pod_name, "default", tail_lines=1)
         assert text == "second line\n"
+
+        # kubectl logs -f: the API server streams our chunked response through.
+        running.set()
+        response: aiohttp.ClientResponse = await core.read_namespaced_pod_log(  # type: ignore[assignment]
+            pod_name, "default", follow=True, tail_lines=0, _preload_content=False
+        )
+        async with response:
+            writer.write(Stream.STDOUT, b"live line\n")
+            await writer.flush()
+            line = await asyncio.wait_for(response.content.readline(), 5)
+            assert line == b"live line\n"
+            writer.write(Stream.STDERR, b"exiting\n")
+            await writer.close()
+            running.clear()
+            assert await asyncio.wait_for(response.content.read(), 5) == b"exiting\n"
     finally:
         await core.delete_namespaced_pod(pod_name, "default", grace_period_seconds=0)
         await core.delete_node(node)
