@@ -8,7 +8,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-import aiohttp
 import pytest
 
 from gateway.kubelet import (
@@ -105,9 +104,3 @@ def start_server(pki: Pki, servers: list[KubeletServer], provider: InMemoryProvi
         return f"https://127.0.0.1:{server.port}"
 
     return start
-
-
-@pytest.fixture
-async def session() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as client_session:
-        yield client_session
