@@ -1,0 +1,54 @@
+"""Shared setup for link and emulator tests: fast protocol timers, sessions over real ptys."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+from firmware_protocol import LinkConfig
+from gateway.link.backoff import BackoffPolicy
+from gateway.link.events import SessionEvent
+from gateway.link.session import DeviceSession, EventSubscription, SessionConfig
+from gateway.transport.serial import serial_opener
+
+# Protocol timers shortened so reconnects and loss detection take milliseconds, not seconds.
+# Tests never sleep for timing: they wait for events or states, with generous bounds.
+FAST_LINK = LinkConfig(
+    heartbeat_interval=0.1,
+    link_lost_timeout=0.4,
+    hello_interval=0.02,
+    rto_initial=0.05,
+    rto_min=0.01,
+    rto_max=0.2,
+)
+FAST_SESSION = SessionConfig(
+    request_timeout=5.0,
+    handshake_timeout=1.0,
+    open_timeout=5.0,
+    stop_slack=5.0,
+    backoff=BackoffPolicy(initial=0.01, maximum=0.1),
+    link=FAST_LINK,
+)
+# Upper bound for anything that should happen "soon"; only hit when something is broken.
+WAIT = 10.0
+
+
+def session_for(
+    directory: Path, device_id: str, config: SessionConfig = FAST_SESSION
+) -> DeviceSession:
+    """A session that re-reads the by-id symlink at every (re)connect, as the gateway does."""
+    link = directory / device_id
+    return DeviceSession(
+        serial_opener(lambda: os.path.realpath(link)), label=device_id, config=config
+    )
+
+
+async def next_matching(
+    sub: EventSubscription, predicate: Callable[[SessionEvent], bool], timeout_s: float = WAIT
+) -> SessionEvent:
+    """Skip events until one matches (bounded by `timeout_s` per event)."""
+    while True:
+        event = await sub.get(timeout_s)
+        if predicate(event):
+            return event
