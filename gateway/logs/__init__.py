@@ -5,7 +5,7 @@ Depends on nothing else in the gateway but `gateway.errors` (enforced by import-
 
 from gateway.logs.config import LogConfig
 from gateway.logs.cri import CriRecord, Stream, Tag, parse_record
-from gateway.logs.errors import LogNotFound, LogsError
+from gateway.logs.errors import LogNotFound, LogsError, LogWriterClosed
 from gateway.logs.reader import LogSource, previous_log_exists, read_logs
 from gateway.logs.store import LogStore
 from gateway.logs.timestamps import format_rfc3339nano, parse_rfc3339
@@ -18,6 +18,7 @@ __all__ = [
     "LogNotFound",
     "LogSource",
     "LogStore",
+    "LogWriterClosed",
     "LogsError",
     "Stream",
     "Tag",

@@ -11,3 +11,7 @@ class LogsError(WireletError):
 
 class LogNotFound(LogsError):
     """The requested log (e.g. of the previous container instance) does not exist."""
+
+
+class LogWriterClosed(LogsError):
+    """A write to a log writer that was already closed (a lifecycle bug in the caller)."""

@@ -22,6 +22,7 @@ from pathlib import Path
 from gateway.logs import layout
 from gateway.logs.config import LogConfig
 from gateway.logs.cri import Stream, Tag, encode_record
+from gateway.logs.errors import LogWriterClosed
 from gateway.logs.timestamps import format_rotation_suffix, now_ns
 
 logger = logging.getLogger(__name__)
@@ -67,7 +68,7 @@ class ContainerLogWriter:
     def write(self, stream: Stream, data: bytes) -> None:
         """Queue a chunk of output; complete lines become F records, nothing touches disk."""
         if self._closed:
-            raise ValueError("write to a closed log writer")
+            raise LogWriterClosed(f"write to closed log {self.path}")
         if not data:
             return
         buffer = self._partial[stream]

@@ -273,3 +273,31 @@ def test_app_is_constructible_for_embedding(provider: InMemoryProvider) -> None:
         provider, authenticator=X509Authenticator(), authorizer=AlwaysAllowAuthorizer()
     )
     assert isinstance(app, web.Application)
+
+
+class CountingRunning(Running):
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls = 0
+
+    async def __call__(self) -> bool:
+        self.calls += 1
+        return self.running
+
+
+async def test_a_follower_ends_when_its_client_disconnects(
+    start_server: StartServer, pki: Pki, provider: InMemoryProvider, logged_pod: Running
+) -> None:
+    source = provider.logs["default", "blinky", "app"]
+    running = CountingRunning()
+    provider.logs["default", "blinky", "app"] = LogSource(source.container_dir, 1, running)
+    base = await start_server()
+    connector = aiohttp.TCPConnector(ssl=client_ssl(pki.ca, pki.client("alice")))
+    url = f"{base}/containerLogs/default/blinky/app?follow=true"
+    async with aiohttp.ClientSession(connector=connector) as client, client.get(url) as response:
+        assert await response.content.readline() == b"one\n"
+        response.close()  # drop the connection mid-stream
+    await asyncio.sleep(0.3)
+    calls = running.calls
+    await asyncio.sleep(0.3)
+    assert running.calls == calls, "the follower kept polling after its client left"

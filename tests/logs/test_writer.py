@@ -4,7 +4,9 @@ import os
 from collections.abc import Callable
 from pathlib import Path
 
-from gateway.logs import ContainerLogWriter, Stream, parse_record
+import pytest
+
+from gateway.logs import ContainerLogWriter, LogWriterClosed, Stream, parse_record
 from gateway.logs.layout import rotated_log_files
 
 from .conftest import FakeClock
@@ -154,3 +156,11 @@ def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
     return mask
+
+
+async def test_write_after_close_is_an_error(make_writer: MakeWriter) -> None:
+    writer = make_writer()
+    await writer.close()
+    await writer.close()  # idempotent
+    with pytest.raises(LogWriterClosed):
+        writer.write(Stream.STDOUT, b"late\n")
