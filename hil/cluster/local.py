@@ -198,6 +198,11 @@ class LocalCluster:
             orgs=["system:masters"],
             client=True,
         )
+        ca.issue_to_files(
+            KeyPair(d / "front-proxy-client.crt", d / "front-proxy-client.key"),
+            "front-proxy-client",
+            client=True,
+        )
         write_service_account_keys(d / "sa.key", d / "sa.pub")
         write_kubeconfig(
             self.kubeconfig,
@@ -278,6 +283,15 @@ class LocalCluster:
                 "--kubelet-preferred-address-types=InternalIP,Hostname",
                 # The kubernetes Service cannot point at a loopback address; skip its endpoints.
                 "--endpoint-reconciler-type=none",
+                # A request-header CA lets controller-manager and scheduler set up
+                # delegated authn without error spam; only CN front-proxy-client may use it.
+                f"--requestheader-client-ca-file={self.ca_cert}",
+                "--requestheader-allowed-names=front-proxy-client",
+                "--requestheader-username-headers=X-Remote-User",
+                "--requestheader-group-headers=X-Remote-Group",
+                "--requestheader-extra-headers-prefix=X-Remote-Extra-",
+                f"--proxy-client-cert-file={d / 'front-proxy-client.crt'}",
+                f"--proxy-client-key-file={d / 'front-proxy-client.key'}",
                 "--profiling=false",
             ],
         )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -25,7 +26,7 @@ import json, sys, time
 from hil.cluster.local import LocalCluster
 c = LocalCluster()
 c.start()
-print(json.dumps(c.pids), flush=True)
+print(json.dumps({"pids": c.pids, "run_dir": str(c.run_dir)}), flush=True)
 time.sleep(600)
 """
 
@@ -72,13 +73,16 @@ def test_components_die_with_a_killed_parent() -> None:
     pids: list[int] = []
     try:
         assert parent.stdout is not None
-        line = parent.stdout.readline()
-        pids = list(json.loads(line).values())
+        started = json.loads(parent.stdout.readline())
+        pids = list(started["pids"].values())
+        # Nobody is left to remove the temporary run dir of a SIGKILLed parent; the test does.
+        run_dir = Path(started["run_dir"])
         assert len(pids) == 4
         assert all(pid_alive(pid) for pid in pids)
         parent.kill()
         parent.wait()
         assert _wait_all_gone(pids) == []
+        shutil.rmtree(run_dir)
     finally:
         parent.kill()
         parent.wait()
