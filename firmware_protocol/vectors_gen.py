@@ -20,24 +20,31 @@ from typing import Any
 import msgpack
 from cobs import cobs
 
-from .constants import Role
+from .constants import MAX_FRAME_CEILING, MAX_WINDOW, MIN_FRAME, Role
 from .crc import CRC32_CHECK, crc32
 from .errors import FieldError, MessageError, UnknownMessageTypeError
+from .fields import Bin, Bool, Codec, Optional, Seq, SInt, Str, StrPairs, UInt
 from .framing import Frame, FrameDecoder, FrameFlags
 from .link import Link, LinkConfig
 from .messages import (
+    MESSAGE_CLASSES,
     Ack,
     DeviceLog,
+    EnumCodec,
     Error,
     ErrorCode,
     Exec,
     ExecResult,
+    FrameLimit,
     Hello,
     HelloRequest,
     ListTasks,
     Load,
     LogLevel,
     Message,
+    MessageType,
+    Nested,
+    NonZeroU32,
     OutputStream,
     Ping,
     Pong,
@@ -51,6 +58,7 @@ from .messages import (
     TaskOutput,
     TaskStarted,
     Welcome,
+    WindowSize,
     WireStruct,
     frame_for,
     parse,
@@ -62,6 +70,8 @@ VECTORS = HERE / "vectors"
 SPEC = HERE / "PROTOCOL.md"
 BEGIN = "<!-- BEGIN GENERATED EXAMPLE (python -m firmware_protocol.vectors_gen) -->"
 END = "<!-- END GENERATED EXAMPLE -->"
+BEGIN_CATALOGUE = "<!-- BEGIN GENERATED CATALOGUE (python -m firmware_protocol.vectors_gen) -->"
+END_CATALOGUE = "<!-- END GENERATED CATALOGUE -->"
 
 HELLO = Hello(
     versions=(1,),
@@ -406,16 +416,90 @@ def example_markdown() -> str:
                 f"{entry['from']} → {name}  (version {h['version']}, type 0x{h['type']:02x}, "
                 f"flags 0x{h['flags']:02x}, seq {h['seq']}, ack {h['ack']})\n"
             )
+            raw = Frame.from_bytes(bytes.fromhex(entry["wire_hex"])).raw().hex()
             out.append(
-                f"```\n{json.dumps(msg, ensure_ascii=False)}\n{_hexdump(entry['wire_hex'])}\n```\n"
+                f"```\n{json.dumps(msg, ensure_ascii=False)}\n"
+                f"header:  {_hexdump(raw[:14])}\n"
+                f"payload: {_hexdump(raw[14:-8])}\n"
+                f"crc32:   {_hexdump(raw[-8:])}\n"
+                f"wire (COBS, then 00):\n{_hexdump(entry['wire_hex'])}\n```\n"
             )
     return "\n".join(out)
 
 
+def _codec_text(codec: Codec[Any]) -> str:
+    """A short human description of a field codec for the catalogue tables."""
+    if isinstance(codec, FrameLimit):
+        return f"uint {MIN_FRAME}..{MAX_FRAME_CEILING}"
+    if isinstance(codec, WindowSize):
+        return f"uint 1..{MAX_WINDOW}"
+    if isinstance(codec, NonZeroU32):
+        return "uint32, non-zero"
+    if isinstance(codec, EnumCodec):
+        return "uint: " + ", ".join(f"{m.value}={m.name.lower()}" for m in codec.enum)
+    if isinstance(codec, UInt):
+        return {255: "uint8", 0xFFFF: "uint16", 2**32 - 1: "uint32", 2**64 - 1: "uint64"}.get(
+            codec.maximum, f"uint 0..{codec.maximum}"
+        )
+    if isinstance(codec, SInt):
+        return "int64"
+    if isinstance(codec, Bool):
+        return "bool"
+    if isinstance(codec, Str):
+        return f"str ≤{codec.max_bytes} B" + ("" if codec.allow_empty else ", non-empty")
+    if isinstance(codec, Bin):
+        return "bin (frame-bounded)"
+    if isinstance(codec, Seq):
+        return f"array[{codec.min_items}..{codec.max_items}] of {_codec_text(codec.item)}"
+    if isinstance(codec, StrPairs):
+        return f"map ≤{codec.max_items} of {_codec_text(codec.key)} → {_codec_text(codec.value)}"
+    if isinstance(codec, Optional):
+        return f"nil or {_codec_text(codec.inner)}"
+    if isinstance(codec, Nested):
+        return f"map {codec.cls.__name__}"
+    return type(codec).__name__
+
+
+def _struct_table(cls: type[WireStruct]) -> str:
+    rows = ["| key | field | type | required |", "|---|---|---|---|"]
+    for spec in wire_specs(cls):
+        need = "yes" if spec.required else "no"
+        rows.append(f"| {spec.key} | `{spec.name}` | {_codec_text(spec.codec)} | {need} |")
+    if len(rows) == 2:
+        rows.append("| | (empty map) | | |")
+    return "\n".join(rows)
+
+
+def catalogue_markdown() -> str:
+    out = []
+    for msg_type, cls in sorted(MESSAGE_CLASSES.items()):
+        senders = " / ".join(sorted(r.value for r in cls.SENDERS))
+        kind = "sequenced" if cls.SEQUENCED else "unsequenced"
+        name = MessageType(msg_type).name
+        out.append(f"#### 0x{msg_type:02x} {name} ({kind}; sent by {senders})")
+        out.append("")
+        out.append(_struct_table(cls))
+        out.append("")
+    nested: tuple[type[WireStruct], ...] = (Load, TaskLoad, TaskInfo)
+    for struct in nested:
+        out.append(f"#### {struct.__name__} (nested map)")
+        out.append("")
+        out.append(_struct_table(struct))
+        out.append("")
+    return "\n".join(out)
+
+
+def _replace_block(text: str, begin: str, end: str, body: str) -> str:
+    if begin not in text:
+        return text
+    start = text.index(begin) + len(begin)
+    stop = text.index(end)
+    return text[:start] + "\n" + body + "\n" + text[stop:]
+
+
 def render_spec(spec_text: str) -> str:
-    start = spec_text.index(BEGIN) + len(BEGIN)
-    end = spec_text.index(END)
-    return spec_text[:start] + "\n" + example_markdown() + "\n" + spec_text[end:]
+    text = _replace_block(spec_text, BEGIN, END, example_markdown())
+    return _replace_block(text, BEGIN_CATALOGUE, END_CATALOGUE, catalogue_markdown())
 
 
 def main(argv: list[str] | None = None) -> int:
