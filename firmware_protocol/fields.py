@@ -87,15 +87,22 @@ class Str(Codec[str]):
         return raw
 
     def check(self, value: str) -> None:
-        try:
-            size = len(value.encode("utf-8"))
-        except UnicodeEncodeError:
-            # The unpacker maps invalid UTF-8 to surrogates so we can name the field here.
-            raise FieldProblem("invalid UTF-8") from None
+        if value.isascii():  # the common case: no encoding needed to count bytes
+            size = len(value)
+        else:
+            size = self._utf8_size(value)
         if size > self.max_bytes:
             raise FieldProblem(f"{size} bytes exceeds {self.max_bytes}")
         if not self.allow_empty and not value:
             raise FieldProblem("must not be empty")
+
+    @staticmethod
+    def _utf8_size(value: str) -> int:
+        try:
+            return len(value.encode("utf-8"))
+        except UnicodeEncodeError:
+            # The unpacker maps invalid UTF-8 to surrogates so we can name the field here.
+            raise FieldProblem("invalid UTF-8") from None
 
 
 @dataclass(frozen=True)

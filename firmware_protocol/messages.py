@@ -8,6 +8,7 @@ validates it, and ``parse(frame)`` dispatches on the frame's type. Unknown map k
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import IntEnum
 from typing import Any, ClassVar, Self
@@ -105,11 +106,21 @@ class EnumCodec(Codec[Any]):
         return int(value)
 
     def decode(self, raw: Any) -> Any:
-        value = U8.decode(raw)
-        try:
-            return self.enum(value)
-        except ValueError:
-            raise FieldProblem(f"{value} is not a known {self.enum.__name__}") from None
+        # A dict lookup: calling the enum class is slow on the TASK_OUTPUT hot path.
+        member = self._members().get(raw) if type(raw) is int else None
+        if member is None:
+            value = U8.decode(raw)
+            raise FieldProblem(f"{value} is not a known {self.enum.__name__}")
+        return member
+
+    def _members(self) -> dict[int, IntEnum]:
+        members = _ENUM_MEMBERS.get(self.enum)
+        if members is None:
+            members = _ENUM_MEMBERS[self.enum] = {int(m): m for m in self.enum}
+        return members
+
+
+_ENUM_MEMBERS: dict[type[IntEnum], dict[int, IntEnum]] = {}
 
 
 @dataclass(frozen=True)
@@ -180,20 +191,35 @@ class WireStruct:
 
     @classmethod
     def from_wire(cls, raw: Any) -> Self:
-        name = cls.__name__
         if type(raw) is not dict:
+            name = cls.__name__
             raise MalformedPayloadError(f"{name}: expected a map, got {type(raw).__name__}")
         values: dict[str, Any] = {}
-        for spec in wire_specs(cls):
-            if spec.key not in raw:
-                if spec.required:
-                    raise FieldError(name, spec.name, "missing")
+        for key, name, decode, required in _decode_plan(cls):
+            value = raw.get(key, _ABSENT)
+            if value is _ABSENT:
+                if required:
+                    raise FieldError(cls.__name__, name, "missing")
                 continue
             try:
-                values[spec.name] = spec.codec.decode(raw[spec.key])
+                values[name] = decode(value)
             except FieldProblem as exc:
-                raise FieldError(name, spec.name, str(exc)) from None
+                raise FieldError(cls.__name__, name, str(exc)) from None
         return cls(**values)
+
+
+_ABSENT = object()
+_DecodePlan = tuple[tuple[int, str, Callable[[Any], Any], bool], ...]
+_DECODE_PLANS: dict[type, _DecodePlan] = {}
+
+
+def _decode_plan(cls: type) -> _DecodePlan:
+    """Per-class (key, name, bound decode, required) tuples: the decode hot loop."""
+    plan = _DECODE_PLANS.get(cls)
+    if plan is None:
+        plan = tuple((s.key, s.name, s.codec.decode, s.required) for s in wire_specs(cls))
+        _DECODE_PLANS[cls] = plan
+    return plan
 
 
 @dataclass(frozen=True)
