@@ -87,10 +87,8 @@ class Str(Codec[str]):
         return raw
 
     def check(self, value: str) -> None:
-        if value.isascii():  # the common case: no encoding needed to count bytes
-            size = len(value)
-        else:
-            size = self._utf8_size(value)
+        # ASCII is the common case and needs no encoding to count bytes.
+        size = len(value) if value.isascii() else self._utf8_size(value)
         if size > self.max_bytes:
             raise FieldProblem(f"{size} bytes exceeds {self.max_bytes}")
         if not self.allow_empty and not value:
