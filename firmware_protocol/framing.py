@@ -138,6 +138,11 @@ class FrameDecoder:
         """Bytes held while waiting for a delimiter."""
         return len(self._buffer)
 
+    def reset(self) -> None:
+        """Forget a partial frame (e.g. after the transport reconnected). Stats are kept."""
+        self._buffer.clear()
+        self._discarding = False
+
     def feed(self, data: bytes) -> list[Frame]:
         frames: list[Frame] = []
         limit = max_encoded_size(self.max_frame)

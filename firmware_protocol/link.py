@@ -203,6 +203,24 @@ class Link:
             self._enter_handshake(now)
         return self._take_events()
 
+    def request_handshake(self, now: float) -> list[Event]:
+        """The transport was reconnected (re-plug, new pty): start a new handshake at once.
+
+        Unlike creating a new Link, this keeps the session, sequence state and unacked messages,
+        so the peer can resume. Bytes of the old connection still buffered (a partial frame
+        received, frames not yet written) are discarded; unacked frames are resent after the
+        handshake. Reports ``LinkLost`` if the link was up.
+        """
+        if self.state is LinkState.REFUSED:
+            return []
+        self._decoder.reset()
+        self._out.clear()
+        if self.state is LinkState.UP:
+            self._lose_link(now, "transport reconnected")
+        else:
+            self._enter_handshake(now)
+        return self._take_events()
+
     def receive_data(self, data: bytes, now: float) -> list[Event]:
         """Feed bytes read from the transport, in any split. Never raises on bad input."""
         self.stats.bytes_received += len(data)

@@ -318,3 +318,22 @@ def test_misuse_raises() -> None:
     assert lonely.queued == 2 and lonely.credits == 0
     with pytest.raises(QueueFullError):
         lonely.send(request(2), 0.0)
+
+
+def test_request_handshake_after_reconnect_resumes() -> None:
+    sim, rec = make_sim(seed=9)
+    sim.run_until(1.0)
+    sim.to_gateway.connected = sim.to_device.connected = False
+    sim.gateway.send(request(0), sim.now)
+    sim.device.send(output(0), sim.now)
+    sim.flush()
+    sim.to_gateway.connected = sim.to_device.connected = True
+    # The gateway sees a new connection, with half a frame of the old one left in its buffer.
+    sim.gateway.receive_data(b"\x05\x01\x02", sim.now)
+    rec("gateway", sim.gateway.request_handshake(sim.now), sim.now)
+    sim.flush()
+    sim.run_until(sim.now + 2, stop=lambda: _idle(sim))
+    assert isinstance(rec.of("gateway", LinkLost)[0], LinkLost)
+    assert rec.of("gateway", LinkUp)[-1].resumed and rec.of("device", LinkUp)[-1].resumed
+    assert rec.received("device") == [request(0)]
+    assert rec.received("gateway") == [output(0)]
