@@ -1,0 +1,50 @@
+"""`wirelet devices --dir`: the table of devices, their facts and link figures."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import io
+import json
+from pathlib import Path
+
+from gateway.cli import build_parser
+from gateway.commands import devices
+from hil.emulator.fleet import EmulatedFleet
+from hil.emulator.profile import fleet_profiles
+from tests.link.helpers import FAST_LINK
+
+
+def run_cli(*argv: str) -> tuple[int, str]:
+    args = build_parser().parse_args(["devices", *argv])
+    out = io.StringIO()
+    code = devices.run(args, out)
+    return code, out.getvalue()
+
+
+async def test_devices_table_lists_every_device(tmp_path: Path) -> None:
+    profiles = fleet_profiles(3)
+    profiles[2] = dataclasses.replace(profiles[2], firmware_version="9.9.9", task_slots=7)
+    async with EmulatedFleet(tmp_path, profiles, link_config=FAST_LINK) as fleet:
+        fleet.device("emu-0001").hang()
+        # The CLI runs its own event loop (asyncio.run): give it a thread, keep ours serving.
+        code, table = await asyncio.to_thread(run_cli, "--dir", str(tmp_path), "--wait", "1")
+    lines = table.splitlines()
+    assert lines[0].split()[:5] == ["DEVICE", "PORT", "STATE", "FIRMWARE", "PROTO"]
+    rows = {line.split()[0]: line for line in lines[1:]}
+    assert "emu-0000" in rows and "emu-0002" in rows
+    assert "9.9.9" in rows["emu-0002"] and " 7 " in rows["emu-0002"]
+    assert " up " in rows["emu-0000"]
+    hung = [line for line in lines[1:] if "emu-0001" in line]
+    assert hung and " down " in hung[0] and "not up" in hung[0]
+    assert code == 1  # not every device answered
+
+
+async def test_devices_json(tmp_path: Path) -> None:
+    async with EmulatedFleet(tmp_path, fleet_profiles(1), link_config=FAST_LINK):
+        code, text = await asyncio.to_thread(run_cli, "--dir", str(tmp_path), "--json")
+    assert code == 0
+    (report,) = json.loads(text)
+    assert report["facts"]["device_id"] == "emu-0000"
+    assert report["figures"]["state"] == "up"
+    assert report["tasks"] == 0
