@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -167,6 +167,7 @@ class PodController:
         self.status_writes = 0
         self.status_skipped = 0
         self._background: set[asyncio.Task[None]] = set()
+        self.on_node_added: Callable[[str], None] | None = None
 
     # --- nodes --------------------------------------------------------------------------------
 
@@ -175,6 +176,8 @@ class PodController:
 
     def add_node(self, binding: NodeBinding) -> None:
         self.nodes[binding.name] = binding
+        if self.on_node_added is not None:
+            self.on_node_added(binding.name)  # the informer hands over pods already bound
 
     def attach_runtime(self, node_name: str, runtime: DeviceRuntime, known_pods: bool) -> None:
         """The device is up and its tasks are listed: hand it every pod bound to it.

@@ -43,20 +43,24 @@ class PodInformer:
         return str((pod.get("spec") or {}).get("nodeName") or "")
 
     def _deliver(self, kind: str, pod: dict[str, Any]) -> None:
+        """Keep every bound pod (a node may start being served later); pass on the wanted."""
         uid = pod_uid(pod)
-        mine = self.wants(self._node_of(pod))
-        if kind == "DELETED" or not mine:
-            if self.store.pop(uid, None) is not None:
+        node = self._node_of(pod)
+        if kind == "DELETED" or not node:
+            old = self.store.pop(uid, None)
+            if old is not None and self.wants(self._node_of(old)):
                 self.handler("DELETED", pod)
             return
-        kind = "MODIFIED" if uid in self.store else "ADDED"
+        known = uid in self.store
         self.store[uid] = pod
-        self.handler(kind, pod)
+        if self.wants(node):
+            self.handler("MODIFIED" if known else "ADDED", pod)
 
-    def resync(self) -> None:
-        """Re-deliver every stored pod: used when a node starts being served."""
+    def deliver_node(self, node_name: str) -> None:
+        """Hand over the pods already bound to a node that has just started being served."""
         for pod in list(self.store.values()):
-            self.handler("MODIFIED", pod)
+            if self._node_of(pod) == node_name:
+                self.handler("ADDED", pod)
 
     async def _list(self) -> str:
         listing = await self.api.get(PODS_PATH)

@@ -158,6 +158,8 @@ class DeviceRuntime:
             )
             self.pods[spec.uid] = record
             for index in range(len(spec.containers)):
+                if self._resume_prior(record, index):
+                    continue
                 self._adopt_or_start(record, index)
         else:
             record.spec = spec
@@ -172,6 +174,46 @@ class DeviceRuntime:
             if status.name == container and status.state.phase is ContainerPhase.WAITING:
                 status.state = ContainerState.waiting(reason, message)
         self.on_change(uid)
+
+    def _resume_prior(self, record: PodRecord, index: int) -> bool:
+        """Continue from the API's status after a gateway restart; True if finished for good."""
+        if index >= len(record.spec.prior):
+            return False
+        restarts, state = record.spec.prior[index]
+        status = record.containers[index]
+        status.restart_count = restarts
+        if state is None or self._device_runs(record.spec.uid, index):
+            return False  # never started, or still running on the device: adopt or start
+        if state.phase is ContainerPhase.TERMINATED:
+            policy = record.spec.restart_policy
+            done = policy is RestartPolicy.NEVER or (
+                policy is RestartPolicy.ON_FAILURE and state.exit_code == 0
+            )
+            if done:
+                status.state = state
+                return True
+            status.last_state = state
+        elif state.phase is ContainerPhase.RUNNING:
+            now = datetime.now(UTC)
+            status.last_state = ContainerState(
+                ContainerPhase.TERMINATED,
+                reason="Lost",
+                message="the task was gone from the device when the gateway came back",
+                exit_code=LOST_EXIT_CODE,
+                started_at=state.started_at,
+                finished_at=now,
+            )
+        elif restarts == 0:
+            return False  # waiting, never ran
+        status.restart_count = restarts + 1  # the next instance gets a new log file
+        return False
+
+    def _device_runs(self, uid: str, index: int) -> bool:
+        for task_id, info in (self.device_tasks or {}).items():
+            name = parse_task_id(task_id)
+            if name and name.pod_uid == uid and name.container_index == index and info.running:
+                return True
+        return False
 
     def _adopt_or_start(self, record: PodRecord, index: int) -> None:
         if self.device_tasks is not None:
@@ -399,7 +441,10 @@ class DeviceRuntime:
         status = record.containers[index]
         previous = status.state
         now = datetime.now(UTC)
-        if not reason or reason in ("exited", "stopped"):
+        if not lost:
+            # Kubernetes reasons are fixed words; the device's own words go in the message.
+            if reason and reason not in ("exited", "stopped"):
+                message = reason
             reason = "Completed" if exit_code == 0 else "Error"
         status.state = ContainerState(
             ContainerPhase.TERMINATED,

@@ -40,6 +40,9 @@ class PodSpecView:
     restart_policy: RestartPolicy
     containers: tuple[TaskSpec, ...]
     grace_period_s: float = 30.0
+    # Per container, what the API's status already says: its restart count and, if it has
+    # terminated, that state. A restarted gateway continues from here instead of from zero.
+    prior: tuple[tuple[int, ContainerState | None], ...] = ()
 
     @property
     def key(self) -> str:

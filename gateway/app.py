@@ -1,0 +1,259 @@
+"""The gateway process: wires devices, runtime, Kubernetes side and kubelet API together.
+
+Start order: API client, event recorder, pod controller, kubelet API, pod informer, devices.
+Stop order is the reverse, so nothing writes to a part that has already gone.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import ipaddress
+import logging
+import socket
+import tempfile
+from collections.abc import Coroutine, Mapping
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+from kubernetes_asyncio.client import ApiClient
+
+from firmware_protocol import LinkConfig
+from gateway.config import GatewayConfig
+from gateway.device_node import DeviceNode, NodeSettings
+from gateway.devices.manager import DeviceManager
+from gateway.errors import ConfigError
+from gateway.kube.api import KubeApi, load_configuration
+from gateway.kube.events import EventRecorder
+from gateway.kube.pod_controller import PodController
+from gateway.kube.pod_informer import PodInformer
+from gateway.kubelet import (
+    ChainAuthenticator,
+    KubeletServer,
+    SubjectAccessReviewAuthorizer,
+    TokenReviewAuthenticator,
+    X509Authenticator,
+    server_ssl_context,
+)
+from gateway.link.backoff import BackoffPolicy as ReconnectPolicy
+from gateway.link.session import DeviceSession, SessionConfig
+from gateway.logs import LogConfig, LogStore
+from gateway.provider import GatewayProvider
+from gateway.runtime.backoff import BackoffPolicy
+from gateway.serving_cert import self_signed
+from gateway.transport.serial import SerialSettings
+
+log = logging.getLogger(__name__)
+
+# [link] keys that are not protocol or session timers: the container restart back-off and the
+# wait before re-checking a missing ConfigMap or Secret.
+_RUNTIME_KEYS = {
+    "restart_backoff_initial_s": "initial_s",
+    "restart_backoff_max_s": "max_s",
+    "restart_backoff_reset_s": "reset_after_s",
+}
+_RECONNECT_KEYS = {"reconnect_initial_s": "initial", "reconnect_max_s": "maximum"}
+
+
+def timers_from_config(
+    values: Mapping[str, float],
+) -> tuple[SessionConfig, BackoffPolicy, float]:
+    """Split the [link] table into protocol, session, reconnect and restart timers."""
+    link_fields = {f.name for f in dataclasses.fields(LinkConfig)} - {"versions"}
+    session_fields = {f.name for f in dataclasses.fields(SessionConfig)} - {"backoff", "link"}
+    link_args: dict[str, Any] = {}
+    session_args: dict[str, Any] = {}
+    restart_args: dict[str, Any] = {}
+    reconnect_args: dict[str, Any] = {}
+    config_retry = 5.0
+    for key, value in values.items():
+        if key in link_fields:
+            link_args[key] = int(value) if key in ("max_frame", "window", "max_queue") else value
+        elif key in session_fields:
+            session_args[key] = value
+        elif key in _RUNTIME_KEYS:
+            restart_args[_RUNTIME_KEYS[key]] = value
+        elif key in _RECONNECT_KEYS:
+            reconnect_args[_RECONNECT_KEYS[key]] = value
+        elif key == "config_retry_s":
+            config_retry = value
+        else:
+            known = sorted(link_fields | session_fields | set(_RUNTIME_KEYS) | set(_RECONNECT_KEYS))
+            raise ConfigError(f"link.{key}: unknown timer; known: {', '.join(known)}")
+    session = SessionConfig(
+        **session_args,
+        link=LinkConfig(**link_args),
+        backoff=ReconnectPolicy(**reconnect_args),
+    )
+    return session, BackoffPolicy(**restart_args), config_retry
+
+
+def detect_node_ip(api_host: str) -> str:
+    """The address this host uses to reach the API server: the one the API server can call."""
+    host = urlparse(api_host).hostname or "127.0.0.1"
+    try:
+        if ipaddress.ip_address(host).is_loopback:
+            return host
+    except ValueError:
+        pass
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        try:
+            probe.connect((host, 443))  # UDP connect sends nothing; it only picks a route
+            return str(probe.getsockname()[0])
+        except OSError:
+            return "127.0.0.1"
+
+
+class Gateway:
+    def __init__(self, config: GatewayConfig) -> None:
+        self.config = config
+        self.session_config, self.restart_backoff, self.config_retry_s = timers_from_config(
+            config.link
+        )
+        self.api: KubeApi | None = None
+        self.auth_client: ApiClient | None = None
+        self.events: EventRecorder | None = None
+        self.controller: PodController | None = None
+        self.server: KubeletServer | None = None
+        self.informer: PodInformer | None = None
+        self.devices: DeviceManager | None = None
+        self.nodes: dict[str, DeviceNode] = {}
+        self.claimed: dict[str, str] = {}
+        self._tasks: list[asyncio.Task[None]] = []
+        self._device_tasks: dict[str, asyncio.Task[None]] = {}
+        self._state_dir: tempfile.TemporaryDirectory[str] | None = None
+        self.node_ip = ""
+        self.kubelet_port = 0
+
+    def _spawn(self, coro: Coroutine[Any, Any, None], name: str) -> asyncio.Task[None]:
+        task = asyncio.create_task(coro, name=name)
+        task.add_done_callback(self._crashed)
+        return task
+
+    def _crashed(self, task: asyncio.Task[None]) -> None:
+        if not task.cancelled() and task.exception() is not None:
+            log.error("background task %s failed", task.get_name(), exc_info=task.exception())
+
+    async def start(self) -> None:
+        cfg = self.config
+        configuration = await load_configuration(cfg.kube.kubeconfig)
+        self.api = KubeApi(configuration, qps=cfg.kube.qps, burst=cfg.kube.burst)
+        self.auth_client = ApiClient(configuration)
+        self.node_ip = cfg.kubelet.node_ip or detect_node_ip(configuration.host or "")
+        self.events = EventRecorder(self.api, socket.gethostname())
+        self.controller = PodController(
+            self.api, self.events, host_ip=self.node_ip, config_retry_s=self.config_retry_s
+        )
+        self.logs = LogStore(
+            LogConfig(
+                root=Path(cfg.logs.dir),
+                max_bytes=cfg.logs.max_bytes,
+                max_rotated_files=max(cfg.logs.max_files - 1, 0),
+            )
+        )
+        await self._start_kubelet_api()
+        self.informer = PodInformer(self.api, self.controller.wants, self.controller.on_pod)
+        self.controller.on_node_added = self.informer.deliver_node
+        self._tasks += [
+            self._spawn(self.events.run(), "events"),
+            self._spawn(self.controller.run_status_writer(), "pod status"),
+            self._spawn(self.informer.run(), "pod informer"),
+        ]
+        dtr = {"on": True, "off": False, "keep": None}[cfg.devices.dtr]
+        self.devices = DeviceManager(
+            ports=cfg.devices.ports,
+            dirs=cfg.devices.dirs,
+            settings=SerialSettings(baudrate=cfg.devices.baudrate, dtr=dtr),
+            session_config=self.session_config,
+            on_session=self._on_session,
+        )
+        self._tasks.append(self._spawn(self.devices.run(), "device scan"))
+        log.info(
+            "gateway up: kubelet API on %s:%d, devices from %s",
+            self.node_ip,
+            self.kubelet_port,
+            ", ".join([*cfg.devices.ports, *cfg.devices.dirs]) or "nowhere (configure devices)",
+        )
+
+    async def _start_kubelet_api(self) -> None:
+        cfg = self.config.kubelet
+        assert self.controller is not None and self.auth_client is not None
+        if cfg.tls_cert and cfg.tls_key:
+            cert, key = Path(cfg.tls_cert), Path(cfg.tls_key)
+        else:
+            self._state_dir = tempfile.TemporaryDirectory(prefix="wirelet-")
+            cert, key = self_signed(Path(self._state_dir.name), self.node_ip)
+            log.warning(
+                "no kubelet.tls_cert configured: serving a self-signed certificate; an API "
+                "server started with --kubelet-certificate-authority will refuse it "
+                "(set kubelet.tls_cert/tls_key to a certificate from that CA)"
+            )
+        context = server_ssl_context(cert, key, Path(cfg.client_ca) if cfg.client_ca else None)
+        self.server = KubeletServer(
+            GatewayProvider(self.controller, self.logs),
+            authenticator=ChainAuthenticator(
+                X509Authenticator(), TokenReviewAuthenticator(self.auth_client)
+            ),
+            authorizer=SubjectAccessReviewAuthorizer(self.auth_client),
+            ssl_context=context,
+            host=cfg.address,
+            port=cfg.port,
+        )
+        await self.server.start()
+        self.kubelet_port = self.server.port
+
+    def _on_session(self, path: str, session: DeviceSession) -> None:
+        assert self.api and self.controller and self.events and self.informer
+        node = DeviceNode(
+            path,
+            session,
+            api=self.api,
+            config=self.config,
+            settings=NodeSettings(self.node_ip, self.kubelet_port, self.restart_backoff),
+            controller=self.controller,
+            events=self.events,
+            logs=self.logs,
+            informer_synced=self.informer.synced,
+            claimed=self.claimed,
+        )
+        self.nodes[path] = node
+        self._device_tasks[path] = self._spawn(node.run(), f"device {path}")
+
+    async def stop(self) -> None:
+        """Reverse order; device tasks keep running on the devices (adopted on the next start)."""
+        if self.devices is not None:
+            await self.devices.close()
+        for task in self._device_tasks.values():
+            task.cancel()
+        for node in self.nodes.values():
+            await node.close()
+        for task in [*self._device_tasks.values(), *self._tasks]:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        if self.controller is not None:
+            await self.controller.close()
+        if self.events is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self.events.drain(), 2.0)
+        if self.server is not None:
+            await self.server.stop()
+        if self.auth_client is not None:
+            await self.auth_client.close()
+        if self.api is not None:
+            await self.api.close()
+        if self._state_dir is not None:
+            self._state_dir.cleanup()
+
+    async def __aenter__(self) -> Gateway:
+        try:
+            await self.start()
+        except BaseException:
+            await self.stop()
+            raise
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()

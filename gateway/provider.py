@@ -1,0 +1,83 @@
+"""The kubelet API's view of the gateway: pods from the pod controller, logs from the runtime."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from gateway.kube.pod_controller import PodController
+from gateway.kubelet.stats import NodeStats, PodStats
+from gateway.logs import LogSource, LogStore
+from gateway.logs.timestamps import now_ns
+
+
+class GatewayProvider:
+    """Implements gateway.kubelet.provider.KubeletProvider over the controller and log store."""
+
+    def __init__(self, controller: PodController, logs: LogStore) -> None:
+        self.controller = controller
+        self.logs = logs
+        self.started_ns = now_ns()
+
+    def node_names(self) -> Sequence[str]:
+        return sorted(self.controller.nodes)
+
+    def _find(self, namespace: str, name: str) -> dict[str, Any] | None:
+        for state in self.controller.pods.values():
+            meta = state.pod.get("metadata") or {}
+            if meta.get("namespace") == namespace and meta.get("name") == name:
+                return state.pod
+        return None
+
+    async def get_pod(self, namespace: str, name: str) -> dict[str, Any] | None:
+        return self._find(namespace, name)
+
+    async def list_pods(self) -> list[dict[str, Any]]:
+        return [state.pod for state in self.controller.pods.values()]
+
+    async def find_container_log(
+        self, namespace: str, pod: str, container: str
+    ) -> LogSource | None:
+        obj = self._find(namespace, pod)
+        if obj is None:
+            return None
+        uid = obj["metadata"]["uid"]
+        node = (obj.get("spec") or {}).get("nodeName") or ""
+        binding = self.controller.nodes.get(node)
+        runtime = binding.runtime if binding else None
+        record = runtime.pods.get(uid) if runtime else None
+        restart: int | None = None
+        if record is not None:
+            for status in record.containers:
+                if status.name == container:
+                    restart = status.restart_count
+        if restart is None:
+            # Not (or no longer) in the runtime: fall back to what the API's status says.
+            for status in (obj.get("status") or {}).get("containerStatuses") or []:
+                if status.get("name") == container:
+                    restart = int(status.get("restartCount", 0))
+        if restart is None:
+            return None
+
+        async def is_running() -> bool:
+            current = runtime.pods.get(uid) if runtime else None
+            if current is None:
+                return False
+            return any(s.name == container and s.running for s in current.containers)
+
+        return self.logs.source(
+            namespace, pod, uid, container, restart=restart, is_running=is_running
+        )
+
+    async def stats(self) -> Sequence[NodeStats]:
+        now = now_ns()
+        result = []
+        for name, binding in sorted(self.controller.nodes.items()):
+            pods = []
+            runtime = binding.runtime
+            for record in runtime.pods.values() if runtime else ():
+                spec = record.spec
+                start = int(record.started_at.timestamp() * 1e9)
+                pods.append(PodStats(spec.namespace, spec.name, spec.uid, start))
+            result.append(NodeStats(name, self.started_ns, now, pods=tuple(pods)))
+        return result

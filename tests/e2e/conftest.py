@@ -1,0 +1,231 @@
+"""The whole product against real parts: the local control plane, pty devices, the gateway.
+
+`wirelet` starts emulated devices in a temporary directory and a Gateway serving them, with the
+kubelet API's serving certificate signed by the cluster CA so `kubectl logs` is verified on
+both sides. Protocol and restart timers are shortened through config, never slept on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from gateway.app import Gateway
+from gateway.config import GatewayConfig, config_from_mapping
+from gateway.kube.api import KubeApi
+from hil.cluster.local import LocalCluster
+from hil.emulator.fleet import EmulatedFleet
+from hil.emulator.profile import DeviceProfile
+
+# Fast timers for tests: heartbeats, loss detection, reconnects, restart back-off, env retries.
+FAST_LINK = {
+    "heartbeat_interval": 0.2,
+    "link_lost_timeout": 1.0,
+    "hello_interval": 0.05,
+    "rto_initial": 0.1,
+    "rto_min": 0.02,
+    "rto_max": 0.5,
+    "handshake_timeout": 2.0,
+    "reconnect_initial_s": 0.05,
+    "reconnect_max_s": 0.3,
+    "restart_backoff_initial_s": 0.5,
+    "restart_backoff_max_s": 2.0,
+    "config_retry_s": 0.3,
+}
+WAIT = 60.0  # bound for anything that should happen soon; only reached when broken
+
+
+@dataclass
+class Wirelet:
+    cluster: LocalCluster
+    fleet: EmulatedFleet
+    gateway: Gateway
+    api: KubeApi
+    namespace: str
+    device_dir: Path
+    config: GatewayConfig
+
+    def node(self, device_id: str) -> str:
+        return f"wirelet-{device_id.lower()}"
+
+    async def kubectl(self, *args: str, check: bool = True) -> str:
+        proc = await asyncio.create_subprocess_exec(
+            "kubectl",
+            f"--kubeconfig={self.cluster.kubeconfig}",
+            *args,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        out, err = await asyncio.wait_for(proc.communicate(), WAIT)
+        if check and proc.returncode != 0:
+            raise AssertionError(f"kubectl {' '.join(args)} failed: {err.decode()}")
+        return out.decode() + ("" if check else err.decode())
+
+    async def create_pod(
+        self,
+        name: str,
+        image: str,
+        args: list[str] | None = None,
+        *,
+        node: str | None = None,
+        restart: str = "Never",
+        env: list[dict[str, Any]] | None = None,
+        extra: dict[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        container: dict[str, Any] = {"name": "main", "image": image, "args": args or []}
+        if env:
+            container["env"] = env
+        spec: dict[str, Any] = {
+            "restartPolicy": restart,
+            "containers": [container],
+            "tolerations": [{"key": "virtual-kubelet.io/provider", "operator": "Exists"}],
+            "terminationGracePeriodSeconds": 5,
+        }
+        if node:
+            spec["nodeName"] = node
+        else:
+            spec["nodeSelector"] = {"type": "virtual-kubelet"}
+        spec.update(extra or {})
+        body = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name}, "spec": spec}
+        return await self.api.create(f"/api/v1/namespaces/{self.namespace}/pods", body)  # type: ignore[no-any-return]
+
+    async def pod(self, name: str) -> dict[str, Any] | None:
+        try:
+            return await self.api.get(f"/api/v1/namespaces/{self.namespace}/pods/{name}")  # type: ignore[no-any-return]
+        except Exception as exc:
+            if getattr(exc, "not_found", False):
+                return None
+            raise
+
+    async def wait_for(
+        self, what: str, check: Callable[[], Awaitable[Any]], within: float = WAIT
+    ) -> Any:
+        """Poll the API until `check` returns something truthy."""
+        deadline = asyncio.get_running_loop().time() + within
+        last: Any = None
+        while asyncio.get_running_loop().time() < deadline:
+            last = await check()
+            if last:
+                return last
+            await asyncio.sleep(0.1)
+        raise AssertionError(f"timed out waiting for {what}; last: {json.dumps(last)[:2000]}")
+
+    async def wait_pod_phase(self, name: str, *phases: str) -> dict[str, Any]:
+        async def check() -> Any:
+            pod = await self.pod(name)
+            return pod if pod and (pod.get("status") or {}).get("phase") in phases else None
+
+        return await self.wait_for(f"pod {name} phase in {phases}", check)  # type: ignore[no-any-return]
+
+    async def wait_container(
+        self, name: str, predicate: Callable[[dict[str, Any]], bool]
+    ) -> dict[str, Any]:
+        async def check() -> Any:
+            pod = await self.pod(name)
+            statuses = ((pod or {}).get("status") or {}).get("containerStatuses") or []
+            return pod if statuses and predicate(statuses[0]) else None
+
+        return await self.wait_for(f"container of {name}", check)  # type: ignore[no-any-return]
+
+    async def node_ready(self, node: str) -> str:
+        try:
+            obj = await self.api.get(f"/api/v1/nodes/{node}")
+        except Exception:
+            return "Missing"
+        for cond in (obj.get("status") or {}).get("conditions") or []:
+            if cond["type"] == "Ready":
+                return str(cond["status"])
+        return "Unknown"
+
+    async def wait_node(self, node: str, status: str = "True") -> None:
+        async def check() -> bool:
+            return await self.node_ready(node) == status
+
+        await self.wait_for(f"node {node} Ready={status}", check)
+
+    async def events_for(self, name: str) -> list[dict[str, Any]]:
+        listing = await self.api.get(
+            f"/api/v1/namespaces/{self.namespace}/events",
+            fieldSelector=f"involvedObject.name={name}",
+        )
+        return list(listing.get("items") or [])
+
+
+def gateway_config(
+    cluster: LocalCluster, device_dir: Path, workdir: Path, **overrides: Any
+) -> GatewayConfig:
+    cert, key = cluster.sign_serving_cert(["127.0.0.1", "localhost"], workdir)
+    data: dict[str, Any] = {
+        "kube": {"kubeconfig": str(cluster.kubeconfig)},
+        "nodes": {"lease_renew_interval_s": 1.0, "status_interval_s": 5.0},
+        "devices": {"dirs": [str(device_dir)]},
+        "kubelet": {
+            "address": "127.0.0.1",
+            "port": 0,
+            "node_ip": "127.0.0.1",
+            "tls_cert": str(cert),
+            "tls_key": str(key),
+            "client_ca": str(cluster.ca_cert),
+        },
+        "logs": {"dir": str(workdir / "pods")},
+        "link": dict(FAST_LINK),
+    }
+    for section, values in overrides.items():
+        data.setdefault(section, {}).update(values)
+    return config_from_mapping(data, "test-config")
+
+
+def profiles(count: int, prefix: str, **kwargs: Any) -> list[DeviceProfile]:
+    return [DeviceProfile(device_id=f"{prefix}{i}", **kwargs) for i in range(count)]
+
+
+@pytest.fixture
+async def wirelet(cluster: LocalCluster, tmp_path: Path) -> AsyncIterator[Wirelet]:
+    suffix = uuid.uuid4().hex[:6]
+    device_dir = tmp_path / "devices"
+    device_dir.mkdir()
+    config = gateway_config(cluster, device_dir, tmp_path)
+    namespace = f"e2e-{suffix}"
+    async with (
+        KubeApi(await _admin_configuration(cluster)) as api,
+        EmulatedFleet(device_dir, profiles(3, f"emu{suffix}-"), control_socket=False) as fleet,
+    ):
+        await api.create("/api/v1/namespaces", {"metadata": {"name": namespace}})
+        await _wait_default_sa(api, namespace)
+        gateway = Gateway(config)
+        async with gateway:
+            env = Wirelet(cluster, fleet, gateway, api, namespace, device_dir, config)
+            try:
+                yield env
+            finally:
+                await _delete_nodes(api, [env.node(d.profile.device_id) for d in fleet.devices])
+        await api.delete(f"/api/v1/namespaces/{namespace}")
+
+
+async def _admin_configuration(cluster: LocalCluster) -> Any:
+    from gateway.kube.api import load_configuration
+
+    return await load_configuration(str(cluster.kubeconfig))
+
+
+async def _wait_default_sa(api: KubeApi, namespace: str) -> None:
+    for _ in range(300):
+        try:
+            await api.get(f"/api/v1/namespaces/{namespace}/serviceaccounts/default")
+            return
+        except Exception:
+            await asyncio.sleep(0.1)
+
+
+async def _delete_nodes(api: KubeApi, names: list[str]) -> None:
+    for name in names:
+        with contextlib.suppress(Exception):
+            await api.delete(f"/api/v1/nodes/{name}")

@@ -1,0 +1,49 @@
+"""Devices become Ready nodes; a pod runs on one, its logs come back through kubectl."""
+
+from __future__ import annotations
+
+import pytest
+
+from .conftest import Wirelet
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
+
+
+async def test_nodes_ready_with_labels_taint_capacity(wirelet: Wirelet) -> None:
+    for device in wirelet.fleet.devices:
+        name = wirelet.node(device.profile.device_id)
+        await wirelet.wait_node(name)
+        node = await wirelet.api.get(f"/api/v1/nodes/{name}")
+        labels = node["metadata"]["labels"]
+        assert labels["type"] == "virtual-kubelet"
+        assert labels["kubernetes.io/role"] == "agent"
+        assert labels["wirelet.io/device-id"] == device.profile.device_id
+        ours = {"key": "virtual-kubelet.io/provider", "value": "wirelet", "effect": "NoSchedule"}
+        assert ours in node["spec"]["taints"]
+        assert node["status"]["capacity"]["pods"] == str(device.profile.task_slots)
+        port = node["status"]["daemonEndpoints"]["kubeletEndpoint"]["Port"]
+        assert port == wirelet.gateway.kubelet_port
+        lease = await wirelet.api.get(
+            f"/apis/coordination.k8s.io/v1/namespaces/kube-node-lease/leases/{name}"
+        )
+        assert lease["spec"]["holderIdentity"] == name
+
+
+async def test_scheduled_pod_runs_and_kubectl_logs_shows_output(wirelet: Wirelet) -> None:
+    await wirelet.create_pod("hello", "echo", ["hello", "from", "a", "device"])
+    pod = await wirelet.wait_pod_phase("hello", "Succeeded", "Failed")
+    assert pod["status"]["phase"] == "Succeeded", pod["status"]
+    assert pod["spec"]["nodeName"].startswith("wirelet-")  # bound by kube-scheduler
+    state = pod["status"]["containerStatuses"][0]["state"]["terminated"]
+    assert state["exitCode"] == 0
+    assert state["reason"] == "Completed"
+    logs = await wirelet.kubectl("logs", "-n", wirelet.namespace, "hello")
+    assert "hello from a device" in logs
+
+
+async def test_failing_exit_code_fails_the_pod(wirelet: Wirelet) -> None:
+    await wirelet.create_pod("boom", "exit", ["3"])
+    pod = await wirelet.wait_pod_phase("boom", "Succeeded", "Failed")
+    assert pod["status"]["phase"] == "Failed"
+    terminated = pod["status"]["containerStatuses"][0]["state"]["terminated"]
+    assert (terminated["exitCode"], terminated["reason"]) == (3, "Error")
