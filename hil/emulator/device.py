@@ -58,8 +58,8 @@ MAX_FINISHED_TASKS = 16
 # Output messages allowed to wait in the link's queue per device: enough to keep the window full,
 # few enough that most unsent output stays in the (bounded, per-task) retained buffers.
 MAX_QUEUED_OUTPUT = 8
-# Slack for msgpack growth of the offset field (a u64 takes up to 9 bytes) and the bin header.
-_OUTPUT_HEADROOM = 12
+# Slack for the bin header growing from bin8 (2 bytes) to bin16 (3 bytes) once data is added.
+_OUTPUT_HEADROOM = 2
 # Messages kept in `EmulatedDevice.received` for tests to inspect.
 MAX_RECEIVED_KEPT = 1000
 
@@ -91,6 +91,7 @@ class _Task:
     exit_reported: bool = False
     stop_request: int = 0  # STOP_TASK request id to answer with the exit report
     kill_at: float | None = None
+    chunk: int = 16  # largest TASK_OUTPUT data that fits one frame for this task id
 
     @property
     def running(self) -> bool:
@@ -159,8 +160,9 @@ class EmulatedDevice:
         self._finished: collections.deque[str] = collections.deque()
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at: float | None = None
+        self._peer_max_frame = self._link_config.max_frame  # until a WELCOME tells us
+        self._shrink = 0  # taken off every chunk after a MessageTooLargeError (should not happen)
         self._link = self._boot()
-        self._max_output_data = self._output_capacity(self._link_config.max_frame)
         self._closed = False
 
     # --- lifecycle ---------------------------------------------------------------------------
@@ -284,10 +286,14 @@ class EmulatedDevice:
         self._handle_events(link.start(self._loop.time()))
         return link
 
-    def _output_capacity(self, peer_max_frame: int) -> int:
-        """Largest TASK_OUTPUT data that fits a frame of `peer_max_frame` for the longest id."""
-        probe = TaskOutput(task_id="x" * 48, stream=OutputStream.STDOUT, offset=0, data=b"")
-        return max(16, peer_max_frame - FRAME_OVERHEAD - len(probe.to_bytes()) - _OUTPUT_HEADROOM)
+    def _output_capacity(self, task_id: str) -> int:
+        """Largest TASK_OUTPUT data for `task_id` that fits the gateway's largest frame.
+
+        Sized with the largest possible offset, so chunks stay valid as the stream grows: full
+        frames are what make goodput approach the line rate."""
+        probe = TaskOutput(task_id=task_id, stream=OutputStream.STDOUT, offset=2**64 - 1, data=b"")
+        overhead = FRAME_OVERHEAD + len(probe.to_bytes()) + _OUTPUT_HEADROOM + self._shrink
+        return max(16, self._peer_max_frame - overhead)
 
     def _on_line_bytes(self, data: bytes) -> None:
         if self.hung or self._closed:
@@ -305,7 +311,9 @@ class EmulatedDevice:
                 self.received.append(event.message)
                 self._on_message(event.message)
             elif isinstance(event, LinkUp):
-                self._max_output_data = self._output_capacity(event.welcome.max_frame)
+                self._peer_max_frame = event.welcome.max_frame
+                for task in self._tasks.values():
+                    task.chunk = self._output_capacity(task.task_id)
             elif isinstance(event, PeerReset):
                 self._log.debug("%s: new gateway session %08x", self.device_id, event.new_id)
 
@@ -419,7 +427,7 @@ class EmulatedDevice:
                 for number, stream in task.streams.items():
                     if not stream.pending or link.queued >= MAX_QUEUED_OUTPUT:
                         continue
-                    chunk = bytes(stream.pending[: self._max_output_data])
+                    chunk = bytes(stream.pending[: task.chunk])
                     message = TaskOutput(
                         task_id=task.task_id,
                         stream=OutputStream(number),
@@ -454,9 +462,11 @@ class EmulatedDevice:
             return False
         except MessageTooLargeError:
             # Our size estimate was wrong for this peer: shrink and let the caller retry.
-            self._max_output_data = max(16, self._max_output_data // 2)
+            self._shrink += 16
+            for task in self._tasks.values():
+                task.chunk = self._output_capacity(task.task_id)
             self._log.warning(
-                "%s: output chunk too large, now %d", self.device_id, self._max_output_data
+                "%s: output chunk too large, shrinking by %d", self.device_id, self._shrink
             )
             return False
         return True
@@ -504,7 +514,11 @@ class EmulatedDevice:
         now = self._loop.time()
         run = APPS[msg.app](msg.argv, dict(msg.env), now)
         self._tasks[msg.task_id] = _Task(
-            msg.task_id, msg.app, run, {1: _Stream(), STDERR: _Stream()}
+            msg.task_id,
+            msg.app,
+            run,
+            {1: _Stream(), STDERR: _Stream()},
+            chunk=self._output_capacity(msg.task_id),
         )
         self._send(TaskStarted(request_id=msg.request_id, task_id=msg.task_id))
         self._update_load()
