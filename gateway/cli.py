@@ -7,7 +7,7 @@ import sys
 from collections.abc import Sequence
 
 from gateway import __version__
-from gateway.commands import devices
+from gateway.commands import demo, devices, run
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -17,6 +17,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"wirelet {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    run.register(subparsers)
+    demo.register(subparsers)
     devices.register(subparsers)
     return parser
 

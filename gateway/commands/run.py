@@ -1,0 +1,101 @@
+"""`wirelet run`: the gateway itself, serving every configured device until interrupted."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+import sys
+from typing import Any
+
+from gateway.app import Gateway
+from gateway.config import GatewayConfig, load_config, with_overrides
+from gateway.errors import ConfigError, WireletError
+
+log = logging.getLogger(__name__)
+
+
+def register(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "run",
+        help="serve the attached devices as Kubernetes nodes",
+        description="Run the gateway: one virtual node per device, until SIGINT/SIGTERM.",
+    )
+    add_run_flags(parser)
+    parser.set_defaults(func=main)
+
+
+def add_run_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", "-c", help="TOML config file (see docs/config.md)")
+    parser.add_argument("--kubeconfig", help="kubeconfig path, or 'in-cluster'")
+    parser.add_argument("--port", dest="ports", action="append", help="a device tty; repeatable")
+    parser.add_argument(
+        "--dir", dest="dirs", action="append", help="a directory of device links; repeatable"
+    )
+    parser.add_argument("--node-prefix", help="node name prefix (default 'wirelet-')")
+    parser.add_argument("--kubelet-address", help="kubelet API listen address")
+    parser.add_argument("--kubelet-port", type=int, help="kubelet API port (default 10250)")
+    parser.add_argument("--node-ip", help="address advertised for the kubelet API")
+    parser.add_argument("--tls-cert", help="kubelet API serving certificate (PEM)")
+    parser.add_argument("--tls-key", help="kubelet API serving key (PEM)")
+    parser.add_argument("--client-ca", help="CA that signs client certificates (PEM)")
+    parser.add_argument("--log-dir", help="where container logs are written")
+    parser.add_argument("-v", "--verbose", action="count", default=0, help="more logging")
+
+
+def config_from_args(args: argparse.Namespace) -> GatewayConfig:
+    config = load_config(args.config)
+    devices: dict[str, Any] = {}
+    if args.ports:
+        devices["ports"] = tuple(args.ports)
+    if args.dirs:
+        devices["dirs"] = tuple(args.dirs)
+    return with_overrides(
+        config,
+        kube={"kubeconfig": args.kubeconfig},
+        nodes={"name_prefix": args.node_prefix},
+        devices=devices,
+        kubelet={
+            "address": args.kubelet_address,
+            "port": args.kubelet_port,
+            "node_ip": args.node_ip,
+            "tls_cert": args.tls_cert,
+            "tls_key": args.tls_key,
+            "client_ca": args.client_ca,
+        },
+        logs={"dir": args.log_dir},
+    )
+
+
+def setup_logging(verbose: int) -> None:
+    level = logging.DEBUG if verbose > 1 else logging.INFO
+    logging.basicConfig(
+        level=level, format="%(asctime)s %(levelname)-7s %(name)s: %(message)s", stream=sys.stderr
+    )
+    if verbose < 1:
+        logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+
+
+async def serve_until_signalled(gateway: Gateway) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    async with gateway:
+        await stop.wait()
+        log.info("stopping (device tasks keep running; they are adopted on the next start)")
+
+
+def main(args: argparse.Namespace) -> int:
+    setup_logging(args.verbose)
+    try:
+        config = config_from_args(args)
+        asyncio.run(serve_until_signalled(Gateway(config)))
+    except ConfigError as exc:
+        print(f"wirelet: config error: {exc}", file=sys.stderr)
+        return 2
+    except WireletError as exc:
+        print(f"wirelet: {exc}", file=sys.stderr)
+        return 1
+    return 0

@@ -1,0 +1,1 @@
+"""Device discovery: sources of device paths and one supervised session per device."""
