@@ -24,8 +24,11 @@ _log = logging.getLogger(__name__)
 
 # Largest single read from the master; ptys move at most a few KiB per wakeup anyway.
 READ_CHUNK = 65536
-# A paced direction may burst this long's worth of bytes after being idle (a UART FIFO's worth).
-PACING_BURST_SECONDS = 0.002
+# A paced direction may send this long's worth of bytes at once, like a UART FIFO being filled.
+# It also absorbs event-loop timer lateness: with a tiny burst every late wake-up would lose
+# line time that a real FIFO-fed UART does not lose.
+PACING_BURST_SECONDS = 0.01
+PACING_BURST_MIN_BYTES = 64
 
 
 class _TokenBucket:
@@ -33,7 +36,7 @@ class _TokenBucket:
 
     def __init__(self, rate: float, now: float) -> None:
         self.rate = rate
-        self.capacity = max(16.0, rate * PACING_BURST_SECONDS)
+        self.capacity = max(float(PACING_BURST_MIN_BYTES), rate * PACING_BURST_SECONDS)
         self.tokens = self.capacity
         self.stamp = now
 

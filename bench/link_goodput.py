@@ -1,0 +1,168 @@
+"""Link goodput: task output bytes per second end to end, emulated device -> pty -> gateway session.
+
+    python -m bench.link_goodput [--quick] [--repeats N]
+
+For each line rate (115200 and 921600 baud pacing, where the emulator limits each direction to
+baud/10 bytes/s as an 8N1 UART does, and unthrottled) a `flood` task writes a known number of
+bytes; the gateway's `DeviceSession` receives them as TASK_OUTPUT events. Goodput is task-output
+bytes over the time from START_TASK to the last byte, reported as % of baud/10 where paced.
+Median and min..max over the repeats. Results also go to bench/results/link_goodput.json.
+
+Both ends use the default `LinkConfig` (gateway max_frame 512, window 4): the figures are what a
+default deployment gets, not a tuned best case.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import dataclasses
+import json
+import os
+import platform
+import statistics
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from firmware_protocol import LinkConfig
+from gateway.link.events import TaskExited, TaskOutput
+from gateway.link.session import DeviceSession, SessionConfig
+from gateway.transport.serial import SerialSettings, serial_opener
+from hil.emulator.fleet import EmulatedFleet
+from hil.emulator.profile import DeviceProfile
+
+RESULTS = Path(__file__).parent / "results" / "link_goodput.json"
+TARGET_PERCENT_115200 = 90.0
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Case:
+    name: str
+    baud: int | None  # None: unthrottled
+    size: int  # bytes of task output per run
+
+
+def cases(quick: bool) -> list[Case]:
+    # Sizes give runs of a few seconds at the paced rates.
+    scale = 4 if quick else 1
+    return [
+        Case("115200", 115200, 64 * 1024 // scale),
+        Case("921600", 921600, 512 * 1024 // scale),
+        Case("unthrottled", None, 8 * 1024 * 1024 // scale),
+    ]
+
+
+async def one_run(case: Case, link: LinkConfig) -> dict[str, float]:
+    with tempfile.TemporaryDirectory(prefix="wirelet-bench-") as tmp:
+        directory = Path(tmp)
+        profile = DeviceProfile(device_id="bench-0", baud=case.baud)
+        config = SessionConfig(link=link)
+        path = directory / "bench-0"
+        opener = serial_opener(
+            lambda: os.path.realpath(path), SerialSettings(baudrate=case.baud or 115200)
+        )
+        async with (
+            EmulatedFleet(directory, [profile], link_config=link, control_socket=False) as fleet,
+            DeviceSession(opener, label="bench-0", config=config) as session,
+        ):
+            await session.wait_up(10)
+            sub = session.subscribe()
+            started = time.perf_counter()
+            await session.start_task("flood", "flood", ["flood", str(case.size)])
+            received = 0
+            last = started
+            while True:
+                event = await sub.get(60)
+                if isinstance(event, TaskOutput):
+                    received += len(event.data)
+                    last = time.perf_counter()
+                    session.ack_output(event.task_id, event.stream, event.end)
+                elif isinstance(event, TaskExited):
+                    break
+            sub.close()
+            elapsed = last - started
+            device = fleet.device("bench-0").figures()
+            if received != case.size:
+                raise RuntimeError(f"received {received} of {case.size} bytes")
+            return {
+                "seconds": elapsed,
+                "goodput_Bps": received / elapsed,
+                "wire_bytes_device_to_gateway": float(device.bytes_out),
+                "retransmits": float(device.retransmits),
+            }
+
+
+def summarize(case: Case, runs: list[dict[str, float]]) -> dict[str, Any]:
+    rates = [r["goodput_Bps"] for r in runs]
+    summary: dict[str, Any] = {
+        "case": case.name,
+        "baud": case.baud,
+        "bytes": case.size,
+        "repeats": len(runs),
+        "goodput_Bps_median": statistics.median(rates),
+        "goodput_Bps_min": min(rates),
+        "goodput_Bps_max": max(rates),
+        # Wire efficiency: task bytes over all bytes the device put on the line.
+        "efficiency_percent": 100.0
+        * case.size
+        / statistics.median(r["wire_bytes_device_to_gateway"] for r in runs),
+        "retransmits_median": statistics.median(r["retransmits"] for r in runs),
+    }
+    if case.baud:
+        line = case.baud / 10
+        summary["percent_of_line"] = {
+            "median": 100.0 * statistics.median(rates) / line,
+            "min": 100.0 * min(rates) / line,
+            "max": 100.0 * max(rates) / line,
+        }
+    return summary
+
+
+def print_summary(s: dict[str, Any]) -> None:
+    rate = s["goodput_Bps_median"]
+    line = f"{s['case']:>12}: {rate / 1000:9.1f} kB/s (min {s['goodput_Bps_min'] / 1000:.1f},"
+    line += f" max {s['goodput_Bps_max'] / 1000:.1f})"
+    if "percent_of_line" in s:
+        p = s["percent_of_line"]
+        line += f"  {p['median']:5.1f}% of baud/10 ({p['min']:.1f}..{p['max']:.1f})"
+    line += f"  wire efficiency {s['efficiency_percent']:.1f}%"
+    print(line, flush=True)
+
+
+async def main_async(quick: bool, repeats: int) -> dict[str, Any]:
+    link = LinkConfig()
+    results = []
+    for case in cases(quick):
+        runs = [await one_run(case, link) for _ in range(repeats)]
+        summary = summarize(case, runs)
+        print_summary(summary)
+        results.append(summary)
+    paced = next(r for r in results if r["baud"] == 115200)
+    verdict = paced["percent_of_line"]["median"] >= TARGET_PERCENT_115200
+    print(f"target >= {TARGET_PERCENT_115200:.0f}% at 115200: {'met' if verdict else 'NOT met'}")
+    return {
+        "benchmark": "link_goodput",
+        "link_config": dataclasses.asdict(link),
+        "python": platform.python_version(),
+        "machine": platform.machine(),
+        "quick": quick,
+        "target_115200_met": verdict,
+        "results": results,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench.link_goodput", description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="smaller transfers")
+    parser.add_argument("--repeats", type=int, default=3, help="runs per case (default 3)")
+    args = parser.parse_args()
+    report = asyncio.run(main_async(args.quick, args.repeats))
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(json.dumps(report, indent=2) + "\n")
+    print(f"wrote {RESULTS}")
+
+
+if __name__ == "__main__":
+    main()
