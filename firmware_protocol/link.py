@@ -173,6 +173,7 @@ class Link:
         self._welcome: Welcome | None = None  # both: the WELCOME of the current session
         self._last_session = 0  # device: session id of the last WELCOME accepted this boot
         self._peer_boot_id = 0  # gateway: boot id of the device of the current session
+        self._attempt = 0  # device: handshake attempt number, echoed in WELCOME
         self._peer_max_frame: int | None = None
         self._peer_window = 1
         self._heartbeat_interval = config.heartbeat_interval
@@ -499,9 +500,12 @@ class Link:
             if isinstance(message, Hello):
                 self._gateway_on_hello(message, now)
             elif isinstance(message, Refuse):
+                # The device rejected our WELCOME: the session we opened is not one.
                 self._events.append(
                     Refused(message.code, message.reason, message.versions, by_peer=True)
                 )
+                if self.state is LinkState.UP:
+                    self._lose_link(now, "device refused the session")
             return
         if self.state is LinkState.REFUSED:
             return
@@ -521,9 +525,18 @@ class Link:
             )
 
     def _gateway_on_hello(self, hello: Hello, now: float) -> None:
-        if self.state is LinkState.UP and hello == self._peer_hello and self._welcome:
-            # Our WELCOME was lost or is still in flight: repeat it, change nothing.
+        if hello == self._peer_hello and self._welcome is not None:
+            # A repeat of the HELLO that opened this session: our WELCOME was lost or crossed
+            # it. Repeat the WELCOME and keep all sequence state, whatever happened since:
+            # deciding afresh could reset one side only and desynchronise the seq spaces.
             self._emit(self._welcome)
+            if self.state is not LinkState.UP:
+                self._enter_up(hello, self._welcome, True, now)
+            return
+        last = self._peer_hello
+        if last is not None and hello.boot_id == last.boot_id and hello.attempt < last.attempt:
+            # An older handshake attempt of this boot, delayed in the transport: answering it
+            # could reset one side only.
             return
         common = set(hello.versions) & set(self.config.versions)
         if not common:
@@ -543,7 +556,8 @@ class Link:
             and self._version == version
         )
         if self.state is LinkState.UP:
-            self._lose_link(now, "device started a new handshake")
+            # No HELLO_REQUEST: the device is handshaking already, WELCOME follows at once.
+            self._lose_link(now, "device started a new handshake", probe=False)
         if not resume:
             if self._peer_boot_id not in (0, hello.boot_id):
                 # Commands were meant for the previous boot: hand them back to the application.
@@ -565,12 +579,15 @@ class Link:
             resume=resume,
             heartbeat_ms=round(self.config.heartbeat_interval * 1000),
             link_lost_ms=round(self.config.link_lost_timeout * 1000),
+            attempt=hello.attempt,
         )
         self._emit(self._welcome)
         self._enter_up(hello, self._welcome, resume, now)
 
     def _device_on_welcome(self, welcome: Welcome, now: float) -> None:
         assert self._own_hello is not None
+        if welcome.attempt != self._attempt:
+            return  # answers an earlier HELLO of ours, delayed or duplicated: not this handshake
         if welcome.version not in self.config.versions:
             reason = f"gateway chose version {welcome.version}, not offered"
             self._emit(Refuse(ErrorCode.NO_COMMON_VERSION, reason, self.config.versions))
@@ -620,6 +637,7 @@ class Link:
 
     def _enter_handshake(self, now: float) -> None:
         self.state = LinkState.HANDSHAKE
+        self._attempt = (self._attempt + 1) & 0xFFFFFFFF
         self._hello_interval = self.config.hello_interval
         self._retransmit_at = None
         self._next_ping = None
@@ -644,12 +662,18 @@ class Link:
             max_frame=self.config.max_frame,
             window=self.config.window,
             last_session=self._last_session,
+            attempt=self._attempt,
         )
 
-    def _lose_link(self, now: float, reason: str) -> None:
+    def _lose_link(self, now: float, reason: str, *, probe: bool = True) -> None:
         self.stats.link_losses += 1
         self._events.append(LinkLost(reason))
-        self._enter_handshake(now)
+        if probe:
+            self._enter_handshake(now)
+        else:
+            self.state = LinkState.HANDSHAKE
+            self._retransmit_at = None
+            self._next_ping = None
 
     # --- sending --------------------------------------------------------------------------------
 

@@ -332,6 +332,9 @@ class Hello(Message):
     #: Session id of the last WELCOME this boot accepted, 0 if none: lets the gateway resume.
     last_session: int = field(default=0, metadata=wire(11, U32))
     arch: str = field(default="", metadata=wire(12, Str(c.MAX_NAME)))
+    #: Handshake attempt of this boot (1, 2, ...): repeats of one attempt are identical, so the
+    #: gateway can tell a repeat from a new attempt and an old, delayed attempt from both.
+    attempt: int = field(default=0, metadata=wire(13, U32))
 
 
 @dataclass(frozen=True, slots=True)
@@ -350,6 +353,8 @@ class Welcome(Message):
     resume: bool = field(metadata=wire(5, BOOL))
     heartbeat_ms: int = field(metadata=wire(6, U32))
     link_lost_ms: int = field(metadata=wire(7, U32))
+    #: The HELLO ``attempt`` this answers; a device ignores WELCOMEs for other attempts.
+    attempt: int = field(default=0, metadata=wire(8, U32))
 
 
 @dataclass(frozen=True, slots=True)

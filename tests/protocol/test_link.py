@@ -101,8 +101,9 @@ def request(i: int) -> StartTask:
     return StartTask(i + 1, f"t{i}", "blink", argv=("-n", str(i)))
 
 
-def pump_traffic(sim: Simulation, count: int, until: float, window_max: int = 4) -> None:
-    """Offer ``count`` messages each way, respecting backpressure, and run to ``until``."""
+def pump_traffic(sim: Simulation, count: int, until: float, window_max: int = 4) -> tuple[int, int]:
+    """Offer ``count`` messages each way, respecting backpressure, and run to ``until``.
+    Returns how many each side got to send (gateway, device)."""
     sent_g = sent_d = 0
     while sim.now < until and not (sent_g == sent_d == count and _idle(sim)):
         while sent_g < count and sim.gateway.queued < 8:
@@ -115,6 +116,7 @@ def pump_traffic(sim: Simulation, count: int, until: float, window_max: int = 4)
         sim.run_until(sim.now + 0.05)
         assert sim.gateway.unacked <= window_max
         assert sim.device.unacked <= window_max
+    return sent_g, sent_d
 
 
 def _idle(sim: Simulation) -> bool:
@@ -185,13 +187,22 @@ def test_silent_peer_is_reported_lost_after_the_timeout() -> None:
     assert sim.gateway.state is LinkState.HANDSHAKE
 
 
-def test_line_cut_resumes_without_loss_or_repeat() -> None:
-    sim, rec = make_sim(seed=4, loss=0.05)
-    pump_traffic(sim, 30, until=3.0)
+BAD_LINE = {"loss": 0.10, "dup": 0.02, "ber": 1e-3, "jitter": 0.01}
+LINES = [
+    pytest.param(4, {"loss": 0.05}, id="lossy"),
+    *(pytest.param(seed, BAD_LINE, id=f"bad-{seed}") for seed in (11, 12, 13)),
+]
+
+
+@pytest.mark.parametrize(("seed", "line"), LINES)
+def test_line_cut_resumes_without_loss_or_repeat(seed: int, line: dict[str, float]) -> None:
+    sim, rec = make_sim(seed, **line)
+    sim.run_until(30.0, stop=lambda: sim.gateway.is_up and sim.device.is_up)
+    sent_g, sent_d = pump_traffic(sim, 30, until=sim.now + 3.0)
     sim.to_gateway.connected = sim.to_device.connected = False
-    for i in range(30, 40):
-        sim.gateway.send(request(i), sim.now)
-        sim.device.send(output(i), sim.now)
+    for i in range(10):
+        sim.gateway.send(request(sent_g + i), sim.now)
+        sim.device.send(output(sent_d + i), sim.now)
     sim.run_until(sim.now + 10)
     assert rec.of("gateway", LinkLost) and rec.of("device", LinkLost)
     sim.to_gateway.connected = sim.to_device.connected = True
@@ -199,8 +210,8 @@ def test_line_cut_resumes_without_loss_or_repeat() -> None:
     sim.run_until(sim.now + 1)
     assert rec.of("gateway", LinkUp)[-1].resumed and rec.of("device", LinkUp)[-1].resumed
     assert not rec.of("gateway", PeerReset) and not rec.of("device", PeerReset)
-    assert rec.received("device") == [request(i) for i in range(40)]
-    assert rec.received("gateway") == [output(i) for i in range(40)]
+    assert rec.received("device") == [request(i) for i in range(sent_g + 10)]
+    assert rec.received("gateway") == [output(i) for i in range(sent_d + 10)]
 
 
 def test_device_reboot_is_detected_and_pending_commands_handed_back() -> None:
@@ -226,13 +237,15 @@ def test_device_reboot_is_detected_and_pending_commands_handed_back() -> None:
     assert rec.received("gateway") == [output(0)]
 
 
-def test_gateway_restart_keeps_device_output() -> None:
+@pytest.mark.parametrize(("seed", "line"), LINES)
+def test_gateway_restart_keeps_device_output(seed: int, line: dict[str, float]) -> None:
     """Output produced while the gateway is gone survives in the device's queue; the new
     gateway gets everything from the first unacked offset on, repeats only at the seam."""
-    sim, rec = make_sim(seed=6, loss=0.05, jitter=0.005)
-    pump_traffic(sim, 20, until=2.0)
+    sim, rec = make_sim(seed, **line)
+    sim.run_until(30.0, stop=lambda: sim.gateway.is_up and sim.device.is_up)
+    _, sent = pump_traffic(sim, 20, until=2.0)
     sim.to_gateway.connected = sim.to_device.connected = False
-    for i in range(20, 40):
+    for i in range(sent, sent + 20):
         sim.device.send(output(i), sim.now)
     sim.run_until(sim.now + 1)
     old_received = list(rec.received("gateway"))
@@ -250,7 +263,7 @@ def test_gateway_restart_keeps_device_output() -> None:
     for m in [*old_received, *new_rec.received("gateway")]:
         assert isinstance(m, TaskOutput)
         seen.setdefault(m.offset, m.data)
-    assert [seen[k] for k in sorted(seen)] == [output(i).data for i in range(40)]
+    assert [seen[k] for k in sorted(seen)] == [output(i).data for i in range(sent + 20)]
     new_offsets = [m.offset for m in new_rec.received("gateway") if isinstance(m, TaskOutput)]
     assert new_offsets == sorted(new_offsets)  # in order on the new session
 
@@ -322,7 +335,7 @@ def test_misuse_raises() -> None:
 
 def test_request_handshake_after_reconnect_resumes() -> None:
     sim, rec = make_sim(seed=9)
-    sim.run_until(1.0)
+    sim.run_until(30.0, stop=lambda: sim.gateway.is_up and sim.device.is_up)
     sim.to_gateway.connected = sim.to_device.connected = False
     sim.gateway.send(request(0), sim.now)
     sim.device.send(output(0), sim.now)
@@ -332,8 +345,8 @@ def test_request_handshake_after_reconnect_resumes() -> None:
     sim.gateway.receive_data(b"\x05\x01\x02", sim.now)
     rec("gateway", sim.gateway.request_handshake(sim.now), sim.now)
     sim.flush()
-    sim.run_until(sim.now + 2, stop=lambda: _idle(sim))
-    assert isinstance(rec.of("gateway", LinkLost)[0], LinkLost)
-    assert rec.of("gateway", LinkUp)[-1].resumed and rec.of("device", LinkUp)[-1].resumed
+    sim.run_until(sim.now + 30, stop=lambda: _idle(sim))
     assert rec.received("device") == [request(0)]
     assert rec.received("gateway") == [output(0)]
+    assert isinstance(rec.of("gateway", LinkLost)[0], LinkLost)
+    assert rec.of("gateway", LinkUp)[-1].resumed and rec.of("device", LinkUp)[-1].resumed
