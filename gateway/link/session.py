@@ -121,6 +121,9 @@ class _DeviceLog(logging.LoggerAdapter[logging.Logger]):
 @dataclass(slots=True)
 class _KnownTask:
     running: bool = True
+    # Started through this session. Otherwise (a previous gateway's task, adopted) its output
+    # legitimately starts mid-stream, where the previous gateway stopped acknowledging.
+    ours: bool = False
     delivered: dict[str, int] = field(default_factory=lambda: {"stdout": 0, "stderr": 0})
     persisted: dict[str, int] = field(default_factory=lambda: {"stdout": 0, "stderr": 0})
 
@@ -131,7 +134,7 @@ class EventSubscription:
     def __init__(self, unsubscribe: Callable[[EventSubscription], None]) -> None:
         self._queue: asyncio.Queue[SessionEvent | None] = asyncio.Queue()
         self._unsubscribe = unsubscribe
-        self._closed = False
+        self._closed = False  # no more events will be queued (the end marker is)
 
     def _put(self, event: SessionEvent | None) -> None:
         if not self._closed:
@@ -144,8 +147,7 @@ class EventSubscription:
         if self._closed and self._queue.empty():
             raise StopAsyncIteration
         event = await self._queue.get()
-        if event is None:
-            self._closed = True
+        if event is None:  # the end marker queued by close()
             raise StopAsyncIteration
         return event
 
@@ -158,8 +160,12 @@ class EventSubscription:
             raise LinkTimeout(f"no session event within {timeout_s} s") from None
 
     def close(self) -> None:
-        self._unsubscribe(self)
+        """Stop receiving events; iteration ends after the ones already queued. Idempotent."""
+        if self._closed:
+            return
         self._put(None)
+        self._closed = True
+        self._unsubscribe(self)
 
 
 class DeviceSession:
@@ -295,9 +301,13 @@ class DeviceSession:
 
     def subscribe(self) -> EventSubscription:
         """Every session event from now on, as an async iterator. Close it when done."""
-        sub = EventSubscription(self._subscribers.remove)
+        sub = EventSubscription(self._unsubscribe)
         self._subscribers.append(sub)
         return sub
+
+    def _unsubscribe(self, sub: EventSubscription) -> None:
+        with contextlib.suppress(ValueError):
+            self._subscribers.remove(sub)
 
     async def start_task(
         self,
@@ -314,7 +324,7 @@ class DeviceSession:
             lambda rid: StartTask(rid, task_id, app, tuple(argv), pairs),
             self.config.request_timeout,
         )
-        self._tasks.setdefault(task_id, _KnownTask())
+        self._tasks.setdefault(task_id, _KnownTask()).ours = True
 
     async def stop_task(self, task_id: str, grace_s: float = 10.0) -> None:
         """Ask the task to exit, killed after `grace_s`. Returns once the device reported the
@@ -758,7 +768,7 @@ class DeviceSession:
         if isinstance(message, WireTaskOutput):
             self._on_output(message)
         elif isinstance(message, WireTaskStarted):
-            self._tasks.setdefault(message.task_id, _KnownTask())
+            self._tasks.setdefault(message.task_id, _KnownTask()).ours = True
             self._emit(TaskStarted(message.task_id))
         elif isinstance(message, WireTaskExited):
             self._on_exited(message)
@@ -783,7 +793,7 @@ class DeviceSession:
         end = message.offset + len(message.data)
         if end <= delivered:
             return  # a repeat (e.g. replayed after a reconnect)
-        if message.offset > delivered:
+        if message.offset > delivered and known.ours:
             self._log.warning(
                 "%s %s: gap in output, %d..%d missing",
                 message.task_id,

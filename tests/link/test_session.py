@@ -268,3 +268,30 @@ async def test_garbage_and_oversize_frames_do_not_break_the_link(tmp_path: Path)
         assert [t.task_id for t in tasks] == ["t"]
         assert session.state is LinkState.UP
         assert session.figures.bad_frames > 0
+
+
+async def test_new_gateway_session_adopts_running_tasks(tmp_path: Path) -> None:
+    async with EmulatedFleet(tmp_path, fleet_profiles(1), link_config=FAST_LINK):
+        async with session_for(tmp_path, "emu-0000") as first:
+            await first.wait_up(WAIT)
+            sub = first.subscribe()
+            await first.start_task("keep", "forever", ["forever", "5"])
+            seen = await next_matching(sub, lambda e: isinstance(e, TaskOutput))
+            sub.close()
+        # A restarted gateway: a new session (new session id) on the same, still running device.
+        second = session_for(tmp_path, "emu-0000")
+        sub = second.subscribe()
+        async with second:
+            reconciled = await next_matching(sub, lambda e: isinstance(e, Reconciled))
+            assert isinstance(reconciled, Reconciled) and not reconciled.rebooted
+            assert [(t.task_id, t.running) for t in reconciled.device_tasks] == [("keep", True)]
+            more = await next_matching(
+                sub, lambda e: isinstance(e, TaskOutput) and e.task_id == "keep"
+            )
+            assert isinstance(more, TaskOutput) and isinstance(seen, TaskOutput)
+            assert more.offset >= seen.end  # the stream continues; nothing restarts at 0
+            await second.wait_up(WAIT)
+            await second.stop_task("keep", 5)
+            exited = await next_matching(sub, lambda e: isinstance(e, TaskExited))
+            assert isinstance(exited, TaskExited) and exited.exit_code == 143
+        sub.close()
