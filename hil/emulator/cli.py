@@ -15,6 +15,7 @@ import contextlib
 import dataclasses
 import json
 import logging
+import resource
 import signal
 import sys
 from collections.abc import Sequence
@@ -78,8 +79,18 @@ def _profiles(args: argparse.Namespace) -> list[DeviceProfile]:
     return fleet_profiles(args.devices, base)
 
 
+def _raise_fd_limit(devices: int) -> None:
+    """Each device holds two fds (pty master and slave); lift the soft limit for big fleets."""
+    needed = 2 * devices + 64
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != resource.RLIM_INFINITY and soft < needed:
+        target = needed if hard == resource.RLIM_INFINITY else min(needed, hard)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+
+
 async def _serve(args: argparse.Namespace) -> None:
     faults = FaultSettings.from_mapping(_fault_changes(args))
+    _raise_fd_limit(args.devices)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
