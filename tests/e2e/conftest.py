@@ -201,13 +201,15 @@ async def wirelet(cluster: LocalCluster, tmp_path: Path) -> AsyncIterator[Wirele
         await api.create("/api/v1/namespaces", {"metadata": {"name": namespace}})
         await _wait_default_sa(api, namespace)
         gateway = Gateway(config)
-        async with gateway:
-            env = Wirelet(cluster, fleet, gateway, api, namespace, device_dir, config)
-            try:
+        env = Wirelet(cluster, fleet, gateway, api, namespace, device_dir, config)
+        try:
+            async with gateway:
                 yield env
-            finally:
-                await _delete_nodes(api, [env.node(d.profile.device_id) for d in fleet.devices])
-        await api.delete(f"/api/v1/namespaces/{namespace}")
+        finally:
+            # After the gateway stopped, or it would re-create the nodes it still serves; a
+            # stale Ready node would attract the next test's pods.
+            await _delete_nodes(api, [env.node(d.profile.device_id) for d in fleet.devices])
+            await api.delete(f"/api/v1/namespaces/{namespace}")
 
 
 async def _admin_configuration(cluster: LocalCluster) -> Any:

@@ -1,0 +1,159 @@
+"""Pod behaviour on device nodes, each case against the real control plane and pty devices."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+from typing import Any
+
+import pytest
+
+from firmware_protocol import StartTask, StopTask
+
+from .conftest import Wirelet
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
+
+
+def first(pod: dict[str, Any]) -> dict[str, Any]:
+    return pod["status"]["containerStatuses"][0]  # type: ignore[no-any-return]
+
+
+def starts_of(wirelet: Wirelet, uid: str) -> list[str]:
+    return [
+        m.task_id
+        for d in wirelet.fleet.devices
+        for m in d.received
+        if isinstance(m, StartTask) and m.task_id.startswith(uid)
+    ]
+
+
+async def test_restart_always_crash_loops_with_backoff(wirelet: Wirelet) -> None:
+    await wirelet.create_pod("crash", "exit", ["1"], restart="Always")
+    pod = await wirelet.wait_container("crash", lambda c: c["restartCount"] >= 2)
+    status = first(pod)
+    assert status["lastState"]["terminated"]["exitCode"] == 1
+    assert pod["status"]["phase"] == "Running"
+    pod = await wirelet.wait_container(
+        "crash", lambda c: c["state"].get("waiting", {}).get("reason") == "CrashLoopBackOff"
+    )
+    assert "back-off" in first(pod)["state"]["waiting"]["message"]
+    reasons = {e["reason"] for e in await wirelet.events_for("crash")}
+    assert "BackOff" in reasons
+
+
+async def test_restart_on_failure_stops_after_success(wirelet: Wirelet) -> None:
+    await wirelet.create_pod("once", "exit", ["0"], restart="OnFailure")
+    pod = await wirelet.wait_pod_phase("once", "Succeeded")
+    assert first(pod)["restartCount"] == 0
+
+
+async def test_graceful_delete_stops_task_then_pod_is_gone(wirelet: Wirelet) -> None:
+    created = await wirelet.create_pod("long", "forever", ["100"], restart="Always")
+    await wirelet.wait_container("long", lambda c: "running" in c["state"])
+    await wirelet.kubectl("delete", "pod", "-n", wirelet.namespace, "long", "--wait=true")
+    assert await wirelet.pod("long") is None
+    uid = created["metadata"]["uid"]
+    stops = [
+        m
+        for d in wirelet.fleet.devices
+        for m in d.received
+        if isinstance(m, StopTask) and m.task_id.startswith(uid)
+    ]
+    assert stops, "the device never got a STOP"
+    assert stops[0].grace_ms == 5000  # terminationGracePeriodSeconds
+    reasons = {e["reason"] for e in await wirelet.events_for("long")}
+    assert "Killing" in reasons
+
+
+async def test_force_delete_stops_the_task_at_once(wirelet: Wirelet) -> None:
+    created = await wirelet.create_pod("forced", "forever", ["100"], restart="Always")
+    pod = await wirelet.wait_container("forced", lambda c: "running" in c["state"])
+    device_id = pod["spec"]["nodeName"].removeprefix("wirelet-")
+    device = next(d for d in wirelet.fleet.devices if d.device_id.lower() == device_id)
+    await wirelet.kubectl(
+        "delete", "pod", "-n", wirelet.namespace, "forced", "--grace-period=0", "--force"
+    )
+    uid = created["metadata"]["uid"]
+
+    async def stopped() -> bool:
+        return any(isinstance(m, StopTask) and m.task_id.startswith(uid) for m in device.received)
+
+    await wirelet.wait_for("STOP after force delete", stopped)
+
+
+async def test_unknown_app_waits_with_reason_listing_apps(wirelet: Wirelet) -> None:
+    await wirelet.create_pod("nosuch", "registry.example/blinky:2.0")
+    pod = await wirelet.wait_container(
+        "nosuch", lambda c: c["state"].get("waiting", {}).get("reason") == "ErrImagePull"
+    )
+    message = first(pod)["state"]["waiting"]["message"]
+    assert 'app "blinky"' in message
+    assert "counter" in message  # lists what the device offers
+    assert pod["status"]["phase"] == "Pending"
+    assert "Failed" in {e["reason"] for e in await wirelet.events_for("nosuch")}
+
+
+async def test_missing_secret_waits_then_starts_when_created(wirelet: Wirelet) -> None:
+    env = [{"name": "TOKEN", "valueFrom": {"secretKeyRef": {"name": "creds", "key": "token"}}}]
+    await wirelet.create_pod("needs-secret", "echo", ["$(TOKEN)"], env=env)
+    pod = await wirelet.wait_container(
+        "needs-secret",
+        lambda c: c["state"].get("waiting", {}).get("reason") == "CreateContainerConfigError",
+    )
+    assert 'secret "creds" not found' in first(pod)["state"]["waiting"]["message"]
+    secret = {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {"name": "creds"},
+        "data": {"token": base64.b64encode(b"open-sesame").decode()},
+    }
+    await wirelet.api.create(f"/api/v1/namespaces/{wirelet.namespace}/secrets", secret)
+    await wirelet.wait_pod_phase("needs-secret", "Succeeded")
+    logs = await wirelet.kubectl("logs", "-n", wirelet.namespace, "needs-secret")
+    assert "open-sesame" in logs
+
+
+async def test_pod_that_does_not_fit_fails_admission(wirelet: Wirelet) -> None:
+    node = wirelet.node(wirelet.fleet.devices[0].profile.device_id)
+    await wirelet.wait_node(node)
+    big = {
+        "containers": [
+            {"name": "main", "image": "echo", "resources": {"requests": {"memory": "64Mi"}}}
+        ]
+    }
+    await wirelet.create_pod("too-big", "echo", node=node, extra=big)
+    pod = await wirelet.wait_pod_phase("too-big", "Failed")
+    assert pod["status"]["reason"] == "OutOfmemory"
+    assert "Node didn't have enough resource: memory" in pod["status"]["message"]
+
+
+async def test_logs_follow_streams_device_output(wirelet: Wirelet) -> None:
+    await wirelet.create_pod("ticker", "counter", ["6", "200"])
+    await wirelet.wait_container(
+        "ticker", lambda c: "running" in c["state"] or "terminated" in c["state"]
+    )
+    out = await wirelet.kubectl("logs", "-f", "-n", wirelet.namespace, "ticker")
+    assert out.split() == ["1", "2", "3", "4", "5", "6"]
+
+
+async def test_unplug_makes_node_not_ready_and_replug_ready_again(wirelet: Wirelet) -> None:
+    device = wirelet.fleet.devices[1]
+    node = wirelet.node(device.profile.device_id)
+    await wirelet.wait_node(node)
+    old_tty = device.port.slave_name if hasattr(device.port, "slave_name") else None
+    device.unplug()
+    await wirelet.wait_node(node, "False")
+    obj = await wirelet.api.get(f"/api/v1/nodes/{node}")
+    ready = next(c for c in obj["status"]["conditions"] if c["type"] == "Ready")
+    assert ready["reason"] == "DeviceDisconnected"
+    new_tty = device.replug()
+    assert new_tty != old_tty
+    await wirelet.wait_node(node, "True")
+
+
+async def test_pods_on_several_devices_at_once(wirelet: Wirelet) -> None:
+    names = [f"par-{i}" for i in range(6)]
+    await asyncio.gather(*(wirelet.create_pod(n, "echo", [n]) for n in names))
+    pods = await asyncio.gather(*(wirelet.wait_pod_phase(n, "Succeeded") for n in names))
+    assert len({p["spec"]["nodeName"] for p in pods}) >= 2
