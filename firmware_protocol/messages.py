@@ -187,7 +187,7 @@ class WireStruct:
     """Shared map <-> dataclass conversion for messages and nested structures."""
 
     def to_wire(self) -> dict[int, Any]:
-        return {s.key: s.codec.encode(getattr(self, s.name)) for s in wire_specs(type(self))}
+        return {key: encode(getattr(self, name)) for key, name, encode in _encode_plan(type(self))}
 
     @classmethod
     def from_wire(cls, raw: Any) -> Self:
@@ -206,6 +206,19 @@ class WireStruct:
             except FieldProblem as exc:
                 raise FieldError(cls.__name__, name, str(exc)) from None
         return cls(**values)
+
+
+_EncodePlan = tuple[tuple[int, str, Callable[[Any], Any]], ...]
+_ENCODE_PLANS: dict[type, _EncodePlan] = {}
+
+
+def _encode_plan(cls: type) -> _EncodePlan:
+    """Per-class (key, name, bound encode) tuples in ascending key order."""
+    plan = _ENCODE_PLANS.get(cls)
+    if plan is None:
+        plan = tuple((s.key, s.name, s.codec.encode) for s in wire_specs(cls))
+        _ENCODE_PLANS[cls] = plan
+    return plan
 
 
 _ABSENT = object()
