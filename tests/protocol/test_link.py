@@ -4,7 +4,7 @@ reordering and bit errors; restarts on either side; silence; refusal; misuse err
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import pytest
 
@@ -34,7 +34,9 @@ from firmware_protocol import (
     Role,
     StartTask,
     TaskOutput,
+    Welcome,
     WrongRoleError,
+    frame_for,
     parse,
 )
 
@@ -350,3 +352,24 @@ def test_request_handshake_after_reconnect_resumes() -> None:
     assert rec.received("gateway") == [output(0)]
     assert isinstance(rec.of("gateway", LinkLost)[0], LinkLost)
     assert rec.of("gateway", LinkUp)[-1].resumed and rec.of("device", LinkUp)[-1].resumed
+
+
+def test_delayed_handshake_frames_are_ignored() -> None:
+    """A HELLO of an older attempt, or a WELCOME answering another attempt, changes nothing."""
+    gateway = gateway_link()
+    hello = device_link().peer_hello
+    assert hello is not None
+    newer = replace(hello, attempt=2, last_session=0)
+    gateway.receive_data(frame_for(newer).to_bytes(), 0.0)
+    assert gateway.is_up and gateway.data_to_send()
+    older = replace(hello, attempt=1)
+    assert gateway.receive_data(frame_for(older).to_bytes(), 0.1) == []
+    assert gateway.data_to_send() == b""
+
+    device = device_link()
+    device.start(0.0)  # attempt 1
+    stale = Welcome(1, 100, 512, 4, False, 1000, 3000, attempt=7)
+    assert device.receive_data(frame_for(stale).to_bytes(), 0.1) == []
+    assert device.state is LinkState.HANDSHAKE
+    current = replace(stale, attempt=1)
+    assert isinstance(device.receive_data(frame_for(current).to_bytes(), 0.2)[0], LinkUp)
