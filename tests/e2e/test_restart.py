@@ -1,0 +1,157 @@
+"""Kill the gateway with SIGKILL while pods run, start it again: nothing is started twice, the
+node stays, and the log continues without losing what the device printed meanwhile."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import sys
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from firmware_protocol import StartTask
+from gateway.kube.api import KubeApi, load_configuration
+from hil.cluster.local import LocalCluster
+from hil.emulator.fleet import EmulatedFleet
+
+from .conftest import FAST_LINK, Wirelet, _delete_nodes, _wait_default_sa, profiles
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(240)]
+
+
+def toml_value(value: Any) -> str:
+    if isinstance(value, str):
+        return json.dumps(value)
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, list):
+        return "[" + ", ".join(toml_value(v) for v in value) + "]"
+    return repr(value)
+
+
+def write_toml(path: Path, data: dict[str, dict[str, Any]]) -> None:
+    lines = []
+    for section, values in data.items():
+        lines.append(f"[{section}]")
+        lines += [f"{key} = {toml_value(value)}" for key, value in values.items()]
+    path.write_text("\n".join(lines) + "\n")
+
+
+class GatewayProcess:
+    def __init__(self, config: Path, log: Path) -> None:
+        self.config = config
+        self.log = log
+        self.proc: asyncio.subprocess.Process | None = None
+
+    async def start(self) -> None:
+        out = os.open(self.log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        try:
+            self.proc = await asyncio.create_subprocess_exec(
+                sys.executable,
+                "-m",
+                "gateway.cli",
+                "run",
+                "-c",
+                str(self.config),
+                stdout=out,
+                stderr=out,
+            )
+        finally:
+            os.close(out)
+
+    async def kill(self) -> None:
+        assert self.proc is not None
+        os.kill(self.proc.pid, signal.SIGKILL)
+        await self.proc.wait()
+
+    async def stop(self) -> None:
+        if self.proc is not None and self.proc.returncode is None:
+            self.proc.terminate()
+            try:
+                await asyncio.wait_for(self.proc.wait(), 10)
+            except TimeoutError:
+                self.proc.kill()
+                await self.proc.wait()
+
+
+@pytest.fixture
+async def external(
+    cluster: LocalCluster, tmp_path: Path
+) -> AsyncIterator[tuple[Wirelet, GatewayProcess]]:
+    suffix = uuid.uuid4().hex[:6]
+    device_dir = tmp_path / "devices"
+    device_dir.mkdir()
+    cert, key = cluster.sign_serving_cert(["127.0.0.1"], tmp_path)
+    config = tmp_path / "wirelet.toml"
+    write_toml(
+        config,
+        {
+            "kube": {"kubeconfig": str(cluster.kubeconfig)},
+            "nodes": {"lease_renew_interval_s": 1.0},
+            "devices": {"dirs": [str(device_dir)]},
+            "kubelet": {
+                "address": "127.0.0.1",
+                "port": 0,
+                "node_ip": "127.0.0.1",
+                "tls_cert": str(cert),
+                "tls_key": str(key),
+                "client_ca": str(cluster.ca_cert),
+            },
+            "logs": {"dir": str(tmp_path / "pods")},
+            "link": dict(FAST_LINK),
+        },
+    )
+    namespace = f"restart-{suffix}"
+    async with (
+        KubeApi(await load_configuration(str(cluster.kubeconfig))) as api,
+        EmulatedFleet(device_dir, profiles(1, f"rst{suffix}-"), control_socket=False) as fleet,
+    ):
+        await api.create("/api/v1/namespaces", {"metadata": {"name": namespace}})
+        await _wait_default_sa(api, namespace)
+        process = GatewayProcess(config, tmp_path / "gateway.log")
+        env = Wirelet(cluster, fleet, None, api, namespace, device_dir, None)  # type: ignore[arg-type]
+        try:
+            await process.start()
+            yield env, process
+        finally:
+            await process.stop()
+            await _delete_nodes(api, [env.node(d.profile.device_id) for d in fleet.devices])
+            await api.delete(f"/api/v1/namespaces/{namespace}")
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="output printed while no gateway listens is lost until the protocol's OUTPUT_ACK "
+    "and replay land (issue 5, section 5)",
+)
+async def test_sigkill_and_restart_adopts_tasks_and_keeps_logs(
+    external: tuple[Wirelet, GatewayProcess],
+) -> None:
+    wirelet, process = external
+    device = wirelet.fleet.devices[0]
+    node = wirelet.node(device.profile.device_id)
+    await wirelet.wait_node(node)
+    created = await wirelet.create_pod("survivor", "counter", ["60", "50"], node=node)
+    uid = created["metadata"]["uid"]
+    await wirelet.wait_container("survivor", lambda c: "running" in c["state"])
+
+    await process.kill()
+    node_uid = (await wirelet.api.get(f"/api/v1/nodes/{node}"))["metadata"]["uid"]
+    await asyncio.sleep(0.5)  # the device keeps printing while no gateway listens
+    await process.start()
+
+    pod = await wirelet.wait_pod_phase("survivor", "Succeeded", "Failed")
+    assert pod["status"]["phase"] == "Succeeded", pod["status"]
+    assert pod["status"]["containerStatuses"][0]["restartCount"] == 0
+    starts = [m for m in device.received if isinstance(m, StartTask) and m.task_id.startswith(uid)]
+    assert len(starts) == 1, "the restarted gateway started the task a second time"
+    assert (await wirelet.api.get(f"/api/v1/nodes/{node}"))["metadata"]["uid"] == node_uid
+    logs = await wirelet.kubectl("logs", "-n", wirelet.namespace, "survivor")
+    lines = logs.split()
+    assert lines == [str(i) for i in range(1, 61)], f"log not continuous: {lines}"
