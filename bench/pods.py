@@ -1,0 +1,304 @@
+"""Pod lifecycle on the local control plane: wirelet against virtual-kubelet's mock provider.
+
+    python -m bench.pods [--quick] [--repeats N] [--no-vk]
+
+N pods (100 and 1000) spread by the scheduler over M nodes. For wirelet the nodes are M emulated
+devices (one `python -m hil.emulator` process) served by one gateway (`python -m gateway.cli run`,
+default config); for the baseline they are M virtual-kubelet mock nodes, one process each, as
+virtual-kubelet runs. The two run one after the other on the same control plane, with the same
+pods: app `forever` (so they stay Running), the provider toleration, and a node affinity that
+picks the implementation under test. Nothing else differs.
+
+Per run: create→Running latency (from just before the create request to the watch event showing
+phase Running; the pod's creationTimestamp has one-second resolution, too coarse for this),
+pods/s (N over first create to last Running), and delete→gone latency (delete request to the
+watch's DELETED event). Median and min..max over the repeats.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import dataclasses
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+from bench import common
+from bench.common import Watcher, say, spread
+from bench.vk import VkBuildError, VkFleet, build
+from gateway.kube.api import KubeApi
+from hil.cluster.local import LocalCluster
+
+CREATE_CONCURRENCY = 32  # create/delete requests in flight from the benchmark's client
+FOREVER_INTERVAL_MS = 5000  # a line every 5 s per pod: the pods are alive but quiet
+TIMEOUT_S = 600.0
+
+
+@dataclasses.dataclass(frozen=True)
+class Size:
+    pods: int
+    nodes: int
+
+
+def sizes(quick: bool) -> list[Size]:
+    return [Size(20, 5)] if quick else [Size(100, 10), Size(1000, 50)]
+
+
+def pod_body(name: str, wirelet: bool) -> dict[str, Any]:
+    # Same pod for both; the affinity picks wirelet nodes (wirelet.io/transport) or the others.
+    operator = "Exists" if wirelet else "DoesNotExist"
+    term = {"matchExpressions": [{"key": "wirelet.io/transport", "operator": operator}]}
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": name},
+        "spec": {
+            "restartPolicy": "Always",
+            "terminationGracePeriodSeconds": 5,
+            "containers": [
+                {"name": "main", "image": "forever", "args": [str(FOREVER_INTERVAL_MS)]}
+            ],
+            "nodeSelector": {"type": "virtual-kubelet"},
+            "tolerations": [{"key": "virtual-kubelet.io/provider", "operator": "Exists"}],
+            "affinity": {
+                "nodeAffinity": {
+                    "requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [term]}
+                }
+            },
+        },
+    }
+
+
+async def wait_nodes_ready(api: KubeApi, names: list[str], timeout: float) -> float:
+    """Seconds until every named node is Ready (watched)."""
+    wanted = set(names)
+    ready: set[str] = set()
+
+    def on_event(kind: str, obj: dict[str, Any], _now: float) -> None:
+        name = obj["metadata"]["name"]
+        if name in wanted:
+            if kind != "DELETED" and common.node_ready(obj):
+                ready.add(name)
+            else:
+                ready.discard(name)
+
+    started = time.monotonic()
+    watcher = Watcher(api, "/api/v1/nodes", on_event)
+    await watcher.start()
+    try:
+        await common.wait_until("nodes Ready", lambda: ready >= wanted, timeout)
+    finally:
+        await watcher.stop()
+    return time.monotonic() - started
+
+
+async def one_run(api: KubeApi, count: int, wirelet: bool, tag: str) -> dict[str, Any]:
+    namespace = f"bench-pods-{tag}-{uuid.uuid4().hex[:6]}"
+    await common.make_namespace(api, namespace)
+    created: dict[str, float] = {}
+    running: dict[str, float] = {}
+    deleting: dict[str, float] = {}
+    gone: dict[str, float] = {}
+
+    def on_event(kind: str, obj: dict[str, Any], now: float) -> None:
+        name = obj["metadata"]["name"]
+        if kind == "DELETED":
+            gone.setdefault(name, now)
+        elif (obj.get("status") or {}).get("phase") == "Running":
+            running.setdefault(name, now)
+
+    watcher = Watcher(api, f"/api/v1/namespaces/{namespace}/pods", on_event)
+    await watcher.start()
+    sem = asyncio.Semaphore(CREATE_CONCURRENCY)
+    names = [f"p{i:04d}" for i in range(count)]
+
+    async def create(name: str) -> None:
+        async with sem:
+            created[name] = time.time()
+            await api.create(f"/api/v1/namespaces/{namespace}/pods", pod_body(name, wirelet))
+
+    async def delete(name: str) -> None:
+        async with sem:
+            deleting[name] = time.time()
+            await api.delete(f"/api/v1/namespaces/{namespace}/pods/{name}")
+
+    try:
+        await asyncio.gather(*(create(n) for n in names))
+        await common.wait_until(
+            f"{count} pods Running", lambda: len(running) >= count, TIMEOUT_S
+        )
+        await asyncio.gather(*(delete(n) for n in names))
+        await common.wait_until(f"{count} pods gone", lambda: len(gone) >= count, TIMEOUT_S)
+    finally:
+        await watcher.stop()
+        await common.delete_namespace(api, namespace)
+    start_lat = [running[n] - created[n] for n in names]
+    delete_lat = [gone[n] - deleting[n] for n in names]
+    first = min(created.values())
+    return {
+        "create_to_running": common.latency_summary(start_lat),
+        "pods_per_s": count / (max(running.values()) - first),
+        "delete_to_gone": common.latency_summary(delete_lat),
+        "delete_pods_per_s": count / (max(gone.values()) - min(deleting.values())),
+    }
+
+
+def summarize(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {"runs": runs}
+    for key in ("create_to_running", "delete_to_gone"):
+        out[key] = {
+            p: spread(r[key][p] for r in runs) for p in ("p50_ms", "p95_ms", "p99_ms")
+        }
+    out["pods_per_s"] = spread(r["pods_per_s"] for r in runs)
+    out["delete_pods_per_s"] = spread(r["delete_pods_per_s"] for r in runs)
+    return out
+
+
+async def run_wirelet(
+    cluster: LocalCluster, api: KubeApi, size: Size, repeats: int, workdir: Path
+) -> dict[str, Any]:
+    prefix = f"wb{uuid.uuid4().hex[:4]}-"
+    device_dir = workdir / "devices"
+    slots = -(-size.pods // size.nodes) * 2  # room to spare: the scheduler need not be exact
+    emulator = await common.start_emulator(
+        device_dir, size.nodes, workdir / "emulator.log", task_slots=slots
+    )
+    config = common.gateway_config(cluster, workdir / "gw", device_dir, prefix)
+    gateway = common.gateway_child(config, workdir / "gateway.log")
+    names = [f"{prefix}emu-{i:04d}" for i in range(size.nodes)]
+    try:
+        await gateway.start()
+        ready_s = await wait_nodes_ready(api, names, TIMEOUT_S)
+        runs = []
+        for i in range(repeats):
+            runs.append(await one_run(api, size.pods, True, f"w{i}"))
+            _print_run("wirelet", size, runs[-1])
+        sampler = common.ProcSampler(gateway.pid)
+        rss = sampler.read()[2] / 1e6
+    finally:
+        await gateway.stop()
+        await emulator.stop()
+        await common.delete_nodes(api, names)
+    return {"nodes_ready_s": ready_s, "gateway_rss_mb": rss, **summarize(runs)}
+
+
+async def run_vk(
+    cluster: LocalCluster, api: KubeApi, size: Size, repeats: int, workdir: Path
+) -> dict[str, Any]:
+    prefix = f"vk{uuid.uuid4().hex[:4]}-"
+    slots = -(-size.pods // size.nodes) * 2
+    fleet = VkFleet(cluster, workdir, prefix, size.nodes, slots)
+    try:
+        await fleet.start()
+        ready_s = await wait_nodes_ready(api, fleet.names, TIMEOUT_S)
+        runs = []
+        for i in range(repeats):
+            runs.append(await one_run(api, size.pods, False, f"v{i}"))
+            _print_run("virtual-kubelet", size, runs[-1])
+        rss = fleet.rss_mb()
+    finally:
+        await fleet.stop()
+        await common.delete_nodes(api, fleet.names)
+    return {"nodes_ready_s": ready_s, "processes_rss_mb": rss, **summarize(runs)}
+
+
+def _print_run(who: str, size: Size, run: dict[str, Any]) -> None:
+    c, d = run["create_to_running"], run["delete_to_gone"]
+    say(
+        f"  {who:>15} {size.pods:5d} pods / {size.nodes:3d} nodes: "
+        f"create→Running p50 {c['p50_ms']:7.0f} p95 {c['p95_ms']:7.0f} p99 {c['p99_ms']:7.0f} ms, "
+        f"{run['pods_per_s']:6.1f} pods/s; delete→gone p50 {d['p50_ms']:7.0f} ms"
+    )
+
+
+def ratios(w: dict[str, Any], v: dict[str, Any]) -> dict[str, float]:
+    return {
+        "throughput": w["pods_per_s"]["median"] / v["pods_per_s"]["median"],
+        "p50": w["create_to_running"]["p50_ms"]["median"]
+        / v["create_to_running"]["p50_ms"]["median"],
+        "p99": w["create_to_running"]["p99_ms"]["median"]
+        / v["create_to_running"]["p99_ms"]["median"],
+        "delete_p50": w["delete_to_gone"]["p50_ms"]["median"]
+        / v["delete_to_gone"]["p50_ms"]["median"],
+    }
+
+
+async def run(
+    cluster: LocalCluster | None, quick: bool, repeats: int, with_vk: bool = True
+) -> dict[str, Any]:
+    vk_missing: str | None = None
+    if with_vk:
+        try:
+            await asyncio.to_thread(build)
+        except VkBuildError as exc:
+            vk_missing = str(exc)
+            say(f"virtual-kubelet baseline missing: {exc}")
+    else:
+        vk_missing = "disabled (--no-vk)"
+    results = []
+    async with common.cluster_or(cluster) as cl:
+        api = await common.admin_api(cl)
+        try:
+            for size in sizes(quick):
+                with tempfile.TemporaryDirectory(prefix="wirelet-bench-pods-") as tmp:
+                    work = Path(tmp)
+                    entry: dict[str, Any] = {"pods": size.pods, "nodes": size.nodes}
+                    entry["wirelet"] = await run_wirelet(cl, api, size, repeats, work / "w")
+                    if vk_missing is None:
+                        entry["virtual_kubelet"] = await run_vk(cl, api, size, repeats, work / "v")
+                        entry["ratio_wirelet_over_vk"] = ratios(
+                            entry["wirelet"], entry["virtual_kubelet"]
+                        )
+                    results.append(entry)
+                    _print_entry(entry)
+        finally:
+            await api.close()
+    return {
+        "benchmark": "pods",
+        "machine": common.machine(),
+        "quick": quick,
+        "repeats": repeats,
+        "baseline_missing": vk_missing,
+        "targets": {"throughput_ratio_min": 1.0, "p50_ratio_max": 1.5},
+        "results": results,
+    }
+
+
+def _print_entry(entry: dict[str, Any]) -> None:
+    say(f"pods {entry['pods']} over {entry['nodes']} nodes (median (min..max) over repeats):")
+    for key, who in (("wirelet", "wirelet"), ("virtual_kubelet", "virtual-kubelet")):
+        if key not in entry:
+            continue
+        r = entry[key]
+        c = r["create_to_running"]
+        say(
+            f"  {who:>15}: create→Running p50 {common.fmt(c['p50_ms'], ' ms', 0)}, "
+            f"p95 {common.fmt(c['p95_ms'], ' ms', 0)}, p99 {common.fmt(c['p99_ms'], ' ms', 0)}; "
+            f"{common.fmt(r['pods_per_s'], ' pods/s')}; delete→gone p50 "
+            f"{common.fmt(r['delete_to_gone']['p50_ms'], ' ms', 0)}"
+        )
+    if "ratio_wirelet_over_vk" in entry:
+        q = entry["ratio_wirelet_over_vk"]
+        say(
+            f"  wirelet / virtual-kubelet: throughput {q['throughput']:.2f}x (target >= 1.0), "
+            f"p50 {q['p50']:.2f}x (target <= 1.5), p99 {q['p99']:.2f}x, "
+            f"delete p50 {q['delete_p50']:.2f}x"
+        )
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench.pods", description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="20 pods over 5 nodes")
+    parser.add_argument("--repeats", type=int, default=None, help="runs per size (3; quick 2)")
+    parser.add_argument("--no-vk", action="store_true", help="skip the virtual-kubelet baseline")
+    args = parser.parse_args(argv)
+    repeats = args.repeats or (2 if args.quick else 3)
+    report = asyncio.run(run(None, args.quick, repeats, not args.no_vk))
+    common.write_result("pods", report)
+
+
+if __name__ == "__main__":
+    main()

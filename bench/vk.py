@@ -1,0 +1,153 @@
+"""The baseline: virtual-kubelet's mock provider, built from the Go module proxy and cached.
+
+    python -m bench.vk build
+
+`bench/vk/go.mod` pins github.com/virtual-kubelet/virtual-kubelet; `go build` of its
+`cmd/virtual-kubelet` main (which registers the mock provider) goes to
+~/.cache/wirelet/vk-<version>-<hash>/virtual-kubelet, keyed like the control plane on go.mod/go.sum.
+One process per node, as virtual-kubelet runs: `--provider mock --nodename NAME`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from hil.cluster.build import cache_root
+from hil.cluster.local import LocalCluster, free_port
+
+VK_VERSION = "v1.14.1"  # newest release on the module proxy; go.mod must agree
+VK_PACKAGE = "github.com/virtual-kubelet/virtual-kubelet/cmd/virtual-kubelet"
+MODULE_DIR = Path(__file__).resolve().parent / "vk"
+
+
+class VkBuildError(RuntimeError):
+    """virtual-kubelet could not be built (the baseline is then missing from the results)."""
+
+
+def _module_hash() -> str:
+    digest = hashlib.sha256()
+    for name in ("go.mod", "go.sum"):
+        digest.update((MODULE_DIR / name).read_bytes())
+    return digest.hexdigest()[:12]
+
+
+def binary_path() -> Path:
+    return cache_root() / f"vk-{VK_VERSION}-{_module_hash()}" / "virtual-kubelet"
+
+
+def build() -> Path:
+    """Return the cached binary, building it when missing (minutes on a cold Go cache)."""
+    out = binary_path()
+    if os.access(out, os.X_OK):
+        return out
+    go = shutil.which("go")
+    if go is None:
+        raise VkBuildError("the `go` toolchain is not on PATH")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    partial = out.parent / ".virtual-kubelet.partial"
+    env = {**os.environ, "GOTOOLCHAIN": "local"}
+    env["GOFLAGS"] = (env.get("GOFLAGS", "") + " -buildvcs=false").strip()
+    print(f"[bench.vk] building virtual-kubelet {VK_VERSION} into {out}", file=sys.stderr)
+    started = time.monotonic()
+    cmd = [go, "build", "-trimpath", "-ldflags", "-s -w", "-o", str(partial), VK_PACKAGE]
+    result = subprocess.run(cmd, cwd=MODULE_DIR, env=env, check=False)
+    if result.returncode != 0:
+        raise VkBuildError(f"go build {VK_PACKAGE} exited with {result.returncode}")
+    partial.replace(out)
+    print(f"[bench.vk] built in {time.monotonic() - started:.0f}s", file=sys.stderr)
+    return out
+
+
+class VkFleet:
+    """`count` virtual-kubelet mock nodes named `<prefix>0000`.., one process each."""
+
+    def __init__(
+        self, cluster: LocalCluster, workdir: Path, prefix: str, count: int, pods: int
+    ) -> None:
+        self.cluster = cluster
+        self.workdir = workdir
+        self.prefix = prefix
+        self.count = count
+        self.pods = pods
+        self.names = [f"{prefix}{i:04d}" for i in range(count)]
+        self.procs: list[asyncio.subprocess.Process] = []
+
+    async def start(self) -> None:
+        binary = build()
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        config = self.workdir / "mock.json"
+        capacity = {"cpu": "100", "memory": "100Gi", "pods": str(self.pods)}
+        config.write_text(json.dumps(dict.fromkeys(self.names, capacity)))
+        cert, key = self.cluster.sign_serving_cert(["127.0.0.1", "localhost"], self.workdir)
+        for name in self.names:
+            env: dict[str, Any] = {
+                **os.environ,
+                "KUBELET_PORT": str(free_port()),
+                "APISERVER_CERT_LOCATION": str(cert),
+                "APISERVER_KEY_LOCATION": str(key),
+                "VKUBELET_POD_IP": "127.0.0.1",
+            }
+            log = (self.workdir / f"{name}.log").open("wb")
+            proc = await asyncio.create_subprocess_exec(
+                str(binary),
+                "--provider",
+                "mock",
+                "--provider-config",
+                str(config),
+                "--nodename",
+                name,
+                "--kubeconfig",
+                str(self.cluster.kubeconfig),
+                "--metrics-addr",
+                f"127.0.0.1:{free_port()}",
+                "--startup-timeout",
+                "60s",
+                stdout=log,
+                stderr=log,
+                env=env,
+                start_new_session=True,
+            )
+            log.close()
+            self.procs.append(proc)
+
+    def rss_mb(self) -> float:
+        total = 0
+        for proc in self.procs:
+            try:
+                stat = Path(f"/proc/{proc.pid}/stat").read_text()
+                total += int(stat[stat.rindex(")") + 2 :].split()[21]) * os.sysconf("SC_PAGE_SIZE")
+            except OSError:
+                pass
+        return total / 1e6
+
+    async def stop(self) -> None:
+        for proc in self.procs:
+            if proc.returncode is None:
+                proc.terminate()
+        for proc in self.procs:
+            try:
+                await asyncio.wait_for(proc.wait(), 10)
+            except TimeoutError:
+                proc.kill()
+                await proc.wait()
+        self.procs.clear()
+
+
+def main() -> None:
+    if sys.argv[1:2] != ["build"]:
+        print("usage: python -m bench.vk build", file=sys.stderr)
+        sys.exit(2)
+    print(build())
+
+
+if __name__ == "__main__":
+    main()
