@@ -136,7 +136,7 @@ async def cluster_or(given: LocalCluster | None) -> AsyncIterator[LocalCluster]:
 
 
 async def admin_api(cluster: LocalCluster) -> KubeApi:
-    # The benchmark's own client must never be the bottleneck: no client-side rate limit to speak of.
+    # The benchmark's own client must never be the bottleneck: practically no rate limit.
     return KubeApi(await load_configuration(str(cluster.kubeconfig)), qps=100000.0, burst=100000)
 
 
@@ -227,12 +227,12 @@ class Watcher:
             self._task = None
 
 
-async def wait_until(what: str, check: Callable[[], bool], timeout: float) -> float:
+async def wait_until(what: str, check: Callable[[], bool], within: float) -> float:
     """Poll a cheap in-memory condition; returns the time waited."""
     started = time.monotonic()
     while not check():
-        if time.monotonic() - started > timeout:
-            raise TimeoutError(f"timed out after {timeout:.0f}s waiting for {what}")
+        if time.monotonic() - started > within:
+            raise TimeoutError(f"timed out after {within:.0f}s waiting for {what}")
         await asyncio.sleep(0.02)
     return time.monotonic() - started
 
@@ -337,22 +337,22 @@ class Child:
                 if needle in line:
                     event.set()
 
-    async def wait_line(self, needle: str, timeout: float) -> None:
+    async def wait_line(self, needle: str, within: float) -> None:
         if any(needle in line for _, line in self.lines):
             return
         event = asyncio.Event()
         self._watchers.append((needle, event))
-        await asyncio.wait_for(event.wait(), timeout)
+        await asyncio.wait_for(event.wait(), within)
 
     def count(self, needle: str, since: float = 0.0) -> list[float]:
         return [t for t, line in self.lines if t >= since and needle in line]
 
-    async def stop(self, sig: int = signal.SIGTERM, timeout: float = 20.0) -> None:
+    async def stop(self, sig: int = signal.SIGTERM, within: float = 20.0) -> None:
         if self.proc is not None and self.proc.returncode is None:
             with contextlib.suppress(ProcessLookupError):
                 self.proc.send_signal(sig)
             try:
-                await asyncio.wait_for(self.proc.wait(), timeout)
+                await asyncio.wait_for(self.proc.wait(), within)
             except TimeoutError:
                 with contextlib.suppress(ProcessLookupError):
                     self.proc.kill()
@@ -368,17 +368,23 @@ def gateway_child(config: Path, log_path: Path) -> Child:
     return Child("gateway", argv, log_path, None)
 
 
-async def start_emulator(
-    directory: Path, devices: int, log_path: Path, **profile: Any
-) -> Child:
-    """`python -m hil.emulator` serving `devices` devices emu-0000.. in `directory`."""
+def _write_profile(directory: Path, profile: dict[str, Any]) -> Path | None:
     directory.mkdir(parents=True, exist_ok=True)
-    argv = [sys.executable, "-m", "hil.emulator", "--devices", str(devices), "--dir", str(directory)]
-    if profile:
-        path = directory.parent / f"{directory.name}-profile.toml"
-        lines = [f"{key} = {toml_value(value)}" for key, value in profile.items()]
-        path.write_text("\n".join(lines) + "\n")
-        argv += ["--profile", str(path)]
+    if not profile:
+        return None
+    path = directory.parent / f"{directory.name}-profile.toml"
+    lines = [f"{key} = {toml_value(value)}" for key, value in profile.items()]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+async def start_emulator(directory: Path, devices: int, log_path: Path, **profile: Any) -> Child:
+    """`python -m hil.emulator` serving `devices` devices emu-0000.. in `directory`."""
+    argv = [sys.executable, "-m", "hil.emulator", "--devices", str(devices)]
+    argv += ["--dir", str(directory)]
+    profile_path = _write_profile(directory, profile)
+    if profile_path is not None:
+        argv += ["--profile", str(profile_path)]
     child = Child("emulator", argv, log_path, None)
     await child.start()
     await child.wait_line("ready", 60 + devices / 10)

@@ -72,7 +72,7 @@ def pod_body(name: str, wirelet: bool) -> dict[str, Any]:
     }
 
 
-async def wait_nodes_ready(api: KubeApi, names: list[str], timeout: float) -> float:
+async def wait_nodes_ready(api: KubeApi, names: list[str], within: float) -> float:
     """Seconds until every named node is Ready (watched)."""
     wanted = set(names)
     ready: set[str] = set()
@@ -89,7 +89,7 @@ async def wait_nodes_ready(api: KubeApi, names: list[str], timeout: float) -> fl
     watcher = Watcher(api, "/api/v1/nodes", on_event)
     await watcher.start()
     try:
-        await common.wait_until("nodes Ready", lambda: ready >= wanted, timeout)
+        await common.wait_until("nodes Ready", lambda: ready >= wanted, within)
     finally:
         await watcher.stop()
     return time.monotonic() - started
@@ -127,9 +127,7 @@ async def one_run(api: KubeApi, count: int, wirelet: bool, tag: str) -> dict[str
 
     try:
         await asyncio.gather(*(create(n) for n in names))
-        await common.wait_until(
-            f"{count} pods Running", lambda: len(running) >= count, TIMEOUT_S
-        )
+        await common.wait_until(f"{count} pods Running", lambda: len(running) >= count, TIMEOUT_S)
         await asyncio.gather(*(delete(n) for n in names))
         await common.wait_until(f"{count} pods gone", lambda: len(gone) >= count, TIMEOUT_S)
     finally:
@@ -149,9 +147,7 @@ async def one_run(api: KubeApi, count: int, wirelet: bool, tag: str) -> dict[str
 def summarize(runs: list[dict[str, Any]]) -> dict[str, Any]:
     out: dict[str, Any] = {"runs": runs}
     for key in ("create_to_running", "delete_to_gone"):
-        out[key] = {
-            p: spread(r[key][p] for r in runs) for p in ("p50_ms", "p95_ms", "p99_ms")
-        }
+        out[key] = {p: spread(r[key][p] for r in runs) for p in ("p50_ms", "p95_ms", "p99_ms")}
     out["pods_per_s"] = spread(r["pods_per_s"] for r in runs)
     out["delete_pods_per_s"] = spread(r["delete_pods_per_s"] for r in runs)
     return out
