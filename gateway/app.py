@@ -26,7 +26,7 @@ from gateway.device_node import DeviceNode, NodeSettings
 from gateway.devices.manager import DeviceManager
 from gateway.errors import ConfigError
 from gateway.kube.api import KubeApi, load_configuration
-from gateway.kube.events import EventRecorder
+from gateway.kube.events import EventRecorder, ObjectRef
 from gateway.kube.pod_controller import PodController
 from gateway.kube.pod_informer import PodInformer
 from gateway.kubelet import (
@@ -168,13 +168,18 @@ class Gateway:
             settings=SerialSettings(baudrate=cfg.devices.baudrate, dtr=dtr),
             session_config=self.session_config,
             on_session=self._on_session,
+            udev=cfg.devices.udev,
+            on_problem=self._on_device_problem,
         )
-        self._tasks.append(self._spawn(self.devices.run(), "device scan"))
+        self._tasks.append(self._spawn(self.devices.run(), "device discovery"))
         log.info(
             "gateway up: kubelet API on %s:%d, devices from %s",
             self.node_ip,
             self.kubelet_port,
-            ", ".join([*cfg.devices.ports, *cfg.devices.dirs]) or "nowhere (configure devices)",
+            ", ".join(
+                [*cfg.devices.ports, *cfg.devices.dirs, *(["udev"] if cfg.devices.udev else [])]
+            )
+            or "nowhere (configure devices)",
         )
 
     async def _start_kubelet_api(self) -> None:
@@ -220,6 +225,15 @@ class Gateway:
         )
         self.nodes[path] = node
         self._device_tasks[path] = self._spawn(node.run(), f"device {path}")
+
+    def _on_device_problem(self, key: str, reason: str, message: str) -> None:
+        """A device cannot be opened (permission, busy): a Warning Event on its node, or on the
+        gateway host's name while the device has never answered (its node name is unknown)."""
+        if not reason or self.events is None:
+            return
+        node = self.nodes.get(key)
+        name = node.name if node is not None and node.name else socket.gethostname()
+        self.events.record(ObjectRef.node(name), "Warning", reason, message)
 
     async def stop(self) -> None:
         """Reverse order; device tasks keep running on the devices (adopted on the next start)."""

@@ -1,10 +1,14 @@
-"""Finds devices and keeps one supervised session per device path.
+"""Finds devices and keeps one supervised session per device.
 
-Sources: explicit ports from config, and directories of links (`/dev/wirelet`, the emulator's
-DIR, `/dev/serial/by-id`) that are re-scanned so that a device plugged in later is picked up. A
-link name is stable per device (udev and the emulator name it from the device's serial), so a
-session keyed by link path survives a re-plug under a new tty: it re-resolves the link on every
-reconnect.
+Sources (explicit ports from config, directories of links, udev) report devices by a stable key
+(see `found.py`); the manager keeps one `DevicePort` and one `DeviceSession` per key for the
+gateway's whole life. A device that is unplugged makes its session's link drop (the open fd sees
+the hang-up), its node goes NotReady, and its port waits for it; when any source reports the key
+again, even under a new tty name, the same session reconnects at once, handshakes, reconciles
+its tasks, and the same node is Ready again.
+
+Opening problems a person must fix (permission denied, port busy) are logged once per new
+problem with the fix, and handed to `on_problem` (the gateway records a Kubernetes Event).
 """
 
 from __future__ import annotations
@@ -12,23 +16,33 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 from collections.abc import Callable
 from pathlib import Path
+from typing import Protocol
 
+from gateway.devices.found import DeviceSink, FoundDevice
+from gateway.devices.port import ABSENT_WAIT_FRACTION, DeviceOpenProblem, DevicePort
+from gateway.devices.sources import DirSource, PortsSource, UdevSource
+from gateway.devices.sources.dir import SCAN_INTERVAL_S
 from gateway.link.session import DeviceSession, SessionConfig
-from gateway.transport.serial import SerialSettings, serial_opener
+from gateway.transport.serial import SerialSettings
 
 log = logging.getLogger(__name__)
 
-# How often directories of links are re-scanned for new devices.
-SCAN_INTERVAL_S = 0.5
-
 SessionStarted = Callable[[str, DeviceSession], None]
+# (device key, event reason or "" once resolved, message)
+ProblemReported = Callable[[str, str, str], None]
 
 
-class DeviceManager:
-    """Owns every DeviceSession; calls `on_session(path, session)` for each new device path."""
+class DeviceSource(Protocol):
+    name: str
+    ready: asyncio.Event
+
+    async def run(self, sink: DeviceSink) -> None: ...
+
+
+class DeviceManager(DeviceSink):
+    """Owns every DeviceSession; calls `on_session(key, session)` for each new device."""
 
     def __init__(
         self,
@@ -38,52 +52,96 @@ class DeviceManager:
         settings: SerialSettings,
         session_config: SessionConfig,
         on_session: SessionStarted,
+        udev: bool = False,
+        on_problem: ProblemReported | None = None,
         scan_interval_s: float = SCAN_INTERVAL_S,
+        sources: list[DeviceSource] | None = None,
     ) -> None:
-        self.ports = ports
-        self.dirs = dirs
         self.settings = settings
         self.session_config = session_config
         self.on_session = on_session
-        self.scan_interval_s = scan_interval_s
+        self.on_problem = on_problem
+        if sources is None:
+            sources = []
+            if ports:
+                sources.append(PortsSource(ports))
+            if dirs:
+                sources.append(DirSource(dirs, scan_interval_s))
+            if udev:
+                sources.append(UdevSource())
+        self.sources = sources
+        self.ports: dict[str, DevicePort] = {}
         self.sessions: dict[str, DeviceSession] = {}
+        self.problems: dict[str, str] = {}  # key -> the problem reported last
+        self._tasks: list[asyncio.Task[None]] = []
 
-    def _add(self, path: str) -> None:
-        if path in self.sessions:
+    # --- DeviceSink ---------------------------------------------------------------------------
+
+    def device_added(self, found: FoundDevice) -> None:
+        port = self.ports.get(found.key)
+        if port is not None:
+            if not port.present.is_set():
+                log.info("device %s is back at %s (%s)", found.key, found.path, found.source)
+            port.appeared(found.path, follow_link=found.follow_link)
             return
-
-        def resolve() -> str:
-            # Follow the link afresh each time: a re-plugged device has a new tty behind it.
-            return os.path.realpath(path)
-
-        label = Path(path).name
-        session = DeviceSession(
-            serial_opener(resolve, self.settings), label=label, config=self.session_config
+        port = DevicePort(
+            found.key,
+            found.path,
+            self.settings,
+            follow_link=found.follow_link,
+            absent_wait_s=self.session_config.open_timeout * ABSENT_WAIT_FRACTION,
+            on_result=lambda problem: self._opened(found.key, problem),
         )
-        self.sessions[path] = session
-        log.info("device path %s found", path)
-        self.on_session(path, session)
+        self.ports[found.key] = port
+        label = found.details.get("serial") or Path(found.key).name
+        session = DeviceSession(port.open, label=label, config=self.session_config)
+        self.sessions[found.key] = session
+        log.info("device %s found at %s (%s)", found.key, found.path, found.source)
+        self.on_session(found.key, session)
 
-    def scan(self) -> None:
-        for port in self.ports:
-            self._add(port)
-        for directory in self.dirs:
-            try:
-                names = sorted(os.listdir(directory))
-            except FileNotFoundError:
-                continue
-            except OSError as exc:
-                log.warning("cannot list device directory %s: %s", directory, exc)
-                continue
-            for name in names:
-                if name.startswith("."):
-                    continue  # control sockets and the like
-                self._add(os.path.join(directory, name))
+    def device_removed(self, key: str, source: str) -> None:
+        port = self.ports.get(key)
+        if port is not None and port.present.is_set():
+            log.info("device %s removed (%s)", key, source)
+            port.vanished()
+
+    def device_ignored(self, where: str, why: str) -> None:
+        log.debug("not serving %s: %s", where, why)
+
+    def _opened(self, key: str, problem: DeviceOpenProblem | None) -> None:
+        message = str(problem) if problem is not None else ""
+        if self.problems.get(key, "") == message:
+            return  # reported already; the session retries quietly with back-off
+        if problem is None:
+            log.info("device %s: opened again, the earlier problem is resolved", key)
+            self.problems.pop(key, None)
+            if self.on_problem is not None:
+                self.on_problem(key, "", "")
+            return
+        self.problems[key] = message
+        log.error("device %s: %s", key, message)
+        if self.on_problem is not None:
+            self.on_problem(key, problem.reason, message)
+
+    # --- lifecycle ----------------------------------------------------------------------------
 
     async def run(self) -> None:
-        while True:
-            self.scan()
-            await asyncio.sleep(self.scan_interval_s)
+        """Run every source until cancelled."""
+        self._tasks = [
+            asyncio.create_task(source.run(self), name=f"device source {source.name}")
+            for source in self.sources
+        ]
+        try:
+            await asyncio.gather(*self._tasks)
+            await asyncio.Event().wait()  # sources that finished (ports) keep their devices
+        finally:
+            for task in self._tasks:
+                task.cancel()
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    async def wait_ready(self) -> None:
+        """Until every source has reported what is present at start (coldplug)."""
+        await asyncio.gather(*(source.ready.wait() for source in self.sources))
 
     async def close(self) -> None:
         for session in list(self.sessions.values()):
