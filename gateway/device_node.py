@@ -35,6 +35,9 @@ from gateway.runtime.device_runtime import DeviceRuntime
 
 log = logging.getLogger(__name__)
 
+# Task events kept while the device is not identified yet (see _handle).
+EARLY_EVENTS_LIMIT = 10_000
+
 
 @dataclass
 class NodeSettings:
@@ -92,6 +95,7 @@ class DeviceNode:
         self.runtime: DeviceRuntime | None = None
         self._agent_task: asyncio.Task[None] | None = None
         self._orphan_task: asyncio.Task[None] | None = None
+        self._early: list[SessionEvent] = []
 
     async def run(self) -> None:
         events = self.session.subscribe()
@@ -113,6 +117,10 @@ class DeviceNode:
             self._on_link(event)
         elif self.runtime is not None:
             self.runtime.handle(event)
+        elif len(self._early) < EARLY_EVENTS_LIMIT:
+            # A device re-sends retained output as soon as the link is up, before the
+            # handshake's task list tells us who it is: keep it for the runtime.
+            self._early.append(event)
 
     def _ensure_node(self) -> bool:
         """Create node, runtime and binding on the first handshake; False if not ours to serve."""
@@ -164,6 +172,9 @@ class DeviceNode:
             return
         assert self.runtime is not None
         self.runtime.device_tasks = {t.task_id: t for t in event.device_tasks}
+        early, self._early = self._early, []
+        for pending in early:
+            self.runtime.handle(pending)
 
     def _attach(self) -> None:
         """First time up: hand the runtime every pod bound to this node."""

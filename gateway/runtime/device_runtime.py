@@ -45,6 +45,9 @@ log = logging.getLogger(__name__)
 
 # Exit code the kubelet reports for a container killed by SIGKILL; used when a task is lost.
 LOST_EXIT_CODE = 137
+# Output of tasks whose pod is not known yet (just after a gateway restart) kept in memory up
+# to this many bytes; past it, output is dropped (and acknowledged) as for unknown tasks.
+HELD_OUTPUT_LIMIT = 4 * 1024 * 1024
 
 
 class DeviceTasks(Protocol):
@@ -109,6 +112,9 @@ class DeviceRuntime:
         self.label = label
         self.pods: dict[str, PodRecord] = {}
         self.instances: dict[str, _Instance] = {}
+        self.late: dict[str, _Instance] = {}  # writers for output of already-finished tasks
+        self.held: dict[str, list[TaskOutput]] = {}
+        self.held_bytes = 0
         self.link_up = False
         self.device_tasks: dict[str, TaskInfo] | None = None  # from the last task list
         self._tasks: set[asyncio.Task[None]] = set()
@@ -136,9 +142,12 @@ class DeviceRuntime:
         for task in list(self._tasks):
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-        for instance in self.instances.values():
+        for instance in [*self.instances.values(), *self.late.values()]:
+            if instance.flush_task is not None:
+                await instance.flush_task
             await instance.writer.close()
         self.instances.clear()
+        self.late.clear()
 
     def _event(self, uid: str, container: str | None, kind: str, reason: str, msg: str) -> None:
         self.on_event(uid, container, kind, reason, msg)
@@ -161,6 +170,7 @@ class DeviceRuntime:
                 if self._resume_prior(record, index):
                     continue
                 self._adopt_or_start(record, index)
+            self._replay_held(spec.uid)
         else:
             record.spec = spec
         self.on_change(spec.uid)
@@ -182,8 +192,23 @@ class DeviceRuntime:
         restarts, state = record.spec.prior[index]
         status = record.containers[index]
         status.restart_count = restarts
-        if state is None or self._device_runs(record.spec.uid, index):
-            return False  # never started, or still running on the device: adopt or start
+        info = self._device_task(record.spec.uid, index, restarts)
+        if info is not None and info.running:
+            return False  # still running on the device: adopted
+        now = datetime.now(UTC)
+        if info is not None:
+            # It ended while no gateway listened; the device still knows how.
+            code = info.exit_code if info.exit_code is not None else LOST_EXIT_CODE
+            state = ContainerState(
+                ContainerPhase.TERMINATED,
+                reason="Completed" if code == 0 else "Error",
+                message="exited while the gateway was away",
+                exit_code=code,
+                started_at=state.started_at if state else None,
+                finished_at=now,
+            )
+        if state is None:
+            return False  # never started
         if state.phase is ContainerPhase.TERMINATED:
             policy = record.spec.restart_policy
             done = policy is RestartPolicy.NEVER or (
@@ -194,7 +219,6 @@ class DeviceRuntime:
                 return True
             status.last_state = state
         elif state.phase is ContainerPhase.RUNNING:
-            now = datetime.now(UTC)
             status.last_state = ContainerState(
                 ContainerPhase.TERMINATED,
                 reason="Lost",
@@ -207,6 +231,13 @@ class DeviceRuntime:
             return False  # waiting, never ran
         status.restart_count = restarts + 1  # the next instance gets a new log file
         return False
+
+    def _device_task(self, uid: str, index: int, restart: int) -> TaskInfo | None:
+        for task_id, info in (self.device_tasks or {}).items():
+            name = parse_task_id(task_id)
+            if name == TaskName(uid, index, restart):
+                return info
+        return None
 
     def _device_runs(self, uid: str, index: int) -> bool:
         for task_id, info in (self.device_tasks or {}).items():
@@ -234,8 +265,9 @@ class DeviceRuntime:
         status.state = ContainerState(ContainerPhase.RUNNING, started_at=now)
         status.ready = True
         record.backoffs[index].started(self._loop.time())
-        instance = self._open_instance(record, name)
-        instance.ends = {"stdout": info.stdout_end, "stderr": info.stderr_end}
+        # Output ends start at 0: the device re-sends what no gateway acknowledged (printed
+        # while none listened), and it must not be mistaken for a repeat.
+        self._open_instance(record, name)
         log.info("%s: adopted running task %s", self.label, name)
 
     def _open_instance(self, record: PodRecord, name: TaskName) -> _Instance:
@@ -392,9 +424,13 @@ class DeviceRuntime:
         self.on_change(record.spec.uid)
 
     def _output(self, event: TaskOutput) -> None:
-        instance = self.instances.get(event.task_id)
+        instance = self.instances.get(event.task_id) or self.late.get(event.task_id)
         if instance is None:
-            # Not ours (or already finished): acknowledge so the device can free its buffer.
+            instance = self._late_writer(event.task_id)
+        if instance is None and self._hold(event):
+            return
+        if instance is None:
+            # Not ours (or its pod is gone): acknowledge so the device can free its buffer.
             self.device.ack_output(event.task_id, event.stream, event.end)
             return
         end = instance.ends.get(event.stream, 0)
@@ -408,6 +444,38 @@ class DeviceRuntime:
         if instance.flush_task is None:
             instance.flush_task = asyncio.ensure_future(self._flush_and_ack(instance))
             instance.flush_task.set_name(f"{self.label}:flush {event.task_id}")
+
+    def _hold(self, event: TaskOutput) -> bool:
+        """Output of one of our tasks whose pod the Kubernetes side has not handed over yet
+        (right after a gateway restart the device re-sends before the pod list is in): keep it
+        until the pod arrives or turns out to be gone."""
+        name = parse_task_id(event.task_id)
+        if name is None or self.held_bytes + len(event.data) > HELD_OUTPUT_LIMIT:
+            return False
+        self.held.setdefault(event.task_id, []).append(event)
+        self.held_bytes += len(event.data)
+        return True
+
+    def _replay_held(self, uid: str) -> None:
+        for task_id in [t for t in self.held if t.startswith(uid + "/")]:
+            events = self.held.pop(task_id)
+            self.held_bytes -= sum(len(e.data) for e in events)
+            for event in events:
+                self._output(event)
+
+    def _late_writer(self, task_id: str) -> _Instance | None:
+        """Output of a task that ended while no gateway listened, re-sent by the device: it
+        still belongs in that instance's log file."""
+        name = parse_task_id(task_id)
+        record = self.pods.get(name.pod_uid) if name else None
+        if name is None or record is None or name.container_index >= len(record.containers):
+            return None
+        spec = record.spec
+        container = spec.containers[name.container_index].container
+        writer = self.logs.open_writer(spec.namespace, spec.name, spec.uid, container, name.restart)
+        instance = _Instance(name, writer)
+        self.late[task_id] = instance
+        return instance
 
     async def _flush_and_ack(self, instance: _Instance) -> None:
         """Coalesce: one flush covers every chunk that arrived while the previous was running."""
@@ -531,6 +599,12 @@ class DeviceRuntime:
         return orphans
 
     def stop_orphans(self, known_uids: set[str]) -> list[str]:
+        for task_id in list(self.held):
+            name = parse_task_id(task_id)
+            if name is not None and name.pod_uid not in known_uids:
+                for event in self.held.pop(task_id):
+                    self.held_bytes -= len(event.data)
+                    self.device.ack_output(task_id, event.stream, event.end)
         orphans = self.orphan_tasks(known_uids)
         for task_id in orphans:
             log.info("%s: stopping task %s: its pod no longer exists", self.label, task_id)

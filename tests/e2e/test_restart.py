@@ -125,11 +125,6 @@ async def external(
             await api.delete(f"/api/v1/namespaces/{namespace}")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="output printed while no gateway listens is lost until the protocol's OUTPUT_ACK "
-    "and replay land (issue 5, section 5)",
-)
 async def test_sigkill_and_restart_adopts_tasks_and_keeps_logs(
     external: tuple[Wirelet, GatewayProcess],
 ) -> None:
