@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: help venv cluster-build cluster lint test test-fast demo bench clean
+.PHONY: help venv system-deps cluster-build cluster lint test test-fast demo bench clean
 
 help:
 	@echo "make test      - set up .venv, build the control plane if missing, lint, type-check, run all tests"
@@ -20,6 +20,17 @@ $(STAMP): pyproject.toml
 
 venv: $(STAMP)
 
+# umockdev (fake sysfs + uevents) for the udev discovery tests. Installed only when missing and
+# only where apt-get can run as root; otherwise those tests skip and say why.
+UMOCKDEV_OK = test -x /usr/bin/umockdev-wrapper && /usr/bin/python3 -c "import gi; gi.require_version('UMockdev', '1.0')" 2>/dev/null
+system-deps:
+	@if $(UMOCKDEV_OK); then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq umockdev gir1.2-umockdev-1.0 python3-gi; \
+	elif command -v sudo >/dev/null && sudo -n true 2>/dev/null && command -v apt-get >/dev/null; then \
+		sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq umockdev gir1.2-umockdev-1.0 python3-gi; \
+	else echo "system-deps: umockdev missing and no root/sudo: the umockdev tests will skip"; fi
+
 cluster-build: $(STAMP)
 	$(PY) -m hil.cluster build
 
@@ -32,10 +43,10 @@ lint: $(STAMP)
 	$(VENV)/bin/mypy
 	$(VENV)/bin/lint-imports
 
-test: lint cluster-build
+test: lint cluster-build system-deps
 	$(VENV)/bin/pytest
 
-test-fast: $(STAMP)
+test-fast: $(STAMP) system-deps
 	$(VENV)/bin/pytest -m "not integration"
 
 demo: cluster-build
