@@ -63,6 +63,9 @@ class NodeAgent:
         self.status_writes = 0
         self.lease_renewals = 0
         self.lease_late = 0  # renewals made later than the renew interval plus a grace
+        self.removed = False  # deleted after nodes.remove_after_s without its device
+        self._down_since: float | None = None
+        self._pending_removal: asyncio.Future[None] | None = None
 
     # --- inputs -------------------------------------------------------------------------------
 
@@ -216,6 +219,12 @@ class NodeAgent:
         next_lease: float | None = None  # None while the link is down: no lease renewals
         while True:
             now = loop.time()
+            if self._remove_if_gone_too_long(now):
+                await self._wake.wait()  # nothing to do until the device is back
+                continue
+            if self.removed:
+                await self._retrying(self.ensure_node)
+                self.removed = False
             if self._wake.is_set() or now - self._last_status >= self.config.status_interval_s:
                 self._wake.clear()
                 await self._retrying(self.write_status)
@@ -229,8 +238,29 @@ class NodeAgent:
             deadline = self._last_status + self.config.status_interval_s
             if next_lease is not None:
                 deadline = min(deadline, next_lease)
+            if self._down_since is not None and self.config.remove_after_s > 0:
+                deadline = min(deadline, self._down_since + self.config.remove_after_s)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), max(deadline - loop.time(), 0.0))
+
+    def _remove_if_gone_too_long(self, now: float) -> bool:
+        """With nodes.remove_after_s set, a device gone that long loses its node (until back)."""
+        limit = self.config.remove_after_s
+        if self.link_up or limit <= 0:
+            self._down_since = None
+            return False
+        if self._down_since is None:
+            self._down_since = now
+        if self.removed:
+            self._wake.clear()
+            return True
+        if now - self._down_since < limit:
+            return False
+        self.removed = True
+        self._wake.clear()
+        self._pending_removal = asyncio.ensure_future(self._retrying(self.delete_node))
+        log.info("node %s removed: its device has been gone for %.0f s", self.name, limit)
+        return True
 
     async def _retrying(self, action: Any) -> None:
         """API trouble is logged and retried on the next tick, never fatal for the node."""

@@ -188,11 +188,15 @@ def profiles(count: int, prefix: str, **kwargs: Any) -> list[DeviceProfile]:
 
 
 @pytest.fixture
-async def wirelet(cluster: LocalCluster, tmp_path: Path) -> AsyncIterator[Wirelet]:
+async def wirelet(
+    cluster: LocalCluster, tmp_path: Path, request: pytest.FixtureRequest
+) -> AsyncIterator[Wirelet]:
+    """Three devices and a gateway; `@pytest.mark.gateway_config(section={...})` overrides."""
     suffix = uuid.uuid4().hex[:6]
     device_dir = tmp_path / "devices"
     device_dir.mkdir()
-    config = gateway_config(cluster, device_dir, tmp_path)
+    marker = request.node.get_closest_marker("gateway_config")
+    config = gateway_config(cluster, device_dir, tmp_path, **(marker.kwargs if marker else {}))
     namespace = f"e2e-{suffix}"
     async with (
         KubeApi(await _admin_configuration(cluster)) as api,

@@ -157,3 +157,14 @@ async def test_pods_on_several_devices_at_once(wirelet: Wirelet) -> None:
     await asyncio.gather(*(wirelet.create_pod(n, "echo", [n]) for n in names))
     pods = await asyncio.gather(*(wirelet.wait_pod_phase(n, "Succeeded") for n in names))
     assert len({p["spec"]["nodeName"] for p in pods}) >= 2
+
+
+@pytest.mark.gateway_config(nodes={"remove_after_s": 1.0})
+async def test_node_of_a_device_gone_too_long_is_removed_and_comes_back(wirelet: Wirelet) -> None:
+    device = wirelet.fleet.devices[2]
+    node = wirelet.node(device.profile.device_id)
+    await wirelet.wait_node(node)
+    device.unplug()
+    await wirelet.wait_node(node, "Missing")
+    device.replug()
+    await wirelet.wait_node(node, "True")
