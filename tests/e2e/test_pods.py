@@ -168,3 +168,29 @@ async def test_node_of_a_device_gone_too_long_is_removed_and_comes_back(wirelet:
     await wirelet.wait_node(node, "Missing")
     device.replug()
     await wirelet.wait_node(node, "True")
+
+
+async def test_device_reboot_loses_task_and_restart_policy_restarts_it(wirelet: Wirelet) -> None:
+    device = wirelet.fleet.devices[0]
+    node = wirelet.node(device.profile.device_id)
+    await wirelet.wait_node(node)
+    await wirelet.create_pod("rebooted", "forever", ["100"], node=node, restart="Always")
+    await wirelet.wait_container("rebooted", lambda c: "running" in c["state"])
+    device.reboot()
+    pod = await wirelet.wait_container(
+        "rebooted", lambda c: c["restartCount"] >= 1 and "running" in c["state"]
+    )
+    last = first(pod)["lastState"]["terminated"]
+    assert (last["reason"], last["exitCode"]) == ("Lost", 137)
+    assert "TaskLost" in {e["reason"] for e in await wirelet.events_for("rebooted")}
+
+
+async def test_never_policy_pod_lost_in_reboot_fails(wirelet: Wirelet) -> None:
+    device = wirelet.fleet.devices[1]
+    node = wirelet.node(device.profile.device_id)
+    await wirelet.wait_node(node)
+    await wirelet.create_pod("once-lost", "forever", ["100"], node=node, restart="Never")
+    await wirelet.wait_container("once-lost", lambda c: "running" in c["state"])
+    device.reboot()
+    pod = await wirelet.wait_pod_phase("once-lost", "Failed")
+    assert first(pod)["state"]["terminated"]["reason"] == "Lost"
