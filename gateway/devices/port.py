@@ -74,11 +74,11 @@ def _owner(path: str) -> str:
 
 
 def holders(path: str) -> list[str]:
-    """Processes with `path` open, as "pid N (name)", from /proc (those we may look at)."""
+    """Other processes with `path` open, as "pid N (name)", from /proc (those we may see)."""
     target = os.path.realpath(path)
     found: list[str] = []
     try:
-        pids = [p for p in os.listdir("/proc") if p.isdigit()]
+        pids = [p for p in os.listdir("/proc") if p.isdigit() and int(p) != os.getpid()]
     except OSError:
         return found
     for pid in pids:
@@ -100,8 +100,7 @@ def holders(path: str) -> list[str]:
                 name = fh.read().strip()
         except OSError:
             name = "?"
-        me = " (this gateway)" if int(pid) == os.getpid() else ""
-        found.append(f"pid {pid} ({name}){me}")
+        found.append(f"pid {pid} ({name})")
     return found
 
 
