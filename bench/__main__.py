@@ -1,0 +1,224 @@
+"""Run every benchmark: `python -m bench [--quick] [--only NAME ...]` (`make bench [QUICK=1]`).
+
+The link benchmarks (codec, link_goodput) run as their own processes; the ones that need the
+control plane (pods, scale, logs, recovery) share one local control plane started here. Each
+writes bench/results/<name>.json; this writes bench/results/summary.md from them. Benchmarks
+print figures and assert nothing about time; a benchmark that fails is reported and the others
+still run (the exit status is then 1).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import subprocess
+import sys
+import time
+import traceback
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from bench import common, logs, pods, recovery, scale
+from hil.cluster.local import LocalCluster
+
+LINK = ("codec", "link_goodput")
+CLUSTER = ("pods", "scale", "logs", "recovery")
+ALL = LINK + CLUSTER
+
+
+def run_link(name: str, quick: bool) -> bool:
+    argv = [sys.executable, "-m", f"bench.{name}", *(["--quick"] if quick else [])]
+    common.say(f"== {name}")
+    return subprocess.run(argv, check=False).returncode == 0
+
+
+async def run_cluster(names: list[str], quick: bool) -> dict[str, bool]:
+    ok: dict[str, bool] = {}
+    cluster = LocalCluster()
+    await asyncio.to_thread(cluster.start)
+    repeats = 2 if quick else None
+    jobs: dict[str, Callable[[], Any]] = {
+        "pods": lambda: pods.run(cluster, quick, repeats or 3),
+        "scale": lambda: scale.run(cluster, quick),
+        "logs": lambda: logs.run(cluster, quick, repeats or 5),
+        "recovery": lambda: recovery.run(cluster, quick, repeats or 5),
+    }
+    try:
+        for name in names:
+            common.say(f"== {name}")
+            started = time.monotonic()
+            try:
+                report = await jobs[name]()
+                report["elapsed_s"] = time.monotonic() - started
+                common.write_result(name, report)
+                ok[name] = True
+            except Exception:
+                traceback.print_exc()
+                ok[name] = False
+    finally:
+        await asyncio.to_thread(cluster.stop)
+    return ok
+
+
+def _load(name: str) -> dict[str, Any] | None:
+    path = common.RESULTS_DIR / f"{name}.json"
+    if not path.is_file():
+        return None
+    data: dict[str, Any] = json.loads(path.read_text())
+    return data
+
+
+def _f(s: dict[str, Any], digits: int = 1) -> str:
+    return f"{s['median']:.{digits}f} ({s['min']:.{digits}f}..{s['max']:.{digits}f})"
+
+
+def summary_markdown(names: list[str]) -> str:
+    """A short markdown digest of the result files: median (min..max) over repeated runs."""
+    out = ["# wirelet benchmark summary", ""]
+    some = next((r for r in map(_load, names) if r and "machine" in r), None)
+    if some:
+        m = some["machine"]
+        out += [
+            f"Machine: {m['cores']} cores ({m['cpu']}), {m['memory_gib']} GiB, Python "
+            f"{m['python']}, Kubernetes {m['kubernetes']}, virtual-kubelet {m['virtual_kubelet']}"
+            f"{' — quick mode' if some.get('quick') else ''}.",
+            "Figures: median (min..max) over repeated runs.",
+            "",
+        ]
+    codec = _load("codec") if "codec" in names else None
+    if codec:
+        out += ["## Codec (one core, MB/s of task output)", ""]
+        out += ["| payload | overhead | encode | decode | baseline encode | baseline decode |"]
+        out += ["| --- | --- | --- | --- | --- | --- |"]
+        for r in codec["results"]:
+            out.append(
+                f"| {r['payload_bytes']} B | {r['overhead_pct']:.1f}% | {_f(r['encode_mb_s'])} | "
+                f"{_f(r['decode_mb_s'])} | {_f(r['baseline_encode_mb_s'])} | "
+                f"{_f(r['baseline_decode_mb_s'])} |"
+            )
+        out.append("")
+    goodput = _load("link_goodput") if "link_goodput" in names else None
+    if goodput:
+        out += ["## Link goodput (task output over a pty)", ""]
+        out += ["| line | goodput kB/s | % of baud/10 | wire efficiency |"]
+        out += ["| --- | --- | --- | --- |"]
+        for r in goodput["results"]:
+            pct = r.get("percent_of_line")
+            rate = {k: r[f"goodput_Bps_{k}"] / 1000 for k in ("median", "min", "max")}
+            out.append(
+                f"| {r['case']} | {_f(rate)} | {_f(pct) if pct else '—'} | "
+                f"{r['efficiency_percent']:.1f}% |"
+            )
+        out += [
+            "",
+            "Target ≥ 90% of baud/10 at 115200: "
+            f"{'met' if goodput.get('target_115200_met') else 'NOT met'}.",
+            "",
+        ]
+    pod = _load("pods") if "pods" in names else None
+    if pod:
+        out += ["## Pod lifecycle (wirelet vs virtual-kubelet mock, same control plane)", ""]
+        out += [
+            "| pods / nodes | impl | create→Running p50 ms | p95 ms | p99 ms | pods/s "
+            "| delete→gone p50 ms |",
+            "| --- | --- | --- | --- | --- | --- | --- |",
+        ]
+        for e in pod["results"]:
+            for key, who in (("wirelet", "wirelet"), ("virtual_kubelet", "virtual-kubelet")):
+                if key not in e:
+                    continue
+                r = e[key]
+                c = r["create_to_running"]
+                out.append(
+                    f"| {e['pods']} / {e['nodes']} | {who} | {_f(c['p50_ms'], 0)} | "
+                    f"{_f(c['p95_ms'], 0)} | {_f(c['p99_ms'], 0)} | {_f(r['pods_per_s'])} | "
+                    f"{_f(r['delete_to_gone']['p50_ms'], 0)} |"
+                )
+        out.append("")
+        for e in pod["results"]:
+            q = e.get("ratio_wirelet_over_vk")
+            if q:
+                out.append(
+                    f"- {e['pods']} pods: wirelet / virtual-kubelet throughput "
+                    f"**{q['throughput']:.2f}x** (target ≥ 1.0), p50 **{q['p50']:.2f}x** "
+                    f"(target ≤ 1.5), p99 {q['p99']:.2f}x, delete p50 {q['delete_p50']:.2f}x"
+                )
+        if pod.get("baseline_missing"):
+            out.append(f"- virtual-kubelet baseline missing: {pod['baseline_missing']}")
+        out.append("")
+    sc = _load("scale") if "scale" in names else None
+    if sc:
+        out += ["## Scale (one gateway)", ""]
+        out += [
+            "| devices | all Ready s | gateway CPU % of a core | RSS MB | leases on time "
+            "| apiserver CPU % | etcd CPU % |",
+            "| --- | --- | --- | --- | --- | --- | --- |",
+        ]
+        for r in sc["results"]:
+            others = r["others_cpu_percent"]
+            out.append(
+                f"| {r['devices']} | {r['nodes_ready_s']:.1f} | {_f(r['gateway_cpu_percent'])} | "
+                f"{_f(r['gateway_rss_mb'], 0)} | {r['lease_on_time']}/{r['lease_renewals']} | "
+                f"{_f(others['kube-apiserver']) if 'kube-apiserver' in others else '—'} | "
+                f"{_f(others['etcd']) if 'etcd' in others else '—'} |"
+            )
+        out += [
+            "",
+            "Targets at 1000 devices: CPU < 20% of a core, RSS < 300 MB, every lease on time.",
+            "",
+        ]
+    lg = _load("logs") if "logs" in names else None
+    if lg:
+        f = lg["follow_latency"]
+        t = lg["kubelet_api_log_fetch"]
+        out += [
+            "## Logs",
+            "",
+            f"- device line → `kubectl logs -f`: p50 {_f(f['p50_ms'])} ms, "
+            f"p99 {_f(f['p99_ms'])} ms",
+            f"- `pods/log` fetch through the kubelet API ({t['bytes'] / 1e6:.1f} MB): "
+            f"{_f(t['mb_per_s'])} MB/s",
+            "",
+        ]
+    rc = _load("recovery") if "recovery" in names else None
+    if rc:
+        r, s = rc["replug"], rc["restart"]
+        out += [
+            "## Recovery",
+            "",
+            f"- replug → node Ready: {_f(r['plug_to_ready_s'], 2)} s "
+            f"(unplug → NotReady {_f(r['unplug_to_not_ready_s'], 2)} s)",
+            f"- gateway restart, {s['devices']} devices → all nodes served again "
+            f"{_f(s['start_to_all_nodes_renewed_s'], 2)} s, all tasks adopted "
+            f"{_f(s['start_to_all_tasks_adopted_s'], 2)} s",
+            "",
+        ]
+    return "\n".join(out)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="small sizes (CI), under two minutes")
+    parser.add_argument("--only", nargs="+", choices=ALL, help="run only these benchmarks")
+    args = parser.parse_args(argv)
+    names = list(args.only or ALL)
+    started = time.monotonic()
+    ok = {name: run_link(name, args.quick) for name in names if name in LINK}
+    cluster_names = [n for n in names if n in CLUSTER]
+    if cluster_names:
+        ok.update(asyncio.run(run_cluster(cluster_names, args.quick)))
+    summary = summary_markdown(names)
+    path: Path = common.RESULTS_DIR / "summary.md"
+    path.write_text(summary + "\n")
+    print(summary)
+    common.say(f"wrote {path}; {time.monotonic() - started:.0f}s in all")
+    failed = [n for n, good in ok.items() if not good]
+    if failed:
+        common.say(f"failed: {', '.join(failed)}")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
