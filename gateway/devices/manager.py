@@ -15,13 +15,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 from collections.abc import Callable
 from pathlib import Path
 from typing import Protocol
 
 from gateway.devices.found import DeviceSink, FoundDevice
-from gateway.devices.port import ABSENT_WAIT_FRACTION, DeviceOpenProblem, DevicePort
+from gateway.devices.port import ABSENT_WAIT_S, DeviceOpenProblem, DevicePort
 from gateway.devices.sources import DirSource, PortsSource, UdevSource
 from gateway.devices.sources.dir import SCAN_INTERVAL_S
 from gateway.link.session import DeviceSession, SessionConfig
@@ -89,12 +90,17 @@ class DeviceManager(DeviceSink):
             found.path,
             self.settings,
             follow_link=found.follow_link,
-            absent_wait_s=self.session_config.open_timeout * ABSENT_WAIT_FRACTION,
+            absent_wait_s=ABSENT_WAIT_S,
+            open_timeout_s=self.session_config.open_timeout,
             on_result=lambda problem: self._opened(found.key, problem),
         )
         self.ports[found.key] = port
         label = found.details.get("serial") or Path(found.key).name
-        session = DeviceSession(port.open, label=label, config=self.session_config)
+        # The session's bound on one open covers waiting for an unplugged device as well.
+        config = dataclasses.replace(
+            self.session_config, open_timeout=self.session_config.open_timeout + ABSENT_WAIT_S
+        )
+        session = DeviceSession(port.open, label=label, config=config)
         self.sessions[found.key] = session
         log.info("device %s found at %s (%s)", found.key, found.path, found.source)
         self.on_session(found.key, session)

@@ -25,9 +25,11 @@ from gateway.errors import PortBusy, PortNotFound, TransportError
 from gateway.transport.base import Transport
 from gateway.transport.serial import SerialSettings, SerialTransport
 
-# How long an open waits for an unplugged device to come back before reporting it absent, as a
-# fraction of the session's open timeout (the session gives up on an open after that).
-ABSENT_WAIT_FRACTION = 0.8
+# How long one open waits for an unplugged device to come back before reporting it absent (the
+# session then backs off and opens again). Long, so that a re-plug almost always finds an open
+# already waiting and is served at once rather than after a back-off delay; the manager adds it
+# to the session's open timeout. The real open is still bounded by the configured open timeout.
+ABSENT_WAIT_S = 60.0
 RULES_HINT = "see udev/README.md"
 GROUP = "wirelet"
 
@@ -140,7 +142,8 @@ class DevicePort:
         settings: SerialSettings,
         *,
         follow_link: bool = True,
-        absent_wait_s: float = 4.0,
+        absent_wait_s: float = ABSENT_WAIT_S,
+        open_timeout_s: float = 5.0,
         on_result: ProblemCallback | None = None,
     ) -> None:
         self.key = key
@@ -148,6 +151,7 @@ class DevicePort:
         self.follow_link = follow_link
         self.settings = settings
         self.absent_wait_s = absent_wait_s
+        self.open_timeout_s = open_timeout_s
         self.on_result = on_result
         self.present = asyncio.Event()
         self.present.set()
@@ -175,7 +179,12 @@ class DevicePort:
                 ) from None
         target = self.target()
         try:
-            transport = await SerialTransport.open(target, self.settings)
+            async with asyncio.timeout(self.open_timeout_s):
+                transport = await SerialTransport.open(target, self.settings)
+        except TimeoutError:
+            raise TransportError(
+                f"{target}: open did not finish within {self.open_timeout_s} s"
+            ) from None
         except TransportError as exc:
             error = explain_open_error(target, exc)
             if self.on_result is not None and isinstance(error, DeviceOpenProblem):
