@@ -34,13 +34,13 @@ def run_link(name: str, quick: bool) -> bool:
     return subprocess.run(argv, check=False).returncode == 0
 
 
-async def run_cluster(names: list[str], quick: bool) -> dict[str, bool]:
+async def run_cluster(names: list[str], quick: bool, with_vk: bool = True) -> dict[str, bool]:
     ok: dict[str, bool] = {}
     cluster = LocalCluster()
     await asyncio.to_thread(cluster.start)
     repeats = 2 if quick else None
     jobs: dict[str, Callable[[], Any]] = {
-        "pods": lambda: pods.run(cluster, quick, repeats or 3),
+        "pods": lambda: pods.run(cluster, quick, repeats or 3, with_vk),
         "scale": lambda: scale.run(cluster, quick),
         "logs": lambda: logs.run(cluster, quick, repeats or 5),
         "recovery": lambda: recovery.run(cluster, quick, repeats or 5),
@@ -77,7 +77,7 @@ def _f(s: dict[str, Any], digits: int = 1) -> str:
 def summary_markdown(names: list[str]) -> str:
     """A short markdown digest of the result files: median (min..max) over repeated runs."""
     out = ["# wirelet benchmark summary", ""]
-    some = next((r for r in map(_load, names) if r and "machine" in r), None)
+    some = next((r for r in map(_load, names) if r and isinstance(r.get("machine"), dict)), None)
     if some:
         m = some["machine"]
         out += [
@@ -202,13 +202,14 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     parser.add_argument("--quick", action="store_true", help="small sizes (CI), under two minutes")
     parser.add_argument("--only", nargs="+", choices=ALL, help="run only these benchmarks")
+    parser.add_argument("--no-vk", action="store_true", help="pods: skip the baseline")
     args = parser.parse_args(argv)
     names = list(args.only or ALL)
     started = time.monotonic()
     ok = {name: run_link(name, args.quick) for name in names if name in LINK}
     cluster_names = [n for n in names if n in CLUSTER]
     if cluster_names:
-        ok.update(asyncio.run(run_cluster(cluster_names, args.quick)))
+        ok.update(asyncio.run(run_cluster(cluster_names, args.quick, not args.no_vk)))
     summary = summary_markdown(names)
     path: Path = common.RESULTS_DIR / "summary.md"
     path.write_text(summary + "\n")
