@@ -33,6 +33,9 @@ def add_run_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--dir", dest="dirs", action="append", help="a directory of device links; repeatable"
     )
+    parser.add_argument(
+        "--udev", action="store_true", default=None, help="watch udev for tagged devices"
+    )
     parser.add_argument("--node-prefix", help="node name prefix (default 'wirelet-')")
     parser.add_argument("--kubelet-address", help="kubelet API listen address")
     parser.add_argument("--kubelet-port", type=int, help="kubelet API port (default 10250)")
@@ -51,6 +54,8 @@ def config_from_args(args: argparse.Namespace) -> GatewayConfig:
         devices["ports"] = tuple(args.ports)
     if args.dirs:
         devices["dirs"] = tuple(args.dirs)
+    if args.udev:
+        devices["udev"] = True
     return with_overrides(
         config,
         kube={"kubeconfig": args.kubeconfig},
