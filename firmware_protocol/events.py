@@ -10,9 +10,15 @@ from .messages import Hello, Load, Message, Welcome
 @dataclass(frozen=True, slots=True)
 class MessageReceived:
     """An application message from the peer, delivered exactly once and in order
-    (sequenced messages) within one session."""
+    (sequenced messages) within one session.
+
+    ``receipt`` is set when the message's type is one the Link was told to hold (``Link(...,
+    hold=...)``): the frame is not acknowledged past until the application calls
+    ``link.release(receipt)`` (persist-then-ack, PROTOCOL.md section 6). None otherwise: the
+    Link acknowledges the message by itself."""
 
     message: Message
+    receipt: int | None = None
 
 
 @dataclass(frozen=True, slots=True)

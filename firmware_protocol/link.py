@@ -9,6 +9,7 @@ messages with ``send(message, now)``. Collect bytes to write with ``data_to_send
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Collection
 from dataclasses import dataclass, replace
 from enum import Enum
 
@@ -135,6 +136,11 @@ class Link:
     Device: pass ``hello`` with its facts (versions, max_frame, window and last_session are
     filled in by the link from ``config`` and its own state). Gateway: pass ``session_id``, a
     random non-zero u32, new for each gateway Link (see PROTOCOL.md "Resync").
+
+    ``hold``: sequenced message types this side acknowledges only once the application has
+    released them (persist-then-ack, PROTOCOL.md section 6). Each such message is delivered
+    once, in a ``MessageReceived`` with a ``receipt``; the cumulative ack stops before it until
+    ``release(receipt)``. Other types are acknowledged on delivery, as by default.
     """
 
     def __init__(
@@ -144,8 +150,10 @@ class Link:
         *,
         hello: Hello | None = None,
         session_id: int | None = None,
+        hold: Collection[int] = (),
     ) -> None:
         self.role = role
+        self._hold_types = frozenset(int(t) for t in hold)
         self.config = config = config or LinkConfig()
         if not 1 <= config.window <= MAX_WINDOW:
             raise ValueError(f"window {config.window} outside 1..{MAX_WINDOW}")
@@ -186,8 +194,14 @@ class Link:
         self._unacked: deque[_Outgoing] = deque()
         self._queue: deque[_Outgoing] = deque()
         self._retransmit_at: float | None = None
-        # Receiving side.
+        # Receiving side. _rx_next: the next seq to deliver. _rx_ack: the ack we send, the first
+        # seq not yet released; _held[i] = [seq, released] for every seq from _rx_ack up to
+        # _rx_next (only non-empty while a held message is unreleased). _rx_epoch tells receipts
+        # of an earlier sequence space (before a fresh start) from current ones.
         self._rx_next = 0
+        self._rx_ack = 0
+        self._held: deque[list[int]] = deque()
+        self._rx_epoch = 0
         self._ack_pending = False
         # Heartbeat.
         self._last_heard = 0.0
@@ -273,6 +287,23 @@ class Link:
         self._queue.append(_Outgoing(message, payload))
         self._pump(now)
 
+    def release(self, receipt: int) -> None:
+        """The application is done with a held message (e.g. its output is on disk): the ack
+        may now cover it, once every earlier held message is released too. Receipts of an
+        earlier sequence space, unknown or repeated ones are ignored."""
+        epoch, seq = receipt >> 16, receipt & 0xFFFF
+        if epoch != self._rx_epoch or not self._held:
+            return
+        index = seq_diff(seq, self._held[0][0])
+        if not 0 <= index < len(self._held):
+            return
+        self._held[index][1] = 1
+        if index == 0:
+            while self._held and self._held[0][1]:
+                self._held.popleft()
+            self._rx_ack = self._held[0][0] if self._held else self._rx_next
+            self._ack_pending = True
+
     def set_load(self, load: Load | None) -> None:
         """Device: the load to attach to PONGs from now on."""
         self._load = load
@@ -343,6 +374,12 @@ class Link:
         return len(self._unacked)
 
     @property
+    def held(self) -> int:
+        """Sequenced frames received and delivered but not yet acknowledged because a held
+        message among them awaits ``release``. The peer can send ``window - held`` more."""
+        return len(self._held)
+
+    @property
     def peer_hello(self) -> Hello | None:
         """The device's facts: its own HELLO (device side) or the accepted one (gateway)."""
         return self._own_hello if self.role is Role.DEVICE else self._peer_hello
@@ -402,28 +439,49 @@ class Link:
 
     def _on_sequenced(self, frame: Frame) -> None:
         distance = seq_diff(frame.seq, self._rx_next)
-        self._ack_pending = True  # re-ack duplicates and gaps too: it stops needless resends
         if distance < 0:
             self.stats.duplicates += 1
+            # Re-ack a duplicate the ack already covers: the sender missed our ack. One that is
+            # delivered but held gets no answer: an ack that does not advance would be a gap
+            # report and draw a fast retransmit; the ack follows the release.
+            if seq_diff(frame.seq, self._rx_ack) < 0:
+                self._ack_pending = True
             return
         if distance > 0:
             self.stats.out_of_order += 1  # go-back-N: the sender resends from the gap
+            self._ack_pending = True  # the gap report
             return
+        seq = frame.seq
         self._rx_next = seq_add(self._rx_next, 1)
         try:
             message = parse(frame)
         except UnknownMessageTypeError as exc:
+            self._settle(seq, held=False)
             self._reject(frame, ErrorCode.UNSUPPORTED, str(exc))
             return
         except MessageError as exc:
+            self._settle(seq, held=False)
             self._reject(frame, ErrorCode.MALFORMED, str(exc))
             return
         peer_role = Role.DEVICE if self.role is Role.GATEWAY else Role.GATEWAY
         if peer_role not in message.SENDERS:
+            self._settle(seq, held=False)
             self._reject(frame, ErrorCode.WRONG_DIRECTION, f"a {peer_role} may not send this")
             return
+        held = int(message.TYPE) in self._hold_types
+        self._settle(seq, held=held)
         self.stats.messages_delivered += 1
-        self._events.append(MessageReceived(message))
+        receipt = (self._rx_epoch << 16) | seq if held else None
+        self._events.append(MessageReceived(message, receipt))
+
+    def _settle(self, seq: int, *, held: bool) -> None:
+        """Account for the in-order frame ``seq`` just consumed: acknowledge it now, or keep it
+        (and everything after it) out of the ack until released."""
+        if held or self._held:
+            self._held.append([seq, 0 if held else 1])
+        else:
+            self._rx_ack = self._rx_next
+            self._ack_pending = True
 
     def _reject(self, frame: Frame, code: ErrorCode, text: str) -> None:
         self.stats.undecodable += 1
@@ -484,7 +542,13 @@ class Link:
             return  # an old or foreign PONG: no trustworthy RTT
         rtt = now - self._ping_sent_at
         self._ping_sent_at = None
+        backed_off = self._rtt.rto
         self._rtt.sample(rtt)
+        if self._unacked and self._unacked[0].retransmitted:
+            # A PONG proves the line works, not that the peer takes our frames (it may hold
+            # them until released, section 6): undoing the backoff every heartbeat would
+            # resend the whole window several times per heartbeat. An ack restores it.
+            self._rtt.keep_at_least(backed_off)
         self._events.append(HeartbeatAnswered(rtt, pong.load))
 
     # --- handshake ------------------------------------------------------------------------------
@@ -633,6 +697,9 @@ class Link:
             self._queue.appendleft(item)
         self._next_seq = 0
         self._rx_next = 0
+        self._rx_ack = 0
+        self._held.clear()
+        self._rx_epoch += 1  # receipts of the old numbering must not release new frames
         self._retransmit_at = None
 
     def _enter_handshake(self, now: float) -> None:
@@ -716,9 +783,7 @@ class Link:
 
     def _emit_sequenced(self, item: _Outgoing) -> None:
         flags = FrameFlags.SEQ | FrameFlags.ACK
-        frame = Frame(
-            self._version, item.message.TYPE, flags, item.seq, self._rx_next, item.payload
-        )
+        frame = Frame(self._version, item.message.TYPE, flags, item.seq, self._rx_ack, item.payload)
         self._ack_pending = False
         self._write(frame)
 
@@ -727,7 +792,7 @@ class Link:
         if message.TYPE in _HANDSHAKE_TYPES:
             frame = Frame(HANDSHAKE_HEADER_VERSION, message.TYPE, FrameFlags.NONE, 0, 0, b"")
         else:
-            frame = Frame(self._version, message.TYPE, FrameFlags.ACK, 0, self._rx_next, b"")
+            frame = Frame(self._version, message.TYPE, FrameFlags.ACK, 0, self._rx_ack, b"")
             self._ack_pending = False
         self._write(replace(frame, payload=message.to_bytes()))
 

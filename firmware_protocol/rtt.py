@@ -47,6 +47,10 @@ class RttEstimator:
     def backoff(self) -> None:
         self._rto = self._clamp(self._rto * 2)
 
+    def keep_at_least(self, rto: float) -> None:
+        """Keep a backed-off timeout after a sample that says nothing about our frames."""
+        self._rto = max(self._rto, self._clamp(rto))
+
     def restore(self) -> None:
         """Undo backoff once the peer acknowledges progress: the path works again, and on a
         lossy serial line keeping a doubled timeout until a clean sample stalls the link."""

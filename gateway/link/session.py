@@ -28,10 +28,7 @@ from firmware_protocol import (
     ErrorCode,
     Exec,
     ExecResult,
-    Frame,
-    FrameFlags,
     HeartbeatAnswered,
-    HelloRequest,
     Link,
     LinkConfig,
     LinkLost,
@@ -55,7 +52,7 @@ from firmware_protocol import LinkState as WireLinkState
 from firmware_protocol import TaskExited as WireTaskExited
 from firmware_protocol import TaskOutput as WireTaskOutput
 from firmware_protocol import TaskStarted as WireTaskStarted
-from firmware_protocol.constants import HANDSHAKE_HEADER_VERSION, SUPPORTED_VERSIONS
+from firmware_protocol.constants import SUPPORTED_VERSIONS
 from gateway.errors import (
     DeviceRejected,
     HandshakeError,
@@ -109,6 +106,13 @@ class SessionConfig:
     stop_slack: float = 5.0
     backoff: BackoffPolicy = field(default_factory=BackoffPolicy)
     link: LinkConfig = field(default_factory=LinkConfig)
+    # Persist-then-ack: TASK_OUTPUT is acknowledged to the device only once the consumer
+    # calls `ack_output` for it (so the device keeps output until it is on disk). False: on
+    # receipt, for consumers that never persist (probes, tools).
+    hold_output: bool = True
+    # Safety net, seconds: output still not acknowledged by the consumer this long after it
+    # arrived is released anyway (logged), so a consumer bug cannot stall the device forever.
+    release_timeout: float = 30.0
 
 
 class _DeviceLog(logging.LoggerAdapter[logging.Logger]):
@@ -126,6 +130,17 @@ class _KnownTask:
     ours: bool = False
     delivered: dict[str, int] = field(default_factory=lambda: {"stdout": 0, "stderr": 0})
     persisted: dict[str, int] = field(default_factory=lambda: {"stdout": 0, "stderr": 0})
+
+
+@dataclass(frozen=True, slots=True)
+class _Held:
+    """A TASK_OUTPUT frame the link holds until the consumer persisted its stream to `end`."""
+
+    task_id: str
+    stream: str
+    end: int
+    receipt: int
+    at: float  # loop time it arrived
 
 
 class EventSubscription:
@@ -188,6 +203,7 @@ class DeviceSession:
             Role.GATEWAY,
             self.config.link,
             session_id=session_id or self._rng.randrange(1, 1 << 32),
+            hold=(MessageType.TASK_OUTPUT,) if self.config.hold_output else (),
         )
         self._log = _DeviceLog(_log, {"device": label})
         self._label = label
@@ -214,8 +230,9 @@ class DeviceSession:
         self._waiters: dict[int, asyncio.Future[Message]] = {}
         self._tasks: dict[str, _KnownTask] = {}
         self._exited: collections.OrderedDict[str, None] = collections.OrderedDict()
+        # Output the link holds for us, oldest first: what `ack_output` must cover to release it.
+        self._unreleased: collections.deque[_Held] = collections.deque()
 
-        self._pending_raw = b""  # bytes to write ahead of the link's own (handshake probe)
         self._booted_as = 0  # boot id of the device at the last reconciliation
         self._supervisor: asyncio.Task[None] | None = None
         self._reconciler: asyncio.Task[None] | None = None
@@ -352,14 +369,26 @@ class DeviceSession:
         return reply.exit_code, reply.stdout, reply.stderr
 
     def ack_output(self, task_id: str, stream: str, offset: int) -> None:
-        """The consumer persisted `task_id`'s `stream` up to `offset`.
+        """The consumer persisted `task_id`'s `stream` up to `offset` (or has no use for it).
 
-        The wire protocol has no application-level output ack yet (the link acks on receipt), so
-        this records the persisted position (figures, and the point to replay from once the
-        protocol can ask for it)."""
+        Releases every TASK_OUTPUT frame of that stream ending at or before `offset`: the link
+        acknowledges it to the device, which may then free it (persist-then-ack)."""
         known = self._tasks.get(task_id)
         if known is not None and stream in known.persisted:
             known.persisted[stream] = max(known.persisted[stream], offset)
+        if not self._unreleased:
+            return
+        kept: collections.deque[_Held] = collections.deque()
+        released = False
+        for held in self._unreleased:
+            if held.task_id == task_id and held.stream == stream and held.end <= offset:
+                self._link.release(held.receipt)
+                released = True
+            else:
+                kept.append(held)
+        self._unreleased = kept
+        if released:
+            self._tx_wakeup.set()  # the ack leaves with the next write
 
     def unpersisted_bytes(self) -> int:
         """Output delivered to the consumer and not yet acknowledged as persisted."""
@@ -504,23 +533,9 @@ class DeviceSession:
         if self._link.state is WireLinkState.IDLE:
             self._handle_events(self._link.start(now))
         else:
-            # The link keeps its state across reconnects (so the device can resume). Ask the
-            # device to introduce itself again on this new connection.
-            # TODO(firmware_protocol): use a public Link.request_handshake(now) once it exists.
-            probe = HelloRequest()
-            frame = Frame(
-                HANDSHAKE_HEADER_VERSION,
-                MessageType.HELLO_REQUEST,
-                FrameFlags.NONE,
-                0,
-                0,
-                probe.to_bytes(),
-            )
-            self._pending_raw = frame.to_bytes()
-            # Time stood still for the link while we were disconnected; catch up now.
-            self._handle_events(self._link.on_timer(now))
-            if self._link.is_up:
-                self._link_up.set()  # it may simply resume: the LIST_TASKS round trip tells
+            # The link keeps its state across reconnects (so the device can resume): drop what
+            # the old connection left half-done and ask the device to introduce itself again.
+            self._handle_events(self._link.request_handshake(now))
         self._tx_wakeup.set()
         self._arm_timer()
 
@@ -644,8 +659,7 @@ class DeviceSession:
         while True:
             await self._tx_wakeup.wait()
             self._tx_wakeup.clear()
-            data = self._pending_raw + self._link.data_to_send()
-            self._pending_raw = b""
+            data = self._link.data_to_send()
             if data:
                 if self._log.isEnabledFor(TRACE):
                     self._log.log(TRACE, "tx %s", data.hex(" "))
@@ -683,8 +697,10 @@ class DeviceSession:
     def _handle_events(self, events: list[Any]) -> None:
         for index, event in enumerate(events):
             if isinstance(event, MessageReceived):
-                self._on_message(event.message)
+                self._on_message(event.message, event.receipt)
             elif isinstance(event, LinkUp):
+                if not event.resumed:
+                    self._unreleased.clear()  # a fresh sequence space: old receipts are void
                 self._link_up.set()
                 self._handshake_error = None
             elif isinstance(event, LinkLost):
@@ -701,6 +717,7 @@ class DeviceSession:
                 self._log.warning(
                     "rejected a message of type 0x%02x: %s", event.msg_type, event.error
                 )
+        self._release_under_pressure()
         stats = self._link.stats
         self.figures.retransmits = stats.retransmits
         self.figures.crc_errors = stats.crc_errors
@@ -709,6 +726,34 @@ class DeviceSession:
         self.figures.bad_frames = stats.framing_errors + stats.undecodable
         if self._link.srtt is not None:
             self.figures.rtt_smoothed = self._link.srtt
+
+    def _release_under_pressure(self) -> None:
+        """Release held output that cannot be persisted in time, so the device is not stalled.
+
+        - During the handshake the LIST_TASKS reply that completes it queues on the device
+          behind the output it retained; no consumer can persist that output before the
+          handshake completes. If held output fills the window, release the oldest (it is in
+          the consumer's memory; a second gateway crash in these seconds could lose it).
+        - Any output the consumer has not acknowledged within `release_timeout`."""
+        if not self._unreleased:
+            return
+        now = self._loop.time()
+        stuck = self._state is not LinkState.UP and self._link.held >= self._link.window
+        while self._unreleased and (
+            stuck or now - self._unreleased[0].at >= self.config.release_timeout
+        ):
+            held = self._unreleased.popleft()
+            if not stuck:
+                self._log.warning(
+                    "%s %s output up to %d not persisted after %.0f s; acknowledging it anyway",
+                    held.task_id,
+                    held.stream,
+                    held.end,
+                    now - held.at,
+                )
+            self._link.release(held.receipt)
+            self._tx_wakeup.set()
+            stuck = self._state is not LinkState.UP and self._link.held >= self._link.window
 
     def _on_link_lost(self, reason: str, rest: list[Any]) -> None:
         rehandshake = any(isinstance(e, LinkUp) for e in rest)
@@ -763,10 +808,10 @@ class DeviceSession:
 
         self._reconciler = asyncio.create_task(reconcile(), name=f"{self._label}:reconcile")
 
-    def _on_message(self, message: Message) -> None:
+    def _on_message(self, message: Message, receipt: int | None) -> None:
         rid = getattr(message, "request_id", 0)
         if isinstance(message, WireTaskOutput):
-            self._on_output(message)
+            self._on_output(message, receipt)
         elif isinstance(message, WireTaskStarted):
             self._tasks.setdefault(message.task_id, _KnownTask()).ours = True
             self._emit(TaskStarted(message.task_id))
@@ -784,15 +829,24 @@ class DeviceSession:
                 else:
                     fut.set_result(message)
 
-    def _on_output(self, message: WireTaskOutput) -> None:
+    def _on_output(self, message: WireTaskOutput, receipt: int | None) -> None:
         stream = _STREAM_NAMES.get(int(message.stream))
         if stream is None:
+            if receipt is not None:
+                self._link.release(receipt)
             return
         known = self._tasks.setdefault(message.task_id, _KnownTask())
         delivered = known.delivered[stream]
         end = message.offset + len(message.data)
         if end <= delivered:
-            return  # a repeat (e.g. replayed after a reconnect)
+            # A repeat (e.g. replayed after a reconnect). Release it once what we emitted
+            # earlier up to `end` is persisted, not before: the ack is cumulative anyway.
+            if receipt is not None:
+                if known.persisted[stream] >= end:
+                    self._link.release(receipt)
+                else:
+                    self._hold(message.task_id, stream, end, receipt)
+            return
         if message.offset > delivered and known.ours:
             self._log.warning(
                 "%s %s: gap in output, %d..%d missing",
@@ -803,7 +857,12 @@ class DeviceSession:
             )
         skip = max(0, delivered - message.offset)
         known.delivered[stream] = end
+        if receipt is not None:
+            self._hold(message.task_id, stream, end, receipt)
         self._emit(TaskOutput(message.task_id, stream, message.offset + skip, message.data[skip:]))
+
+    def _hold(self, task_id: str, stream: str, end: int, receipt: int) -> None:
+        self._unreleased.append(_Held(task_id, stream, end, receipt, self._loop.time()))
 
     def _on_exited(self, message: WireTaskExited) -> None:
         if message.task_id in self._exited:

@@ -29,6 +29,9 @@ FAST_SESSION = SessionConfig(
     stop_slack=5.0,
     backoff=BackoffPolicy(initial=0.01, maximum=0.1),
     link=FAST_LINK,
+    # These tests read output without persisting it: acknowledge on receipt. Tests of
+    # persist-then-ack (test_integrity) turn holding on and call `ack_output`.
+    hold_output=False,
 )
 # Upper bound for anything that should happen "soon"; only hit when something is broken.
 WAIT = 10.0

@@ -19,7 +19,7 @@ FLOOD = 1024 * 1024
 # At a 1e-3 byte error rate about 40% of 512-byte frames arrive corrupted; smaller frames, a
 # wider window and a low retransmit floor keep the 1 MB transfer to a few seconds on a pty.
 LOSSY_LINK = dataclasses.replace(FAST_LINK, max_frame=256, window=8, rto_min=0.002)
-LOSSY_SESSION = dataclasses.replace(FAST_SESSION, link=LOSSY_LINK)
+LOSSY_SESSION = dataclasses.replace(FAST_SESSION, link=LOSSY_LINK, hold_output=True)
 
 
 @pytest.mark.parametrize(

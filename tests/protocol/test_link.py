@@ -373,3 +373,159 @@ def test_delayed_handshake_frames_are_ignored() -> None:
     assert device.state is LinkState.HANDSHAKE
     current = replace(stale, attempt=1)
     assert isinstance(device.receive_data(frame_for(current).to_bytes(), 0.2)[0], LinkUp)
+
+
+# --- persist-then-ack: the gateway holds TASK_OUTPUT until the application releases it ------
+
+
+HOLD = (TaskOutput.TYPE,)
+
+
+@dataclass
+class SlowApplication:
+    """A gateway application that releases each held message ``delay`` seconds after it
+    arrived (as if writing it to disk took that long), and records what arrived."""
+
+    sim: Simulation
+    delay: float
+    recorder: Recorder = field(default_factory=Recorder)
+    due: list[tuple[float, int]] = field(default_factory=list)
+    released: int = 0
+    #: Where release is withheld altogether (an application that crashes before persisting).
+    frozen: bool = False
+
+    def __call__(self, side: str, events: list[Event], now: float) -> None:
+        self.recorder(side, events, now)
+        if side == "gateway":
+            for event in events:
+                if isinstance(event, MessageReceived) and event.receipt is not None:
+                    self.due.append((now + self.delay, event.receipt))
+
+    def run(self, seconds: float, tick: float = 0.005) -> None:
+        end = self.sim.now + seconds
+        while self.sim.now < end:
+            self.sim.run_until(self.sim.now + tick)
+            if self.frozen:
+                continue
+            ready = [r for t, r in self.due if t <= self.sim.now]
+            self.due = [(t, r) for t, r in self.due if t > self.sim.now]
+            for receipt in ready:
+                self.sim.gateway.release(receipt)
+                self.released += 1
+            self.sim.flush()
+
+
+def held_sim(seed: int, delay: float, **line: float) -> SlowApplication:
+    rng = random.Random(seed)
+
+    def channel() -> LossyChannel:
+        return LossyChannel(
+            rng,
+            loss=line.get("loss", 0.0),
+            duplicate=line.get("dup", 0.0),
+            bit_error_rate=line.get("ber", 0.0),
+            jitter=line.get("jitter", 0.0),
+        )
+
+    gateway = Link(Role.GATEWAY, CONFIG, session_id=100, hold=HOLD)
+    sim = Simulation(gateway, device_link(), channel(), channel(), lambda *a: None)
+    app = SlowApplication(sim, delay)
+    sim.on_events = app
+    sim.start()
+    sim.run_until(30.0, stop=lambda: sim.gateway.is_up and sim.device.is_up)
+    return app
+
+
+def report(i: int) -> Message:
+    """Every fifth message a report the gateway does not hold, the rest output."""
+    return Error(0, int(ErrorCode.INTERNAL), f"note {i}") if i % 5 == 4 else output(i)
+
+
+@pytest.mark.parametrize(("seed", "line"), [pytest.param(1, {}, id="clean"), *LINES])
+def test_late_release_still_delivers_everything_once_in_order(
+    seed: int, line: dict[str, float]
+) -> None:
+    """Held output is delivered at once, exactly once and in order; the device frees a frame
+    only after the application released it and every held frame before it."""
+    app = held_sim(seed, delay=0.03, **line)
+    sim = app.sim
+    count, sent = 120, 0
+    deadline = sim.now + 120
+    while sim.now < deadline and not (sent == count and _idle(sim)):
+        while sent < count and sim.device.queued < 8:
+            sim.device.send(report(sent), sim.now)
+            sent += 1
+        sim.flush()
+        app.run(0.02)
+        # Acknowledged on the device ⇒ released by the application (or not held at all).
+        freed = sent - sim.device.unacked - sim.device.queued
+        outputs_freed = sum(1 for i in range(freed) if i % 5 != 4)
+        assert outputs_freed <= app.released
+    assert app.recorder.received("gateway") == [report(i) for i in range(count)]
+    assert sim.gateway.held == 0 and _idle(sim)
+    if not line:
+        # Releases within an RTO: no retransmission at all, no gap reports.
+        assert sim.device.stats.retransmits == 0
+        assert sim.device.stats.fast_retransmits == 0
+
+
+def test_unreleased_output_is_resent_to_a_new_gateway() -> None:
+    """A gateway that crashes before releasing: the device keeps the output (retransmitting
+    with backoff, not in a storm, and never delivered twice), and the next gateway gets it."""
+    app = held_sim(seed=21, delay=0.0)
+    app.frozen = True
+    sim = app.sim
+    for i in range(3):
+        sim.device.send(output(i), sim.now)
+    sim.device.send(report(4), sim.now)  # not held, but behind held output: not acked either
+    sim.flush()
+    app.run(5.0)
+    expected = [output(0), output(1), output(2), report(4)]
+    assert app.recorder.received("gateway") == expected
+    assert sim.gateway.held == 4 and sim.device.unacked == 4
+    # The device's timer backs off to rto_max: a handful of rounds, not one per RTT.
+    assert sim.device.stats.retransmits <= 4 * 6
+    assert sim.device.stats.fast_retransmits == 0
+    assert sim.gateway.stats.duplicates == sim.device.stats.retransmits
+
+    fresh = Recorder()
+    app.recorder = fresh
+    app.frozen = False
+    app.due.clear()  # the old process's receipts died with it
+    sim.replace_gateway(Link(Role.GATEWAY, CONFIG, session_id=200, hold=HOLD))
+    app.run(3.0)
+    assert fresh.received("gateway") == expected
+    assert sim.device.unacked == 0 and sim.gateway.held == 0
+
+
+def test_release_is_per_message_and_receipts_expire_with_the_sequence_space() -> None:
+    app = held_sim(seed=22, delay=0.0)
+    app.frozen = True
+    sim = app.sim
+    for i in range(3):
+        sim.device.send(output(i), sim.now)
+    sim.flush()
+    app.run(0.1)
+    receipts = [r for _, r in app.due]
+    assert len(receipts) == 3
+    sim.gateway.release(receipts[1])  # a later one first: the ack cannot pass the first
+    sim.flush()
+    app.run(0.1)
+    assert sim.device.unacked == 3
+    sim.gateway.release(receipts[0])
+    sim.flush()
+    app.run(0.1)
+    assert sim.device.unacked == 1 and sim.gateway.held == 1
+    sim.gateway.release(receipts[0])  # repeated: harmless
+    # The device reboots: a fresh sequence space; the old receipt must not release new seq 2.
+    sim.replace_device(device_link(boot_id=2))
+    app.run(1.0)
+    for i in range(3):
+        sim.device.send(output(i), sim.now)
+    sim.flush()
+    app.run(0.1)
+    assert sim.gateway.held == 3
+    sim.gateway.release(receipts[2])
+    sim.flush()
+    app.run(0.1)
+    assert sim.gateway.held == 3 and sim.device.unacked == 3
