@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 import random
 import ssl
 import time
@@ -20,8 +21,9 @@ from urllib.parse import urlencode
 import aiohttp
 from kubernetes_asyncio import config as kube_config
 from kubernetes_asyncio.client import Configuration
+from kubernetes_asyncio.config.config_exception import ConfigException
 
-from gateway.errors import WireletError
+from gateway.errors import ConfigError, WireletError
 
 log = logging.getLogger(__name__)
 
@@ -85,12 +87,21 @@ class RateLimiter:
 async def load_configuration(kubeconfig: str | None) -> Configuration:
     """`in-cluster` uses the pod's service account; otherwise a kubeconfig file (or its default)."""
     configuration = Configuration()
-    if kubeconfig == "in-cluster":
-        kube_config.load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
-    else:
-        await kube_config.load_kube_config(
-            config_file=kubeconfig, client_configuration=configuration
-        )
+    try:
+        if kubeconfig == "in-cluster":
+            kube_config.load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
+        else:
+            if kubeconfig and not os.path.exists(kubeconfig):  # noqa: ASYNC240 - start-up only
+                raise ConfigError(f"kube.kubeconfig: {kubeconfig}: no such file")
+            await kube_config.load_kube_config(
+                config_file=kubeconfig, client_configuration=configuration
+            )
+    except (ConfigException, OSError, ValueError) as exc:
+        where = kubeconfig or os.environ.get("KUBECONFIG") or "~/.kube/config"
+        raise ConfigError(
+            f"kube.kubeconfig: cannot load credentials from {where}: {exc} "
+            "(give --kubeconfig PATH, or 'in-cluster' inside a pod)"
+        ) from None
     return configuration
 
 
