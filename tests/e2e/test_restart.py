@@ -15,7 +15,8 @@ from typing import Any
 
 import pytest
 
-from firmware_protocol import StartTask
+from firmware_protocol import StartTask, StopTask
+from gateway.app import Gateway
 from gateway.kube.api import KubeApi, load_configuration
 from hil.cluster.local import LocalCluster
 from hil.emulator.fleet import EmulatedFleet
@@ -150,3 +151,25 @@ async def test_sigkill_and_restart_adopts_tasks_and_keeps_logs(
     logs = await wirelet.kubectl("logs", "-n", wirelet.namespace, "survivor")
     lines = logs.split()
     assert lines == [str(i) for i in range(1, 61)], f"log not continuous: {lines}"
+
+
+async def test_tasks_of_pods_deleted_while_gateway_was_down_are_stopped(
+    wirelet: Wirelet,
+) -> None:
+    device = wirelet.fleet.devices[0]
+    node = wirelet.node(device.profile.device_id)
+    await wirelet.wait_node(node)
+    created = await wirelet.create_pod("orphan", "forever", ["100"], node=node, restart="Always")
+    await wirelet.wait_container("orphan", lambda c: "running" in c["state"])
+    task_id = f"{created['metadata']['uid']}/0/0"
+    await wirelet.gateway.stop()  # the task keeps running on the device
+    await wirelet.api.delete(
+        f"/api/v1/namespaces/{wirelet.namespace}/pods/orphan", {"gracePeriodSeconds": 0}
+    )
+    assert task_id in device.task_ids()
+    async with Gateway(wirelet.config):
+
+        async def stopped() -> bool:
+            return any(isinstance(m, StopTask) and m.task_id == task_id for m in device.received)
+
+        await wirelet.wait_for("the orphaned task to be stopped", stopped)
