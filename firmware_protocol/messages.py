@@ -348,6 +348,10 @@ class Hello(Message):
     #: Handshake attempt of this boot (1, 2, ...): repeats of one attempt are identical, so the
     #: gateway can tell a repeat from a new attempt and an old, delayed attempt from both.
     attempt: int = field(default=0, metadata=wire(13, U32))
+    #: Identity for the node's labels (USB-descriptor-like strings); optional, "" if unknown.
+    vendor: str = field(default="", metadata=wire(14, Str(c.MAX_DEVICE_ID)))
+    product: str = field(default="", metadata=wire(15, Str(c.MAX_DEVICE_ID)))
+    serial: str = field(default="", metadata=wire(16, Str(c.MAX_DEVICE_ID)))
 
 
 @dataclass(frozen=True, slots=True)

@@ -86,6 +86,9 @@ HELLO = Hello(
     window=4,
     last_session=0,
     arch="armv6m",
+    vendor="Raspberry Pi",
+    product="Pico",
+    serial="E6614103E7A1B22C",
 )
 WELCOME = Welcome(1, 0x5E55104E, 1024, 8, False, 2000, 6000)
 

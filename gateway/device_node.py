@@ -49,9 +49,9 @@ class NodeSettings:
 def node_facts(facts: DeviceFacts) -> NodeFacts:
     return NodeFacts(
         device_id=facts.device_id,
-        vendor="",
-        product=facts.firmware_name,
-        serial=facts.device_id,
+        vendor=facts.vendor,
+        product=facts.product or facts.firmware_name,
+        serial=facts.serial or facts.device_id,
         firmware_name=facts.firmware_name,
         firmware_version=facts.firmware_version,
         transport=facts.transport,

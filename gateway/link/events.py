@@ -32,6 +32,10 @@ class DeviceFacts:
     session_id: int
     transport: str  # "serial", "usb", "tcp"
     port: str  # where we reached it this time, e.g. /dev/pts/7 (changes across re-plugs)
+    # Identity strings from HELLO, "" when the device does not send them.
+    vendor: str = ""
+    product: str = ""
+    serial: str = ""
 
 
 @dataclass(frozen=True, slots=True)

@@ -580,6 +580,9 @@ class DeviceSession:
             session_id=welcome.session_id,
             transport=transport.kind,
             port=transport.description,
+            vendor=hello.vendor,
+            product=hello.product,
+            serial=hello.serial,
         )
         self._log.extra = {"device": hello.device_id}
         if previous is None:

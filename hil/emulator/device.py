@@ -281,6 +281,9 @@ class EmulatedDevice:
             max_frame=self._link_config.max_frame,
             window=self._link_config.window,
             arch=p.arch,
+            vendor=p.vendor,
+            product=p.product,
+            serial=p.serial,
         )
         link = Link(Role.DEVICE, self._link_config, hello=hello)
         self._handle_events(link.start(self._loop.time()))

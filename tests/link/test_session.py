@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from gateway.device_node import node_facts
 from gateway.errors import DeviceRejected, LinkDown, UnsupportedProtocolVersion
 from gateway.link.events import (
     LinkStateChanged,
@@ -50,12 +51,19 @@ async def test_handshake_reports_device_facts(tmp_path: Path) -> None:
         task_slots=3,
         memory_bytes=128 * 1024,
         arch="riscv",
+        vendor="Acme",
+        product="Blinky-M4",
+        serial="A1B2C3",
     )
     async with (
         EmulatedFleet(tmp_path, [profile], link_config=FAST_LINK) as fleet,
         session_for(tmp_path, "board-7") as session,
     ):
         facts = await session.wait_up(WAIT)
+        assert (facts.vendor, facts.product, facts.serial) == ("Acme", "Blinky-M4", "A1B2C3")
+        node = node_facts(facts)
+        assert (node.vendor, node.product, node.serial) == ("Acme", "Blinky-M4", "A1B2C3")
+        assert node.device_id == "board-7"
         assert facts.device_id == "board-7"
         assert facts.firmware_name == "fw"
         assert facts.firmware_version == "2.1.0"
