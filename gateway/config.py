@@ -345,3 +345,30 @@ def with_overrides(config: GatewayConfig, **sections: Any) -> GatewayConfig:
         if clean:
             updated = replace(updated, **{name: replace(current, **clean)})
     return updated
+
+
+def loopback_settings(
+    *,
+    kubeconfig: str,
+    client_ca: str,
+    tls_cert: str,
+    tls_key: str,
+    device_dir: str,
+    log_dir: str,
+) -> dict[str, dict[str, Any]]:
+    """The config, as TOML-shaped data, of a gateway beside a control plane on this machine
+    (the demo, tests, benchmarks): kubelet API on 127.0.0.1 with a free port, devices from one
+    directory of links."""
+    return {
+        "kube": {"kubeconfig": kubeconfig},
+        "devices": {"dirs": [device_dir]},
+        "kubelet": {
+            "address": "127.0.0.1",
+            "port": 0,
+            "node_ip": "127.0.0.1",
+            "tls_cert": tls_cert,
+            "tls_key": tls_key,
+            "client_ca": client_ca,
+        },
+        "logs": {"dir": log_dir},
+    }

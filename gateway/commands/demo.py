@@ -19,7 +19,7 @@ from typing import Any
 
 from gateway.app import Gateway
 from gateway.commands.run import setup_logging
-from gateway.config import config_from_mapping
+from gateway.config import config_from_mapping, loopback_settings
 from gateway.kube.api import KubeApiError
 
 log = logging.getLogger(__name__)
@@ -77,22 +77,15 @@ async def _run(cluster: Any, workdir: Path, count: int, check: bool) -> int:
     device_dir = workdir / "devices"
     device_dir.mkdir()
     cert, key = cluster.sign_serving_cert(["127.0.0.1", "localhost"], workdir)
-    config = config_from_mapping(
-        {
-            "kube": {"kubeconfig": str(cluster.kubeconfig)},
-            "devices": {"dirs": [str(device_dir)]},
-            "kubelet": {
-                "address": "127.0.0.1",
-                "port": 0,
-                "node_ip": "127.0.0.1",
-                "tls_cert": str(cert),
-                "tls_key": str(key),
-                "client_ca": str(cluster.ca_cert),
-            },
-            "logs": {"dir": str(workdir / "pods")},
-        },
-        "demo",
+    settings = loopback_settings(
+        kubeconfig=str(cluster.kubeconfig),
+        client_ca=str(cluster.ca_cert),
+        tls_cert=str(cert),
+        tls_key=str(key),
+        device_dir=str(device_dir),
+        log_dir=str(workdir / "pods"),
     )
+    config = config_from_mapping(settings, "demo")
     profiles = [DeviceProfile(device_id=f"demo-{i}", serial=f"{i:04d}") for i in range(count)]
     async with EmulatedFleet(device_dir, profiles) as _fleet, Gateway(config) as gateway:
         kubeconfig = cluster.kubeconfig

@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 
 from gateway.app import Gateway
-from gateway.config import GatewayConfig, config_from_mapping
+from gateway.config import GatewayConfig, config_from_mapping, loopback_settings
 from gateway.kube.api import KubeApi
 from hil.cluster.local import LocalCluster
 from hil.emulator.fleet import EmulatedFleet
@@ -159,28 +159,32 @@ class Wirelet:
         return list(listing.get("items") or [])
 
 
+def gateway_settings(
+    cluster: LocalCluster, device_dir: Path, workdir: Path, **overrides: Any
+) -> dict[str, dict[str, Any]]:
+    """The test gateway's config as TOML-shaped data: loopback, fast timers, `overrides` on top."""
+    cert, key = cluster.sign_serving_cert(["127.0.0.1", "localhost"], workdir)
+    data = loopback_settings(
+        kubeconfig=str(cluster.kubeconfig),
+        client_ca=str(cluster.ca_cert),
+        tls_cert=str(cert),
+        tls_key=str(key),
+        device_dir=str(device_dir),
+        log_dir=str(workdir / "pods"),
+    )
+    data["nodes"] = {"lease_renew_interval_s": 1.0, "status_interval_s": 5.0}
+    data["link"] = dict(FAST_LINK)
+    for section, values in overrides.items():
+        data.setdefault(section, {}).update(values)
+    return data
+
+
 def gateway_config(
     cluster: LocalCluster, device_dir: Path, workdir: Path, **overrides: Any
 ) -> GatewayConfig:
-    cert, key = cluster.sign_serving_cert(["127.0.0.1", "localhost"], workdir)
-    data: dict[str, Any] = {
-        "kube": {"kubeconfig": str(cluster.kubeconfig)},
-        "nodes": {"lease_renew_interval_s": 1.0, "status_interval_s": 5.0},
-        "devices": {"dirs": [str(device_dir)]},
-        "kubelet": {
-            "address": "127.0.0.1",
-            "port": 0,
-            "node_ip": "127.0.0.1",
-            "tls_cert": str(cert),
-            "tls_key": str(key),
-            "client_ca": str(cluster.ca_cert),
-        },
-        "logs": {"dir": str(workdir / "pods")},
-        "link": dict(FAST_LINK),
-    }
-    for section, values in overrides.items():
-        data.setdefault(section, {}).update(values)
-    return config_from_mapping(data, "test-config")
+    return config_from_mapping(
+        gateway_settings(cluster, device_dir, workdir, **overrides), "test-config"
+    )
 
 
 def profiles(count: int, prefix: str, **kwargs: Any) -> list[DeviceProfile]:

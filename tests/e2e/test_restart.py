@@ -21,7 +21,7 @@ from gateway.kube.api import KubeApi, load_configuration
 from hil.cluster.local import LocalCluster
 from hil.emulator.fleet import EmulatedFleet
 
-from .conftest import FAST_LINK, Wirelet, _delete_nodes, _wait_default_sa, profiles
+from .conftest import Wirelet, _delete_nodes, _wait_default_sa, gateway_settings, profiles
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(240)]
 
@@ -88,26 +88,8 @@ async def external(
     suffix = uuid.uuid4().hex[:6]
     device_dir = tmp_path / "devices"
     device_dir.mkdir()
-    cert, key = cluster.sign_serving_cert(["127.0.0.1"], tmp_path)
     config = tmp_path / "wirelet.toml"
-    write_toml(
-        config,
-        {
-            "kube": {"kubeconfig": str(cluster.kubeconfig)},
-            "nodes": {"lease_renew_interval_s": 1.0},
-            "devices": {"dirs": [str(device_dir)]},
-            "kubelet": {
-                "address": "127.0.0.1",
-                "port": 0,
-                "node_ip": "127.0.0.1",
-                "tls_cert": str(cert),
-                "tls_key": str(key),
-                "client_ca": str(cluster.ca_cert),
-            },
-            "logs": {"dir": str(tmp_path / "pods")},
-            "link": dict(FAST_LINK),
-        },
-    )
+    write_toml(config, gateway_settings(cluster, device_dir, tmp_path))
     namespace = f"restart-{suffix}"
     async with (
         KubeApi(await load_configuration(str(cluster.kubeconfig))) as api,
