@@ -313,7 +313,7 @@ class DeviceRuntime:
             self._event(record.spec.uid, status.name, "Warning", "Failed", str(exc))
             self.on_change(record.spec.uid)
             if not record.deleting and self.link_up:
-                self._schedule_restart(record, index, failed_start=True)
+                self._schedule_restart(record, index, start_error=str(exc))
             return
         self._event(
             record.spec.uid,
@@ -535,9 +535,7 @@ class DeviceRuntime:
             self._schedule_restart(record, index)
         self.on_change(record.spec.uid)
 
-    def _schedule_restart(
-        self, record: PodRecord, index: int, *, failed_start: bool = False
-    ) -> None:
+    def _schedule_restart(self, record: PodRecord, index: int, *, start_error: str = "") -> None:
         status = record.containers[index]
         delay = record.backoffs[index].next_delay(self._loop.time())
         if status.state.phase is ContainerPhase.TERMINATED:
@@ -548,7 +546,9 @@ class DeviceRuntime:
                 f"back-off {delay:g}s restarting failed container={status.name} "
                 f"pod={spec.name}_{spec.namespace}({spec.uid})"
             )
-            reason = "RunContainerError" if failed_start else "CrashLoopBackOff"
+            if start_error:
+                message += f": {start_error}"  # the device's own words say what to fix
+            reason = "RunContainerError" if start_error else "CrashLoopBackOff"
             status.state = ContainerState.waiting(reason, message)
             self._event(spec.uid, status.name, "Warning", "BackOff", message)
         record.restart_timers[index] = self._loop.call_later(

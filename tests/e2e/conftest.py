@@ -195,16 +195,21 @@ def profiles(count: int, prefix: str, **kwargs: Any) -> list[DeviceProfile]:
 async def wirelet(
     cluster: LocalCluster, tmp_path: Path, request: pytest.FixtureRequest
 ) -> AsyncIterator[Wirelet]:
-    """Three devices and a gateway; `@pytest.mark.gateway_config(section={...})` overrides."""
+    """Three devices and a gateway. Overrides: `@pytest.mark.gateway_config(section={...})`
+    for the gateway, `@pytest.mark.device_profile(field=value)` for every device."""
     suffix = uuid.uuid4().hex[:6]
     device_dir = tmp_path / "devices"
     device_dir.mkdir()
     marker = request.node.get_closest_marker("gateway_config")
     config = gateway_config(cluster, device_dir, tmp_path, **(marker.kwargs if marker else {}))
+    device_marker = request.node.get_closest_marker("device_profile")
+    device_kwargs = device_marker.kwargs if device_marker else {}
     namespace = f"e2e-{suffix}"
     async with (
         KubeApi(await _admin_configuration(cluster)) as api,
-        EmulatedFleet(device_dir, profiles(3, f"emu{suffix}-"), control_socket=False) as fleet,
+        EmulatedFleet(
+            device_dir, profiles(3, f"emu{suffix}-", **device_kwargs), control_socket=False
+        ) as fleet,
     ):
         await api.create("/api/v1/namespaces", {"metadata": {"name": namespace}})
         await _wait_default_sa(api, namespace)

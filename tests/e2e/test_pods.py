@@ -194,3 +194,18 @@ async def test_never_policy_pod_lost_in_reboot_fails(wirelet: Wirelet) -> None:
     device.reboot()
     pod = await wirelet.wait_pod_phase("once-lost", "Failed")
     assert first(pod)["state"]["terminated"]["reason"] == "Lost"
+
+
+@pytest.mark.device_profile(task_slots=1)
+@pytest.mark.gateway_config(nodes={"capacity": {"pods": "5"}})
+async def test_device_refusing_a_start_gives_a_clear_waiting_reason(wirelet: Wirelet) -> None:
+    node = wirelet.node(wirelet.fleet.devices[0].profile.device_id)
+    await wirelet.wait_node(node)
+    await wirelet.create_pod("first", "forever", ["100"], node=node, restart="Always")
+    await wirelet.wait_container("first", lambda c: "running" in c["state"])
+    await wirelet.create_pod("second", "forever", ["100"], node=node, restart="Always")
+    pod = await wirelet.wait_container(
+        "second", lambda c: c["state"].get("waiting", {}).get("reason") == "RunContainerError"
+    )
+    assert "slot" in first(pod)["state"]["waiting"]["message"].lower()
+    assert "Failed" in {e["reason"] for e in await wirelet.events_for("second")}
