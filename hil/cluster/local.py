@@ -24,6 +24,7 @@ log = logging.getLogger(__name__)
 
 SERVICE_CLUSTER_IP_RANGE = "10.96.0.0/16"
 _LOOPBACK = "127.0.0.1"
+_LEASES = "/apis/coordination.k8s.io/v1/namespaces/kube-system/leases/"
 
 
 class ClusterError(RuntimeError):
@@ -95,7 +96,11 @@ class LocalCluster:
         return {name: proc.pid for name, proc in self._procs.items()}
 
     def start(self, timeout: float = 120.0) -> None:
-        """Generate PKI, start the four components and wait until the API server is ready."""
+        """Generate PKI, start the four components and wait until the cluster is usable.
+
+        Usable: /readyz ok, the `default` ServiceAccount exists, and controller-manager and
+        scheduler hold their leader leases.
+        """
         binaries = self._binaries or require_built()
         started = time.monotonic()
         self.api_port = free_port()
@@ -108,6 +113,7 @@ class LocalCluster:
             self._wait_ready(started + timeout)
             self._start_controller_manager(binaries)
             self._start_scheduler(binaries)
+            self._wait_controllers(started + timeout)
         except BaseException:
             self.stop()
             raise
@@ -371,6 +377,28 @@ class LocalCluster:
                 return
             time.sleep(0.25)
         raise ClusterError(f"kube-apiserver not ready at {self.server}; logs in {self.log_dir}")
+
+    def _wait_controllers(self, deadline: float) -> None:
+        # "Ready" means usable: pods in `default` need its ServiceAccount (admission rejects them
+        # otherwise), and nothing is scheduled or signed until both components lead.
+        checks = {
+            "default ServiceAccount": "/api/v1/namespaces/default/serviceaccounts/default",
+            "controller-manager lease": _LEASES + "kube-controller-manager",
+            "scheduler lease": _LEASES + "kube-scheduler",
+        }
+        pending = dict(checks)
+        while time.monotonic() < deadline:
+            self.check_alive()
+            for what, path in list(pending.items()):
+                status, body = self.get(path)
+                if status == 200 and (
+                    "/leases/" not in path or json.loads(body)["spec"].get("holderIdentity")
+                ):
+                    del pending[what]
+            if not pending:
+                return
+            time.sleep(0.25)
+        raise ClusterError(f"still waiting for {', '.join(pending)}; logs in {self.log_dir}")
 
     def _died_message(self, name: str, proc: subprocess.Popen[bytes]) -> str:
         tail = ""
