@@ -118,6 +118,8 @@ class DeviceFigures:
     duplicated_frames: int
     corrupted_bytes: int
     tasks: int
+    #: Sequenced frames the gateway has not acknowledged (in flight or queued).
+    unacked_frames: int = 0
 
 
 class EmulatedDevice:
@@ -261,6 +263,7 @@ class EmulatedDevice:
             duplicated_frames=self._rx_line.duplicated + self._tx_line.duplicated,
             corrupted_bytes=self._rx_line.corrupted_bytes + self._tx_line.corrupted_bytes,
             tasks=len(self._tasks),
+            unacked_frames=self._link.unacked + self._link.queued,
         )
 
     # --- boot and link -----------------------------------------------------------------------

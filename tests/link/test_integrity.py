@@ -64,3 +64,36 @@ async def test_flood_arrives_exactly_once_in_order(tmp_path: Path, faults: Fault
             device = fleet.device("emu-0000").figures()
             assert device.dropped_frames > 0 and device.corrupted_bytes > 0
             assert session.figures.retransmits > 0 or device.retransmits > 0
+
+
+async def test_output_not_persisted_before_a_crash_comes_again(tmp_path: Path) -> None:
+    """Persist-then-ack: a gateway that received output but died before writing it (never
+    called `ack_output`) leaves it on the device; the next gateway session gets it again."""
+    held = dataclasses.replace(FAST_SESSION, hold_output=True)
+    async with EmulatedFleet(tmp_path, fleet_profiles(1), link_config=FAST_LINK) as fleet:
+        async with session_for(tmp_path, "emu-0000", held) as first:
+            await first.wait_up(WAIT)
+            sub = first.subscribe()
+            await first.start_task("t", "counter", ["counter", "3", "1"])
+            got = b""
+            while got != b"1\n2\n3\n":
+                event = await sub.get(WAIT)
+                if isinstance(event, TaskOutput):
+                    got += event.data
+            sub.close()
+        # The first gateway is gone without acknowledging: the device kept the output.
+        assert fleet.device("emu-0000").figures().unacked_frames > 0
+        async with session_for(tmp_path, "emu-0000", held) as second:
+            sub = second.subscribe()
+            await second.wait_up(WAIT)
+            again = b""
+            while True:
+                event = await sub.get(WAIT)
+                if isinstance(event, TaskOutput) and event.task_id == "t":
+                    assert event.offset == len(again)
+                    again += event.data
+                    second.ack_output("t", event.stream, event.end)
+                elif isinstance(event, TaskExited) and event.task_id == "t":
+                    break
+            sub.close()
+            assert again == b"1\n2\n3\n"
