@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import statistics
 import struct
@@ -32,7 +33,10 @@ from firmware_protocol import FrameDecoder, OutputStream, TaskOutput, frame_for,
 from firmware_protocol.crc import crc32
 
 SIZES = (32, 256, 1024)
-RESULTS = Path(__file__).parent / "results" / "codec.json"
+RESULTS = (
+    Path(os.environ.get("WIRELET_BENCH_RESULTS") or Path(__file__).parent / "results")
+    / "codec.json"
+)
 _CRC = struct.Struct(">I")
 
 

@@ -24,7 +24,10 @@ from gateway.kube.api import KubeApi, load_configuration
 from hil.cluster.build import KUBERNETES_VERSION
 from hil.cluster.local import LocalCluster
 
-RESULTS_DIR = Path(__file__).resolve().parent / "results"
+# WIRELET_BENCH_RESULTS redirects the result files (the CI smoke test writes to a temp dir).
+RESULTS_DIR = Path(
+    os.environ.get("WIRELET_BENCH_RESULTS") or Path(__file__).resolve().parent / "results"
+)
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 PAGE = os.sysconf("SC_PAGE_SIZE")
 
@@ -303,6 +306,7 @@ class Child:
         self.lines: list[tuple[float, str]] = []
         self._readers: list[asyncio.Task[None]] = []
         self._watchers: list[tuple[str, asyncio.Event]] = []
+        self._spy: asyncio.subprocess.Process | None = None
 
     @property
     def pid(self) -> int:
@@ -318,6 +322,14 @@ class Child:
             start_new_session=True,
         )
         assert self.proc.stdout is not None and self.proc.stderr is not None
+        profile = os.environ.get("WIRELET_BENCH_PYSPY")  # a path: profile the gateway
+        if profile and self.name == "gateway":
+            spy = str(Path(sys.executable).parent / "py-spy")
+            seconds = os.environ.get("WIRELET_BENCH_PYSPY_SECONDS", "60")
+            argv = [spy, "record", "-p", str(self.proc.pid), "-d", seconds, "-f", "raw"]
+            self._spy = await asyncio.create_subprocess_exec(
+                *argv, "-o", profile, stdout=asyncio.subprocess.DEVNULL
+            )
         log_file = self.log_path.open("a")
         for stream in (self.proc.stdout, self.proc.stderr):
             self._readers.append(

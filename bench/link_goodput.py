@@ -33,7 +33,10 @@ from gateway.transport.serial import SerialSettings, serial_opener
 from hil.emulator.fleet import EmulatedFleet
 from hil.emulator.profile import DeviceProfile
 
-RESULTS = Path(__file__).parent / "results" / "link_goodput.json"
+RESULTS = (
+    Path(os.environ.get("WIRELET_BENCH_RESULTS") or Path(__file__).parent / "results")
+    / "link_goodput.json"
+)
 TARGET_PERCENT_115200 = 90.0
 
 

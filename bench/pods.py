@@ -43,7 +43,18 @@ class Size:
     nodes: int
 
 
+@dataclasses.dataclass
+class Options:
+    gateway_qps: int | None = None  # None: the gateway's default [kube] qps (--gateway-qps)
+    sizes: list[Size] | None = None  # --sizes
+
+
+OPTIONS = Options()
+
+
 def sizes(quick: bool) -> list[Size]:
+    if OPTIONS.sizes:
+        return OPTIONS.sizes
     return [Size(20, 5)] if quick else [Size(100, 10), Size(1000, 50)]
 
 
@@ -100,6 +111,7 @@ async def one_run(api: KubeApi, count: int, wirelet: bool, tag: str) -> dict[str
     await common.make_namespace(api, namespace)
     created: dict[str, float] = {}
     running: dict[str, float] = {}
+    bound: dict[str, float] = {}
     deleting: dict[str, float] = {}
     gone: dict[str, float] = {}
 
@@ -107,7 +119,10 @@ async def one_run(api: KubeApi, count: int, wirelet: bool, tag: str) -> dict[str
         name = obj["metadata"]["name"]
         if kind == "DELETED":
             gone.setdefault(name, now)
-        elif (obj.get("status") or {}).get("phase") == "Running":
+            return
+        if (obj.get("spec") or {}).get("nodeName"):
+            bound.setdefault(name, now)
+        if (obj.get("status") or {}).get("phase") == "Running":
             running.setdefault(name, now)
 
     watcher = Watcher(api, f"/api/v1/namespaces/{namespace}/pods", on_event)
@@ -138,6 +153,9 @@ async def one_run(api: KubeApi, count: int, wirelet: bool, tag: str) -> dict[str
     first = min(created.values())
     return {
         "create_to_running": common.latency_summary(start_lat),
+        # The scheduler's share (same for both) and the node's share of create→Running.
+        "create_to_bound": common.latency_summary([bound[n] - created[n] for n in names]),
+        "bound_to_running": common.latency_summary([running[n] - bound[n] for n in names]),
         "pods_per_s": count / (max(running.values()) - first),
         "delete_to_gone": common.latency_summary(delete_lat),
         "delete_pods_per_s": count / (max(gone.values()) - min(deleting.values())),
@@ -146,7 +164,7 @@ async def one_run(api: KubeApi, count: int, wirelet: bool, tag: str) -> dict[str
 
 def summarize(runs: list[dict[str, Any]]) -> dict[str, Any]:
     out: dict[str, Any] = {"runs": runs}
-    for key in ("create_to_running", "delete_to_gone"):
+    for key in ("create_to_running", "create_to_bound", "bound_to_running", "delete_to_gone"):
         out[key] = {p: spread(r[key][p] for r in runs) for p in ("p50_ms", "p95_ms", "p99_ms")}
     out["pods_per_s"] = spread(r["pods_per_s"] for r in runs)
     out["delete_pods_per_s"] = spread(r["delete_pods_per_s"] for r in runs)
@@ -162,7 +180,9 @@ async def run_wirelet(
     emulator = await common.start_emulator(
         device_dir, size.nodes, workdir / "emulator.log", task_slots=slots
     )
-    config = common.gateway_config(cluster, workdir / "gw", device_dir, prefix)
+    qps = OPTIONS.gateway_qps
+    kube = {"qps": qps, "burst": 2 * qps} if qps else None
+    config = common.gateway_config(cluster, workdir / "gw", device_dir, prefix, kube=kube)
     gateway = common.gateway_child(config, workdir / "gateway.log")
     names = [f"{prefix}emu-{i:04d}" for i in range(size.nodes)]
     try:
@@ -206,7 +226,8 @@ def _print_run(who: str, size: Size, run: dict[str, Any]) -> None:
     say(
         f"  {who:>15} {size.pods:5d} pods / {size.nodes:3d} nodes: "
         f"create→Running p50 {c['p50_ms']:7.0f} p95 {c['p95_ms']:7.0f} p99 {c['p99_ms']:7.0f} ms, "
-        f"{run['pods_per_s']:6.1f} pods/s; delete→gone p50 {d['p50_ms']:7.0f} ms"
+        f"{run['pods_per_s']:6.1f} pods/s; delete→gone p50 {d['p50_ms']:7.0f} ms; "
+        f"bound→Running p50 {run['bound_to_running']['p50_ms']:.0f} ms"
     )
 
 
@@ -258,6 +279,7 @@ async def run(
         "quick": quick,
         "repeats": repeats,
         "baseline_missing": vk_missing,
+        "gateway_qps": OPTIONS.gateway_qps or "default",
         "targets": {"throughput_ratio_min": 1.0, "p50_ratio_max": 1.5},
         "results": results,
     }
@@ -290,8 +312,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--quick", action="store_true", help="20 pods over 5 nodes")
     parser.add_argument("--repeats", type=int, default=None, help="runs per size (3; quick 2)")
     parser.add_argument("--no-vk", action="store_true", help="skip the virtual-kubelet baseline")
+    parser.add_argument("--gateway-qps", type=int, help="the gateway's [kube] qps (burst 2x)")
+    parser.add_argument("--sizes", nargs="*", help="PODSxNODES, e.g. 100x10 1000x50")
     args = parser.parse_args(argv)
     repeats = args.repeats or (2 if args.quick else 3)
+    OPTIONS.gateway_qps = args.gateway_qps
+    if args.sizes:
+        OPTIONS.sizes = [Size(*map(int, text.split("x"))) for text in args.sizes]
     report = asyncio.run(run(None, args.quick, repeats, not args.no_vk))
     common.write_result("pods", report)
 
