@@ -113,6 +113,9 @@ class Gateway:
             config.link
         )
         self.api: KubeApi | None = None
+        # Events have their own client and rate budget, as the kubelet's eventRecordQPS is
+        # separate from its kubeAPIQPS: a burst of events never delays status writes.
+        self.events_api: KubeApi | None = None
         self.auth_client: ApiClient | None = None
         self.events: EventRecorder | None = None
         self.controller: PodController | None = None
@@ -142,7 +145,8 @@ class Gateway:
         self.api = KubeApi(configuration, qps=cfg.kube.qps, burst=cfg.kube.burst)
         self.auth_client = ApiClient(configuration)
         self.node_ip = cfg.kubelet.node_ip or detect_node_ip(configuration.host or "")
-        self.events = EventRecorder(self.api, socket.gethostname())
+        self.events_api = KubeApi(configuration, qps=cfg.kube.qps, burst=cfg.kube.burst)
+        self.events = EventRecorder(self.events_api, socket.gethostname())
         self.controller = PodController(
             self.api, self.events, host_ip=self.node_ip, config_retry_s=self.config_retry_s
         )
@@ -258,6 +262,8 @@ class Gateway:
             await self.auth_client.close()
         if self.api is not None:
             await self.api.close()
+        if self.events_api is not None:
+            await self.events_api.close()
         if self._state_dir is not None:
             self._state_dir.cleanup()
 
