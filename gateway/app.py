@@ -38,6 +38,7 @@ from gateway.kubelet import (
     server_ssl_context,
 )
 from gateway.link.backoff import BackoffPolicy as ReconnectPolicy
+from gateway.link.events import DeviceLoad
 from gateway.link.session import DeviceSession, SessionConfig
 from gateway.logs import LogConfig, LogStore
 from gateway.provider import GatewayProvider
@@ -201,7 +202,7 @@ class Gateway:
             )
         context = server_ssl_context(cert, key, Path(cfg.client_ca) if cfg.client_ca else None)
         self.server = KubeletServer(
-            GatewayProvider(self.controller, self.logs),
+            GatewayProvider(self.controller, self.logs, self._load_of),
             authenticator=ChainAuthenticator(
                 X509Authenticator(), TokenReviewAuthenticator(self.auth_client)
             ),
@@ -212,6 +213,12 @@ class Gateway:
         )
         await self.server.start()
         self.kubelet_port = self.server.port
+
+    def _load_of(self, node_name: str) -> DeviceLoad | None:
+        for node in self.nodes.values():
+            if node.name == node_name:
+                return node.session.load
+        return None
 
     def _on_session(self, path: str, session: DeviceSession) -> None:
         assert self.api and self.controller and self.events and self.informer

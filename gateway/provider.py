@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from gateway.kube.pod_controller import PodController
-from gateway.kubelet.stats import NodeStats, PodStats
+from gateway.kube.quantity import parse_quantity
+from gateway.kubelet.stats import ContainerStats, NodeStats, PodStats
+from gateway.link.events import DeviceLoad
 from gateway.logs import LogSource, LogStore
 from gateway.logs.timestamps import now_ns
 
@@ -14,9 +16,15 @@ from gateway.logs.timestamps import now_ns
 class GatewayProvider:
     """Implements gateway.kubelet.provider.KubeletProvider over the controller and log store."""
 
-    def __init__(self, controller: PodController, logs: LogStore) -> None:
+    def __init__(
+        self,
+        controller: PodController,
+        logs: LogStore,
+        load_of: Callable[[str], DeviceLoad | None] = lambda _node: None,
+    ) -> None:
         self.controller = controller
         self.logs = logs
+        self.load_of = load_of  # the device's last heartbeat load report, by node name
         self.started_ns = now_ns()
 
     def node_names(self) -> Sequence[str]:
@@ -70,14 +78,45 @@ class GatewayProvider:
         )
 
     async def stats(self) -> Sequence[NodeStats]:
+        """Figures from each device's last heartbeat; zeros where the device reports nothing."""
         now = now_ns()
         result = []
         for name, binding in sorted(self.controller.nodes.items()):
+            load = self.load_of(name)
+            tasks = load.tasks if load else {}
             pods = []
             runtime = binding.runtime
             for record in runtime.pods.values() if runtime else ():
                 spec = record.spec
                 start = int(record.started_at.timestamp() * 1e9)
-                pods.append(PodStats(spec.namespace, spec.name, spec.uid, start))
-            result.append(NodeStats(name, self.started_ns, now, pods=tuple(pods)))
+                containers = []
+                for status in record.containers:
+                    figures = tasks.get(status.task_id or "")
+                    containers.append(
+                        ContainerStats(
+                            status.name,
+                            start,
+                            cpu_usage_nano_cores=figures.cpu_millicores * 1_000_000
+                            if figures
+                            else 0,
+                            memory_working_set_bytes=figures.memory_bytes if figures else 0,
+                            memory_usage_bytes=figures.memory_bytes if figures else 0,
+                        )
+                    )
+                pods.append(PodStats(spec.namespace, spec.name, spec.uid, start, tuple(containers)))
+            memory = load.memory_bytes if load else 0
+            capacity = int(parse_quantity(binding.allocatable.get("memory", "0")))
+            result.append(
+                NodeStats(
+                    name,
+                    self.started_ns,
+                    load.sampled_ns if load else now,
+                    cpu_usage_core_ns=load.cpu_core_ns if load else 0,
+                    cpu_usage_nano_cores=(load.cpu_millicores * 1_000_000) if load else 0,
+                    memory_working_set_bytes=memory,
+                    memory_usage_bytes=memory,
+                    memory_available_bytes=max(capacity - memory, 0),
+                    pods=tuple(pods),
+                )
+            )
         return result

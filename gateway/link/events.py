@@ -127,3 +127,20 @@ class LinkFigures:
     connects: int = 0
     disconnects: int = 0
     last_error: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class TaskLoadFigures:
+    cpu_millicores: int = 0
+    memory_bytes: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceLoad:
+    """What the device last reported in a heartbeat answer (zeros where it reports nothing)."""
+
+    sampled_ns: int  # wall clock, ns, when the answer arrived
+    memory_bytes: int = 0
+    cpu_millicores: int = 0  # thousandths of one core
+    cpu_core_ns: int = 0  # cumulative CPU time, integrated from the reported rate
+    tasks: dict[str, TaskLoadFigures] = field(default_factory=dict)

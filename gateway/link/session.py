@@ -18,6 +18,7 @@ import contextlib
 import dataclasses
 import logging
 import random
+import time
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import TracebackType
@@ -34,6 +35,7 @@ from firmware_protocol import (
     LinkLost,
     LinkUp,
     ListTasks,
+    Load,
     Message,
     MessageReceived,
     MessageRejected,
@@ -67,6 +69,7 @@ from gateway.errors import (
 from gateway.link.backoff import Backoff, BackoffPolicy
 from gateway.link.events import (
     DeviceFacts,
+    DeviceLoad,
     LinkFigures,
     LinkStateChanged,
     Reconciled,
@@ -74,6 +77,7 @@ from gateway.link.events import (
     Stream,
     TaskExited,
     TaskInfo,
+    TaskLoadFigures,
     TaskLost,
     TaskOutput,
     TaskStarted,
@@ -215,6 +219,7 @@ class DeviceSession:
         self._state = LinkState.CONNECTING
         self._state_waiters: list[asyncio.Future[None]] = []
         self.figures = LinkFigures()
+        self.load: DeviceLoad | None = None  # last heartbeat load report
         self.facts: DeviceFacts | None = None
         self._handshake_error: HandshakeError | None = None
         self._last_error: BaseException | None = None
@@ -697,6 +702,21 @@ class DeviceSession:
 
     # --- protocol events ------------------------------------------------------------------------
 
+    def _record_load(self, load: Load) -> None:
+        """Keep the device's last load report; CPU time is integrated from the reported rate."""
+        now = time.time_ns()
+        previous = self.load
+        core_ns = previous.cpu_core_ns if previous else 0
+        if previous is not None:
+            core_ns += previous.cpu_millicores * (now - previous.sampled_ns) // 1000
+        self.load = DeviceLoad(
+            sampled_ns=now,
+            memory_bytes=load.mem_used,
+            cpu_millicores=load.cpu_permille,
+            cpu_core_ns=core_ns,
+            tasks={t.task_id: TaskLoadFigures(t.cpu_permille, t.mem_used) for t in load.tasks},
+        )
+
     def _handle_events(self, events: list[Any]) -> None:
         for index, event in enumerate(events):
             if isinstance(event, MessageReceived):
@@ -714,6 +734,8 @@ class DeviceSession:
                 self.figures.heartbeats_sent += 1
                 self.figures.rtt_last = event.rtt
                 self.figures.rtt_smoothed = self._link.srtt
+                if event.load is not None:
+                    self._record_load(event.load)
             elif isinstance(event, Refused):
                 self._on_refused(event)
             elif isinstance(event, MessageRejected):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from .conftest import Wirelet
@@ -47,3 +49,37 @@ async def test_failing_exit_code_fails_the_pod(wirelet: Wirelet) -> None:
     assert pod["status"]["phase"] == "Failed"
     terminated = pod["status"]["containerStatuses"][0]["state"]["terminated"]
     assert (terminated["exitCode"], terminated["reason"]) == (3, "Error")
+
+
+async def test_stats_summary_carries_device_load(wirelet: Wirelet) -> None:
+    """Read as the API server does (its kubelet-client certificate); the API server's own node
+    proxy refuses loopback addresses, so it cannot be the path in a loopback cluster."""
+    import ssl
+
+    import aiohttp
+
+    node = wirelet.node(wirelet.fleet.devices[0].profile.device_id)
+    await wirelet.wait_node(node)
+    await wirelet.create_pod("loaded", "forever", ["100"], node=node, restart="Always")
+    await wirelet.wait_container("loaded", lambda c: "running" in c["state"])
+    pki = wirelet.cluster.pki_dir
+    context = ssl.create_default_context(cafile=str(wirelet.cluster.ca_cert))
+    context.load_cert_chain(pki / "kubelet-client.crt", pki / "kubelet-client.key")
+    url = f"https://127.0.0.1:{wirelet.gateway.kubelet_port}/stats/summary"
+
+    async def summary() -> Any:
+        async with (
+            aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=context)) as session,
+            session.get(url) as response,
+        ):
+            body = await response.json()
+        nodes = body if isinstance(body, list) else [body]
+        for entry in nodes:
+            pods = {p["podRef"]["name"] for p in entry.get("pods") or []}
+            memory = entry["node"].get("memory", {}).get("workingSetBytes", 0)
+            if "loaded" in pods and memory:
+                return entry
+        return None
+
+    entry = await wirelet.wait_for("a load report in /stats/summary", summary)
+    assert entry["node"]["memory"]["workingSetBytes"] > 0
