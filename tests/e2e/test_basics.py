@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from .conftest import Wirelet
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
 
@@ -83,3 +86,38 @@ async def test_stats_summary_carries_device_load(wirelet: Wirelet) -> None:
 
     entry = await wirelet.wait_for("a load report in /stats/summary", summary)
     assert entry["node"]["memory"]["workingSetBytes"] > 0
+
+
+async def test_deleted_node_is_created_again_while_device_attached(wirelet: Wirelet) -> None:
+    node = wirelet.node(wirelet.fleet.devices[2].profile.device_id)
+    await wirelet.wait_node(node)
+    old_uid = (await wirelet.api.get(f"/api/v1/nodes/{node}"))["metadata"]["uid"]
+    await wirelet.api.delete(f"/api/v1/nodes/{node}")
+
+    async def recreated() -> bool:
+        try:
+            obj = await wirelet.api.get(f"/api/v1/nodes/{node}")
+        except Exception:
+            return False
+        return bool(obj["metadata"]["uid"] != old_uid)
+
+    await wirelet.wait_for("the node to be created again", recreated)
+    await wirelet.wait_node(node)
+
+
+async def test_example_job_and_deployment_run_on_device_nodes(wirelet: Wirelet) -> None:
+    examples = EXAMPLES
+    ns = wirelet.namespace
+    await wirelet.kubectl("apply", "-n", ns, "-f", str(examples / "job.yaml"))
+    await wirelet.kubectl("apply", "-n", ns, "-f", str(examples / "deployment.yaml"))
+
+    async def job_done() -> bool:
+        job = await wirelet.api.get(f"/apis/batch/v1/namespaces/{ns}/jobs/hello-devices")
+        return bool((job.get("status") or {}).get("succeeded", 0) >= 3)
+
+    async def deployment_ready() -> bool:
+        dep = await wirelet.api.get(f"/apis/apps/v1/namespaces/{ns}/deployments/heartbeat")
+        return bool((dep.get("status") or {}).get("readyReplicas", 0) >= 3)
+
+    await wirelet.wait_for("the example Job to complete 3 times", job_done)
+    await wirelet.wait_for("the example Deployment to have 3 ready replicas", deployment_ready)
