@@ -295,10 +295,21 @@ def gateway_config(
 
 
 class Child:
-    """A child process with its stderr/stdout lines timestamped and kept for inspection."""
+    """A child process whose output lines go, timestamped, to a log file.
 
-    def __init__(self, name: str, argv: list[str], log_path: Path, env: dict[str, str] | None):
+    Only lines containing one of `keep` are kept in memory (a broken gateway can log millions).
+    """
+
+    def __init__(
+        self,
+        name: str,
+        argv: list[str],
+        log_path: Path,
+        env: dict[str, str] | None,
+        keep: tuple[str, ...] = (),
+    ):
         self.name = name
+        self.keep = keep
         self.argv = argv
         self.log_path = log_path
         self.env = env
@@ -343,13 +354,15 @@ class Child:
                 return
             line = raw.decode(errors="replace").rstrip("\n")
             now = time.time()
-            self.lines.append((now, line))
+            if any(needle in line for needle in self.keep):
+                self.lines.append((now, line))
             log_file.write(f"{now:.3f} {line}\n")
             for needle, event in self._watchers:
                 if needle in line:
                     event.set()
 
     async def wait_line(self, needle: str, within: float) -> None:
+        """Wait for a line containing `needle` (which must be one of `keep`)."""
         if any(needle in line for _, line in self.lines):
             return
         event = asyncio.Event()
@@ -377,7 +390,7 @@ class Child:
 
 def gateway_child(config: Path, log_path: Path) -> Child:
     argv = [sys.executable, "-m", "gateway.cli", "run", "-c", str(config)]
-    return Child("gateway", argv, log_path, None)
+    return Child("gateway", argv, log_path, None, keep=("adopted running task",))
 
 
 def _write_profile(directory: Path, profile: dict[str, Any]) -> Path | None:
@@ -397,7 +410,7 @@ async def start_emulator(directory: Path, devices: int, log_path: Path, **profil
     profile_path = _write_profile(directory, profile)
     if profile_path is not None:
         argv += ["--profile", str(profile_path)]
-    child = Child("emulator", argv, log_path, None)
+    child = Child("emulator", argv, log_path, None, keep=("ready",))
     await child.start()
     await child.wait_line("ready", 60 + devices / 10)
     return child
