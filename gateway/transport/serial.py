@@ -101,9 +101,37 @@ class _Receiver(asyncio.Protocol):
         await self._can_write.wait()
 
 
+class _Serial(serial.Serial):  # type: ignore[misc]
+    """pyserial's Serial whose non-blocking read never calls select().
+
+    pyserial's POSIX `read` select()s on the fd before reading even with timeout 0, and select()
+    cannot take a descriptor >= FD_SETSIZE (1024): a gateway serving a few hundred devices has
+    such descriptors, and every read then raised ValueError from the event loop's callback, in a
+    busy loop. The event loop (epoll) has already reported the fd readable, so read it directly,
+    with pyserial's semantics: nothing available is b"", a readable fd returning no data is a
+    vanished device.
+    """
+
+    def read(self, size: int = 1) -> bytes:
+        if self._timeout != 0 or not self.is_open:
+            return super().read(size)  # type: ignore[no-any-return]
+        try:
+            data = os.read(self.fd, size)
+        except OSError as exc:
+            if exc.errno in (errno.EAGAIN, errno.EWOULDBLOCK, errno.EINTR):
+                return b""
+            raise serial.SerialException(f"read failed: {exc}") from exc
+        if not data:
+            raise serial.SerialException(
+                "device reports readiness to read but returned no data "
+                "(device disconnected or multiple access on port?)"
+            )
+        return data
+
+
 def _open_serial(path: str, settings: SerialSettings) -> serial.Serial:
     """Blocking open (runs in an executor): the modem-line policy applies before the port opens."""
-    port = serial.Serial()
+    port = _Serial()
     port.port = path
     port.baudrate = settings.baudrate
     port.exclusive = settings.exclusive
