@@ -55,6 +55,9 @@ _RUNTIME_KEYS = {
     "restart_backoff_max_s": "max_s",
     "restart_backoff_reset_s": "reset_after_s",
 }
+# The API budget each served device adds (see Gateway._scale_api_budget).
+QPS_PER_DEVICE = 5.0
+BURST_PER_DEVICE = 10
 _RECONNECT_KEYS = {"reconnect_initial_s": "initial", "reconnect_max_s": "maximum"}
 
 
@@ -235,7 +238,21 @@ class Gateway:
             claimed=self.claimed,
         )
         self.nodes[path] = node
+        self._scale_api_budget()
         self._device_tasks[path] = self._spawn(node.run(), f"device {path}")
+
+    def _scale_api_budget(self) -> None:
+        """Grow the API client's rate budget with the devices served (never below [kube] qps).
+
+        A kubelet has its own budget per node; the gateway stands in for one kubelet per device.
+        A fixed 50 QPS cannot even carry the lease renewals of 500 devices (0.1/s each) next to
+        status writes, so renewals ran late. Each device adds what one virtual-kubelet process
+        gets by default (client-go: 5 QPS, burst 10); the limiter only caps, it never adds load.
+        """
+        assert self.api is not None
+        served = len(self.nodes)
+        self.api.limiter.rate = max(self.config.kube.qps, QPS_PER_DEVICE * served)
+        self.api.limiter.capacity = float(max(self.config.kube.burst, BURST_PER_DEVICE * served))
 
     def _on_device_problem(self, key: str, reason: str, message: str) -> None:
         """A device cannot be opened (permission, busy): a Warning Event on its node, or on the
