@@ -97,14 +97,17 @@ class ContainerLogWriter:
             with self._buffer_lock:
                 self._pending.extend(records)
 
-    async def flush(self) -> None:
+    async def flush(self, after_write: Callable[[], None] | None = None) -> None:
         """Return once everything written so far is on disk (fdatasync'd if configured).
 
         Unterminated lines are written as P records: the gateway acknowledges device output
-        only after this returns, so nothing may stay behind in memory.
+        only after this returns, so nothing may stay behind in memory. `after_write` runs in
+        the I/O thread right after the data is written and before the sync, so a record of
+        what was written (the runtime's offsets) cannot fall behind the data by more than
+        that one call.
         """
         self._queue_partials()
-        await asyncio.to_thread(self._drain)
+        await asyncio.to_thread(self._drain, after_write)
 
     async def close(self) -> None:
         """Flush everything, then close the file. Idempotent."""
@@ -132,11 +135,13 @@ class ContainerLogWriter:
 
     # ---- worker side -------------------------------------------------------------------
 
-    def _drain(self) -> None:
+    def _drain(self, after_write: Callable[[], None] | None = None) -> None:
         with self._io_lock:
             with self._buffer_lock:
                 records, self._pending = self._pending, []
             if not records:
+                if after_write is not None:
+                    after_write()
                 return
             if self._fd is None:
                 self._open()
@@ -151,6 +156,8 @@ class ContainerLogWriter:
                 batch.append(record)
                 batch_size += len(record)
             self._write_all(b"".join(batch))
+            if after_write is not None:
+                after_write()
             if self._config.fsync and self._fd is not None:
                 os.fdatasync(self._fd)
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -29,6 +30,7 @@ from gateway.link.events import (
     TaskStarted,
 )
 from gateway.logs.cri import Stream
+from gateway.logs.offsets import load_offsets, save_offsets
 from gateway.logs.store import LogStore
 from gateway.logs.writer import ContainerLogWriter
 from gateway.runtime.backoff import BackoffPolicy, RestartBackoff
@@ -76,6 +78,7 @@ class _Instance:
     ends: dict[str, int] = field(default_factory=lambda: {"stdout": 0, "stderr": 0})
     flush_task: asyncio.Task[None] | None = None
     pending_ack: dict[str, int] = field(default_factory=dict)
+    persisted: dict[str, int] = field(default_factory=dict)  # offsets on disk, per stream
 
 
 @dataclass
@@ -265,9 +268,10 @@ class DeviceRuntime:
         status.state = ContainerState(ContainerPhase.RUNNING, started_at=now)
         status.ready = True
         record.backoffs[index].started(self._loop.time())
-        # Output ends start at 0: the device re-sends what no gateway acknowledged (printed
-        # while none listened), and it must not be mistaken for a repeat.
-        self._open_instance(record, name)
+        # The device re-sends what no gateway acknowledged; what the log already holds (flushed
+        # just before a crash, unacknowledged) is known by offset and not written twice.
+        instance = self._open_instance(record, name)
+        instance.ends.update(load_offsets(instance.writer.container_dir, name.restart))
         log.info("%s: adopted running task %s", self.label, name)
 
     def _open_instance(self, record: PodRecord, name: TaskName) -> _Instance:
@@ -474,6 +478,7 @@ class DeviceRuntime:
         container = spec.containers[name.container_index].container
         writer = self.logs.open_writer(spec.namespace, spec.name, spec.uid, container, name.restart)
         instance = _Instance(name, writer)
+        instance.ends.update(load_offsets(writer.container_dir, name.restart))
         self.late[task_id] = instance
         return instance
 
@@ -482,7 +487,13 @@ class DeviceRuntime:
         try:
             while instance.pending_ack:
                 acks, instance.pending_ack = instance.pending_ack, {}
-                await instance.writer.flush()
+                instance.persisted.update(acks)
+                record = dict(instance.persisted)
+                await instance.writer.flush(
+                    functools.partial(
+                        save_offsets, instance.writer.container_dir, instance.name.restart, record
+                    )
+                )
                 for stream, offset in acks.items():
                     self.device.ack_output(str(instance.name), stream, offset)
         finally:
