@@ -145,6 +145,8 @@ def summary_markdown(names: list[str]) -> str:
                     f"**{q['throughput']:.2f}x** (target ≥ 1.0), p50 **{q['p50']:.2f}x** "
                     f"(target ≤ 1.5), p99 {q['p99']:.2f}x, delete p50 {q['delete_p50']:.2f}x"
                 )
+        if pod.get("note"):
+            out.append(f"- {pod['note']}")
         if pod.get("baseline_missing"):
             out.append(f"- virtual-kubelet baseline missing: {pod['baseline_missing']}")
         out.append("")
