@@ -26,9 +26,11 @@ UMOCKDEV_OK = test -x /usr/bin/umockdev-wrapper && /usr/bin/python3 -c "import g
 system-deps:
 	@if $(UMOCKDEV_OK); then :; \
 	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
-		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq umockdev gir1.2-umockdev-1.0 python3-gi; \
+		{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq umockdev gir1.2-umockdev-1.0 python3-gi; } \
+			|| echo "system-deps: installing umockdev failed: the umockdev tests will skip"; \
 	elif command -v sudo >/dev/null && sudo -n true 2>/dev/null && command -v apt-get >/dev/null; then \
-		sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq umockdev gir1.2-umockdev-1.0 python3-gi; \
+		{ sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq umockdev gir1.2-umockdev-1.0 python3-gi; } \
+			|| echo "system-deps: installing umockdev failed: the umockdev tests will skip"; \
 	else echo "system-deps: umockdev missing and no root/sudo: the umockdev tests will skip"; fi
 
 cluster-build: $(STAMP)
