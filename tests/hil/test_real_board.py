@@ -1,0 +1,32 @@
+"""A real board speaks the protocol: handshake facts, and an app it offers runs to its exit."""
+
+from __future__ import annotations
+
+import pytest
+
+from gateway.link.events import TaskExited, TaskOutput
+from gateway.link.session import DeviceSession
+from gateway.transport.serial import serial_opener
+
+pytestmark = [pytest.mark.hil, pytest.mark.timeout(60)]
+
+
+async def test_board_handshake_and_a_task(board_port: str) -> None:
+    async with DeviceSession(serial_opener(lambda: board_port), label="hil") as session:
+        facts = await session.wait_up(timeout_s=10)
+        assert facts.device_id
+        assert facts.apps, "the board offers no apps"
+        events = session.subscribe()
+        app = "echo" if "echo" in facts.apps else facts.apps[0]
+        await session.start_task("hil/0/0", app, ["hello", "board"], [])
+        output = b""
+        while True:
+            event = await events.get(30)
+            if isinstance(event, TaskOutput) and event.task_id == "hil/0/0":
+                output += event.data
+                session.ack_output(event.task_id, event.stream, event.end)
+            if isinstance(event, TaskExited) and event.task_id == "hil/0/0":
+                break
+        events.close()
+        if app == "echo":
+            assert b"hello board" in output
