@@ -9,7 +9,6 @@ node lifecycle controller sees it as unreachable just as it would a powered-off 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from datetime import UTC, datetime
 from typing import Any
@@ -57,8 +56,12 @@ class NodeAgent:
         self.since = datetime.now(UTC)
         self.boot = self.since
         self.node_uid: str | None = None
-        self._lease: dict[str, Any] | None = None
+        # resourceVersion of our Lease as last written (None: read it, or create it, first).
+        self._lease_version: str | None = None
         self._wake = asyncio.Event()
+        self._waiter: asyncio.Future[None] | None = None  # the loop's sleep, cut short by _signal
+        # The status as last written but for its conditions (None: write everything next time).
+        self._status_rest: dict[str, Any] | None = None
         self._last_status = 0.0
         self.status_writes = 0
         self.lease_renewals = 0
@@ -81,12 +84,18 @@ class NodeAgent:
         changed = (up, reason, message) != (self.link_up, self.reason, self.message)
         self.link_up, self.reason, self.message = up, reason, message
         if changed:
-            self._wake.set()
+            self._signal()
 
     def update_facts(self, facts: NodeFacts) -> None:
         if facts != self.facts:
             self.facts = facts
-            self._wake.set()
+            self._signal()
+
+    def _signal(self) -> None:
+        self._wake.set()
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
 
     # --- API writes ---------------------------------------------------------------------------
 
@@ -108,7 +117,8 @@ class NodeAgent:
             existing = await self.api.patch(f"/api/v1/nodes/{self.name}", patch)
             self.node_uid = existing["metadata"]["uid"]
             log.info("node %s exists; adopted", self.name)
-        self._lease = None
+        self._lease_version = None
+        self._status_rest = None
         await self.write_status()
 
     async def write_status(self) -> None:
@@ -129,8 +139,13 @@ class NodeAgent:
             now=now,
             boot=self.boot,
         )
+        # Like the kubelet's two-way patch: when only the conditions (their heartbeat times)
+        # changed since the last write, send only them (merged by type); the Node is the same.
+        rest = {key: value for key, value in status.items() if key != "conditions"}
+        body = {"conditions": status["conditions"]} if rest == self._status_rest else status
+        self._status_rest = None  # unknown until this write succeeds
         try:
-            await self.api.patch(f"/api/v1/nodes/{self.name}/status", {"status": status})
+            await self.api.patch(f"/api/v1/nodes/{self.name}/status", {"status": body})
         except KubeApiError as exc:
             if not exc.not_found:
                 raise
@@ -139,15 +154,18 @@ class NodeAgent:
             )
             await self.ensure_node()
             return
+        self._status_rest = rest
         self.status_writes += 1
         self._last_status = asyncio.get_running_loop().time()
 
     async def renew_lease(self) -> None:
+        """Renew (or create) the Lease: a merge patch of its spec carrying the resourceVersion
+        last written, so a concurrent change still conflicts (409) as a full update would."""
         now = datetime.now(UTC)
         path = f"/apis/coordination.k8s.io/v1/namespaces/{LEASE_NAMESPACE}/leases/{self.name}"
-        lease = self._lease
+        version = self._lease_version
         try:
-            if lease is None:
+            if version is None:
                 try:
                     lease = await self.api.get(path)
                 except KubeApiError as exc:
@@ -157,17 +175,23 @@ class NodeAgent:
                         f"/apis/coordination.k8s.io/v1/namespaces/{LEASE_NAMESPACE}/leases",
                         self._new_lease(now),
                     )
-                    self._lease = lease
+                    self._lease_version = lease["metadata"]["resourceVersion"]
                     self.lease_renewals += 1
                     return
-            assert lease is not None
-            lease["spec"]["renewTime"] = micro_time(now)
-            lease["spec"]["holderIdentity"] = self.name
-            lease["spec"]["leaseDurationSeconds"] = self.config.lease_duration_s
-            self._lease = await self.api.replace(path, lease)
+                version = lease["metadata"]["resourceVersion"]
+            patch = {
+                "metadata": {"resourceVersion": version},
+                "spec": {
+                    "holderIdentity": self.name,
+                    "leaseDurationSeconds": self.config.lease_duration_s,
+                    "renewTime": micro_time(now),
+                },
+            }
+            lease = await self.api.patch(path, patch, kind="merge")
+            self._lease_version = lease["metadata"]["resourceVersion"]
             self.lease_renewals += 1
         except KubeApiError as exc:
-            self._lease = None  # re-read next time: a conflict or a deleted lease
+            self._lease_version = None  # re-read next time: a conflict or a deleted lease
             if exc.not_found:
                 # The garbage collector deletes the lease with its node: check the node too.
                 await self._ensure_node_exists()
@@ -240,8 +264,21 @@ class NodeAgent:
                 deadline = min(deadline, next_lease)
             if self._down_since is not None and self.config.remove_after_s > 0:
                 deadline = min(deadline, self._down_since + self.config.remove_after_s)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), max(deadline - loop.time(), 0.0))
+            await self._sleep_until(deadline)
+
+    async def _sleep_until(self, deadline: float) -> None:
+        """Until `deadline` (loop time) or `_signal()`: one timer handle, no task per wait."""
+        if self._wake.is_set():
+            return
+        loop = asyncio.get_running_loop()
+        waiter: asyncio.Future[None] = loop.create_future()
+        self._waiter = waiter
+        timer = loop.call_at(deadline, _resolve, waiter)
+        try:
+            await waiter
+        finally:
+            timer.cancel()
+            self._waiter = None
 
     def _remove_if_gone_too_long(self, now: float) -> bool:
         """With nodes.remove_after_s set, a device gone that long loses its node (until back)."""
@@ -268,3 +305,8 @@ class NodeAgent:
             await action()
         except KubeApiError as exc:
             log.warning("node %s: %s", self.name, exc)
+
+
+def _resolve(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():
+        waiter.set_result(None)
