@@ -322,6 +322,11 @@ class Link:
         self._out.clear()
         return data
 
+    @property
+    def has_output(self) -> bool:
+        """True if ``data_to_send()`` would return bytes (frames, or a pending pure ACK)."""
+        return bool(self._out) or (self._ack_pending and self.state is LinkState.UP)
+
     def next_deadline(self) -> float | None:
         """When ``on_timer`` must next be called, None if nothing is pending."""
         if self.state is LinkState.HANDSHAKE:

@@ -660,7 +660,8 @@ class DeviceSession:
             if self._log.isEnabledFor(TRACE):
                 self._log.log(TRACE, "rx %s", data.hex(" "))
             self._handle_events(self._link.receive_data(data, self._loop.time()))
-            self._tx_wakeup.set()
+            if self._link.has_output:  # a PONG, say, needs no answer
+                self._transmit()
             self._arm_timer()
 
     async def _write_loop(self, transport: Transport) -> None:
@@ -673,6 +674,21 @@ class DeviceSession:
                     self._log.log(TRACE, "tx %s", data.hex(" "))
                 self.figures.bytes_out += len(data)
                 await transport.write(data)
+
+    def _transmit(self) -> None:
+        """Send what the link has now if the transport takes it without waiting (heartbeats,
+        acks: no writer task switch), else leave it to the write loop. Either way in order:
+        the write loop hands what it drains to the transport before it waits."""
+        transport = self._transport
+        if transport is None or self._tx_wakeup.is_set() or not transport.ready_to_write:
+            self._tx_wakeup.set()
+            return
+        data = self._link.data_to_send()
+        if data:
+            if self._log.isEnabledFor(TRACE):
+                self._log.log(TRACE, "tx %s", data.hex(" "))
+            self.figures.bytes_out += len(data)
+            transport.write_nowait(data)
 
     def _arm_timer(self) -> None:
         deadline = self._link.next_deadline()
@@ -691,7 +707,8 @@ class DeviceSession:
         if self._transport is None:
             return
         self._handle_events(self._link.on_timer(self._loop.time()))
-        self._tx_wakeup.set()
+        if self._link.has_output:
+            self._transmit()
         self._arm_timer()
 
     def _cancel_timer(self) -> None:

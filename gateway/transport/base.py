@@ -38,6 +38,15 @@ class Transport(abc.ABC):
     async def write(self, data: bytes) -> None:
         """Queue `data`, waiting while the outgoing buffer is above its high-water mark."""
 
+    @property
+    def ready_to_write(self) -> bool:
+        """True if `write_nowait` may be called now: open, outgoing buffer below high water."""
+        return False
+
+    def write_nowait(self, data: bytes) -> None:
+        """Queue `data` at once; only when `ready_to_write` (saves a task switch per write)."""
+        raise NotImplementedError
+
     @abc.abstractmethod
     async def close(self) -> None:
         """Release the port. Idempotent; pending reads raise `TransportClosed`."""

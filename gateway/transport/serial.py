@@ -191,6 +191,13 @@ class SerialTransport(Transport):
     async def read(self) -> bytes:
         return await self._rx.next_bytes()
 
+    @property
+    def ready_to_write(self) -> bool:
+        return self._rx._can_write.is_set() and self.is_open
+
+    def write_nowait(self, data: bytes) -> None:
+        self._aio.write(data)
+
     async def write(self, data: bytes) -> None:
         if not self.is_open:
             raise TransportClosed(f"{self._path}: port closed")
