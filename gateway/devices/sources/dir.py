@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import time
 
 from gateway.devices.found import DeviceSink, FoundDevice
 
@@ -20,6 +21,12 @@ log = logging.getLogger(__name__)
 # How often the directories are re-scanned, seconds. It bounds how long a plugged-in device
 # waits to be noticed by this source (udev, where it runs, reports at once).
 SCAN_INTERVAL_S = 0.25
+# A directory listing is reused while the directory's mtime is unchanged, once the listing was
+# made this long after that mtime (so no change within the same timestamp tick is missed).
+MTIME_TRUST_NS = 1_000_000_000
+# Known links checked for dangling per scan, in turn: with more links, each is checked every
+# len/DANGLING_CHECKS scans (1000 links: every second). A removed link is seen at once.
+DANGLING_CHECKS = 256
 
 
 class DirSource:
@@ -31,30 +38,63 @@ class DirSource:
         self.ready = asyncio.Event()
         self._present: set[str] = set()
         self._unlistable: set[str] = set()
+        # directory -> (its mtime when listed, its link paths): re-listed only on a change.
+        self._listing: dict[str, tuple[int, list[str]]] = {}
+        self._cursor = 0  # where the next scan's dangling checks start
+
+    def _links(self, directory: str) -> list[str]:
+        """The directory's link paths, sorted; listed again only when the directory changed."""
+        stamp = os.stat(directory).st_mtime_ns
+        cached = self._listing.get(directory)
+        if cached is not None and cached[0] == stamp:
+            return cached[1]
+        paths = [
+            os.path.join(directory, name)
+            for name in sorted(os.listdir(directory))
+            if not name.startswith(".")  # control sockets, links being replaced and the like
+        ]
+        # Directory times are coarse (a clock tick): a change in the same tick as the listing
+        # would keep the stamp. Trust a listing only when made well after the stamp.
+        if time.time_ns() - stamp > MTIME_TRUST_NS:
+            self._listing[directory] = (stamp, paths)
+        else:
+            self._listing.pop(directory, None)
+        return paths
 
     def scan(self, sink: DeviceSink) -> None:
-        seen: set[str] = set()
+        paths: list[str] = []
         for directory in self.dirs:
             try:
-                names = sorted(os.listdir(directory))
+                paths += self._links(directory)
             except FileNotFoundError:
+                self._listing.pop(directory, None)
                 continue
             except OSError as exc:
+                self._listing.pop(directory, None)
                 if directory not in self._unlistable:
                     self._unlistable.add(directory)
                     log.warning("cannot list device directory %s: %s", directory, exc)
                 continue
             self._unlistable.discard(directory)
-            for name in names:
-                if name.startswith("."):
-                    continue  # control sockets, links being replaced and the like
-                path = os.path.join(directory, name)
-                if not os.path.exists(path):
-                    continue  # a dangling link: its tty is gone
+        # New links are checked at once; known ones for dangling, DANGLING_CHECKS per scan in
+        # turn (a stat through the link costs microseconds, times a thousand, four times a second).
+        count = len(paths)
+        start = self._cursor % count if count else 0
+        self._cursor = start + DANGLING_CHECKS
+        seen: set[str] = set()
+        for index, path in enumerate(paths):
+            known = path in self._present
+            if known and count > DANGLING_CHECKS and (index - start) % count >= DANGLING_CHECKS:
                 seen.add(path)
-                if path not in self._present:
-                    self._present.add(path)
-                    sink.device_added(FoundDevice(path, path, self.name, follow_link=True))
+                continue
+            try:
+                os.stat(path)
+            except (OSError, ValueError):
+                continue  # a dangling link: its tty is gone
+            seen.add(path)
+            if not known:
+                self._present.add(path)
+                sink.device_added(FoundDevice(path, path, self.name, follow_link=True))
         for path in sorted(self._present - seen):
             self._present.discard(path)
             sink.device_removed(path, self.name)
