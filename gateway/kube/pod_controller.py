@@ -36,6 +36,11 @@ log = logging.getLogger(__name__)
 
 # Changes to a pod within this window are written as one status update.
 STATUS_COALESCE_S = 0.05
+# A pod's first status (ContainerCreating) waits this long for the change that usually follows
+# within milliseconds (the device confirms the start): one write instead of two. A second change
+# ends the wait (written STATUS_COALESCE_S later); a slow or refused start shows its waiting
+# state after this long.
+STATUS_FIRST_COALESCE_S = 0.25
 # Status writes in flight at once; the client's QPS limiter paces them further.
 STATUS_WRITERS = 8
 # A container waiting for a missing ConfigMap or Secret is re-checked this often (the kubelet
@@ -162,8 +167,15 @@ class PodController:
         self.lookup = ApiObjectLookup(api)
         self.nodes: dict[str, NodeBinding] = {}
         self.pods: dict[str, PodState] = {}
-        self._dirty: dict[str, None] = {}  # insertion-ordered set
-        self._wake = asyncio.Event()
+        # Pods to write, uid -> loop time of the first change since their last write, oldest
+        # first: pods with a status on record, and pods yet without one (see
+        # STATUS_FIRST_COALESCE_S). A pod being written is in neither: a change during the
+        # write goes to _rewrite, and the pod is queued again once the write is done.
+        self._dirty: dict[str, float] = {}
+        self._dirty_first: dict[str, float] = {}
+        self._writing: set[str] = set()
+        self._rewrite: dict[str, float] = {}
+        self._waiter: asyncio.Future[None] | None = None  # the status writer, idle
         self.status_writes = 0
         self.status_skipped = 0
         self._background: set[asyncio.Task[None]] = set()
@@ -214,7 +226,7 @@ class PodController:
                 state.prepare_task.cancel()
             if binding and binding.runtime:
                 binding.runtime.forget_pod(uid)
-            self._dirty.pop(uid, None)
+            self._forget_dirty(uid)
             return
         state = self.pods.get(uid)
         if state is None:
@@ -391,9 +403,32 @@ class PodController:
     # --- runtime callbacks --------------------------------------------------------------------
 
     def changed(self, uid: str) -> None:
-        if uid in self.pods:
-            self._dirty[uid] = None
-            self._wake.set()
+        state = self.pods.get(uid)
+        if state is None:
+            return
+        now = asyncio.get_running_loop().time()
+        if uid in self._writing:
+            self._rewrite.setdefault(uid, now)
+            return
+        if uid in self._dirty:
+            return
+        if self._dirty_first.pop(uid, None) is not None:
+            self._dirty[uid] = now  # the change that follows the first: both in one write
+        elif state.last_status is None:
+            self._dirty_first[uid] = now
+        else:
+            self._dirty[uid] = now
+        self._signal()
+
+    def _signal(self) -> None:
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    def _forget_dirty(self, uid: str) -> None:
+        self._dirty.pop(uid, None)
+        self._dirty_first.pop(uid, None)
+        self._rewrite.pop(uid, None)
 
     def finished(self, uid: str) -> None:
         """Every task of a deleted pod has exited: remove the pod (grace 0, this very UID)."""
@@ -401,7 +436,7 @@ class PodController:
         if state is None or state.finishing:
             return
         state.finishing = True
-        self._dirty.pop(uid, None)
+        self._forget_dirty(uid)
         task = asyncio.ensure_future(self._final_delete(state))
         task.set_name(f"delete {_meta(state.pod).get('name')}")
         self._background.add(task)
@@ -491,24 +526,66 @@ class PodController:
         task.add_done_callback(self._background.discard)
 
     async def run_status_writer(self) -> None:
-        """Write dirty pods' statuses, coalescing bursts, a few at a time."""
-        limit = asyncio.Semaphore(STATUS_WRITERS)
-
-        async def write(uid: str) -> None:
-            async with limit:
-                try:
-                    await self._write_status(uid)
-                except KubeApiError as exc:
-                    log.warning("status of pod %s: %s", uid, exc)
-                    self._dirty[uid] = None
-
+        """Write dirty pods' statuses as a pipeline: each pod once its coalescing window has
+        passed, oldest first, up to STATUS_WRITERS writes in flight, at most one per pod."""
+        slots = asyncio.Semaphore(STATUS_WRITERS)
         while True:
-            await self._wake.wait()
-            self._wake.clear()
-            await asyncio.sleep(STATUS_COALESCE_S)
-            batch = list(self._dirty)
-            self._dirty.clear()
-            await asyncio.gather(*(write(uid) for uid in batch))
+            await slots.acquire()
+            try:
+                uid = await self._next_due()
+            except BaseException:
+                slots.release()
+                raise
+            self._writing.add(uid)
+            task = asyncio.ensure_future(self._write_queued(uid, slots))
+            self._background.add(task)
+            task.add_done_callback(self._background.discard)
+
+    async def _next_due(self) -> str:
+        """The pod whose coalescing window ends first, once it has ended."""
+        loop = asyncio.get_running_loop()
+        while True:
+            due: float | None = None
+            queue: dict[str, float] | None = None
+            for candidate, window in (
+                (self._dirty, STATUS_COALESCE_S),
+                (self._dirty_first, STATUS_FIRST_COALESCE_S),
+            ):
+                if candidate:
+                    since = next(iter(candidate.values()))
+                    if due is None or since + window < due:
+                        due, queue = since + window, candidate
+            if queue is not None and due is not None and due <= loop.time():
+                uid = next(iter(queue))
+                del queue[uid]
+                return uid
+            waiter: asyncio.Future[None] = loop.create_future()
+            self._waiter = waiter
+            timer = loop.call_at(due, _resolve, waiter) if due is not None else None
+            try:
+                await waiter
+            finally:
+                if timer is not None:
+                    timer.cancel()
+                self._waiter = None
+
+    async def _write_queued(self, uid: str, slots: asyncio.Semaphore) -> None:
+        failed = False
+        try:
+            await self._write_status(uid)
+        except KubeApiError as exc:
+            log.warning("status of pod %s: %s", uid, exc)
+            failed = True
+        finally:
+            self._writing.discard(uid)
+            slots.release()
+        again = self._rewrite.pop(uid, None)
+        if failed and again is None:
+            again = asyncio.get_running_loop().time()
+        state = self.pods.get(uid)
+        if again is not None and state is not None and not state.finishing:
+            self._dirty.setdefault(uid, again)
+            self._signal()
 
     async def close(self) -> None:
         for state in self.pods.values():
@@ -521,6 +598,11 @@ class PodController:
         for task in tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+
+
+def _resolve(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():
+        waiter.set_result(None)
 
 
 def _same_status(old: Mapping[str, Any], new: Mapping[str, Any]) -> bool:
