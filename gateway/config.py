@@ -53,9 +53,9 @@ class NodeConfig:
     capacity_per_device: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
     lease_duration_s: int = 40  # the kubelet's default nodeLeaseDurationSeconds
     lease_renew_interval_s: float = 10.0  # the kubelet renews at a quarter of the duration
-    status_interval_s: float = (
-        60.0  # node status is re-posted at least this often (nodeStatusReportFrequency)
-    )
+    # Unchanged node status is re-posted this often; changes go at once. The kubelet's
+    # nodeStatusReportFrequency default: the Lease, not the status, is the heartbeat.
+    status_interval_s: float = 300.0
     remove_after_s: float = 0.0  # remove a node whose device is gone this long; 0 keeps it NotReady
     labels: Mapping[str, str] = field(default_factory=dict)
 
