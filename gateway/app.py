@@ -59,6 +59,11 @@ _RUNTIME_KEYS = {
 QPS_PER_DEVICE = 5.0
 BURST_PER_DEVICE = 10
 _RECONNECT_KEYS = {"reconnect_initial_s": "initial", "reconnect_max_s": "maximum"}
+# The gateway's heartbeat, announced to the device in WELCOME (the device follows it). 5 s
+# pings with a 15 s silence limit still mark a hung device NotReady well inside the 40 s node
+# lease; an unplug is seen at once by the tty itself. Faster heartbeats cost CPU at scale
+# (1000 devices: 2 s pings were 1000 PING/PONG frames a second).
+GATEWAY_LINK_DEFAULTS: dict[str, Any] = {"heartbeat_interval": 5.0, "link_lost_timeout": 15.0}
 
 
 def timers_from_config(
@@ -88,7 +93,7 @@ def timers_from_config(
             raise ConfigError(f"link.{key}: unknown timer; known: {', '.join(known)}")
     session = SessionConfig(
         **session_args,
-        link=LinkConfig(**link_args),
+        link=LinkConfig(**{**GATEWAY_LINK_DEFAULTS, **link_args}),
         backoff=ReconnectPolicy(**reconnect_args),
     )
     return session, BackoffPolicy(**restart_args), config_retry
