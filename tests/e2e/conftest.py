@@ -191,25 +191,26 @@ def profiles(count: int, prefix: str, **kwargs: Any) -> list[DeviceProfile]:
     return [DeviceProfile(device_id=f"{prefix}{i}", **kwargs) for i in range(count)]
 
 
-@pytest.fixture
-async def wirelet(
-    cluster: LocalCluster, tmp_path: Path, request: pytest.FixtureRequest
+@contextlib.asynccontextmanager
+async def running_gateway(
+    cluster: LocalCluster,
+    tmp_path: Path,
+    *,
+    devices: int,
+    prefix: str,
+    config_overrides: dict[str, Any] | None = None,
+    device_kwargs: dict[str, Any] | None = None,
 ) -> AsyncIterator[Wirelet]:
-    """Three devices and a gateway. Overrides: `@pytest.mark.gateway_config(section={...})`
-    for the gateway, `@pytest.mark.device_profile(field=value)` for every device."""
+    """`devices` emulated devices and a gateway serving them, in a fresh namespace; cleaned up."""
     suffix = uuid.uuid4().hex[:6]
     device_dir = tmp_path / "devices"
     device_dir.mkdir()
-    marker = request.node.get_closest_marker("gateway_config")
-    config = gateway_config(cluster, device_dir, tmp_path, **(marker.kwargs if marker else {}))
-    device_marker = request.node.get_closest_marker("device_profile")
-    device_kwargs = device_marker.kwargs if device_marker else {}
-    namespace = f"e2e-{suffix}"
+    config = gateway_config(cluster, device_dir, tmp_path, **(config_overrides or {}))
+    namespace = f"{prefix}-{suffix}"
+    device_profiles = profiles(devices, f"{prefix}{suffix}-", **(device_kwargs or {}))
     async with (
         KubeApi(await _admin_configuration(cluster)) as api,
-        EmulatedFleet(
-            device_dir, profiles(3, f"emu{suffix}-", **device_kwargs), control_socket=False
-        ) as fleet,
+        EmulatedFleet(device_dir, device_profiles, control_socket=False) as fleet,
     ):
         await api.create("/api/v1/namespaces", {"metadata": {"name": namespace}})
         await _wait_default_sa(api, namespace)
@@ -223,6 +224,25 @@ async def wirelet(
             # stale Ready node would attract the next test's pods.
             await _delete_nodes(api, [env.node(d.profile.device_id) for d in fleet.devices])
             await api.delete(f"/api/v1/namespaces/{namespace}")
+
+
+@pytest.fixture
+async def wirelet(
+    cluster: LocalCluster, tmp_path: Path, request: pytest.FixtureRequest
+) -> AsyncIterator[Wirelet]:
+    """Three devices and a gateway. Overrides: `@pytest.mark.gateway_config(section={...})`
+    for the gateway, `@pytest.mark.device_profile(field=value)` for every device."""
+    config_marker = request.node.get_closest_marker("gateway_config")
+    device_marker = request.node.get_closest_marker("device_profile")
+    async with running_gateway(
+        cluster,
+        tmp_path,
+        devices=3,
+        prefix="e2e",
+        config_overrides=config_marker.kwargs if config_marker else None,
+        device_kwargs=device_marker.kwargs if device_marker else None,
+    ) as env:
+        yield env
 
 
 async def _admin_configuration(cluster: LocalCluster) -> Any:

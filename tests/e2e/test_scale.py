@@ -3,19 +3,15 @@
 from __future__ import annotations
 
 import ssl
-import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import aiohttp
 import pytest
 
-from gateway.app import Gateway
-from gateway.kube.api import KubeApi, load_configuration
 from hil.cluster.local import LocalCluster
-from hil.emulator.fleet import EmulatedFleet
 
-from .conftest import Wirelet, _delete_nodes, _wait_default_sa, gateway_config, profiles
+from .conftest import Wirelet, running_gateway
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(240)]
 
@@ -24,25 +20,8 @@ DEVICES = 20
 
 @pytest.fixture
 async def fleet20(cluster: LocalCluster, tmp_path: Path) -> AsyncIterator[Wirelet]:
-    suffix = uuid.uuid4().hex[:6]
-    device_dir = tmp_path / "devices"
-    device_dir.mkdir()
-    config = gateway_config(cluster, device_dir, tmp_path)
-    namespace = f"scale-{suffix}"
-    async with (
-        KubeApi(await load_configuration(str(cluster.kubeconfig))) as api,
-        EmulatedFleet(device_dir, profiles(DEVICES, f"s{suffix}-"), control_socket=False) as fleet,
-    ):
-        await api.create("/api/v1/namespaces", {"metadata": {"name": namespace}})
-        await _wait_default_sa(api, namespace)
-        gateway = Gateway(config)
-        env = Wirelet(cluster, fleet, gateway, api, namespace, device_dir, config)
-        try:
-            async with gateway:
-                yield env
-        finally:
-            await _delete_nodes(api, [env.node(d.profile.device_id) for d in fleet.devices])
-            await api.delete(f"/api/v1/namespaces/{namespace}")
+    async with running_gateway(cluster, tmp_path, devices=DEVICES, prefix="scale") as env:
+        yield env
 
 
 async def test_twenty_devices_each_run_a_pod(fleet20: Wirelet) -> None:
