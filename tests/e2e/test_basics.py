@@ -28,10 +28,16 @@ async def test_nodes_ready_with_labels_taint_capacity(wirelet: Wirelet) -> None:
         assert node["status"]["capacity"]["pods"] == str(device.profile.task_slots)
         port = node["status"]["daemonEndpoints"]["kubeletEndpoint"]["Port"]
         assert port == wirelet.gateway.kubelet_port
-        lease = await wirelet.api.get(
-            f"/apis/coordination.k8s.io/v1/namespaces/kube-node-lease/leases/{name}"
-        )
-        assert lease["spec"]["holderIdentity"] == name
+        lease_path = f"/apis/coordination.k8s.io/v1/namespaces/kube-node-lease/leases/{name}"
+
+        async def lease(path: str = lease_path) -> Any:
+            try:
+                return await wirelet.api.get(path)
+            except Exception:
+                return None  # the first renewal follows the Ready status write
+
+        found = await wirelet.wait_for(f"the Lease of {name}", lease)
+        assert found["spec"]["holderIdentity"] == name
 
 
 async def test_scheduled_pod_runs_and_kubectl_logs_shows_output(wirelet: Wirelet) -> None:
