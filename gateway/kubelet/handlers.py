@@ -118,8 +118,6 @@ class KubeletHandlers:
                 text=f'previous terminated container "{container}" in pod "{pod_name}" not found',
             )
 
-        response = web.StreamResponse(headers={"Content-Type": "text/plain"})
-        await response.prepare(request)
         chunks = read_logs(
             source,
             tail_lines=query.tail_lines,
@@ -129,9 +127,13 @@ class KubeletHandlers:
             follow=query.follow,
             previous=query.previous,
             stop=lambda: self._stopping() or _client_gone(request),
+            announce_ready=True,
         )
+        response = web.StreamResponse(headers={"Content-Type": "text/plain"})
         try:
             async with contextlib.aclosing(chunks):
+                await anext(chunks)  # files open, start found: now the headers may go
+                await response.prepare(request)
                 async for chunk in chunks:
                     await response.write(chunk)
             await response.write_eof()

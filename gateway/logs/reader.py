@@ -52,6 +52,7 @@ async def read_logs(
     previous: bool = False,
     stop: Callable[[], bool] | None = None,
     poll_interval: float = DEFAULT_POLL_INTERVAL,
+    announce_ready: bool = False,
 ) -> AsyncGenerator[bytes, None]:
     """Yield the log of `source` as chunks of bytes.
 
@@ -60,6 +61,9 @@ async def read_logs(
     and the file is drained, when `stop()` returns True (checked every poll: server shutdown,
     client gone), or when the consumer stops iterating.
     Consumers that may stop early should use `contextlib.aclosing` so the files close.
+    With `announce_ready` the first chunk is b"" once the files are open and the start is
+    found: a server sends its response headers only then, so a line written after the client
+    saw them is never skipped by `tailLines=0`.
     """
     restart = source.restart - 1 if previous else source.restart
     paths = layout.instance_log_files(source.container_dir, restart) if restart >= 0 else []
@@ -72,6 +76,8 @@ async def read_logs(
         if tail_lines is not None:
             sizes = [(c.fd, c.size) for c in cursors]
             start_index, start_offset = await asyncio.to_thread(find_tail_start, sizes, tail_lines)
+        if announce_ready:
+            yield b""
         for index in range(start_index, len(cursors)):
             cursor = cursors[index]
             cursor.offset = start_offset if index == start_index else 0
