@@ -20,6 +20,7 @@ from collections.abc import AsyncIterator, Callable, Iterable
 from pathlib import Path
 from typing import Any
 
+from gateway.config import loopback_settings
 from gateway.kube.api import KubeApi, load_configuration
 from hil.cluster.build import KUBERNETES_VERSION
 from hil.cluster.local import LocalCluster
@@ -275,20 +276,16 @@ def gateway_config(
     """A gateway config for the local control plane; defaults everywhere else (as shipped)."""
     workdir.mkdir(parents=True, exist_ok=True)
     cert, key = cluster.sign_serving_cert(["127.0.0.1", "localhost"], workdir)
-    data: dict[str, dict[str, Any]] = {
-        "kube": {"kubeconfig": str(cluster.kubeconfig), **(kube or {})},
-        "nodes": {"name_prefix": prefix, **(nodes or {})},
-        "devices": {"dirs": [str(device_dir)]},
-        "kubelet": {
-            "address": "127.0.0.1",
-            "port": 0,
-            "node_ip": "127.0.0.1",
-            "tls_cert": str(cert),
-            "tls_key": str(key),
-            "client_ca": str(cluster.ca_cert),
-        },
-        "logs": {"dir": str(workdir / "pods")},
-    }
+    data = loopback_settings(
+        kubeconfig=str(cluster.kubeconfig),
+        client_ca=str(cluster.ca_cert),
+        tls_cert=str(cert),
+        tls_key=str(key),
+        device_dir=str(device_dir),
+        log_dir=str(workdir / "pods"),
+    )
+    data["kube"].update(kube or {})
+    data["nodes"] = {"name_prefix": prefix, **(nodes or {})}
     if link:
         data["link"] = link
     return write_toml(workdir / "wirelet.toml", data)

@@ -223,10 +223,8 @@ class Gateway:
         self.kubelet_port = self.server.port
 
     def _load_of(self, node_name: str) -> DeviceLoad | None:
-        for node in self.nodes.values():
-            if node.name == node_name:
-                return node.session.load
-        return None
+        node = self.nodes.get(self.claimed.get(node_name, ""))
+        return node.session.load if node is not None else None
 
     def _on_session(self, path: str, session: DeviceSession) -> None:
         assert self.api and self.controller and self.events and self.informer

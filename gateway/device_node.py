@@ -190,13 +190,8 @@ class DeviceNode:
 
     async def _orphans_after_sync(self) -> None:
         await self.informer_synced.wait()
-        assert self.runtime is not None and self.name is not None
-        live = {
-            uid
-            for uid, state in self.controller.pods.items()
-            if (state.pod.get("spec") or {}).get("nodeName") == self.name
-        }
-        self.runtime.stop_orphans(live)
+        assert self.name is not None
+        self.controller.stop_orphans(self.name)
 
     def _on_link(self, event: LinkStateChanged) -> None:
         up = event.new is LinkState.UP

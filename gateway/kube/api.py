@@ -122,10 +122,6 @@ class KubeApi:
         self._session: aiohttp.ClientSession | None = None
         self.retries = 0  # figure for benchmarks and logs
 
-    @classmethod
-    async def connect(cls, kubeconfig: str | None, *, qps: float = 50.0, burst: int = 100) -> Any:
-        return cls(await load_configuration(kubeconfig), qps=qps, burst=burst)
-
     def _client(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
             connector = aiohttp.TCPConnector(ssl=self._ssl, limit=64)
@@ -224,9 +220,6 @@ class KubeApi:
             "json": "application/json-patch+json",
         }
         return await self.request("PATCH", path, body=body, content_type=types[kind])
-
-    async def replace(self, path: str, body: Any) -> Any:
-        return await self.request("PUT", path, body=body)
 
     async def delete(self, path: str, body: Any = None) -> Any:
         return await self.request("DELETE", path, body=body)

@@ -86,11 +86,6 @@ class NodeAgent:
         if changed:
             self._signal()
 
-    def update_facts(self, facts: NodeFacts) -> None:
-        if facts != self.facts:
-            self.facts = facts
-            self._signal()
-
     def _signal(self) -> None:
         self._wake.set()
         waiter = self._waiter

@@ -203,8 +203,13 @@ class PodController:
             if _node(state.pod) == node_name:
                 self._process(uid)
         if known_pods:
-            live = {uid for uid, s in self.pods.items() if _node(s.pod) == node_name}
-            runtime.stop_orphans(live)
+            self.stop_orphans(node_name)
+
+    def stop_orphans(self, node_name: str) -> None:
+        """Stop the device's tasks whose pods the API no longer has (after the first list)."""
+        runtime = self.nodes[node_name].runtime
+        if runtime is not None:
+            runtime.stop_orphans({uid for uid, s in self.pods.items() if _node(s.pod) == node_name})
 
     def set_node_ready(self, node_name: str, ready: bool) -> None:
         binding = self.nodes.get(node_name)
@@ -504,7 +509,7 @@ class PodController:
         status = body if body is not None else self._status_of(uid)
         if status is None:
             return
-        if state.last_status is not None and _same_status(state.last_status, status):
+        if state.last_status == status:
             self.status_skipped += 1
             return
         meta = _meta(state.pod)
@@ -603,8 +608,3 @@ class PodController:
 def _resolve(waiter: asyncio.Future[None]) -> None:
     if not waiter.done():
         waiter.set_result(None)
-
-
-def _same_status(old: Mapping[str, Any], new: Mapping[str, Any]) -> bool:
-    """Equal but for heartbeat-like times: conditions' lastProbeTime never matters here."""
-    return dict(old) == dict(new)

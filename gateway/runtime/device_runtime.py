@@ -178,16 +178,6 @@ class DeviceRuntime:
             record.spec = spec
         self.on_change(spec.uid)
 
-    def set_waiting(self, uid: str, container: str, reason: str, message: str) -> None:
-        """The Kubernetes side could not prepare a container (e.g. CreateContainerConfigError)."""
-        record = self.pods.get(uid)
-        if record is None:
-            return
-        for status in record.containers:
-            if status.name == container and status.state.phase is ContainerPhase.WAITING:
-                status.state = ContainerState.waiting(reason, message)
-        self.on_change(uid)
-
     def _resume_prior(self, record: PodRecord, index: int) -> bool:
         """Continue from the API's status after a gateway restart; True if finished for good."""
         if index >= len(record.spec.prior):
@@ -242,21 +232,16 @@ class DeviceRuntime:
                 return info
         return None
 
-    def _device_runs(self, uid: str, index: int) -> bool:
+    def _adopt_or_start(self, record: PodRecord, index: int) -> None:
         for task_id, info in (self.device_tasks or {}).items():
             name = parse_task_id(task_id)
-            if name and name.pod_uid == uid and name.container_index == index and info.running:
-                return True
-        return False
-
-    def _adopt_or_start(self, record: PodRecord, index: int) -> None:
-        if self.device_tasks is not None:
-            for task_id, info in self.device_tasks.items():
-                name = parse_task_id(task_id)
-                mine = name and name.pod_uid == record.spec.uid and name.container_index == index
-                if mine and name and info.running:
-                    self._adopt(record, index, name, info)
-                    return
+            if (
+                name
+                and info.running
+                and (name.pod_uid, name.container_index) == (record.spec.uid, index)
+            ):
+                self._adopt(record, index, name, info)
+                return
         self._start(record, index)
 
     def _adopt(self, record: PodRecord, index: int, name: TaskName, info: TaskInfo) -> None:

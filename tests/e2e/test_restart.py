@@ -4,17 +4,16 @@ node stays, and the log continues without losing what the device printed meanwhi
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import signal
 import sys
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
+from bench.common import write_toml
 from firmware_protocol import StartTask, StopTask
 from gateway.app import Gateway
 from gateway.kube.api import KubeApi, load_configuration
@@ -24,24 +23,6 @@ from hil.emulator.fleet import EmulatedFleet
 from .conftest import Wirelet, _delete_nodes, _wait_default_sa, gateway_settings, profiles
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(240)]
-
-
-def toml_value(value: Any) -> str:
-    if isinstance(value, str):
-        return json.dumps(value)
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, list):
-        return "[" + ", ".join(toml_value(v) for v in value) + "]"
-    return repr(value)
-
-
-def write_toml(path: Path, data: dict[str, dict[str, Any]]) -> None:
-    lines = []
-    for section, values in data.items():
-        lines.append(f"[{section}]")
-        lines += [f"{key} = {toml_value(value)}" for key, value in values.items()]
-    path.write_text("\n".join(lines) + "\n")
 
 
 class GatewayProcess:
