@@ -71,7 +71,13 @@ def timers_from_config(
 ) -> tuple[SessionConfig, BackoffPolicy, float]:
     """Split the [link] table into protocol, session, reconnect and restart timers."""
     link_fields = {f.name for f in dataclasses.fields(LinkConfig)} - {"versions"}
-    session_fields = {f.name for f in dataclasses.fields(SessionConfig)} - {"backoff", "link"}
+    # hold_output stays on for the gateway: acknowledging output before it is on disk is
+    # only for probes and tools, never a setting.
+    session_fields = {f.name for f in dataclasses.fields(SessionConfig)} - {
+        "backoff",
+        "link",
+        "hold_output",
+    }
     link_args: dict[str, Any] = {}
     session_args: dict[str, Any] = {}
     restart_args: dict[str, Any] = {}
