@@ -160,6 +160,20 @@ class Gateway:
         finally:
             forget_credential_files(private)
             self.state.clear_private()
+        log.info(
+            "gateway %s up: kubelet API on %s:%d, devices from %s",
+            self.identity,
+            self.node_ip,
+            self.kubelet_port,
+            ", ".join(
+                [
+                    *self.config.devices.ports,
+                    *self.config.devices.dirs,
+                    *(["udev"] if self.config.devices.udev else []),
+                ]
+            )
+            or "nowhere (configure devices)",
+        )
 
     async def _start(self, private: Path) -> None:
         cfg = self.config
@@ -198,16 +212,6 @@ class Gateway:
             on_problem=self._on_device_problem,
         )
         self._tasks.append(self._spawn(self.devices.run(), "device discovery"))
-        log.info(
-            "gateway %s up: kubelet API on %s:%d, devices from %s",
-            self.identity,
-            self.node_ip,
-            self.kubelet_port,
-            ", ".join(
-                [*cfg.devices.ports, *cfg.devices.dirs, *(["udev"] if cfg.devices.udev else [])]
-            )
-            or "nowhere (configure devices)",
-        )
 
     async def _start_kubelet_api(self, private: Path) -> None:
         cfg = self.config.kubelet
