@@ -228,3 +228,11 @@ def test_flag_overrides_get_the_file_checks_and_name_the_flag(tmp_path: Path) ->
     cfg = load_config(path, {"kubelet": {"port": 0, "address": None}}, {})
     assert cfg.kubelet.port == 0
     assert cfg.kubelet.address == "0.0.0.0"
+
+
+def test_shipped_example_config_loads() -> None:
+    """udev/README.md installs examples/wirelet.toml; it must stay valid."""
+    example = Path(__file__).parents[2] / "examples" / "wirelet.toml"
+    cfg = load_config(example)
+    assert cfg.devices.udev
+    assert cfg.gateway.state_dir == "/var/lib/wirelet"
