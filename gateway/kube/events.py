@@ -21,6 +21,7 @@ log = logging.getLogger(__name__)
 # letting a flapping device grow memory without bound.
 QUEUE_LIMIT = 10_000
 COMPONENT = "wirelet"
+EVENT_NAME_BASE_MAX = 253 - 17  # room for "." and 16 hex digits
 
 
 @dataclass(frozen=True)
@@ -104,7 +105,8 @@ class EventRecorder:
             except KubeApiError as exc:
                 if not exc.not_found:
                     raise
-        name = f"{obj.name}.{uuid.uuid4().hex[:16]}"
+        # An event name is a DNS subdomain (<= 253): a long object name is shortened for it.
+        name = f"{obj.name[:EVENT_NAME_BASE_MAX].rstrip('-.')}.{uuid.uuid4().hex[:16]}"
         involved: dict[str, Any] = {
             "kind": obj.kind,
             "name": obj.name,

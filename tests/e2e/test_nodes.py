@@ -20,6 +20,7 @@ from gateway.app import Gateway
 from gateway.config import NodeConfig, node_name_for
 from gateway.device_node import DeviceNode
 from gateway.kube.api import KubeApi, KubeApiError
+from gateway.kube.events import EventRecorder, ObjectRef
 from gateway.kube.node_agent import LEASE_NAMESPACE, NodeAgent
 from gateway.kube.node_object import NodeFacts
 from gateway.names import is_label_value
@@ -171,3 +172,19 @@ async def test_two_gateways_one_device_id_one_owner_then_takeover(
                     assert await node_events(api, name, "NodeTakenOver")
         finally:
             await _delete_nodes(api, [name])
+
+
+async def test_event_for_an_object_with_a_253_character_name_is_written(
+    cluster: LocalCluster,
+) -> None:
+    long_name = "p" * 253
+    async with KubeApi(await _admin_configuration(cluster)) as api:
+        recorder = EventRecorder(api, "test-host")
+        recorder.record(ObjectRef("Pod", "default", long_name, "uid-1"), "Normal", "Test", "hi")
+        await recorder.drain()
+        listing = await api.get(
+            "/api/v1/namespaces/default/events", fieldSelector=f"involvedObject.name={long_name}"
+        )
+        (event,) = listing["items"]
+        assert len(event["metadata"]["name"]) <= 253
+        await api.delete(f"/api/v1/namespaces/default/events/{event['metadata']['name']}")
