@@ -134,13 +134,11 @@ class NodeAgent:
     def set_link(self, up: bool, reason: str, message: str) -> None:
         """Called by the device side whenever the link goes up or down."""
         if up != self.link_up:
-            now = datetime.now(UTC)
             # Down long enough for our lease to expire: another gateway may own the node now.
-            takeover_possible = self.config.lease_duration_s - self.config.lease_renew_interval_s
-            if up and self._went_down and (now - self.since).total_seconds() >= takeover_possible:
+            if up and self._lease_may_have_expired():
                 self._recheck_owner = True
             self._went_down = not up
-            self.since = now
+            self.since = datetime.now(UTC)
             if self.events and self.owned:
                 kind = "Normal" if up else "Warning"
                 self.events.record(
@@ -399,7 +397,29 @@ class NodeAgent:
             )
             await self.ensure_node()
 
+    async def still_owner(self) -> bool:
+        """Read the node's owner; another gateway's name there means it took the node over."""
+        try:
+            node = await self.api.get(self._path)
+        except KubeApiError as exc:
+            if exc.not_found:
+                return True  # gone: ours to create again
+            raise
+        owner = ((node.get("metadata") or {}).get("annotations") or {}).get(OWNER_ANNOTATION)
+        if owner and owner != self.owner:
+            self._lose(owner)
+            return False
+        return True
+
+    def _lease_may_have_expired(self) -> bool:
+        """Down this long, our lease may have expired and another gateway taken the node."""
+        takeover_possible = self.config.lease_duration_s - self.config.lease_renew_interval_s
+        down_for = (datetime.now(UTC) - self.since).total_seconds()
+        return not self.link_up and self._went_down and down_for >= takeover_possible
+
     async def delete_node(self) -> None:
+        if not await self.still_owner():
+            return
         try:
             await self.api.delete(self._path)
         except KubeApiError as exc:
@@ -458,6 +478,9 @@ class NodeAgent:
                 return
         if self._wake.is_set() or now - self._last_status >= self.config.status_interval_s:
             self._wake.clear()
+            # A stale NotReady must not overwrite the status of the gateway that took over.
+            if self._lease_may_have_expired() and not await self.still_owner():
+                return
             await self.write_status()
         if not self.owned:
             return

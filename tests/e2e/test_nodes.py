@@ -112,6 +112,12 @@ def serving(node: DeviceNode) -> bool:
     return node.served
 
 
+async def refused(env: Wirelet, owner: str) -> bool:
+    """The gateway's one device waits for `owner`'s lease instead of serving."""
+    nodes = list(env.gateway.nodes.values())
+    return bool(nodes and nodes[0].agent and nodes[0].agent.refused_by == owner)
+
+
 SHORT_LEASE = {"lease_duration_s": 2, "lease_renew_interval_s": 0.5, "status_interval_s": 5.0}
 
 
@@ -165,10 +171,15 @@ async def test_two_gateways_one_device_id_one_owner_then_takeover(
                     await second.wait_for("takeover by gw-b", taken_over)
                     await second.wait_node(name)
                     assert serving(b_node)
-                    lease = await api.get(
+                    lease_path = (
                         f"/apis/coordination.k8s.io/v1/namespaces/{LEASE_NAMESPACE}/leases/{name}"
                     )
-                    assert lease["spec"]["holderIdentity"] == "gw-b"
+
+                    async def lease_held_by_b() -> bool:
+                        lease = await api.get(lease_path)
+                        return bool(lease["spec"]["holderIdentity"] == "gw-b")
+
+                    await second.wait_for("the lease renewed by gw-b", lease_held_by_b)
                     assert await node_events(api, name, "NodeTakenOver")
         finally:
             await _delete_nodes(api, [name])
@@ -188,3 +199,51 @@ async def test_event_for_an_object_with_a_253_character_name_is_written(
         (event,) = listing["items"]
         assert len(event["metadata"]["name"]) <= 253
         await api.delete(f"/api/v1/namespaces/default/events/{event['metadata']['name']}")
+
+
+async def test_owner_whose_device_was_gone_past_its_lease_does_not_take_the_node_back(
+    cluster: LocalCluster, tmp_path: Path
+) -> None:
+    """A's device is unplugged long enough for its lease to expire: B takes the node. When A's
+    device comes back, A finds B's live lease, refuses, and never writes over B's status."""
+    device_id = "twin-0002"
+    name = node_name_for(NodeConfig(), device_id)
+    async with KubeApi(await _admin_configuration(cluster)) as api:
+        try:
+            async with (
+                gateway_with_device(
+                    cluster,
+                    api,
+                    tmp_path / "a",
+                    device_id,
+                    gateway={"identity": "gw-a"},
+                    nodes=SHORT_LEASE,
+                ) as first,
+            ):
+                await first.wait_node(name)
+                async with gateway_with_device(
+                    cluster,
+                    api,
+                    tmp_path / "b",
+                    device_id,
+                    gateway={"identity": "gw-b"},
+                    nodes=SHORT_LEASE,
+                ) as second:
+                    await second.wait_for("gw-b refused", lambda: refused(second, "gw-a"))
+                    (a_node,) = first.gateway.nodes.values()
+                    (b_node,) = second.gateway.nodes.values()
+                    first.fleet.devices[0].unplug()
+
+                    async def owner_is(who: str) -> bool:
+                        node = await api.get(f"/api/v1/nodes/{name}")
+                        return bool(node["metadata"]["annotations"][OWNER] == who)
+
+                    await second.wait_for("takeover by gw-b", lambda: owner_is("gw-b"))
+                    await second.wait_node(name)
+                    first.fleet.devices[0].plug()
+                    await first.wait_for("gw-a refused", lambda: refused(first, "gw-b"))
+                    assert not serving(a_node) and serving(b_node)
+                    assert await owner_is("gw-b")
+                    assert await second.node_ready(name) == "True"
+        finally:
+            await _delete_nodes(api, [name])
