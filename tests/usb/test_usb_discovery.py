@@ -135,6 +135,9 @@ def test_udev_serves_a_tagged_usb_device_with_a_wirelet_interface() -> None:
         "/sys/x/1-1", "usb", "/dev/bus/usb/001/004", [], props | {"ID_USB_INTERFACES": ":020200:"}
     )
     assert cdc.found is None and "served through its tty" in cdc.why
+    # A composite board's CDC console is left alone: the link is on the raw interface.
+    console = classify("/sys/x/1-1/tty/ttyACM0", "tty", "/dev/ttyACM0", [], props)
+    assert console.found is None and "served raw" in console.why
 
 
 def test_config_devices_usb_is_checked_at_load() -> None:

@@ -62,6 +62,11 @@ def classify(
         return classify_usb(sys_path, device_node, properties)
     if subsystem != "tty":
         return UdevMatch(None, f"subsystem {subsystem!r} is not served")
+    if USB_INTERFACE in properties.get("ID_USB_INTERFACES", "").split(":"):
+        # A composite board: the link is on its raw interface, this tty is its console.
+        return UdevMatch(
+            None, f"its USB device has a wirelet interface ({USB_INTERFACE}): served raw"
+        )
     links = properties.get("DEVLINKS", "").split()
     ours = sorted(link for link in links if link.startswith(LINK_DIR))
     vendor = properties.get("ID_VENDOR_ID") or properties.get("ID_USB_VENDOR_ID", "")
