@@ -98,7 +98,9 @@ class Gadget:
 
 
 @contextmanager
-def gadget(pty: str, command: Sequence[str], *extra: str) -> Iterator[Gadget]:
+def gadget(
+    pty: str, command: Sequence[str], *extra: str, stderr: IO[str] | None = None
+) -> Iterator[Gadget]:
     process = subprocess.Popen(
         [
             "umockdev-wrapper",
@@ -114,6 +116,7 @@ def gadget(pty: str, command: Sequence[str], *extra: str) -> Iterator[Gadget]:
         cwd=ROOT,
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
+        stderr=stderr,
         text=True,
     )
     try:
