@@ -32,6 +32,8 @@ import struct
 import subprocess
 import sys
 import termios
+import threading
+import traceback
 import tty
 from dataclasses import dataclass
 from typing import Any
@@ -116,18 +118,29 @@ class UsbDevice(UMockdev.IoctlBase):  # type: ignore[misc]
         self.writes: collections.deque[_Urb] = collections.deque()  # OUT, waiting for the pty
         self.done: collections.deque[Any] = collections.deque()  # completed, to be reaped
         self.rx = bytearray()  # from the firmware, waiting for an IN transfer
+        # umockdev answers ioctls on its own thread (the testbed's main context) while the pty
+        # watches run on the default main context: one lock for all of the device's state.
+        self.lock = threading.RLock()
         self._read_watch = GLib.io_add_watch(pty_fd, GLib.IO_IN, self._pty_readable)
         self._write_watch = 0
 
     # --- the pty side ---------------------------------------------------------------------
 
-    def _pty_readable(self, fd: int, _cond: int) -> bool:
+    def _pty_readable(self, fd: int, cond: int) -> bool:
+        with self.lock:
+            return self._read_pty(fd, cond)
+
+    def _read_pty(self, fd: int, _cond: int) -> bool:
+        if self.gone:
+            self._read_watch = 0
+            return False
         if len(self.rx) < 256 * 1024:
             try:
                 self.rx += os.read(fd, 65536)
             except BlockingIOError:
                 pass
             except OSError:
+                self._read_watch = 0
                 return False
         self._fill_reads()
         if len(self.rx) >= 256 * 1024:
@@ -164,7 +177,11 @@ class UsbDevice(UMockdev.IoctlBase):  # type: ignore[misc]
         return bool(self.writes)
 
     def _pty_writable(self, _fd: int, _cond: int) -> bool:
-        more = self._drain_writes()
+        with self.lock:
+            return self._write_pty()
+
+    def _write_pty(self) -> bool:
+        more = self._drain_writes() if not self.gone else False
         if not more:
             self._write_watch = 0
         return more
@@ -173,6 +190,10 @@ class UsbDevice(UMockdev.IoctlBase):  # type: ignore[misc]
 
     def unplug(self) -> None:
         """As the kernel does on disconnect: pending URBs end with ESHUTDOWN, then ENODEV."""
+        with self.lock:
+            self._unplug()
+
+    def _unplug(self) -> None:
         self.gone = True
         for urb in [*self.reads, *self.writes]:
             urb.data.update(URB_STATUS_OFFSET, _le(-errno.ESHUTDOWN))
@@ -187,6 +208,15 @@ class UsbDevice(UMockdev.IoctlBase):  # type: ignore[misc]
     # --- ioctls ---------------------------------------------------------------------------
 
     def do_handle_ioctl(self, client: Any) -> bool:
+        with self.lock:
+            try:
+                return self._handle_ioctl(client)
+            except Exception:  # a bug here: say so, and fail the one ioctl as a device would
+                traceback.print_exc()
+                client.complete(-1, errno.EIO)
+                return True
+
+    def _handle_ioctl(self, client: Any) -> bool:
         request = client.get_request()
         arg = client.get_arg()
         if request in (REAPURB, REAPURBNDELAY):
@@ -332,7 +362,8 @@ class Gadget:
 
 
 def _emit(**event: Any) -> None:
-    print(json.dumps(event), flush=True)
+    # One write(2) per line: the gadget and its command share this stdout pipe.
+    os.write(sys.stdout.fileno(), (json.dumps(event) + "\n").encode())
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -35,10 +35,17 @@ def test_wirelet_devices_shakes_hands_over_usb(tmp_path: Path) -> None:
     assert report["error"] == ""
 
 
-def test_flood_exactly_once_then_unplug_and_replug_keep_the_session(tmp_path: Path) -> None:
+@pytest.mark.parametrize("source", ["usb", "udev"])
+def test_flood_exactly_once_then_unplug_and_replug_keep_the_session(
+    tmp_path: Path, source: str
+) -> None:
+    """Found by selector (sysfs scan) or by udev (tagged, uevents): the same session throughout."""
     with emulated_device(tmp_path / "devs", "usb-flood") as pty:
         probe = [sys.executable, "-m", "tests.usb.usb_probe"]
-        with gadget(pty, probe) as running:
+        flags = ["--tagged"] if source == "udev" else []
+        if source == "udev":
+            probe.append("--udev")
+        with gadget(pty, probe, *flags) as running:
             running.until("ready")
             up = running.until("up")
             assert up["device_id"] == "usb-flood"

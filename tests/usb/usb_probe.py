@@ -1,10 +1,11 @@
 """The gateway's USB path under a umockdev testbed; run by test_usb_umockdev.py, not by pytest.
 
-    umockdev-wrapper /usr/bin/python3 -m hil.emulator.usb_gadget --pty PTY -- \\
-        VENV_PYTHON -m tests.usb.usb_probe
+    umockdev-wrapper /usr/bin/python3 -m hil.emulator.usb_gadget --pty PTY [--tagged] -- \\
+        VENV_PYTHON -m tests.usb.usb_probe [--udev]
 
-Runs the real `DeviceManager` with a `UsbSource` (sysfs discovery) and `UsbTransport` (pyusb ->
-libusb -> usbdevfs, answered by the gadget): handshake, a 1 MB flood checked byte for byte,
+Runs the real `DeviceManager` with a `UsbSource` (sysfs discovery) or, with --udev, the
+`UdevSource` (uevents), and `UsbTransport` (pyusb -> libusb -> usbdevfs, answered by the
+gadget): handshake, a 1 MB flood checked byte for byte,
 then asks the driver to unplug and plug the device and reports what the session saw. Every step
 is one JSON line on stdout; "unplug-me" / "plug-me" are requests to the driver.
 """
@@ -14,12 +15,14 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 import sys
 import time
 from typing import Any
 
 from firmware_protocol import LinkConfig
 from gateway.devices.manager import DeviceManager
+from gateway.devices.sources.udev import UdevSource
 from gateway.devices.sources.usb import UsbSelector, UsbSource
 from gateway.link.backoff import BackoffPolicy
 from gateway.link.events import LinkStateChanged, Reconciled, TaskExited, TaskOutput
@@ -32,7 +35,8 @@ FLOOD = 1 << 20
 
 
 def emit(**event: Any) -> None:
-    print(json.dumps(event), flush=True)
+    # One write(2) per line: the gadget and its command share this stdout pipe.
+    os.write(sys.stdout.fileno(), (json.dumps(event) + "\n").encode())
 
 
 async def flood(session: DeviceSession, events: EventSubscription) -> None:
@@ -76,6 +80,12 @@ async def wait_for(
 
 async def main() -> None:
     sessions: asyncio.Queue[DeviceSession] = asyncio.Queue()
+    # --udev: found through udev (tagged, ff5701 interface); else by selector from sysfs.
+    source: UdevSource | UsbSource = (
+        UdevSource()
+        if "--udev" in sys.argv
+        else UsbSource([UsbSelector.parse("cafe:4001")], scan_interval_s=0.1)
+    )
     config = SessionConfig(
         handshake_timeout=5.0,
         open_timeout=5.0,
@@ -88,7 +98,7 @@ async def main() -> None:
         settings=SerialSettings(),
         session_config=config,
         on_session=lambda _key, session: sessions.put_nowait(session),
-        sources=[UsbSource([UsbSelector.parse("cafe:4001")], scan_interval_s=0.1)],
+        sources=[source],
     )
     runner = asyncio.create_task(manager.run())
     try:
