@@ -123,6 +123,11 @@ def explain_open_error(path: str, error: TransportError) -> TransportError:
     if isinstance(error, PortBusy):
         held = holders(path)
         by = ", ".join(held) if held else "another process (not visible to this user)"
+        if path.startswith("/dev/bus/usb/"):
+            return DeviceBusy(
+                f"{path} is busy: its wirelet interface is claimed by {by}. Stop that program "
+                f"(another gateway, a flashing tool); docs/usb.md"
+            )
         return DeviceBusy(
             f"{path} is busy: held by {by}. Stop that process; if it is ModemManager, install "
             f"udev/60-wirelet.rules, which sets ID_MM_DEVICE_IGNORE=1; {RULES_HINT}"

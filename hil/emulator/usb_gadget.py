@@ -3,7 +3,7 @@
 Runs under Debian's python3 (GObject bindings for umockdev) inside `umockdev-wrapper`:
 
     umockdev-wrapper /usr/bin/python3 -m hil.emulator.usb_gadget --pty /dev/pts/7 \\
-        [--serial WL0001] [--vid cafe --pid 4001] [--tagged] -- COMMAND...
+        [--serial WL0001] [--vid cafe --pid 4001] [--tagged] [--claimed] -- COMMAND...
 
 It builds a umockdev testbed with one USB device (sysfs attributes, descriptors, a udev
 record) whose `/dev/bus/usb/BBB/DDD` node is backed by an ioctl handler, then runs COMMAND (the
@@ -109,8 +109,9 @@ class _Urb:
 class UsbDevice(UMockdev.IoctlBase):  # type: ignore[misc]
     """One plugged-in instance: in-flight and completed URBs, and the pty behind the pipes."""
 
-    def __init__(self, pty_fd: int, serial: str) -> None:
+    def __init__(self, pty_fd: int, serial: str, claimed: bool = False) -> None:
         super().__init__()
+        self.claimed = claimed  # another program holds the interface: claiming it is EBUSY
         self.pty_fd = pty_fd
         self.strings = (*STRINGS[:3], serial, STRINGS[4])
         self.gone = False
@@ -235,9 +236,13 @@ class UsbDevice(UMockdev.IoctlBase):  # type: ignore[misc]
             client.complete(-1, errno.ENODATA)  # no kernel driver bound
         elif request == GET_SPEED:
             client.complete(SPEED_FULL, 0)
+        elif request == CLAIMINTERFACE and self.claimed:
+            client.complete(-1, errno.EBUSY)
+        elif request in (CLAIMINTERFACE, RELEASEINTERFACE):
+            number = struct.unpack("<I", bytes(arg.resolve(0, 4).retrieve()))[0]
+            _emit(event="claimed" if request == CLAIMINTERFACE else "released", interface=number)
+            client.complete(0, 0)
         elif request in (
-            CLAIMINTERFACE,
-            RELEASEINTERFACE,
             CLEAR_HALT,
             SETINTERFACE,
             SETCONFIGURATION,
@@ -316,11 +321,14 @@ class Gadget:
 
     SYS = "/devices/pci0000:00/0000:00:14.0/usb1/1-1"
 
-    def __init__(self, pty_path: str, serial: str, vid: int, pid: int, tagged: bool) -> None:
+    def __init__(
+        self, pty_path: str, serial: str, vid: int, pid: int, *, tagged: bool, claimed: bool
+    ) -> None:
         self.testbed = UMockdev.Testbed.new()
         self.pty_fd = os.open(pty_path, os.O_RDWR | os.O_NOCTTY | os.O_NONBLOCK)
         tty.setraw(self.pty_fd, termios.TCSANOW)
         self.serial, self.vid, self.pid, self.tagged = serial, vid, pid, tagged
+        self.claimed = claimed
         self.address = 1
         self.device: UsbDevice | None = None
         self.sys_path = ""
@@ -331,7 +339,7 @@ class Gadget:
 
     def plug(self) -> None:
         self.address += 1
-        self.device = UsbDevice(self.pty_fd, self.serial)
+        self.device = UsbDevice(self.pty_fd, self.serial, self.claimed)
         # The handler first, so the node answers from the moment the "add" uevent is out.
         assert self.testbed.attach_ioctl(self.node, self.device)
         ids = f"E: ID_VENDOR_ID={self.vid:04x}\nE: ID_MODEL_ID={self.pid:04x}\n"
@@ -373,12 +381,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--vid", default="cafe", help="idVendor, hex")
     parser.add_argument("--pid", default="4001", help="idProduct, hex")
     parser.add_argument("--tagged", action="store_true", help="set WIRELET_DEVICE=1 (udev)")
+    parser.add_argument(
+        "--claimed", action="store_true", help="the interface is claimed elsewhere (EBUSY)"
+    )
     parser.add_argument("command", nargs=argparse.REMAINDER, help="-- COMMAND to run")
     args = parser.parse_args(argv)
     command = args.command[1:] if args.command[:1] == ["--"] else args.command
     if not command:
         parser.error("give the command to run after --")
-    gadget = Gadget(args.pty, args.serial, int(args.vid, 16), int(args.pid, 16), args.tagged)
+    vid, pid = int(args.vid, 16), int(args.pid, 16)
+    gadget = Gadget(args.pty, args.serial, vid, pid, tagged=args.tagged, claimed=args.claimed)
     gadget.plug()
     env = dict(os.environ, UMOCKDEV_DIR=gadget.testbed.get_root_dir())
     child = subprocess.Popen(command, env=env, stdin=subprocess.DEVNULL)

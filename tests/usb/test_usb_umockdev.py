@@ -26,7 +26,11 @@ def test_wirelet_devices_shakes_hands_over_usb(tmp_path: Path) -> None:
             ready = running.until("ready")
             output = running.stdout.read()
             assert running.process.wait(timeout=30) == 0, output
-    [report] = json.loads(output)
+    # The gadget's own event lines (claimed, released) share stdout with the command's JSON.
+    gadget_lines = [line for line in output.splitlines() if line.startswith('{"event"')]
+    assert [json.loads(line)["event"] for line in gadget_lines] == ["claimed", "released"]
+    rest = [line for line in output.splitlines() if line not in gadget_lines]
+    [report] = json.loads("\n".join(rest))
     assert report["path"] == ready["node"] == "/dev/bus/usb/001/002"
     facts = report["facts"]
     assert facts["device_id"] == "usb-facts"
@@ -72,3 +76,26 @@ def test_flood_exactly_once_then_unplug_and_replug_keep_the_session(
             running.until("output-after-replug")
             running.until("done")
             assert running.process.wait(timeout=30) == 0
+
+
+def test_an_interface_claimed_elsewhere_is_busy_with_the_fix(tmp_path: Path) -> None:
+    with emulated_device(tmp_path / "devs", "usb-busy") as pty:
+        probe = [sys.executable, "-m", "tests.usb.open_probe", "/dev/bus/usb/001/002"]
+        with gadget(pty, probe, "--claimed") as running:
+            running.until("ready")
+            result = running.until("open")
+    assert result["error"] == "DeviceBusy"
+    assert "/dev/bus/usb/001/002 is busy: its wirelet interface is claimed by" in result["message"]
+    assert "Stop that program" in result["message"]
+
+
+def test_open_and_close_release_the_interface(tmp_path: Path) -> None:
+    with emulated_device(tmp_path / "devs", "usb-open") as pty:
+        probe = [sys.executable, "-m", "tests.usb.open_probe", "/dev/bus/usb/001/002"]
+        with gadget(pty, probe) as running:
+            running.until("ready")
+            assert running.until("claimed") == {"event": "claimed", "interface": 0}
+            assert running.until("released") == {"event": "released", "interface": 0}
+            result = running.until("open")
+            assert running.process.wait(timeout=30) == 0
+    assert result == {"event": "open", "error": "", "message": "/dev/bus/usb/001/002 (cafe:4001)"}
