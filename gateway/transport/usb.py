@@ -200,6 +200,22 @@ def _open_blocking(node: str) -> _Claimed:
     return _Claimed(device, number, ep_in, ep_out, packet, device.idVendor, device.idProduct)
 
 
+def _dispose(claimed: _Claimed) -> None:
+    import usb.core
+    import usb.util
+
+    with contextlib.suppress(usb.core.USBError):
+        usb.util.release_interface(claimed.device, claimed.interface)
+    with contextlib.suppress(usb.core.USBError):
+        usb.util.dispose_resources(claimed.device)
+
+
+def _release_abandoned(opening: asyncio.Future[_Claimed]) -> None:
+    if opening.cancelled() or opening.exception() is not None:
+        return
+    threading.Thread(target=_dispose, args=(opening.result(),), daemon=True).start()
+
+
 class UsbTransport(Transport):
     """A claimed wirelet interface. Use `await UsbTransport.open("/dev/bus/usb/001/004")`."""
 
@@ -231,8 +247,15 @@ class UsbTransport(Transport):
 
     @classmethod
     async def open(cls, node: str) -> UsbTransport:
+        loop = asyncio.get_running_loop()
+        opening = loop.run_in_executor(None, _open_blocking, node)
         try:
-            claimed = await asyncio.to_thread(_open_blocking, node)
+            claimed = await asyncio.shield(opening)
+        except asyncio.CancelledError:
+            # The caller gave up (its open timeout); the thread goes on and may still claim the
+            # interface: release it then, or the next open would find it busy.
+            opening.add_done_callback(_release_abandoned)
+            raise
         except TransportError:
             raise
         except (OSError, ValueError) as exc:
@@ -316,16 +339,9 @@ class UsbTransport(Transport):
     # --- threads --------------------------------------------------------------------------
 
     def _release(self) -> None:
-        import usb.core
-        import usb.util
-
         for thread in self._threads:
             thread.join()
-        device = self._claimed.device
-        with contextlib.suppress(usb.core.USBError):
-            usb.util.release_interface(device, self._claimed.interface)
-        with contextlib.suppress(usb.core.USBError):
-            usb.util.dispose_resources(device)
+        _dispose(self._claimed)
 
     def _call(self, callback: Callable[..., None], *args: Any) -> None:
         with contextlib.suppress(RuntimeError):  # the loop closed under us: nobody listens

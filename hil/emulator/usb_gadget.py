@@ -3,7 +3,8 @@
 Runs under Debian's python3 (GObject bindings for umockdev) inside `umockdev-wrapper`:
 
     umockdev-wrapper /usr/bin/python3 -m hil.emulator.usb_gadget --pty /dev/pts/7 \\
-        [--serial WL0001] [--vid cafe --pid 4001] [--tagged] [--claimed] -- COMMAND...
+        [--serial WL0001] [--vid cafe --pid 4001] [--tagged] [--claimed] [--hold-claims] \\
+        -- COMMAND...
 
 It builds a umockdev testbed with one USB device (sysfs attributes, descriptors, a udev
 record) whose `/dev/bus/usb/BBB/DDD` node is backed by an ioctl handler, then runs COMMAND (the
@@ -15,8 +16,9 @@ the emulated firmware printed, as a USB device controller's FIFOs would.
 
 Control on stdin, one word a line: `unplug` (in-flight transfers end with ESHUTDOWN, every
 later ioctl fails with ENODEV, a "remove" uevent), `plug` (the device back at a new address),
-`quit`. Events on stdout as JSON lines: ready / unplugged / plugged with the node path.
-COMMAND's exit status is ours.
+`answer-claims` (with --hold-claims, CLAIMINTERFACE waits until then), `quit`. Events on stdout
+as JSON lines: ready / unplugged / plugged with the node path, claimed / released. COMMAND's exit
+status is ours.
 
 Not imported by the gateway. What libusb asks and how it is answered: see docs/usb.md.
 """
@@ -109,9 +111,13 @@ class _Urb:
 class UsbDevice(UMockdev.IoctlBase):  # type: ignore[misc]
     """One plugged-in instance: in-flight and completed URBs, and the pty behind the pipes."""
 
-    def __init__(self, pty_fd: int, serial: str, claimed: bool = False) -> None:
+    def __init__(
+        self, pty_fd: int, serial: str, *, claimed: bool = False, hold_claims: bool = False
+    ) -> None:
         super().__init__()
         self.claimed = claimed  # another program holds the interface: claiming it is EBUSY
+        self.hold_claims = hold_claims
+        self.held: list[Any] = []  # CLAIMINTERFACE calls not answered yet
         self.pty_fd = pty_fd
         self.strings = (*STRINGS[:3], serial, STRINGS[4])
         self.gone = False
@@ -124,6 +130,13 @@ class UsbDevice(UMockdev.IoctlBase):  # type: ignore[misc]
         self.lock = threading.RLock()
         self._read_watch = GLib.io_add_watch(pty_fd, GLib.IO_IN, self._pty_readable)
         self._write_watch = 0
+
+    def answer_claims(self) -> None:
+        with self.lock:
+            for client in self.held:
+                _emit(event="claimed", interface=0)
+                client.complete(0, 0)
+            self.held.clear()
 
     # --- the pty side ---------------------------------------------------------------------
 
@@ -238,6 +251,8 @@ class UsbDevice(UMockdev.IoctlBase):  # type: ignore[misc]
             client.complete(SPEED_FULL, 0)
         elif request == CLAIMINTERFACE and self.claimed:
             client.complete(-1, errno.EBUSY)
+        elif request == CLAIMINTERFACE and self.hold_claims:
+            self.held.append(client)  # answered on "answer-claims" (a device that is slow)
         elif request in (CLAIMINTERFACE, RELEASEINTERFACE):
             number = struct.unpack("<I", bytes(arg.resolve(0, 4).retrieve()))[0]
             _emit(event="claimed" if request == CLAIMINTERFACE else "released", interface=number)
@@ -322,13 +337,22 @@ class Gadget:
     SYS = "/devices/pci0000:00/0000:00:14.0/usb1/1-1"
 
     def __init__(
-        self, pty_path: str, serial: str, vid: int, pid: int, *, tagged: bool, claimed: bool
+        self,
+        pty_path: str,
+        serial: str,
+        vid: int,
+        pid: int,
+        *,
+        tagged: bool,
+        claimed: bool,
+        hold_claims: bool,
     ) -> None:
         self.testbed = UMockdev.Testbed.new()
         self.pty_fd = os.open(pty_path, os.O_RDWR | os.O_NOCTTY | os.O_NONBLOCK)
         tty.setraw(self.pty_fd, termios.TCSANOW)
         self.serial, self.vid, self.pid, self.tagged = serial, vid, pid, tagged
         self.claimed = claimed
+        self.hold_claims = hold_claims
         self.address = 1
         self.device: UsbDevice | None = None
         self.sys_path = ""
@@ -339,7 +363,9 @@ class Gadget:
 
     def plug(self) -> None:
         self.address += 1
-        self.device = UsbDevice(self.pty_fd, self.serial, self.claimed)
+        self.device = UsbDevice(
+            self.pty_fd, self.serial, claimed=self.claimed, hold_claims=self.hold_claims
+        )
         # The handler first, so the node answers from the moment the "add" uevent is out.
         assert self.testbed.attach_ioctl(self.node, self.device)
         ids = f"E: ID_VENDOR_ID={self.vid:04x}\nE: ID_MODEL_ID={self.pid:04x}\n"
@@ -384,13 +410,24 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--claimed", action="store_true", help="the interface is claimed elsewhere (EBUSY)"
     )
+    parser.add_argument(
+        "--hold-claims", action="store_true", help="answer CLAIMINTERFACE on answer-claims"
+    )
     parser.add_argument("command", nargs=argparse.REMAINDER, help="-- COMMAND to run")
     args = parser.parse_args(argv)
     command = args.command[1:] if args.command[:1] == ["--"] else args.command
     if not command:
         parser.error("give the command to run after --")
     vid, pid = int(args.vid, 16), int(args.pid, 16)
-    gadget = Gadget(args.pty, args.serial, vid, pid, tagged=args.tagged, claimed=args.claimed)
+    gadget = Gadget(
+        args.pty,
+        args.serial,
+        vid,
+        pid,
+        tagged=args.tagged,
+        claimed=args.claimed,
+        hold_claims=args.hold_claims,
+    )
     gadget.plug()
     env = dict(os.environ, UMOCKDEV_DIR=gadget.testbed.get_root_dir())
     child = subprocess.Popen(command, env=env, stdin=subprocess.DEVNULL)
@@ -413,6 +450,8 @@ def main(argv: list[str] | None = None) -> int:
             elif word == "plug":
                 gadget.plug()
                 _emit(event="plugged", node=gadget.node)
+            elif word == "answer-claims" and gadget.device is not None:
+                gadget.device.answer_claims()
             elif word == "quit":
                 child.terminate()
         return True

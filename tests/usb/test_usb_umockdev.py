@@ -99,3 +99,18 @@ def test_open_and_close_release_the_interface(tmp_path: Path) -> None:
             result = running.until("open")
             assert running.process.wait(timeout=30) == 0
     assert result == {"event": "open", "error": "", "message": "/dev/bus/usb/001/002 (cafe:4001)"}
+
+
+def test_an_open_given_up_on_releases_the_interface_it_claims_later(tmp_path: Path) -> None:
+    """The session's open timeout cancels the open while libusb still waits for the claim; when
+    the claim succeeds after all, the interface is released, not leaked (it would stay busy)."""
+    with emulated_device(tmp_path / "devs", "usb-slow") as pty:
+        probe = [sys.executable, "-m", "tests.usb.open_probe", "/dev/bus/usb/001/002", "0.5"]
+        with gadget(pty, probe, "--hold-claims") as running:
+            running.until("ready")
+            result = running.until("open")
+            assert result["error"] == "TransportError"
+            assert "open did not finish within 0.5 s" in result["message"]
+            running.send("answer-claims")
+            assert running.until("claimed") == {"event": "claimed", "interface": 0}
+            assert running.until("released") == {"event": "released", "interface": 0}
