@@ -6,14 +6,15 @@ One emulated device (`hil.emulator`, unthrottled) runs a `flood` task; the gatew
 `DeviceSession` reading it either through `SerialTransport` on the device's pty, or through
 `UsbTransport` (pyusb -> libusb-1.0 -> usbdevfs) on the same device presented as a raw USB device
 by hil/emulator/usb_gadget.py under umockdev. Reported per transport: goodput (task output bytes
-over START_TASK to exit), the gateway process's CPU seconds per MB during the flood, and for USB
+over START_TASK to exit), the gateway process's CPU seconds per MB during the flood, its CPU
+while the link is up and idle (heartbeats only; for USB one IN transfer always posted), and for USB
 the CPU of the emulation itself (the gadget answering every ioctl over umockdev's socket),
 which a real USB host controller does in hardware. Median and min..max over the repeats; results
 in bench/results/usb_goodput.json.
 
 The USB figures measure the transport's code path on an emulated bus, not USB: every libusb
-ioctl is a round trip to another process here, and the umockdev node is a plain file whose
-poll() is always ready, so libusb's event loop reaps in a loop while a transfer is pending.
+ioctl is a round trip to another process here (the gadget makes the node a FIFO so that poll()
+waits for completions as on usbdevfs, see docs/usb.md).
 """
 
 from __future__ import annotations
@@ -50,7 +51,12 @@ def _cpu() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-async def _measure(opener: TransportOpener, size: int, repeats: int) -> list[dict[str, float]]:
+IDLE_S = 5.0  # link up, nothing to send but heartbeats: the gateway's CPU over this window
+
+
+async def _measure(
+    opener: TransportOpener, size: int, repeats: int
+) -> tuple[list[dict[str, float]], float]:
     config = SessionConfig(
         handshake_timeout=10.0,
         open_timeout=10.0,
@@ -76,14 +82,17 @@ async def _measure(opener: TransportOpener, size: int, repeats: int) -> list[dic
             seconds, cpu = time.monotonic() - t0, _cpu() - cpu0
             assert got == size, f"{task}: {got} of {size} bytes"
             runs.append({"seconds": seconds, "bytes_per_s": size / seconds, "cpu_s": cpu})
-    return runs
+        cpu0 = _cpu()
+        await asyncio.sleep(IDLE_S)
+        idle_percent = (_cpu() - cpu0) / IDLE_S * 100
+    return runs, idle_percent
 
 
 def _child(kind: str, where: str, size: int, repeats: int) -> None:
     """Measure in this process (under the gadget for USB) and print one JSON line."""
     opener = usb_opener(lambda: where) if kind == "usb" else serial_opener(lambda: where)
-    runs = asyncio.run(_measure(opener, size, repeats))
-    print(json.dumps({"runs": runs, "process_cpu_s": _cpu()}), flush=True)
+    runs, idle = asyncio.run(_measure(opener, size, repeats))
+    print(json.dumps({"runs": runs, "idle_cpu_percent": idle, "process_cpu_s": _cpu()}), flush=True)
 
 
 def _json_line(text: str) -> dict[str, Any]:
@@ -132,6 +141,7 @@ def _summary(result: dict[str, Any], size: int) -> dict[str, Any]:
     summary = {
         "goodput_kB_s": common.spread([r["bytes_per_s"] / 1e3 for r in runs]),
         "gateway_cpu_s_per_MB": common.spread([r["cpu_s"] / mb for r in runs]),
+        "gateway_idle_cpu_percent": result["idle_cpu_percent"],
     }
     if "emulation_cpu_s" in result:
         summary["emulation_cpu_s_per_MB"] = result["emulation_cpu_s"] / (mb * len(runs))
@@ -184,7 +194,8 @@ def main(argv: list[str] | None = None) -> int:
     for kind, figures in (("serial", serial), ("usb", usb)):
         line = (
             f"{kind:6} goodput {common.fmt(figures['goodput_kB_s'], ' kB/s', 0)}, gateway CPU "
-            f"{common.fmt(figures['gateway_cpu_s_per_MB'], ' s/MB', 3)}"
+            f"{common.fmt(figures['gateway_cpu_s_per_MB'], ' s/MB', 3)}, idle "
+            f"{figures['gateway_idle_cpu_percent']:.1f}% of a core"
         )
         if "emulation_cpu_s_per_MB" in figures:
             line += f", emulation CPU {figures['emulation_cpu_s_per_MB']:.3f} s/MB"

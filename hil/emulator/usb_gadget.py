@@ -118,6 +118,7 @@ class UsbDevice(UMockdev.IoctlBase):  # type: ignore[misc]
         self.claimed = claimed  # another program holds the interface: claiming it is EBUSY
         self.hold_claims = hold_claims
         self.held: list[Any] = []  # CLAIMINTERFACE calls not answered yet
+        self.fifo_fd = -1  # see attach_readiness
         self.pty_fd = pty_fd
         self.strings = (*STRINGS[:3], serial, STRINGS[4])
         self.gone = False
@@ -130,6 +131,35 @@ class UsbDevice(UMockdev.IoctlBase):  # type: ignore[misc]
         self.lock = threading.RLock()
         self._read_watch = GLib.io_add_watch(pty_fd, GLib.IO_IN, self._pty_readable)
         self._write_watch = 0
+
+    # --- poll() on the node: POLLOUT means "a URB is ready to reap", as on usbdevfs ------------
+
+    def attach_readiness(self, fifo_fd: int) -> None:
+        """The node is a FIFO the client also has open: full, poll() gives no POLLOUT; drained,
+        it does. (A plain file would always poll ready and libusb would reap in a busy loop.)"""
+        self.fifo_fd = fifo_fd
+        self._quiet()
+
+    def _completed(self, urb: Any) -> None:
+        self.done.append(urb)
+        self._completed_wake()
+
+    def _completed_wake(self) -> None:
+        if self.fifo_fd >= 0:
+            try:
+                while os.read(self.fifo_fd, 65536):
+                    pass
+            except BlockingIOError:
+                pass
+
+    def _quiet(self) -> None:
+        if self.fifo_fd < 0:
+            return
+        try:
+            while os.write(self.fifo_fd, bytes(65536)):
+                pass
+        except BlockingIOError:
+            pass
 
     def answer_claims(self) -> None:
         with self.lock:
@@ -169,7 +199,7 @@ class UsbDevice(UMockdev.IoctlBase):  # type: ignore[misc]
             del self.rx[: urb.length]
             urb.buffer.update(0, list(chunk))
             urb.data.update(URB_ACTUAL_OFFSET, _le(len(chunk)))
-            self.done.append(urb.data)
+            self._completed(urb.data)
         if self._read_watch == 0 and len(self.rx) < 256 * 1024 and not self.gone:
             self._read_watch = GLib.io_add_watch(self.pty_fd, GLib.IO_IN, self._pty_readable)
 
@@ -185,7 +215,7 @@ class UsbDevice(UMockdev.IoctlBase):  # type: ignore[misc]
                 break
             self.writes.popleft()
             urb.data.update(URB_ACTUAL_OFFSET, _le(urb.length))
-            self.done.append(urb.data)
+            self._completed(urb.data)
         if self.writes and self._write_watch == 0:
             self._write_watch = GLib.io_add_watch(self.pty_fd, GLib.IO_OUT, self._pty_writable)
         return bool(self.writes)
@@ -209,9 +239,10 @@ class UsbDevice(UMockdev.IoctlBase):  # type: ignore[misc]
 
     def _unplug(self) -> None:
         self.gone = True
+        self._completed_wake()
         for urb in [*self.reads, *self.writes]:
             urb.data.update(URB_STATUS_OFFSET, _le(-errno.ESHUTDOWN))
-            self.done.append(urb.data)
+            self._completed(urb.data)
         self.reads.clear()
         self.writes.clear()
         for watch in (self._read_watch, self._write_watch):
@@ -307,7 +338,7 @@ class UsbDevice(UMockdev.IoctlBase):  # type: ignore[misc]
         urb.data.update(URB_ACTUAL_OFFSET, _le(len(reply)))
         if not reply:
             urb.data.update(URB_STATUS_OFFSET, _le(-errno.EPIPE))  # a stall, as for any unknown
-        self.done.append(urb.data)
+        self._completed(urb.data)
 
     def _discard(self, client: Any, arg: Any) -> bool:
         address = struct.unpack("<Q", bytes(arg.retrieve()))[0]
@@ -316,7 +347,7 @@ class UsbDevice(UMockdev.IoctlBase):  # type: ignore[misc]
                 if urb.data.client_addr == address:
                     queue.remove(urb)
                     urb.data.update(URB_STATUS_OFFSET, _le(-errno.ENOENT))
-                    self.done.append(urb.data)
+                    self._completed(urb.data)
                     client.complete(0, 0)
                     return True
         client.complete(-1, errno.EINVAL)  # already completed: the reap will return it
@@ -324,6 +355,8 @@ class UsbDevice(UMockdev.IoctlBase):  # type: ignore[misc]
 
     def _reap(self, client: Any, arg: Any) -> bool:
         if not self.done:
+            if not self.gone:
+                self._quiet()  # nothing to reap: poll() on the node blocks until there is
             client.complete(-1, errno.ENODEV if self.gone else errno.EAGAIN)
             return True
         arg.resolve(0, 8).set_ptr(0, self.done.popleft())
@@ -384,6 +417,11 @@ class Gadget:
         )
         self.sys_path = "/sys" + self.SYS
         self.testbed.add_from_string(record)
+        # Replace the plain file umockdev made for the node by a FIFO that signals completions.
+        node_file = self.testbed.get_root_dir() + self.node
+        os.unlink(node_file)
+        os.mkfifo(node_file, 0o660)
+        self.device.attach_readiness(os.open(node_file, os.O_RDWR | os.O_NONBLOCK))
         self.testbed.uevent(self.sys_path, "add")
 
     def unplug(self) -> None:
