@@ -112,7 +112,6 @@ def _classify_open_error(node: str, exc: BaseException) -> TransportError:
         error = PortBusy(f"{node}: interface claimed by another process or driver ({exc})")
     else:
         error = TransportError(f"{node}: {exc}")
-    error.__cause__ = exc if isinstance(exc, Exception) else None
     return error
 
 
@@ -258,9 +257,7 @@ class UsbTransport(Transport):
             raise
         except TransportError:
             raise
-        except (OSError, ValueError) as exc:
-            raise _classify_open_error(node, exc) from exc
-        except Exception as exc:  # pyusb's USBError derives from IOError, others are surprises
+        except Exception as exc:  # libusb/pyusb surprises (USBError is handled in the thread)
             raise _classify_open_error(node, exc) from exc
         _log.debug(
             "%s: claimed interface %d of %04x:%04x (IN 0x%02x, OUT 0x%02x, %d-byte packets)",
