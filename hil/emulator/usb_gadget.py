@@ -30,6 +30,8 @@ import collections
 import errno
 import json
 import os
+import shutil
+import signal
 import struct
 import subprocess
 import sys
@@ -494,9 +496,17 @@ def main(argv: list[str] | None = None) -> int:
                 child.terminate()
         return True
 
+    def on_terminate() -> bool:
+        child.terminate()  # the command's exit then ends the loop
+        return True
+
     GLib.child_watch_add(GLib.PRIORITY_DEFAULT, child.pid, on_exit)
     GLib.io_add_watch(sys.stdin.fileno(), GLib.IO_IN | GLib.IO_HUP, on_control)
-    loop.run()
+    GLib.unix_signal_add(GLib.PRIORITY_DEFAULT, signal.SIGTERM, on_terminate)
+    try:
+        loop.run()
+    finally:
+        shutil.rmtree(gadget.testbed.get_root_dir(), ignore_errors=True)
     return status["code"]
 
 
