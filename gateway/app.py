@@ -24,6 +24,7 @@ from firmware_protocol import LinkConfig
 from gateway.config import GatewayConfig
 from gateway.device_node import DeviceNode, NodeSettings
 from gateway.devices.manager import DeviceManager
+from gateway.devices.sources.usb import UsbSelector
 from gateway.errors import ConfigError
 from gateway.kube.api import KubeApi, load_configuration
 from gateway.kube.events import EventRecorder, ObjectRef
@@ -188,6 +189,7 @@ class Gateway:
             session_config=self.session_config,
             on_session=self._on_session,
             udev=cfg.devices.udev,
+            usb=tuple(UsbSelector.parse(text) for text in cfg.devices.usb),
             on_problem=self._on_device_problem,
         )
         self._tasks.append(self._spawn(self.devices.run(), "device discovery"))
@@ -196,7 +198,12 @@ class Gateway:
             self.node_ip,
             self.kubelet_port,
             ", ".join(
-                [*cfg.devices.ports, *cfg.devices.dirs, *(["udev"] if cfg.devices.udev else [])]
+                [
+                    *cfg.devices.ports,
+                    *cfg.devices.dirs,
+                    *(["udev"] if cfg.devices.udev else []),
+                    *(f"usb {text}" for text in cfg.devices.usb),
+                ]
             )
             or "nowhere (configure devices)",
         )
