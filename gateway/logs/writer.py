@@ -58,6 +58,10 @@ class ContainerLogWriter:
         self._fd: int | None = None
         self._size = 0
         self._closed = False
+        # Whether this writer has synced the file once. The first flush syncs it even with
+        # nothing new: a previous gateway process may have written it without the sync, and
+        # output is acknowledged as on disk on the strength of what the file holds.
+        self._synced = False
 
     @property
     def path(self) -> Path:
@@ -98,7 +102,8 @@ class ContainerLogWriter:
                 self._pending.extend(records)
 
     async def flush(self, after_write: Callable[[], None] | None = None) -> None:
-        """Return once everything written so far is on disk (fdatasync'd if configured).
+        """Return once everything written so far is on disk (fdatasync'd if configured),
+        including what an earlier writer (a previous gateway process) left in the file.
 
         Unterminated lines are written as P records: the gateway acknowledges device output
         only after this returns, so nothing may stay behind in memory. `after_write` runs in
@@ -115,6 +120,16 @@ class ContainerLogWriter:
             return
         await self.flush()
         self._closed = True
+        await asyncio.to_thread(self._close_file)
+
+    async def abandon(self) -> None:
+        """Close without writing what is still queued: for a log that failed, whose output
+        the caller keeps elsewhere. Idempotent."""
+        self._closed = True
+        with self._buffer_lock:
+            self._pending.clear()
+        for buffer in self._partial.values():
+            buffer.clear()
         await asyncio.to_thread(self._close_file)
 
     def flush_blocking(self) -> None:
@@ -139,7 +154,7 @@ class ContainerLogWriter:
         with self._io_lock:
             with self._buffer_lock:
                 records, self._pending = self._pending, []
-            if not records:
+            if not records and (self._synced or not self.path.exists()):
                 if after_write is not None:
                     after_write()
                 return
@@ -155,11 +170,13 @@ class ContainerLogWriter:
                     self._rotate()
                 batch.append(record)
                 batch_size += len(record)
-            self._write_all(b"".join(batch))
+            if batch:
+                self._write_all(b"".join(batch))
             if after_write is not None:
                 after_write()
             if self._config.fsync and self._fd is not None:
                 os.fdatasync(self._fd)
+            self._synced = True
 
     def _open(self) -> None:
         self.container_dir.mkdir(parents=True, exist_ok=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import hashlib
 from pathlib import Path
@@ -85,15 +86,22 @@ async def test_output_not_persisted_before_a_crash_comes_again(tmp_path: Path) -
         assert fleet.device("emu-0000").figures().unacked_frames > 0
         async with session_for(tmp_path, "emu-0000", held) as second:
             sub = second.subscribe()
+
+            async def persist() -> bytes:
+                # As the gateway's consumer does: store (here: keep) and acknowledge output as
+                # it arrives, handshake or not. The device re-sends it before it can answer the
+                # handshake's LIST_TASKS, and nothing acknowledges it but the consumer.
+                again = b""
+                while True:
+                    event = await sub.get(WAIT)
+                    if isinstance(event, TaskOutput) and event.task_id == "t":
+                        assert event.offset == len(again)
+                        again += event.data
+                        second.ack_output("t", event.stream, event.end)
+                    elif isinstance(event, TaskExited) and event.task_id == "t":
+                        return again
+
+            consumer = asyncio.ensure_future(persist())
             await second.wait_up(WAIT)
-            again = b""
-            while True:
-                event = await sub.get(WAIT)
-                if isinstance(event, TaskOutput) and event.task_id == "t":
-                    assert event.offset == len(again)
-                    again += event.data
-                    second.ack_output("t", event.stream, event.end)
-                elif isinstance(event, TaskExited) and event.task_id == "t":
-                    break
+            assert await consumer == b"1\n2\n3\n"
             sub.close()
-            assert again == b"1\n2\n3\n"
