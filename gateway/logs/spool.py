@@ -150,8 +150,23 @@ class OutputSpool:
         with self._io_lock:
             with self._buffer_lock:
                 pending, self._pending = self._pending, {}
-            for (uid, task_id), records in pending.items():
-                self._append(self._file(uid, task_id), b"".join(records))
+            done: list[tuple[str, str]] = []
+            try:
+                for key, records in pending.items():
+                    self._append(self._file(*key), b"".join(records))
+                    done.append(key)
+            except OSError:
+                # Keep what did not reach the disk for the next flush, ahead of anything newer;
+                # a record half-written by the failed append is cut before that one appends.
+                with self._buffer_lock:
+                    newer, self._pending = self._pending, {}
+                    for key, records in pending.items():
+                        if key not in done:
+                            self._pending[key] = records
+                            self._checked.discard(self._file(*key))
+                    for key, records in newer.items():
+                        self._pending.setdefault(key, []).extend(records)
+                raise
 
     def _append(self, path: Path, data: bytes) -> None:
         created = not path.parent.is_dir()

@@ -61,6 +61,7 @@ class OutputSpooler:
         self.label = label
         self._acks: dict[tuple[str, str], int] = {}  # (task id, stream) -> end, once durable
         self._flusher: asyncio.Task[None] | None = None
+        self.failed_flushes = 0  # spool writes that failed (their output stayed unacknowledged)
 
     def take(self, task_id: str, stream: str, offset: int, data: bytes) -> bool:
         """Spool output of one of our tasks; False for a task id this gateway did not make."""
@@ -84,6 +85,7 @@ class OutputSpooler:
                     await self.spool.flush()
                 except OSError as exc:
                     # Not on disk: not acknowledged. The device keeps the output meanwhile.
+                    self.failed_flushes += 1
                     log.error(
                         "%s: cannot spool device output (%s); holding it, retry in %.1f s",
                         self.label,
