@@ -1,8 +1,8 @@
 """Remove pod log directories: the kubelet keeps logs after a pod is deleted until its GC runs.
 
-The runtime calls `remove_pod_logs` when it has finished with a deleted pod, and
-`remove_orphaned_pod_logs` periodically (and at start-up) with the UIDs of the pods that
-still exist, which also catches pods deleted while the gateway was down.
+`LogJanitor` (gateway.logs.janitor) calls `remove_orphaned_pod_logs` at start-up, when a pod
+is deleted and periodically, with the UIDs of the pods that still exist, which also catches
+pods deleted while the gateway was down. `remove_pod_logs` removes one pod's directory.
 """
 
 from __future__ import annotations

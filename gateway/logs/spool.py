@@ -61,7 +61,7 @@ class OutputSpool:
         self._io_lock = threading.Lock()
         # Files this process has appended to (so a torn tail was already cut). I/O thread state.
         self._checked: set[Path] = set()
-        # What is spooled (on disk or pending): uid -> task ids. Loop-thread state.
+        # What is spooled (on disk or pending): uid -> task ids, under _buffer_lock.
         self._index: dict[str, set[str]] = self._scan()
 
     def _scan(self) -> dict[str, set[str]]:
@@ -86,17 +86,19 @@ class OutputSpool:
         record = _HEADER.pack(_STREAM_CODES[stream], offset, len(data)) + data
         with self._buffer_lock:
             self._pending.setdefault((uid, task_id), []).append(record)
-        self._index.setdefault(uid, set()).add(task_id)
+            self._index.setdefault(uid, set()).add(task_id)
 
     async def flush(self) -> None:
         """Return once everything added so far is written and fdatasync'd. Raises OSError."""
         await asyncio.to_thread(self._drain)
 
     def task_ids(self, uid: str) -> list[str]:
-        return sorted(self._index.get(uid, ()))
+        with self._buffer_lock:
+            return sorted(self._index.get(uid, ()))
 
     def uids(self) -> list[str]:
-        return sorted(self._index)
+        with self._buffer_lock:
+            return sorted(self._index)
 
     def read(self, uid: str, task_id: str) -> list[SpooledOutput]:
         """Everything spooled for the task, on disk or still pending, in arrival order."""
@@ -118,11 +120,12 @@ class OutputSpool:
             self._checked.discard(self._file(uid, task_id))
             with contextlib.suppress(OSError):
                 self._file(uid, task_id).parent.rmdir()  # only once empty
-        tasks = self._index.get(uid)
-        if tasks is not None:
-            tasks.discard(task_id)
-            if not tasks:
-                del self._index[uid]
+            with self._buffer_lock:
+                tasks = self._index.get(uid)
+                if tasks is not None:
+                    tasks.discard(task_id)
+                    if not tasks:
+                        del self._index[uid]
 
     def discard_pod(self, uid: str) -> bool:
         """Forget everything spooled for a pod; True if there was anything."""
@@ -130,10 +133,11 @@ class OutputSpool:
             with self._buffer_lock:
                 for key in [k for k in self._pending if k[0] == uid]:
                     del self._pending[key]
+                indexed = self._index.pop(uid, None) is not None
             existed = (self.directory / uid).is_dir()
             shutil.rmtree(self.directory / uid, ignore_errors=True)
             self._checked = {p for p in self._checked if p.parent.name != uid}
-        return self._index.pop(uid, None) is not None or existed
+        return indexed or existed
 
     def discard_all_but(self, live_uids: Collection[str]) -> list[str]:
         """Forget the output of pods not in `live_uids`; return their uids."""

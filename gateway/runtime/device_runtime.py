@@ -456,6 +456,10 @@ class DeviceRuntime:
         self.late[task_id] = instance
         return instance
 
+    def pod_uids_in_use(self) -> set[str]:
+        """Pods whose logs this runtime may still write: their directories must stay."""
+        return set(self.pods) | {instance.name.pod_uid for instance in self.instances.values()}
+
     async def _drop_instance(self, task_id: str) -> None:
         instance = self.instances.pop(task_id, None)
         if instance is not None:
