@@ -61,6 +61,7 @@ class OutputSpooler:
         self.label = label
         self._acks: dict[tuple[str, str], int] = {}  # (task id, stream) -> end, once durable
         self._flusher: asyncio.Task[None] | None = None
+        self._retrying = False  # the flusher waits to retry a failed spool write
         self.failed_flushes = 0  # spool writes that failed (their output stayed unacknowledged)
 
     def take(self, task_id: str, stream: str, offset: int, data: bytes) -> bool:
@@ -94,7 +95,11 @@ class OutputSpooler:
                     )
                     for key, end in acks.items():
                         self._acks[key] = max(self._acks.get(key, 0), end)
-                    await asyncio.sleep(delay)
+                    self._retrying = True
+                    try:
+                        await asyncio.sleep(delay)
+                    finally:
+                        self._retrying = False
                     delay = min(delay * 2, SPOOL_RETRY_MAX_S)
                     continue
                 delay = SPOOL_RETRY_INITIAL_S
@@ -104,9 +109,12 @@ class OutputSpooler:
             self._flusher = None
 
     async def close(self) -> None:
-        """Wait for the flush in progress (cancelled if it is retrying a failed disk)."""
+        """Wait for the flush in progress; one waiting to retry a failed disk is given up (its
+        output stays unacknowledged, so the device still has it)."""
         task = self._flusher
         if task is not None:
+            if self._retrying:
+                task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
 
