@@ -190,6 +190,13 @@ async def test_sigkill_at_many_points_of_a_flood_loses_and_repeats_no_line(
 
     pod = await wirelet.wait_pod_phase("flood", "Succeeded", "Failed")
     assert pod["status"]["phase"] == "Succeeded", pod["status"]
+
+    # An exit seen in the task list after a restart can come before the device has re-sent
+    # the task's last output: the log is complete once the device holds nothing unacknowledged.
+    async def all_acknowledged() -> bool:
+        return device.figures().unacked_frames == 0
+
+    await wirelet.wait_for("the device to have all output acknowledged", all_acknowledged)
     logs = await wirelet.kubectl("logs", "-n", wirelet.namespace, "flood")
     lines = logs.split("\n")
     assert lines[-1] == ""
