@@ -3,7 +3,7 @@
 Two ways to disk, and both progress on their own, whatever the device or the API do next:
 
 - `InstanceLog`: output of a container instance whose pod is known goes to its CRI log. One
-  flush (write, offsets record, fdatasync) covers every chunk that arrived while the previous
+  flush (offsets record, write, fdatasync) covers every chunk that arrived while the previous
   one ran; then every stream is acknowledged up to what that flush made durable. A slow or
   stuck disk holds the acknowledgement, so the device's window fills and it stops sending
   (back-pressure). A log that cannot be written (an error, not slowness) sends the instance's
@@ -20,14 +20,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
 from gateway.logs.cri import Stream
-from gateway.logs.offsets import load_offsets, save_offsets
 from gateway.logs.spool import OutputSpool, SpooledOutput
 from gateway.logs.writer import ContainerLogWriter
 from gateway.runtime.task_ids import TaskName, parse_task_id
@@ -151,7 +149,7 @@ class InstanceLog:
     def resume(self) -> None:
         """Continue a log a previous gateway process wrote: its offsets say what it holds, so
         output the device re-sends below them is not written twice."""
-        self.ends.update(load_offsets(self.writer.container_dir, self.name.restart))
+        self.ends.update(self.writer.recorded_offsets())
 
     def take(self, stream: str, offset: int, data: bytes) -> None:
         """Output received from the device; acknowledged once a flush made it durable."""
@@ -175,7 +173,7 @@ class InstanceLog:
         if output.end > known:
             skip = max(known - output.offset, 0)  # the part the log already has
             data = output.data[skip:]
-            self.writer.write(Stream(output.stream), data)
+            self.writer.write(Stream(output.stream), data, end=output.end)
             chunk = SpooledOutput(output.stream, output.offset + skip, data)
             self._unflushed.append(_Chunk(chunk, from_spool))
             self.ends[output.stream] = output.end
@@ -199,11 +197,8 @@ class InstanceLog:
                 ends = dict(self.ends)
                 chunks, self._unflushed = self._unflushed, []
                 replayed, self._replayed = self._replayed, set()
-                record = functools.partial(
-                    save_offsets, self.writer.container_dir, self.name.restart, ends
-                )
                 try:
-                    await self.writer.flush(record)
+                    await self.writer.flush()
                 except OSError as exc:
                     self._fail(exc, chunks)
                     return
