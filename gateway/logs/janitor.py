@@ -14,6 +14,7 @@ import asyncio
 import logging
 from collections.abc import Callable, Collection
 
+from gateway.logs import cleanup
 from gateway.logs.store import LogStore
 
 logger = logging.getLogger(__name__)
@@ -54,9 +55,19 @@ class LogJanitor:
                 pass
 
     async def sweep(self) -> None:
-        live = set(self.live_uids())
+        # List first, ask who is live second: a directory (or spool entry) is only ever
+        # created for a pod already live, so one seen in the listing was live before the
+        # snapshot if it still is, and a new pod's directory cannot slip in between.
+        root = self.store.config.root
         try:
-            removed = await asyncio.to_thread(self.store.remove_orphans, live)
+            directories = await asyncio.to_thread(cleanup.pod_dirs, root)
+            spooled = self.store.spool.uids()
+            live = set(self.live_uids())
+            for uid in spooled:
+                if uid not in live:
+                    self.store.spool.discard_pod(uid)
+            removed = [path for path, uid in directories if uid not in live]
+            await asyncio.to_thread(cleanup.remove_dirs, removed)
         except OSError as exc:  # a broken log disk must not stop the gateway
             logger.warning("log cleanup failed: %s; retrying at the next sweep", exc)
             return
