@@ -128,8 +128,8 @@ class DeviceNode:
             if not self.spooler.take(event.task_id, event.stream, event.offset, event.data):
                 self.session.ack_output(event.task_id, event.stream, event.end)
         elif len(self._early) < EARLY_EVENTS_LIMIT:
-            # A device re-sends retained output as soon as the link is up, before the
-            # handshake's task list tells us who it is: keep it for the runtime.
+            # Other task events before the handshake's task list says who the device is (a
+            # re-sent exit report, say): replayed to the runtime once it exists.
             self._early.append(event)
 
     def _ensure_node(self) -> bool:
