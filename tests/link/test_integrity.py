@@ -15,7 +15,15 @@ from hil.emulator.apps import flood_bytes
 from hil.emulator.faults import FaultSettings
 from hil.emulator.fleet import EmulatedFleet
 from hil.emulator.profile import fleet_profiles
-from tests.link.helpers import FAST_LINK, FAST_SESSION, WAIT, next_matching, session_for
+from tests.link.helpers import (
+    FAST_LINK,
+    FAST_SESSION,
+    HOLDING_SESSION,
+    WAIT,
+    leave_unacknowledged_output,
+    receive_all_output,
+    session_for,
+)
 
 FLOOD = 1024 * 1024
 # At a 1e-3 byte error rate about 40% of 512-byte frames arrive corrupted; smaller frames, a
@@ -115,37 +123,13 @@ async def test_output_stays_on_the_device_while_the_consumer_cannot_persist_it(
     takes, even when the held output fills the window in front of the handshake's LIST_TASKS
     reply: the session then fails its handshake (back-pressure) but never acknowledges output
     early, so the device still has every byte for a consumer that can persist it."""
-    held = dataclasses.replace(FAST_SESSION, hold_output=True)
     total = 8192  # several windows of frames
     async with EmulatedFleet(tmp_path, fleet_profiles(1), link_config=FAST_LINK):
-        async with session_for(tmp_path, "emu-0000", held) as first:
-            await first.wait_up(WAIT)
-            sub = first.subscribe()
-            await first.start_task("f", "flood", ["flood", str(total)])
-            window = FAST_LINK.window
-            for _ in range(window):  # a window of output arrives, then the device must wait
-                await next_matching(sub, lambda e: isinstance(e, TaskOutput))
-            sub.close()
-        # Gone without acknowledging (a crash). The next gateway's writer is stuck: it never
-        # acknowledges, and the re-sent window stands in front of the LIST_TASKS reply.
-        async with session_for(tmp_path, "emu-0000", held) as stuck:
+        await leave_unacknowledged_output(tmp_path, "f", total)
+        # The next gateway's writer is stuck: it never acknowledges, and the re-sent window
+        # stands in front of the LIST_TASKS reply.
+        async with session_for(tmp_path, "emu-0000", HOLDING_SESSION) as stuck:
             state = await stuck.wait_state(LinkState.UP, LinkState.DOWN, timeout_s=WAIT)
             assert state is LinkState.DOWN, "output was released to let the handshake through"
             assert "no handshake" in str(stuck.last_error)
-        async with session_for(tmp_path, "emu-0000", held) as healthy:
-            sub = healthy.subscribe()
-
-            async def persist() -> bytes:
-                got = b""
-                while len(got) < total:
-                    event = await sub.get(WAIT)
-                    if isinstance(event, TaskOutput) and event.task_id == "f":
-                        assert event.offset == len(got), "output was lost or repeated"
-                        got += event.data
-                        healthy.ack_output("f", event.stream, event.end)
-                return got
-
-            consumer = asyncio.ensure_future(persist())
-            await healthy.wait_up(WAIT)
-            assert await consumer == flood_bytes(0, total)
-            sub.close()
+        assert await receive_all_output(tmp_path, "f", total) == flood_bytes(0, total)
