@@ -38,6 +38,12 @@ def add_run_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--udev", action="store_true", default=None, help="watch udev for tagged devices"
     )
+    parser.add_argument(
+        "--usb",
+        action="append",
+        metavar="SELECTOR",
+        help="raw USB devices by VID:PID, VID:PID:SERIAL, serial=S or bus path; repeatable",
+    )
     parser.add_argument("--node-prefix", help="node name prefix (default 'wirelet-')")
     parser.add_argument("--kubelet-address", help="kubelet API listen address")
     parser.add_argument(
@@ -69,6 +75,7 @@ FLAG_KEYS = {
     "ports": ("devices", "ports", "--port"),
     "dirs": ("devices", "dirs", "--dir"),
     "udev": ("devices", "udev", "--udev"),
+    "usb": ("devices", "usb", "--usb"),
 }
 
 
@@ -88,7 +95,7 @@ def config_from_args(args: argparse.Namespace) -> GatewayConfig:
         value = getattr(args, attr, None)
         if value is None:
             continue
-        overrides.setdefault(section, {})[key] = list(value) if attr in ("ports", "dirs") else value
+        overrides.setdefault(section, {})[key] = list(value) if isinstance(value, list) else value
         flags[f"{section}.{key}"] = flag
     return load_config(args.config, overrides, flags)
 
