@@ -12,7 +12,6 @@ import dataclasses
 import ipaddress
 import logging
 import socket
-import tempfile
 from collections.abc import Coroutine, Mapping
 from pathlib import Path
 from typing import Any
@@ -21,12 +20,12 @@ from urllib.parse import urlparse
 from kubernetes_asyncio.client import ApiClient
 
 from firmware_protocol import LinkConfig
-from gateway.config import GatewayConfig
+from gateway.config import LINK_DEFAULTS, GatewayConfig
 from gateway.device_node import DeviceNode, NodeSettings
 from gateway.devices.manager import DeviceManager
 from gateway.devices.sources.usb import UsbSelector
 from gateway.errors import ConfigError
-from gateway.kube.api import KubeApi, load_configuration
+from gateway.kube.api import KubeApi, forget_credential_files, load_configuration
 from gateway.kube.events import EventRecorder, ObjectRef
 from gateway.kube.pod_controller import PodController
 from gateway.kube.pod_informer import PodInformer
@@ -46,6 +45,7 @@ from gateway.logs.janitor import LogJanitor
 from gateway.provider import GatewayProvider
 from gateway.runtime.backoff import BackoffPolicy
 from gateway.serving_cert import self_signed
+from gateway.state_dir import StateDir
 from gateway.transport.serial import SerialSettings
 
 log = logging.getLogger(__name__)
@@ -61,11 +61,8 @@ _RUNTIME_KEYS = {
 QPS_PER_DEVICE = 5.0
 BURST_PER_DEVICE = 10
 _RECONNECT_KEYS = {"reconnect_initial_s": "initial", "reconnect_max_s": "maximum"}
-# The gateway's heartbeat, announced to the device in WELCOME (the device follows it). 5 s
-# pings with a 15 s silence limit still mark a hung device NotReady well inside the 40 s node
-# lease; an unplug is seen at once by the tty itself. Faster heartbeats cost CPU at scale
-# (1000 devices: 2 s pings were 1000 PING/PONG frames a second).
-GATEWAY_LINK_DEFAULTS: dict[str, Any] = {"heartbeat_interval": 5.0, "link_lost_timeout": 15.0}
+# The gateway's heartbeat (see gateway.config.LINK_DEFAULTS).
+GATEWAY_LINK_DEFAULTS: dict[str, Any] = dict(LINK_DEFAULTS)
 
 
 def timers_from_config(
@@ -144,7 +141,8 @@ class Gateway:
         self.claimed: dict[str, str] = {}
         self._tasks: list[asyncio.Task[None]] = []
         self._device_tasks: dict[str, asyncio.Task[None]] = {}
-        self._state_dir: tempfile.TemporaryDirectory[str] | None = None
+        self.state = StateDir(config.gateway.state_dir)
+        self.identity = config.gateway.identity or self.state.identity()
         self.node_ip = ""
         self.kubelet_port = 0
 
@@ -158,8 +156,32 @@ class Gateway:
             log.error("background task %s failed", task.get_name(), exc_info=task.exception())
 
     async def start(self) -> None:
+        # Key files exist only while the clients and the kubelet API's context are built.
+        private = self.state.fresh_private()
+        try:
+            await self._start(private)
+        finally:
+            forget_credential_files(private)
+            self.state.clear_private()
+        log.info(
+            "gateway %s up: kubelet API on %s:%d, devices from %s",
+            self.identity,
+            self.node_ip,
+            self.kubelet_port,
+            ", ".join(
+                [
+                    *self.config.devices.ports,
+                    *self.config.devices.dirs,
+                    *(["udev"] if self.config.devices.udev else []),
+                    *(f"usb {text}" for text in self.config.devices.usb),
+                ]
+            )
+            or "nowhere (configure devices)",
+        )
+
+    async def _start(self, private: Path) -> None:
         cfg = self.config
-        configuration = await load_configuration(cfg.kube.kubeconfig)
+        configuration = await load_configuration(cfg.kube.kubeconfig, private)
         self.api = KubeApi(configuration, qps=cfg.kube.qps, burst=cfg.kube.burst)
         self.auth_client = ApiClient(configuration)
         self.node_ip = cfg.kubelet.node_ip or detect_node_ip(configuration.host or "")
@@ -175,7 +197,7 @@ class Gateway:
                 max_rotated_files=max(cfg.logs.max_files - 1, 0),
             )
         )
-        await self._start_kubelet_api()
+        await self._start_kubelet_api(private)
         self.informer = PodInformer(self.api, self.controller.wants, self._on_pod)
         self.controller.on_node_added = self.informer.deliver_node
         self.janitor = LogJanitor(self.logs, self._pods_with_logs)
@@ -197,29 +219,14 @@ class Gateway:
             on_problem=self._on_device_problem,
         )
         self._tasks.append(self._spawn(self.devices.run(), "device discovery"))
-        log.info(
-            "gateway up: kubelet API on %s:%d, devices from %s",
-            self.node_ip,
-            self.kubelet_port,
-            ", ".join(
-                [
-                    *cfg.devices.ports,
-                    *cfg.devices.dirs,
-                    *(["udev"] if cfg.devices.udev else []),
-                    *(f"usb {text}" for text in cfg.devices.usb),
-                ]
-            )
-            or "nowhere (configure devices)",
-        )
 
-    async def _start_kubelet_api(self) -> None:
+    async def _start_kubelet_api(self, private: Path) -> None:
         cfg = self.config.kubelet
         assert self.controller is not None and self.auth_client is not None
         if cfg.tls_cert and cfg.tls_key:
             cert, key = Path(cfg.tls_cert), Path(cfg.tls_key)
         else:
-            self._state_dir = tempfile.TemporaryDirectory(prefix="wirelet-")
-            cert, key = self_signed(Path(self._state_dir.name), self.node_ip)
+            cert, key = self_signed(private, self.node_ip)
             log.warning(
                 "no kubelet.tls_cert configured: serving a self-signed certificate; an API "
                 "server started with --kubelet-certificate-authority will refuse it "
@@ -236,7 +243,14 @@ class Gateway:
             host=cfg.address,
             port=cfg.port,
         )
-        await self.server.start()
+        try:
+            await self.server.start()
+        except OSError as exc:
+            raise ConfigError(
+                f"kubelet.port: cannot listen on {cfg.address}:{cfg.port}: {exc.strerror} "
+                "(another kubelet or gateway there? choose another with --kubelet-port or "
+                "[kubelet] port; 0 picks a free one)"
+            ) from None
         self.kubelet_port = self.server.port
 
     def _on_pod(self, kind: str, pod: dict[str, Any]) -> None:
@@ -264,7 +278,9 @@ class Gateway:
             session,
             api=self.api,
             config=self.config,
-            settings=NodeSettings(self.node_ip, self.kubelet_port, self.restart_backoff),
+            settings=NodeSettings(
+                self.node_ip, self.kubelet_port, self.restart_backoff, owner=self.identity
+            ),
             controller=self.controller,
             events=self.events,
             logs=self.logs,
@@ -322,8 +338,7 @@ class Gateway:
             await self.api.close()
         if self.events_api is not None:
             await self.events_api.close()
-        if self._state_dir is not None:
-            self._state_dir.cleanup()
+        self.state.clear_private()
 
     async def __aenter__(self) -> Gateway:
         try:

@@ -19,7 +19,13 @@ from typing import Any
 import pytest
 
 from gateway.app import Gateway
-from gateway.config import GatewayConfig, config_from_mapping, loopback_settings
+from gateway.config import (
+    GatewayConfig,
+    NodeConfig,
+    config_from_mapping,
+    loopback_settings,
+    node_name_for,
+)
 from gateway.kube.api import KubeApi
 from hil.cluster.local import LocalCluster
 from hil.emulator.fleet import EmulatedFleet
@@ -54,7 +60,7 @@ class Wirelet:
     config: GatewayConfig
 
     def node(self, device_id: str) -> str:
-        return f"wirelet-{device_id.lower()}"
+        return node_name_for(self.config.nodes if self.config else NodeConfig(), device_id)
 
     async def kubectl(self, *args: str, check: bool = True) -> str:
         proc = await asyncio.create_subprocess_exec(
