@@ -21,7 +21,7 @@ from urllib.parse import urlparse
 from kubernetes_asyncio.client import ApiClient
 
 from firmware_protocol import LinkConfig
-from gateway.config import GatewayConfig
+from gateway.config import GatewayConfig, parse_port_range
 from gateway.device_node import DeviceNode, NodeSettings
 from gateway.devices.manager import DeviceManager
 from gateway.errors import ConfigError
@@ -32,6 +32,8 @@ from gateway.kube.pod_informer import PodInformer
 from gateway.kubelet import (
     ChainAuthenticator,
     KubeletServer,
+    PortRange,
+    ServerLimits,
     SubjectAccessReviewAuthorizer,
     TokenReviewAuthenticator,
     X509Authenticator,
@@ -216,7 +218,13 @@ class Gateway:
             )
         context = server_ssl_context(cert, key, Path(cfg.client_ca) if cfg.client_ca else None)
         self.server = KubeletServer(
-            GatewayProvider(self.controller, self.logs, self._load_of),
+            GatewayProvider(
+                self.controller,
+                self.logs,
+                self._load_of,
+                self._session_of,
+                exec_timeout_s=cfg.exec_timeout_s,
+            ),
             authenticator=ChainAuthenticator(
                 X509Authenticator(), TokenReviewAuthenticator(self.auth_client)
             ),
@@ -224,6 +232,10 @@ class Gateway:
             ssl_context=context,
             host=cfg.address,
             port=cfg.port,
+            node_ports=PortRange(*parse_port_range(cfg.node_ports)),
+            limits=ServerLimits(
+                idle_timeout_s=cfg.idle_timeout_s, max_connections=cfg.max_connections
+            ),
         )
         await self.server.start()
         self.kubelet_port = self.server.port
@@ -232,14 +244,20 @@ class Gateway:
         node = self.nodes.get(self.claimed.get(node_name, ""))
         return node.session.load if node is not None else None
 
+    def _session_of(self, node_name: str) -> DeviceSession | None:
+        node = self.nodes.get(self.claimed.get(node_name, ""))
+        return node.session if node is not None else None
+
     def _on_session(self, path: str, session: DeviceSession) -> None:
-        assert self.api and self.controller and self.events and self.informer
+        assert self.api and self.controller and self.events and self.informer and self.server
         node = DeviceNode(
             path,
             session,
             api=self.api,
             config=self.config,
-            settings=NodeSettings(self.node_ip, self.kubelet_port, self.restart_backoff),
+            settings=NodeSettings(
+                self.node_ip, self.kubelet_port, self.restart_backoff, self.server.open_node
+            ),
             controller=self.controller,
             events=self.events,
             logs=self.logs,

@@ -1,7 +1,12 @@
-"""Route handlers of the kubelet API: containerLogs, pods, healthz, stats and metrics."""
+"""Route handlers of the kubelet API: containerLogs, pods, runningpods, healthz, stats, metrics.
+
+Every answer is for the node whose port the request arrived on (`scopes`, filled by the
+server), or for every served node on the gateway's own listener.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import logging
@@ -10,11 +15,21 @@ from typing import Any
 
 from aiohttp import web
 
-from gateway.kubelet.errors import BadLogQuery
+from gateway.kubelet.errors import BadLogQuery, ExecFailed
 from gateway.kubelet.log_query import parse_log_query
 from gateway.kubelet.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from gateway.kubelet.metrics import resource_metrics_text
 from gateway.kubelet.provider import JsonObject, KubeletProvider
+from gateway.kubelet.remotecommand import (
+    STDERR,
+    STDOUT,
+    ChannelStream,
+    StreamOptions,
+    exit_code_status,
+    failure_status,
+    is_websocket,
+    success_status,
+)
 from gateway.kubelet.stats import NodeStats
 from gateway.kubelet.summary import merge_nodes, summary_json
 from gateway.logs import previous_log_exists, read_logs
@@ -23,6 +38,34 @@ from gateway.logs.timestamps import now_ns
 logger = logging.getLogger(__name__)
 
 CONTAINER_LOGS_PATH = "/containerLogs/{namespace}/{pod}/{container}"
+EXEC_PATHS = ("/exec/{namespace}/{pod}/{container}", "/exec/{namespace}/{pod}/{uid}/{container}")
+ATTACH_PATHS = (
+    "/attach/{namespace}/{pod}/{container}",
+    "/attach/{namespace}/{pod}/{uid}/{container}",
+)
+PORT_FORWARD_PATHS = ("/portForward/{namespace}/{pod}", "/portForward/{namespace}/{pod}/{uid}")
+
+SPDY_UNSUPPORTED = (
+    "wirelet serves exec and attach over WebSocket (v5.channel.k8s.io) only, not SPDY: its "
+    "nodes declare ExtendWebSocketsToKubelet, so a kubectl of 1.30 or newer with its default "
+    "settings works (unset KUBECTL_REMOTE_COMMAND_WEBSOCKETS=false)"
+)
+PORT_FORWARD_UNSUPPORTED = (
+    "port-forward is not possible to a wirelet device: a device task has no network socket "
+    "the gateway could connect to (pods on device nodes share the gateway's address only "
+    "for status)"
+)
+CP_UNSUPPORTED = (
+    "kubectl cp is not possible with a wirelet device: it runs `tar` in the container with "
+    "stdin, and a device has neither a file system reachable through wirelet nor exec stdin"
+)
+NO_TTY = (
+    "a TTY was requested, but a wirelet device cannot give one: run kubectl exec/attach "
+    "without -t (and without -i: the device takes no stdin)"
+)
+NO_STDIN = (
+    "stdin was requested, but a wirelet device takes no input for {what}: run kubectl without -i"
+)
 
 
 class KubeletHandlers:
@@ -38,19 +81,40 @@ class KubeletHandlers:
         self._provider = provider
         self._node_scope = node_scope
         self._stopping = stopping
+        # local port -> the one node a listener answers for (the server keeps this current)
+        self.scopes: dict[int, str] = {}
 
     def register(self, app: web.Application) -> None:
         app.router.add_get("/healthz", self.healthz)
         app.router.add_get("/pods", self.pods)
+        app.router.add_get("/runningpods", self.running_pods)
+        app.router.add_get("/runningpods/", self.running_pods)
         app.router.add_get(CONTAINER_LOGS_PATH, self.container_logs)
         app.router.add_get("/stats/summary", self.stats_summary)
         app.router.add_get("/metrics/resource", self.metrics_resource)
+        for path in EXEC_PATHS:
+            app.router.add_route("*", path, self.exec)
+        for path in ATTACH_PATHS:
+            app.router.add_route("*", path, self.attach)
+        for path in PORT_FORWARD_PATHS:
+            app.router.add_route("*", path, self.port_forward)
 
     # ---- which nodes a request concerns (for authorization) -----------------------------
 
-    def served_nodes(self) -> list[str]:
-        if self._node_scope is not None:
-            return [self._node_scope]
+    def scope(self, request: web.Request) -> str | None:
+        """The one node this request's listener answers for, None for the gateway's own."""
+        transport = request.transport
+        sockname = transport.get_extra_info("sockname") if transport is not None else None
+        if sockname is not None:
+            node = self.scopes.get(int(sockname[1]))
+            if node is not None:
+                return node
+        return self._node_scope
+
+    def served_nodes(self, request: web.Request) -> list[str]:
+        scope = self.scope(request)
+        if scope is not None:
+            return [scope]
         return list(self._provider.node_names())
 
     async def nodes_concerned(self, request: web.Request) -> list[str]:
@@ -60,14 +124,14 @@ class KubeletHandlers:
         stats, unknown paths) covers every node served here, so the caller needs the
         permission on each; with no node yet, an empty name asks for "any node" rights.
         """
-        if request.match_info.route.resource is not None and (
-            request.match_info.route.resource.canonical == CONTAINER_LOGS_PATH
-        ):
-            pod = await self._find_pod(request.match_info["namespace"], request.match_info["pod"])
+        if "namespace" in request.match_info and "pod" in request.match_info:
+            pod = await self._find_pod(
+                request, request.match_info["namespace"], request.match_info["pod"]
+            )
             node = _node_name(pod) if pod is not None else ""
             if node:
                 return [node]
-        return self.served_nodes() or [""]
+        return self.served_nodes(request) or [""]
 
     # ---- endpoints -------------------------------------------------------------------
 
@@ -75,17 +139,27 @@ class KubeletHandlers:
         return web.Response(text="ok")
 
     async def pods(self, request: web.Request) -> web.Response:
-        served = set(self.served_nodes())
+        served = set(self.served_nodes(request))
         items = [p for p in await self._provider.list_pods() if _node_name(p) in served]
         body = {"kind": "PodList", "apiVersion": "v1", "metadata": {}, "items": items}
         return web.json_response(body, dumps=_compact_json)
 
+    async def running_pods(self, request: web.Request) -> web.Response:
+        """What runs on the device, as the kubelet reports its runtime's pods: name, namespace,
+        uid and the containers that are running (name and image), nothing else."""
+        served = set(self.served_nodes(request))
+        items = [p for p in await self._provider.running_pods() if _node_name(p) in served]
+        for item in items:
+            item.get("spec", {}).pop("nodeName", None)
+        body = {"kind": "PodList", "apiVersion": "v1", "metadata": {}, "items": items}
+        return web.json_response(body, dumps=_compact_json)
+
     async def stats_summary(self, request: web.Request) -> web.Response:
-        node = await self._node_stats()
+        node = await self._node_stats(request)
         return web.json_response(summary_json(node), dumps=_compact_json)
 
     async def metrics_resource(self, request: web.Request) -> web.Response:
-        node = await self._node_stats()
+        node = await self._node_stats(request)
         return web.Response(
             body=resource_metrics_text(node).encode(),
             headers={"Content-Type": METRICS_CONTENT_TYPE},
@@ -99,7 +173,7 @@ class KubeletHandlers:
             query = parse_log_query(request.query, now_ns=now_ns())
         except BadLogQuery as exc:
             return web.Response(status=400, text=str(exc))
-        pod = await self._find_pod(namespace, pod_name)
+        pod = await self._find_pod(request, namespace, pod_name)
         if pod is None:
             return web.Response(status=404, text=f'pod "{pod_name}" does not exist')
         if container not in _container_names(pod):
@@ -141,22 +215,134 @@ class KubeletHandlers:
             logger.debug("log client for %s/%s/%s went away", namespace, pod_name, container)
         return response
 
+    async def exec(self, request: web.Request) -> web.StreamResponse:
+        """`kubectl exec`: the device's EXEC, its output and exit code."""
+        options = _stream_options(request)
+        if not is_websocket(request):
+            return web.Response(status=400, text=SPDY_UNSUPPORTED)
+        stream = await ChannelStream.accept(request)
+        namespace, pod, container = _target(request)
+        problem = await self._stream_problem(request, options, "exec")
+        if problem:
+            await stream.finish(failure_status(problem, "BadRequest", 400))
+            return stream.ws
+        running = asyncio.ensure_future(
+            self._provider.exec(namespace, pod, container, options.command)
+        )
+        gone = asyncio.ensure_future(stream.closed_by_client.wait())
+        try:
+            await asyncio.wait({running, gone}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            gone.cancel()
+        if not running.done():
+            # kubectl went away (Ctrl-C): nobody is left to answer. The device's EXEC keeps
+            # its own timeout; its late result is dropped by the session.
+            running.cancel()
+            await stream.close()
+            return stream.ws
+        try:
+            outcome = running.result()
+        except ExecFailed as exc:
+            await stream.finish(failure_status(str(exc)))
+            return stream.ws
+        try:
+            if options.stdout and outcome.stdout:
+                await stream.write(STDOUT, outcome.stdout)
+            if options.stderr and outcome.stderr:
+                await stream.write(STDERR, outcome.stderr)
+            if outcome.truncated and options.stderr:
+                await stream.write(
+                    STDERR,
+                    b"\nwirelet: the device cut this command's output to fit one protocol "
+                    b"frame; the rest is missing\n",
+                )
+        except ConnectionError:
+            return stream.ws
+        await stream.finish(exit_code_status(outcome.exit_code))
+        return stream.ws
+
+    async def attach(self, request: web.Request) -> web.StreamResponse:
+        """`kubectl attach`: the running task's output from now on, until it stops."""
+        options = _stream_options(request)
+        if not is_websocket(request):
+            return web.Response(status=400, text=SPDY_UNSUPPORTED)
+        stream = await ChannelStream.accept(request)
+        namespace, pod, container = _target(request)
+        problem = await self._stream_problem(request, options, "attach")
+        source = None
+        if not problem:
+            source = await self._provider.find_container_log(namespace, pod, container)
+            if source is None or not await source.is_running():
+                problem = f'container "{container}" in pod "{pod}" is not running'
+        if problem or source is None:
+            await stream.finish(failure_status(problem, "BadRequest", 400))
+            return stream.ws
+        chunks = read_logs(
+            source,
+            tail_lines=0,
+            follow=True,
+            stop=lambda: self._stopping() or stream.closed_by_client.is_set(),
+            announce_ready=True,
+        )
+        try:
+            async with contextlib.aclosing(chunks):
+                async for chunk in chunks:
+                    if chunk and (options.stdout or options.stderr):
+                        await stream.write(STDOUT if options.stdout else STDERR, chunk)
+        except ConnectionError:
+            return stream.ws
+        await stream.finish(success_status())
+        return stream.ws
+
+    async def port_forward(self, request: web.Request) -> web.StreamResponse:
+        return web.Response(status=400, text=PORT_FORWARD_UNSUPPORTED)
+
     # ---- helpers ----------------------------------------------------------------------
 
-    async def _find_pod(self, namespace: str, name: str) -> JsonObject | None:
+    async def _stream_problem(self, request: web.Request, options: StreamOptions, what: str) -> str:
+        """Why an exec/attach cannot go ahead, in words for the user; "" if it can."""
+        namespace, pod_name, container = _target(request)
+        pod = await self._find_pod(request, namespace, pod_name)
+        if pod is None:
+            return f'pod "{pod_name}" does not exist on this node'
+        uid = request.match_info.get("uid")
+        if uid and pod.get("metadata", {}).get("uid") != uid:
+            return f'pod "{pod_name}" with uid {uid} does not exist (it was replaced)'
+        if container not in _container_names(pod):
+            return f'container "{container}" not found in pod "{pod_name}"'
+        if what == "exec" and options.command[:1] == ("tar",):
+            return CP_UNSUPPORTED
+        if options.tty:
+            return NO_TTY
+        if options.stdin:
+            return NO_STDIN.format(what=what)
+        if what == "exec" and not options.command:
+            return "no command given: kubectl exec POD -- COMMAND [ARGS...]"
+        return ""
+
+    async def _find_pod(self, request: web.Request, namespace: str, name: str) -> JsonObject | None:
         pod = await self._provider.get_pod(namespace, name)
-        if pod is None or _node_name(pod) not in self.served_nodes():
+        if pod is None or _node_name(pod) not in self.served_nodes(request):
             return None
         return pod
 
-    async def _node_stats(self) -> NodeStats:
-        served = self.served_nodes()
+    async def _node_stats(self, request: web.Request) -> NodeStats:
+        served = self.served_nodes(request)
         nodes = [n for n in await self._provider.stats() if n.node_name in served]
-        if self._node_scope is not None and len(nodes) == 1:
+        if self.scope(request) is not None and len(nodes) == 1:
             return nodes[0]
-        # A shared listener cannot tell which node the scraper asked about: report the sums
-        # under the first node's name (docs/kubelet-api.md explains the trade-off).
+        # The gateway's own listener is not any one node's: report the sums under the first
+        # node's name (nodes' own listeners answer for exactly their node).
         return merge_nodes(nodes, served[0] if served else "", now_ns())
+
+
+def _stream_options(request: web.Request) -> StreamOptions:
+    return StreamOptions.from_query(request.query, request.query.getall("command", []))
+
+
+def _target(request: web.Request) -> tuple[str, str, str]:
+    info = request.match_info
+    return info["namespace"], info["pod"], info["container"]
 
 
 def _node_name(pod: JsonObject) -> str:
