@@ -22,6 +22,7 @@ from gateway.app import Gateway
 from gateway.config import GatewayConfig, config_from_mapping, loopback_settings
 from gateway.kube.api import KubeApi
 from hil.cluster.local import LocalCluster
+from hil.cluster.node_address import shared_node_address, shared_problem
 from hil.emulator.fleet import EmulatedFleet
 from hil.emulator.profile import DeviceProfile
 
@@ -162,8 +163,14 @@ class Wirelet:
 def gateway_settings(
     cluster: LocalCluster, device_dir: Path, workdir: Path, **overrides: Any
 ) -> dict[str, dict[str, Any]]:
-    """The test gateway's config as TOML-shaped data: loopback, fast timers, `overrides` on top."""
-    cert, key = cluster.sign_serving_cert(["127.0.0.1", "localhost"], workdir)
+    """The test gateway's config as TOML-shaped data: fast timers, `overrides` on top.
+
+    The kubelet API listens on, and nodes advertise, this machine's TEST-NET address
+    (hil.cluster.node_address) so the API server's node proxy works as with a real kubelet;
+    where that address cannot be made (not root), loopback, and node-proxy tests skip."""
+    address = shared_node_address()
+    hosts = ["127.0.0.1", "localhost", *([address.ip] if address else [])]
+    cert, key = cluster.sign_serving_cert(hosts, workdir)
     data = loopback_settings(
         kubeconfig=str(cluster.kubeconfig),
         client_ca=str(cluster.ca_cert),
@@ -172,11 +179,23 @@ def gateway_settings(
         device_dir=str(device_dir),
         log_dir=str(workdir / "pods"),
     )
+    if address is not None:
+        data["kubelet"].update(address=address.ip, node_ip=address.ip)
     data["nodes"] = {"lease_renew_interval_s": 1.0, "status_interval_s": 5.0}
     data["link"] = dict(FAST_LINK)
     for section, values in overrides.items():
         data.setdefault(section, {}).update(values)
     return data
+
+
+def require_node_proxy_address() -> str:
+    """The node address the API server proxies to; skips the test where none can be made."""
+    address = shared_node_address()
+    if address is None:
+        pytest.skip(
+            f"no non-loopback test address for the API server's node proxy: {shared_problem()}"
+        )
+    return address.ip
 
 
 def gateway_config(
