@@ -97,6 +97,14 @@ class NodeAgent:
     async def ensure_node(self) -> None:
         """Create the Node, or adopt the one a previous run (or another gateway start) left."""
         manifest = node_manifest(self.name, self.facts, self.config)
+        if self.events:
+            # The kubelet's "Starting kubelet." when it starts serving the node.
+            self.events.record(
+                ObjectRef.node(self.name),
+                "Normal",
+                "Starting",
+                f"Starting wirelet for device {self.facts.device_id}",
+            )
         try:
             created = await self.api.create("/api/v1/nodes", manifest)
             self.node_uid = created["metadata"]["uid"]

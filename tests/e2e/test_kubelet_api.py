@@ -156,3 +156,31 @@ async def test_kubectl_attach_streams_the_running_task(wirelet: Wirelet) -> None
     assert lines[-1] == "100", "attach ends when the task does, with all its output"
     numbers = [int(x) for x in lines]
     assert numbers == list(range(numbers[0], 101)), "no gap, no repeat"
+
+
+async def test_node_and_pod_events_and_describe_node(wirelet: Wirelet) -> None:
+    device = wirelet.fleet.devices[0]
+    node = wirelet.node(device.profile.device_id)
+    await wirelet.wait_node(node)
+    await running_pod(wirelet, "described", node)
+
+    async def node_reasons() -> set[str] | None:
+        listing = await wirelet.api.get(
+            "/api/v1/namespaces/default/events", fieldSelector=f"involvedObject.name={node}"
+        )
+        reasons = {e["reason"] for e in listing.get("items") or []}
+        return reasons if {"Starting", "RegisteredNode", "NodeReady"} <= reasons else None
+
+    await wirelet.wait_for(f"node events of {node}", node_reasons)
+
+    async def pod_events() -> dict[str, str] | None:
+        events = {e["reason"]: e["message"] for e in await wirelet.events_for("described")}
+        return events if {"Pulled", "Started"} <= set(events) else None
+
+    events = await wirelet.wait_for("pod events", pod_events)
+    assert 'Container image "forever" already present on machine' in events["Pulled"]
+
+    described = await wirelet.kubectl("describe", "node", node)
+    assert "Non-terminated Pods:          (1 in total)" in described
+    assert f"{wirelet.namespace}  " in described and "described" in described
+    assert "Allocated resources:" in described
