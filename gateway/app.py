@@ -12,6 +12,7 @@ import dataclasses
 import ipaddress
 import logging
 import socket
+import ssl
 import tempfile
 from collections.abc import Coroutine, Mapping
 from pathlib import Path
@@ -24,7 +25,7 @@ from firmware_protocol import LinkConfig
 from gateway.config import GatewayConfig, parse_port_range
 from gateway.device_node import DeviceNode, NodeSettings
 from gateway.devices.manager import DeviceManager
-from gateway.errors import ConfigError
+from gateway.errors import ConfigError, WireletError
 from gateway.kube.api import KubeApi, load_configuration
 from gateway.kube.events import EventRecorder, ObjectRef
 from gateway.kube.pod_controller import PodController
@@ -45,7 +46,7 @@ from gateway.link.session import DeviceSession, SessionConfig
 from gateway.logs import LogConfig, LogStore
 from gateway.provider import GatewayProvider
 from gateway.runtime.backoff import BackoffPolicy
-from gateway.serving_cert import self_signed
+from gateway.serving_cert import ServingCertificate, self_signed
 from gateway.transport.serial import SerialSettings
 
 log = logging.getLogger(__name__)
@@ -66,6 +67,8 @@ _RECONNECT_KEYS = {"reconnect_initial_s": "initial", "reconnect_max_s": "maximum
 # lease; an unplug is seen at once by the tty itself. Faster heartbeats cost CPU at scale
 # (1000 devices: 2 s pings were 1000 PING/PONG frames a second).
 GATEWAY_LINK_DEFAULTS: dict[str, Any] = {"heartbeat_interval": 5.0, "link_lost_timeout": 15.0}
+# How long the start waits for a self-approved serving certificate before going on without.
+FIRST_SERVING_CERT_WAIT_S = 30.0
 
 
 def timers_from_config(
@@ -146,6 +149,7 @@ class Gateway:
         self._state_dir: tempfile.TemporaryDirectory[str] | None = None
         self.node_ip = ""
         self.kubelet_port = 0
+        self.serving_cert: ServingCertificate | None = None
 
     def _spawn(self, coro: Coroutine[Any, Any, None], name: str) -> asyncio.Task[None]:
         task = asyncio.create_task(coro, name=name)
@@ -211,12 +215,16 @@ class Gateway:
         else:
             self._state_dir = tempfile.TemporaryDirectory(prefix="wirelet-")
             cert, key = self_signed(Path(self._state_dir.name), self.node_ip)
-            log.warning(
-                "no kubelet.tls_cert configured: serving a self-signed certificate; an API "
-                "server started with --kubelet-certificate-authority will refuse it "
-                "(set kubelet.tls_cert/tls_key to a certificate from that CA)"
-            )
+            if not cfg.server_tls_bootstrap:
+                log.warning(
+                    "no kubelet.tls_cert configured: serving a self-signed certificate; an API "
+                    "server started with --kubelet-certificate-authority will refuse it (set "
+                    "kubelet.tls_cert/tls_key to a certificate from that CA, or "
+                    "kubelet.server_tls_bootstrap = true)"
+                )
         context = server_ssl_context(cert, key, Path(cfg.client_ca) if cfg.client_ca else None)
+        if cfg.server_tls_bootstrap:
+            await self._bootstrap_serving_cert(context)
         self.server = KubeletServer(
             GatewayProvider(
                 self.controller,
@@ -239,6 +247,30 @@ class Gateway:
         )
         await self.server.start()
         self.kubelet_port = self.server.port
+
+    async def _bootstrap_serving_cert(self, context: ssl.SSLContext) -> None:
+        """Serving certificate from the cluster; the self-signed one serves until it arrives.
+
+        When the gateway approves its own request, the start waits for the first certificate
+        (seconds), so the API server never meets the self-signed one; otherwise an
+        administrator approves it whenever they do, and the log says how."""
+        assert self.api is not None and self._state_dir is not None
+        host = socket.gethostname()
+        self.serving_cert = ServingCertificate(
+            self.api,
+            context,
+            Path(self._state_dir.name) / "pki",
+            host=host,
+            ips=[self.node_ip],
+            dns_names=[host],
+            approve=self.config.kubelet.serving_cert_approve,
+        )
+        if self.config.kubelet.serving_cert_approve:
+            try:
+                await self.serving_cert.obtain(timeout_s=FIRST_SERVING_CERT_WAIT_S)
+            except WireletError as exc:
+                log.error("no serving certificate from the cluster yet: %s", exc)
+        self._tasks.append(self._spawn(self.serving_cert.run(), "serving certificate"))
 
     def _load_of(self, node_name: str) -> DeviceLoad | None:
         node = self.nodes.get(self.claimed.get(node_name, ""))

@@ -88,6 +88,11 @@ class KubeletApiConfig:
     exec_timeout_s: float = 30.0  # how long a `kubectl exec` command may run on a device
     idle_timeout_s: float = 30.0  # a connection must send a whole request header within this
     max_connections: int = 4096  # established connections over all kubelet API listeners
+    # Serving certificate from the cluster (signer kubernetes.io/kubelet-serving) instead of
+    # tls_cert/tls_key or a self-signed one; renewed before it expires.
+    server_tls_bootstrap: bool = False
+    # Approve that request itself (needs deploy/rbac.yaml's wirelet:gateway-serving-approver).
+    serving_cert_approve: bool = False
 
 
 @dataclass(frozen=True)
@@ -303,11 +308,22 @@ def config_from_mapping(data: Mapping[str, Any], source: str = "<config>") -> Ga
         max_connections=api_t.integer(
             "max_connections", KubeletApiConfig.max_connections, minimum=1, maximum=1_000_000
         ),
+        server_tls_bootstrap=api_t.boolean(
+            "server_tls_bootstrap", KubeletApiConfig.server_tls_bootstrap
+        ),
+        serving_cert_approve=api_t.boolean(
+            "serving_cert_approve", KubeletApiConfig.serving_cert_approve
+        ),
     )
     try:
         parse_port_range(kubelet.node_ports)
     except ValueError as exc:
         raise ConfigError(f"{source}: kubelet.node_ports: {exc}") from None
+    if kubelet.server_tls_bootstrap and kubelet.tls_cert is not None:
+        raise ConfigError(
+            f"{source}: kubelet.server_tls_bootstrap and kubelet.tls_cert exclude each other "
+            "(the certificate comes from the cluster, or from files)"
+        )
     if (kubelet.tls_cert is None) != (kubelet.tls_key is None):
         raise ConfigError(f"{source}: kubelet.tls_cert and kubelet.tls_key go together")
     api_t.reject_unknown()
