@@ -219,7 +219,7 @@ class KubeletHandlers:
         """`kubectl exec`: the device's EXEC, its output and exit code."""
         options = _stream_options(request)
         if not is_websocket(request):
-            return web.Response(status=400, text=SPDY_UNSUPPORTED)
+            return _refusal(SPDY_UNSUPPORTED)
         stream = await ChannelStream.accept(request)
         namespace, pod, container = _target(request)
         problem = await self._stream_problem(request, options, "exec")
@@ -265,7 +265,7 @@ class KubeletHandlers:
         """`kubectl attach`: the running task's output from now on, until it stops."""
         options = _stream_options(request)
         if not is_websocket(request):
-            return web.Response(status=400, text=SPDY_UNSUPPORTED)
+            return _refusal(SPDY_UNSUPPORTED)
         stream = await ChannelStream.accept(request)
         namespace, pod, container = _target(request)
         problem = await self._stream_problem(request, options, "attach")
@@ -295,7 +295,7 @@ class KubeletHandlers:
         return stream.ws
 
     async def port_forward(self, request: web.Request) -> web.StreamResponse:
-        return web.Response(status=400, text=PORT_FORWARD_UNSUPPORTED)
+        return _refusal(PORT_FORWARD_UNSUPPORTED)
 
     # ---- helpers ----------------------------------------------------------------------
 
@@ -334,6 +334,11 @@ class KubeletHandlers:
         # The gateway's own listener is not any one node's: report the sums under the first
         # node's name (nodes' own listeners answer for exactly their node).
         return merge_nodes(nodes, served[0] if served else "", now_ns())
+
+
+def _refusal(message: str) -> web.Response:
+    """400 with a metav1.Status body: kubectl shows its message when an upgrade fails."""
+    return web.json_response(failure_status(message, "BadRequest", 400), status=400)
 
 
 def _stream_options(request: web.Request) -> StreamOptions:

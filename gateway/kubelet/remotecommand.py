@@ -45,14 +45,18 @@ class StreamOptions:
 
     @classmethod
     def from_query(cls, query: Mapping[str, str], commands: list[str]) -> StreamOptions:
-        def flag(name: str) -> bool:
-            return query.get(name, "") in _TRUE
+        """The API server names the streams `input`, `output`, `error` towards the kubelet
+        (core/v1 ExecStdinParam...); `stdin`, `stdout`, `stderr` (its own API's names) are
+        accepted too."""
+
+        def flag(*names: str) -> bool:
+            return any(query.get(name, "") in _TRUE for name in names)
 
         return cls(
             command=tuple(commands),
-            stdin=flag("stdin"),
-            stdout=flag("stdout"),
-            stderr=flag("stderr"),
+            stdin=flag("input", "stdin"),
+            stdout=flag("output", "stdout"),
+            stderr=flag("error", "stderr"),
             tty=flag("tty"),
         )
 

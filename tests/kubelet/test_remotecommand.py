@@ -60,7 +60,7 @@ async def test_exec_returns_output_and_the_exit_code(
 ) -> None:
     device_pod.exec_answers["default", "blinky", "app"] = ExecOutcome(3, b"out\n", b"err\n")
     base = await start_server()
-    received, status = await channels(exec_url(base, "ls", "-l", stdout="1", stderr="true"), pki)
+    received, status = await channels(exec_url(base, "ls", "-l", output="1", error="true"), pki)
     assert received == {1: b"out\n", 2: b"err\n"}
     assert status is not None and status["reason"] == "NonZeroExitCode"
     assert status["details"]["causes"] == [{"reason": "ExitCode", "message": "3"}]
