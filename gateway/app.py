@@ -244,6 +244,14 @@ class Gateway:
             limits=ServerLimits(
                 idle_timeout_s=cfg.idle_timeout_s, max_connections=cfg.max_connections
             ),
+            configz={
+                "address": cfg.address,
+                "containerLogMaxSize": str(self.config.logs.max_bytes),
+                "containerLogMaxFiles": self.config.logs.max_files,
+                "nodeLeaseDurationSeconds": self.config.nodes.lease_duration_s,
+                "tlsCertFile": cfg.tls_cert or "",
+                "serverTLSBootstrap": cfg.server_tls_bootstrap,
+            },
         )
         await self.server.start()
         self.kubelet_port = self.server.port

@@ -77,15 +77,18 @@ class KubeletHandlers:
         *,
         node_scope: str | None,
         stopping: Callable[[], bool],
+        configz: JsonObject | None = None,
     ) -> None:
         self._provider = provider
         self._node_scope = node_scope
         self._stopping = stopping
+        self._configz = configz or {}
         # local port -> the one node a listener answers for (the server keeps this current)
         self.scopes: dict[int, str] = {}
 
     def register(self, app: web.Application) -> None:
         app.router.add_get("/healthz", self.healthz)
+        app.router.add_get("/configz", self.configz)
         app.router.add_get("/pods", self.pods)
         app.router.add_get("/runningpods", self.running_pods)
         app.router.add_get("/runningpods/", self.running_pods)
@@ -137,6 +140,30 @@ class KubeletHandlers:
 
     async def healthz(self, request: web.Request) -> web.Response:
         return web.Response(text="ok")
+
+    async def configz(self, request: web.Request) -> web.Response:
+        """The kubelet's /configz: {"kubeletconfig": KubeletConfiguration}, with what applies
+        to a gateway (its port is the listener's own)."""
+        transport = request.transport
+        sockname = transport.get_extra_info("sockname") if transport is not None else None
+        config = {
+            "kind": "KubeletConfiguration",
+            "apiVersion": "kubelet.config.k8s.io/v1beta1",
+            "enableServer": True,
+            "readOnlyPort": 0,
+            "authentication": {
+                "anonymous": {"enabled": False},
+                "webhook": {"enabled": True, "cacheTTL": "2m0s"},
+            },
+            "authorization": {
+                "mode": "Webhook",
+                "webhook": {"cacheAuthorizedTTL": "5m0s", "cacheUnauthorizedTTL": "30s"},
+            },
+            **self._configz,
+        }
+        if sockname is not None:
+            config["port"] = int(sockname[1])
+        return web.json_response({"kubeletconfig": config}, dumps=_compact_json)
 
     async def pods(self, request: web.Request) -> web.Response:
         served = set(self.served_nodes(request))

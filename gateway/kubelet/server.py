@@ -95,9 +95,10 @@ def _create_app(
     authenticator: Authenticator,
     authorizer: Authorizer,
     node_scope: str | None,
+    configz: dict[str, Any] | None = None,
 ) -> tuple[web.Application, KubeletHandlers]:
     stopping = _Stopping()
-    handlers = KubeletHandlers(provider, node_scope=node_scope, stopping=stopping)
+    handlers = KubeletHandlers(provider, node_scope=node_scope, stopping=stopping, configz=configz)
     app = web.Application(
         middlewares=[auth_middleware(authenticator, authorizer, handlers.nodes_concerned)]
     )
@@ -136,9 +137,15 @@ class KubeletServer:
         node_scope: str | None = None,
         node_ports: PortRange = PortRange(0, 0),
         limits: ServerLimits = ServerLimits(),
+        configz: dict[str, Any] | None = None,
     ) -> None:
+        """`configz`: KubeletConfiguration fields for /configz (log sizes, lease duration...)."""
         self._app, self._handlers = _create_app(
-            provider, authenticator=authenticator, authorizer=authorizer, node_scope=node_scope
+            provider,
+            authenticator=authenticator,
+            authorizer=authorizer,
+            node_scope=node_scope,
+            configz=configz,
         )
         self._ssl_context = ssl_context
         self._host = host

@@ -67,6 +67,10 @@ async def test_node_proxy_answers_for_exactly_the_node_asked(wirelet: Wirelet) -
         metrics = await raw(wirelet, node, "/metrics/resource")
         assert f'pod="{mine}"' in metrics and f'pod="{other}"' not in metrics
         assert await raw(wirelet, node, "/healthz") == "ok"
+        assert wirelet.gateway.server is not None
+        configz = (await raw(wirelet, node, "/configz"))["kubeletconfig"]
+        assert configz["port"] == wirelet.gateway.server.node_port(node)
+        assert configz["authorization"]["mode"] == "Webhook"
 
 
 async def test_kubectl_exec_runs_on_the_device_and_follows_its_exit_code(

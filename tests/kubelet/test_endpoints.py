@@ -101,6 +101,9 @@ async def test_each_node_port_answers_for_exactly_that_node(
     status, _ = await get_json(port_a, "/containerLogs/default/on-b/app", pki)
     assert status == 404, "a pod of another node is not this node's"
 
+    _, configz = await get_json(port_b, "/configz", pki)
+    assert configz["kubeletconfig"]["port"] == port_b  # type: ignore[index]
+
     # The gateway's own listener answers for every node.
     _, pods = await get_json(server.port, "/pods", pki)
     assert len(pods["items"]) == 3  # type: ignore[index]
