@@ -20,6 +20,7 @@ import errno
 import logging
 import socket
 import ssl
+import zlib
 from dataclasses import dataclass
 from typing import Any
 
@@ -154,9 +155,10 @@ class KubeletServer:
         self._limits = limits
         self._runner: web.AppRunner | None = None
         self._servers: dict[int, asyncio.Server] = {}  # local port -> listener
+        self._unserved: dict[int, socket.socket] = {}  # bound, listener not created yet
+        self._starting: set[asyncio.Future[None]] = set()
         self._main_port = 0
         self._port_of: dict[str, int] = {}  # node name -> its own port
-        self._next_candidate = node_ports.first
 
     @property
     def port(self) -> int:
@@ -198,7 +200,10 @@ class KubeletServer:
         port = int(sock.getsockname()[1])
         self._port_of[node] = port
         self._handlers.scopes[port] = node
+        self._unserved[port] = sock
         task = asyncio.ensure_future(self._serve(sock))
+        self._starting.add(task)
+        task.add_done_callback(self._starting.discard)
         task.add_done_callback(_log_failure)
         logger.debug("kubelet API for node %s on port %d", node, port)
         return port
@@ -211,15 +216,21 @@ class KubeletServer:
         server = self._servers.pop(port, None)
         if server is not None:
             server.close()
+        sock = self._unserved.pop(port, None)
+        if sock is not None:
+            sock.close()
 
     def _bind_node_port(self, node: str) -> socket.socket:
+        """The node's preferred port (from a hash of its name, so it keeps its port across
+        gateway restarts and a stale endpoint in the API server is rarely another node's), or
+        the next free one after it."""
         ports = self._node_ports
         if ports.first == 0:
             return _bind(self._host, 0)
-        taken = set(self._servers) | set(self._port_of.values())
-        for _ in range(ports.size):
-            candidate = self._next_candidate
-            self._next_candidate = ports.first if candidate >= ports.last else candidate + 1
+        taken = set(self._port_of.values())
+        preferred = zlib.crc32(node.encode()) % ports.size
+        for step in range(ports.size):
+            candidate = ports.first + (preferred + step) % ports.size
             if candidate in taken:
                 continue
             try:
@@ -246,6 +257,8 @@ class KubeletServer:
 
         loop = asyncio.get_running_loop()
         port = int(sock.getsockname()[1])
+        if self._unserved.pop(port, None) is None and port != self._main_port:
+            return  # closed before it started serving
         server = await loop.create_server(
             protocol,
             sock=sock,
@@ -258,9 +271,14 @@ class KubeletServer:
         if self._runner is None:
             return
         runner, self._runner = self._runner, None
+        for task in list(self._starting):
+            task.cancel()
         for server in self._servers.values():
             server.close()
         self._servers.clear()
+        for sock in self._unserved.values():
+            sock.close()
+        self._unserved.clear()
         self._port_of.clear()
         await runner.cleanup()
         logger.info("kubelet API stopped")
