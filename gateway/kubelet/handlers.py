@@ -24,9 +24,11 @@ from gateway.kubelet.remotecommand import (
     STDERR,
     STDOUT,
     ChannelStream,
+    SpdyChannelStream,
     StreamOptions,
     exit_code_status,
     failure_status,
+    is_spdy,
     is_websocket,
     success_status,
 )
@@ -45,10 +47,9 @@ ATTACH_PATHS = (
 )
 PORT_FORWARD_PATHS = ("/portForward/{namespace}/{pod}", "/portForward/{namespace}/{pod}/{uid}")
 
-SPDY_UNSUPPORTED = (
-    "wirelet serves exec and attach over WebSocket (v5.channel.k8s.io) only, not SPDY: its "
-    "nodes declare ExtendWebSocketsToKubelet, so a kubectl of 1.30 or newer with its default "
-    "settings works (unset KUBECTL_REMOTE_COMMAND_WEBSOCKETS=false)"
+NOT_AN_UPGRADE = (
+    "exec and attach need a streaming connection: a WebSocket (v5.channel.k8s.io) or SPDY/3.1 "
+    "upgrade request, as the API server sends for kubectl exec/attach"
 )
 PORT_FORWARD_UNSUPPORTED = (
     "port-forward is not possible to a wirelet device: a device task has no network socket "
@@ -245,14 +246,14 @@ class KubeletHandlers:
     async def exec(self, request: web.Request) -> web.StreamResponse:
         """`kubectl exec`: the device's EXEC, its output and exit code."""
         options = _stream_options(request)
-        if not is_websocket(request):
-            return _refusal(SPDY_UNSUPPORTED)
-        stream = await ChannelStream.accept(request)
+        stream = await _open_streams(request, options)
+        if isinstance(stream, web.StreamResponse):
+            return stream
         namespace, pod, container = _target(request)
         problem = await self._stream_problem(request, options, "exec")
         if problem:
             await stream.finish(failure_status(problem, "BadRequest", 400))
-            return stream.ws
+            return stream.response
         running = asyncio.ensure_future(
             self._provider.exec(namespace, pod, container, options.command)
         )
@@ -266,12 +267,12 @@ class KubeletHandlers:
             # its own timeout; its late result is dropped by the session.
             running.cancel()
             await stream.close()
-            return stream.ws
+            return stream.response
         try:
             outcome = running.result()
         except ExecFailed as exc:
             await stream.finish(failure_status(str(exc)))
-            return stream.ws
+            return stream.response
         try:
             if options.stdout and outcome.stdout:
                 await stream.write(STDOUT, outcome.stdout)
@@ -284,16 +285,16 @@ class KubeletHandlers:
                     b"frame; the rest is missing\n",
                 )
         except ConnectionError:
-            return stream.ws
+            return stream.response
         await stream.finish(exit_code_status(outcome.exit_code))
-        return stream.ws
+        return stream.response
 
     async def attach(self, request: web.Request) -> web.StreamResponse:
         """`kubectl attach`: the running task's output from now on, until it stops."""
         options = _stream_options(request)
-        if not is_websocket(request):
-            return _refusal(SPDY_UNSUPPORTED)
-        stream = await ChannelStream.accept(request)
+        stream = await _open_streams(request, options)
+        if isinstance(stream, web.StreamResponse):
+            return stream
         namespace, pod, container = _target(request)
         problem = await self._stream_problem(request, options, "attach")
         source = None
@@ -303,7 +304,7 @@ class KubeletHandlers:
                 problem = f'container "{container}" in pod "{pod}" is not running'
         if problem or source is None:
             await stream.finish(failure_status(problem, "BadRequest", 400))
-            return stream.ws
+            return stream.response
         chunks = read_logs(
             source,
             tail_lines=0,
@@ -317,9 +318,9 @@ class KubeletHandlers:
                     if chunk and (options.stdout or options.stderr):
                         await stream.write(STDOUT if options.stdout else STDERR, chunk)
         except ConnectionError:
-            return stream.ws
+            return stream.response
         await stream.finish(success_status())
-        return stream.ws
+        return stream.response
 
     async def port_forward(self, request: web.Request) -> web.StreamResponse:
         return _refusal(PORT_FORWARD_UNSUPPORTED)
@@ -361,6 +362,20 @@ class KubeletHandlers:
         # The gateway's own listener is not any one node's: report the sums under the first
         # node's name (nodes' own listeners answer for exactly their node).
         return merge_nodes(nodes, served[0] if served else "", now_ns())
+
+
+async def _open_streams(
+    request: web.Request, options: StreamOptions
+) -> ChannelStream | SpdyChannelStream | web.StreamResponse:
+    """The client's channels over whichever protocol it asked for, or the answer refusing it."""
+    if is_websocket(request):
+        return await ChannelStream.accept(request)
+    if is_spdy(request):
+        spdy = await SpdyChannelStream.accept(request, options)
+        if isinstance(spdy, SpdyChannelStream) and spdy.closed_by_client.is_set():
+            return spdy.response  # did not open its streams in time: hung up on
+        return spdy
+    return _refusal(NOT_AN_UPGRADE)
 
 
 def _refusal(message: str) -> web.Response:

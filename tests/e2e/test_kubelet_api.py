@@ -15,12 +15,15 @@ from .conftest import WAIT, Wirelet, require_node_proxy_address
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(240)]
 
 
-async def run(wirelet: Wirelet, *args: str) -> tuple[int, str, str]:
-    """kubectl with the admin kubeconfig: (exit code, stdout, stderr)."""
+async def run(wirelet: Wirelet, *args: str, spdy: bool = False) -> tuple[int, str, str]:
+    """kubectl with the admin kubeconfig: (exit code, stdout, stderr). `spdy`: exec/attach
+    over SPDY/3.1 (kubectl's fallback), which the API server passes on to the gateway."""
+    env = {**os.environ, "KUBECTL_REMOTE_COMMAND_WEBSOCKETS": "false"} if spdy else None
     proc = await asyncio.create_subprocess_exec(
         "kubectl",
         f"--kubeconfig={wirelet.cluster.kubeconfig}",
         *args,
+        env=env,
         stdin=asyncio.subprocess.DEVNULL,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
@@ -92,6 +95,12 @@ async def test_kubectl_exec_runs_on_the_device_and_follows_its_exit_code(
     code, out, _ = await run(wirelet, "exec", "-n", ns, "shell", "--", "uptime")
     assert code == 0 and out.startswith("boot ")
 
+    # The same over SPDY/3.1, as API servers before 1.36 speak to kubelets.
+    code, out, err = await run(wirelet, "exec", "-n", ns, "shell", "--", "echo", "spdy", spdy=True)
+    assert (code, out) == (0, "spdy\n"), err
+    code, out, err = await run(wirelet, "exec", "-n", ns, "shell", "--", "nope", spdy=True)
+    assert code == 127 and "nope: not found" in err
+
 
 async def test_kubectl_exec_what_a_device_cannot_do_is_a_clear_error(wirelet: Wirelet) -> None:
     node = wirelet.node(wirelet.fleet.devices[1].profile.device_id)
@@ -160,6 +169,16 @@ async def test_kubectl_attach_streams_the_running_task(wirelet: Wirelet) -> None
     assert lines[-1] == "100", "attach ends when the task does, with all its output"
     numbers = [int(x) for x in lines]
     assert numbers == list(range(numbers[0], 101)), "no gap, no repeat"
+
+
+async def test_kubectl_attach_over_spdy(wirelet: Wirelet) -> None:
+    node = wirelet.node(wirelet.fleet.devices[1].profile.device_id)
+    await wirelet.wait_node(node)
+    await wirelet.create_pod("count2", "counter", ["60", "100"], node=node)
+    await wirelet.wait_container("count2", lambda c: "running" in c["state"])
+    code, out, err = await run(wirelet, "attach", "-n", wirelet.namespace, "count2", spdy=True)
+    assert code == 0, err
+    assert out.split()[-1] == "60"
 
 
 async def test_node_and_pod_events_and_describe_node(wirelet: Wirelet) -> None:

@@ -14,6 +14,7 @@ import aiohttp
 import pytest
 
 from gateway.kubelet import ExecOutcome
+from gateway.kubelet.spdy import Data, GoAway, Ignored, Ping, SpdyFramer
 from gateway.logs import ContainerLogWriter, LogConfig, LogSource, Stream
 
 from .conftest import Pki, StartServer, client_ssl
@@ -123,21 +124,71 @@ async def test_exec_of_an_unknown_pod_or_container(
     assert status is not None and 'container "other" not found' in status["message"]
 
 
-async def test_spdy_and_port_forward_are_refused_with_the_reason(
+async def test_non_upgrades_and_port_forward_are_refused_with_the_reason(
     start_server: StartServer, pki: Pki, device_pod: InMemoryProvider
 ) -> None:
     base = await start_server()
     connector = aiohttp.TCPConnector(ssl=client_ssl(pki.ca, pki.client("alice", ["devs"])))
     async with aiohttp.ClientSession(connector=connector) as client:
+        async with client.post(f"{base}/exec/default/blinky/app?command=ls") as response:
+            assert response.status == 400
+            assert "need a streaming connection" in (await response.json())["message"]
         spdy = {"Connection": "Upgrade", "Upgrade": "SPDY/3.1"}
         async with client.post(
-            f"{base}/exec/default/blinky/app?command=ls&stdout=1", headers=spdy
+            f"{base}/exec/default/blinky/app?command=ls", headers=spdy
         ) as response:
             assert response.status == 400
-            assert "WebSocket (v5.channel.k8s.io) only" in await response.text()
+            assert "no supported stream protocol" in (await response.json())["message"]
         async with client.post(f"{base}/portForward/default/blinky", headers=spdy) as response:
             assert response.status == 400
-            assert "a device task has no network socket" in await response.text()
+            status = await response.json()
+            assert "a device task has no network socket" in status["message"]
+
+
+async def test_exec_over_spdy(
+    start_server: StartServer, pki: Pki, device_pod: InMemoryProvider
+) -> None:
+    """The SPDY/3.1 side as an API server without ExtendWebSocketsToKubelet speaks it."""
+    device_pod.exec_answers["default", "blinky", "app"] = ExecOutcome(2, b"out\n", b"err\n")
+    port = int((await start_server()).rsplit(":", 1)[1])
+    context = client_ssl(pki.ca, pki.client("alice", ["devs"]))
+    reader, writer = await asyncio.open_connection("127.0.0.1", port, ssl=context)
+    writer.write(
+        b"POST /exec/default/blinky/app?command=ls&output=1&error=1 HTTP/1.1\r\n"
+        b"Host: x\r\nConnection: Upgrade\r\nUpgrade: SPDY/3.1\r\n"
+        b"X-Stream-Protocol-Version: v4.channel.k8s.io\r\nContent-Length: 0\r\n\r\n"
+    )
+    head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), WAIT)
+    assert head.startswith(b"HTTP/1.1 101")
+    assert b"X-Stream-Protocol-Version: v4.channel.k8s.io" in head
+    client = SpdyFramer()
+    for stream_id, kind in ((1, "error"), (3, "stdout"), (5, "stderr")):
+        writer.write(client.syn_stream(stream_id, {"streamType": kind}))
+    writer.write(client.ping(7))
+    received: dict[int, bytes] = {}
+    replies, pongs, finished, goaway = set(), [], set(), False
+    async with asyncio.timeout(WAIT):
+        while not goaway:
+            chunk = await reader.read(65536)
+            if not chunk:
+                break
+            for frame in client.receive(chunk):
+                if isinstance(frame, Ignored) and frame.frame_type == 2:
+                    replies.add(frame.frame_type)
+                elif isinstance(frame, Ping):
+                    pongs.append(frame.ping_id)
+                elif isinstance(frame, Data):
+                    received[frame.stream_id] = received.get(frame.stream_id, b"") + frame.data
+                    if frame.fin:
+                        finished.add(frame.stream_id)
+                elif isinstance(frame, GoAway):
+                    goaway = True
+    writer.close()
+    assert replies and pongs == [7] and goaway
+    assert received[3] == b"out\n" and received[5] == b"err\n"
+    status = json.loads(received[1])
+    assert status["details"]["causes"] == [{"reason": "ExitCode", "message": "2"}]
+    assert finished == {1, 3, 5}
 
 
 async def test_attach_streams_output_from_now_until_the_container_stops(
