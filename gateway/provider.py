@@ -139,6 +139,14 @@ class GatewayProvider:
             )
         return result
 
+    def node_problem(self, node: str) -> str:
+        binding = self.controller.nodes.get(node)
+        if binding is None:
+            return f"node {node} is not served by this gateway"
+        if not binding.node_ready:
+            return f"the device of node {node} is not connected"
+        return ""
+
     async def running_pods(self) -> list[dict[str, Any]]:
         result = []
         for name, binding in sorted(self.controller.nodes.items()):

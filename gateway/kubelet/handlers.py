@@ -140,6 +140,12 @@ class KubeletHandlers:
     # ---- endpoints -------------------------------------------------------------------
 
     async def healthz(self, request: web.Request) -> web.Response:
+        """A node's port: that node's health (its device connected); the gateway's own port:
+        the gateway is up."""
+        scope = self.scope(request)
+        problem = self._provider.node_problem(scope) if scope is not None else ""
+        if problem:
+            return web.Response(status=503, text=f"unhealthy: {problem}")
         return web.Response(text="ok")
 
     async def configz(self, request: web.Request) -> web.Response:

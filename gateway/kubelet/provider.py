@@ -54,6 +54,10 @@ class KubeletProvider(Protocol):
         """Current figures for each of this gateway's nodes."""
         ...
 
+    def node_problem(self, node: str) -> str:
+        """Why the node is not healthy (its device is not connected...), "" when it is."""
+        ...
+
     async def running_pods(self) -> list[JsonObject]:
         """Pods with a task running on a device, in the kubelet's /runningpods shape: metadata
         name, namespace, uid; spec.nodeName and spec.containers (name, image) of the running

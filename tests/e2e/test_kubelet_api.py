@@ -207,3 +207,23 @@ async def test_node_and_pod_events_and_describe_node(wirelet: Wirelet) -> None:
     assert "Non-terminated Pods:          (1 in total)" in described
     assert f"{wirelet.namespace}  " in described and "described" in described
     assert "Allocated resources:" in described
+
+
+async def test_a_nodes_healthz_follows_its_device(wirelet: Wirelet) -> None:
+    require_node_proxy_address()
+    device = wirelet.fleet.devices[2]
+    node, other = (
+        wirelet.node(device.profile.device_id),
+        wirelet.node(wirelet.fleet.devices[0].profile.device_id),
+    )
+    for name in (node, other):
+        await wirelet.wait_node(name)
+    assert await raw(wirelet, node, "/healthz") == "ok"
+    device.unplug()
+    await wirelet.wait_node(node, "False")
+    code, _, err = await run(wirelet, "get", "--raw", f"/api/v1/nodes/{node}/proxy/healthz")
+    assert code != 0 and "(ServiceUnavailable)" in err, err  # kubectl hides the 503 body
+    assert await raw(wirelet, other, "/healthz") == "ok"  # only that node
+    device.plug()
+    await wirelet.wait_node(node, "True")
+    assert await raw(wirelet, node, "/healthz") == "ok"

@@ -28,6 +28,7 @@ class InMemoryProvider:
         # What exec answers, per (namespace, pod, container): an outcome or a failure message.
         self.exec_answers: dict[tuple[str, str, str], ExecOutcome | str] = {}
         self.exec_calls: list[tuple[str, str, str, tuple[str, ...]]] = []
+        self.problems: dict[str, str] = {}  # node -> why it is unhealthy
 
     def add_pod(self, pod: dict[str, Any]) -> None:
         meta = pod["metadata"]
@@ -49,6 +50,9 @@ class InMemoryProvider:
 
     async def stats(self) -> Sequence[NodeStats]:
         return self.node_stats
+
+    def node_problem(self, node: str) -> str:
+        return self.problems.get(node, "")
 
     async def running_pods(self) -> list[dict[str, Any]]:
         result = []

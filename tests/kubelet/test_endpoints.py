@@ -127,6 +127,20 @@ async def test_runningpods_lists_running_pods_of_the_node_with_and_without_slash
         assert items[0]["spec"] == {"containers": [{"name": "app", "image": "app"}]}
 
 
+async def test_healthz_of_a_node_port_is_that_nodes_health(
+    make_server: Callable[..., object], pki: Pki, provider: InMemoryProvider
+) -> None:
+    server: KubeletServer = await make_server()  # type: ignore[misc]
+    port_a, port_b = server.open_node("node-a"), server.open_node("node-b")
+    provider.problems["node-b"] = "the device of node node-b is not connected"
+    assert await get_json(port_a, "/healthz", pki) == (200, "ok")
+    assert await get_json(port_b, "/healthz", pki) == (
+        503,
+        "unhealthy: the device of node node-b is not connected",
+    )
+    assert await get_json(server.port, "/healthz", pki) == (200, "ok")  # the gateway is up
+
+
 async def test_closed_node_port_stops_listening(
     make_server: Callable[..., object], pki: Pki, provider: InMemoryProvider
 ) -> None:
