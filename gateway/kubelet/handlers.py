@@ -279,6 +279,10 @@ class KubeletHandlers:
         except ExecFailed as exc:
             await stream.finish(failure_status(str(exc)))
             return stream.response
+        except Exception as exc:  # a bug must still end the stream with a message
+            logger.exception("exec %s/%s/%s failed", namespace, pod, container)
+            await stream.finish(failure_status(f"internal error in the gateway: {exc}"))
+            return stream.response
         try:
             if options.stdout and outcome.stdout:
                 await stream.write(STDOUT, outcome.stdout)
