@@ -1,4 +1,5 @@
-"""Route handlers of the kubelet API: containerLogs, pods, runningpods, healthz, stats, metrics.
+"""Route handlers of the kubelet API: containerLogs, pods, runningpods, healthz, configz, stats,
+metrics (exec, attach and portForward are in gateway.kubelet.streaming).
 
 Every answer is for the node whose port the request arrived on (`scopes`, filled by the
 server), or for every served node on the gateway's own listener.
@@ -6,33 +7,22 @@ server), or for every served node on the gateway's own listener.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import Any
 
 from aiohttp import web
 
-from gateway.kubelet.errors import BadLogQuery, ExecFailed
+from gateway.kubelet.errors import BadLogQuery
 from gateway.kubelet.log_query import parse_log_query
 from gateway.kubelet.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from gateway.kubelet.metrics import resource_metrics_text
+from gateway.kubelet.podjson import container_names, node_name
 from gateway.kubelet.provider import JsonObject, KubeletProvider
-from gateway.kubelet.remotecommand import (
-    STDERR,
-    STDOUT,
-    ChannelStream,
-    SpdyChannelStream,
-    StreamOptions,
-    exit_code_status,
-    failure_status,
-    is_spdy,
-    is_websocket,
-    success_status,
-)
 from gateway.kubelet.stats import NodeStats
+from gateway.kubelet.streaming import StreamingHandlers
 from gateway.kubelet.summary import merge_nodes, summary_json
 from gateway.logs import previous_log_exists, read_logs
 from gateway.logs.timestamps import now_ns
@@ -40,33 +30,6 @@ from gateway.logs.timestamps import now_ns
 logger = logging.getLogger(__name__)
 
 CONTAINER_LOGS_PATH = "/containerLogs/{namespace}/{pod}/{container}"
-EXEC_PATHS = ("/exec/{namespace}/{pod}/{container}", "/exec/{namespace}/{pod}/{uid}/{container}")
-ATTACH_PATHS = (
-    "/attach/{namespace}/{pod}/{container}",
-    "/attach/{namespace}/{pod}/{uid}/{container}",
-)
-PORT_FORWARD_PATHS = ("/portForward/{namespace}/{pod}", "/portForward/{namespace}/{pod}/{uid}")
-
-NOT_AN_UPGRADE = (
-    "exec and attach need a streaming connection: a WebSocket (v5.channel.k8s.io) or SPDY/3.1 "
-    "upgrade request, as the API server sends for kubectl exec/attach"
-)
-PORT_FORWARD_UNSUPPORTED = (
-    "port-forward is not possible to a wirelet device: a device task has no network socket "
-    "the gateway could connect to (pods on device nodes share the gateway's address only "
-    "for status)"
-)
-CP_UNSUPPORTED = (
-    "kubectl cp is not possible with a wirelet device: it runs `tar` in the container with "
-    "stdin, and a device has neither a file system reachable through wirelet nor exec stdin"
-)
-NO_TTY = (
-    "a TTY was requested, but a wirelet device cannot give one: run kubectl exec/attach "
-    "without -t (and without -i: the device takes no stdin)"
-)
-NO_STDIN = (
-    "stdin was requested, but a wirelet device takes no input for {what}: run kubectl without -i"
-)
 
 
 class KubeletHandlers:
@@ -96,12 +59,7 @@ class KubeletHandlers:
         app.router.add_get(CONTAINER_LOGS_PATH, self.container_logs)
         app.router.add_get("/stats/summary", self.stats_summary)
         app.router.add_get("/metrics/resource", self.metrics_resource)
-        for path in EXEC_PATHS:
-            app.router.add_route("*", path, self.exec)
-        for path in ATTACH_PATHS:
-            app.router.add_route("*", path, self.attach)
-        for path in PORT_FORWARD_PATHS:
-            app.router.add_route("*", path, self.port_forward)
+        StreamingHandlers(self._provider, self.find_pod, self._stopping).register(app)
 
     # ---- which nodes a request concerns (for authorization) -----------------------------
 
@@ -129,10 +87,10 @@ class KubeletHandlers:
         permission on each; with no node yet, an empty name asks for "any node" rights.
         """
         if "namespace" in request.match_info and "pod" in request.match_info:
-            pod = await self._find_pod(
+            pod = await self.find_pod(
                 request, request.match_info["namespace"], request.match_info["pod"]
             )
-            node = _node_name(pod) if pod is not None else ""
+            node = node_name(pod) if pod is not None else ""
             if node:
                 return [node]
         return self.served_nodes(request) or [""]
@@ -174,7 +132,7 @@ class KubeletHandlers:
 
     async def pods(self, request: web.Request) -> web.Response:
         served = set(self.served_nodes(request))
-        items = [p for p in await self._provider.list_pods() if _node_name(p) in served]
+        items = [p for p in await self._provider.list_pods() if node_name(p) in served]
         body = {"kind": "PodList", "apiVersion": "v1", "metadata": {}, "items": items}
         return web.json_response(body, dumps=_compact_json)
 
@@ -182,7 +140,7 @@ class KubeletHandlers:
         """What runs on the device, as the kubelet reports its runtime's pods: name, namespace,
         uid and the containers that are running (name and image), nothing else."""
         served = set(self.served_nodes(request))
-        items = [p for p in await self._provider.running_pods() if _node_name(p) in served]
+        items = [p for p in await self._provider.running_pods() if node_name(p) in served]
         for item in items:
             item.get("spec", {}).pop("nodeName", None)
         body = {"kind": "PodList", "apiVersion": "v1", "metadata": {}, "items": items}
@@ -207,10 +165,10 @@ class KubeletHandlers:
             query = parse_log_query(request.query, now_ns=now_ns())
         except BadLogQuery as exc:
             return web.Response(status=400, text=str(exc))
-        pod = await self._find_pod(request, namespace, pod_name)
+        pod = await self.find_pod(request, namespace, pod_name)
         if pod is None:
             return web.Response(status=404, text=f'pod "{pod_name}" does not exist')
-        if container not in _container_names(pod):
+        if container not in container_names(pod):
             return web.Response(
                 status=404, text=f'container "{container}" not found in pod "{pod_name}"'
             )
@@ -249,118 +207,11 @@ class KubeletHandlers:
             logger.debug("log client for %s/%s/%s went away", namespace, pod_name, container)
         return response
 
-    async def exec(self, request: web.Request) -> web.StreamResponse:
-        """`kubectl exec`: the device's EXEC, its output and exit code."""
-        options = _stream_options(request)
-        stream = await _open_streams(request, options)
-        if isinstance(stream, web.StreamResponse):
-            return stream
-        namespace, pod, container = _target(request)
-        problem = await self._stream_problem(request, options, "exec")
-        if problem:
-            await stream.finish(failure_status(problem, "BadRequest", 400))
-            return stream.response
-        running = asyncio.ensure_future(
-            self._provider.exec(namespace, pod, container, options.command)
-        )
-        gone = asyncio.ensure_future(stream.closed_by_client.wait())
-        try:
-            await asyncio.wait({running, gone}, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            gone.cancel()
-        if not running.done():
-            # kubectl went away (Ctrl-C): nobody is left to answer. The device's EXEC keeps
-            # its own timeout; its late result is dropped by the session.
-            running.cancel()
-            await stream.close()
-            return stream.response
-        try:
-            outcome = running.result()
-        except ExecFailed as exc:
-            await stream.finish(failure_status(str(exc)))
-            return stream.response
-        except Exception as exc:  # a bug must still end the stream with a message
-            logger.exception("exec %s/%s/%s failed", namespace, pod, container)
-            await stream.finish(failure_status(f"internal error in the gateway: {exc}"))
-            return stream.response
-        try:
-            if options.stdout and outcome.stdout:
-                await stream.write(STDOUT, outcome.stdout)
-            if options.stderr and outcome.stderr:
-                await stream.write(STDERR, outcome.stderr)
-            if outcome.truncated and options.stderr:
-                await stream.write(
-                    STDERR,
-                    b"\nwirelet: the device cut this command's output to fit one protocol "
-                    b"frame; the rest is missing\n",
-                )
-        except ConnectionError:
-            return stream.response
-        await stream.finish(exit_code_status(outcome.exit_code))
-        return stream.response
-
-    async def attach(self, request: web.Request) -> web.StreamResponse:
-        """`kubectl attach`: the running task's output from now on, until it stops."""
-        options = _stream_options(request)
-        stream = await _open_streams(request, options)
-        if isinstance(stream, web.StreamResponse):
-            return stream
-        namespace, pod, container = _target(request)
-        problem = await self._stream_problem(request, options, "attach")
-        source = None
-        if not problem:
-            source = await self._provider.find_container_log(namespace, pod, container)
-            if source is None or not await source.is_running():
-                problem = f'container "{container}" in pod "{pod}" is not running'
-        if problem or source is None:
-            await stream.finish(failure_status(problem, "BadRequest", 400))
-            return stream.response
-        chunks = read_logs(
-            source,
-            tail_lines=0,
-            follow=True,
-            stop=lambda: self._stopping() or stream.closed_by_client.is_set(),
-            announce_ready=True,
-        )
-        try:
-            async with contextlib.aclosing(chunks):
-                async for chunk in chunks:
-                    if chunk and (options.stdout or options.stderr):
-                        await stream.write(STDOUT if options.stdout else STDERR, chunk)
-        except ConnectionError:
-            return stream.response
-        await stream.finish(success_status())
-        return stream.response
-
-    async def port_forward(self, request: web.Request) -> web.StreamResponse:
-        return _refusal(PORT_FORWARD_UNSUPPORTED)
-
     # ---- helpers ----------------------------------------------------------------------
 
-    async def _stream_problem(self, request: web.Request, options: StreamOptions, what: str) -> str:
-        """Why an exec/attach cannot go ahead, in words for the user; "" if it can."""
-        namespace, pod_name, container = _target(request)
-        pod = await self._find_pod(request, namespace, pod_name)
-        if pod is None:
-            return f'pod "{pod_name}" does not exist on this node'
-        uid = request.match_info.get("uid")
-        if uid and pod.get("metadata", {}).get("uid") != uid:
-            return f'pod "{pod_name}" with uid {uid} does not exist (it was replaced)'
-        if container not in _container_names(pod):
-            return f'container "{container}" not found in pod "{pod_name}"'
-        if what == "exec" and options.command[:1] == ("tar",):
-            return CP_UNSUPPORTED
-        if options.tty:
-            return NO_TTY
-        if options.stdin:
-            return NO_STDIN.format(what=what)
-        if what == "exec" and not options.command:
-            return "no command given: kubectl exec POD -- COMMAND [ARGS...]"
-        return ""
-
-    async def _find_pod(self, request: web.Request, namespace: str, name: str) -> JsonObject | None:
+    async def find_pod(self, request: web.Request, namespace: str, name: str) -> JsonObject | None:
         pod = await self._provider.get_pod(namespace, name)
-        if pod is None or _node_name(pod) not in self.served_nodes(request):
+        if pod is None or node_name(pod) not in self.served_nodes(request):
             return None
         return pod
 
@@ -372,48 +223,6 @@ class KubeletHandlers:
         # The gateway's own listener is not any one node's: report the sums under the first
         # node's name (nodes' own listeners answer for exactly their node).
         return merge_nodes(nodes, served[0] if served else "", now_ns())
-
-
-async def _open_streams(
-    request: web.Request, options: StreamOptions
-) -> ChannelStream | SpdyChannelStream | web.StreamResponse:
-    """The client's channels over whichever protocol it asked for, or the answer refusing it."""
-    if is_websocket(request):
-        return await ChannelStream.accept(request)
-    if is_spdy(request):
-        spdy = await SpdyChannelStream.accept(request, options)
-        if isinstance(spdy, SpdyChannelStream) and spdy.closed_by_client.is_set():
-            return spdy.response  # did not open its streams in time: hung up on
-        return spdy
-    return _refusal(NOT_AN_UPGRADE)
-
-
-def _refusal(message: str) -> web.Response:
-    """400 with a metav1.Status body: kubectl shows its message when an upgrade fails."""
-    return web.json_response(failure_status(message, "BadRequest", 400), status=400)
-
-
-def _stream_options(request: web.Request) -> StreamOptions:
-    return StreamOptions.from_query(request.query, request.query.getall("command", []))
-
-
-def _target(request: web.Request) -> tuple[str, str, str]:
-    info = request.match_info
-    return info["namespace"], info["pod"], info["container"]
-
-
-def _node_name(pod: JsonObject) -> str:
-    name = pod.get("spec", {}).get("nodeName", "")
-    return name if isinstance(name, str) else ""
-
-
-def _container_names(pod: JsonObject) -> set[str]:
-    spec = pod.get("spec", {})
-    names: set[str] = set()
-    for key in ("containers", "initContainers", "ephemeralContainers"):
-        containers: Sequence[Any] = spec.get(key) or ()
-        names.update(c.get("name", "") for c in containers if isinstance(c, dict))
-    return names
 
 
 def _client_gone(request: web.Request) -> bool:
