@@ -20,16 +20,18 @@ $(STAMP): pyproject.toml
 
 venv: $(STAMP)
 
-# umockdev (fake sysfs + uevents) for the udev discovery tests. Installed only when missing and
-# only where apt-get can run as root; otherwise those tests skip and say why.
-UMOCKDEV_OK = test -x /usr/bin/umockdev-wrapper && /usr/bin/python3 -c "import gi; gi.require_version('UMockdev', '1.0')" 2>/dev/null
+# umockdev (fake sysfs + uevents) for the udev discovery tests, and libusb-1.0 for the USB
+# transport (its tests run libusb against umockdev's usbdevfs emulation). Installed only when
+# missing and only where apt-get can run as root; otherwise those tests skip and say why.
+UMOCKDEV_PKGS = umockdev gir1.2-umockdev-1.0 python3-gi libusb-1.0-0
+UMOCKDEV_OK = test -x /usr/bin/umockdev-wrapper && /usr/bin/python3 -c "import gi, ctypes; gi.require_version('UMockdev', '1.0'); ctypes.CDLL('libusb-1.0.so.0')" 2>/dev/null
 system-deps:
 	@if $(UMOCKDEV_OK); then :; \
 	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
-		{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq umockdev gir1.2-umockdev-1.0 python3-gi; } \
+		{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(UMOCKDEV_PKGS); } \
 			|| echo "system-deps: installing umockdev failed: the umockdev tests will skip"; \
 	elif command -v sudo >/dev/null && sudo -n true 2>/dev/null && command -v apt-get >/dev/null; then \
-		{ sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq umockdev gir1.2-umockdev-1.0 python3-gi; } \
+		{ sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(UMOCKDEV_PKGS); } \
 			|| echo "system-deps: installing umockdev failed: the umockdev tests will skip"; \
 	else echo "system-deps: umockdev missing and no root/sudo: the umockdev tests will skip"; fi
 	@# iproute2 (`ip`) makes the TEST-NET address the API server's node proxy accepts

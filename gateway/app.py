@@ -25,6 +25,7 @@ from firmware_protocol import LinkConfig
 from gateway.config import GatewayConfig, parse_port_range
 from gateway.device_node import DeviceNode, NodeSettings
 from gateway.devices.manager import DeviceManager
+from gateway.devices.sources.usb import UsbSelector
 from gateway.errors import ConfigError, WireletError
 from gateway.kube.api import KubeApi, load_configuration
 from gateway.kube.events import EventRecorder, ObjectRef
@@ -44,6 +45,7 @@ from gateway.link.backoff import BackoffPolicy as ReconnectPolicy
 from gateway.link.events import DeviceLoad
 from gateway.link.session import DeviceSession, SessionConfig
 from gateway.logs import LogConfig, LogStore
+from gateway.logs.janitor import LogJanitor
 from gateway.provider import GatewayProvider
 from gateway.runtime.backoff import BackoffPolicy
 from gateway.serving_cert import ServingCertificate, self_signed
@@ -141,6 +143,7 @@ class Gateway:
         self.controller: PodController | None = None
         self.server: KubeletServer | None = None
         self.informer: PodInformer | None = None
+        self.janitor: LogJanitor | None = None
         self.devices: DeviceManager | None = None
         self.nodes: dict[str, DeviceNode] = {}
         self.claimed: dict[str, str] = {}
@@ -179,12 +182,14 @@ class Gateway:
             )
         )
         await self._start_kubelet_api()
-        self.informer = PodInformer(self.api, self.controller.wants, self.controller.on_pod)
+        self.informer = PodInformer(self.api, self.controller.wants, self._on_pod)
         self.controller.on_node_added = self.informer.deliver_node
+        self.janitor = LogJanitor(self.logs, self._pods_with_logs)
         self._tasks += [
             self._spawn(self.events.run(), "events"),
             self._spawn(self.controller.run_status_writer(), "pod status"),
             self._spawn(self.informer.run(), "pod informer"),
+            self._spawn(self.janitor.run(self.informer.synced), "log cleanup"),
         ]
         dtr = {"on": True, "off": False, "keep": None}[cfg.devices.dtr]
         self.devices = DeviceManager(
@@ -194,6 +199,7 @@ class Gateway:
             session_config=self.session_config,
             on_session=self._on_session,
             udev=cfg.devices.udev,
+            usb=tuple(UsbSelector.parse(text) for text in cfg.devices.usb),
             on_problem=self._on_device_problem,
         )
         self._tasks.append(self._spawn(self.devices.run(), "device discovery"))
@@ -202,7 +208,12 @@ class Gateway:
             self.node_ip,
             self.kubelet_port,
             ", ".join(
-                [*cfg.devices.ports, *cfg.devices.dirs, *(["udev"] if cfg.devices.udev else [])]
+                [
+                    *cfg.devices.ports,
+                    *cfg.devices.dirs,
+                    *(["udev"] if cfg.devices.udev else []),
+                    *(f"usb {text}" for text in cfg.devices.usb),
+                ]
             )
             or "nowhere (configure devices)",
         )
@@ -279,6 +290,20 @@ class Gateway:
             except WireletError as exc:
                 log.error("no serving certificate from the cluster yet: %s", exc)
         self._tasks.append(self._spawn(self.serving_cert.run(), "serving certificate"))
+
+    def _on_pod(self, kind: str, pod: dict[str, Any]) -> None:
+        assert self.controller is not None and self.janitor is not None
+        self.controller.on_pod(kind, pod)
+        if kind == "DELETED":
+            self.janitor.pod_deleted()  # the kubelet removes a deleted pod's logs
+
+    def _pods_with_logs(self) -> set[str]:
+        """Pods whose logs stay: every pod bound in the API, and any a runtime still writes."""
+        live = set(self.informer.store) if self.informer is not None else set()
+        for node in self.nodes.values():
+            if node.runtime is not None:
+                live |= node.runtime.pod_uids_in_use()
+        return live
 
     def _load_of(self, node_name: str) -> DeviceLoad | None:
         node = self.nodes.get(self.claimed.get(node_name, ""))

@@ -70,8 +70,18 @@ class DeviceSourceConfig:
     ports: tuple[str, ...] = ()  # explicit tty paths
     dirs: tuple[str, ...] = ()  # directories of links such as /dev/wirelet or /dev/serial/by-id
     udev: bool = False  # watch udev for devices tagged by udev/60-wirelet.rules
+    usb: tuple[str, ...] = ()  # raw USB selectors: "cafe:4001", "serial=X", "1-1.2" (docs/usb.md)
     baudrate: int = 115200
     dtr: str = "keep"  # "on", "off" or "keep": some boards reset when DTR toggles
+
+
+def _usb_selectors(selectors: tuple[str, ...], where: str) -> tuple[str, ...]:
+    """Raw USB selectors, each checked for its form now (a typo is an error at start)."""
+    from gateway.devices.sources.usb import UsbSelector
+
+    for text in selectors:
+        UsbSelector.parse(text, where)
+    return selectors
 
 
 @dataclass(frozen=True)
@@ -278,6 +288,7 @@ def config_from_mapping(data: Mapping[str, Any], source: str = "<config>") -> Ga
         ports=dev_t.strings("ports"),
         dirs=dev_t.strings("dirs"),
         udev=dev_t.boolean("udev", DeviceSourceConfig.udev),
+        usb=_usb_selectors(dev_t.strings("usb"), f"{source}: devices.usb"),
         baudrate=dev_t.integer(
             "baudrate", DeviceSourceConfig.baudrate, minimum=50, maximum=20_000_000
         ),

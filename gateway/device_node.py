@@ -27,12 +27,14 @@ from gateway.link.events import (
     LinkStateChanged,
     Reconciled,
     SessionEvent,
+    TaskOutput,
 )
 from gateway.link.session import DeviceSession
 from gateway.link.state import LinkState
 from gateway.logs.store import LogStore
 from gateway.runtime.backoff import BackoffPolicy
 from gateway.runtime.device_runtime import DeviceRuntime
+from gateway.runtime.output import OutputSpooler
 
 log = logging.getLogger(__name__)
 
@@ -99,6 +101,8 @@ class DeviceNode:
         self._agent_task: asyncio.Task[None] | None = None
         self._orphan_task: asyncio.Task[None] | None = None
         self._early: list[SessionEvent] = []
+        # Output that arrives before the runtime exists is made durable at once (see _handle).
+        self.spooler = OutputSpooler(logs.spool, session, label=path)
 
     async def run(self) -> None:
         events = self.session.subscribe()
@@ -120,9 +124,15 @@ class DeviceNode:
             self._on_link(event)
         elif self.runtime is not None:
             self.runtime.handle(event)
+        elif isinstance(event, TaskOutput):
+            # A device re-sends unacknowledged output as soon as the link is up, before the
+            # handshake's task list says who it is. Held in memory it would fill the device's
+            # window and block that very reply; spooled, it is on disk and acknowledged.
+            if not self.spooler.take(event.task_id, event.stream, event.offset, event.data):
+                self.session.ack_output(event.task_id, event.stream, event.end)
         elif len(self._early) < EARLY_EVENTS_LIMIT:
-            # A device re-sends retained output as soon as the link is up, before the
-            # handshake's task list tells us who it is: keep it for the runtime.
+            # Other task events before the handshake's task list says who the device is (a
+            # re-sent exit report, say): replayed to the runtime once it exists.
             self._early.append(event)
 
     def _ensure_node(self) -> bool:
@@ -166,6 +176,7 @@ class DeviceNode:
             on_finished=self.controller.finished,
             on_event=self.controller.runtime_event,
             label=name,
+            spooler=self.spooler,
         )
         return True
 
@@ -233,6 +244,7 @@ class DeviceNode:
     async def close(self) -> None:
         if self.runtime is not None:
             await self.runtime.close()
+        await self.spooler.close()
         task = self._agent_task
         if task is not None:
             task.cancel()

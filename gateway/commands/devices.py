@@ -3,6 +3,7 @@
 wirelet devices --dir /dev/serial/by-id       # every entry of a by-id style directory
 wirelet devices --port /dev/ttyACM0 --port /dev/ttyUSB1
 wirelet devices --dir DIR --json              # machine-readable
+wirelet devices --usb cafe:4001               # raw USB boards by vid:pid, serial or bus path
 """
 
 from __future__ import annotations
@@ -19,12 +20,16 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from firmware_protocol import LinkConfig
+from gateway.devices.sources.usb import UsbSelector, list_usb_devices
 from gateway.errors import WireletError
 from gateway.link.backoff import BackoffPolicy
 from gateway.link.events import DeviceFacts, LinkFigures
 from gateway.link.session import DeviceSession, SessionConfig
+from gateway.transport.base import TransportOpener
 from gateway.transport.serial import SerialSettings, serial_opener
+from gateway.transport.usb import usb_opener
 
+USB_NODE_PREFIX = "/dev/bus/usb/"
 # How long to wait for each device's handshake when listing, seconds.
 DEFAULT_WAIT_S = 3.0
 
@@ -52,6 +57,14 @@ def register(subparsers: Any) -> None:
         help="directory of device links (like /dev/serial/by-id); repeatable",
     )
     parser.add_argument("--port", action="append", default=[], help="a tty path; repeatable")
+    parser.add_argument(
+        "--usb",
+        action="append",
+        default=[],
+        metavar="SELECTOR",
+        help="raw USB devices: VID:PID, VID:PID:SERIAL, serial=S, a bus path (1-1.2) or "
+        "/dev/bus/usb/BBB/DDD; repeatable",
+    )
     parser.add_argument("--baud", type=int, default=115200, help="baud rate (default 115200)")
     parser.add_argument(
         "--wait",
@@ -73,6 +86,18 @@ def find_ports(dirs: Sequence[Path], ports: Sequence[str]) -> list[str]:
     return list(dict.fromkeys(found))
 
 
+def find_usb_nodes(selectors: Sequence[str]) -> list[str]:
+    """The /dev/bus/usb nodes of the USB devices the selectors match (from sysfs, no open)."""
+    parsed = [UsbSelector.parse(text) for text in selectors]
+    nodes: list[str] = []
+    for selector in parsed:
+        matching = [d.node for d in list_usb_devices() if selector.matches(d)]
+        if not matching:
+            raise WireletError(f"--usb {selector.text}: no attached USB device matches")
+        nodes += matching
+    return list(dict.fromkeys(nodes))
+
+
 async def probe(path: str, wait_s: float, baud: int) -> DeviceReport:
     """Handshake with one device and read its task list; never raises for a device problem."""
     config = SessionConfig(
@@ -81,11 +106,15 @@ async def probe(path: str, wait_s: float, baud: int) -> DeviceReport:
         backoff=BackoffPolicy(initial=0.05, maximum=0.5),
         link=LinkConfig(),
     )
-    # Resolve symlinks at open time so the table shows the tty actually reached.
-    opener = serial_opener(lambda: os.path.realpath(path), SerialSettings(baudrate=baud))
+    opener: TransportOpener
+    if path.startswith(USB_NODE_PREFIX):
+        opener = usb_opener(lambda: path)
+    else:
+        # Resolve symlinks at open time so the table shows the tty actually reached.
+        opener = serial_opener(lambda: os.path.realpath(path), SerialSettings(baudrate=baud))
     tasks: int | None = None
     error = ""
-    if not await asyncio.to_thread(os.path.exists, path):
+    if not path.startswith(USB_NODE_PREFIX) and not await asyncio.to_thread(os.path.exists, path):
         return DeviceReport(path, None, LinkFigures(), None, "no such port")
     async with DeviceSession(opener, label=os.path.basename(path), config=config) as session:
         try:
@@ -172,11 +201,15 @@ def _as_json(reports: Sequence[DeviceReport]) -> str:
 def run(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
     try:
         paths = find_ports(args.dir, args.port)
+        paths += find_usb_nodes(getattr(args, "usb", []))
     except WireletError as exc:
         print(f"wirelet devices: {exc}", file=sys.stderr)
         return 2
     if not paths:
-        print("wirelet devices: no ports given or found (use --dir or --port)", file=sys.stderr)
+        print(
+            "wirelet devices: no ports given or found (use --dir, --port or --usb)",
+            file=sys.stderr,
+        )
         return 2
     reports = asyncio.run(probe_all(paths, args.wait, args.baud))
     print(_as_json(reports) if args.json else format_table(reports), file=out)

@@ -13,6 +13,7 @@ from typing import Any
 
 from gateway.app import Gateway
 from gateway.config import GatewayConfig, load_config, with_overrides
+from gateway.devices.sources.usb import UsbSelector
 from gateway.errors import ConfigError, WireletError
 
 log = logging.getLogger(__name__)
@@ -38,6 +39,12 @@ def add_run_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--udev", action="store_true", default=None, help="watch udev for tagged devices"
     )
+    parser.add_argument(
+        "--usb",
+        action="append",
+        metavar="SELECTOR",
+        help="raw USB devices by VID:PID, VID:PID:SERIAL, serial=S or bus path; repeatable",
+    )
     parser.add_argument("--node-prefix", help="node name prefix (default 'wirelet-')")
     parser.add_argument("--kubelet-address", help="kubelet API listen address")
     parser.add_argument("--kubelet-port", type=int, help="kubelet API port (default 10250)")
@@ -49,6 +56,12 @@ def add_run_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more logging")
 
 
+def _usb_selectors(selectors: tuple[str, ...], where: str) -> tuple[str, ...]:
+    for text in selectors:
+        UsbSelector.parse(text, where)
+    return selectors
+
+
 def config_from_args(args: argparse.Namespace) -> GatewayConfig:
     config = load_config(args.config)
     devices: dict[str, Any] = {}
@@ -58,6 +71,8 @@ def config_from_args(args: argparse.Namespace) -> GatewayConfig:
         devices["dirs"] = tuple(args.dirs)
     if args.udev:
         devices["udev"] = True
+    if getattr(args, "usb", None):
+        devices["usb"] = _usb_selectors(tuple(args.usb), "--usb")
     return with_overrides(
         config,
         kube={"kubeconfig": args.kubeconfig},

@@ -21,6 +21,7 @@ class FoundDevice:
     source: str  # "ports", "dir" or "udev"
     follow_link: bool = True  # resolve `path` afresh on every open (it is a link that moves)
     details: Mapping[str, str] = field(default_factory=dict)  # vendor/product/serial, for logs
+    transport: str = "serial"  # "serial" (a tty) or "usb" (a /dev/bus/usb node, raw bulk pipes)
 
 
 class DeviceSink(Protocol):

@@ -23,8 +23,9 @@ from typing import Protocol
 
 from gateway.devices.found import DeviceSink, FoundDevice
 from gateway.devices.port import ABSENT_WAIT_S, DeviceOpenProblem, DevicePort
-from gateway.devices.sources import DirSource, PortsSource, UdevSource
+from gateway.devices.sources import DirSource, PortsSource, UdevSource, UsbSource
 from gateway.devices.sources.dir import SCAN_INTERVAL_S
+from gateway.devices.sources.usb import UsbSelector
 from gateway.link.session import DeviceSession, SessionConfig
 from gateway.transport.serial import SerialSettings
 
@@ -54,6 +55,7 @@ class DeviceManager(DeviceSink):
         session_config: SessionConfig,
         on_session: SessionStarted,
         udev: bool = False,
+        usb: tuple[UsbSelector, ...] = (),
         on_problem: ProblemReported | None = None,
         scan_interval_s: float = SCAN_INTERVAL_S,
         sources: list[DeviceSource] | None = None,
@@ -70,6 +72,8 @@ class DeviceManager(DeviceSink):
                 sources.append(DirSource(dirs, scan_interval_s))
             if udev:
                 sources.append(UdevSource())
+            if usb:
+                sources.append(UsbSource(usb))
         self.sources = sources
         self.ports: dict[str, DevicePort] = {}
         self.sessions: dict[str, DeviceSession] = {}
@@ -90,6 +94,7 @@ class DeviceManager(DeviceSink):
             found.path,
             self.settings,
             follow_link=found.follow_link,
+            transport=found.transport,
             absent_wait_s=ABSENT_WAIT_S,
             open_timeout_s=self.session_config.open_timeout,
             on_result=lambda problem: self._opened(found.key, problem),

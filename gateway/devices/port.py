@@ -24,6 +24,7 @@ from collections.abc import Callable
 from gateway.errors import PortBusy, PortNotFound, TransportError
 from gateway.transport.base import Transport
 from gateway.transport.serial import SerialSettings, SerialTransport
+from gateway.transport.usb import UsbTransport
 
 # How long one open waits for an unplugged device to come back before reporting it absent (the
 # session then backs off and opens again). Long, so that a re-plug almost always finds an open
@@ -122,6 +123,11 @@ def explain_open_error(path: str, error: TransportError) -> TransportError:
     if isinstance(error, PortBusy):
         held = holders(path)
         by = ", ".join(held) if held else "another process (not visible to this user)"
+        if path.startswith("/dev/bus/usb/"):
+            return DeviceBusy(
+                f"{path} is busy: its wirelet interface is claimed by {by}. Stop that program "
+                f"(another gateway, a flashing tool); docs/usb.md"
+            )
         return DeviceBusy(
             f"{path} is busy: held by {by}. Stop that process; if it is ModemManager, install "
             f"udev/60-wirelet.rules, which sets ID_MM_DEVICE_IGNORE=1; {RULES_HINT}"
@@ -142,6 +148,7 @@ class DevicePort:
         settings: SerialSettings,
         *,
         follow_link: bool = True,
+        transport: str = "serial",
         absent_wait_s: float = ABSENT_WAIT_S,
         open_timeout_s: float = 5.0,
         on_result: ProblemCallback | None = None,
@@ -149,6 +156,7 @@ class DevicePort:
         self.key = key
         self.path = path
         self.follow_link = follow_link
+        self.transport = transport  # "serial" or "usb" (path is then a /dev/bus/usb node)
         self.settings = settings
         self.absent_wait_s = absent_wait_s
         self.open_timeout_s = open_timeout_s
@@ -180,7 +188,11 @@ class DevicePort:
         target = self.target()
         try:
             async with asyncio.timeout(self.open_timeout_s):
-                transport = await SerialTransport.open(target, self.settings)
+                transport: Transport
+                if self.transport == "usb":
+                    transport = await UsbTransport.open(target)
+                else:
+                    transport = await SerialTransport.open(target, self.settings)
         except TimeoutError:
             raise TransportError(
                 f"{target}: open did not finish within {self.open_timeout_s} s"

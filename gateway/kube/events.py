@@ -17,6 +17,9 @@ from gateway.kube.api import KubeApi, KubeApiError
 
 log = logging.getLogger(__name__)
 
+# Event names are DNS subdomains: at most 253 bytes.
+EVENT_NAME_MAX = 253
+
 # Events waiting to be written; past this, new ones are dropped (and counted) rather than
 # letting a flapping device grow memory without bound.
 QUEUE_LIMIT = 10_000
@@ -104,7 +107,10 @@ class EventRecorder:
             except KubeApiError as exc:
                 if not exc.not_found:
                     raise
-        name = f"{obj.name}.{uuid.uuid4().hex[:16]}"
+        # As the kubelet: `<object name>.<unique suffix>`, the name cut so the whole stays a
+        # valid 253-byte name (a 253-character pod name would otherwise lose all its events).
+        prefix = obj.name[: EVENT_NAME_MAX - 17].rstrip("-.")
+        name = f"{prefix}.{uuid.uuid4().hex[:16]}"
         involved: dict[str, Any] = {
             "kind": obj.kind,
             "name": obj.name,

@@ -111,12 +111,9 @@ class SessionConfig:
     backoff: BackoffPolicy = field(default_factory=BackoffPolicy)
     link: LinkConfig = field(default_factory=LinkConfig)
     # Persist-then-ack: TASK_OUTPUT is acknowledged to the device only once the consumer
-    # calls `ack_output` for it (so the device keeps output until it is on disk). False: on
-    # receipt, for consumers that never persist (probes, tools).
+    # calls `ack_output` for it (so the device keeps output until it is on disk), never
+    # earlier, whatever the wait. False: on receipt, for tests that store nothing.
     hold_output: bool = True
-    # Safety net, seconds: output still not acknowledged by the consumer this long after it
-    # arrived is released anyway (logged), so a consumer bug cannot stall the device forever.
-    release_timeout: float = 30.0
 
 
 class _DeviceLog(logging.LoggerAdapter[logging.Logger]):
@@ -138,13 +135,17 @@ class _KnownTask:
 
 @dataclass(frozen=True, slots=True)
 class _Held:
-    """A TASK_OUTPUT frame the link holds until the consumer persisted its stream to `end`."""
+    """A TASK_OUTPUT frame the link holds until the consumer persisted its stream to `end`.
+
+    Nothing releases it but `ack_output`: no timer, no window pressure. A consumer that cannot
+    keep up applies back-pressure (the device's window fills); the gateway's consumer persists
+    output whatever the device or the API do next (gateway.runtime.output), so the hold never
+    waits on a later frame of the same device (PROTOCOL.md section 6)."""
 
     task_id: str
     stream: str
     end: int
     receipt: int
-    at: float  # loop time it arrived
 
 
 class EventSubscription:
@@ -759,7 +760,6 @@ class DeviceSession:
                 self._log.warning(
                     "rejected a message of type 0x%02x: %s", event.msg_type, event.error
                 )
-        self._release_under_pressure()
         stats = self._link.stats
         self.figures.retransmits = stats.retransmits
         self.figures.crc_errors = stats.crc_errors
@@ -768,34 +768,6 @@ class DeviceSession:
         self.figures.bad_frames = stats.framing_errors + stats.undecodable
         if self._link.srtt is not None:
             self.figures.rtt_smoothed = self._link.srtt
-
-    def _release_under_pressure(self) -> None:
-        """Release held output that cannot be persisted in time, so the device is not stalled.
-
-        - During the handshake the LIST_TASKS reply that completes it queues on the device
-          behind the output it retained; no consumer can persist that output before the
-          handshake completes. If held output fills the window, release the oldest (it is in
-          the consumer's memory; a second gateway crash in these seconds could lose it).
-        - Any output the consumer has not acknowledged within `release_timeout`."""
-        if not self._unreleased:
-            return
-        now = self._loop.time()
-        stuck = self._state is not LinkState.UP and self._link.held >= self._link.window
-        while self._unreleased and (
-            stuck or now - self._unreleased[0].at >= self.config.release_timeout
-        ):
-            held = self._unreleased.popleft()
-            if not stuck:
-                self._log.warning(
-                    "%s %s output up to %d not persisted after %.0f s; acknowledging it anyway",
-                    held.task_id,
-                    held.stream,
-                    held.end,
-                    now - held.at,
-                )
-            self._link.release(held.receipt)
-            self._tx_wakeup.set()
-            stuck = self._state is not LinkState.UP and self._link.held >= self._link.window
 
     def _on_link_lost(self, reason: str, rest: list[Any]) -> None:
         rehandshake = any(isinstance(e, LinkUp) for e in rest)
@@ -904,7 +876,7 @@ class DeviceSession:
         self._emit(TaskOutput(message.task_id, stream, message.offset + skip, message.data[skip:]))
 
     def _hold(self, task_id: str, stream: str, end: int, receipt: int) -> None:
-        self._unreleased.append(_Held(task_id, stream, end, receipt, self._loop.time()))
+        self._unreleased.append(_Held(task_id, stream, end, receipt))
 
     def _on_exited(self, message: WireTaskExited) -> None:
         if message.task_id in self._exited:

@@ -1,8 +1,8 @@
 """Remove pod log directories: the kubelet keeps logs after a pod is deleted until its GC runs.
 
-The runtime calls `remove_pod_logs` when it has finished with a deleted pod, and
-`remove_orphaned_pod_logs` periodically (and at start-up) with the UIDs of the pods that
-still exist, which also catches pods deleted while the gateway was down.
+`LogJanitor` (gateway.logs.janitor) calls `remove_orphaned_pod_logs` at start-up, when a pod
+is deleted and periodically, with the UIDs of the pods that still exist, which also catches
+pods deleted while the gateway was down. `remove_pod_logs` removes one pod's directory.
 """
 
 from __future__ import annotations
@@ -27,18 +27,28 @@ def remove_pod_logs(root: Path, namespace: str, pod: str, uid: str) -> bool:
     return True
 
 
-def remove_orphaned_pod_logs(root: Path, live_uids: Collection[str]) -> list[Path]:
-    """Delete the log directories of pods whose UID is not in `live_uids`; return them."""
-    removed: list[Path] = []
+def pod_dirs(root: Path) -> list[tuple[Path, str]]:
+    """Every pod log directory under `root`, with its pod's uid."""
     try:
         entries = list(root.iterdir())
     except FileNotFoundError:
-        return removed
+        return []
+    found = []
     for entry in entries:
         parsed = layout.parse_pod_dir_name(entry.name)
-        if parsed is None or not entry.is_dir() or parsed[2] in live_uids:
-            continue
-        shutil.rmtree(entry, ignore_errors=True)
-        logger.info("removed logs of vanished pod %s/%s (uid %s)", *parsed)
-        removed.append(entry)
+        if parsed is not None and entry.is_dir():
+            found.append((entry, parsed[2]))
+    return found
+
+
+def remove_dirs(directories: Collection[Path]) -> None:
+    for directory in directories:
+        shutil.rmtree(directory, ignore_errors=True)
+        logger.info("removed logs of vanished pod %s", directory.name)
+
+
+def remove_orphaned_pod_logs(root: Path, live_uids: Collection[str]) -> list[Path]:
+    """Delete the log directories of pods whose UID is not in `live_uids`; return them."""
+    removed = [path for path, uid in pod_dirs(root) if uid not in live_uids]
+    remove_dirs(removed)
     return removed

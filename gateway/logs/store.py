@@ -8,12 +8,19 @@ from pathlib import Path
 from gateway.logs import cleanup, layout
 from gateway.logs.config import LogConfig
 from gateway.logs.reader import LogSource
+from gateway.logs.spool import OutputSpool
 from gateway.logs.writer import ContainerLogWriter
+
+# Under the log root, beside the pod directories; no `_` in it, so never taken for one, and
+# its files are not `*.log`, so log shippers that tail `<root>/*/*/*.log` never read it.
+SPOOL_DIR_NAME = ".spool"
 
 
 class LogStore:
     def __init__(self, config: LogConfig) -> None:
         self.config = config
+        # Output acknowledged to a device before its pod's log could take it (gateway.logs.spool).
+        self.spool = OutputSpool(config.root / SPOOL_DIR_NAME, fsync=config.fsync)
 
     def container_dir(self, namespace: str, pod: str, uid: str, container: str) -> Path:
         return layout.container_log_dir(self.config.root, namespace, pod, uid, container)
@@ -38,7 +45,11 @@ class LogStore:
         return LogSource(self.container_dir(namespace, pod, uid, container), restart, is_running)
 
     def remove_pod(self, namespace: str, pod: str, uid: str) -> bool:
-        return cleanup.remove_pod_logs(self.config.root, namespace, pod, uid)
+        """Delete a pod's logs (and any output still spooled for it); True if there were any."""
+        spooled = self.spool.discard_pod(uid)
+        return cleanup.remove_pod_logs(self.config.root, namespace, pod, uid) or spooled
 
     def remove_orphans(self, live_uids: Collection[str]) -> list[Path]:
+        """Delete the logs and spooled output of every pod whose uid is not in `live_uids`."""
+        self.spool.discard_all_but(live_uids)
         return cleanup.remove_orphaned_pod_logs(self.config.root, live_uids)

@@ -19,7 +19,7 @@ import threading
 from collections.abc import Callable
 from pathlib import Path
 
-from gateway.logs import layout
+from gateway.logs import layout, offsets
 from gateway.logs.config import LogConfig
 from gateway.logs.cri import Stream, Tag, encode_record
 from gateway.logs.errors import LogWriterClosed
@@ -50,14 +50,26 @@ class ContainerLogWriter:
         self._clock = clock
         # Loop-thread state: the unterminated tail of each stream.
         self._partial: dict[Stream, bytearray] = {s: bytearray() for s in Stream}
-        # Records waiting for the next flush; shared with the worker under _buffer_lock.
-        self._pending: list[bytes] = []
+        # Device offset just after the last byte written to each stream (when given), so the
+        # offset at which each record ends is known.
+        self._stream_end: dict[Stream, int] = {}
+        # Records waiting for the next flush, each with its stream and the device offset its
+        # last byte ends at (None when not tracked); shared with the worker under _buffer_lock.
+        self._pending: list[tuple[bytes, Stream, int | None]] = []
         self._buffer_lock = threading.Lock()
         # Worker-thread state, guarded by _io_lock.
         self._io_lock = threading.Lock()
         self._fd: int | None = None
         self._size = 0
         self._closed = False
+        # Device offsets the file holds (None: not read from the offsets record yet), and
+        # whether offsets are kept at all (a write gave one).
+        self._on_disk: dict[str, int] | None = None
+        self._tracking = False
+        # Whether this writer has synced the file once. The first flush syncs it even with
+        # nothing new: a previous gateway process may have written it without the sync, and
+        # output is acknowledged as on disk on the strength of what the file holds.
+        self._synced = False
 
     @property
     def path(self) -> Path:
@@ -65,17 +77,29 @@ class ContainerLogWriter:
 
     # ---- loop side ---------------------------------------------------------------------
 
-    def write(self, stream: Stream, data: bytes) -> None:
-        """Queue a chunk of output; complete lines become F records, nothing touches disk."""
+    def write(self, stream: Stream, data: bytes, *, end: int | None = None) -> None:
+        """Queue a chunk of output; complete lines become F records, nothing touches disk.
+
+        `end`: the device's offset just after `data` in this stream. Given, the writer keeps
+        the `<restart>.offsets` record (gateway.logs.offsets) in step with the file."""
         if self._closed:
             raise LogWriterClosed(f"write to closed log {self.path}")
         if not data:
             return
         buffer = self._partial[stream]
         buffer += data
+        base: int | None = None  # device offset of buffer[0]
+        if end is not None:
+            self._tracking = True
+            self._stream_end[stream] = end
+            base = end - len(buffer)
         timestamp = self._clock()
         limit = self._config.partial_line_limit
-        records: list[bytes] = []
+        records: list[tuple[bytes, Stream, int | None]] = []
+
+        def ending_at(stop: int) -> int | None:
+            return None if base is None else base + stop
+
         start = 0
         while True:
             newline = buffer.find(b"\n", start)
@@ -85,20 +109,30 @@ class ContainerLogWriter:
             # Serial consoles end lines with CRLF; the CR is line-ending noise, not content.
             if line.endswith(b"\r"):
                 line = line[:-1]
-            records.extend(_split_line(timestamp, stream, line, limit))
+            parts = _split_line(timestamp, stream, line, limit)
+            for index, record in enumerate(parts[:-1]):
+                records.append((record, stream, ending_at(start + (index + 1) * limit)))
+            records.append((parts[-1], stream, ending_at(newline + 1)))
             start = newline + 1
         # An unterminated line that grows past the limit goes out as P records now.
         while len(buffer) - start >= limit:
             chunk = bytes(buffer[start : start + limit])
-            records.append(encode_record(timestamp, stream, Tag.PARTIAL, chunk))
             start += limit
+            record = encode_record(timestamp, stream, Tag.PARTIAL, chunk)
+            records.append((record, stream, ending_at(start)))
         del buffer[:start]
         if records:
             with self._buffer_lock:
                 self._pending.extend(records)
 
+    def recorded_offsets(self) -> dict[str, int]:
+        """Device offsets the log holds, per stream, from the offsets record (a log continued
+        after a gateway restart: output re-sent below them is already in the file)."""
+        return offsets.load_offsets(self.container_dir, self.restart)
+
     async def flush(self, after_write: Callable[[], None] | None = None) -> None:
-        """Return once everything written so far is on disk (fdatasync'd if configured).
+        """Return once everything written so far is on disk (fdatasync'd if configured),
+        including what an earlier writer (a previous gateway process) left in the file.
 
         Unterminated lines are written as P records: the gateway acknowledges device output
         only after this returns, so nothing may stay behind in memory. `after_write` runs in
@@ -117,6 +151,16 @@ class ContainerLogWriter:
         self._closed = True
         await asyncio.to_thread(self._close_file)
 
+    async def abandon(self) -> None:
+        """Close without writing what is still queued: for a log that failed, whose output
+        the caller keeps elsewhere. Idempotent."""
+        self._closed = True
+        with self._buffer_lock:
+            self._pending.clear()
+        for buffer in self._partial.values():
+            buffer.clear()
+        await asyncio.to_thread(self._close_file)
+
     def flush_blocking(self) -> None:
         """flush() for callers outside the event loop (shutdown paths, tools)."""
         self._queue_partials()
@@ -127,7 +171,8 @@ class ContainerLogWriter:
         records = []
         for stream, buffer in self._partial.items():
             if buffer:
-                records.append(encode_record(timestamp, stream, Tag.PARTIAL, bytes(buffer)))
+                record = encode_record(timestamp, stream, Tag.PARTIAL, bytes(buffer))
+                records.append((record, stream, self._stream_end.get(stream)))
                 buffer.clear()
         if records:
             with self._buffer_lock:
@@ -139,27 +184,51 @@ class ContainerLogWriter:
         with self._io_lock:
             with self._buffer_lock:
                 records, self._pending = self._pending, []
-            if not records:
+            if not records and (self._synced or not self.path.exists()):
                 if after_write is not None:
                     after_write()
                 return
             if self._fd is None:
                 self._open()
-            batch: list[bytes] = []
+            batch: list[tuple[bytes, Stream, int | None]] = []
             batch_size = 0
-            for record in records:
+            for item in records:
                 queued = self._size + batch_size
-                if queued > 0 and queued + len(record) > self._config.max_bytes:
-                    self._write_all(b"".join(batch))
+                if queued > 0 and queued + len(item[0]) > self._config.max_bytes:
+                    self._write_batch(batch)
                     batch, batch_size = [], 0
                     self._rotate()
-                batch.append(record)
-                batch_size += len(record)
-            self._write_all(b"".join(batch))
+                batch.append(item)
+                batch_size += len(item[0])
+            if batch:
+                self._write_batch(batch)
             if after_write is not None:
                 after_write()
             if self._config.fsync and self._fd is not None:
                 os.fdatasync(self._fd)
+            self._synced = True
+
+    def _write_batch(self, batch: list[tuple[bytes, Stream, int | None]]) -> None:
+        """Write records to the current file, the offsets record ahead of them."""
+        data = b"".join(record for record, _, _ in batch)
+        if self._tracking and self._fd is not None:
+            if self._on_disk is None:
+                self._on_disk = offsets.load_offsets(self.container_dir, self.restart)
+            after = dict(self._on_disk)
+            for _, stream, end in batch:
+                if end is not None and end > after.get(stream, 0):
+                    after[stream] = end
+            offsets.save_intent(
+                self.container_dir,
+                self.restart,
+                inode=os.fstat(self._fd).st_ino,
+                size_before=self._size,
+                size_after=self._size + len(data),
+                before=self._on_disk,
+                after=after,
+            )
+            self._on_disk = after
+        self._write_all(data)
 
     def _open(self) -> None:
         self.container_dir.mkdir(parents=True, exist_ok=True)

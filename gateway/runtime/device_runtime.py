@@ -4,15 +4,15 @@ The runtime owns the container records (gateway.runtime.model) and drives the de
 `DeviceTasks` operations. It reports every change through `on_change(pod uid)` so the Kubernetes
 side can write status, and `on_finished(pod uid)` once a deleted pod has no task left.
 
-Output is written to the container's CRI log and acknowledged to the device only after the log
-writer has flushed it to disk, so a gateway crash loses nothing the device still holds.
+Output is written to the container's CRI log (or, while its pod is not known, to the spool) and
+acknowledged to the device only once it is on disk (gateway.runtime.output), so a gateway crash
+loses nothing the device still holds.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -29,10 +29,7 @@ from gateway.link.events import (
     TaskOutput,
     TaskStarted,
 )
-from gateway.logs.cri import Stream
-from gateway.logs.offsets import load_offsets, save_offsets
 from gateway.logs.store import LogStore
-from gateway.logs.writer import ContainerLogWriter
 from gateway.runtime.backoff import BackoffPolicy, RestartBackoff
 from gateway.runtime.model import (
     ContainerPhase,
@@ -41,15 +38,13 @@ from gateway.runtime.model import (
     PodSpecView,
     RestartPolicy,
 )
+from gateway.runtime.output import InstanceLog, OutputSpooler
 from gateway.runtime.task_ids import TaskName, parse_task_id
 
 log = logging.getLogger(__name__)
 
 # Exit code the kubelet reports for a container killed by SIGKILL; used when a task is lost.
 LOST_EXIT_CODE = 137
-# Output of tasks whose pod is not known yet (just after a gateway restart) kept in memory up
-# to this many bytes; past it, output is dropped (and acknowledged) as for unknown tasks.
-HELD_OUTPUT_LIMIT = 4 * 1024 * 1024
 
 
 class DeviceTasks(Protocol):
@@ -67,18 +62,6 @@ class DeviceTasks(Protocol):
 
 
 EventSink = Callable[[str, str | None, str, str, str], None]  # uid, container, type, reason, msg
-
-
-@dataclass
-class _Instance:
-    """One running (or starting) task: its log writer and how far each stream got."""
-
-    name: TaskName
-    writer: ContainerLogWriter
-    ends: dict[str, int] = field(default_factory=lambda: {"stdout": 0, "stderr": 0})
-    flush_task: asyncio.Task[None] | None = None
-    pending_ack: dict[str, int] = field(default_factory=dict)
-    persisted: dict[str, int] = field(default_factory=dict)  # offsets on disk, per stream
 
 
 @dataclass
@@ -104,6 +87,7 @@ class DeviceRuntime:
         on_finished: Callable[[str], None],
         on_event: EventSink,
         label: str = "",
+        spooler: OutputSpooler | None = None,
     ) -> None:
         self.device = device
         self.logs = logs
@@ -114,10 +98,10 @@ class DeviceRuntime:
         self.on_event = on_event
         self.label = label
         self.pods: dict[str, PodRecord] = {}
-        self.instances: dict[str, _Instance] = {}
-        self.late: dict[str, _Instance] = {}  # writers for output of already-finished tasks
-        self.held: dict[str, list[TaskOutput]] = {}
-        self.held_bytes = 0
+        self.instances: dict[str, InstanceLog] = {}
+        self.late: dict[str, InstanceLog] = {}  # logs for output of already-finished tasks
+        # Output of our tasks whose pod is not known yet goes to the spool (gateway.runtime.output).
+        self.spooler = spooler or OutputSpooler(logs.spool, device, label=label)
         self.link_up = False
         self.device_tasks: dict[str, TaskInfo] | None = None  # from the last task list
         self._tasks: set[asyncio.Task[None]] = set()
@@ -146,11 +130,10 @@ class DeviceRuntime:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         for instance in [*self.instances.values(), *self.late.values()]:
-            if instance.flush_task is not None:
-                await instance.flush_task
-            await instance.writer.close()
+            await instance.finish()
         self.instances.clear()
         self.late.clear()
+        await self.spooler.close()
 
     def _event(self, uid: str, container: str | None, kind: str, reason: str, msg: str) -> None:
         self.on_event(uid, container, kind, reason, msg)
@@ -173,7 +156,7 @@ class DeviceRuntime:
                 if self._resume_prior(record, index):
                     continue
                 self._adopt_or_start(record, index)
-            self._replay_held(spec.uid)
+            self._replay_spooled(spec.uid)
         else:
             record.spec = spec
         self.on_change(spec.uid)
@@ -255,17 +238,43 @@ class DeviceRuntime:
         record.backoffs[index].started(self._loop.time())
         # The device re-sends what no gateway acknowledged; what the log already holds (flushed
         # just before a crash, unacknowledged) is known by offset and not written twice.
-        instance = self._open_instance(record, name)
-        instance.ends.update(load_offsets(instance.writer.container_dir, name.restart))
+        self._open_instance(record, name).resume()
         log.info("%s: adopted running task %s", self.label, name)
 
-    def _open_instance(self, record: PodRecord, name: TaskName) -> _Instance:
+    def _open_instance(self, record: PodRecord, name: TaskName) -> InstanceLog:
+        instance = self._instance_log(record, name)
+        self.instances[str(name)] = instance
+        return instance
+
+    def _instance_log(self, record: PodRecord, name: TaskName) -> InstanceLog:
         spec = record.spec
         container = spec.containers[name.container_index].container
         writer = self.logs.open_writer(spec.namespace, spec.name, spec.uid, container, name.restart)
-        instance = _Instance(name, writer)
-        self.instances[str(name)] = instance
-        return instance
+        return InstanceLog(
+            name,
+            writer,
+            self.device,
+            self.spooler,
+            on_failure=self._log_failed,
+            label=self.label,
+        )
+
+    def _log_failed(self, instance: InstanceLog, error: OSError) -> None:
+        """A log that cannot be written must not stall the device: its output is spooled."""
+        name = instance.name
+        record = self.pods.get(name.pod_uid)
+        container = (
+            record.spec.containers[name.container_index].container
+            if record is not None and name.container_index < len(record.spec.containers)
+            else None
+        )
+        message = (
+            f"cannot write the log of container {container or name.container_index} "
+            f"({instance.writer.path}): {error}; its output is kept in "
+            f"{self.spooler.spool.directory} until the pod is deleted"
+        )
+        log.error("%s: %s", self.label, message)
+        self._event(name.pod_uid, container, "Warning", "LogWriteFailed", message)
 
     def _start(self, record: PodRecord, index: int) -> None:
         status = record.containers[index]
@@ -424,84 +433,46 @@ class DeviceRuntime:
     def _output(self, event: TaskOutput) -> None:
         instance = self.instances.get(event.task_id) or self.late.get(event.task_id)
         if instance is None:
-            instance = self._late_writer(event.task_id)
-        if instance is None and self._hold(event):
-            return
-        if instance is None:
-            # Not ours (or its pod is gone): acknowledge so the device can free its buffer.
+            instance = self._late_log(event.task_id)
+        if instance is not None:
+            instance.take(event.stream, event.offset, event.data)
+        elif not self.spooler.take(event.task_id, event.stream, event.offset, event.data):
+            # Not made by a gateway: nobody will store it. Acknowledge so the device can free it.
             self.device.ack_output(event.task_id, event.stream, event.end)
-            return
-        end = instance.ends.get(event.stream, 0)
-        if event.end <= end:
-            self.device.ack_output(event.task_id, event.stream, end)  # a repeat
-            return
-        data = event.data[max(end - event.offset, 0) :]
-        instance.writer.write(Stream(event.stream), data)
-        instance.ends[event.stream] = event.end
-        instance.pending_ack[event.stream] = event.end
-        if instance.flush_task is None:
-            instance.flush_task = asyncio.ensure_future(self._flush_and_ack(instance))
-            instance.flush_task.set_name(f"{self.label}:flush {event.task_id}")
 
-    def _hold(self, event: TaskOutput) -> bool:
-        """Output of one of our tasks whose pod the Kubernetes side has not handed over yet
-        (right after a gateway restart the device re-sends before the pod list is in): keep it
-        until the pod arrives or turns out to be gone."""
-        name = parse_task_id(event.task_id)
-        if name is None or self.held_bytes + len(event.data) > HELD_OUTPUT_LIMIT:
-            return False
-        self.held.setdefault(event.task_id, []).append(event)
-        self.held_bytes += len(event.data)
-        return True
+    def _replay_spooled(self, uid: str) -> None:
+        """The pod is known now: output spooled for its tasks moves into their logs."""
+        spool = self.spooler.spool
+        for task_id in spool.task_ids(uid):
+            instance = self.instances.get(task_id) or self.late.get(task_id)
+            if instance is None:
+                instance = self._late_log(task_id)
+            if instance is None:
+                log.warning("%s: spooled output of %s has no container", self.label, task_id)
+                spool.discard(uid, task_id)
+                continue
+            instance.take_spooled(uid, task_id)
 
-    def _replay_held(self, uid: str) -> None:
-        for task_id in [t for t in self.held if t.startswith(uid + "/")]:
-            events = self.held.pop(task_id)
-            self.held_bytes -= sum(len(e.data) for e in events)
-            for event in events:
-                self._output(event)
-
-    def _late_writer(self, task_id: str) -> _Instance | None:
+    def _late_log(self, task_id: str) -> InstanceLog | None:
         """Output of a task that ended while no gateway listened, re-sent by the device: it
         still belongs in that instance's log file."""
         name = parse_task_id(task_id)
         record = self.pods.get(name.pod_uid) if name else None
         if name is None or record is None or name.container_index >= len(record.containers):
             return None
-        spec = record.spec
-        container = spec.containers[name.container_index].container
-        writer = self.logs.open_writer(spec.namespace, spec.name, spec.uid, container, name.restart)
-        instance = _Instance(name, writer)
-        instance.ends.update(load_offsets(writer.container_dir, name.restart))
+        instance = self._instance_log(record, name)
+        instance.resume()
         self.late[task_id] = instance
         return instance
 
-    async def _flush_and_ack(self, instance: _Instance) -> None:
-        """Coalesce: one flush covers every chunk that arrived while the previous was running."""
-        try:
-            while instance.pending_ack:
-                acks, instance.pending_ack = instance.pending_ack, {}
-                instance.persisted.update(acks)
-                record = dict(instance.persisted)
-                await instance.writer.flush(
-                    functools.partial(
-                        save_offsets, instance.writer.container_dir, instance.name.restart, record
-                    )
-                )
-                for stream, offset in acks.items():
-                    self.device.ack_output(str(instance.name), stream, offset)
-        finally:
-            instance.flush_task = None
+    def pod_uids_in_use(self) -> set[str]:
+        """Pods whose logs this runtime may still write: their directories must stay."""
+        return set(self.pods) | {instance.name.pod_uid for instance in self.instances.values()}
 
     async def _drop_instance(self, task_id: str) -> None:
         instance = self.instances.pop(task_id, None)
-        if instance is None:
-            return
-        if instance.flush_task is not None:
-            await instance.flush_task
-        await instance.writer.close()
-        for stream, offset in instance.pending_ack.items():
-            self.device.ack_output(task_id, stream, offset)
+        if instance is not None:
+            await instance.finish()
 
     async def _finished(
         self, task_id: str, exit_code: int, reason: str, message: str, *, lost: bool
@@ -604,12 +575,7 @@ class DeviceRuntime:
         return orphans
 
     def stop_orphans(self, known_uids: set[str]) -> list[str]:
-        for task_id in list(self.held):
-            name = parse_task_id(task_id)
-            if name is not None and name.pod_uid not in known_uids:
-                for event in self.held.pop(task_id):
-                    self.held_bytes -= len(event.data)
-                    self.device.ack_output(task_id, event.stream, event.end)
+        # Output spooled for pods that are gone is removed with their logs (LogJanitor).
         orphans = self.orphan_tasks(known_uids)
         for task_id in orphans:
             log.info("%s: stopping task %s: its pod no longer exists", self.label, task_id)

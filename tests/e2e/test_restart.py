@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import random
 import signal
 import sys
 import uuid
@@ -16,7 +17,9 @@ import pytest
 from bench.common import write_toml
 from firmware_protocol import StartTask, StopTask
 from gateway.app import Gateway
+from gateway.config import config_from_mapping
 from gateway.kube.api import KubeApi, load_configuration
+from gateway.logs.layout import pod_dir_name
 from hil.cluster.local import LocalCluster
 from hil.emulator.fleet import EmulatedFleet
 
@@ -64,22 +67,26 @@ class GatewayProcess:
 
 @pytest.fixture
 async def external(
-    cluster: LocalCluster, tmp_path: Path
+    cluster: LocalCluster, tmp_path: Path, request: pytest.FixtureRequest
 ) -> AsyncIterator[tuple[Wirelet, GatewayProcess]]:
     suffix = uuid.uuid4().hex[:6]
     device_dir = tmp_path / "devices"
     device_dir.mkdir()
     config = tmp_path / "wirelet.toml"
-    write_toml(config, gateway_settings(cluster, device_dir, tmp_path))
+    gateway_settings_data = gateway_settings(cluster, device_dir, tmp_path)
+    write_toml(config, gateway_settings_data)
     namespace = f"restart-{suffix}"
+    marker = request.node.get_closest_marker("device_profile")
+    device_profiles = profiles(1, f"rst{suffix}-", **(marker.kwargs if marker else {}))
     async with (
         KubeApi(await load_configuration(str(cluster.kubeconfig))) as api,
-        EmulatedFleet(device_dir, profiles(1, f"rst{suffix}-"), control_socket=False) as fleet,
+        EmulatedFleet(device_dir, device_profiles, control_socket=False) as fleet,
     ):
         await api.create("/api/v1/namespaces", {"metadata": {"name": namespace}})
         await _wait_default_sa(api, namespace)
         process = GatewayProcess(config, tmp_path / "gateway.log")
-        env = Wirelet(cluster, fleet, None, api, namespace, device_dir, None)  # type: ignore[arg-type]
+        gateway_config = config_from_mapping(gateway_settings_data, str(config))
+        env = Wirelet(cluster, fleet, None, api, namespace, device_dir, gateway_config)  # type: ignore[arg-type]
         try:
             await process.start()
             yield env, process
@@ -136,3 +143,71 @@ async def test_tasks_of_pods_deleted_while_gateway_was_down_are_stopped(
             return any(isinstance(m, StopTask) and m.task_id == task_id for m in device.received)
 
         await wirelet.wait_for("the orphaned task to be stopped", stopped)
+
+
+# Kill points: half a random moment after a (re)start (before the device is found, during the
+# handshake while it re-sends what it kept, during adoption), half once the log has grown.
+KILLS = 10
+FLOOD_LINES = 20_000  # 320 KB of numbered 16-byte lines
+
+
+@pytest.mark.device_profile(baud=921_600)  # ~90 KB/s, so the output spans every restart
+async def test_sigkill_at_many_points_of_a_flood_loses_and_repeats_no_line(
+    external: tuple[Wirelet, GatewayProcess],
+) -> None:
+    wirelet, process = external
+    device = wirelet.fleet.devices[0]
+    node = wirelet.node(device.profile.device_id)
+    await wirelet.wait_node(node)
+    created = await wirelet.create_pod("flood", "flood", [str(FLOOD_LINES * 16)], node=node)
+    uid = created["metadata"]["uid"]
+    log_file = (
+        Path(wirelet.config.logs.dir)
+        / pod_dir_name(wirelet.namespace, "flood", uid)
+        / "main"
+        / "0.log"
+    )
+    rng = random.Random(20261201)
+
+    def log_size() -> int:
+        try:
+            return log_file.stat().st_size
+        except FileNotFoundError:
+            return 0
+
+    for point in range(KILLS):
+        if point % 2:
+            grown = log_size() + 8 * 1024
+
+            async def log_grew(target: int = grown) -> bool:
+                return log_size() >= target
+
+            await wirelet.wait_for("the log to grow", log_grew)
+        else:
+            await asyncio.sleep(rng.uniform(0.0, 1.5))
+        await process.kill()
+        await process.start()
+
+    pod = await wirelet.wait_pod_phase("flood", "Succeeded", "Failed")
+    assert pod["status"]["phase"] == "Succeeded", pod["status"]
+
+    # An exit seen in the task list after a restart can come before the device has re-sent
+    # the task's last output: the log is complete once the device holds nothing unacknowledged.
+    async def all_acknowledged() -> bool:
+        return device.figures().unacked_frames == 0
+
+    await wirelet.wait_for("the device to have all output acknowledged", all_acknowledged)
+    logs = await wirelet.kubectl("logs", "-n", wirelet.namespace, "flood")
+    lines = logs.split("\n")
+    assert lines[-1] == ""
+    expected = [f"{k:015d}" for k in range(FLOOD_LINES)]
+    if lines[:-1] != expected:
+        seen = lines[:-1]
+        first_bad = next(
+            (i for i, (a, b) in enumerate(zip(seen, expected, strict=False)) if a != b),
+            min(len(seen), len(expected)),
+        )
+        raise AssertionError(
+            f"{len(seen)} lines, expected {FLOOD_LINES}; first difference at line {first_bad}: "
+            f"{seen[first_bad - 2 : first_bad + 3]}"
+        )

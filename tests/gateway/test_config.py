@@ -136,14 +136,14 @@ def test_link_timers_split_and_unknown_timer_is_an_error() -> None:
     from gateway.app import timers_from_config
 
     session, restart, retry = timers_from_config(
-        {"heartbeat_interval": 1.0, "release_timeout": 9.0, "restart_backoff_initial_s": 2.0}
+        {"heartbeat_interval": 1.0, "stop_slack": 9.0, "restart_backoff_initial_s": 2.0}
     )
     assert session.link.heartbeat_interval == 1.0
     assert session.link.link_lost_timeout == 15.0  # the gateway's default, not the protocol's
-    assert session.release_timeout == 9.0
+    assert session.stop_slack == 9.0
     assert session.hold_output
     assert restart.initial_s == 2.0
     assert retry == 5.0
-    for bad in ("hold_output", "heartbeat"):
+    for bad in ("hold_output", "heartbeat", "release_timeout"):
         with pytest.raises(ConfigError, match=f"link.{bad}: unknown timer"):
             timers_from_config({bad: 1.0})

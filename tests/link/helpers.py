@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
 import os
 from collections.abc import Callable
 from pathlib import Path
 
 from firmware_protocol import LinkConfig
 from gateway.link.backoff import BackoffPolicy
-from gateway.link.events import SessionEvent
+from gateway.link.events import SessionEvent, TaskOutput
 from gateway.link.session import DeviceSession, EventSubscription, SessionConfig
 from gateway.transport.serial import serial_opener
 
@@ -55,3 +57,42 @@ async def next_matching(
         event = await sub.get(timeout_s)
         if predicate(event):
             return event
+
+
+# Persist-then-ack: TASK_OUTPUT is acknowledged only when the test says it is stored.
+HOLDING_SESSION = dataclasses.replace(FAST_SESSION, hold_output=True)
+
+
+async def leave_unacknowledged_output(directory: Path, task_id: str, total: int) -> None:
+    """Start `flood total` as `task_id`, take one window of its output and go away without
+    acknowledging any (a crash): the device keeps it, and its window is full of it."""
+    async with session_for(directory, "emu-0000", HOLDING_SESSION) as first:
+        await first.wait_up(WAIT)
+        sub = first.subscribe()
+        await first.start_task(task_id, "flood", ["flood", str(total)])
+        for _ in range(FAST_LINK.window):
+            await next_matching(sub, lambda e: isinstance(e, TaskOutput))
+        sub.close()
+
+
+async def receive_all_output(directory: Path, task_id: str, total: int) -> bytes:
+    """A session that stores (here: keeps) and acknowledges output as it arrives, handshake or
+    not, until `total` bytes of `task_id`'s stdout are in; each must follow the last."""
+    async with session_for(directory, "emu-0000", HOLDING_SESSION) as session:
+        sub = session.subscribe()
+
+        async def persist() -> bytes:
+            got = b""
+            while len(got) < total:
+                event = await sub.get(WAIT)
+                if isinstance(event, TaskOutput) and event.task_id == task_id:
+                    assert event.offset == len(got), "output was lost or repeated"
+                    got += event.data
+                    session.ack_output(task_id, event.stream, event.end)
+            return got
+
+        consumer = asyncio.ensure_future(persist())
+        await session.wait_up(WAIT)
+        got = await consumer
+        sub.close()
+        return got

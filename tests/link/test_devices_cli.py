@@ -10,9 +10,10 @@ from pathlib import Path
 
 from gateway.cli import build_parser
 from gateway.commands import devices
+from hil.emulator.apps import flood_bytes
 from hil.emulator.fleet import EmulatedFleet
 from hil.emulator.profile import fleet_profiles
-from tests.link.helpers import FAST_LINK
+from tests.link.helpers import FAST_LINK, leave_unacknowledged_output, receive_all_output
 
 
 def run_cli(*argv: str) -> tuple[int, str]:
@@ -48,3 +49,14 @@ async def test_devices_json(tmp_path: Path) -> None:
     assert report["facts"]["device_id"] == "emu-0000"
     assert report["figures"]["state"] == "up"
     assert report["tasks"] == 0
+
+
+async def test_a_probe_never_makes_a_device_discard_output(tmp_path: Path) -> None:
+    """The probe stores no output, so it acknowledges none, even when the device's retained
+    output fills the window in front of the probe's LIST_TASKS reply (the probe then reports
+    no handshake): the next gateway still gets every byte."""
+    total = 8192
+    async with EmulatedFleet(tmp_path, fleet_profiles(1), link_config=FAST_LINK):
+        await leave_unacknowledged_output(tmp_path, "kept", total)
+        await asyncio.to_thread(run_cli, "--dir", str(tmp_path), "--wait", "1")
+        assert await receive_all_output(tmp_path, "kept", total) == flood_bytes(0, total)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import hashlib
 from pathlib import Path
@@ -9,11 +10,20 @@ from pathlib import Path
 import pytest
 
 from gateway.link.events import TaskExited, TaskOutput
+from gateway.link.state import LinkState
 from hil.emulator.apps import flood_bytes
 from hil.emulator.faults import FaultSettings
 from hil.emulator.fleet import EmulatedFleet
 from hil.emulator.profile import fleet_profiles
-from tests.link.helpers import FAST_LINK, FAST_SESSION, WAIT, session_for
+from tests.link.helpers import (
+    FAST_LINK,
+    FAST_SESSION,
+    HOLDING_SESSION,
+    WAIT,
+    leave_unacknowledged_output,
+    receive_all_output,
+    session_for,
+)
 
 FLOOD = 1024 * 1024
 # At a 1e-3 byte error rate about 40% of 512-byte frames arrive corrupted; smaller frames, a
@@ -85,15 +95,41 @@ async def test_output_not_persisted_before_a_crash_comes_again(tmp_path: Path) -
         assert fleet.device("emu-0000").figures().unacked_frames > 0
         async with session_for(tmp_path, "emu-0000", held) as second:
             sub = second.subscribe()
+
+            async def persist() -> bytes:
+                # As the gateway's consumer does: store (here: keep) and acknowledge output as
+                # it arrives, handshake or not. The device re-sends it before it can answer the
+                # handshake's LIST_TASKS, and nothing acknowledges it but the consumer.
+                again = b""
+                while True:
+                    event = await sub.get(WAIT)
+                    if isinstance(event, TaskOutput) and event.task_id == "t":
+                        assert event.offset == len(again)
+                        again += event.data
+                        second.ack_output("t", event.stream, event.end)
+                    elif isinstance(event, TaskExited) and event.task_id == "t":
+                        return again
+
+            consumer = asyncio.ensure_future(persist())
             await second.wait_up(WAIT)
-            again = b""
-            while True:
-                event = await sub.get(WAIT)
-                if isinstance(event, TaskOutput) and event.task_id == "t":
-                    assert event.offset == len(again)
-                    again += event.data
-                    second.ack_output("t", event.stream, event.end)
-                elif isinstance(event, TaskExited) and event.task_id == "t":
-                    break
+            assert await consumer == b"1\n2\n3\n"
             sub.close()
-            assert again == b"1\n2\n3\n"
+
+
+async def test_output_stays_on_the_device_while_the_consumer_cannot_persist_it(
+    tmp_path: Path,
+) -> None:
+    """A consumer that cannot persist (a stuck disk) holds the device's output however long it
+    takes, even when the held output fills the window in front of the handshake's LIST_TASKS
+    reply: the session then fails its handshake (back-pressure) but never acknowledges output
+    early, so the device still has every byte for a consumer that can persist it."""
+    total = 8192  # several windows of frames
+    async with EmulatedFleet(tmp_path, fleet_profiles(1), link_config=FAST_LINK):
+        await leave_unacknowledged_output(tmp_path, "f", total)
+        # The next gateway's writer is stuck: it never acknowledges, and the re-sent window
+        # stands in front of the LIST_TASKS reply.
+        async with session_for(tmp_path, "emu-0000", HOLDING_SESSION) as stuck:
+            state = await stuck.wait_state(LinkState.UP, LinkState.DOWN, timeout_s=WAIT)
+            assert state is LinkState.DOWN, "output was released to let the handshake through"
+            assert "no handshake" in str(stuck.last_error)
+        assert await receive_all_output(tmp_path, "f", total) == flood_bytes(0, total)

@@ -32,3 +32,44 @@ async def test_writer_runs_after_write_before_returning(tmp_path: Path) -> None:
     await writer.flush(lambda: seen.append(writer.path.stat().st_size))
     assert seen and seen[0] > 0  # the data was in the file when the callback ran
     await writer.close()
+
+
+def test_intent_is_judged_by_the_file_itself(tmp_path: Path) -> None:
+    """Written ahead of the log write: a crash before the write means `before`, after it
+    `after`, whenever the record was replaced."""
+    from gateway.logs.offsets import save_intent
+
+    log = tmp_path / "0.log"
+    log.write_bytes(b"x" * 100)
+    save_intent(
+        tmp_path,
+        0,
+        inode=log.stat().st_ino,
+        size_before=100,
+        size_after=150,
+        before={"stdout": 10},
+        after={"stdout": 60},
+    )
+    assert load_offsets(tmp_path, 0) == {"stdout": 10}  # killed before the write
+    with log.open("ab") as f:
+        f.write(b"y" * 50)
+    assert load_offsets(tmp_path, 0) == {"stdout": 60}  # killed after it
+    save_intent(tmp_path, 0, inode=1, size_before=0, size_after=5, before={}, after={"stdout": 65})
+    # The record's file was rotated away and pruned: only ever after its write completed.
+    assert load_offsets(tmp_path, 0) == {"stdout": 65}
+
+
+async def test_writer_keeps_offsets_per_record_across_rotation(tmp_path: Path) -> None:
+    from gateway.logs import LogConfig, LogStore, Stream
+
+    store = LogStore(LogConfig(root=tmp_path, max_bytes=100, max_rotated_files=10))
+    writer = store.open_writer("ns", "pod", "uid", "c", 0)
+    data = b"".join(b"line-%05d\n" % i for i in range(6))
+    writer.write(Stream.STDOUT, data[:25], end=25)  # lines split anywhere
+    writer.write(Stream.STDOUT, data[25:], end=len(data))
+    writer.write(Stream.STDERR, b"half a li", end=9)
+    await writer.flush()  # several rotations in one flush
+    assert load_offsets(writer.container_dir, 0) == {"stdout": len(data), "stderr": 9}
+    again = store.open_writer("ns", "pod", "uid", "c", 0)
+    assert again.recorded_offsets() == {"stdout": len(data), "stderr": 9}
+    await writer.close()

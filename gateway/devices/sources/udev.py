@@ -28,6 +28,8 @@ TAG = "wirelet"
 PROPERTY = "WIRELET_DEVICE"
 LINK_DIR = "/dev/wirelet/"
 SUBSYSTEMS = ("tty", "usb")
+# ID_USB_INTERFACES entry (class, subclass, protocol in hex) of a wirelet raw-USB interface.
+USB_INTERFACE = "ff5701"
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,10 +59,14 @@ def classify(
     if subsystem == "usb":
         if properties.get("DEVTYPE") != "usb_device":
             return UdevMatch(None, "a USB interface, not the device")
-        # The raw-USB transport comes later; the rules already prepare its /dev/bus/usb node.
-        return UdevMatch(None, "raw USB device: the USB transport is not available yet")
+        return classify_usb(sys_path, device_node, properties)
     if subsystem != "tty":
         return UdevMatch(None, f"subsystem {subsystem!r} is not served")
+    if USB_INTERFACE in properties.get("ID_USB_INTERFACES", "").split(":"):
+        # A composite board: the link is on its raw interface, this tty is its console.
+        return UdevMatch(
+            None, f"its USB device has a wirelet interface ({USB_INTERFACE}): served raw"
+        )
     links = properties.get("DEVLINKS", "").split()
     ours = sorted(link for link in links if link.startswith(LINK_DIR))
     vendor = properties.get("ID_VENDOR_ID") or properties.get("ID_USB_VENDOR_ID", "")
@@ -77,6 +83,34 @@ def classify(
     details = {"vendor": vendor, "product": product, "serial": serial, "sys_path": sys_path}
     # Open the device node itself: udev just told us where it is now.
     return UdevMatch(FoundDevice(key, device_node, "udev", follow_link=False, details=details))
+
+
+def classify_usb(sys_path: str, device_node: str, properties: Mapping[str, str]) -> UdevMatch:
+    """A tagged USB device is served raw only if it has a wirelet interface (PROTOCOL.md, USB
+    binding); a tagged CDC board is served through its tty instead, which udev reports too."""
+    interfaces = properties.get("ID_USB_INTERFACES", "")
+    if USB_INTERFACE not in interfaces.split(":"):
+        return UdevMatch(
+            None,
+            f"no wirelet interface ({USB_INTERFACE}) among {interfaces or 'its interfaces'}: "
+            "served through its tty if it has one, not through the USB transport",
+        )
+    vendor = properties.get("ID_VENDOR_ID", "")
+    product = properties.get("ID_MODEL_ID", "")
+    serial = properties.get("ID_SERIAL_SHORT", "")
+    links = sorted(
+        link for link in properties.get("DEVLINKS", "").split() if link.startswith(LINK_DIR)
+    )
+    if links:
+        key = links[0]  # /dev/wirelet/usb-<serial>, from the rules
+    elif serial:
+        key = f"usb:{vendor}:{product}:{serial}"  # the same key the usb source gives it
+    else:
+        key = f"usb:path:{properties.get('ID_PATH') or sys_path}"
+    details = {"vendor": vendor, "product": product, "serial": serial, "sys_path": sys_path}
+    return UdevMatch(
+        FoundDevice(key, device_node, "udev", follow_link=False, details=details, transport="usb")
+    )
 
 
 class UdevSource:

@@ -1,0 +1,90 @@
+"""Logs end to end: any valid pod name gets a log, and logs go once their pod is gone."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from gateway.app import Gateway
+from gateway.logs.layout import pod_dir_name
+
+from .conftest import Wirelet
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
+
+# The longest valid pod name: a 253-byte DNS subdomain. With the namespace and uid the
+# kubelet's `<ns>_<pod>_<uid>` would be ~300 bytes, past the 255 a file name may have.
+LONG_NAME = ".".join(["a" * 63, "b" * 63, "c" * 63, "d" * 61])
+
+
+def log_dirs(wirelet: Wirelet) -> list[str]:
+    root = Path(wirelet.config.logs.dir)
+    return sorted(n for n in os.listdir(root) if not n.startswith(".")) if root.exists() else []
+
+
+async def test_a_253_character_pod_name_runs_and_logs_and_blocks_nobody(wirelet: Wirelet) -> None:
+    assert len(LONG_NAME) == 253
+    device = wirelet.fleet.devices[0]
+    node = wirelet.node(device.profile.device_id)
+    await wirelet.wait_node(node)
+    await wirelet.create_pod(LONG_NAME, "counter", ["30", "20"], node=node)
+    await wirelet.create_pod("neighbour", "counter", ["5", "20"], node=node)
+
+    for name, count in ((LONG_NAME, 30), ("neighbour", 5)):
+        pod = await wirelet.wait_pod_phase(name, "Succeeded", "Failed")
+        assert pod["status"]["phase"] == "Succeeded", pod["status"]
+        logs = await wirelet.kubectl("logs", "-n", wirelet.namespace, name)
+        assert logs.split() == [str(i) for i in range(1, count + 1)]
+    long_pod = await wirelet.pod(LONG_NAME)
+    assert long_pod is not None
+    uid = long_pod["metadata"]["uid"]
+    (directory,) = [d for d in log_dirs(wirelet) if d.endswith(uid)]
+    assert directory == pod_dir_name(wirelet.namespace, LONG_NAME, uid)
+    assert len(directory) <= 255
+    reasons = {e["reason"] for e in await wirelet.events_for(LONG_NAME)}
+    assert "Started" in reasons and "LogWriteFailed" not in reasons  # events work for it too
+
+
+async def test_logs_stay_while_the_pod_exists_and_go_with_it(wirelet: Wirelet) -> None:
+    device = wirelet.fleet.devices[1]
+    node = wirelet.node(device.profile.device_id)
+    await wirelet.wait_node(node)
+    kept = await wirelet.create_pod("kept", "counter", ["2", "10"], node=node)
+    deleted = await wirelet.create_pod("deleted", "counter", ["2", "10"], node=node)
+    while_down = await wirelet.create_pod("while-down", "counter", ["2", "10"], node=node)
+    for name in ("kept", "deleted", "while-down"):
+        await wirelet.wait_pod_phase(name, "Succeeded")
+
+    def has_logs(pod: dict[str, object]) -> bool:
+        uid = pod["metadata"]["uid"]  # type: ignore[index]
+        return any(d.endswith(f"_{uid}") for d in log_dirs(wirelet))
+
+    assert has_logs(kept) and has_logs(deleted) and has_logs(while_down)  # finished, still there
+
+    await wirelet.api.delete(
+        f"/api/v1/namespaces/{wirelet.namespace}/pods/deleted", {"gracePeriodSeconds": 0}
+    )
+
+    async def deleted_logs_gone() -> bool:
+        return not has_logs(deleted)
+
+    await wirelet.wait_for("the deleted pod's logs to be removed", deleted_logs_gone)
+    assert has_logs(kept) and has_logs(while_down)
+
+    # Deleted while no gateway runs: removed once the next one has listed the pods.
+    await wirelet.gateway.stop()
+    await wirelet.api.delete(
+        f"/api/v1/namespaces/{wirelet.namespace}/pods/while-down", {"gracePeriodSeconds": 0}
+    )
+    assert has_logs(while_down)
+    async with Gateway(wirelet.config):
+
+        async def while_down_logs_gone() -> bool:
+            return not has_logs(while_down)
+
+        await wirelet.wait_for("logs of a pod deleted while down to go", while_down_logs_gone)
+        assert has_logs(kept)
+        logs = await wirelet.kubectl("logs", "-n", wirelet.namespace, "kept")
+        assert logs.split() == ["1", "2"]
