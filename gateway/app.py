@@ -12,6 +12,7 @@ import dataclasses
 import ipaddress
 import logging
 import socket
+import ssl
 from collections.abc import Coroutine, Mapping
 from pathlib import Path
 from typing import Any
@@ -20,11 +21,11 @@ from urllib.parse import urlparse
 from kubernetes_asyncio.client import ApiClient
 
 from firmware_protocol import LinkConfig
-from gateway.config import LINK_DEFAULTS, GatewayConfig
+from gateway.config import LINK_DEFAULTS, GatewayConfig, parse_port_range
 from gateway.device_node import DeviceNode, NodeSettings
 from gateway.devices.manager import DeviceManager
 from gateway.devices.sources.usb import UsbSelector
-from gateway.errors import ConfigError
+from gateway.errors import ConfigError, WireletError
 from gateway.kube.api import KubeApi, forget_credential_files, load_configuration
 from gateway.kube.events import EventRecorder, ObjectRef
 from gateway.kube.pod_controller import PodController
@@ -32,6 +33,8 @@ from gateway.kube.pod_informer import PodInformer
 from gateway.kubelet import (
     ChainAuthenticator,
     KubeletServer,
+    PortRange,
+    ServerLimits,
     SubjectAccessReviewAuthorizer,
     TokenReviewAuthenticator,
     X509Authenticator,
@@ -44,7 +47,7 @@ from gateway.logs import LogConfig, LogStore
 from gateway.logs.janitor import LogJanitor
 from gateway.provider import GatewayProvider
 from gateway.runtime.backoff import BackoffPolicy
-from gateway.serving_cert import self_signed
+from gateway.serving_cert import ServingCertificate, self_signed
 from gateway.state_dir import StateDir
 from gateway.transport.serial import SerialSettings
 
@@ -63,6 +66,8 @@ BURST_PER_DEVICE = 10
 _RECONNECT_KEYS = {"reconnect_initial_s": "initial", "reconnect_max_s": "maximum"}
 # The gateway's heartbeat (see gateway.config.LINK_DEFAULTS).
 GATEWAY_LINK_DEFAULTS: dict[str, Any] = dict(LINK_DEFAULTS)
+# How long the start waits for a self-approved serving certificate before going on without.
+FIRST_SERVING_CERT_WAIT_S = 30.0
 
 
 def timers_from_config(
@@ -145,6 +150,7 @@ class Gateway:
         self.identity = config.gateway.identity or self.state.identity()
         self.node_ip = ""
         self.kubelet_port = 0
+        self.serving_cert: ServingCertificate | None = None
 
     def _spawn(self, coro: Coroutine[Any, Any, None], name: str) -> asyncio.Task[None]:
         task = asyncio.create_task(coro, name=name)
@@ -227,14 +233,24 @@ class Gateway:
             cert, key = Path(cfg.tls_cert), Path(cfg.tls_key)
         else:
             cert, key = self_signed(private, self.node_ip)
-            log.warning(
-                "no kubelet.tls_cert configured: serving a self-signed certificate; an API "
-                "server started with --kubelet-certificate-authority will refuse it "
-                "(set kubelet.tls_cert/tls_key to a certificate from that CA)"
-            )
+            if not cfg.server_tls_bootstrap:
+                log.warning(
+                    "no kubelet.tls_cert configured: serving a self-signed certificate; an API "
+                    "server started with --kubelet-certificate-authority will refuse it (set "
+                    "kubelet.tls_cert/tls_key to a certificate from that CA, or "
+                    "kubelet.server_tls_bootstrap = true)"
+                )
         context = server_ssl_context(cert, key, Path(cfg.client_ca) if cfg.client_ca else None)
+        if cfg.server_tls_bootstrap:
+            await self._bootstrap_serving_cert(context)
         self.server = KubeletServer(
-            GatewayProvider(self.controller, self.logs, self._load_of),
+            GatewayProvider(
+                self.controller,
+                self.logs,
+                self._load_of,
+                self._session_of,
+                exec_timeout_s=cfg.exec_timeout_s,
+            ),
             authenticator=ChainAuthenticator(
                 X509Authenticator(), TokenReviewAuthenticator(self.auth_client)
             ),
@@ -242,6 +258,18 @@ class Gateway:
             ssl_context=context,
             host=cfg.address,
             port=cfg.port,
+            node_ports=PortRange(*parse_port_range(cfg.node_ports)),
+            limits=ServerLimits(
+                idle_timeout_s=cfg.idle_timeout_s, max_connections=cfg.max_connections
+            ),
+            configz={
+                "address": cfg.address,
+                "containerLogMaxSize": str(self.config.logs.max_bytes),
+                "containerLogMaxFiles": self.config.logs.max_files,
+                "nodeLeaseDurationSeconds": self.config.nodes.lease_duration_s,
+                "tlsCertFile": cfg.tls_cert or "",
+                "serverTLSBootstrap": cfg.server_tls_bootstrap,
+            },
         )
         try:
             await self.server.start()
@@ -252,6 +280,30 @@ class Gateway:
                 "[kubelet] port; 0 picks a free one)"
             ) from None
         self.kubelet_port = self.server.port
+
+    async def _bootstrap_serving_cert(self, context: ssl.SSLContext) -> None:
+        """Serving certificate from the cluster; the self-signed one serves until it arrives.
+
+        When the gateway approves its own request, the start waits for the first certificate
+        (seconds), so the API server never meets the self-signed one; otherwise an
+        administrator approves it whenever they do, and the log says how."""
+        assert self.api is not None
+        host = socket.gethostname()
+        self.serving_cert = ServingCertificate(
+            self.api,
+            context,
+            self.state.private / "serving",
+            host=host,
+            ips=[self.node_ip],
+            dns_names=[host],
+            approve=self.config.kubelet.serving_cert_approve,
+        )
+        if self.config.kubelet.serving_cert_approve:
+            try:
+                await self.serving_cert.obtain(timeout_s=FIRST_SERVING_CERT_WAIT_S)
+            except WireletError as exc:
+                log.error("no serving certificate from the cluster yet: %s", exc)
+        self._tasks.append(self._spawn(self.serving_cert.run(), "serving certificate"))
 
     def _on_pod(self, kind: str, pod: dict[str, Any]) -> None:
         assert self.controller is not None and self.janitor is not None
@@ -271,15 +323,23 @@ class Gateway:
         node = self.nodes.get(self.claimed.get(node_name, ""))
         return node.session.load if node is not None else None
 
+    def _session_of(self, node_name: str) -> DeviceSession | None:
+        node = self.nodes.get(self.claimed.get(node_name, ""))
+        return node.session if node is not None else None
+
     def _on_session(self, path: str, session: DeviceSession) -> None:
-        assert self.api and self.controller and self.events and self.informer
+        assert self.api and self.controller and self.events and self.informer and self.server
         node = DeviceNode(
             path,
             session,
             api=self.api,
             config=self.config,
             settings=NodeSettings(
-                self.node_ip, self.kubelet_port, self.restart_backoff, owner=self.identity
+                self.node_ip,
+                self.kubelet_port,
+                self.restart_backoff,
+                owner=self.identity,
+                port_for=self.server.open_node,
             ),
             controller=self.controller,
             events=self.events,

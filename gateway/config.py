@@ -147,6 +147,17 @@ class KubeletApiConfig:
     tls_cert: str | None = None
     tls_key: str | None = None
     client_ca: str | None = None
+    # Each node's own kubelet endpoint (see docs/kubelet-api.md): "FIRST-LAST", or "0" for a
+    # free port chosen by the OS per node (tests, demos).
+    node_ports: str = "10251-12250"
+    exec_timeout_s: float = 30.0  # how long a `kubectl exec` command may run on a device
+    idle_timeout_s: float = 30.0  # a connection must send a whole request header within this
+    max_connections: int = 4096  # established connections over all kubelet API listeners
+    # Serving certificate from the cluster (signer kubernetes.io/kubelet-serving) instead of
+    # tls_cert/tls_key or a self-signed one; renewed before it expires.
+    server_tls_bootstrap: bool = False
+    # Approve that request itself (needs deploy/rbac.yaml's wirelet:gateway-serving-approver).
+    serving_cert_approve: bool = False
 
 
 @dataclass(frozen=True)
@@ -427,7 +438,29 @@ def config_from_mapping(
         tls_cert=api_t.string("tls_cert", None),
         tls_key=api_t.string("tls_key", None),
         client_ca=api_t.string("client_ca", None),
+        node_ports=api_t.string("node_ports", KubeletApiConfig.node_ports)
+        or KubeletApiConfig.node_ports,
+        exec_timeout_s=_positive(api_t, "exec_timeout_s", KubeletApiConfig.exec_timeout_s),
+        idle_timeout_s=_positive(api_t, "idle_timeout_s", KubeletApiConfig.idle_timeout_s),
+        max_connections=api_t.integer(
+            "max_connections", KubeletApiConfig.max_connections, minimum=1, maximum=1_000_000
+        ),
+        server_tls_bootstrap=api_t.boolean(
+            "server_tls_bootstrap", KubeletApiConfig.server_tls_bootstrap
+        ),
+        serving_cert_approve=api_t.boolean(
+            "serving_cert_approve", KubeletApiConfig.serving_cert_approve
+        ),
     )
+    try:
+        parse_port_range(kubelet.node_ports)
+    except ValueError as exc:
+        raise ConfigError(f"{source}: kubelet.node_ports: {exc}") from None
+    if kubelet.server_tls_bootstrap and kubelet.tls_cert is not None:
+        raise ConfigError(
+            f"{source}: kubelet.server_tls_bootstrap and kubelet.tls_cert exclude each other "
+            "(the certificate comes from the cluster, or from files)"
+        )
     if (kubelet.tls_cert is None) != (kubelet.tls_key is None):
         raise ConfigError(f"{source}: kubelet.tls_cert and kubelet.tls_key go together")
     api_t.reject_unknown()
@@ -461,6 +494,28 @@ def config_from_mapping(
 
     top.reject_unknown()
     return GatewayConfig(kube, nodes, devices, kubelet, logs, link, gateway)
+
+
+def parse_port_range(text: str) -> tuple[int, int]:
+    """`"10251-12250"`, one port `"10251"`, or `"0"` (the OS picks a free port per node)."""
+    first_text, _, last_text = text.strip().partition("-")
+    try:
+        first = int(first_text)
+        last = int(last_text) if last_text else first
+    except ValueError:
+        raise ValueError(f"expected FIRST-LAST ports, e.g. 10251-12250, got {text!r}") from None
+    if first == last == 0:
+        return 0, 0
+    if not 1 <= first <= last <= 65535:
+        raise ValueError(f"ports must be within 1-65535 with FIRST <= LAST, got {text!r}")
+    return first, last
+
+
+def _positive(table: _Reader, key: str, default: float) -> float:
+    value = table.number(key, default)
+    if value <= 0:
+        raise ConfigError(f"{table.where(key)}: must be > 0 seconds, got {value}")
+    return value
 
 
 def load_config(
@@ -525,6 +580,7 @@ def loopback_settings(
         "kubelet": {
             "address": "127.0.0.1",
             "port": 0,
+            "node_ports": "0",
             "node_ip": "127.0.0.1",
             "tls_cert": tls_cert,
             "tls_key": tls_key,

@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import logging
 import socket
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from gateway.config import GatewayConfig, node_name_for
@@ -47,6 +48,8 @@ class NodeSettings:
     kubelet_port: int
     backoff: BackoffPolicy
     owner: str = ""  # this gateway's identity, recorded as the owner of its nodes
+    # The node's own kubelet endpoint port, opened on first use (None: the shared port).
+    port_for: Callable[[str], int] | None = None
 
 
 def node_facts(facts: DeviceFacts) -> NodeFacts:
@@ -165,7 +168,7 @@ class DeviceNode:
             node_facts(facts),
             self.config.nodes,
             node_ip=self.settings.node_ip,
-            kubelet_port=self.settings.kubelet_port,
+            kubelet_port=self._kubelet_port(name),
             owner=self.settings.owner,
             events=self.events,
             on_owned=self._on_owned,
@@ -204,6 +207,17 @@ class DeviceNode:
         if self.runtime is not None and self.served:
             self.runtime.link_changed(False)
         self.served = False
+
+    def _kubelet_port(self, name: str) -> int:
+        if self.settings.port_for is None:
+            return self.settings.kubelet_port
+        try:
+            return self.settings.port_for(name)
+        except WireletError as exc:
+            # Still served, through the shared port, which answers for all of the gateway's
+            # nodes: node proxy requests for this node then see the others too.
+            log.error("%s: %s; advertising the shared kubelet port", name, exc)
+            return self.settings.kubelet_port
 
     def _on_reconciled(self, event: Reconciled) -> None:
         """The device's task list (every handshake): what may be adopted, what is orphaned."""

@@ -218,6 +218,8 @@ class NodeAgent:
         self.refused_by = None
         if not self.owned:
             self.owned = True
+            # The kubelet's "Starting kubelet." when it starts serving the node.
+            self._event("Normal", "Starting", f"Starting wirelet for device {self.facts.device_id}")
             if self.on_owned is not None:
                 self.on_owned()
         await self.write_status()

@@ -104,6 +104,10 @@ def _pressure(kind: str, now: datetime, boot: datetime) -> dict[str, Any]:
     }
 
 
+# Sorted, as the API server requires.
+DECLARED_FEATURES = ["ExtendWebSocketsToKubelet"]
+
+
 def node_status(
     facts: NodeFacts,
     config: NodeConfig,
@@ -129,6 +133,9 @@ def node_status(
             {"type": "Hostname", "address": facts.gateway_host or node_ip},
         ],
         "daemonEndpoints": {"kubeletEndpoint": {"Port": kubelet_port}},
+        # The API server then proxies kubectl exec/attach WebSockets to the gateway as they
+        # are, instead of translating them to SPDY (which the gateway does not speak).
+        "declaredFeatures": DECLARED_FEATURES,
         "nodeInfo": {
             "machineID": facts.device_id,
             "systemUUID": facts.device_id,
