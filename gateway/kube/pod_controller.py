@@ -478,7 +478,8 @@ class PodController:
             return
         state.finishing = True
         self._forget_dirty(uid)
-        task = asyncio.ensure_future(self._final_delete(state))
+        final = self._status_of(uid)  # now: the runtime forgets the pod once this returns
+        task = asyncio.ensure_future(self._final_delete(state, final))
         task.set_name(f"delete {_meta(state.pod).get('name')}")
         self._background.add(task)
         task.add_done_callback(self._background.discard)
@@ -490,11 +491,12 @@ class PodController:
         if state is not None:
             self.events.record(ObjectRef.pod(state.pod, container), kind, reason, message)
 
-    async def _final_delete(self, state: PodState) -> None:
+    async def _final_delete(self, state: PodState, final: dict[str, Any] | None) -> None:
         meta = _meta(state.pod)
         # One last status write so the terminated states are on record before the object goes.
-        with contextlib.suppress(KubeApiError):
-            await self._write_status(_uid(state.pod))
+        if final is not None:
+            with contextlib.suppress(KubeApiError, OSError, TimeoutError):
+                await self._write_status(_uid(state.pod), final)
         body = {
             "apiVersion": "v1",
             "kind": "DeleteOptions",

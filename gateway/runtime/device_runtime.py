@@ -532,8 +532,8 @@ class DeviceRuntime:
         if record.deleting and not any(
             s.task_id and s.task_id in self.instances for s in record.containers
         ):
+            self.on_finished(record.spec.uid)  # first: the final status is read from the record
             self.pods.pop(record.spec.uid, None)
-            self.on_finished(record.spec.uid)
 
     # --- device events ------------------------------------------------------------------------
 

@@ -250,6 +250,9 @@ class EmulatedDevice:
     def task_ids(self) -> list[str]:
         return list(self._tasks)
 
+    def running_task_ids(self) -> list[str]:
+        return [t.task_id for t in self._tasks.values() if t.running]
+
     def lose_task(self, task_id: str) -> None:
         """Fault injection: the firmware forgets a task without a word (no exit report); a
         later STOP for it is answered NO_SUCH_TASK."""
