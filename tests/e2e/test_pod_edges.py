@@ -107,7 +107,7 @@ async def test_pod_ready_reason_names_the_node_while_its_device_is_gone(wirelet:
     async def unready() -> Any:
         pod = await wirelet.pod("away")
         conditions = ((pod or {}).get("status") or {}).get("conditions") or []
-        ready = next((c for c in conditions if c["type"] == "Ready"), {})
+        ready: dict[str, Any] = next((c for c in conditions if c["type"] == "Ready"), {})
         return ready if ready.get("status") == "False" else None
 
     ready = await wirelet.wait_for("pod unready", unready)
