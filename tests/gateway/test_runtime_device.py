@@ -183,3 +183,29 @@ async def test_a_start_too_large_for_the_device_fails_the_pod_without_sending(
         assert "2000 bytes" in state.message and "at most 512 bytes" in state.message
         assert not h.received(StartTask, spec.uid)
         assert any(e[2:4] == ("Warning", "Failed") for e in h.events)
+
+
+async def test_an_ephemeral_container_added_later_runs_once(tmp_path: Path) -> None:
+    async with runtime_on_device(tmp_path, DeviceProfile(device_id="debug")) as h:
+        spec = pod("forever", ("100",), policy=RestartPolicy.ALWAYS)
+        h.runtime.sync_pod(spec)
+        record = h.runtime.pods[spec.uid]
+        await h.until("running", lambda: record.containers[0].running)
+        debug = TaskSpec("dbg", "echo", "echo", ("hello",), (), ephemeral=True)
+        h.runtime.sync_pod(dataclasses.replace(spec, containers=(*spec.containers, debug)))
+        await h.until(
+            "the ephemeral container ended",
+            lambda: (
+                len(record.containers) == 2
+                and record.containers[1].state.phase is ContainerPhase.TERMINATED
+            ),
+        )
+        assert record.containers[1].ephemeral
+        assert record.containers[1].state.exit_code == 0
+        assert record.containers[1].state.task_id == f"{spec.uid}/1/0"
+        assert record.containers[0].running  # the pod's own container is untouched
+        assert 1 not in record.restart_timers  # never restarted, though the pod says Always
+        assert [m.task_id for m in h.received(StartTask, spec.uid)] == [
+            f"{spec.uid}/0/0",
+            f"{spec.uid}/1/0",
+        ]
