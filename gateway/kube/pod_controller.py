@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -197,6 +198,7 @@ class PodController:
         self._dirty_first: dict[str, float] = {}
         self._writing: set[str] = set()
         self._rewrite: dict[str, float] = {}
+        self._in_flight: dict[str, asyncio.Task[None]] = {}  # uid -> its status write
         self._waiter: asyncio.Future[None] | None = None  # the status writer, idle
         self.status_writes = 0
         self.status_skipped = 0
@@ -493,7 +495,11 @@ class PodController:
 
     async def _final_delete(self, state: PodState, final: dict[str, Any] | None) -> None:
         meta = _meta(state.pod)
-        # One last status write so the terminated states are on record before the object goes.
+        # One last status write so the terminated states are on record before the object goes;
+        # after a write still in flight, which would otherwise land last with older states.
+        in_flight = self._in_flight.get(_uid(state.pod))
+        if in_flight is not None:
+            await asyncio.wait([in_flight])
         if final is not None:
             with contextlib.suppress(KubeApiError, OSError, TimeoutError):
                 await self._write_status(_uid(state.pod), final)
@@ -604,6 +610,8 @@ class PodController:
                 raise
             self._writing.add(uid)
             task = asyncio.ensure_future(self._write_queued(uid, slots))
+            self._in_flight[uid] = task
+            task.add_done_callback(functools.partial(self._write_done, uid))
             self._background.add(task)
             task.add_done_callback(self._background.discard)
 
@@ -634,6 +642,10 @@ class PodController:
                 if timer is not None:
                     timer.cancel()
                 self._waiter = None
+
+    def _write_done(self, uid: str, task: asyncio.Task[None]) -> None:
+        if self._in_flight.get(uid) is task:
+            del self._in_flight[uid]
 
     async def _write_queued(self, uid: str, slots: asyncio.Semaphore) -> None:
         failed = False

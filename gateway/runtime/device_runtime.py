@@ -529,9 +529,9 @@ class DeviceRuntime:
         )
 
     def _finish_if_done(self, record: PodRecord) -> None:
-        if record.deleting and not any(
-            s.task_id and s.task_id in self.instances for s in record.containers
-        ):
+        # `task_id` is cleared only once a task's end is fully recorded (its instance goes
+        # first): a pod with exits still being recorded is not done yet.
+        if record.deleting and not any(s.task_id for s in record.containers):
             self.on_finished(record.spec.uid)  # first: the final status is read from the record
             self.pods.pop(record.spec.uid, None)
 

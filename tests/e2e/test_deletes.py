@@ -51,6 +51,8 @@ async def test_a_fifty_container_pod_runs_and_its_delete_completes(wirelet: Wire
     # Half the apps exit at once (their exits must all be reported), half run until stopped.
     containers = [
         {"name": f"c{i}", "image": "echo" if i % 2 else "forever", "args": [str(i)]}
+        if i % 2
+        else {"name": f"c{i}", "image": "forever", "args": ["1000"]}
         for i in range(50)
     ]
     body = {
@@ -80,7 +82,9 @@ async def test_a_fifty_container_pod_runs_and_its_delete_completes(wirelet: Wire
     await wirelet.wait_for("25 exited and 25 running", settled)
     seen = await delete_watching(wirelet, "fifty")
     final = seen[-1]["status"]["containerStatuses"]
-    assert all("terminated" in s["state"] for s in final), [s["state"] for s in final]
+    assert all("terminated" in s["state"] for s in final), [
+        (s["name"], s["state"]) for s in final if "terminated" not in s["state"]
+    ]
     assert all(s["containerID"].startswith("wirelet://") for s in final)
     for device in wirelet.fleet.devices:
         assert device.running_task_ids() == []
@@ -107,8 +111,9 @@ async def test_a_force_delete_of_many_pods_stops_every_task(wirelet: Wirelet) ->
 
     await wirelet.wait_for("every task stopped", all_stopped)
     stops = [m for d in wirelet.fleet.devices for m in d.received if isinstance(m, StopTask)]
-    assert len(stops) > len(names)  # the ignored ones were sent again
-    assert all(d.ignore_stops == 0 for d in wirelet.fleet.devices)
+    ignored = sum(3 - d.ignore_stops for d in wirelet.fleet.devices)
+    assert ignored >= 3  # (how the scheduler spread the pods decides the exact number)
+    assert len(stops) >= len(names) + ignored  # every ignored STOP was sent again
 
 
 @pytest.mark.gateway_config(link={"stop_slack": 0.5})
