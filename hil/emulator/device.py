@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import dataclasses
 import logging
 import random
@@ -53,7 +54,8 @@ _log = logging.getLogger(__name__)
 
 # Exit code of a task killed after its stop grace period (128 + SIGKILL).
 KILLED_EXIT_CODE = 137
-# Finished tasks the device remembers for LIST_TASKS (oldest forgotten first).
+# Finished tasks the device remembers for LIST_TASKS (oldest forgotten first). A task is never
+# forgotten before its exit report went out: that would lose the exit for good.
 MAX_FINISHED_TASKS = 16
 # Output messages allowed to wait in the link's queue per device: enough to keep the window full,
 # few enough that most unsent output stays in the (bounded, per-task) retained buffers.
@@ -158,6 +160,9 @@ class EmulatedDevice:
         self.boot_count = 0
         self.boot_id = 0
         self.hung = False
+        # Fault injection for the firmware itself: this many STOP_TASK requests are taken (the
+        # link acknowledges them) and never acted on or answered, as by a firmware bug.
+        self.ignore_stops = 0
         self._tasks: dict[str, _Task] = {}
         self._finished: collections.deque[str] = collections.deque()
         self._timer: asyncio.TimerHandle | None = None
@@ -244,6 +249,17 @@ class EmulatedDevice:
 
     def task_ids(self) -> list[str]:
         return list(self._tasks)
+
+    def running_task_ids(self) -> list[str]:
+        return [t.task_id for t in self._tasks.values() if t.running]
+
+    def lose_task(self, task_id: str) -> None:
+        """Fault injection: the firmware forgets a task without a word (no exit report); a
+        later STOP for it is answered NO_SUCH_TASK."""
+        self._tasks.pop(task_id, None)
+        with contextlib.suppress(ValueError):
+            self._finished.remove(task_id)
+        self._update_load()
 
     def figures(self) -> DeviceFigures:
         stats = self._link.stats
@@ -420,8 +436,23 @@ class EmulatedDevice:
         task.reason = reason
         task.kill_at = None
         self._finished.append(task.task_id)
-        while len(self._finished) > MAX_FINISHED_TASKS:
-            self._tasks.pop(self._finished.popleft(), None)
+        self._forget_finished()
+
+    def _forget_finished(self) -> None:
+        """Forget the oldest finished tasks beyond MAX_FINISHED_TASKS, but only those whose exit
+        report has been sent (a burst of exits waits in the table until reported)."""
+        excess = len(self._finished) - MAX_FINISHED_TASKS
+        if excess <= 0:
+            return
+        kept: collections.deque[str] = collections.deque()
+        for task_id in self._finished:
+            task = self._tasks.get(task_id)
+            if excess > 0 and (task is None or task.exit_reported):
+                self._tasks.pop(task_id, None)
+                excess -= 1
+            else:
+                kept.append(task_id)
+        self._finished = kept
 
     def _pump_output(self) -> None:
         """Move retained output into the link while its queue has room, then exit reports."""
@@ -449,6 +480,7 @@ class EmulatedDevice:
                         return
                     task.exit_reported = True
                     progress = True
+        self._forget_finished()
 
     def _exit_report(self, task: _Task, request_id: int) -> TaskExited:
         assert task.exit_code is not None
@@ -530,6 +562,10 @@ class EmulatedDevice:
         self._update_load()
 
     def _stop_task(self, msg: StopTask) -> None:
+        if self.ignore_stops > 0:
+            self.ignore_stops -= 1
+            self._log.debug("%s: ignoring %s (fault injection)", self.device_id, msg)
+            return
         task = self._tasks.get(msg.task_id)
         if task is None:
             self._reject(
