@@ -122,3 +122,14 @@ class FaultyLine:
         """Forget bytes in flight (the cable was pulled)."""
         self._partial.clear()
         self._delayed.clear()
+
+
+@dataclass(slots=True)
+class Misbehaviour:
+    """Firmware bugs and hostility (not line faults), to test the gateway's defences."""
+
+    #: Every TASK_LIST claims another page (`next_cursor` = cursor + 1), forever.
+    endless_task_list: bool = False
+    #: Keep the link's queue full of TASK_OUTPUT for random task ids nobody started: half of
+    #: them shaped like the gateway's own ids (`<uuid>/<container>/<restart>`).
+    foreign_output: bool = False
