@@ -934,9 +934,11 @@ class DeviceSession:
         elif isinstance(message, WireTaskOutput):
             self._on_output(message, receipt)
         elif isinstance(message, WireTaskStarted):
-            if is_reply or self._accept_unknown(message.task_id, "start report"):
-                self._known_running(message.task_id).ours = True
-                self._emit(TaskStarted(message.task_id))
+            task_id = message.task_id
+            known = task_id in self._tasks or task_id in self._listed
+            if is_reply or known or self._accept_unknown(task_id, "start report"):
+                self._known_running(task_id).ours = True
+                self._emit(TaskStarted(task_id))
         elif isinstance(message, WireTaskExited):
             self._on_exited(message)
         elif isinstance(message, Error):

@@ -467,15 +467,20 @@ class EmulatedDevice:
             else:  # looks like one of the gateway's own ids
                 h = f"{n:032x}"
                 task_id = f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}/0/0"
-            offset = self._rng.randrange(1 << 32)
-            data = self._rng.randbytes(32)
-            if not self._send(TaskOutput(task_id, OutputStream.STDOUT, offset, data)):
+            message: Message
+            if self._foreign_sent % 8 == 7:  # now and then, a start nobody asked for
+                message = TaskStarted(0, task_id)
+            else:
+                offset = self._rng.randrange(1 << 32)
+                message = TaskOutput(task_id, OutputStream.STDOUT, offset, self._rng.randbytes(32))
+            if not self._send(message):
                 return
             self._foreign_sent += 1
 
     @property
     def foreign_output_sent(self) -> int:
-        """TASK_OUTPUT frames sent for nonexistent tasks (Misbehaviour.foreign_output)."""
+        """TASK_OUTPUT (and a few TASK_STARTED) frames sent for nonexistent tasks
+        (Misbehaviour.foreign_output)."""
         return self._foreign_sent
 
     def _exit_report(self, task: _Task, request_id: int) -> TaskExited:

@@ -130,6 +130,7 @@ class Misbehaviour:
 
     #: Every TASK_LIST claims another page (`next_cursor` = cursor + 1), forever.
     endless_task_list: bool = False
-    #: Keep the link's queue full of TASK_OUTPUT for random task ids nobody started: half of
-    #: them shaped like the gateway's own ids (`<uuid>/<container>/<restart>`).
+    #: Keep the link's queue full of TASK_OUTPUT for random task ids nobody started (one in
+    #: eight an unsolicited TASK_STARTED), half of the ids shaped like the gateway's own
+    #: (`<uuid>/<container>/<restart>`).
     foreign_output: bool = False

@@ -214,7 +214,10 @@ async def test_output_for_unknown_tasks_is_dropped_and_state_stays_bounded(
                 assert sizes["trailing"] == 0 and sizes["listed"] == 0
                 assert sizes["exited"] <= session_module.MAX_UNLISTED_OUTPUT_TASKS
                 assert sizes["drop_warned"] <= 5
-                assert session.figures.dropped_output_bytes == 32 * session.figures.dropped_reports
+                starts = (
+                    session.figures.dropped_reports - session.figures.dropped_output_bytes // 32
+                )
+                assert 0 < starts < session.figures.dropped_reports // 4  # one in eight
                 assert device.foreign_output_sent >= drops
 
                 # The device is still served: its real tasks start and report output.
