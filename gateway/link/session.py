@@ -954,8 +954,6 @@ class DeviceSession:
                     fut.set_result(message)
 
     def _on_output(self, message: WireTaskOutput, receipt: int | None) -> None:
-        if self._observe_only:
-            return  # never acknowledged: the device keeps it for the gateway that serves it
         stream = _STREAM_NAMES.get(int(message.stream))
         known = self._output_tracker(message.task_id)
         if stream is None or known is None:
