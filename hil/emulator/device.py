@@ -227,6 +227,11 @@ class EmulatedDevice:
         self._rx_line.settings = faults
         self._tx_line.settings = faults
 
+    def set_misbehaviour(self, misbehaviour: Misbehaviour) -> None:
+        """Switch firmware misbehaviour on or off (takes effect at once)."""
+        self.misbehaviour = misbehaviour
+        self._service()
+
     @property
     def faults(self) -> FaultSettings:
         return self._tx_line.settings

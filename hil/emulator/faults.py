@@ -128,6 +128,23 @@ class FaultyLine:
 class Misbehaviour:
     """Firmware bugs and hostility (not line faults), to test the gateway's defences."""
 
+    @classmethod
+    def from_mapping(
+        cls, data: Mapping[str, Any], base: Misbehaviour | None = None
+    ) -> Misbehaviour:
+        """`base` (default: none) with the given fields changed; unknown names are refused."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(data) - known
+        if unknown:
+            raise ValueError(f"unknown misbehaviour(s) {sorted(unknown)}; known: {sorted(known)}")
+        for key, value in data.items():
+            if not isinstance(value, bool):
+                raise ValueError(f"{key}: expected true or false, got {value!r}")
+        return dataclasses.replace(base or cls(), **data)
+
+    def to_mapping(self) -> dict[str, bool]:
+        return dataclasses.asdict(self)
+
     #: Every TASK_LIST claims another page (`next_cursor` = cursor + 1), forever.
     endless_task_list: bool = False
     #: Keep the link's queue full of TASK_OUTPUT for random task ids nobody started (one in
