@@ -103,9 +103,9 @@ MAX_LIST_PAGES = 1024
 MAX_LISTED_TASKS = 4096
 # Every piece of per-device state a device can make grow is bounded (a hostile or broken device
 # must not exhaust the gateway's memory). TASK_OUTPUT is taken only for task ids the session
-# knows (started, adopted or listed, or recently exited, for their late output), and, while a
-# task list is awaited, for at most this many other ids (output the device re-sends after a
-# reconnect arrives before its task list). The rest is dropped and counted.
+# knows (started, adopted or listed, or recently exited, for their late output), and, until the
+# session's first task list, for at most this many other ids (output kept for an earlier
+# gateway process arrives before the task list). The rest is dropped and counted.
 MAX_UNLISTED_OUTPUT_TASKS = 256
 # Non-running tasks whose late output is still tracked (offsets for repeats), oldest dropped.
 MAX_TRAILING_TASKS = 256
@@ -281,7 +281,11 @@ class DeviceSession:
         self._exited: collections.OrderedDict[str, None] = collections.OrderedDict()
         # Bounded output bookkeeping (see MAX_UNLISTED_OUTPUT_TASKS).
         self._listed: frozenset[str] = frozenset()  # ids in the device's last task list
-        self._awaiting_list = True  # no complete task list yet on this connection
+        # Until the first task list: output the device kept from an earlier gateway process
+        # arrives before it, for tasks this session cannot know yet. Afterwards every task the
+        # device can have output for was started, adopted or listed here (a rebooted device
+        # has none kept), so anything else is dropped at once.
+        self._awaiting_list = True
         self._unlisted = 0  # ids taken while awaiting the list
         self._trailing: collections.OrderedDict[str, None] = collections.OrderedDict()
         self._drop_warned: collections.OrderedDict[str, None] = collections.OrderedDict()
@@ -533,7 +537,6 @@ class DeviceSession:
         self._transport = transport
         self._lost = self._loop.create_future()
         self._tx_wakeup.clear()
-        self._awaiting_list = True  # the device re-sends what it retained before its list
         reader = asyncio.create_task(self._read_loop(transport), name=f"{self._label}:read")
         writer = asyncio.create_task(self._write_loop(transport), name=f"{self._label}:write")
         handshake: asyncio.Task[None] | None = None
@@ -677,7 +680,6 @@ class DeviceSession:
         on_device = {t.task_id: t for t in device_tasks}
         self._listed = frozenset(on_device)
         self._awaiting_list = False
-        self._unlisted = 0
         surviving: list[str] = []
         lost: list[str] = []
         for task_id, known in list(self._tasks.items()):
@@ -907,8 +909,6 @@ class DeviceSession:
     def _start_reconcile(self) -> None:
         if self._reconciler is not None and not self._reconciler.done():
             return
-
-        self._awaiting_list = True  # the device re-sends what it retained before its list
 
         async def reconcile() -> None:
             try:

@@ -436,9 +436,12 @@ class EmulatedDevice:
 
     def _pump_output(self) -> None:
         """Move retained output into the link while its queue has room, then exit reports."""
-        link = self._link
+        self._pump_task_output()
         if self.misbehaviour.foreign_output:
-            self._pump_foreign_output()
+            self._pump_foreign_output()  # after the real output: the device's tasks still run
+
+    def _pump_task_output(self) -> None:
+        link = self._link
         progress = True
         while progress and link.queued < MAX_QUEUED_OUTPUT:
             progress = False

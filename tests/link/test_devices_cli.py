@@ -70,10 +70,12 @@ async def test_probe_never_makes_a_device_discard_output(tmp_path: Path) -> None
         unacked = device.figures().unacked_frames
         assert unacked > FAST_LINK.window, "output waits ahead of any task list reply"
 
-        code, text = await asyncio.to_thread(run_cli, "--dir", str(tmp_path), "--json")
+        code, text = await asyncio.to_thread(
+            run_cli, "--dir", str(tmp_path), "--json", "--wait", "5"
+        )
         (report,) = json.loads(text)
-        assert report["facts"]["device_id"] == "emu-0000"
-        assert report["tasks"] is None and "LIST_TASKS" in report["error"]
+        assert report["facts"] and report["facts"]["device_id"] == "emu-0000", report
+        assert report["tasks"] is None and "LIST_TASKS" in report["error"], report
         assert code == 1
         assert device.figures().unacked_frames >= unacked, "the probe acknowledged nothing"
 
