@@ -50,6 +50,13 @@ LOST_EXIT_CODE = 137
 # Output of tasks whose pod is not known yet (just after a gateway restart) kept in memory up
 # to this many bytes; past it, output is dropped (and acknowledged) as for unknown tasks.
 HELD_OUTPUT_LIMIT = 4 * 1024 * 1024
+# Memory one held output event takes besides its data (the event, its list slot), counted
+# against the limit: a device sending one-byte frames cannot make us hold millions of them.
+HELD_EVENT_COST = 200
+
+
+def _held_cost(event: TaskOutput) -> int:
+    return len(event.data) + HELD_EVENT_COST
 
 
 class DeviceTasks(Protocol):
@@ -439,16 +446,16 @@ class DeviceRuntime:
         (right after a gateway restart the device re-sends before the pod list is in): keep it
         until the pod arrives or turns out to be gone."""
         name = parse_task_id(event.task_id)
-        if name is None or self.held_bytes + len(event.data) > HELD_OUTPUT_LIMIT:
+        if name is None or self.held_bytes + _held_cost(event) > HELD_OUTPUT_LIMIT:
             return False
         self.held.setdefault(event.task_id, []).append(event)
-        self.held_bytes += len(event.data)
+        self.held_bytes += _held_cost(event)
         return True
 
     def _replay_held(self, uid: str) -> None:
         for task_id in [t for t in self.held if t.startswith(uid + "/")]:
             events = self.held.pop(task_id)
-            self.held_bytes -= sum(len(e.data) for e in events)
+            self.held_bytes -= sum(_held_cost(e) for e in events)
             for event in events:
                 self._output(event)
 
@@ -599,7 +606,7 @@ class DeviceRuntime:
             name = parse_task_id(task_id)
             if name is not None and name.pod_uid not in known_uids:
                 for event in self.held.pop(task_id):
-                    self.held_bytes -= len(event.data)
+                    self.held_bytes -= _held_cost(event)
                     self.device.ack_output(task_id, event.stream, event.end)
         orphans = self.orphan_tasks(known_uids)
         for task_id in orphans:
