@@ -15,7 +15,17 @@ from typing import Final
 import msgpack
 
 from .constants import FRAME_OVERHEAD, MAX_TASK_ID, MAX_TASKS_LISTED
-from .messages import DeviceLog, Error, ExecResult, Load, Pong, TaskInfo, TaskList
+from .messages import (
+    DeviceLog,
+    Error,
+    ExecResult,
+    Load,
+    Message,
+    Pong,
+    TaskInfo,
+    TaskList,
+    TaskOutput,
+)
 
 _U32_MAX: Final[int] = (1 << 32) - 1
 _U64_MAX: Final[int] = (1 << 64) - 1
@@ -170,3 +180,32 @@ def task_list_page(
     page = tuple(info for _, info in remaining[:count])
     next_cursor = remaining[count][0] if count < len(remaining) else None
     return TaskList(request_id, page, next_cursor)
+
+
+def refit(message: Message, max_frame: int) -> tuple[Message, ...]:
+    """`message` made to fit `max_frame`, for a message built for a larger frame than the peer
+    now declares (e.g. output queued for a gateway that restarted with a smaller `max_frame`):
+    TASK_OUTPUT is split into several at consecutive offsets (nothing lost), ERROR, DEVICE_LOG
+    and EXEC_RESULT are cut. Empty if it cannot be made to fit (the sender drops it)."""
+    if len(message.to_bytes()) + FRAME_OVERHEAD <= max_frame:
+        return (message,)
+    if isinstance(message, TaskOutput):
+        id_len = len(message.task_id.encode("utf-8", "surrogateescape"))
+        chunk = max_output_data(max_frame, id_len, offset=message.offset + len(message.data))
+        if chunk <= 0:
+            return ()
+        data, offset = message.data, message.offset
+        return tuple(
+            replace(message, offset=offset + start, data=data[start : start + chunk])
+            for start in range(0, len(data), chunk)
+        )
+    fitted: Message
+    if isinstance(message, Error):
+        fitted = fit_error(message, max_frame)
+    elif isinstance(message, DeviceLog):
+        fitted = fit_device_log(message, max_frame)
+    elif isinstance(message, ExecResult):
+        fitted = fit_exec_result(message, max_frame)
+    else:
+        return ()
+    return (fitted,) if len(fitted.to_bytes()) + FRAME_OVERHEAD <= max_frame else ()

@@ -13,7 +13,7 @@ from collections.abc import Collection
 from dataclasses import dataclass, replace
 from enum import Enum
 
-from .budget import fit_error, fit_load, truncate_utf8
+from .budget import fit_error, fit_load, refit, truncate_utf8
 from .constants import (
     DEFAULT_MAX_FRAME,
     FRAME_OVERHEAD,
@@ -781,9 +781,15 @@ class Link:
         while self._queue and len(self._unacked) < self.window:
             item = self._queue.popleft()
             if len(item.payload) + FRAME_OVERHEAD > limit:
-                self._events.append(
-                    MessageRejected(item.message.TYPE, "too large for the peer's max_frame")
-                )
+                # Built for a larger frame than this peer takes (a gateway that restarted with
+                # a smaller max_frame): split output, cut texts; drop only what cannot fit.
+                parts = refit(item.message, limit)
+                if not parts:
+                    self._events.append(
+                        MessageRejected(item.message.TYPE, "too large for the peer's max_frame")
+                    )
+                for part in reversed(parts):
+                    self._queue.appendleft(_Outgoing(part, part.to_bytes()))
                 continue
             item.seq = self._next_seq
             self._next_seq = seq_add(self._next_seq, 1)

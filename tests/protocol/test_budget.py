@@ -25,6 +25,8 @@ from firmware_protocol import (
     HeartbeatAnswered,
     ListTasks,
     Load,
+    MessageReceived,
+    MessageRejected,
     OutputStream,
     Pong,
     StopTask,
@@ -39,6 +41,7 @@ from firmware_protocol import (
     fit_exec_result,
     fit_load,
     max_output_data,
+    refit,
     task_info_size,
     task_infos_that_fit,
     task_list_page,
@@ -234,3 +237,43 @@ def test_link_error_replies_fit_the_peer_frame() -> None:
     assert len(reply.message.encode()) <= 255
     assert device.send_limit == MIN_FRAME  # the gateway's declared max_frame
     assert frame_size(reply) <= MIN_FRAME
+
+
+def test_output_queued_for_a_larger_frame_is_split_for_a_smaller_new_gateway() -> None:
+    """A gateway restarts with a smaller max_frame: the output the device kept for the old one
+    (renumbered into the new session) is split to fit, not dropped."""
+    rng = random.Random(12)
+    rec = Recorder()
+    big = gateway_link(config=dataclasses.replace(CONFIG, max_frame=1024))
+    sim = Simulation(big, device_link(), LossyChannel(rng), LossyChannel(rng), rec)
+    sim.start()
+    sim.run_until(0.5)
+    data = bytes(range(256)) * 3 + b"tail"
+    kept = TaskOutput(LONGEST_ID, OutputStream.STDOUT, 1000, data)
+    sim.device.send(kept, sim.now)  # goes out to the old gateway, which dies before acking
+    assert frame_size(kept) > MIN_FRAME and sim.device.unacked == 1
+
+    small = gateway_link(session_id=200, config=dataclasses.replace(CONFIG, max_frame=MIN_FRAME))
+    seen_before = len(rec.events["gateway"])
+    sim.replace_gateway(small)
+    sim.run_until(5.0, stop=lambda: sim.device.unacked + sim.device.queued == 0)
+    parts = [
+        e.message
+        for _, e in rec.events["gateway"][seen_before:]
+        if isinstance(e, MessageReceived) and isinstance(e.message, TaskOutput)
+    ]
+    assert len(parts) > 1 and b"".join(p.data for p in parts) == data
+    ends = [p.offset + len(p.data) for p in parts]
+    assert [p.offset for p in parts] == [1000, *ends[:-1]]  # consecutive, nothing lost
+    assert all(frame_size(p) <= MIN_FRAME for p in parts)
+    assert not rec.of("device", MessageRejected)
+
+
+def test_refit_cuts_texts_and_gives_up_on_what_cannot_be_cut() -> None:
+    error = Error(1, ErrorCode.INTERNAL, "é" * 120, 0x10)
+    (fitted,) = refit(error, MIN_FRAME)
+    assert isinstance(fitted, Error) and frame_size(fitted) <= MIN_FRAME
+    page = TaskList(1, tuple(MAXIMAL_INFO for _ in range(3)))
+    assert refit(page, MIN_FRAME) == ()  # a page is rebuilt by the device, not cut
+    small = TaskStarted(1, "t")
+    assert refit(small, MIN_FRAME) == (small,)
