@@ -226,15 +226,19 @@ struct wirelet_device {
     uint8_t link_state;
     uint8_t flags;
     uint8_t peer_window;
-    uint8_t tx_inflight; /* frames at the head of tx_buf sent and not yet acknowledged */
+    uint8_t tx_inflight; /* records at the head of tx_buf sent and not yet acknowledged */
+    uint8_t open_task;   /* task slot and stream of the output record still growing */
+    uint8_t open_stream;
     uint16_t peer_max_frame;
-    uint16_t tx_next_seq; /* seq of the first frame not yet in flight */
-    uint16_t rx_next;     /* next seq expected from the gateway */
-    uint16_t rx_len;
-    uint16_t tx_used;
-    uint16_t tx_open;    /* offset of an output frame still growing at the tail, or 0xFFFF */
+    uint16_t tx_next_seq;  /* seq of the next record put in flight */
+    uint16_t rx_next;      /* next seq expected from the gateway (our ack) */
+    uint16_t rx_len;       /* bytes of the COBS block being received */
+    uint16_t tx_used;      /* bytes of tx_buf holding records */
+    uint16_t tx_open;      /* offset of the growing output record, 0xFFFF if none */
+    uint16_t open_head;    /* bytes of that record's frame before its data */
+    uint16_t ctrl_reserve; /* tail of tx_buf kept for unsequenced frames (HELLO, PONG) */
     uint32_t boot_id;
-    uint32_t session_id; /* last WELCOME accepted this boot (0: none) */
+    uint32_t session_id; /* session of the last WELCOME accepted this boot (0: none) */
     uint32_t attempt;
     uint32_t heartbeat_ms;
     uint32_t link_lost_ms;
@@ -245,14 +249,16 @@ struct wirelet_device {
     uint32_t ping_nonce;
     uint32_t ping_sent_at;
     uint32_t retransmit_at;
-    uint32_t srtt, rttvar, rto; /* ms */
-    uint32_t clock;             /* ms at the last feed/poll */
+    uint32_t srtt8, rttvar8, rto; /* ms (srtt and rttvar in 1/8 ms) */
+    uint32_t clock;               /* ms at the last feed/poll */
     uint32_t age;
     uint32_t tx_sent_at[WIRELET_WINDOW];
     uint8_t tx_retx[WIRELET_WINDOW];
     wirelet_stats stats;
     wirelet_task tasks[WIRELET_TASK_SLOTS];
-    uint8_t rx_buf[WIRELET_MAX_FRAME + (WIRELET_MAX_FRAME + 253) / 254 + 1];
+    uint8_t rx_buf[WIRELET_MAX_FRAME + WIRELET_MAX_FRAME / 254 + 1]; /* one COBS block */
+    /* Outgoing sequenced frames as records [length u16][header][payload]: first the ones in
+     * flight, then the queued ones. The free tail builds unsequenced frames. */
     uint8_t tx_buf[WIRELET_TX_BUFFER];
 };
 
