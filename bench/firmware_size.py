@@ -31,7 +31,7 @@ DEVICE_SYMBOLS = ("dev", "_ZL3dev")
 
 
 def _is_device_symbol(name: str) -> bool:
-    return name.split(".lto_priv.")[0] in DEVICE_SYMBOLS
+    return name.split(".lto_priv.", maxsplit=1)[0] in DEVICE_SYMBOLS
 
 
 def measure(target_name: str) -> dict[str, Any]:

@@ -1,4 +1,14 @@
-"""A real board speaks the protocol: handshake facts, and an app it offers runs to its exit."""
+"""A real board speaks the protocol: handshake facts, and an app it offers runs to its exit.
+
+The board runs the reference firmware (hil/qemu/firmware), the same that tests/qemu runs on
+emulated boards. For an Arduino Mega 2560 (Debian ships its SDK: `make system-deps`):
+
+    make -C hil/qemu/firmware avr-upload MONITOR_PORT=/dev/ttyACM0 DEVICE_ID=mega-01
+    WIRELET_HIL_PORT=/dev/ttyACM0 .venv/bin/pytest -m hil
+
+Other boards: port the HAL (hil/qemu/firmware/cortex-m/board.c is a bare-metal example, and
+firmware_protocol/c/README.md has short HALs for common SDKs); see hil/qemu/README.md.
+"""
 
 from __future__ import annotations
 
