@@ -4,12 +4,11 @@
  * library is the `wirelet` Arduino library (firmware_protocol/c).
  *
  * Time: QEMU's ATmega model has no 8-bit timers, so millis()/delay() (Timer0) stand still there;
- * the sketch keeps its own milliseconds with Timer1 (16-bit, CTC at 1 kHz), which a real board
- * has free as well (unless the Servo library is used).
+ * the sketch keeps its own milliseconds with Timer1 (16-bit), which a real board has free as well
+ * (unless the Servo library is used).
  *
  * Build and flash: see hil/qemu/README.md (make -C hil/qemu/firmware avr-upload ...).
  */
-#include <avr/interrupt.h>
 #include <avr/pgmspace.h>
 #include <util/atomic.h>
 #include <avr/wdt.h>
@@ -37,22 +36,31 @@ static uint32_t boot_counter __attribute__((section(".noinit")));
 static char device_id[BOARD_IDENTITY_ID_LEN];
 static wirelet_device dev;
 
-static volatile uint32_t ticks_ms;
-
-ISR(TIMER1_COMPA_vect) { ticks_ms++; }
+// Timer1 runs free at F_CPU/1024 (15.625 kHz, wrapping every 4.2 s); now_ms() extends it in
+// software, so the main loop must call it at least every 4 s (wirelet_poll() does, constantly).
+// No interrupt: QEMU raises timer interrupts late under load, and a 1 kHz tick then runs slow.
+#define TIMER_PRESCALE 1024UL
+static uint16_t timer_last;
+static uint32_t clock_ms;
+static uint32_t clock_rest;  // fraction of a millisecond, in units of 1/F_CPU s
 
 static void start_ms_timer() {
     TCCR1A = 0;
-    TCCR1B = _BV(WGM12) | _BV(CS11) | _BV(CS10);  // CTC on OCR1A, clock / 64
-    OCR1A = F_CPU / 64 / 1000 - 1;
+    TCCR1B = _BV(CS12) | _BV(CS10);  // normal mode, clock / 1024
     TCNT1 = 0;
-    TIMSK1 = _BV(OCIE1A);
+    timer_last = 0;
+    clock_ms = 0;
+    clock_rest = 0;
 }
 
 static uint32_t now_ms() {
-    uint32_t now;
-    ATOMIC_BLOCK(ATOMIC_RESTORESTATE) { now = ticks_ms; }
-    return now;
+    uint16_t now;
+    ATOMIC_BLOCK(ATOMIC_RESTORESTATE) { now = TCNT1; }
+    clock_rest += (uint32_t)(uint16_t)(now - timer_last) * TIMER_PRESCALE;
+    timer_last = now;
+    clock_ms += clock_rest / (F_CPU / 1000UL);
+    clock_rest %= F_CPU / 1000UL;
+    return clock_ms;
 }
 
 static void hal_write(void *, const uint8_t *data, size_t len) { Serial.write(data, len); }
