@@ -1206,6 +1206,8 @@ uint32_t wirelet_now(const wirelet_device *dev) { return dev->clock; }
 
 const wirelet_stats *wirelet_get_stats(const wirelet_device *dev) { return &dev->stats; }
 
+uint32_t wirelet_boot_id(const wirelet_device *dev) { return dev->boot_id; }
+
 /* --- task API ---------------------------------------------------------------------------------- */
 
 /* Bytes of record room task output may still take (replies keep REPLY_RESERVE). */
