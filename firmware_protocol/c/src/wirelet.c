@@ -1184,6 +1184,7 @@ int wirelet_log(wirelet_device *dev, uint8_t level, const char *text)
 {
     wl_writer w;
     size_t len = wl_strlen(text);
+    read_clock(dev);
     if (len > WIRELET_TEXT_MAX) len = WIRELET_TEXT_MAX;
     /* Logs, like task output, leave room for replies. */
     rec_begin(dev, &w, REPLY_RESERVE);

@@ -403,7 +403,8 @@ static void h_reboot(void *ctx) { ((harness *)ctx)->reboots++; }
 
 /* Test apps: argecho (prints its argv joined by spaces), rec (logs its argv, prints it, exits),
  * lines N (prints "line %05d\n" 0..N-1 as room allows), blink BYTES (prints BYTES x's, runs
- * until stopped, exits -15). */
+ * until stopped, exits -15), refuse (start() refuses), nostop (no stop callback), stubborn
+ * (ignores STOP: killed after the grace period). */
 static harness *harness_of(wirelet_task *t) { return (harness *)(void *)wirelet_task_device(t); }
 
 static int argecho_start(wirelet_task *t, int argc, const char *const *argv, int envc,
@@ -514,6 +515,12 @@ static int refuse_start(wirelet_task *t, int argc, const char *const *argv, int 
 
 static void nothing(wirelet_task *t) { (void)t; }
 
+static void ignore_stop(wirelet_task *t, uint32_t grace_ms)
+{
+    (void)t;
+    (void)grace_ms;
+}
+
 static int32_t vector_exec(wirelet_device *dev, wirelet_exec *ex, int argc, const char *const *argv)
 {
     (void)dev;
@@ -533,6 +540,7 @@ static int find_impl(const char *impl, wirelet_app *app)
         {"blink", blink_start, blink_step, blink_stop},
         {"refuse", refuse_start, nothing, NULL},
         {"nostop", lines_start, nothing, NULL},
+        {"stubborn", lines_start, nothing, ignore_stop},
     };
     for (i = 0; i < WIRELET_REFERENCE_APP_COUNT; i++)
         if (!strcmp(impl, wirelet_reference_apps[i].name)) {
