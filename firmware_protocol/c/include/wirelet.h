@@ -46,7 +46,7 @@ extern "C" {
 #define WIRELET_TASK_SLOTS 2 /* tasks (running or finished, remembered for LIST_TASKS) */
 #endif
 #ifndef WIRELET_TASK_STATE
-#define WIRELET_TASK_STATE 8 /* bytes of per-task app state (wirelet_state()) */
+#define WIRELET_TASK_STATE 16 /* bytes of per-task app state (wirelet_state()) */
 #endif
 #ifndef WIRELET_MAX_ARGS
 #define WIRELET_MAX_ARGS 8 /* argv entries + env entries a task may be started with */
@@ -298,6 +298,9 @@ void wirelet_reboot(wirelet_device *dev);
 uint32_t wirelet_now(const wirelet_device *dev);
 
 const wirelet_stats *wirelet_get_stats(const wirelet_device *dev);
+
+/* This boot's id (random, non-zero; new on every boot). */
+uint32_t wirelet_boot_id(const wirelet_device *dev);
 
 /* ---------------------------------------------------------------------------------------------
  * Task API, for app callbacks

@@ -1184,6 +1184,7 @@ int wirelet_log(wirelet_device *dev, uint8_t level, const char *text)
 {
     wl_writer w;
     size_t len = wl_strlen(text);
+    read_clock(dev);
     if (len > WIRELET_TEXT_MAX) len = WIRELET_TEXT_MAX;
     /* Logs, like task output, leave room for replies. */
     rec_begin(dev, &w, REPLY_RESERVE);
@@ -1205,6 +1206,8 @@ void wirelet_reboot(wirelet_device *dev)
 uint32_t wirelet_now(const wirelet_device *dev) { return dev->clock; }
 
 const wirelet_stats *wirelet_get_stats(const wirelet_device *dev) { return &dev->stats; }
+
+uint32_t wirelet_boot_id(const wirelet_device *dev) { return dev->boot_id; }
 
 /* --- task API ---------------------------------------------------------------------------------- */
 
