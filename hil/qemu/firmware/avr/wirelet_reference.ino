@@ -4,11 +4,12 @@
  * library is the `wirelet` Arduino library (firmware_protocol/c).
  *
  * Time: QEMU's ATmega model has no 8-bit timers, so millis()/delay() (Timer0) stand still there;
- * the sketch keeps its own milliseconds with Timer1 (16-bit), which a real board has free as well
- * (unless the Servo library is used).
+ * the sketch keeps its own milliseconds with Timer3 and Timer1 (16-bit), which a real board has
+ * free as well (unless the Servo library is used).
  *
  * Build and flash: see hil/qemu/README.md (make -C hil/qemu/firmware avr-upload ...).
  */
+#include <avr/interrupt.h>
 #include <avr/pgmspace.h>
 #include <util/atomic.h>
 #include <avr/wdt.h>
@@ -36,18 +37,31 @@ static uint32_t boot_counter __attribute__((section(".noinit")));
 static char device_id[BOARD_IDENTITY_ID_LEN];
 static wirelet_device dev;
 
-// Timer1 runs free at F_CPU/1024 (15.625 kHz, wrapping every 4.2 s); now_ms() extends it in
-// software, so the main loop must call it at least every 4 s (wirelet_poll() does, constantly).
-// No interrupt: QEMU raises timer interrupts late under load, and a 1 kHz tick then runs slow.
+// Time: Timer3 runs free at F_CPU/1024 (15.625 kHz, wrapping every 4.2 s) and now_ms() extends it
+// in software, so the main loop must call it at least every 4 s (wirelet_poll() does, all the
+// time). Not a 1 kHz tick counter: QEMU delivers timer interrupts late under load, so one ran
+// ~30% slow there, and its model of a timer with a compare interrupt drifts the same way.
+//
+// Timer1 interrupts every millisecond and does nothing: under QEMU the emulator's timer events
+// are what make it poll the pty again once the sketch has read the UART; without them received
+// bytes can wait for seconds. On a real board it costs a few cycles a millisecond.
+ISR(TIMER1_COMPA_vect) {}
+
+static void start_wake_timer() {
+    TCCR1A = 0;
+    TCCR1B = _BV(WGM12) | _BV(CS11) | _BV(CS10);  // CTC on OCR1A, clock / 64
+    OCR1A = F_CPU / 64 / 1000 - 1;
+    TIMSK1 = _BV(OCIE1A);
+}
 #define TIMER_PRESCALE 1024UL
 static uint16_t timer_last;
 static uint32_t clock_ms;
 static uint32_t clock_rest;  // fraction of a millisecond, in units of 1/F_CPU s
 
 static void start_ms_timer() {
-    TCCR1A = 0;
-    TCCR1B = _BV(CS12) | _BV(CS10);  // normal mode, clock / 1024
-    TCNT1 = 0;
+    TCCR3A = 0;
+    TCCR3B = _BV(CS32) | _BV(CS30);  // normal mode, clock / 1024
+    TCNT3 = 0;
     timer_last = 0;
     clock_ms = 0;
     clock_rest = 0;
@@ -55,7 +69,7 @@ static void start_ms_timer() {
 
 static uint32_t now_ms() {
     uint16_t now;
-    ATOMIC_BLOCK(ATOMIC_RESTORESTATE) { now = TCNT1; }
+    ATOMIC_BLOCK(ATOMIC_RESTORESTATE) { now = TCNT3; }
     clock_rest += (uint32_t)(uint16_t)(now - timer_last) * TIMER_PRESCALE;
     timer_last = now;
     clock_ms += clock_rest / (F_CPU / 1000UL);
@@ -84,7 +98,7 @@ static uint32_t hal_random32(void *) {
     memcpy_P(seed, wirelet_board_identity.seed, sizeof seed);
     uint32_t h = strtoul(seed, NULL, 16) ^ mix32(boot_counter + 0x9e3779b9UL * ++calls);
     for (const char *p = device_id; *p != '\0'; p++) h = mix32(h ^ (uint8_t)*p);
-    return mix32(h ^ TCNT1 ^ now_ms() << 16);
+    return mix32(h ^ TCNT3 ^ now_ms() << 16);
 }
 
 // The watchdog resets a real board; QEMU does not emulate it, so jump to the reset vector.
@@ -124,6 +138,7 @@ void setup() {
     config.apps = reference_apps;
     config.app_count = REFERENCE_APP_COUNT;
     start_ms_timer();
+    start_wake_timer();
     Serial.begin(BAUD);
     wirelet_init(&dev, &config, &hal);
 }
