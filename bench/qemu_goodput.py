@@ -54,7 +54,7 @@ async def one_run(session: DeviceSession, task_id: str, size: int) -> float:
 
 async def bench_target(name: str, size: int, repeats: int) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="wirelet-bench-") as tmp:
-        async with QemuFleet(tmp, name, [f"bench-{name}"]) as fleet:
+        async with QemuFleet(tmp, {f"bench-{name}": name}) as fleet:
             link = str(fleet.symlink(f"bench-{name}"))
             async with DeviceSession(serial_opener(lambda: link), label=name) as session:
                 await session.wait_up(30)

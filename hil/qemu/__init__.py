@@ -1,7 +1,7 @@
 """Real wirelet firmware on emulated boards: QEMU runs the reference firmware (hil/qemu/firmware)
 with each board's UART on a pseudo-terminal, controlled through QMP.
 
-    async with QemuFleet(tmp_path, "cortex-m", ["qemu-0", "qemu-1"]) as fleet:
+    async with QemuFleet(tmp_path, {"qemu-0": "cortex-m", "qemu-1": "avr"}) as fleet:
         board = fleet.board("qemu-0")
         await board.reboot(); await board.hang(); await board.resume()
         await board.unplug(); await board.replug()

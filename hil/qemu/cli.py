@@ -1,6 +1,7 @@
 """Command line of the QEMU boards.
 
-python -m hil.qemu --boards 2 --target cortex-m|avr --dir /tmp/devs [--prefix qemu-] [--build DIR]
+python -m hil.qemu --boards 2 --target cortex-m|avr [--target ...] --dir /tmp/devs [--prefix qemu-]
+                  [--build DIR]
 python -m hil.qemu ctl DIR list
 python -m hil.qemu ctl DIR DEVICE reboot|hang|resume|unplug|replug|status
 """
@@ -31,10 +32,17 @@ def build_run_parser() -> argparse.ArgumentParser:
         "pty linked as DIR/<device-id>, until interrupted. "
         "`python -m hil.qemu ctl --help` controls running boards.",
     )
-    parser.add_argument("--boards", type=int, default=1, help="how many boards (default 1)")
-    parser.add_argument("--target", choices=sorted(TARGETS), default="cortex-m")
+    parser.add_argument("--boards", type=int, default=1, help="boards per target (default 1)")
+    parser.add_argument(
+        "--target",
+        action="append",
+        choices=sorted(TARGETS),
+        help="board type; repeat for several (default cortex-m)",
+    )
     parser.add_argument("--dir", required=True, type=Path, help="where DIR/<device-id> links go")
-    parser.add_argument("--prefix", help="device id prefix (default: qemu-<target>-)")
+    parser.add_argument(
+        "--prefix", default="qemu-", help="device ids are PREFIX<target>-<n> (default qemu-)"
+    )
     parser.add_argument(
         "--build", type=Path, help="firmware build directory (default build/firmware)"
     )
@@ -53,13 +61,14 @@ def build_ctl_parser() -> argparse.ArgumentParser:
 
 
 async def _serve(args: argparse.Namespace) -> None:
-    prefix = args.prefix if args.prefix is not None else f"qemu-{args.target}-"
-    ids = [f"{prefix}{i}" for i in range(args.boards)]
+    boards = {
+        f"{args.prefix}{target}-{i}": target for target in args.target for i in range(args.boards)
+    }
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    fleet = QemuFleet(args.dir, args.target, ids, build_dir=args.build, control_socket=True)
+    fleet = QemuFleet(args.dir, boards, build_dir=args.build, control_socket=True)
     async with fleet:
         for board in fleet.boards:
             print(f"{board.device_id} {board.tty} {fleet.symlink(board.device_id)}")
@@ -76,13 +85,15 @@ def run_main(argv: Sequence[str]) -> int:
     if args.boards < 1:
         print("error: --boards must be at least 1", file=sys.stderr)
         return 2
-    missing = missing_tools(TARGETS[args.target])
-    if missing:
-        print(
-            f"error: {args.target} boards need {', '.join(missing)}: run `make system-deps`",
-            file=sys.stderr,
-        )
-        return 2
+    args.target = list(dict.fromkeys(args.target or ["cortex-m"]))
+    for target in args.target:
+        missing = missing_tools(TARGETS[target])
+        if missing:
+            print(
+                f"error: {target} boards need {', '.join(missing)}: run `make system-deps`",
+                file=sys.stderr,
+            )
+            return 2
     try:
         with contextlib.suppress(KeyboardInterrupt):
             asyncio.run(_serve(args))

@@ -10,7 +10,7 @@ import contextlib
 import os
 import shutil
 import tempfile
-from collections.abc import Iterable
+from collections.abc import Mapping
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -27,17 +27,22 @@ class QemuFleet:
     def __init__(
         self,
         directory: str | Path,
-        target: str | Target,
-        device_ids: Iterable[str],
+        boards: Mapping[str, str | Target],
         *,
         build_dir: Path | None = None,
         control_socket: bool = False,
     ) -> None:
+        """`boards` maps each device id to its target (a name in TARGETS, or a Target)."""
         self.directory = Path(directory)
-        self.target = TARGETS[target] if isinstance(target, str) else target
-        self._ids = list(device_ids)
-        if len(set(self._ids)) != len(self._ids):
-            raise ValueError(f"device ids must be unique, got {self._ids}")
+        self._targets: dict[str, Target] = {}
+        for device_id, target in boards.items():
+            if isinstance(target, Target):
+                self._targets[device_id] = target
+            elif target in TARGETS:
+                self._targets[device_id] = TARGETS[target]
+            else:
+                known = sorted(TARGETS)
+                raise ValueError(f"{device_id}: unknown target {target!r}; known: {known}")
         self._build_dir = build_dir
         self._boards: dict[str, QemuBoard] = {}
         # QMP sockets and image copies: a short path (unix socket paths are limited to 107 bytes)
@@ -62,15 +67,17 @@ class QemuFleet:
 
     async def start(self) -> None:
         self.directory.mkdir(parents=True, exist_ok=True)
-        build_dir = await asyncio.to_thread(build_firmware, self.target, self._build_dir)
-        image = FirmwareImage(self.target.image_path(build_dir))
+        builds: dict[str, Path] = {}
+        for target in {t.name: t for t in self._targets.values()}.values():
+            builds[target.name] = await asyncio.to_thread(build_firmware, target, self._build_dir)
         self._workdir = Path(tempfile.mkdtemp(prefix="wirelet-qemu-"))
         try:
-            for device_id in self._ids:
+            for device_id, target in self._targets.items():
+                build_dir = builds[target.name]
                 self._boards[device_id] = QemuBoard(
-                    self.target,
+                    target,
                     device_id,
-                    image,
+                    FirmwareImage(target.image_path(build_dir)),
                     build_dir,
                     self._workdir,
                     on_tty_change=self._update_symlink,

@@ -34,7 +34,7 @@ async def test_boards_have_distinct_ids_links_and_new_boot_ids_after_faults(
     needs_qemu: None, tmp_path: Path
 ) -> None:
     ids = ["qa-0", "qa-1"]
-    async with QemuFleet(tmp_path, TARGET, ids) as fleet:
+    async with QemuFleet(tmp_path, dict.fromkeys(ids, TARGET)) as fleet:
         assert sorted(os.listdir(tmp_path)) == ids
         facts = {}
         for device_id in ids:
