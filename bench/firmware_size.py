@@ -68,7 +68,9 @@ def measure(target_name: str) -> dict[str, Any]:
 
 
 def main() -> int:
-    argparse.ArgumentParser(description=__doc__.splitlines()[0]).parse_args()
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="no effect (builds are quick)")
+    parser.parse_args()
     results = []
     for name, target in TARGETS.items():
         missing = missing_tools(target)
