@@ -89,6 +89,21 @@ typedef struct {
     uint16_t offset;
 } echo_state;
 
+/* Order of "KEY=VALUE" entries as Python sorts (key, value) pairs: by key, then value (a plain
+ * strcmp would put "A1=x" before "A=y", since '1' < '='). */
+static int env_cmp(const char *a, const char *b) {
+    int ka, kb;
+    while (*a != '\0' && *a != '=' && *a == *b) {
+        a++;
+        b++;
+    }
+    ka = *a == '=' ? 0 : (unsigned char)*a;
+    kb = *b == '=' ? 0 : (unsigned char)*b;
+    if (ka != kb) return ka - kb;
+    if (*a == '\0') return 0;
+    return strcmp(a + 1, b + 1);
+}
+
 static size_t append(char *buf, size_t at, size_t cap, const char *text) {
     while (*text != '\0' && at < cap) buf[at++] = *text++;
     return at;
@@ -115,7 +130,7 @@ static int echo_start(wirelet_task *task, int argc, const char *const *argv, int
     /* insertion sort of the env entries (few) by their text, as Python sorts (key, value) */
     for (i = 0; i < envc && i < WIRELET_MAX_ARGS; i++) {
         const char *entry = envp[i];
-        for (j = i; j > 0 && strcmp(sorted[j - 1], entry) > 0; j--) sorted[j] = sorted[j - 1];
+        for (j = i; j > 0 && env_cmp(sorted[j - 1], entry) > 0; j--) sorted[j] = sorted[j - 1];
         sorted[j] = entry;
     }
     for (i = 0; i < envc && i < WIRELET_MAX_ARGS; i++) {
