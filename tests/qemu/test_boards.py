@@ -112,6 +112,22 @@ async def test_board_reset_loses_the_task_and_restart_policy_restarts_it(
         )
 
 
+async def test_hang_and_unplug_make_the_node_not_ready_until_the_board_is_back(
+    qemu_setup: QemuSetup, wirelet: Wirelet
+) -> None:
+    # a frozen CPU (QMP stop) on one board, a pulled cable (QEMU process gone) on the other
+    faults = dict(
+        zip(_targets(qemu_setup), [("hang", "resume"), ("unplug", "replug")], strict=False)
+    )
+    for target, (fault, cure) in faults.items():
+        node = wirelet.node(qemu_setup.boards.ids[target])
+        await wirelet.wait_node(node)
+        await asyncio.to_thread(qemu_setup.boards.ctl, target, fault)
+        await wirelet.wait_node(node, "False")
+        await asyncio.to_thread(qemu_setup.boards.ctl, target, cure)
+        await wirelet.wait_node(node, "True")
+
+
 async def test_gateway_sigkill_and_restart_every_line_exactly_once(
     qemu_setup: QemuSetup, wirelet: Wirelet
 ) -> None:
