@@ -4,6 +4,8 @@ QEMU's controls as faults. The firmware is the real one; the other end is the ga
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -11,7 +13,7 @@ import pytest
 from gateway.link.session import DeviceSession
 from gateway.transport.serial import serial_opener
 from hil.qemu import QemuFleet, missing_tools
-from hil.qemu.firmware import FirmwareImage
+from hil.qemu.firmware import FirmwareBuildError, FirmwareImage
 from hil.qemu.targets import TARGETS
 
 pytestmark = pytest.mark.timeout(180)
@@ -83,3 +85,28 @@ def test_per_board_images_differ_only_in_identity(needs_qemu: None, tmp_path: Pa
     assert differing and at <= differing[0] and differing[-1] < at + 49 + 9
     with pytest.raises(ValueError, match="device id"):
         image.for_board("x" * 49, tmp_path / "long.elf")
+
+
+def test_an_image_without_identity_block_is_refused(tmp_path: Path) -> None:
+    image = tmp_path / "other.elf"
+    image.write_bytes(b"\x7fELF not wirelet firmware")
+    with pytest.raises(FirmwareBuildError, match="no board identity block"):
+        FirmwareImage(image).for_board("x", tmp_path / "x.elf")
+
+
+def test_unknown_target_is_named() -> None:
+    with pytest.raises(ValueError, match="unknown target 'pdp11'; known: \\['avr', 'cortex-m'\\]"):
+        QemuFleet("/nonexistent", {"b0": "pdp11"})
+
+
+def test_cli_refuses_bad_arguments_clearly(tmp_path: Path) -> None:
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        argv = [sys.executable, "-m", "hil.qemu", *args]
+        return subprocess.run(argv, capture_output=True, text=True, timeout=60, check=False)
+
+    bad_target = run("--target", "pdp11", "--dir", str(tmp_path))
+    assert bad_target.returncode == 2 and "invalid choice: 'pdp11'" in bad_target.stderr
+    no_boards = run("--boards", "0", "--dir", str(tmp_path))
+    assert no_boards.returncode == 2 and "--boards must be at least 1" in no_boards.stderr
+    no_fleet = run("ctl", str(tmp_path), "list")
+    assert no_fleet.returncode == 2 and "error:" in no_fleet.stderr
