@@ -99,6 +99,8 @@ class Library:
         for name in ("free", "poll", "restart_link", "reboot"):
             getattr(lib, f"wlt_dev_{name}").argtypes = [ctypes.c_void_p]
             getattr(lib, f"wlt_dev_{name}").restype = None
+        lib.wlt_dev_out_len.argtypes = [ctypes.c_void_p]
+        lib.wlt_dev_out_len.restype = ctypes.c_size_t
         for name in ("idle", "boot_id", "reboots", "pending", "inflight", "rto"):
             getattr(lib, f"wlt_dev_{name}").argtypes = [ctypes.c_void_p]
             getattr(lib, f"wlt_dev_{name}").restype = ctypes.c_uint32
@@ -197,6 +199,8 @@ class Timers:
     hello_interval: int = 0
     heartbeat: int = 0
     link_lost: int = 0
+    #: Not a timer: wirelet_config.output_frame_max (bytes, 0 = the gateway's max_frame).
+    output_frame_max: int = 0
 
 
 STAT_NAMES = (
@@ -246,13 +250,14 @@ class CDevice:
             identity.serial,
         )
         ident = (ctypes.c_char_p * 7)(*(s.encode() if s is not None else None for s in strings))
-        t = (ctypes.c_uint32 * 6)(
+        t = (ctypes.c_uint32 * 7)(
             timers.rto_initial,
             timers.rto_min,
             timers.rto_max,
             timers.hello_interval,
             timers.heartbeat,
             timers.link_lost,
+            timers.output_frame_max,
         )
         handle = self._lib.wlt_dev_create(
             ident, identity.memory_total, apps.encode(), boot_id, exec_kind, t, self._ms(now)
@@ -295,8 +300,11 @@ class CDevice:
         return self.now + idle / 1000
 
     def data_to_send(self) -> bytes:
-        out = ctypes.create_string_buffer(1 << 20)
-        n = self._lib.wlt_dev_take(self._h, out, len(out))
+        size = self._lib.wlt_dev_out_len(self._h)
+        if not size:
+            return b""
+        out = ctypes.create_string_buffer(size)
+        n = self._lib.wlt_dev_take(self._h, out, size)
         return out.raw[:n]
 
     # --- control and figures ----------------------------------------------------------------

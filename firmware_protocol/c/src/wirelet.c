@@ -28,6 +28,7 @@ enum { T_FREE = 0, T_RUNNING = 1, T_STOPPING = 2, T_FINISHED = 3 };
 #define TF_KILLED 0x04
 #define TF_STOPPED 0x08 /* ended after a STOP_TASK */
 #define TF_STOP_CALLED 0x10
+#define TF_BLOCKED 0x20 /* a write found no room: not stepped until records are freed */
 
 #define PROTOCOL_VERSION 1
 #define REC_HDR 2 /* record length prefix */
@@ -124,6 +125,13 @@ static size_t rec_cap(const wirelet_device *d) { return WIRELET_TX_BUFFER - d->c
 static size_t frame_limit(const wirelet_device *d)
 {
     return d->peer_max_frame < WIRELET_MAX_FRAME ? d->peer_max_frame : WIRELET_MAX_FRAME;
+}
+
+/* Largest output frame: frame_limit(), capped by config->output_frame_max. */
+static size_t output_limit(const wirelet_device *d)
+{
+    size_t limit = frame_limit(d), cap = d->config->output_frame_max;
+    return cap && cap < limit ? (cap < 64 ? 64 : cap) : limit;
 }
 
 /* The unsequenced-frame scratch area: the free tail of tx_buf. */
@@ -400,6 +408,8 @@ static uint8_t send_window(const wirelet_device *d)
 
 static void remove_records(wirelet_device *d, size_t at, size_t bytes)
 {
+    size_t i;
+    for (i = 0; i < WIRELET_TASK_SLOTS; i++) d->tasks[i].flags &= (uint8_t)~TF_BLOCKED;
     wl_move(d->tx_buf + at, d->tx_buf + at + bytes, d->tx_used - at - bytes);
     d->tx_used = (uint16_t)(d->tx_used - bytes);
     if (d->tx_open != NO_OPEN) d->tx_open = (uint16_t)(d->tx_open - bytes);
@@ -787,7 +797,7 @@ static void on_stop(wirelet_device *d, const wl_msg *m)
     t->stop_request = req;
     t->status = T_STOPPING;
     t->kill_at = d->clock + grace;
-    t->flags &= (uint8_t)~TF_SLEEP;
+    t->flags &= (uint8_t)~(TF_SLEEP | TF_BLOCKED);
     app = &d->config->apps[t->app];
     if (!app->stop) {
         finish(d, t, WIRELET_EXIT_STOPPED, 0);
@@ -1123,6 +1133,7 @@ void wirelet_poll(wirelet_device *dev)
             finish(dev, t, WIRELET_EXIT_KILLED, TF_KILLED);
             continue;
         }
+        if (t->flags & TF_BLOCKED) continue;
         if (t->flags & TF_SLEEP) {
             if (!due(now, t->wake_at)) continue;
             t->flags &= (uint8_t)~TF_SLEEP;
@@ -1158,6 +1169,7 @@ uint32_t wirelet_idle_ms(wirelet_device *dev)
         if (t->flags & TF_EXIT_PENDING) best = 0;
         if (!task_live(t)) continue;
         if (t->status == T_STOPPING) WL_CONSIDER(t->kill_at);
+        if (t->flags & TF_BLOCKED) continue; /* until an ack frees room */
         if (t->flags & TF_SLEEP)
             WL_CONSIDER(t->wake_at);
         else
@@ -1233,7 +1245,7 @@ size_t wirelet_write(wirelet_task *task, uint8_t stream, const void *data, size_
     size_t taken = 0;
     if (!task_live(task) || (stream != WIRELET_STDOUT && stream != WIRELET_STDERR)) return 0;
     while (taken < len) {
-        size_t n, room = output_room(d), rlen, at, limit = frame_limit(d);
+        size_t n, room = output_room(d), rlen, at, limit = output_limit(d);
         uint8_t *frame;
         if (d->tx_open == NO_OPEN || d->open_task != slot || d->open_stream != stream) {
             size_t head = output_overhead(task, stream);
@@ -1286,13 +1298,17 @@ size_t wirelet_write(wirelet_task *task, uint8_t stream, const void *data, size_
         task->out_end[stream - 1] += n;
         taken += n;
     }
+    if (taken < len) task->flags |= TF_BLOCKED;
     return taken;
 }
 
 int wirelet_print_to(wirelet_task *task, uint8_t stream, const char *text)
 {
     size_t len = wl_strlen(text);
-    if (len > wirelet_room(task)) return 0;
+    if (len > wirelet_room(task)) {
+        task->flags |= TF_BLOCKED;
+        return 0;
+    }
     return wirelet_write(task, stream, text, len) == len;
 }
 

@@ -558,9 +558,9 @@ static int find_impl(const char *impl, wirelet_app *app)
 /* identity: 7 strings (device_id, firmware_name, firmware_version, arch, vendor, product,
  * serial; NULL allowed for the last four). apps: "name=impl,name=impl" (impl defaults to name).
  * exec_kind: 0 none, 1 reference, 2 golden-vector. timers_ms: rto_initial, rto_min, rto_max,
- * hello_interval, heartbeat, link_lost (0 = default). */
+ * hello_interval, heartbeat, link_lost (0 = default), then output_frame_max. */
 void *wlt_dev_create(const char *const identity[7], uint32_t memory_total, const char *apps,
-                     uint32_t boot_id, int exec_kind, const uint32_t timers_ms[6],
+                     uint32_t boot_id, int exec_kind, const uint32_t timers_ms[7],
                      uint32_t now_ms)
 {
     harness *h = (harness *)calloc(1, sizeof *h);
@@ -611,6 +611,7 @@ void *wlt_dev_create(const char *const identity[7], uint32_t memory_total, const
     h->cfg.hello_interval_ms = timers_ms[3];
     h->cfg.heartbeat_ms = timers_ms[4];
     h->cfg.link_lost_ms = timers_ms[5];
+    h->cfg.output_frame_max = (uint16_t)timers_ms[6];
     h->hal.ctx = h;
     h->hal.write = h_write;
     h->hal.now_ms = h_now;
@@ -649,6 +650,8 @@ size_t wlt_dev_take(void *hp, uint8_t *out, size_t cap)
     h->out_len -= n;
     return n;
 }
+
+size_t wlt_dev_out_len(void *hp) { return ((harness *)hp)->out_len; }
 
 size_t wlt_dev_rec(void *hp, char *out, size_t cap)
 {
