@@ -294,7 +294,7 @@ class CDevice:
         return []
 
     def next_deadline(self) -> float | None:
-        idle = self._lib.wlt_dev_idle(self._h)
+        idle = int(self._lib.wlt_dev_idle(self._h))
         if idle == 0xFFFFFFFF:
             return None
         return self.now + idle / 1000

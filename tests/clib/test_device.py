@@ -4,18 +4,17 @@ handling and its errors, heartbeats with load, task-list paging, frame limits, l
 
 from __future__ import annotations
 
+import itertools
 import json
 from typing import Any
 
-import pytest
-
 import msgpack
+import pytest
 
 from firmware_protocol import (
     Error,
     ErrorCode,
     Exec,
-    ExecResult,
     Frame,
     FrameFlags,
     Hello,
@@ -40,12 +39,14 @@ from .gateway_script import ScriptedGateway
 
 
 def vectors(name: str) -> dict[str, Any]:
-    data: dict[str, Any] = json.loads((VECTORS / name).read_text())
+    data = json.loads((VECTORS / name).read_text())
+    assert isinstance(data, dict)
     return data
 
 
 def message_vector(name: str) -> dict[str, Any]:
     (vector,) = [v for v in vectors("messages.json")["vectors"] if v["name"] == name]
+    assert isinstance(vector, dict)
     return vector
 
 
@@ -285,7 +286,9 @@ def test_output_frames_fit_the_gateway_max_frame(library: Library) -> None:
     assert data == b"".join(b"%015d\n" % k for k in range(188))[:3000]
 
 
-def test_hello_request_while_up_restarts_the_handshake(device: CDevice, gw: ScriptedGateway) -> None:
+def test_hello_request_while_up_restarts_the_handshake(
+    device: CDevice, gw: ScriptedGateway
+) -> None:
     request = HelloRequest()
     out = gw.feed_frame(Frame(1, request.TYPE, FrameFlags.NONE, 0, 0, request.to_bytes()))
     (hello,) = [parse(f) for f in out]
@@ -302,7 +305,7 @@ def test_silence_loses_the_link_and_hello_backs_off(device: CDevice, gw: Scripte
         times += [ms for f in out if f.type == Hello.TYPE]
     assert device.stats["link_losses"] == 1
     assert times[0] == 6000  # link_lost_ms from the WELCOME
-    gaps = [b - a for a, b in zip(times, times[1:], strict=False)]
+    gaps = [b - a for a, b in itertools.pairwise(times)]
     assert gaps[:3] == [500, 1000, 2000] and max(gaps) == 2000
 
 

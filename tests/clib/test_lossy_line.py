@@ -31,9 +31,28 @@ from .clib import CDevice, Library, Timers
 CONFIG = LinkConfig(heartbeat_interval=1.0, link_lost_timeout=3.0, rto_initial=0.2)
 # Small output frames: at a bit error rate of 1e-3 a full 512-byte frame rarely arrives intact.
 TIMERS = Timers(rto_initial=200, heartbeat=1000, link_lost=3000, output_frame_max=96)
-BAD_LINE = {"loss": 0.10, "duplicate": 0.02, "bit_error_rate": 1e-3, "jitter": 0.01}
 LINE_COUNT = 150
 LINE = b"line %05d\n"
+
+
+@dataclass(frozen=True)
+class Line:
+    loss: float
+    duplicate: float
+    bit_error_rate: float
+    jitter: float
+
+    def channel(self, rng: random.Random) -> LossyChannel:
+        return LossyChannel(
+            rng,
+            loss=self.loss,
+            duplicate=self.duplicate,
+            bit_error_rate=self.bit_error_rate,
+            jitter=self.jitter,
+        )
+
+
+BAD_LINE = Line(loss=0.10, duplicate=0.02, bit_error_rate=1e-3, jitter=0.01)
 
 
 @dataclass
@@ -46,12 +65,15 @@ class Recorder:
     def received(self) -> list[object]:
         return [e.message for s, e in self.events if isinstance(e, MessageReceived)]
 
-    def of(self, kind: type) -> list[Event]:
-        return [e for _, e in self.events if isinstance(e, kind)]
+    def ups(self) -> list[LinkUp]:
+        return [e for _, e in self.events if isinstance(e, LinkUp)]
+
+    def resets(self) -> list[PeerReset]:
+        return [e for _, e in self.events if isinstance(e, PeerReset)]
 
 
 def make_sim(
-    library: Library, seed: int, line: dict[str, float], session_id: int = 100
+    library: Library, seed: int, line: Line, session_id: int = 100
 ) -> tuple[Simulation, CDevice, Recorder]:
     rng = random.Random(seed)
     recorder = Recorder()
@@ -59,8 +81,8 @@ def make_sim(
     sim = Simulation(
         Link(Role.GATEWAY, CONFIG, session_id=session_id),
         device,  # type: ignore[arg-type]  # Link-shaped
-        LossyChannel(rng, **line),
-        LossyChannel(rng, **line),
+        line.channel(rng),
+        line.channel(rng),
         recorder,
     )
     sim.start()
@@ -137,9 +159,9 @@ def test_line_cut_resumes_without_loss_or_repeat(library: Library, seed: int) ->
     sim.to_gateway.connected = sim.to_device.connected = True
     sim.run_until(sim.now + 60, stop=lambda: idle(sim, device))
     assert idle(sim, device)
-    ups = rec.of(LinkUp)
-    assert len(ups) >= 2 and all(u.resumed for u in ups[1:])  # type: ignore[attr-defined]
-    assert not rec.of(PeerReset)
+    ups = rec.ups()
+    assert len(ups) >= 2 and all(u.resumed for u in ups[1:])
+    assert not rec.resets()
     assert device.rec_log == ["req-0", "req-1", "req-2"]
     data = assert_contiguous(output_of(rec.received(), "out"))
     assert data == b"".join(LINE % i for i in range(LINE_COUNT))
@@ -162,7 +184,7 @@ def test_gateway_restart_loses_no_output(library: Library, seed: int) -> None:
     sim.to_device.clear()
     sim.to_gateway.connected = sim.to_device.connected = True
     sim.replace_gateway(Link(Role.GATEWAY, CONFIG, session_id=200))
-    sim.run_until(sim.now + 90, stop=lambda: new_rec.of(LinkUp) and idle(sim, device))
+    sim.run_until(sim.now + 90, stop=lambda: bool(new_rec.ups()) and idle(sim, device))
     assert idle(sim, device)
     assert device.stats["peer_resets"] == 1
     new = output_of(new_rec.received(), "out")
@@ -192,10 +214,12 @@ def test_device_reboot_is_a_peer_reset_and_traffic_continues(library: Library) -
     sim.to_device.connected = True
     device.reboot()
     sim.flush()
-    sim.run_until(sim.now + 30, stop=lambda: sim.gateway.is_up and device.is_up and idle(sim, device))
-    (reset,) = rec.of(PeerReset)
-    assert (reset.previous_id, reset.new_id) == (old_boot, device.boot_id)  # type: ignore[attr-defined]
-    assert {m.request_id for m in reset.dropped} == {6, 7, 8}  # type: ignore[attr-defined]
+    sim.run_until(
+        sim.now + 30, stop=lambda: sim.gateway.is_up and device.is_up and idle(sim, device)
+    )
+    (reset,) = rec.resets()
+    assert (reset.previous_id, reset.new_id) == (old_boot, device.boot_id)
+    assert {getattr(m, "request_id", None) for m in reset.dropped} == {6, 7, 8}
     offer(sim, [request(i) for i in range(10, 20)])
     sim.run_until(sim.now + 60, stop=lambda: idle(sim, device))
     assert device.rec_log == [f"req-{i}" for i in (*range(5), *range(10, 20))]
