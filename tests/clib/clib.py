@@ -15,6 +15,7 @@ import shutil
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from firmware_protocol import Event
 
@@ -83,6 +84,7 @@ class Library:
             ctypes.c_char_p,
             ctypes.c_size_t,
         ]
+        lib.wlt_task_list_page.restype = ctypes.c_int
         lib.wlt_request_id_of.restype = ctypes.c_uint32
         lib.wlt_request_id_of.argtypes = [ctypes.c_char_p, ctypes.c_size_t]
         lib.wlt_sizeof_device.restype = ctypes.c_size_t
@@ -160,6 +162,36 @@ class Library:
             return None
         assert n >= 0, f"reencode failed: {n}"
         return out.raw[:n]
+
+    def task_list_page(
+        self, request_id: int, cursor: int, max_frame: int, table: list[dict[str, Any] | None]
+    ) -> bytes:
+        """The TASK_LIST payload the device's paging builds over `table` (paging.json form)."""
+        n = len(table)
+
+        def column(kind: Any, key: str, default: Any) -> Any:
+            return (kind * n)(*(e[key] if e is not None and e[key] is not None else default
+                                for e in table))  # fmt: skip
+
+        ids = (ctypes.c_char_p * n)(*(e["task_id"].encode() if e else None for e in table))
+        apps = (ctypes.c_char_p * n)(*(e["app"].encode() if e else None for e in table))
+        out = ctypes.create_string_buffer(8192)
+        size = self.lib.wlt_task_list_page(
+            request_id,
+            cursor,
+            max_frame,
+            n,
+            ids,
+            apps,
+            column(ctypes.c_uint8, "running", 0),
+            column(ctypes.c_int64, "exit_code", 0),
+            column(ctypes.c_uint64, "stdout_end", 0),
+            column(ctypes.c_uint64, "stderr_end", 0),
+            out,
+            len(out),
+        )
+        assert size >= 0, "the page does not fit"
+        return out.raw[:size]
 
     def request_id_of(self, payload: bytes) -> int:
         return int(self.lib.wlt_request_id_of(payload, len(payload)))

@@ -101,3 +101,15 @@ def test_c_schema_tables_are_generated_from_the_catalogue() -> None:
         [sys.executable, str(script), "--check"], capture_output=True, text=True, check=False
     )
     assert result.returncode == 0, result.stderr
+
+
+def test_paging_vector(library: Library) -> None:
+    """The device's page builder answers every LIST_TASKS of paging.json with the same reply."""
+    data = load("paging.json")
+    for page in data["pages"]:
+        request = page["request"]
+        payload = library.task_list_page(
+            request["request_id"], request.get("cursor", 0), data["max_frame"], data["table"]
+        )
+        assert payload.hex() == page["reply_frame"]["payload_hex"]
+        assert len(payload) + 11 <= data["max_frame"]

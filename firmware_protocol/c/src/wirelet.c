@@ -363,22 +363,25 @@ static int rec_commit(wirelet_device *d, uint8_t type, const wl_writer *w)
     return 1;
 }
 
+/* Bytes to cut from a text so `encoded` fits `cap`, backed off to a UTF-8 character boundary. */
+static size_t fit_text(const char *text, size_t len, size_t encoded, size_t cap)
+{
+    size_t excess = encoded > cap ? encoded - cap : 0;
+    len = excess < len ? len - excess : 0;
+    while (len && ((uint8_t)text[len] & 0xC0) == 0x80) len--;
+    return len;
+}
+
 static void queue_error(wirelet_device *d, uint32_t request_id, uint8_t code, const char *text,
                         size_t len, uint8_t msg_type)
 {
-    wl_writer w;
+    wl_writer w, probe;
     rec_begin(d, &w, 0);
-    /* The text is cut to what fits (an ERROR always fits a frame). */
-    if (len > w.cap) len = 0;
-    while (len) {
-        size_t before = w.len;
-        wl_enc_error(&w, request_id, code, text, len, msg_type);
-        if (!w.overflow) break;
-        w.len = before;
-        w.overflow = 0;
-        len = len > 8 ? len - 8 : 0;
-    }
-    if (!len) wl_enc_error(&w, request_id, code, "", 0, msg_type);
+    /* The text is cut to what fits: an ERROR always fits a frame. */
+    wl_w_init(&probe, NULL, 0);
+    wl_enc_error(&probe, request_id, code, text, len, msg_type);
+    len = fit_text(text, len, probe.len, w.cap);
+    wl_enc_error(&w, request_id, code, text, len, msg_type);
     rec_commit(d, WL_ERROR, &w);
 }
 
@@ -807,58 +810,27 @@ static void on_stop(wirelet_device *d, const wl_msg *m)
     }
 }
 
+static int table_entry(const void *ctx, size_t position, wl_taskinfo *info)
+{
+    const wirelet_device *d = (const wirelet_device *)ctx;
+    const wirelet_task *t = &d->tasks[position];
+    if (t->status == T_FREE) return 0;
+    info->task_id = t->id;
+    info->task_id_len = t->id_len;
+    info->app = d->config->apps[t->app].name;
+    info->running = (uint8_t)task_live(t);
+    info->exit_code = t->exit_code;
+    info->stdout_end = t->out_end[0];
+    info->stderr_end = t->out_end[1];
+    return 1;
+}
+
 static void on_list(wirelet_device *d, const wl_msg *m)
 {
-    uint32_t req = (uint32_t)wl_get_uint(m, 0, 0);
-    uint32_t cursor = (uint32_t)wl_get_uint(m, 1, 0), i, count = 0, next = 0;
-    wl_writer w, probe;
-    size_t budget;
+    wl_writer w;
     rec_begin(d, &w, 0);
-    /* Page: entries from `cursor` while they fit; 3 (map) + 6 (key 0) + 3 (array) + 6 (key 2). */
-    budget = w.cap > 18 ? w.cap - 18 : 0;
-    for (i = cursor; i < WIRELET_TASK_SLOTS; i++) {
-        const wirelet_task *t = &d->tasks[i];
-        wl_taskinfo info;
-        if (t->status == T_FREE) continue;
-        info.task_id = t->id;
-        info.task_id_len = t->id_len;
-        info.app = d->config->apps[t->app].name;
-        info.running = (uint8_t)task_live(t);
-        info.exit_code = t->exit_code;
-        info.stdout_end = t->out_end[0];
-        info.stderr_end = t->out_end[1];
-        wl_w_init(&probe, NULL, 0);
-        wl_enc_taskinfo(&probe, &info);
-        if (probe.len > budget && count > 0) {
-            next = i;
-            break;
-        }
-        budget = probe.len > budget ? 0 : budget - probe.len;
-        count++;
-    }
-    wl_w_map(&w, next ? 3 : 2);
-    wl_w_uint(&w, 0);
-    wl_w_uint(&w, req);
-    wl_w_uint(&w, 1);
-    wl_w_array(&w, count);
-    for (i = cursor; count && i < WIRELET_TASK_SLOTS; i++) {
-        const wirelet_task *t = &d->tasks[i];
-        wl_taskinfo info;
-        if (t->status == T_FREE) continue;
-        info.task_id = t->id;
-        info.task_id_len = t->id_len;
-        info.app = d->config->apps[t->app].name;
-        info.running = (uint8_t)task_live(t);
-        info.exit_code = t->exit_code;
-        info.stdout_end = t->out_end[0];
-        info.stderr_end = t->out_end[1];
-        wl_enc_taskinfo(&w, &info);
-        count--;
-    }
-    if (next) {
-        wl_w_uint(&w, 2);
-        wl_w_uint(&w, next);
-    }
+    wl_enc_task_list_page(&w, (uint32_t)wl_get_uint(m, 0, 0), (uint32_t)wl_get_uint(m, 1, 0),
+                          WIRELET_TASK_SLOTS, table_entry, d);
     rec_commit(d, WL_TASK_LIST, &w);
 }
 
@@ -1198,11 +1170,15 @@ int wirelet_log(wirelet_device *dev, uint8_t level, const char *text)
     size_t len = wl_strlen(text);
     read_clock(dev);
     if (len > WIRELET_TEXT_MAX) len = WIRELET_TEXT_MAX;
-    /* Logs, like task output, leave room for replies. */
+    /* Logs, like task output, leave room for replies; the text is cut to fit the frame. */
     rec_begin(dev, &w, REPLY_RESERVE);
-    while (len && len + 24 > w.cap) len--;
-    /* Do not cut a UTF-8 sequence in half. */
-    while (len && ((uint8_t)text[len] & 0xC0) == 0x80) len--;
+    {
+        wl_writer probe;
+        size_t cap = output_limit(dev) - WL_OVERHEAD;
+        wl_w_init(&probe, NULL, 0);
+        wl_enc_device_log(&probe, level, text, len, dev->clock);
+        len = fit_text(text, len, probe.len, cap < w.cap ? cap : w.cap);
+    }
     wl_enc_device_log(&w, level, text, len, dev->clock);
     return rec_commit(dev, WL_DEVICE_LOG, &w);
 }

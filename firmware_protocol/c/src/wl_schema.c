@@ -47,6 +47,7 @@ static const char wl_n_env[] WL_ROM = "env";
 static const char wl_n_StartTask[] WL_ROM = "StartTask";
 static const char wl_n_grace_ms[] WL_ROM = "grace_ms";
 static const char wl_n_StopTask[] WL_ROM = "StopTask";
+static const char wl_n_cursor[] WL_ROM = "cursor";
 static const char wl_n_ListTasks[] WL_ROM = "ListTasks";
 static const char wl_n_timeout_ms[] WL_ROM = "timeout_ms";
 static const char wl_n_Exec[] WL_ROM = "Exec";
@@ -59,6 +60,7 @@ static const char wl_n_stream[] WL_ROM = "stream";
 static const char wl_n_offset[] WL_ROM = "offset";
 static const char wl_n_data[] WL_ROM = "data";
 static const char wl_n_TaskOutput[] WL_ROM = "TaskOutput";
+static const char wl_n_next_cursor[] WL_ROM = "next_cursor";
 static const char wl_n_running[] WL_ROM = "running";
 static const char wl_n_TaskInfo[] WL_ROM = "TaskInfo";
 static const char wl_n_TaskList[] WL_ROM = "TaskList";
@@ -83,7 +85,7 @@ static const wl_field wl_f_Hello[] WL_ROM = {
     {6, WL_K_ARR_STR, WL_F_REQUIRED | WL_F_NONEMPTY, 32, 0, 32, wl_n_apps, NULL},
     {7, WL_K_U8, WL_F_REQUIRED, 0, 0, 0, wl_n_task_slots, NULL},
     {8, WL_K_U32, WL_F_REQUIRED, 0, 0, 0, wl_n_memory_total, NULL},
-    {9, WL_K_RANGE, WL_F_REQUIRED, 0, 128, 4096, wl_n_max_frame, NULL},
+    {9, WL_K_RANGE, WL_F_REQUIRED, 0, 192, 4096, wl_n_max_frame, NULL},
     {10, WL_K_RANGE, WL_F_REQUIRED, 0, 1, 64, wl_n_window, NULL},
     {11, WL_K_U32, 0, 0, 0, 0, wl_n_last_session, NULL},
     {12, WL_K_STR, 0, 0, 0, 32, wl_n_arch, NULL},
@@ -98,7 +100,7 @@ static const wl_schema wl_s_Hello WL_ROM = {wl_n_Hello, wl_f_Hello, 16, WL_BY_DE
 static const wl_field wl_f_Welcome[] WL_ROM = {
     {1, WL_K_U8, WL_F_REQUIRED, 0, 0, 0, wl_n_version, NULL},
     {2, WL_K_U32, WL_F_REQUIRED | WL_F_NONZERO, 0, 0, 0, wl_n_session_id, NULL},
-    {3, WL_K_RANGE, WL_F_REQUIRED, 0, 128, 4096, wl_n_max_frame, NULL},
+    {3, WL_K_RANGE, WL_F_REQUIRED, 0, 192, 4096, wl_n_max_frame, NULL},
     {4, WL_K_RANGE, WL_F_REQUIRED, 0, 1, 64, wl_n_window, NULL},
     {5, WL_K_BOOL, WL_F_REQUIRED, 0, 0, 0, wl_n_resume, NULL},
     {6, WL_K_U32, WL_F_REQUIRED, 0, 0, 0, wl_n_heartbeat_ms, NULL},
@@ -169,9 +171,10 @@ static const wl_schema wl_s_StopTask WL_ROM = {wl_n_StopTask, wl_f_StopTask, 3, 
 
 static const wl_field wl_f_ListTasks[] WL_ROM = {
     {0, WL_K_U32, WL_F_REQUIRED | WL_F_NONZERO, 0, 0, 0, wl_n_request_id, NULL},
+    {1, WL_K_U32, 0, 0, 0, 0, wl_n_cursor, NULL},
 };
 
-static const wl_schema wl_s_ListTasks WL_ROM = {wl_n_ListTasks, wl_f_ListTasks, 1, WL_BY_GATEWAY};
+static const wl_schema wl_s_ListTasks WL_ROM = {wl_n_ListTasks, wl_f_ListTasks, 2, WL_BY_GATEWAY};
 
 static const wl_field wl_f_Exec[] WL_ROM = {
     {0, WL_K_U32, WL_F_REQUIRED | WL_F_NONZERO, 0, 0, 0, wl_n_request_id, NULL},
@@ -223,9 +226,10 @@ static const wl_schema wl_s_TaskInfo WL_ROM = {wl_n_TaskInfo, wl_f_TaskInfo, 6, 
 static const wl_field wl_f_TaskList[] WL_ROM = {
     {0, WL_K_U32, WL_F_REQUIRED, 0, 0, 0, wl_n_request_id, NULL},
     {1, WL_K_ARR_MAP, 0, 0, 0, 255, wl_n_tasks, &wl_s_TaskInfo},
+    {2, WL_K_U32, 0, 0, 0, 0, wl_n_next_cursor, NULL},
 };
 
-static const wl_schema wl_s_TaskList WL_ROM = {wl_n_TaskList, wl_f_TaskList, 2, WL_BY_DEVICE};
+static const wl_schema wl_s_TaskList WL_ROM = {wl_n_TaskList, wl_f_TaskList, 3, WL_BY_DEVICE};
 
 static const wl_field wl_f_ExecResult[] WL_ROM = {
     {0, WL_K_U32, WL_F_REQUIRED, 0, 0, 0, wl_n_request_id, NULL},

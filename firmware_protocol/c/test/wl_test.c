@@ -362,6 +362,49 @@ int wlt_reencode(uint8_t type, const uint8_t *p, size_t n, uint8_t *out, size_t 
     return w.overflow ? -1 : (int)w.len;
 }
 
+/* --- task-list paging over a given table (firmware_protocol/vectors/paging.json) ----------- */
+
+typedef struct page_table {
+    const char *const *ids; /* NULL: free slot */
+    const char *const *apps;
+    const uint8_t *running;
+    const int64_t *exit_codes;
+    const uint64_t *out_end, *err_end;
+} page_table;
+
+static int page_entry(const void *ctx, size_t pos, wl_taskinfo *info)
+{
+    const page_table *t = (const page_table *)ctx;
+    if (!t->ids[pos]) return 0;
+    info->task_id = t->ids[pos];
+    info->task_id_len = strlen(t->ids[pos]);
+    info->app = t->apps[pos];
+    info->running = t->running[pos];
+    info->exit_code = t->exit_codes[pos];
+    info->stdout_end = t->out_end[pos];
+    info->stderr_end = t->err_end[pos];
+    return 1;
+}
+
+/* The TASK_LIST payload the device's paging builds for `cursor` in a frame of `max_frame`. */
+int wlt_task_list_page(uint32_t request_id, uint32_t cursor, size_t max_frame, size_t n,
+                       const char *const *ids, const char *const *apps, const uint8_t *running,
+                       const int64_t *exit_codes, const uint64_t *out_end,
+                       const uint64_t *err_end, uint8_t *out, size_t cap)
+{
+    page_table table;
+    wl_writer w;
+    table.ids = ids;
+    table.apps = apps;
+    table.running = running;
+    table.exit_codes = exit_codes;
+    table.out_end = out_end;
+    table.err_end = err_end;
+    wl_w_init(&w, out, max_frame - WL_OVERHEAD < cap ? max_frame - WL_OVERHEAD : cap);
+    wl_enc_task_list_page(&w, request_id, cursor, n, page_entry, &table);
+    return w.overflow ? -1 : (int)w.len;
+}
+
 /* --- device harness ---------------------------------------------------------------------------- */
 
 #define H_APPS 12
