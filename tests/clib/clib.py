@@ -1,6 +1,6 @@
 """Build the C device library for the host and bind it with ctypes.
 
-`build()` runs `make` in firmware_protocol/c (once per test session) and returns the build
+`build()` runs `make` in firmware_protocol/c (once per session and goal list) and returns the build
 directory; `Library` wraps the conformance helpers of libwirelet_host.so and `CDevice` drives a
 real `wirelet_device` with a fake clock, shaped like a `firmware_protocol.Link` so the protocol
 simulator (tests/protocol/simnet.py) can run it against the Python gateway.
@@ -29,10 +29,12 @@ def compiler() -> str | None:
 
 
 @functools.cache
-def build() -> Path:
-    """Build the host library, the fuzz target and wirelet-hostdev; return the build dir."""
+def build(*targets: str) -> Path:
+    """Build Makefile targets of firmware_protocol/c (default: the strict C, C++ and small-profile
+    compiles, the host library and wirelet-hostdev); return the build dir."""
+    goals = targets or ("lib", "cxx", "small", "host", "hostdev")
     result = subprocess.run(
-        ["make", "-C", str(C_DIR), "-s", "all"], capture_output=True, text=True, check=False
+        ["make", "-C", str(C_DIR), "-s", *goals], capture_output=True, text=True, check=False
     )
     if result.returncode != 0:
         raise RuntimeError(f"building firmware_protocol/c failed:\n{result.stdout}{result.stderr}")

@@ -14,7 +14,7 @@ from .clib import Library, build
 
 @pytest.mark.parametrize("seed", [1, 2, 3])
 def test_receive_path_survives_hostile_input(library: Library, seed: int) -> None:
-    fuzz = build() / "wirelet-fuzz"
+    fuzz = build("fuzz") / "wirelet-fuzz"
     result = subprocess.run(
         [str(fuzz), "60000", str(seed)], capture_output=True, text=True, timeout=120, check=False
     )
