@@ -233,7 +233,7 @@ class Timers:
     hello_interval: int = 0
     heartbeat: int = 0
     link_lost: int = 0
-    #: Not a timer: wirelet_config.output_frame_max (bytes, 0 = the gateway's max_frame).
+    #: Not a timer: wirelet_set_output_frame_max() (bytes, 0 = the gateway's max_frame).
     output_frame_max: int = 0
 
 

@@ -127,10 +127,10 @@ static size_t frame_limit(const wirelet_device *d)
     return d->peer_max_frame < WIRELET_MAX_FRAME ? d->peer_max_frame : WIRELET_MAX_FRAME;
 }
 
-/* Largest output frame: frame_limit(), capped by config->output_frame_max. */
+/* Largest output frame: frame_limit(), capped by wirelet_set_output_frame_max(). */
 static size_t output_limit(const wirelet_device *d)
 {
-    size_t limit = frame_limit(d), cap = d->config->output_frame_max;
+    size_t limit = frame_limit(d), cap = d->output_max;
     return cap && cap < limit ? (cap < 64 ? 64 : cap) : limit;
 }
 
@@ -1071,10 +1071,14 @@ static void do_reboot(wirelet_device *d)
 {
     const wirelet_config *config = d->config;
     const wirelet_hal *hal = d->hal;
+    uint16_t output_max = d->output_max;
     if (hal->reboot) hal->reboot(hal->ctx);
     /* Still here (a host build): restart as after a boot. */
     wirelet_init(d, config, hal);
+    d->output_max = output_max;
 }
+
+void wirelet_set_output_frame_max(wirelet_device *dev, uint16_t bytes) { dev->output_max = bytes; }
 
 void wirelet_poll(wirelet_device *dev)
 {

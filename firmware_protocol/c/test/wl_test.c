@@ -654,7 +654,7 @@ void *wlt_dev_create(const char *const identity[7], uint32_t memory_total, const
     h->cfg.hello_interval_ms = timers_ms[3];
     h->cfg.heartbeat_ms = timers_ms[4];
     h->cfg.link_lost_ms = timers_ms[5];
-    h->cfg.output_frame_max = (uint16_t)timers_ms[6];
+
     h->hal.ctx = h;
     h->hal.write = h_write;
     h->hal.now_ms = h_now;
@@ -663,6 +663,7 @@ void *wlt_dev_create(const char *const identity[7], uint32_t memory_total, const
     h->next_boot_id = boot_id;
     h->now = now_ms;
     wirelet_init(&h->dev, &h->cfg, &h->hal);
+    wirelet_set_output_frame_max(&h->dev, (uint16_t)timers_ms[6]);
     return h;
 }
 
