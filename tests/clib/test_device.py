@@ -15,6 +15,7 @@ from firmware_protocol import (
     Error,
     ErrorCode,
     Exec,
+    ExecResult,
     Frame,
     FrameFlags,
     Hello,
@@ -28,6 +29,7 @@ from firmware_protocol import (
     TaskList,
     TaskOutput,
     TaskStarted,
+    Welcome,
     parse,
 )
 from firmware_protocol.constants import MIN_FRAME
@@ -312,3 +314,42 @@ def test_silence_loses_the_link_and_hello_backs_off(device: CDevice, gw: Scripte
 def test_ram_fits_the_default_budget(library: Library) -> None:
     # The host build has 8-byte pointers; MCU builds are smaller (see test_ram.py).
     assert library.sizeof_device <= 4096
+
+
+def test_exec_output_beyond_a_frame_is_cut_and_flagged(library: Library) -> None:
+    device = CDevice(library, apps="rec", exec_kind=3)
+    gw = ScriptedGateway(device)
+    gw.take()
+    gw.welcome(max_frame=256)
+    (frame,) = [f for f in gw.send(Exec(9, ("big",))) if f.type == ExecResult.TYPE]
+    assert len(frame.raw()) <= 256
+    result = parse(frame)
+    assert isinstance(result, ExecResult)
+    assert (result.request_id, result.exit_code, result.truncated) == (9, 3, True)
+    assert result.stdout == b"o" * len(result.stdout) and len(result.stdout) > 50
+    assert result.stderr == b"e" * len(result.stderr) and len(result.stderr) > 50
+
+
+def test_exec_without_a_handler_is_unsupported(library: Library) -> None:
+    device = CDevice(library, apps="rec", exec_kind=0)
+    gw = ScriptedGateway(device)
+    gw.take()
+    gw.welcome()
+    (error,) = [parse(f) for f in gw.send(Exec(9, ("ls",))) if f.sequenced]
+    assert isinstance(error, Error) and error.code == ErrorCode.UNSUPPORTED
+
+
+def test_restart_link_resumes_and_resends_unacked(device: CDevice, gw: ScriptedGateway) -> None:
+    gw.send(StartTask(1, "t", "blink", argv=("blink", "5")))
+    gw.poll(0.01)  # output goes out, the test gateway does not acknowledge it
+    unacked = [f for f in gw.frames if f.sequenced]
+    device.restart_link()
+    (hello,) = [parse(f) for f in gw.take()]
+    assert isinstance(hello, Hello)
+    assert (hello.attempt, hello.last_session) == (2, 0x5E55104E)
+    resume = Welcome(1, 0x5E55104E, 1024, 8, True, 2000, 6000, 2)
+    out = gw.feed_frame(Frame(1, resume.TYPE, FrameFlags.NONE, 0, 0, resume.to_bytes()))
+    assert [(f.seq, f.payload) for f in out if f.sequenced] == [
+        (f.seq, f.payload) for f in unacked
+    ]  # the same frames, same numbers: a resume
+    assert device.stats["peer_resets"] == 0

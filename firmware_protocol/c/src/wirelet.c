@@ -18,7 +18,7 @@ enum { ST_HANDSHAKE = 1, ST_UP = 2, ST_REFUSED = 3 };
 #define DF_RTX_ARMED 0x08
 #define DF_RX_DISCARD 0x10
 #define DF_REBOOT 0x20
-#define DF_IN_POLL 0x40
+#define DF_IN_POLL 0x40 /* inside wirelet_feed/poll: a reboot waits until it returns */
 
 /* task status */
 enum { T_FREE = 0, T_RUNNING = 1, T_STOPPING = 2, T_FINISHED = 3 };
@@ -755,9 +755,15 @@ static void on_start(wirelet_device *d, wl_msg *m, uint8_t *payload, size_t len)
     t->status = T_RUNNING;
     t->age = ++d->age;
     argc = strings_in_place(payload, len, pos_argv, argc_raw, 0, ptrs, WIRELET_MAX_ARGS);
+    envc = argc < 0 ? -1
+                    : strings_in_place(payload, len, pos_env, envc_raw, 1, ptrs + argc + 1,
+                                       WIRELET_MAX_ARGS - argc);
+    if (envc < 0) { /* cannot happen after validation and the count check; be safe anyway */
+        t->status = T_FREE;
+        queue_error_rom(d, req, WIRELET_ERR_TOO_LARGE, s_too_large, WL_START_TASK);
+        return;
+    }
     ptrs[argc] = NULL;
-    envc = strings_in_place(payload, len, pos_env, envc_raw, 1, ptrs + argc + 1,
-                            WIRELET_MAX_ARGS - argc);
     ptrs[argc + 1 + envc] = NULL;
     mark = d->tx_used;
     {
@@ -878,14 +884,15 @@ static void on_exec(wirelet_device *d, wl_msg *m, uint8_t *payload, size_t len)
     }
     argv[argc] = NULL;
     /* Capture both streams in the free record room, then assemble EXEC_RESULT over it:
-     * map(1) 0:req(6) 1:code(10) 2:bin16 hdr(4) ... 3:bin16 hdr(4) ... 4:bool(2). */
+     * map(1) 0:req(6) 1:code(10) 2:bin16 hdr(4) stdout 3:bin16 hdr(4) stderr 4:bool(2). */
     rec_begin(d, &w, 0);
     base = w.buf;
     prefix = 1 + 6 + 10 + 4;
     room = w.cap > prefix + 4 + 2 ? w.cap - prefix - 4 - 2 : 0;
     ex.cap = room / 2;
     ex.out[0] = base + prefix;
-    ex.out[1] = base + prefix + ex.cap;
+    /* stderr after stdout's room and its own key + bin16 header: assembling only moves down. */
+    ex.out[1] = base + prefix + ex.cap + 4;
     ex.len[0] = ex.len[1] = 0;
     ex.truncated = 0;
     code = d->config->exec(d, &ex, argc, argv);
@@ -1044,12 +1051,15 @@ void wirelet_init(wirelet_device *dev, const wirelet_config *config, const wirel
     enter_handshake(dev);
 }
 
+static void do_reboot(wirelet_device *d);
+
 void wirelet_feed(wirelet_device *dev, const uint8_t *data, size_t len)
 {
     size_t i;
     uint8_t discard;
     read_clock(dev);
-    for (i = 0; i < len; i++) {
+    dev->flags |= DF_IN_POLL; /* an app's start() may ask for a reboot: do it afterwards */
+    for (i = 0; i < len && !(dev->flags & DF_REBOOT); i++) {
         discard = (uint8_t)((dev->flags & DF_RX_DISCARD) ? 1 : 0);
         if (wl_rx_push(dev->rx_buf, &dev->rx_len, &discard, WL_COBS_LIMIT(WIRELET_MAX_FRAME),
                        data[i], &dev->stats)) {
@@ -1063,6 +1073,11 @@ void wirelet_feed(wirelet_device *dev, const uint8_t *data, size_t len)
             dev->flags |= DF_RX_DISCARD;
         else
             dev->flags &= (uint8_t)~DF_RX_DISCARD;
+    }
+    dev->flags &= (uint8_t)~DF_IN_POLL;
+    if (dev->flags & DF_REBOOT) {
+        do_reboot(dev);
+        return;
     }
     flush(dev);
 }

@@ -573,6 +573,20 @@ static int32_t vector_exec(wirelet_device *dev, wirelet_exec *ex, int argc, cons
     return 0;
 }
 
+/* More output than any frame holds, on both streams. */
+static int32_t big_exec(wirelet_device *dev, wirelet_exec *ex, int argc, const char *const *argv)
+{
+    int i;
+    (void)dev;
+    (void)argc;
+    (void)argv;
+    for (i = 0; i < 600; i++) {
+        wirelet_exec_write(ex, WIRELET_STDOUT, "o", 1);
+        wirelet_exec_write(ex, WIRELET_STDERR, "e", 1);
+    }
+    return 3;
+}
+
 static int find_impl(const char *impl, wirelet_app *app)
 {
     int i;
@@ -600,7 +614,7 @@ static int find_impl(const char *impl, wirelet_app *app)
 
 /* identity: 7 strings (device_id, firmware_name, firmware_version, arch, vendor, product,
  * serial; NULL allowed for the last four). apps: "name=impl,name=impl" (impl defaults to name).
- * exec_kind: 0 none, 1 reference, 2 golden-vector. timers_ms: rto_initial, rto_min, rto_max,
+ * exec_kind: 0 none, 1 reference, 2 golden-vector, 3 more output than fits. timers_ms: rto_initial, rto_min, rto_max,
  * hello_interval, heartbeat, link_lost (0 = default), then output_frame_max. */
 void *wlt_dev_create(const char *const identity[7], uint32_t memory_total, const char *apps,
                      uint32_t boot_id, int exec_kind, const uint32_t timers_ms[7],
@@ -647,7 +661,10 @@ void *wlt_dev_create(const char *const identity[7], uint32_t memory_total, const
         if (*p == ',') p++;
     }
     h->cfg.apps = h->apps;
-    h->cfg.exec = exec_kind == 1 ? wirelet_reference_exec : exec_kind == 2 ? vector_exec : NULL;
+    h->cfg.exec = exec_kind == 1   ? wirelet_reference_exec
+                  : exec_kind == 2 ? vector_exec
+                  : exec_kind == 3 ? big_exec
+                                   : NULL;
     h->cfg.rto_initial_ms = timers_ms[0];
     h->cfg.rto_min_ms = timers_ms[1];
     h->cfg.rto_max_ms = timers_ms[2];
