@@ -353,3 +353,9 @@ def test_restart_link_resumes_and_resends_unacked(device: CDevice, gw: ScriptedG
         (f.seq, f.payload) for f in unacked
     ]  # the same frames, same numbers: a resume
     assert device.stats["peer_resets"] == 0
+
+
+def test_exec_in_an_unknown_task_is_no_such_task(gw: ScriptedGateway) -> None:
+    (error,) = [parse(f) for f in gw.send(Exec(9, ("ls",), 1000, "ghost")) if f.sequenced]
+    assert isinstance(error, Error)
+    assert (error.request_id, error.code, error.msg_type) == (9, ErrorCode.NO_SUCH_TASK, Exec.TYPE)

@@ -877,6 +877,15 @@ static void on_exec(wirelet_device *d, wl_msg *m, uint8_t *payload, size_t len)
         queue_error_rom(d, req, WIRELET_ERR_UNSUPPORTED, s_no_exec, WL_EXEC);
         return;
     }
+    {
+        /* In the context of a task (kubectl exec into a container): it must exist. */
+        size_t id_len;
+        const uint8_t *id = wl_get_bytes(m, 3, &id_len);
+        if (id_len && !find_task(d, id, id_len)) {
+            queue_error_rom(d, req, WIRELET_ERR_NO_SUCH_TASK, s_no_task, WL_EXEC);
+            return;
+        }
+    }
     argc = strings_in_place(payload, len, pos_argv, argc_raw, 0, argv, WIRELET_MAX_ARGS);
     if (argc < 0) {
         queue_error_rom(d, req, WIRELET_ERR_TOO_LARGE, s_too_large, WL_EXEC);
