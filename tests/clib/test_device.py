@@ -359,3 +359,33 @@ def test_exec_in_an_unknown_task_is_no_such_task(gw: ScriptedGateway) -> None:
     (error,) = [parse(f) for f in gw.send(Exec(9, ("ls",), 1000, "ghost")) if f.sequenced]
     assert isinstance(error, Error)
     assert (error.request_id, error.code, error.msg_type) == (9, ErrorCode.NO_SUCH_TASK, Exec.TYPE)
+
+
+def test_output_beyond_the_buffer_waits_for_acks_and_loses_nothing(
+    device: CDevice, gw: ScriptedGateway
+) -> None:
+    """Without acks the task fills the device's buffer and is blocked (not stepped, idle);
+    each ack frees room and it continues; every byte arrives once, in order, then the exit."""
+    gw.send(StartTask(1, "t", "lines", argv=("lines", "600")))
+    for step in range(20):
+        gw.poll(0.01 * (step + 1))  # no acks: the window fills, then the buffer
+    assert device.pending > device.inflight > 0
+    stalled = len(gw.frames)
+    gw.poll(0.4)  # before the retransmission timer (500 ms after TASK_STARTED)
+    assert len(gw.frames) == stalled  # blocked: no busy stepping, nothing new
+    assert device.next_deadline() == pytest.approx(0.5)  # idle until the timer, not 0
+    data = b""
+    exited: TaskExited | None = None
+    for step in range(2000):
+        gw.ack()
+        gw.poll(1.0 + step * 0.001)
+        messages = [parse(f) for f in gw.frames if f.sequenced]
+        data = b"".join(m.data for m in messages if isinstance(m, TaskOutput))
+        exits = [m for m in messages if isinstance(m, TaskExited)]
+        if exits:
+            exited = exits[0]
+            break
+    offsets = [m.offset for m in map(parse, gw.frames) if isinstance(m, TaskOutput)]
+    assert offsets == sorted(set(offsets))  # each chunk once, in order
+    assert data == b"".join(b"line %05d\n" % i for i in range(600))
+    assert exited is not None and exited.stdout_end == len(data)

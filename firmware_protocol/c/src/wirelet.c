@@ -631,7 +631,7 @@ static void finish(wirelet_device *d, wirelet_task *t, int32_t code, uint8_t how
     t->exit_code = code;
     t->flags = (uint8_t)((t->flags & TF_STOP_CALLED) | how | (t->stop_request ? TF_STOPPED : 0));
     t->age = ++d->age;
-    if (!queue_exit_report(d, t, t->stop_request)) t->flags |= TF_EXIT_PENDING;
+    if (!queue_exit_report(d, t, t->stop_request)) t->flags |= TF_EXIT_PENDING | TF_BLOCKED;
 }
 
 static wirelet_task *find_task(wirelet_device *d, const uint8_t *id, size_t n)
@@ -1125,7 +1125,12 @@ void wirelet_poll(wirelet_device *dev)
     for (i = 0; i < WIRELET_TASK_SLOTS; i++) {
         wirelet_task *t = &dev->tasks[i];
         if (t->status == T_FINISHED && (t->flags & TF_EXIT_PENDING)) {
-            if (queue_exit_report(dev, t, t->stop_request)) t->flags &= (uint8_t)~TF_EXIT_PENDING;
+            /* Retried once an acknowledgement has freed room (TF_BLOCKED cleared). */
+            if (t->flags & TF_BLOCKED) continue;
+            if (queue_exit_report(dev, t, t->stop_request))
+                t->flags &= (uint8_t)~TF_EXIT_PENDING;
+            else
+                t->flags |= TF_BLOCKED;
             continue;
         }
         if (!task_live(t)) continue;
@@ -1166,7 +1171,7 @@ uint32_t wirelet_idle_ms(wirelet_device *dev)
     }
     for (i = 0; i < WIRELET_TASK_SLOTS; i++) {
         const wirelet_task *t = &dev->tasks[i];
-        if (t->flags & TF_EXIT_PENDING) best = 0;
+        if ((t->flags & (TF_EXIT_PENDING | TF_BLOCKED)) == TF_EXIT_PENDING) best = 0;
         if (!task_live(t)) continue;
         if (t->status == T_STOPPING) WL_CONSIDER(t->kill_at);
         if (t->flags & TF_BLOCKED) continue; /* until an ack frees room */
