@@ -12,9 +12,17 @@ import pytest
 from .clib import Library, build
 
 
-@pytest.mark.parametrize("seed", [1, 2, 3])
-def test_receive_path_survives_hostile_input(library: Library, seed: int) -> None:
-    fuzz = build("fuzz") / "wirelet-fuzz"
+@pytest.mark.parametrize(
+    ("program", "seed"),
+    [
+        ("wirelet-fuzz", 1),
+        ("wirelet-fuzz", 2),
+        ("wirelet-fuzz-small", 3),
+        ("wirelet-fuzz-small", 4),
+    ],
+)
+def test_receive_path_survives_hostile_input(library: Library, program: str, seed: int) -> None:
+    fuzz = build("fuzz") / program
     result = subprocess.run(
         [str(fuzz), "60000", str(seed)], capture_output=True, text=True, timeout=120, check=False
     )
