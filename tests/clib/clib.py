@@ -1,6 +1,6 @@
 """Build the C device library for the host and bind it with ctypes.
 
-`build()` runs `make` in firmware_protocol/c (once per test session) and returns the build
+`build()` runs `make` in firmware_protocol/c (once per session and goal list) and returns the build
 directory; `Library` wraps the conformance helpers of libwirelet_host.so and `CDevice` drives a
 real `wirelet_device` with a fake clock, shaped like a `firmware_protocol.Link` so the protocol
 simulator (tests/protocol/simnet.py) can run it against the Python gateway.
@@ -15,6 +15,7 @@ import shutil
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from firmware_protocol import Event
 
@@ -28,10 +29,12 @@ def compiler() -> str | None:
 
 
 @functools.cache
-def build() -> Path:
-    """Build the host library, the fuzz target and wirelet-hostdev; return the build dir."""
+def build(*targets: str) -> Path:
+    """Build Makefile targets of firmware_protocol/c (default: the strict C, C++ and small-profile
+    compiles, the host library and wirelet-hostdev); return the build dir."""
+    goals = targets or ("lib", "cxx", "small", "host", "hostdev")
     result = subprocess.run(
-        ["make", "-C", str(C_DIR), "-s", "all"], capture_output=True, text=True, check=False
+        ["make", "-C", str(C_DIR), "-s", *goals], capture_output=True, text=True, check=False
     )
     if result.returncode != 0:
         raise RuntimeError(f"building firmware_protocol/c failed:\n{result.stdout}{result.stderr}")
@@ -83,6 +86,7 @@ class Library:
             ctypes.c_char_p,
             ctypes.c_size_t,
         ]
+        lib.wlt_task_list_page.restype = ctypes.c_int
         lib.wlt_request_id_of.restype = ctypes.c_uint32
         lib.wlt_request_id_of.argtypes = [ctypes.c_char_p, ctypes.c_size_t]
         lib.wlt_sizeof_device.restype = ctypes.c_size_t
@@ -99,6 +103,8 @@ class Library:
         for name in ("free", "poll", "restart_link", "reboot"):
             getattr(lib, f"wlt_dev_{name}").argtypes = [ctypes.c_void_p]
             getattr(lib, f"wlt_dev_{name}").restype = None
+        lib.wlt_dev_out_len.argtypes = [ctypes.c_void_p]
+        lib.wlt_dev_out_len.restype = ctypes.c_size_t
         for name in ("idle", "boot_id", "reboots", "pending", "inflight", "rto"):
             getattr(lib, f"wlt_dev_{name}").argtypes = [ctypes.c_void_p]
             getattr(lib, f"wlt_dev_{name}").restype = ctypes.c_uint32
@@ -159,6 +165,36 @@ class Library:
         assert n >= 0, f"reencode failed: {n}"
         return out.raw[:n]
 
+    def task_list_page(
+        self, request_id: int, cursor: int, max_frame: int, table: list[dict[str, Any] | None]
+    ) -> bytes:
+        """The TASK_LIST payload the device's paging builds over `table` (paging.json form)."""
+        n = len(table)
+
+        def column(kind: Any, key: str, default: Any) -> Any:
+            return (kind * n)(*(e[key] if e is not None and e[key] is not None else default
+                                for e in table))  # fmt: skip
+
+        ids = (ctypes.c_char_p * n)(*(e["task_id"].encode() if e else None for e in table))
+        apps = (ctypes.c_char_p * n)(*(e["app"].encode() if e else None for e in table))
+        out = ctypes.create_string_buffer(8192)
+        size = self.lib.wlt_task_list_page(
+            request_id,
+            cursor,
+            max_frame,
+            n,
+            ids,
+            apps,
+            column(ctypes.c_uint8, "running", 0),
+            column(ctypes.c_int64, "exit_code", 0),
+            column(ctypes.c_uint64, "stdout_end", 0),
+            column(ctypes.c_uint64, "stderr_end", 0),
+            out,
+            len(out),
+        )
+        assert size >= 0, "the page does not fit"
+        return out.raw[:size]
+
     def request_id_of(self, payload: bytes) -> int:
         return int(self.lib.wlt_request_id_of(payload, len(payload)))
 
@@ -197,6 +233,8 @@ class Timers:
     hello_interval: int = 0
     heartbeat: int = 0
     link_lost: int = 0
+    #: Not a timer: wirelet_set_output_frame_max() (bytes, 0 = the gateway's max_frame).
+    output_frame_max: int = 0
 
 
 STAT_NAMES = (
@@ -246,13 +284,14 @@ class CDevice:
             identity.serial,
         )
         ident = (ctypes.c_char_p * 7)(*(s.encode() if s is not None else None for s in strings))
-        t = (ctypes.c_uint32 * 6)(
+        t = (ctypes.c_uint32 * 7)(
             timers.rto_initial,
             timers.rto_min,
             timers.rto_max,
             timers.hello_interval,
             timers.heartbeat,
             timers.link_lost,
+            timers.output_frame_max,
         )
         handle = self._lib.wlt_dev_create(
             ident, identity.memory_total, apps.encode(), boot_id, exec_kind, t, self._ms(now)
@@ -289,14 +328,17 @@ class CDevice:
         return []
 
     def next_deadline(self) -> float | None:
-        idle = self._lib.wlt_dev_idle(self._h)
+        idle = int(self._lib.wlt_dev_idle(self._h))
         if idle == 0xFFFFFFFF:
             return None
         return self.now + idle / 1000
 
     def data_to_send(self) -> bytes:
-        out = ctypes.create_string_buffer(1 << 20)
-        n = self._lib.wlt_dev_take(self._h, out, len(out))
+        size = self._lib.wlt_dev_out_len(self._h)
+        if not size:
+            return b""
+        out = ctypes.create_string_buffer(size)
+        n = self._lib.wlt_dev_take(self._h, out, size)
         return out.raw[:n]
 
     # --- control and figures ----------------------------------------------------------------

@@ -4,12 +4,12 @@ handling and its errors, heartbeats with load, task-list paging, frame limits, l
 
 from __future__ import annotations
 
+import itertools
 import json
 from typing import Any
 
-import pytest
-
 import msgpack
+import pytest
 
 from firmware_protocol import (
     Error,
@@ -29,6 +29,7 @@ from firmware_protocol import (
     TaskList,
     TaskOutput,
     TaskStarted,
+    Welcome,
     parse,
 )
 from firmware_protocol.constants import MIN_FRAME
@@ -40,12 +41,14 @@ from .gateway_script import ScriptedGateway
 
 
 def vectors(name: str) -> dict[str, Any]:
-    data: dict[str, Any] = json.loads((VECTORS / name).read_text())
+    data = json.loads((VECTORS / name).read_text())
+    assert isinstance(data, dict)
     return data
 
 
 def message_vector(name: str) -> dict[str, Any]:
     (vector,) = [v for v in vectors("messages.json")["vectors"] if v["name"] == name]
+    assert isinstance(vector, dict)
     return vector
 
 
@@ -285,7 +288,9 @@ def test_output_frames_fit_the_gateway_max_frame(library: Library) -> None:
     assert data == b"".join(b"%015d\n" % k for k in range(188))[:3000]
 
 
-def test_hello_request_while_up_restarts_the_handshake(device: CDevice, gw: ScriptedGateway) -> None:
+def test_hello_request_while_up_restarts_the_handshake(
+    device: CDevice, gw: ScriptedGateway
+) -> None:
     request = HelloRequest()
     out = gw.feed_frame(Frame(1, request.TYPE, FrameFlags.NONE, 0, 0, request.to_bytes()))
     (hello,) = [parse(f) for f in out]
@@ -302,10 +307,85 @@ def test_silence_loses_the_link_and_hello_backs_off(device: CDevice, gw: Scripte
         times += [ms for f in out if f.type == Hello.TYPE]
     assert device.stats["link_losses"] == 1
     assert times[0] == 6000  # link_lost_ms from the WELCOME
-    gaps = [b - a for a, b in zip(times, times[1:], strict=False)]
+    gaps = [b - a for a, b in itertools.pairwise(times)]
     assert gaps[:3] == [500, 1000, 2000] and max(gaps) == 2000
 
 
 def test_ram_fits_the_default_budget(library: Library) -> None:
     # The host build has 8-byte pointers; MCU builds are smaller (see test_ram.py).
     assert library.sizeof_device <= 4096
+
+
+def test_exec_output_beyond_a_frame_is_cut_and_flagged(library: Library) -> None:
+    device = CDevice(library, apps="rec", exec_kind=3)
+    gw = ScriptedGateway(device)
+    gw.take()
+    gw.welcome(max_frame=256)
+    (frame,) = [f for f in gw.send(Exec(9, ("big",))) if f.type == ExecResult.TYPE]
+    assert len(frame.raw()) <= 256
+    result = parse(frame)
+    assert isinstance(result, ExecResult)
+    assert (result.request_id, result.exit_code, result.truncated) == (9, 3, True)
+    assert result.stdout == b"o" * len(result.stdout) and len(result.stdout) > 50
+    assert result.stderr == b"e" * len(result.stderr) and len(result.stderr) > 50
+
+
+def test_exec_without_a_handler_is_unsupported(library: Library) -> None:
+    device = CDevice(library, apps="rec", exec_kind=0)
+    gw = ScriptedGateway(device)
+    gw.take()
+    gw.welcome()
+    (error,) = [parse(f) for f in gw.send(Exec(9, ("ls",))) if f.sequenced]
+    assert isinstance(error, Error) and error.code == ErrorCode.UNSUPPORTED
+
+
+def test_restart_link_resumes_and_resends_unacked(device: CDevice, gw: ScriptedGateway) -> None:
+    gw.send(StartTask(1, "t", "blink", argv=("blink", "5")))
+    gw.poll(0.01)  # output goes out, the test gateway does not acknowledge it
+    unacked = [f for f in gw.frames if f.sequenced]
+    device.restart_link()
+    (hello,) = [parse(f) for f in gw.take()]
+    assert isinstance(hello, Hello)
+    assert (hello.attempt, hello.last_session) == (2, 0x5E55104E)
+    resume = Welcome(1, 0x5E55104E, 1024, 8, True, 2000, 6000, 2)
+    out = gw.feed_frame(Frame(1, resume.TYPE, FrameFlags.NONE, 0, 0, resume.to_bytes()))
+    assert [(f.seq, f.payload) for f in out if f.sequenced] == [
+        (f.seq, f.payload) for f in unacked
+    ]  # the same frames, same numbers: a resume
+    assert device.stats["peer_resets"] == 0
+
+
+def test_exec_in_an_unknown_task_is_no_such_task(gw: ScriptedGateway) -> None:
+    (error,) = [parse(f) for f in gw.send(Exec(9, ("ls",), 1000, "ghost")) if f.sequenced]
+    assert isinstance(error, Error)
+    assert (error.request_id, error.code, error.msg_type) == (9, ErrorCode.NO_SUCH_TASK, Exec.TYPE)
+
+
+def test_output_beyond_the_buffer_waits_for_acks_and_loses_nothing(
+    device: CDevice, gw: ScriptedGateway
+) -> None:
+    """Without acks the task fills the device's buffer and is blocked (not stepped, idle);
+    each ack frees room and it continues; every byte arrives once, in order, then the exit."""
+    gw.send(StartTask(1, "t", "lines", argv=("lines", "600")))
+    for step in range(20):
+        gw.poll(0.01 * (step + 1))  # no acks: the window fills, then the buffer
+    assert device.pending > device.inflight > 0
+    stalled = len(gw.frames)
+    gw.poll(0.4)  # before the retransmission timer (500 ms after TASK_STARTED)
+    assert len(gw.frames) == stalled  # blocked: no busy stepping, nothing new
+    assert device.next_deadline() == pytest.approx(0.5)  # idle until the timer, not 0
+    data = b""
+    exited: TaskExited | None = None
+    for step in range(2000):
+        gw.ack()
+        gw.poll(1.0 + step * 0.001)
+        messages = [parse(f) for f in gw.frames if f.sequenced]
+        data = b"".join(m.data for m in messages if isinstance(m, TaskOutput))
+        exits = [m for m in messages if isinstance(m, TaskExited)]
+        if exits:
+            exited = exits[0]
+            break
+    offsets = [m.offset for m in map(parse, gw.frames) if isinstance(m, TaskOutput)]
+    assert offsets == sorted(set(offsets))  # each chunk once, in order
+    assert data == b"".join(b"line %05d\n" % i for i in range(600))
+    assert exited is not None and exited.stdout_end == len(data)

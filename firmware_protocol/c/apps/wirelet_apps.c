@@ -195,8 +195,8 @@ static void periodic_step(wirelet_task *t, int forever)
         }
         n += wirelet_fmt_u64(line + n, (uint64_t)p->count + 1);
         line[n++] = '\n';
-        if (wirelet_room(t) < n) break;
-        wirelet_write(t, WIRELET_STDOUT, line, n);
+        line[n] = 0;
+        if (!wirelet_print(t, line)) return; /* full: stepped again once output is acked */
         p->count++;
         p->next += p->interval;
     }

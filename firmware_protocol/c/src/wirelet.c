@@ -18,7 +18,7 @@ enum { ST_HANDSHAKE = 1, ST_UP = 2, ST_REFUSED = 3 };
 #define DF_RTX_ARMED 0x08
 #define DF_RX_DISCARD 0x10
 #define DF_REBOOT 0x20
-#define DF_IN_POLL 0x40
+#define DF_IN_POLL 0x40 /* inside wirelet_feed/poll: a reboot waits until it returns */
 
 /* task status */
 enum { T_FREE = 0, T_RUNNING = 1, T_STOPPING = 2, T_FINISHED = 3 };
@@ -28,6 +28,7 @@ enum { T_FREE = 0, T_RUNNING = 1, T_STOPPING = 2, T_FINISHED = 3 };
 #define TF_KILLED 0x04
 #define TF_STOPPED 0x08 /* ended after a STOP_TASK */
 #define TF_STOP_CALLED 0x10
+#define TF_BLOCKED 0x20 /* a write found no room: not stepped until records are freed */
 
 #define PROTOCOL_VERSION 1
 #define REC_HDR 2 /* record length prefix */
@@ -124,6 +125,13 @@ static size_t rec_cap(const wirelet_device *d) { return WIRELET_TX_BUFFER - d->c
 static size_t frame_limit(const wirelet_device *d)
 {
     return d->peer_max_frame < WIRELET_MAX_FRAME ? d->peer_max_frame : WIRELET_MAX_FRAME;
+}
+
+/* Largest output frame: frame_limit(), capped by wirelet_set_output_frame_max(). */
+static size_t output_limit(const wirelet_device *d)
+{
+    size_t limit = frame_limit(d), cap = d->output_max;
+    return cap && cap < limit ? (cap < 64 ? 64 : cap) : limit;
 }
 
 /* The unsequenced-frame scratch area: the free tail of tx_buf. */
@@ -355,22 +363,25 @@ static int rec_commit(wirelet_device *d, uint8_t type, const wl_writer *w)
     return 1;
 }
 
+/* Bytes to cut from a text so `encoded` fits `cap`, backed off to a UTF-8 character boundary. */
+static size_t fit_text(const char *text, size_t len, size_t encoded, size_t cap)
+{
+    size_t excess = encoded > cap ? encoded - cap : 0;
+    len = excess < len ? len - excess : 0;
+    while (len && ((uint8_t)text[len] & 0xC0) == 0x80) len--;
+    return len;
+}
+
 static void queue_error(wirelet_device *d, uint32_t request_id, uint8_t code, const char *text,
                         size_t len, uint8_t msg_type)
 {
-    wl_writer w;
+    wl_writer w, probe;
     rec_begin(d, &w, 0);
-    /* The text is cut to what fits (an ERROR always fits a frame). */
-    if (len > w.cap) len = 0;
-    while (len) {
-        size_t before = w.len;
-        wl_enc_error(&w, request_id, code, text, len, msg_type);
-        if (!w.overflow) break;
-        w.len = before;
-        w.overflow = 0;
-        len = len > 8 ? len - 8 : 0;
-    }
-    if (!len) wl_enc_error(&w, request_id, code, "", 0, msg_type);
+    /* The text is cut to what fits: an ERROR always fits a frame. */
+    wl_w_init(&probe, NULL, 0);
+    wl_enc_error(&probe, request_id, code, text, len, msg_type);
+    len = fit_text(text, len, probe.len, w.cap);
+    wl_enc_error(&w, request_id, code, text, len, msg_type);
     rec_commit(d, WL_ERROR, &w);
 }
 
@@ -400,6 +411,8 @@ static uint8_t send_window(const wirelet_device *d)
 
 static void remove_records(wirelet_device *d, size_t at, size_t bytes)
 {
+    size_t i;
+    for (i = 0; i < WIRELET_TASK_SLOTS; i++) d->tasks[i].flags &= (uint8_t)~TF_BLOCKED;
     wl_move(d->tx_buf + at, d->tx_buf + at + bytes, d->tx_used - at - bytes);
     d->tx_used = (uint16_t)(d->tx_used - bytes);
     if (d->tx_open != NO_OPEN) d->tx_open = (uint16_t)(d->tx_open - bytes);
@@ -618,7 +631,7 @@ static void finish(wirelet_device *d, wirelet_task *t, int32_t code, uint8_t how
     t->exit_code = code;
     t->flags = (uint8_t)((t->flags & TF_STOP_CALLED) | how | (t->stop_request ? TF_STOPPED : 0));
     t->age = ++d->age;
-    if (!queue_exit_report(d, t, t->stop_request)) t->flags |= TF_EXIT_PENDING;
+    if (!queue_exit_report(d, t, t->stop_request)) t->flags |= TF_EXIT_PENDING | TF_BLOCKED;
 }
 
 static wirelet_task *find_task(wirelet_device *d, const uint8_t *id, size_t n)
@@ -742,9 +755,15 @@ static void on_start(wirelet_device *d, wl_msg *m, uint8_t *payload, size_t len)
     t->status = T_RUNNING;
     t->age = ++d->age;
     argc = strings_in_place(payload, len, pos_argv, argc_raw, 0, ptrs, WIRELET_MAX_ARGS);
+    envc = argc < 0 ? -1
+                    : strings_in_place(payload, len, pos_env, envc_raw, 1, ptrs + argc + 1,
+                                       WIRELET_MAX_ARGS - argc);
+    if (envc < 0) { /* cannot happen after validation and the count check; be safe anyway */
+        t->status = T_FREE;
+        queue_error_rom(d, req, WIRELET_ERR_TOO_LARGE, s_too_large, WL_START_TASK);
+        return;
+    }
     ptrs[argc] = NULL;
-    envc = strings_in_place(payload, len, pos_env, envc_raw, 1, ptrs + argc + 1,
-                            WIRELET_MAX_ARGS - argc);
     ptrs[argc + 1 + envc] = NULL;
     mark = d->tx_used;
     {
@@ -787,7 +806,7 @@ static void on_stop(wirelet_device *d, const wl_msg *m)
     t->stop_request = req;
     t->status = T_STOPPING;
     t->kill_at = d->clock + grace;
-    t->flags &= (uint8_t)~TF_SLEEP;
+    t->flags &= (uint8_t)~(TF_SLEEP | TF_BLOCKED);
     app = &d->config->apps[t->app];
     if (!app->stop) {
         finish(d, t, WIRELET_EXIT_STOPPED, 0);
@@ -797,58 +816,27 @@ static void on_stop(wirelet_device *d, const wl_msg *m)
     }
 }
 
+static int table_entry(const void *ctx, size_t position, wl_taskinfo *info)
+{
+    const wirelet_device *d = (const wirelet_device *)ctx;
+    const wirelet_task *t = &d->tasks[position];
+    if (t->status == T_FREE) return 0;
+    info->task_id = t->id;
+    info->task_id_len = t->id_len;
+    info->app = d->config->apps[t->app].name;
+    info->running = (uint8_t)task_live(t);
+    info->exit_code = t->exit_code;
+    info->stdout_end = t->out_end[0];
+    info->stderr_end = t->out_end[1];
+    return 1;
+}
+
 static void on_list(wirelet_device *d, const wl_msg *m)
 {
-    uint32_t req = (uint32_t)wl_get_uint(m, 0, 0);
-    uint32_t cursor = (uint32_t)wl_get_uint(m, 1, 0), i, count = 0, next = 0;
-    wl_writer w, probe;
-    size_t budget;
+    wl_writer w;
     rec_begin(d, &w, 0);
-    /* Page: entries from `cursor` while they fit; 3 (map) + 6 (key 0) + 3 (array) + 6 (key 2). */
-    budget = w.cap > 18 ? w.cap - 18 : 0;
-    for (i = cursor; i < WIRELET_TASK_SLOTS; i++) {
-        const wirelet_task *t = &d->tasks[i];
-        wl_taskinfo info;
-        if (t->status == T_FREE) continue;
-        info.task_id = t->id;
-        info.task_id_len = t->id_len;
-        info.app = d->config->apps[t->app].name;
-        info.running = (uint8_t)task_live(t);
-        info.exit_code = t->exit_code;
-        info.stdout_end = t->out_end[0];
-        info.stderr_end = t->out_end[1];
-        wl_w_init(&probe, NULL, 0);
-        wl_enc_taskinfo(&probe, &info);
-        if (probe.len > budget && count > 0) {
-            next = i;
-            break;
-        }
-        budget = probe.len > budget ? 0 : budget - probe.len;
-        count++;
-    }
-    wl_w_map(&w, next ? 3 : 2);
-    wl_w_uint(&w, 0);
-    wl_w_uint(&w, req);
-    wl_w_uint(&w, 1);
-    wl_w_array(&w, count);
-    for (i = cursor; count && i < WIRELET_TASK_SLOTS; i++) {
-        const wirelet_task *t = &d->tasks[i];
-        wl_taskinfo info;
-        if (t->status == T_FREE) continue;
-        info.task_id = t->id;
-        info.task_id_len = t->id_len;
-        info.app = d->config->apps[t->app].name;
-        info.running = (uint8_t)task_live(t);
-        info.exit_code = t->exit_code;
-        info.stdout_end = t->out_end[0];
-        info.stderr_end = t->out_end[1];
-        wl_enc_taskinfo(&w, &info);
-        count--;
-    }
-    if (next) {
-        wl_w_uint(&w, 2);
-        wl_w_uint(&w, next);
-    }
+    wl_enc_task_list_page(&w, (uint32_t)wl_get_uint(m, 0, 0), (uint32_t)wl_get_uint(m, 1, 0),
+                          WIRELET_TASK_SLOTS, table_entry, d);
     rec_commit(d, WL_TASK_LIST, &w);
 }
 
@@ -889,6 +877,15 @@ static void on_exec(wirelet_device *d, wl_msg *m, uint8_t *payload, size_t len)
         queue_error_rom(d, req, WIRELET_ERR_UNSUPPORTED, s_no_exec, WL_EXEC);
         return;
     }
+    {
+        /* In the context of a task (kubectl exec into a container): it must exist. */
+        size_t id_len;
+        const uint8_t *id = wl_get_bytes(m, 3, &id_len);
+        if (id_len && !find_task(d, id, id_len)) {
+            queue_error_rom(d, req, WIRELET_ERR_NO_SUCH_TASK, s_no_task, WL_EXEC);
+            return;
+        }
+    }
     argc = strings_in_place(payload, len, pos_argv, argc_raw, 0, argv, WIRELET_MAX_ARGS);
     if (argc < 0) {
         queue_error_rom(d, req, WIRELET_ERR_TOO_LARGE, s_too_large, WL_EXEC);
@@ -896,14 +893,15 @@ static void on_exec(wirelet_device *d, wl_msg *m, uint8_t *payload, size_t len)
     }
     argv[argc] = NULL;
     /* Capture both streams in the free record room, then assemble EXEC_RESULT over it:
-     * map(1) 0:req(6) 1:code(10) 2:bin16 hdr(4) ... 3:bin16 hdr(4) ... 4:bool(2). */
+     * map(1) 0:req(6) 1:code(10) 2:bin16 hdr(4) stdout 3:bin16 hdr(4) stderr 4:bool(2). */
     rec_begin(d, &w, 0);
     base = w.buf;
     prefix = 1 + 6 + 10 + 4;
     room = w.cap > prefix + 4 + 2 ? w.cap - prefix - 4 - 2 : 0;
     ex.cap = room / 2;
     ex.out[0] = base + prefix;
-    ex.out[1] = base + prefix + ex.cap;
+    /* stderr after stdout's room and its own key + bin16 header: assembling only moves down. */
+    ex.out[1] = base + prefix + ex.cap + 4;
     ex.len[0] = ex.len[1] = 0;
     ex.truncated = 0;
     code = d->config->exec(d, &ex, argc, argv);
@@ -1062,12 +1060,15 @@ void wirelet_init(wirelet_device *dev, const wirelet_config *config, const wirel
     enter_handshake(dev);
 }
 
+static void do_reboot(wirelet_device *d);
+
 void wirelet_feed(wirelet_device *dev, const uint8_t *data, size_t len)
 {
     size_t i;
     uint8_t discard;
     read_clock(dev);
-    for (i = 0; i < len; i++) {
+    dev->flags |= DF_IN_POLL; /* an app's start() may ask for a reboot: do it afterwards */
+    for (i = 0; i < len && !(dev->flags & DF_REBOOT); i++) {
         discard = (uint8_t)((dev->flags & DF_RX_DISCARD) ? 1 : 0);
         if (wl_rx_push(dev->rx_buf, &dev->rx_len, &discard, WL_COBS_LIMIT(WIRELET_MAX_FRAME),
                        data[i], &dev->stats)) {
@@ -1082,6 +1083,11 @@ void wirelet_feed(wirelet_device *dev, const uint8_t *data, size_t len)
         else
             dev->flags &= (uint8_t)~DF_RX_DISCARD;
     }
+    dev->flags &= (uint8_t)~DF_IN_POLL;
+    if (dev->flags & DF_REBOOT) {
+        do_reboot(dev);
+        return;
+    }
     flush(dev);
 }
 
@@ -1089,10 +1095,14 @@ static void do_reboot(wirelet_device *d)
 {
     const wirelet_config *config = d->config;
     const wirelet_hal *hal = d->hal;
+    uint16_t output_max = d->output_max;
     if (hal->reboot) hal->reboot(hal->ctx);
     /* Still here (a host build): restart as after a boot. */
     wirelet_init(d, config, hal);
+    d->output_max = output_max;
 }
+
+void wirelet_set_output_frame_max(wirelet_device *dev, uint16_t bytes) { dev->output_max = bytes; }
 
 void wirelet_poll(wirelet_device *dev)
 {
@@ -1115,7 +1125,12 @@ void wirelet_poll(wirelet_device *dev)
     for (i = 0; i < WIRELET_TASK_SLOTS; i++) {
         wirelet_task *t = &dev->tasks[i];
         if (t->status == T_FINISHED && (t->flags & TF_EXIT_PENDING)) {
-            if (queue_exit_report(dev, t, t->stop_request)) t->flags &= (uint8_t)~TF_EXIT_PENDING;
+            /* Retried once an acknowledgement has freed room (TF_BLOCKED cleared). */
+            if (t->flags & TF_BLOCKED) continue;
+            if (queue_exit_report(dev, t, t->stop_request))
+                t->flags &= (uint8_t)~TF_EXIT_PENDING;
+            else
+                t->flags |= TF_BLOCKED;
             continue;
         }
         if (!task_live(t)) continue;
@@ -1123,6 +1138,7 @@ void wirelet_poll(wirelet_device *dev)
             finish(dev, t, WIRELET_EXIT_KILLED, TF_KILLED);
             continue;
         }
+        if (t->flags & TF_BLOCKED) continue;
         if (t->flags & TF_SLEEP) {
             if (!due(now, t->wake_at)) continue;
             t->flags &= (uint8_t)~TF_SLEEP;
@@ -1155,9 +1171,10 @@ uint32_t wirelet_idle_ms(wirelet_device *dev)
     }
     for (i = 0; i < WIRELET_TASK_SLOTS; i++) {
         const wirelet_task *t = &dev->tasks[i];
-        if (t->flags & TF_EXIT_PENDING) best = 0;
+        if ((t->flags & (TF_EXIT_PENDING | TF_BLOCKED)) == TF_EXIT_PENDING) best = 0;
         if (!task_live(t)) continue;
         if (t->status == T_STOPPING) WL_CONSIDER(t->kill_at);
+        if (t->flags & TF_BLOCKED) continue; /* until an ack frees room */
         if (t->flags & TF_SLEEP)
             WL_CONSIDER(t->wake_at);
         else
@@ -1186,11 +1203,15 @@ int wirelet_log(wirelet_device *dev, uint8_t level, const char *text)
     size_t len = wl_strlen(text);
     read_clock(dev);
     if (len > WIRELET_TEXT_MAX) len = WIRELET_TEXT_MAX;
-    /* Logs, like task output, leave room for replies. */
+    /* Logs, like task output, leave room for replies; the text is cut to fit the frame. */
     rec_begin(dev, &w, REPLY_RESERVE);
-    while (len && len + 24 > w.cap) len--;
-    /* Do not cut a UTF-8 sequence in half. */
-    while (len && ((uint8_t)text[len] & 0xC0) == 0x80) len--;
+    {
+        wl_writer probe;
+        size_t cap = output_limit(dev) - WL_OVERHEAD;
+        wl_w_init(&probe, NULL, 0);
+        wl_enc_device_log(&probe, level, text, len, dev->clock);
+        len = fit_text(text, len, probe.len, cap < w.cap ? cap : w.cap);
+    }
     wl_enc_device_log(&w, level, text, len, dev->clock);
     return rec_commit(dev, WL_DEVICE_LOG, &w);
 }
@@ -1233,7 +1254,7 @@ size_t wirelet_write(wirelet_task *task, uint8_t stream, const void *data, size_
     size_t taken = 0;
     if (!task_live(task) || (stream != WIRELET_STDOUT && stream != WIRELET_STDERR)) return 0;
     while (taken < len) {
-        size_t n, room = output_room(d), rlen, at, limit = frame_limit(d);
+        size_t n, room = output_room(d), rlen, at, limit = output_limit(d);
         uint8_t *frame;
         if (d->tx_open == NO_OPEN || d->open_task != slot || d->open_stream != stream) {
             size_t head = output_overhead(task, stream);
@@ -1286,13 +1307,17 @@ size_t wirelet_write(wirelet_task *task, uint8_t stream, const void *data, size_
         task->out_end[stream - 1] += n;
         taken += n;
     }
+    if (taken < len) task->flags |= TF_BLOCKED;
     return taken;
 }
 
 int wirelet_print_to(wirelet_task *task, uint8_t stream, const char *text)
 {
     size_t len = wl_strlen(text);
-    if (len > wirelet_room(task)) return 0;
+    if (len > wirelet_room(task)) {
+        task->flags |= TF_BLOCKED;
+        return 0;
+    }
     return wirelet_write(task, stream, text, len) == len;
 }
 

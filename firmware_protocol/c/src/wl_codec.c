@@ -836,6 +836,44 @@ void wl_enc_taskinfo(wl_writer *w, const wl_taskinfo *t)
     wl_w_uint(w, t->stderr_end);
 }
 
+/* Envelope at its worst: fixmap, key 0 + uint32, key 1 + array16 header, key 2 + uint32. */
+#define TASK_LIST_ENVELOPE (1 + 6 + 4 + 6)
+
+void wl_enc_task_list_page(wl_writer *w, uint32_t request_id, uint32_t cursor, size_t table_size,
+                           wl_table_entry entry, const void *ctx)
+{
+    size_t room = w->cap > TASK_LIST_ENVELOPE ? w->cap - TASK_LIST_ENVELOPE : 0, pos;
+    uint32_t count = 0, next = 0, more = 0;
+    wl_taskinfo info;
+    for (pos = cursor; pos < table_size; pos++) {
+        wl_writer probe;
+        if (!entry(ctx, pos, &info)) continue;
+        wl_w_init(&probe, NULL, 0);
+        wl_enc_taskinfo(&probe, &info);
+        if (probe.len > room && count > 0) {
+            next = (uint32_t)pos;
+            more = 1;
+            break;
+        }
+        room = probe.len > room ? 0 : room - probe.len;
+        count++;
+    }
+    wl_w_map(w, more ? 3 : 2);
+    wl_w_uint(w, 0);
+    wl_w_uint(w, request_id);
+    wl_w_uint(w, 1);
+    wl_w_array(w, count);
+    for (pos = cursor; count && pos < table_size; pos++) {
+        if (!entry(ctx, pos, &info)) continue;
+        wl_enc_taskinfo(w, &info);
+        count--;
+    }
+    if (more) {
+        wl_w_uint(w, 2);
+        wl_w_uint(w, next);
+    }
+}
+
 void wl_enc_device_log(wl_writer *w, uint8_t level, const char *text, size_t len,
                        uint64_t uptime_ms)
 {

@@ -32,7 +32,7 @@ extern "C" {
 #define WL_HEADER 7
 #define WL_CRC 4
 #define WL_OVERHEAD (WL_HEADER + WL_CRC)
-#define WL_MIN_FRAME 128
+#define WL_MIN_FRAME 192
 #define WL_MAX_FRAME_CEILING 4096
 #define WL_MAX_WINDOW 64
 #define WL_FLAG_SEQ 0x01
@@ -238,7 +238,7 @@ typedef struct wl_taskinfo {
     size_t task_id_len;
     const char *app;
     uint8_t running;
-    int32_t exit_code; /* ignored while running (encoded as nil) */
+    int64_t exit_code; /* ignored while running (encoded as nil) */
     uint64_t stdout_end, stderr_end;
 } wl_taskinfo;
 
@@ -250,6 +250,14 @@ void wl_enc_task_exited(wl_writer *w, uint32_t request_id, const char *id, size_
 void wl_enc_task_output_head(wl_writer *w, const char *id, size_t id_len, uint8_t stream,
                              uint64_t offset, size_t n);
 void wl_enc_taskinfo(wl_writer *w, const wl_taskinfo *t);
+/* The TASK_LIST page answering LIST_TASKS(`cursor`) (PROTOCOL.md section 9, paging): the tasks
+ * of a table from position `cursor` on, as many as fit `w->cap` bytes of payload (at least one
+ * when any remain and a maximal entry fits), and `next_cursor` = the position of the first one
+ * left out. `entry` fills `out` for a position and returns 0 for a free slot. */
+typedef int (*wl_table_entry)(const void *ctx, size_t position, wl_taskinfo *out);
+void wl_enc_task_list_page(wl_writer *w, uint32_t request_id, uint32_t cursor, size_t table_size,
+                           wl_table_entry entry, const void *ctx);
+
 void wl_enc_device_log(wl_writer *w, uint8_t level, const char *text, size_t len,
                        uint64_t uptime_ms);
 void wl_enc_error(wl_writer *w, uint32_t request_id, uint16_t code, const char *text,

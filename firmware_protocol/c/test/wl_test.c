@@ -362,6 +362,49 @@ int wlt_reencode(uint8_t type, const uint8_t *p, size_t n, uint8_t *out, size_t 
     return w.overflow ? -1 : (int)w.len;
 }
 
+/* --- task-list paging over a given table (firmware_protocol/vectors/paging.json) ----------- */
+
+typedef struct page_table {
+    const char *const *ids; /* NULL: free slot */
+    const char *const *apps;
+    const uint8_t *running;
+    const int64_t *exit_codes;
+    const uint64_t *out_end, *err_end;
+} page_table;
+
+static int page_entry(const void *ctx, size_t pos, wl_taskinfo *info)
+{
+    const page_table *t = (const page_table *)ctx;
+    if (!t->ids[pos]) return 0;
+    info->task_id = t->ids[pos];
+    info->task_id_len = strlen(t->ids[pos]);
+    info->app = t->apps[pos];
+    info->running = t->running[pos];
+    info->exit_code = t->exit_codes[pos];
+    info->stdout_end = t->out_end[pos];
+    info->stderr_end = t->err_end[pos];
+    return 1;
+}
+
+/* The TASK_LIST payload the device's paging builds for `cursor` in a frame of `max_frame`. */
+int wlt_task_list_page(uint32_t request_id, uint32_t cursor, size_t max_frame, size_t n,
+                       const char *const *ids, const char *const *apps, const uint8_t *running,
+                       const int64_t *exit_codes, const uint64_t *out_end,
+                       const uint64_t *err_end, uint8_t *out, size_t cap)
+{
+    page_table table;
+    wl_writer w;
+    table.ids = ids;
+    table.apps = apps;
+    table.running = running;
+    table.exit_codes = exit_codes;
+    table.out_end = out_end;
+    table.err_end = err_end;
+    wl_w_init(&w, out, max_frame - WL_OVERHEAD < cap ? max_frame - WL_OVERHEAD : cap);
+    wl_enc_task_list_page(&w, request_id, cursor, n, page_entry, &table);
+    return w.overflow ? -1 : (int)w.len;
+}
+
 /* --- device harness ---------------------------------------------------------------------------- */
 
 #define H_APPS 12
@@ -530,6 +573,20 @@ static int32_t vector_exec(wirelet_device *dev, wirelet_exec *ex, int argc, cons
     return 0;
 }
 
+/* More output than any frame holds, on both streams. */
+static int32_t big_exec(wirelet_device *dev, wirelet_exec *ex, int argc, const char *const *argv)
+{
+    int i;
+    (void)dev;
+    (void)argc;
+    (void)argv;
+    for (i = 0; i < 600; i++) {
+        wirelet_exec_write(ex, WIRELET_STDOUT, "o", 1);
+        wirelet_exec_write(ex, WIRELET_STDERR, "e", 1);
+    }
+    return 3;
+}
+
 static int find_impl(const char *impl, wirelet_app *app)
 {
     int i;
@@ -557,10 +614,10 @@ static int find_impl(const char *impl, wirelet_app *app)
 
 /* identity: 7 strings (device_id, firmware_name, firmware_version, arch, vendor, product,
  * serial; NULL allowed for the last four). apps: "name=impl,name=impl" (impl defaults to name).
- * exec_kind: 0 none, 1 reference, 2 golden-vector. timers_ms: rto_initial, rto_min, rto_max,
- * hello_interval, heartbeat, link_lost (0 = default). */
+ * exec_kind: 0 none, 1 reference, 2 golden-vector, 3 more output than fits. timers_ms: rto_initial, rto_min, rto_max,
+ * hello_interval, heartbeat, link_lost (0 = default), then output_frame_max. */
 void *wlt_dev_create(const char *const identity[7], uint32_t memory_total, const char *apps,
-                     uint32_t boot_id, int exec_kind, const uint32_t timers_ms[6],
+                     uint32_t boot_id, int exec_kind, const uint32_t timers_ms[7],
                      uint32_t now_ms)
 {
     harness *h = (harness *)calloc(1, sizeof *h);
@@ -604,13 +661,17 @@ void *wlt_dev_create(const char *const identity[7], uint32_t memory_total, const
         if (*p == ',') p++;
     }
     h->cfg.apps = h->apps;
-    h->cfg.exec = exec_kind == 1 ? wirelet_reference_exec : exec_kind == 2 ? vector_exec : NULL;
+    h->cfg.exec = exec_kind == 1   ? wirelet_reference_exec
+                  : exec_kind == 2 ? vector_exec
+                  : exec_kind == 3 ? big_exec
+                                   : NULL;
     h->cfg.rto_initial_ms = timers_ms[0];
     h->cfg.rto_min_ms = timers_ms[1];
     h->cfg.rto_max_ms = timers_ms[2];
     h->cfg.hello_interval_ms = timers_ms[3];
     h->cfg.heartbeat_ms = timers_ms[4];
     h->cfg.link_lost_ms = timers_ms[5];
+
     h->hal.ctx = h;
     h->hal.write = h_write;
     h->hal.now_ms = h_now;
@@ -619,6 +680,7 @@ void *wlt_dev_create(const char *const identity[7], uint32_t memory_total, const
     h->next_boot_id = boot_id;
     h->now = now_ms;
     wirelet_init(&h->dev, &h->cfg, &h->hal);
+    wirelet_set_output_frame_max(&h->dev, (uint16_t)timers_ms[6]);
     return h;
 }
 
@@ -649,6 +711,8 @@ size_t wlt_dev_take(void *hp, uint8_t *out, size_t cap)
     h->out_len -= n;
     return n;
 }
+
+size_t wlt_dev_out_len(void *hp) { return ((harness *)hp)->out_len; }
 
 size_t wlt_dev_rec(void *hp, char *out, size_t cap)
 {
