@@ -22,10 +22,11 @@ venv: $(STAMP)
 
 # System packages from Debian, installed only when missing and only where apt-get can run as root
 # (or through passwordless sudo); otherwise the tests that need them skip and say why.
-# umockdev (fake sysfs + uevents): the udev discovery tests.
+# umockdev (fake sysfs + uevents) for the udev discovery tests, and libusb-1.0 for the USB
+# transport (its tests run libusb against umockdev's usbdevfs emulation).
 # QEMU + toolchains + the Arduino AVR core: real firmware on emulated boards (tests/qemu).
-UMOCKDEV_OK = test -x /usr/bin/umockdev-wrapper && /usr/bin/python3 -c "import gi; gi.require_version('UMockdev', '1.0')" 2>/dev/null
-UMOCKDEV_PKGS = umockdev gir1.2-umockdev-1.0 python3-gi
+UMOCKDEV_PKGS = umockdev gir1.2-umockdev-1.0 python3-gi libusb-1.0-0
+UMOCKDEV_OK = test -x /usr/bin/umockdev-wrapper && /usr/bin/python3 -c "import gi, ctypes; gi.require_version('UMockdev', '1.0'); ctypes.CDLL('libusb-1.0.so.0')" 2>/dev/null
 QEMU_PKGS = qemu-system-arm qemu-system-misc gcc-arm-none-eabi libnewlib-arm-none-eabi \
 	gcc-avr avr-libc arduino-core-avr arduino-mk avrdude
 QEMU_OK = command -v qemu-system-arm && command -v qemu-system-avr && command -v arm-none-eabi-gcc \
