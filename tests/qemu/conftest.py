@@ -151,21 +151,20 @@ def qemu_setup(
     finally:
         gateway.stop()
         _stop_boards(boards)
-        # a stale node (NotReady, but there) must not attract the next module's pods
-        nodes = [f"wirelet-{device_id.lower()}" for device_id in boards.ids.values()]
-        subprocess.run(
+        # a stale node (NotReady, but there) must not attract the next module's pods; found by
+        # the device-id label, whatever the node naming
+        ids = ",".join(boards.ids.values())
+        deleted = subprocess.run(
             [
-                "kubectl",
-                f"--kubeconfig={cluster.kubeconfig}",
-                "delete",
-                "node",
-                "--ignore-not-found",
-                *nodes,
+                *("kubectl", f"--kubeconfig={cluster.kubeconfig}", "delete", "node"),
+                *("-l", f"wirelet.io/device-id in ({ids})"),
             ],
             capture_output=True,
-            check=False,
+            text=True,
+            check=True,
             timeout=60,
         )
+        assert deleted.stdout.count("deleted") == len(boards.ids), deleted.stdout
 
 
 @pytest.fixture
