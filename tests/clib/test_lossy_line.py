@@ -7,6 +7,7 @@ output arrives at contiguous offsets."""
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import pytest
@@ -223,3 +224,77 @@ def test_device_reboot_is_a_peer_reset_and_traffic_continues(library: Library) -
     offer(sim, [request(i) for i in range(10, 20)])
     sim.run_until(sim.now + 60, stop=lambda: idle(sim, device))
     assert device.rec_log == [f"req-{i}" for i in (*range(5), *range(10, 20))]
+
+
+@dataclass
+class PersistingGateway:
+    """The gateway's persist-then-ack, as the real one runs it: TASK_OUTPUT is held and released
+    `delay` s after it arrived (written to disk); `frozen` never releases (killed before)."""
+
+    delay: float
+    frozen: bool = False
+    recorder: Recorder = field(default_factory=Recorder)
+    due: list[tuple[float, int]] = field(default_factory=list)
+
+    def __call__(self, side: str, events: list[Event], now: float) -> None:
+        self.recorder(side, events, now)
+        for event in events:
+            if isinstance(event, MessageReceived) and event.receipt is not None:
+                self.due.append((now + self.delay, event.receipt))
+
+    def run(self, sim: Simulation, seconds: float, stop: Callable[[], bool]) -> None:
+        end = sim.now + seconds
+        while sim.now < end and not stop():
+            sim.run_until(sim.now + 0.005)
+            if self.frozen:
+                continue
+            for _, receipt in [d for d in self.due if d[0] <= sim.now]:
+                sim.gateway.release(receipt)
+            self.due = [d for d in self.due if d[0] > sim.now]
+            sim.flush()
+
+
+@pytest.mark.parametrize("seed", [9, 10])
+def test_persist_then_ack_gateway_killed_before_writing_loses_nothing(
+    library: Library, seed: int
+) -> None:
+    """A gateway that holds output until it is on disk, killed before writing the last of it:
+    the device still has everything unreleased and the next gateway gets it; the union of what
+    both persisted is the whole stream, exactly once per offset."""
+    rng = random.Random(seed)
+    device = CDevice(library, apps="rec,lines", timers=TIMERS)
+    first = PersistingGateway(delay=0.03)
+    hold = (TaskOutput.TYPE,)
+    sim = Simulation(
+        Link(Role.GATEWAY, CONFIG, session_id=100, hold=hold),
+        device,  # type: ignore[arg-type]  # Link-shaped
+        BAD_LINE.channel(rng),
+        BAD_LINE.channel(rng),
+        first,
+    )
+    sim.start()
+    first.run(sim, 30, stop=lambda: sim.gateway.is_up and device.is_up)
+    offer(sim, [StartTask(1000, "out", "lines", argv=("lines", str(LINE_COUNT)))])
+    first.run(sim, 30, stop=lambda: len(output_of(first.recorder.received(), "out")) >= 20)
+    first.frozen = True  # from now on nothing is written: the process is as good as dead
+    first.run(sim, 1.0, stop=lambda: False)
+    persisted = output_of(first.recorder.received(), "out")
+    persisted = persisted[: len(persisted) - len(first.due)]  # only what was released
+    second = PersistingGateway(delay=0.03)
+    sim.on_events = second
+    sim.to_gateway.clear()
+    sim.to_device.clear()
+    sim.replace_gateway(Link(Role.GATEWAY, CONFIG, session_id=200, hold=hold))
+    second.run(sim, 120, stop=lambda: bool(second.recorder.ups()) and idle(sim, device))
+    assert idle(sim, device)
+    new = output_of(second.recorder.received(), "out")
+    assert new and new[0].offset <= sum(len(c.data) for c in persisted)  # resumes at the seam
+    seen: dict[int, bytes] = {}
+    for chunk in [*persisted, *new]:
+        seen.setdefault(chunk.offset, chunk.data)
+    data = b""
+    for offset in sorted(seen):
+        assert offset <= len(data), f"gap at {len(data)}"
+        if offset + len(seen[offset]) > len(data):
+            data = data[:offset] + seen[offset]
+    assert data == b"".join(LINE % i for i in range(LINE_COUNT))
