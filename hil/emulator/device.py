@@ -155,6 +155,9 @@ class EmulatedDevice:
         self.set_faults(faults or FaultSettings())
         self.received: collections.deque[Message] = collections.deque(maxlen=MAX_RECEIVED_KEPT)
         self.events: collections.deque[Event] = collections.deque(maxlen=MAX_RECEIVED_KEPT)
+        # Real task starts per task id (an idempotent re-START is not one): a soak checks that
+        # no task is ever started twice.
+        self.starts: collections.Counter[str] = collections.Counter()
         self.boot_count = 0
         self.boot_id = 0
         self.hung = False
@@ -526,6 +529,7 @@ class EmulatedDevice:
             {1: _Stream(), STDERR: _Stream()},
             chunk=self._output_capacity(msg.task_id),
         )
+        self.starts[msg.task_id] += 1
         self._send(TaskStarted(request_id=msg.request_id, task_id=msg.task_id))
         self._update_load()
 
