@@ -110,9 +110,16 @@ def check_log(lines: list[str], expected: int, *, complete: bool) -> str | None:
     seen = Counter(numbers)
     dups = sorted(n for n, c in seen.items() if c > 1)
     holes = sorted(set(range(1, max(numbers, default=0) + 1)) - set(numbers))
+    disorder = next((i for i in range(1, len(numbers)) if numbers[i] < numbers[i - 1]), None)
     return (
         f"{len(numbers)} lines, expected {'all ' if complete else 'a prefix of '}{expected}; "
         f"duplicates {dups[:10]}, holes {holes[:10]}{'...' if len(holes) > 10 else ''}"
+        + (
+            ""
+            if disorder is None
+            else f", out of order at line {disorder + 1}: "
+            f"{numbers[max(disorder - 3, 0) : disorder + 3]}"
+        )
     )
 
 
