@@ -4,13 +4,14 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: help venv system-deps cluster-build cluster lint test test-fast demo bench clean
+.PHONY: help venv system-deps cluster-build cluster lint test test-fast demo bench soak clean
 
 help:
 	@echo "make test      - set up .venv, build the control plane if missing, lint, type-check, run all tests"
 	@echo "make demo      - local control plane + 3 emulated devices + gateway (Ctrl-C to stop)"
 	@echo "make cluster   - run only the local control plane in the foreground"
 	@echo "make bench     - run benchmarks (QUICK=1 for small sizes)"
+	@echo "make soak      - devices + pods under chaos, invariants checked (DURATION=600 DEVICES=8)"
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -76,6 +77,11 @@ demo: cluster-build
 
 bench: cluster-build
 	$(PY) -m bench $(if $(QUICK),--quick,)
+
+DURATION ?= 600
+DEVICES ?= 8
+soak: cluster-build
+	$(PY) -m bench.soak --duration $(DURATION) --devices $(DEVICES)
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache

@@ -160,6 +160,9 @@ class EmulatedDevice:
         self.set_faults(faults or FaultSettings())
         self.received: collections.deque[Message] = collections.deque(maxlen=MAX_RECEIVED_KEPT)
         self.events: collections.deque[Event] = collections.deque(maxlen=MAX_RECEIVED_KEPT)
+        # Real task starts per task id (an idempotent re-START is not one): a soak checks that
+        # no task is ever started twice.
+        self.starts: collections.Counter[str] = collections.Counter()
         self.boot_count = 0
         self.boot_id = 0
         self.hung = False
@@ -607,6 +610,7 @@ class EmulatedDevice:
             position=self._next_position,
         )
         self._next_position += 1
+        self.starts[msg.task_id] += 1
         self._send(TaskStarted(request_id=msg.request_id, task_id=msg.task_id))
         self._update_load()
 
