@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from gateway.link import session as session_module
+from gateway.link import output_ledger
 from gateway.runtime.output import UNKNOWN_POD_SPOOL_LIMIT
 from hil.emulator.faults import Misbehaviour
 
@@ -54,7 +54,7 @@ async def test_flood_of_output_for_unknown_tasks_keeps_gateway_state_bounded(
     sizes = session.state_sizes()
     assert sizes["tasks"] == 0, sizes
     assert sizes["exited"] <= 256  # ids reconciled away (lost), remembered in a bounded list
-    assert session.figures.dropped_reports > session_module.MAX_UNLISTED_OUTPUT_TASKS
+    assert session.figures.dropped_reports > output_ledger.MAX_UNLISTED_OUTPUT_TASKS
     assert session.figures.connects >= before
     assert served.runtime.spooler.unknown_pod_bytes <= UNKNOWN_POD_SPOOL_LIMIT
     for other in wirelet.fleet.devices[1:]:
