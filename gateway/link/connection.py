@@ -12,7 +12,7 @@ import logging
 from collections.abc import Callable
 
 import firmware_protocol as wire
-from gateway.link.events import LinkFigures
+from gateway.link.events import SessionStats
 from gateway.transport.base import Transport
 
 # Byte dumps are logged at this level, below DEBUG, so debug logs stay readable.
@@ -30,14 +30,14 @@ class Connection:
         transport: Transport,
         *,
         on_events: Callable[[list[wire.Event]], None],
-        figures: LinkFigures,
+        stats: SessionStats,
         log: logging.LoggerAdapter[logging.Logger],
         label: str,
     ) -> None:
         self.transport = transport
         self._link = link
         self._on_events = on_events
-        self._figures = figures
+        self._stats = stats
         self._log = log
         self._loop = asyncio.get_running_loop()
         self._tx_wakeup = asyncio.Event()
@@ -92,7 +92,7 @@ class Connection:
     async def _read_loop(self) -> None:
         while True:
             data = await self.transport.read()
-            self._figures.bytes_in += len(data)
+            self._stats.bytes_in += len(data)
             if self._log.isEnabledFor(TRACE):
                 self._log.log(TRACE, "rx %s", data.hex(" "))
             self._on_events(self._link.receive_data(data, self._loop.time()))
@@ -124,4 +124,4 @@ class Connection:
     def _count_out(self, data: bytes) -> None:
         if self._log.isEnabledFor(TRACE):
             self._log.log(TRACE, "tx %s", data.hex(" "))
-        self._figures.bytes_out += len(data)
+        self._stats.bytes_out += len(data)

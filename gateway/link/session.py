@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import logging
 import random
 import time
@@ -45,14 +44,13 @@ from gateway.errors import (
     UnsupportedProtocolVersion,
     WireletError,
 )
-from gateway.link.backoff import Backoff, BackoffPolicy
 from gateway.link.connection import Connection
 from gateway.link.events import (
     DeviceFacts,
     DeviceLoad,
-    LinkFigures,
-    LinkStateChanged,
     SessionEvent,
+    SessionStateChanged,
+    SessionStats,
     TaskExited,
     TaskInfo,
     TaskLoadFigures,
@@ -62,11 +60,12 @@ from gateway.link.fanout import EventFanout, EventSubscription
 from gateway.link.output_ledger import Dropped, OutputLedger
 from gateway.link.reconcile import Rehandshake, reconcile, with_rehandshakes
 from gateway.link.requests import RequestRegistry
-from gateway.link.state import LinkState, check_transition
+from gateway.link.retry import Backoff, RetryPolicy
+from gateway.link.state import SessionState, check_transition
 from gateway.link.task_list import TaskListPages
 from gateway.transport.base import Transport, TransportOpener
 
-__all__ = ["DeviceSession", "EventSubscription", "SessionConfig", "figures_as_dict"]
+__all__ = ["DeviceSession", "EventSubscription", "SessionConfig"]
 
 _log = logging.getLogger(__name__)
 
@@ -97,7 +96,7 @@ class SessionConfig:
     open_timeout: float = 5.0
     # Added to a stop's grace period while waiting for the exit report, seconds.
     stop_slack: float = 5.0
-    backoff: BackoffPolicy = field(default_factory=BackoffPolicy)
+    backoff: RetryPolicy = field(default_factory=RetryPolicy)
     link: wire.LinkConfig = field(default_factory=wire.LinkConfig)
     # Persist-then-ack: TASK_OUTPUT is acknowledged to the device only once the consumer
     # calls `ack_output` for it (so the device keeps output until it is on disk), never
@@ -150,9 +149,9 @@ class DeviceSession:
         self._backoff = Backoff(self.config.backoff, self._rng)
         self._loop = asyncio.get_running_loop()
 
-        self._state = LinkState.CONNECTING
+        self._state = SessionState.CONNECTING
         self._state_waiters: list[asyncio.Future[None]] = []
-        self.figures = LinkFigures()
+        self.stats = SessionStats()
         self.load: DeviceLoad | None = None  # last heartbeat load report
         self.facts: DeviceFacts | None = None
         self._handshake_error: HandshakeError | None = None
@@ -193,7 +192,7 @@ class DeviceSession:
 
     async def close(self) -> None:
         """Stop reconnecting, close the port, fail pending requests. Idempotent."""
-        if self._state is LinkState.CLOSED:
+        if self._state is SessionState.CLOSED:
             return
         self._closing = True
         for task in (self._reconciler, self._supervisor):
@@ -201,7 +200,7 @@ class DeviceSession:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
-        self._set_state(LinkState.CLOSED, "closed by the gateway")
+        self._set_state(SessionState.CLOSED, "closed by the gateway")
         self._fail_requests(SessionClosed(f"{self._label}: session closed"))
         self._fanout.close()
 
@@ -210,8 +209,8 @@ class DeviceSession:
         (e.g. `UnsupportedProtocolVersion`), `LinkTimeout` if it does not come up in time."""
         try:
             async with asyncio.timeout(timeout_s):
-                while self._state is not LinkState.UP:
-                    if self._state is LinkState.CLOSED:
+                while self._state is not SessionState.UP:
+                    if self._state is SessionState.CLOSED:
                         raise SessionClosed(f"{self._label}: session closed")
                     if self._handshake_error is not None:
                         raise self._handshake_error
@@ -224,7 +223,9 @@ class DeviceSession:
         assert self.facts is not None
         return self.facts
 
-    async def wait_state(self, *states: LinkState, timeout_s: float | None = None) -> LinkState:
+    async def wait_state(
+        self, *states: SessionState, timeout_s: float | None = None
+    ) -> SessionState:
         """Wait until the session is in one of `states` (for tests and supervisors)."""
         try:
             async with asyncio.timeout(timeout_s):
@@ -238,7 +239,7 @@ class DeviceSession:
     # --- public surface for the runtime layer ------------------------------------------------
 
     @property
-    def state(self) -> LinkState:
+    def state(self) -> SessionState:
         return self._state
 
     @property
@@ -316,20 +317,20 @@ class DeviceSession:
 
     # --- state --------------------------------------------------------------------------------
 
-    def _set_state(self, new: LinkState, reason: str = "") -> None:
+    def _set_state(self, new: SessionState, reason: str = "") -> None:
         old = self._state
         if old is new:
             return
         check_transition(old, new)
         self._state = new
-        self.figures.state = new
-        if new is LinkState.UP:
-            self.figures.connects += 1
-        elif new is LinkState.DOWN and old is LinkState.UP:
-            self.figures.disconnects += 1
+        self.stats.state = new
+        if new is SessionState.UP:
+            self.stats.connects += 1
+        elif new is SessionState.DOWN and old is SessionState.UP:
+            self.stats.disconnects += 1
         self._log.debug("link %s -> %s%s", old.value, new.value, f" ({reason})" if reason else "")
         self._wake_state_waiters()
-        self._fanout.emit(LinkStateChanged(old, new, reason))
+        self._fanout.emit(SessionStateChanged(old, new, reason))
 
     async def _state_change(self) -> None:
         fut: asyncio.Future[None] = self._loop.create_future()
@@ -350,7 +351,7 @@ class DeviceSession:
 
     async def _supervise(self) -> None:
         while not self._closing:
-            self._set_state(LinkState.CONNECTING)
+            self._set_state(SessionState.CONNECTING)
             reason = ""
             try:
                 async with asyncio.timeout(self.config.open_timeout):
@@ -363,7 +364,7 @@ class DeviceSession:
                     reason = await self._serve(transport)
                 finally:
                     await transport.close()
-            self._set_state(LinkState.DOWN, reason)
+            self._set_state(SessionState.DOWN, reason)
             delay = self._backoff.next_delay()
             # The first failure after a good period is news; the repeats that follow are not.
             if self._backoff.failures == 1:
@@ -379,13 +380,13 @@ class DeviceSession:
             self._link,
             transport,
             on_events=self._handle_events,
-            figures=self.figures,
+            stats=self.stats,
             log=self._log,
             label=self._label,
         )
         handshake: asyncio.Task[None] | None = None
         try:
-            self._set_state(LinkState.HANDSHAKING, transport.description)
+            self._set_state(SessionState.HANDSHAKING, transport.description)
             self._kick_handshake(connection)
             handshake = asyncio.create_task(
                 self._handshake(transport), name=f"{self._label}:handshake"
@@ -394,7 +395,7 @@ class DeviceSession:
             await asyncio.wait(io | {handshake}, return_when=asyncio.FIRST_COMPLETED)
             if handshake.done() and not handshake.cancelled() and handshake.exception() is None:
                 self._backoff.reset()
-                self._set_state(LinkState.UP, transport.description)
+                self._set_state(SessionState.UP, transport.description)
                 await asyncio.wait(io, return_when=asyncio.FIRST_COMPLETED)
             return self._end_reason(connection, handshake)
         finally:
@@ -556,18 +557,18 @@ class DeviceSession:
                 self._handshake_error = None
             elif isinstance(event, Rehandshake):
                 # Stay connected and reconcile in place (the LinkUp follows in this batch).
-                if self._state is LinkState.UP:
+                if self._state is SessionState.UP:
                     self._start_reconcile()
             elif isinstance(event, wire.LinkLost):
                 self._link_up.clear()
-                if self._state is LinkState.UP:
+                if self._state is SessionState.UP:
                     self._connection_lost(f"link lost: {event.reason}")
             elif isinstance(event, wire.PeerReset):
                 self._on_peer_reset(event)
             elif isinstance(event, wire.HeartbeatAnswered):
-                self.figures.heartbeats_sent += 1
-                self.figures.rtt_last = event.rtt
-                self.figures.rtt_smoothed = self._link.srtt
+                self.stats.heartbeats_sent += 1
+                self.stats.rtt_last = event.rtt
+                self.stats.rtt_smoothed = self._link.srtt
                 if event.load is not None:
                     self._record_load(event.load)
             elif isinstance(event, wire.Refused):
@@ -577,15 +578,15 @@ class DeviceSession:
                     "rejected a message of type 0x%02x: %s", event.msg_type, event.error
                 )
         stats = self._link.stats
-        self.figures.retransmits = stats.retransmits
-        self.figures.crc_errors = stats.crc_errors
-        self.figures.frames_in = stats.frames_received
-        self.figures.frames_out = stats.frames_sent
-        self.figures.bad_frames = stats.framing_errors + stats.undecodable
-        self.figures.dropped_reports = self._ledger.dropped_reports
-        self.figures.dropped_output_bytes = self._ledger.dropped_output_bytes
+        self.stats.retransmits = stats.retransmits
+        self.stats.crc_errors = stats.crc_errors
+        self.stats.frames_in = stats.frames_received
+        self.stats.frames_out = stats.frames_sent
+        self.stats.bad_frames = stats.framing_errors + stats.undecodable
+        self.stats.dropped_reports = self._ledger.dropped_reports
+        self.stats.dropped_output_bytes = self._ledger.dropped_output_bytes
         if self._link.srtt is not None:
-            self.figures.rtt_smoothed = self._link.srtt
+            self.stats.rtt_smoothed = self._link.srtt
 
     def _on_peer_reset(self, event: wire.PeerReset) -> None:
         # Requests meant for the previous boot are void; the device never saw them.
@@ -667,16 +668,16 @@ class DeviceSession:
             self._fanout.emit(decision.deliver)
 
     def _report_drop(self, dropped: Dropped) -> None:
-        self.figures.dropped_reports = self._ledger.dropped_reports
-        self.figures.dropped_output_bytes = self._ledger.dropped_output_bytes
+        self.stats.dropped_reports = self._ledger.dropped_reports
+        self.stats.dropped_output_bytes = self._ledger.dropped_output_bytes
         if dropped.warn:
             self._log.warning(
                 "dropped %s for unknown task %r (not started here, not in the device's task "
                 "list); %d report(s), %d output byte(s) dropped so far",
                 dropped.what,
                 dropped.task_id[:64],
-                self.figures.dropped_reports,
-                self.figures.dropped_output_bytes,
+                self.stats.dropped_reports,
+                self.stats.dropped_output_bytes,
             )
 
     def _record_load(self, load: wire.Load) -> None:
@@ -697,9 +698,9 @@ class DeviceSession:
     # --- requests -------------------------------------------------------------------------------
 
     def _check_up(self) -> None:
-        if self._state is LinkState.CLOSED:
+        if self._state is SessionState.CLOSED:
             raise SessionClosed(f"{self._label}: session closed")
-        if self._state is not LinkState.UP:
+        if self._state is not SessionState.UP:
             raise LinkDown(f"{self._label}: link is {self._state.value}")
 
     async def _fetch_task_list(
@@ -760,8 +761,3 @@ def _rejection(error: wire.Error) -> DeviceRejected:
     except ValueError:
         code = f"CODE_{error.code}"
     return DeviceRejected(f"device refused: {code}: {error.message}", code=code)
-
-
-def figures_as_dict(session: DeviceSession) -> dict[str, Any]:
-    """Figures as plain data (for the CLI table and JSON output)."""
-    return dataclasses.asdict(session.figures) | {"state": session.state.value}

@@ -13,7 +13,7 @@ import pytest
 from gateway.errors import DeviceRejected
 from gateway.link.events import Reconciled, TaskExited, TaskLost, TaskOutput, TaskStarted
 from gateway.link.session import EventSubscription
-from gateway.link.state import LinkState
+from gateway.link.state import SessionState
 from tests.link.helpers import WAIT, next_matching, session_for
 
 from .clib import Library, build
@@ -122,7 +122,7 @@ async def test_gateway_session_runs_tasks_on_the_c_device(
         assert (code, stdout, stderr) == (0, b"hi there\n", b"")
         code, stdout, stderr = await session.exec(["ls"])
         assert (code, stderr) == (127, b"ls: not found\n")
-        assert session.state is LinkState.UP
+        assert session.state is SessionState.UP
         sub.close()
 
 

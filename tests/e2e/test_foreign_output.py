@@ -32,7 +32,7 @@ async def test_flood_of_output_for_unknown_tasks_keeps_gateway_state_bounded(
     assert logs.splitlines() == ["1", "2", "3"]
 
     async def dropped(at_least: int) -> bool:
-        return session.figures.dropped_reports >= at_least
+        return session.stats.dropped_reports >= at_least
 
     await wirelet.wait_for("3000 dropped reports", lambda: dropped(3000))
     sizes = session.state_sizes()
@@ -42,7 +42,7 @@ async def test_flood_of_output_for_unknown_tasks_keeps_gateway_state_bounded(
 
     # A reboot while flooding: its output before the task list is taken for a bounded number
     # of ids only, then reconciled away; the node comes back.
-    before = session.figures.connects
+    before = session.stats.connects
     device.reboot()
 
     async def relisted() -> bool:
@@ -54,8 +54,8 @@ async def test_flood_of_output_for_unknown_tasks_keeps_gateway_state_bounded(
     sizes = session.state_sizes()
     assert sizes["tasks"] == 0, sizes
     assert sizes["exited"] <= 256  # ids reconciled away (lost), remembered in a bounded list
-    assert session.figures.dropped_reports > output_ledger.MAX_UNLISTED_OUTPUT_TASKS
-    assert session.figures.connects >= before
+    assert session.stats.dropped_reports > output_ledger.MAX_UNLISTED_OUTPUT_TASKS
+    assert session.stats.connects >= before
     assert served.runtime.spooler.unknown_pod_bytes <= UNKNOWN_POD_SPOOL_LIMIT
     for other in wirelet.fleet.devices[1:]:
         assert await wirelet.node_ready(wirelet.node(other.profile.device_id)) == "True"

@@ -207,17 +207,15 @@ async def test_output_for_unknown_tasks_is_dropped_and_state_stays_bounded(
                 await session.wait_up(WAIT)
                 drops = 5000
                 await wait_for(
-                    lambda: session.figures.dropped_reports >= drops, f"{drops} dropped reports"
+                    lambda: session.stats.dropped_reports >= drops, f"{drops} dropped reports"
                 )
                 sizes = session.state_sizes()
                 assert sizes["tasks"] == 0, sizes  # taken before the list, then reconciled away
                 assert sizes["trailing"] == 0 and sizes["listed"] == 0
                 assert sizes["exited"] <= output_ledger.MAX_UNLISTED_OUTPUT_TASKS
                 assert sizes["drop_warned"] <= 5
-                starts = (
-                    session.figures.dropped_reports - session.figures.dropped_output_bytes // 32
-                )
-                assert 0 < starts < session.figures.dropped_reports // 4  # one in eight
+                starts = session.stats.dropped_reports - session.stats.dropped_output_bytes // 32
+                assert 0 < starts < session.stats.dropped_reports // 4  # one in eight
                 assert device.foreign_output_sent >= drops
 
                 # The device is still served: its real tasks start and report output.
