@@ -53,9 +53,9 @@ from gateway.link.events import (
     SessionStats,
     TaskExited,
     TaskInfo,
-    TaskLoadFigures,
     TaskStarted,
 )
+from gateway.link.facts import device_facts, device_load
 from gateway.link.fanout import EventFanout, EventSubscription
 from gateway.link.output_ledger import Dropped, OutputLedger
 from gateway.link.reconcile import Rehandshake, reconcile, with_rehandshakes
@@ -473,25 +473,7 @@ class DeviceSession:
         hello, welcome = self._link.peer_hello, self._link.welcome
         assert hello is not None and welcome is not None
         previous = self.facts
-        self.facts = DeviceFacts(
-            device_id=hello.device_id,
-            boot_id=hello.boot_id,
-            firmware_name=hello.firmware_name,
-            firmware_version=hello.firmware_version,
-            apps=hello.apps,
-            task_slots=hello.task_slots,
-            memory_bytes=hello.memory_total,
-            arch=hello.arch,
-            max_frame=hello.max_frame,
-            window=hello.window,
-            protocol_version=welcome.version,
-            session_id=welcome.session_id,
-            transport=transport.kind,
-            port=transport.description,
-            vendor=hello.vendor,
-            product=hello.product,
-            serial=hello.serial,
-        )
+        self.facts = device_facts(hello, welcome, transport.kind, transport.description)
         self._log.extra = {"device": hello.device_id}
         if previous is None:
             self._log.info(
@@ -570,7 +552,7 @@ class DeviceSession:
                 self.stats.rtt_last = event.rtt
                 self.stats.rtt_smoothed = self._link.srtt
                 if event.load is not None:
-                    self._record_load(event.load)
+                    self.load = device_load(self.load, event.load, time.time_ns())
             elif isinstance(event, wire.Refused):
                 self._on_refused(event)
             elif isinstance(event, wire.MessageRejected):
@@ -679,21 +661,6 @@ class DeviceSession:
                 self.stats.dropped_reports,
                 self.stats.dropped_output_bytes,
             )
-
-    def _record_load(self, load: wire.Load) -> None:
-        """Keep the device's last load report; CPU time is integrated from the reported rate."""
-        now = time.time_ns()
-        previous = self.load
-        core_ns = previous.cpu_core_ns if previous else 0
-        if previous is not None:
-            core_ns += previous.cpu_millicores * (now - previous.sampled_ns) // 1000
-        self.load = DeviceLoad(
-            sampled_ns=now,
-            memory_bytes=load.mem_used,
-            cpu_millicores=load.cpu_permille,
-            cpu_core_ns=core_ns,
-            tasks={t.task_id: TaskLoadFigures(t.cpu_permille, t.mem_used) for t in load.tasks},
-        )
 
     # --- requests -------------------------------------------------------------------------------
 
