@@ -24,10 +24,14 @@ import collections
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
+import firmware_protocol as wire
 from gateway.link.events import Stream, TaskOutput
 
-# Device stream codes (OutputStream) as the session's stream names.
-STREAM_NAMES: Mapping[int, Stream] = {1: "stdout", 2: "stderr"}
+# The wire's stream codes as the session's stream names.
+STREAM_NAMES: Mapping[int, Stream] = {
+    wire.OutputStream.STDOUT: "stdout",
+    wire.OutputStream.STDERR: "stderr",
+}
 # Task ids whose exit was reported, remembered to swallow repeated exit reports.
 EXITED_REMEMBERED = 256
 # TASK_OUTPUT is taken only for task ids the session knows (started, adopted or listed, or
