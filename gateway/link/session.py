@@ -532,19 +532,8 @@ class DeviceSession:
         for event in with_rehandshakes(events):
             if isinstance(event, wire.MessageReceived):
                 self._on_message(event.message, event.receipt)
-            elif isinstance(event, wire.LinkUp):
-                if not event.resumed:
-                    self._ledger.new_sequence_space()
-                self._link_up.set()
-                self._handshake_error = None
-            elif isinstance(event, Rehandshake):
-                # Stay connected and reconcile in place (the LinkUp follows in this batch).
-                if self._state is SessionState.UP:
-                    self._start_reconcile()
-            elif isinstance(event, wire.LinkLost):
-                self._link_up.clear()
-                if self._state is SessionState.UP:
-                    self._connection_lost(f"link lost: {event.reason}")
+            elif isinstance(event, wire.LinkUp | wire.LinkLost | Rehandshake):
+                self._on_link_change(event)
             elif isinstance(event, wire.PeerReset):
                 self._on_peer_reset(event)
             elif isinstance(event, wire.HeartbeatAnswered):
@@ -559,12 +548,31 @@ class DeviceSession:
                 self._log.warning(
                     "rejected a message of type 0x%02x: %s", event.msg_type, event.error
                 )
-        stats = self._link.stats
-        self.stats.retransmits = stats.retransmits
-        self.stats.crc_errors = stats.crc_errors
-        self.stats.frames_in = stats.frames_received
-        self.stats.frames_out = stats.frames_sent
-        self.stats.bad_frames = stats.framing_errors + stats.undecodable
+        self._sync_stats()
+
+    def _on_link_change(self, event: wire.LinkUp | wire.LinkLost | Rehandshake) -> None:
+        if isinstance(event, wire.LinkUp):
+            if not event.resumed:
+                self._ledger.new_sequence_space()
+            self._link_up.set()
+            self._handshake_error = None
+        elif isinstance(event, Rehandshake):
+            # Stay connected and reconcile in place (the LinkUp follows in this batch).
+            if self._state is SessionState.UP:
+                self._start_reconcile()
+        else:
+            self._link_up.clear()
+            if self._state is SessionState.UP:
+                self._connection_lost(f"link lost: {event.reason}")
+
+    def _sync_stats(self) -> None:
+        """Copy the counters the protocol link and the ledger keep into `stats`."""
+        link = self._link.stats
+        self.stats.retransmits = link.retransmits
+        self.stats.crc_errors = link.crc_errors
+        self.stats.frames_in = link.frames_received
+        self.stats.frames_out = link.frames_sent
+        self.stats.bad_frames = link.framing_errors + link.undecodable
         self.stats.dropped_reports = self._ledger.dropped_reports
         self.stats.dropped_output_bytes = self._ledger.dropped_output_bytes
         if self._link.srtt is not None:
@@ -650,16 +658,14 @@ class DeviceSession:
             self._fanout.emit(decision.deliver)
 
     def _report_drop(self, dropped: Dropped) -> None:
-        self.stats.dropped_reports = self._ledger.dropped_reports
-        self.stats.dropped_output_bytes = self._ledger.dropped_output_bytes
         if dropped.warn:
             self._log.warning(
                 "dropped %s for unknown task %r (not started here, not in the device's task "
                 "list); %d report(s), %d output byte(s) dropped so far",
                 dropped.what,
                 dropped.task_id[:64],
-                self.stats.dropped_reports,
-                self.stats.dropped_output_bytes,
+                self._ledger.dropped_reports,
+                self._ledger.dropped_output_bytes,
             )
 
     # --- requests -------------------------------------------------------------------------------
