@@ -21,6 +21,7 @@ from urllib.parse import urlparse
 from kubernetes_asyncio.client import ApiClient
 
 from firmware_protocol import LinkConfig
+from firmware_protocol.constants import MAX_FRAME_CEILING
 from gateway.config import GatewayConfig
 from gateway.device_node import DeviceNode, NodeSettings
 from gateway.devices.manager import DeviceManager
@@ -65,7 +66,14 @@ _RECONNECT_KEYS = {"reconnect_initial_s": "initial", "reconnect_max_s": "maximum
 # pings with a 15 s silence limit still mark a hung device NotReady well inside the 40 s node
 # lease; an unplug is seen at once by the tty itself. Faster heartbeats cost CPU at scale
 # (1000 devices: 2 s pings were 1000 PING/PONG frames a second).
-GATEWAY_LINK_DEFAULTS: dict[str, Any] = {"heartbeat_interval": 5.0, "link_lost_timeout": 15.0}
+# The gateway accepts the largest frames the protocol allows (a few KB per device is nothing on
+# a host): the frames a device sends are then bounded by its own buffers, not by ours, and a
+# device declaring 1 KB or more gets its whole frame of output per header, CRC and ack.
+GATEWAY_LINK_DEFAULTS: dict[str, Any] = {
+    "heartbeat_interval": 5.0,
+    "link_lost_timeout": 15.0,
+    "max_frame": MAX_FRAME_CEILING,
+}
 
 
 def timers_from_config(

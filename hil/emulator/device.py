@@ -293,13 +293,15 @@ class EmulatedDevice:
         return link
 
     def _output_capacity(self, task_id: str) -> int:
-        """Largest TASK_OUTPUT data for `task_id` that fits the gateway's largest frame.
+        """Largest TASK_OUTPUT data for `task_id` that fits the frames we send: the gateway's
+        largest, and no larger than our own (a device's buffers are as large as it declares).
 
         Sized with the largest possible offset, so chunks stay valid as the stream grows: full
         frames are what make goodput approach the line rate."""
         probe = TaskOutput(task_id=task_id, stream=OutputStream.STDOUT, offset=2**64 - 1, data=b"")
         overhead = FRAME_OVERHEAD + len(probe.to_bytes()) + _OUTPUT_HEADROOM + self._shrink
-        return max(16, self._peer_max_frame - overhead)
+        frame = min(self._peer_max_frame, self._link_config.max_frame)
+        return max(16, frame - overhead)
 
     def _on_line_bytes(self, data: bytes) -> None:
         if self.hung or self._closed:

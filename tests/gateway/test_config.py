@@ -147,3 +147,15 @@ def test_link_timers_split_and_unknown_timer_is_an_error() -> None:
     for bad in ("hold_output", "heartbeat", "release_timeout"):
         with pytest.raises(ConfigError, match=f"link.{bad}: unknown timer"):
             timers_from_config({bad: 1.0})
+
+
+def test_gateway_accepts_the_largest_frames_by_default() -> None:
+    """A device declaring frames of 1 KB or more may send them: the gateway's declared
+    max_frame does not cap them at the protocol's small-device default."""
+    from firmware_protocol.constants import MAX_FRAME_CEILING
+    from gateway.app import timers_from_config
+
+    session, _, _ = timers_from_config({})
+    assert session.link.max_frame == MAX_FRAME_CEILING
+    session, _, _ = timers_from_config({"max_frame": 1024})
+    assert session.link.max_frame == 1024

@@ -380,3 +380,29 @@ def _expected_output(records: tuple[bytes, ...], options: dict[str, Any]) -> byt
         at_start[row.stream] = not row.partial
     limit = options.get("limit_bytes")
     return bytes(out if limit is None else out[:limit])
+
+
+_RUNS = (
+    # One write of three lines (one header), then a stderr line in the middle of a stdout run,
+    # then a run broken by a P record, then a run whose last line has the same stamp but F.
+    b"2023-11-14T22:13:20Z stdout F a\n" * 3,
+    b"2023-11-14T22:13:21Z stdout F b\n",
+    b"2023-11-14T22:13:21Z stderr F e\n",
+    b"2023-11-14T22:13:21Z stdout F c\n",
+    b"2023-11-14T22:13:22Z stdout P p1 \n",
+    b"2023-11-14T22:13:22Z stdout F p2\n",
+    b"2023-11-14T22:13:23Z stdout F 2023-11-14T22:13:23Z stdout F looks like a header\n" * 2,
+)
+
+
+@pytest.mark.parametrize("records", [_RUNS, _RUNS[:1], _RUNS[:2], _RUNS[6:]])
+@pytest.mark.parametrize("options", [{}, {"timestamps": True}, {"limit_bytes": 5}], ids=repr)
+async def test_runs_of_shared_headers_format_like_single_records(
+    container_dir: Path, records: tuple[bytes, ...], options: dict[str, Any]
+) -> None:
+    """Records of one write share a header and are stripped run by run; interleaved streams,
+    P records and content that looks like a header must not confuse that."""
+    _raw_log(container_dir, *records)
+    out = await collect(read_logs(source(container_dir), **options))
+    lines = tuple(line + b"\n" for record in records for line in record.split(b"\n")[:-1])
+    assert out == _expected_output(lines, options)
