@@ -12,7 +12,7 @@ import dataclasses
 import ipaddress
 import logging
 import socket
-import tempfile
+import ssl
 from collections.abc import Coroutine, Mapping
 from pathlib import Path
 from typing import Any
@@ -22,18 +22,20 @@ from kubernetes_asyncio.client import ApiClient
 
 from firmware_protocol import LinkConfig
 from firmware_protocol.constants import MAX_FRAME_CEILING
-from gateway.config import GatewayConfig
+from gateway.config import LINK_DEFAULTS, GatewayConfig, parse_port_range
 from gateway.device_node import DeviceNode, NodeSettings
 from gateway.devices.manager import DeviceManager
 from gateway.devices.sources.usb import UsbSelector
-from gateway.errors import ConfigError
-from gateway.kube.api import KubeApi, load_configuration
+from gateway.errors import ConfigError, WireletError
+from gateway.kube.api import KubeApi, forget_credential_files, load_configuration
 from gateway.kube.events import EventRecorder, ObjectRef
 from gateway.kube.pod_controller import PodController
 from gateway.kube.pod_informer import PodInformer
 from gateway.kubelet import (
     ChainAuthenticator,
     KubeletServer,
+    PortRange,
+    ServerLimits,
     SubjectAccessReviewAuthorizer,
     TokenReviewAuthenticator,
     X509Authenticator,
@@ -46,7 +48,8 @@ from gateway.logs import LogConfig, LogStore
 from gateway.logs.janitor import LogJanitor
 from gateway.provider import GatewayProvider
 from gateway.runtime.backoff import BackoffPolicy
-from gateway.serving_cert import self_signed
+from gateway.serving_cert import ServingCertificate, self_signed
+from gateway.state_dir import StateDir
 from gateway.transport.serial import SerialSettings
 
 log = logging.getLogger(__name__)
@@ -62,18 +65,13 @@ _RUNTIME_KEYS = {
 QPS_PER_DEVICE = 5.0
 BURST_PER_DEVICE = 10
 _RECONNECT_KEYS = {"reconnect_initial_s": "initial", "reconnect_max_s": "maximum"}
-# The gateway's heartbeat, announced to the device in WELCOME (the device follows it). 5 s
-# pings with a 15 s silence limit still mark a hung device NotReady well inside the 40 s node
-# lease; an unplug is seen at once by the tty itself. Faster heartbeats cost CPU at scale
-# (1000 devices: 2 s pings were 1000 PING/PONG frames a second).
-# The gateway accepts the largest frames the protocol allows (a few KB per device is nothing on
-# a host): the frames a device sends are then bounded by its own buffers, not by ours, and a
-# device declaring 1 KB or more gets its whole frame of output per header, CRC and ack.
-GATEWAY_LINK_DEFAULTS: dict[str, Any] = {
-    "heartbeat_interval": 5.0,
-    "link_lost_timeout": 15.0,
-    "max_frame": MAX_FRAME_CEILING,
-}
+# The gateway's heartbeat (see gateway.config.LINK_DEFAULTS). The gateway accepts the largest
+# frames the protocol allows (a few KB per device is nothing on a host): the frames a device
+# sends are then bounded by its own buffers, not by ours, and a device declaring 1 KB or more
+# gets its whole frame of output per header, CRC and acknowledgement.
+GATEWAY_LINK_DEFAULTS: dict[str, Any] = {**LINK_DEFAULTS, "max_frame": MAX_FRAME_CEILING}
+# How long the start waits for a self-approved serving certificate before going on without.
+FIRST_SERVING_CERT_WAIT_S = 30.0
 
 
 def timers_from_config(
@@ -152,9 +150,11 @@ class Gateway:
         self.claimed: dict[str, str] = {}
         self._tasks: list[asyncio.Task[None]] = []
         self._device_tasks: dict[str, asyncio.Task[None]] = {}
-        self._state_dir: tempfile.TemporaryDirectory[str] | None = None
+        self.state = StateDir(config.gateway.state_dir)
+        self.identity = config.gateway.identity or self.state.identity()
         self.node_ip = ""
         self.kubelet_port = 0
+        self.serving_cert: ServingCertificate | None = None
 
     def _spawn(self, coro: Coroutine[Any, Any, None], name: str) -> asyncio.Task[None]:
         task = asyncio.create_task(coro, name=name)
@@ -166,8 +166,32 @@ class Gateway:
             log.error("background task %s failed", task.get_name(), exc_info=task.exception())
 
     async def start(self) -> None:
+        # Key files exist only while the clients and the kubelet API's context are built.
+        private = self.state.fresh_private()
+        try:
+            await self._start(private)
+        finally:
+            forget_credential_files(private)
+            self.state.clear_private()
+        log.info(
+            "gateway %s up: kubelet API on %s:%d, devices from %s",
+            self.identity,
+            self.node_ip,
+            self.kubelet_port,
+            ", ".join(
+                [
+                    *self.config.devices.ports,
+                    *self.config.devices.dirs,
+                    *(["udev"] if self.config.devices.udev else []),
+                    *(f"usb {text}" for text in self.config.devices.usb),
+                ]
+            )
+            or "nowhere (configure devices)",
+        )
+
+    async def _start(self, private: Path) -> None:
         cfg = self.config
-        configuration = await load_configuration(cfg.kube.kubeconfig)
+        configuration = await load_configuration(cfg.kube.kubeconfig, private)
         self.api = KubeApi(configuration, qps=cfg.kube.qps, burst=cfg.kube.burst)
         self.auth_client = ApiClient(configuration)
         self.node_ip = cfg.kubelet.node_ip or detect_node_ip(configuration.host or "")
@@ -183,7 +207,7 @@ class Gateway:
                 max_rotated_files=max(cfg.logs.max_files - 1, 0),
             )
         )
-        await self._start_kubelet_api()
+        await self._start_kubelet_api(private)
         self.informer = PodInformer(self.api, self.controller.wants, self._on_pod)
         self.controller.on_node_added = self.informer.deliver_node
         self.janitor = LogJanitor(self.logs, self._pods_with_logs)
@@ -205,37 +229,32 @@ class Gateway:
             on_problem=self._on_device_problem,
         )
         self._tasks.append(self._spawn(self.devices.run(), "device discovery"))
-        log.info(
-            "gateway up: kubelet API on %s:%d, devices from %s",
-            self.node_ip,
-            self.kubelet_port,
-            ", ".join(
-                [
-                    *cfg.devices.ports,
-                    *cfg.devices.dirs,
-                    *(["udev"] if cfg.devices.udev else []),
-                    *(f"usb {text}" for text in cfg.devices.usb),
-                ]
-            )
-            or "nowhere (configure devices)",
-        )
 
-    async def _start_kubelet_api(self) -> None:
+    async def _start_kubelet_api(self, private: Path) -> None:
         cfg = self.config.kubelet
         assert self.controller is not None and self.auth_client is not None
         if cfg.tls_cert and cfg.tls_key:
             cert, key = Path(cfg.tls_cert), Path(cfg.tls_key)
         else:
-            self._state_dir = tempfile.TemporaryDirectory(prefix="wirelet-")
-            cert, key = self_signed(Path(self._state_dir.name), self.node_ip)
-            log.warning(
-                "no kubelet.tls_cert configured: serving a self-signed certificate; an API "
-                "server started with --kubelet-certificate-authority will refuse it "
-                "(set kubelet.tls_cert/tls_key to a certificate from that CA)"
-            )
+            cert, key = self_signed(private, self.node_ip)
+            if not cfg.server_tls_bootstrap:
+                log.warning(
+                    "no kubelet.tls_cert configured: serving a self-signed certificate; an API "
+                    "server started with --kubelet-certificate-authority will refuse it (set "
+                    "kubelet.tls_cert/tls_key to a certificate from that CA, or "
+                    "kubelet.server_tls_bootstrap = true)"
+                )
         context = server_ssl_context(cert, key, Path(cfg.client_ca) if cfg.client_ca else None)
+        if cfg.server_tls_bootstrap:
+            await self._bootstrap_serving_cert(context)
         self.server = KubeletServer(
-            GatewayProvider(self.controller, self.logs, self._load_of),
+            GatewayProvider(
+                self.controller,
+                self.logs,
+                self._load_of,
+                self._session_of,
+                exec_timeout_s=cfg.exec_timeout_s,
+            ),
             authenticator=ChainAuthenticator(
                 X509Authenticator(), TokenReviewAuthenticator(self.auth_client)
             ),
@@ -243,9 +262,52 @@ class Gateway:
             ssl_context=context,
             host=cfg.address,
             port=cfg.port,
+            node_ports=PortRange(*parse_port_range(cfg.node_ports)),
+            limits=ServerLimits(
+                idle_timeout_s=cfg.idle_timeout_s, max_connections=cfg.max_connections
+            ),
+            configz={
+                "address": cfg.address,
+                "containerLogMaxSize": str(self.config.logs.max_bytes),
+                "containerLogMaxFiles": self.config.logs.max_files,
+                "nodeLeaseDurationSeconds": self.config.nodes.lease_duration_s,
+                "tlsCertFile": cfg.tls_cert or "",
+                "serverTLSBootstrap": cfg.server_tls_bootstrap,
+            },
         )
-        await self.server.start()
+        try:
+            await self.server.start()
+        except OSError as exc:
+            raise ConfigError(
+                f"kubelet.port: cannot listen on {cfg.address}:{cfg.port}: {exc.strerror} "
+                "(another kubelet or gateway there? choose another with --kubelet-port or "
+                "[kubelet] port; 0 picks a free one)"
+            ) from None
         self.kubelet_port = self.server.port
+
+    async def _bootstrap_serving_cert(self, context: ssl.SSLContext) -> None:
+        """Serving certificate from the cluster; the self-signed one serves until it arrives.
+
+        When the gateway approves its own request, the start waits for the first certificate
+        (seconds), so the API server never meets the self-signed one; otherwise an
+        administrator approves it whenever they do, and the log says how."""
+        assert self.api is not None
+        host = socket.gethostname()
+        self.serving_cert = ServingCertificate(
+            self.api,
+            context,
+            self.state.private / "serving",
+            host=host,
+            ips=[self.node_ip],
+            dns_names=[host],
+            approve=self.config.kubelet.serving_cert_approve,
+        )
+        if self.config.kubelet.serving_cert_approve:
+            try:
+                await self.serving_cert.obtain(timeout_s=FIRST_SERVING_CERT_WAIT_S)
+            except WireletError as exc:
+                log.error("no serving certificate from the cluster yet: %s", exc)
+        self._tasks.append(self._spawn(self.serving_cert.run(), "serving certificate"))
 
     def _on_pod(self, kind: str, pod: dict[str, Any]) -> None:
         assert self.controller is not None and self.janitor is not None
@@ -265,14 +327,24 @@ class Gateway:
         node = self.nodes.get(self.claimed.get(node_name, ""))
         return node.session.load if node is not None else None
 
+    def _session_of(self, node_name: str) -> DeviceSession | None:
+        node = self.nodes.get(self.claimed.get(node_name, ""))
+        return node.session if node is not None else None
+
     def _on_session(self, path: str, session: DeviceSession) -> None:
-        assert self.api and self.controller and self.events and self.informer
+        assert self.api and self.controller and self.events and self.informer and self.server
         node = DeviceNode(
             path,
             session,
             api=self.api,
             config=self.config,
-            settings=NodeSettings(self.node_ip, self.kubelet_port, self.restart_backoff),
+            settings=NodeSettings(
+                self.node_ip,
+                self.kubelet_port,
+                self.restart_backoff,
+                owner=self.identity,
+                port_for=self.server.open_node,
+            ),
             controller=self.controller,
             events=self.events,
             logs=self.logs,
@@ -330,8 +402,7 @@ class Gateway:
             await self.api.close()
         if self.events_api is not None:
             await self.events_api.close()
-        if self._state_dir is not None:
-            self._state_dir.cleanup()
+        self.state.clear_private()
 
     async def __aenter__(self) -> Gateway:
         try:
