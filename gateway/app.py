@@ -21,7 +21,6 @@ from urllib.parse import urlparse
 from kubernetes_asyncio.client import ApiClient
 
 from firmware_protocol import LinkConfig
-from firmware_protocol.constants import MAX_FRAME_CEILING
 from gateway.config import LINK_DEFAULTS, GatewayConfig, parse_port_range
 from gateway.device_node import DeviceNode, NodeSettings
 from gateway.devices.manager import DeviceManager
@@ -65,11 +64,13 @@ _RUNTIME_KEYS = {
 QPS_PER_DEVICE = 5.0
 BURST_PER_DEVICE = 10
 _RECONNECT_KEYS = {"reconnect_initial_s": "initial", "reconnect_max_s": "maximum"}
-# The gateway's heartbeat (see gateway.config.LINK_DEFAULTS). The gateway accepts the largest
-# frames the protocol allows (a few KB per device is nothing on a host): the frames a device
-# sends are then bounded by its own buffers, not by ours, and a device declaring 1 KB or more
-# gets its whole frame of output per header, CRC and acknowledgement.
-GATEWAY_LINK_DEFAULTS: dict[str, Any] = {**LINK_DEFAULTS, "max_frame": MAX_FRAME_CEILING}
+# The gateway's heartbeat (see gateway.config.LINK_DEFAULTS). The gateway accepts frames of
+# 1 KB (the protocol's default is 512, for small devices): a device declaring 1 KB or more gets
+# twice the output per header, CRC and acknowledgement. Not more yet: at 115200 baud a 2 KB
+# frame is 180 ms on the wire, longer than the link's retransmission floor, and the sender
+# retransmits frames still queued for the UART (docs/link.md, "Goodput").
+GATEWAY_MAX_FRAME = 1024
+GATEWAY_LINK_DEFAULTS: dict[str, Any] = {**LINK_DEFAULTS, "max_frame": GATEWAY_MAX_FRAME}
 # How long the start waits for a self-approved serving certificate before going on without.
 FIRST_SERVING_CERT_WAIT_S = 30.0
 

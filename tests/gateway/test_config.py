@@ -156,16 +156,15 @@ def test_link_timers_split_and_unknown_timer_is_an_error() -> None:
             timers_from_config({bad: 1.0})
 
 
-def test_gateway_accepts_the_largest_frames_by_default() -> None:
-    """A device declaring frames of 1 KB or more may send them: the gateway's declared
-    max_frame does not cap them at the protocol's small-device default."""
-    from firmware_protocol.constants import MAX_FRAME_CEILING
+def test_gateway_accepts_frames_of_1_kb_by_default() -> None:
+    """A device declaring frames of 1 KB or more may send 1 KB frames: the gateway's declared
+    max_frame does not cap them at the protocol's small-device default (512)."""
     from gateway.app import timers_from_config
 
     session, _, _ = timers_from_config({})
-    assert session.link.max_frame == MAX_FRAME_CEILING
-    session, _, _ = timers_from_config({"max_frame": 1024})
     assert session.link.max_frame == 1024
+    session, _, _ = timers_from_config({"max_frame": 2048})
+    assert session.link.max_frame == 2048
 
 
 @pytest.mark.parametrize(
