@@ -166,10 +166,14 @@ async def _follow(
                 opened.append(replacement)
                 cursor = replacement
                 continue
-            if progressed:
-                continue
             if not running:
+                if progressed:
+                    continue  # one more read that finds nothing ends the follow
                 return
+            if progressed and (signal is None or signal.generation != seen):
+                # More may have come meanwhile: read again. With a signal that has not moved
+                # since before the read, nothing has, and the follower waits at once.
+                continue
             if signal is not None:
                 await signal.wait_past(seen, poll_interval)
             else:
