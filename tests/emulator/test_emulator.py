@@ -116,6 +116,17 @@ async def test_control_socket_drives_devices(tmp_path: Path) -> None:
         )
         assert not bad["ok"] and "drop" in bad["error"]
 
+        reply = await send_control_async(
+            tmp_path,
+            {"op": "misbehave", "device": "emu-0000", "misbehaviour": {"foreign_output": True}},
+        )
+        assert reply["ok"] and reply["device"]["misbehaviour"]["foreign_output"]
+        assert fleet.device("emu-0000").misbehaviour.foreign_output
+        bad = await send_control_async(
+            tmp_path, {"op": "misbehave", "device": "emu-0000", "misbehaviour": {"lie": True}}
+        )
+        assert not bad["ok"] and "lie" in bad["error"]
+
 
 @pytest.mark.parametrize("device_frame", [256, 1024])
 async def test_device_output_frames_fit_its_own_declared_max_frame(
