@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -33,9 +34,11 @@ from gateway.link.events import (
 from gateway.logs.store import LogStore
 from gateway.runtime.backoff import BackoffPolicy, RestartBackoff
 from gateway.runtime.model import (
+    DEFAULT_GRACE_PERIOD_S,
     ContainerPhase,
     ContainerState,
     ContainerStatus,
+    PodSnapshot,
     PodSpecView,
     RestartPolicy,
 )
@@ -81,10 +84,18 @@ class PodRecord:
     backoffs: list[RestartBackoff]
     started_at: datetime
     deleting: bool = False
-    grace_s: float = 30.0
+    grace_s: float = DEFAULT_GRACE_PERIOD_S
     restart_timers: dict[int, asyncio.TimerHandle] = field(default_factory=dict)
     # (reason, message) once a container can never run: the pod is Failed, nothing restarts.
     failure: tuple[str, str] | None = None
+
+    def snapshot(self) -> PodSnapshot:
+        return PodSnapshot(
+            self.spec,
+            self.started_at,
+            tuple(dataclasses.replace(status) for status in self.containers),
+            self.failure,
+        )
 
     def policy(self, index: int) -> RestartPolicy:
         """Ephemeral containers are never restarted, whatever the pod's policy."""
@@ -125,14 +136,14 @@ class DeviceRuntime:
         self.on_event = on_event
         self.label = label
         self.max_frame = max_frame  # the largest frame the device receives (its HELLO)
-        self.pods: dict[str, PodRecord] = {}
+        self._pods: dict[str, PodRecord] = {}
         self.instances: dict[str, InstanceLog] = {}
         self.late: dict[str, InstanceLog] = {}  # logs for output of already-finished tasks
         # Output of our tasks whose pod is not known yet goes to the spool (gateway.runtime.output).
         self.spooler = spooler or OutputSpooler(logs.spool, device, label=label)
         self._up = asyncio.Event()
         self.stopping: dict[str, _Stop] = {}  # task id -> its stop, until the device confirms
-        self.device_tasks: dict[str, TaskInfo] | None = None  # from the last task list
+        self._device_tasks: dict[str, TaskInfo] | None = None  # from the last task list
         self._tasks: set[asyncio.Task[None]] = set()
         self._loop = asyncio.get_running_loop()
 
@@ -140,12 +151,14 @@ class DeviceRuntime:
     def link_up(self) -> bool:
         return self._up.is_set()
 
-    @link_up.setter
-    def link_up(self, up: bool) -> None:
-        if up:
-            self._up.set()
-        else:
-            self._up.clear()
+    # --- what others may read -----------------------------------------------------------------
+
+    def snapshot(self, uid: str) -> PodSnapshot | None:
+        record = self._pods.get(uid)
+        return None if record is None else record.snapshot()
+
+    def snapshots(self) -> list[PodSnapshot]:
+        return [record.snapshot() for record in self._pods.values()]
 
     # --- helpers ------------------------------------------------------------------------------
 
@@ -162,7 +175,7 @@ class DeviceRuntime:
             log.error("%s: %s failed", self.label, task.get_name(), exc_info=task.exception())
 
     async def close(self) -> None:
-        for record in self.pods.values():
+        for record in self._pods.values():
             for timer in record.restart_timers.values():
                 timer.cancel()
         for task in list(self._tasks):
@@ -183,7 +196,7 @@ class DeviceRuntime:
 
     def sync_pod(self, spec: PodSpecView) -> None:
         """A pod bound to this device appeared or changed: make sure its containers run."""
-        record = self.pods.get(spec.uid)
+        record = self._pods.get(spec.uid)
         if record is None:
             record = PodRecord(
                 spec=spec,
@@ -192,7 +205,7 @@ class DeviceRuntime:
                 started_at=datetime.now(UTC),
                 grace_s=spec.grace_period_s,
             )
-            self.pods[spec.uid] = record
+            self._pods[spec.uid] = record
             self._add_containers(record, spec)
             self._replay_spooled(spec.uid)
         elif len(spec.containers) > len(record.containers):
@@ -268,14 +281,14 @@ class DeviceRuntime:
         return False
 
     def _device_task(self, uid: str, index: int, restart: int) -> TaskInfo | None:
-        for task_id, info in (self.device_tasks or {}).items():
+        for task_id, info in (self._device_tasks or {}).items():
             name = parse_task_id(task_id)
             if name == TaskName(uid, index, restart):
                 return info
         return None
 
     def _adopt_or_start(self, record: PodRecord, index: int) -> None:
-        for task_id, info in (self.device_tasks or {}).items():
+        for task_id, info in (self._device_tasks or {}).items():
             name = parse_task_id(task_id)
             if (
                 name
@@ -321,7 +334,7 @@ class DeviceRuntime:
     def _log_failed(self, instance: InstanceLog, error: OSError) -> None:
         """A log that cannot be written must not stall the device: its output is spooled."""
         name = instance.name
-        record = self.pods.get(name.pod_uid)
+        record = self._pods.get(name.pod_uid)
         container = (
             record.spec.containers[name.container_index].container
             if record is not None and name.container_index < len(record.spec.containers)
@@ -431,7 +444,7 @@ class DeviceRuntime:
 
     def delete_pod(self, uid: str, grace_s: float) -> None:
         """Graceful delete: stop every task with the grace period; finish when all have exited."""
-        record = self.pods.get(uid)
+        record = self._pods.get(uid)
         if record is None:
             self.on_finished(uid)
             return
@@ -447,7 +460,7 @@ class DeviceRuntime:
 
     def forget_pod(self, uid: str) -> None:
         """The pod object is gone (force delete): stop its tasks now and drop the record."""
-        record = self.pods.get(uid)
+        record = self._pods.get(uid)
         if record is None:
             return
         record.deleting = True
@@ -455,7 +468,7 @@ class DeviceRuntime:
         self._stop_all(record)
         for timer in record.restart_timers.values():
             timer.cancel()
-        del self.pods[uid]
+        del self._pods[uid]
 
     def _stop_all(self, record: PodRecord) -> None:
         for timer in record.restart_timers.values():
@@ -528,7 +541,7 @@ class DeviceRuntime:
         final state comes from the device's task list where the device still remembers it."""
         if task_id not in self.instances:
             return  # its exit report arrived meanwhile (or an orphan: nothing to record)
-        info = (self.device_tasks or {}).get(task_id)
+        info = (self._device_tasks or {}).get(task_id)
         with contextlib.suppress(WireletError):
             listed = {t.task_id: t for t in await self.device.list_tasks()}
             info = listed.get(task_id, info)
@@ -551,7 +564,7 @@ class DeviceRuntime:
         # first): a pod with exits still being recorded is not done yet.
         if record.deleting and not any(s.task_id for s in record.containers):
             self.on_finished(record.spec.uid)  # first: the final status is read from the record
-            self.pods.pop(record.spec.uid, None)
+            self._pods.pop(record.spec.uid, None)
 
     # --- device events ------------------------------------------------------------------------
 
@@ -571,13 +584,17 @@ class DeviceRuntime:
                 f"lost {event.task_id}",
             )
         elif isinstance(event, Reconciled):
-            self.device_tasks = {t.task_id: t for t in event.device_tasks}
+            self.reconciled(event.device_tasks)
+
+    def reconciled(self, device_tasks: Sequence[TaskInfo]) -> None:
+        """The device's task list after a handshake: what may be adopted, what is orphaned."""
+        self._device_tasks = {t.task_id: t for t in device_tasks}
 
     def _locate(self, task_id: str) -> tuple[PodRecord, int] | None:
         name = parse_task_id(task_id)
         if name is None:
             return None
-        record = self.pods.get(name.pod_uid)
+        record = self._pods.get(name.pod_uid)
         if record is None or name.container_index >= len(record.containers):
             return None
         if record.containers[name.container_index].task_id != task_id:
@@ -622,7 +639,7 @@ class DeviceRuntime:
         """Output of a task that ended while no gateway listened, re-sent by the device: it
         still belongs in that instance's log file."""
         name = parse_task_id(task_id)
-        record = self.pods.get(name.pod_uid) if name else None
+        record = self._pods.get(name.pod_uid) if name else None
         if name is None or record is None or name.container_index >= len(record.containers):
             return None
         instance = self._instance_log(record, name)
@@ -632,7 +649,7 @@ class DeviceRuntime:
 
     def pod_uids_in_use(self) -> set[str]:
         """Pods whose logs this runtime may still write: their directories must stay."""
-        return set(self.pods) | {instance.name.pod_uid for instance in self.instances.values()}
+        return set(self._pods) | {instance.name.pod_uid for instance in self.instances.values()}
 
     async def _drop_instance(self, task_id: str) -> None:
         instance = self.instances.pop(task_id, None)
@@ -705,7 +722,7 @@ class DeviceRuntime:
         )
 
     def _restart(self, uid: str, index: int) -> None:
-        record = self.pods.get(uid)
+        record = self._pods.get(uid)
         if record is None or record.deleting or record.failure is not None:
             return
         record.restart_timers.pop(index, None)
@@ -719,8 +736,11 @@ class DeviceRuntime:
 
     def link_changed(self, up: bool) -> None:
         """Link up: start what waits for the device. Link down: readiness follows the node."""
-        self.link_up = up
-        for record in list(self.pods.values()):
+        if up:
+            self._up.set()
+        else:
+            self._up.clear()
+        for record in list(self._pods.values()):
             for index, status in enumerate(record.containers):
                 if not up:
                     status.ready = False
@@ -742,7 +762,7 @@ class DeviceRuntime:
     def orphan_tasks(self, known_uids: set[str]) -> list[str]:
         """Running device tasks made by a gateway for pods that no longer exist."""
         orphans = []
-        for task_id, info in (self.device_tasks or {}).items():
+        for task_id, info in (self._device_tasks or {}).items():
             name = parse_task_id(task_id)
             if name and info.running and name.pod_uid not in known_uids:
                 orphans.append(task_id)
