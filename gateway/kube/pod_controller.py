@@ -373,6 +373,7 @@ class PodController:
             restart_policy=view.restart_policy,
             containers=tuple(tasks),
             grace_period_s=view.grace_period_s,
+            start_time=state.start_time,
             prior=prior if state.last_status else (),
         )
         state.prepare_task = None

@@ -202,7 +202,7 @@ class DeviceRuntime:
                 spec=spec,
                 containers=[],
                 backoffs=[],
-                started_at=datetime.now(UTC),
+                started_at=spec.start_time or datetime.now(UTC),
                 grace_s=spec.grace_period_s,
             )
             self._pods[spec.uid] = record

@@ -46,6 +46,9 @@ class PodSpecView:
     restart_policy: RestartPolicy
     containers: tuple[TaskSpec, ...]
     grace_period_s: float = DEFAULT_GRACE_PERIOD_S
+    # The pod's start time as the API records it (status.startTime), or when the gateway first
+    # saw it: the one start time both the status and the node's stats report.
+    start_time: datetime | None = None
     # Per container, what the API's status already says: its restart count and, if it has
     # terminated, that state. A restarted gateway continues from here instead of from zero.
     prior: tuple[tuple[int, ContainerState | None], ...] = ()

@@ -10,6 +10,7 @@ import contextlib
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -343,3 +344,4 @@ async def test_a_restarted_gateway_continues_from_the_status_on_record(tmp_path:
         snapshot = rig.device.runtime.snapshot(uid)
         assert snapshot is not None
         assert snapshot.containers[0].state.phase is ContainerPhase.RUNNING
+        assert snapshot.started_at == datetime(2026, 1, 1, tzinfo=UTC)  # one start time
