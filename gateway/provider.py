@@ -66,9 +66,10 @@ class GatewayProvider:
         snapshot = runtime.snapshot(uid) if runtime else None
         status = snapshot.container(container) if snapshot else None
         restart: int | None = status.restart_count if status else None
-        if restart is None and any(c.name == container for c in view.containers):
+        recorded = view.recorded_status(container) if restart is None else None
+        if recorded is not None:
             # Not (or no longer) in the runtime: fall back to what the API's status says.
-            restart = view.prior_status(container).restart_count
+            restart = recorded.restart_count
         if restart is None:
             return None
 

@@ -124,12 +124,16 @@ class PodView:
     def regular_containers(self) -> tuple[ContainerView, ...]:
         return tuple(c for c in self.containers if not c.ephemeral)
 
-    def prior_status(self, container: str) -> PriorStatus:
+    def recorded_status(self, container: str) -> PriorStatus | None:
+        """The container's status on record, None if the status does not list it."""
         for key in ("containerStatuses", "ephemeralContainerStatuses"):
             for raw in self.status.get(key) or []:
                 if raw.get("name") == container:
                     return PriorStatus(int(raw.get("restartCount", 0)), _state(raw.get("state")))
-        return PriorStatus(0, None)
+        return None
+
+    def prior_status(self, container: str) -> PriorStatus:
+        return self.recorded_status(container) or PriorStatus(0, None)
 
 
 def _seconds(value: object) -> float:

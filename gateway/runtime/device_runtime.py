@@ -61,17 +61,35 @@ START_ERROR_EXIT_CODE = 128
 
 
 class DeviceTasks(Protocol):
-    """What the runtime needs of a device session."""
+    """The runtime's seam towards a device: all it asks of a backend (the serial link's
+    `DeviceSession` today; any other backend implements the same four calls).
+
+    What comes back from the device goes the other way, through the runtime's entry points:
+    `handle(event)` for task events (TaskStarted, TaskOutput, TaskExited, TaskLost),
+    `reconciled(tasks)` for the task list after each (re)connect, `link_changed(up)`.
+    """
 
     async def start_task(
         self, task_id: str, app: str, argv: Sequence[str], env: Sequence[tuple[str, str]]
-    ) -> None: ...
+    ) -> None:
+        """Start `app`; return once the device accepted. Refusals raise DeviceRejected with the
+        device's code (MALFORMED and TOO_LARGE are permanent: the pod fails); other
+        WireletErrors are retried with the restart back-off."""
+        ...
 
-    async def stop_task(self, task_id: str, grace_s: float) -> None: ...
+    async def stop_task(self, task_id: str, grace_s: float) -> None:
+        """Ask a task to end (forced after `grace_s`); return once the device
+        reports it ended. DeviceRejected("NO_SUCH_TASK") if it has no such task; any other
+        WireletError makes the runtime send the stop again, SessionClosed ends trying."""
+        ...
 
-    async def list_tasks(self) -> Sequence[TaskInfo]: ...
+    async def list_tasks(self) -> Sequence[TaskInfo]:
+        """The device's tasks now: running ones and ended ones it still remembers."""
+        ...
 
-    def ack_output(self, task_id: str, stream: str, offset: int) -> None: ...
+    def ack_output(self, task_id: str, stream: str, offset: int) -> None:
+        """Output of `stream` up to byte `offset` is stored: the device may free it."""
+        ...
 
 
 EventSink = Callable[[str, str | None, str, str, str], None]  # uid, container, type, reason, msg
