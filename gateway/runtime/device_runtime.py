@@ -275,11 +275,7 @@ class DeviceRuntime:
         if state is None:
             return False  # never started
         if state.phase is ContainerPhase.TERMINATED:
-            policy = record.policy(index)
-            done = policy is RestartPolicy.NEVER or (
-                policy is RestartPolicy.ON_FAILURE and state.exit_code == 0
-            )
-            if done:
+            if not record.policy(index).restarts_after(state.exit_code):
                 status.state = state
                 return True
             status.last_state = state
@@ -711,11 +707,7 @@ class DeviceRuntime:
             self.on_change(record.spec.uid)
             self._finish_if_done(record)
             return
-        policy = record.policy(index)
-        restart = policy is RestartPolicy.ALWAYS or (
-            policy is RestartPolicy.ON_FAILURE and exit_code != 0
-        )
-        if restart and record.failure is None:
+        if record.policy(index).restarts_after(exit_code) and record.failure is None:
             self._schedule_restart(record, index)
         self.on_change(record.spec.uid)
 

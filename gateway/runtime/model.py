@@ -19,6 +19,10 @@ class RestartPolicy(enum.StrEnum):
     ON_FAILURE = "OnFailure"
     NEVER = "Never"
 
+    def restarts_after(self, exit_code: int | None) -> bool:
+        """Whether a container that ended with `exit_code` runs again (the kubelet's rule)."""
+        return self is RestartPolicy.ALWAYS or (self is RestartPolicy.ON_FAILURE and exit_code != 0)
+
 
 @dataclass(frozen=True)
 class TaskSpec:
