@@ -208,7 +208,19 @@ class PodController:
     # --- informer -----------------------------------------------------------------------------
 
     def on_pod(self, kind: str, pod: dict[str, Any]) -> None:
-        view = PodView.parse(pod)
+        try:
+            view = PodView.parse(pod)
+        except (KeyError, TypeError, ValueError) as exc:
+            # Only a broken API server sends such a pod; it must not stop the informer.
+            meta = pod.get("metadata") or {}
+            log.error(
+                "pod %s/%s: cannot read it (%s: %s); ignored",
+                meta.get("namespace"),
+                meta.get("name"),
+                type(exc).__name__,
+                exc,
+            )
+            return
         uid = view.uid
         if kind == "DELETED":
             state = self.pods.pop(uid, None)

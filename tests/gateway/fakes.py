@@ -72,7 +72,13 @@ class FakeDevice:
         asyncio.get_running_loop().call_soon(self.runtime.handle, event)
 
     async def start_task(
-        self, task_id: str, app: str, argv: Sequence[str], env: Sequence[tuple[str, str]]
+        self,
+        task_id: str,
+        app: str,
+        argv: Sequence[str],
+        env: Sequence[tuple[str, str]],
+        *,
+        working_dir: str = "",  # for backends with directories (wt-ssh adds it to the seam)
     ) -> None:
         self.starts.append(task_id)
         error = self.start_errors.get(app)

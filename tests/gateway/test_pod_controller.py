@@ -144,6 +144,19 @@ async def test_finished_pods_take_no_room(tmp_path: Path) -> None:
         assert rig.api.statuses("done") == []
 
 
+async def test_a_pod_that_cannot_be_read_is_ignored_and_the_rest_served(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    async with controller_rig(tmp_path) as rig:
+        broken = make_pod("broken", policy="Sometimes")
+        rig.controller.on_pod("ADDED", broken)
+        assert "pod ns/broken: cannot read it" in caplog.text
+        fine = make_pod("fine")
+        rig.controller.on_pod("ADDED", fine)
+        await until("fine runs", lambda: rig.task_of(fine) is not None)
+        assert broken["metadata"]["uid"] not in rig.controller.pods
+
+
 # --- hand-over and status -----------------------------------------------------------------------
 
 
