@@ -284,7 +284,7 @@ class DeviceNode:
             return
         assert self.runtime is not None
         self._reconciled = None
-        self.runtime.device_tasks = {t.task_id: t for t in event.device_tasks}
+        self.runtime.reconciled(event.device_tasks)
         if self._early.dropped_output or self._early.dropped_tasks:
             log.warning(
                 "%s: before the device was identified, %d bytes of output and the events of "
@@ -301,7 +301,7 @@ class DeviceNode:
     def _attach(self) -> None:
         """First time up: hand the runtime every pod bound to this node."""
         assert self.runtime is not None and self.name is not None
-        self.runtime.link_up = True
+        self.runtime.link_changed(True)
         self.controller.attach_runtime(
             self.name, self.runtime, known_pods=self.informer_synced.is_set()
         )
