@@ -14,6 +14,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from gateway.config_ssh import SshConfig, parse_ssh
 from gateway.errors import ConfigError
 
 # Quantities as the mock provider's capacity file writes them: "100", "1.5", "100Gi", "500m".
@@ -110,6 +111,7 @@ class GatewayConfig:
     logs: LogConfig = field(default_factory=LogConfig)
     # Protocol timers ([link] table) are passed through to the link layer as given.
     link: Mapping[str, float] = field(default_factory=dict)
+    ssh: SshConfig = field(default_factory=SshConfig)  # SSH hosts as nodes (gateway.config_ssh)
 
 
 class _Reader:
@@ -317,8 +319,10 @@ def config_from_mapping(data: Mapping[str, Any], source: str = "<config>") -> Ga
     link_t = top.table_of("link")
     link = {key: link_t.number(key, 0.0) for key in list(link_t.table)}
 
+    ssh = parse_ssh(top.table_of("ssh"))
+
     top.reject_unknown()
-    return GatewayConfig(kube, nodes, devices, kubelet, logs, link)
+    return GatewayConfig(kube, nodes, devices, kubelet, logs, link, ssh)
 
 
 def load_config(path: str | Path | None) -> GatewayConfig:

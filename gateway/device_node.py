@@ -34,6 +34,7 @@ from gateway.logs.store import LogStore
 from gateway.runtime.backoff import BackoffPolicy
 from gateway.runtime.device_runtime import DeviceRuntime
 from gateway.runtime.output import OutputSpooler
+from gateway.ssh.host import SshHost
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +63,8 @@ def node_facts(facts: DeviceFacts) -> NodeFacts:
         apps=facts.apps,
         arch=facts.arch or "unknown",
         gateway_host=socket.gethostname(),
+        os=facts.os or "none",
+        cpus=facts.cpus,
     )
 
 
@@ -71,7 +74,7 @@ class DeviceNode:
     def __init__(
         self,
         path: str,
-        session: DeviceSession,
+        session: DeviceSession | SshHost,  # a device's link, or an SSH host (gateway.ssh)
         *,
         api: KubeApi,
         config: GatewayConfig,

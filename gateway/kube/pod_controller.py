@@ -373,6 +373,7 @@ class PodController:
                         argv=tuple(command),
                         env=tuple(resolved.env),
                         memory_request=int(_memory_request(container)),
+                        working_dir=str(container.get("workingDir") or ""),
                     )
                 )
             if not failed:

@@ -21,6 +21,7 @@ from typing import Protocol
 
 from gateway.errors import WireletError
 from gateway.link.events import (
+    ANY_APP,
     Reconciled,
     SessionEvent,
     TaskExited,
@@ -51,7 +52,13 @@ class DeviceTasks(Protocol):
     """What the runtime needs of a device session."""
 
     async def start_task(
-        self, task_id: str, app: str, argv: Sequence[str], env: Sequence[tuple[str, str]]
+        self,
+        task_id: str,
+        app: str,
+        argv: Sequence[str],
+        env: Sequence[tuple[str, str]],
+        *,
+        working_dir: str = "",
     ) -> None: ...
 
     async def stop_task(self, task_id: str, grace_s: float) -> None: ...
@@ -279,7 +286,7 @@ class DeviceRuntime:
     def _start(self, record: PodRecord, index: int) -> None:
         status = record.containers[index]
         task_spec = record.spec.containers[index]
-        if task_spec.app not in self.apps:
+        if task_spec.app not in self.apps and ANY_APP not in self.apps:
             status.state = ContainerState.waiting(
                 "ErrImagePull",
                 f'app "{task_spec.app}" (image "{task_spec.image}") is not offered by this '
@@ -302,7 +309,9 @@ class DeviceRuntime:
         spec = record.spec.containers[index]
         status = record.containers[index]
         try:
-            await self.device.start_task(str(name), spec.app, spec.argv, spec.env)
+            await self.device.start_task(
+                str(name), spec.app, spec.argv, spec.env, working_dir=spec.working_dir
+            )
         except WireletError as exc:
             await self._drop_instance(str(name))
             if status.task_id == str(name):

@@ -27,6 +27,7 @@ class TaskSpec:
     argv: tuple[str, ...]
     env: tuple[tuple[str, str], ...]
     memory_request: int = 0  # bytes, from resources.requests.memory
+    working_dir: str = ""  # `workingDir`: used where the backend has directories (SSH hosts)
 
 
 @dataclass(frozen=True)
