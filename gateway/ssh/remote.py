@@ -137,7 +137,11 @@ def signal_script(state_dir: str, task_id: str, signal: str) -> str:
 def alive_script(state_dir: str, task_id: str) -> str:
     """Prints how many processes of the task's process group are alive (for checks)."""
     d = f"{q(state_dir)}/{q(task_id)}"
-    return f'pg=$(cat {d}/pgid 2>/dev/null) || {{ echo 0; exit 0; }}\npgrep -c -g "$pg" || true\n'
+    # Zombies are not counted: a killed child waits for its (foreign) reaper, not for us.
+    return (
+        f"pg=$(cat {d}/pgid 2>/dev/null) || {{ echo 0; exit 0; }}\n"
+        f"ps -e -o pgid= -o stat= | awk -v pg=\"$pg\" '$1 == pg && $2 !~ /^Z/' | wc -l\n"
+    )
 
 
 @dataclass(frozen=True)
