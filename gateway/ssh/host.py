@@ -371,12 +371,13 @@ class SshHost:
     async def _connect(self) -> None:
         host = self.host
         where = f"{self.label}"
-        if not await asyncio.to_thread(os.path.exists, host.known_hosts):
+        known_hosts = os.path.expanduser(host.known_hosts)
+        if not await asyncio.to_thread(os.path.exists, known_hosts):
             raise HostProblem(
                 REASON_HOST_KEY,
-                f"{where}: known_hosts file {host.known_hosts} does not exist; the host's key "
+                f"{where}: known_hosts file {known_hosts} does not exist; the host's key "
                 f"cannot be verified (add it: ssh-keyscan -p {host.port} {host.address} >> "
-                f"{host.known_hosts}, after checking its fingerprint)",
+                f"{known_hosts}, after checking its fingerprint)",
             )
         options: dict[str, object] = {}
         if host.key is not None:
@@ -387,7 +388,7 @@ class SshHost:
                     host.address,
                     host.port,
                     username=host.user,
-                    known_hosts=host.known_hosts,
+                    known_hosts=known_hosts,
                     keepalive_interval=self.config.keepalive_interval_s,
                     keepalive_count_max=self.config.keepalive_count,
                     config=None,
@@ -398,7 +399,7 @@ class SshHost:
             raise HostProblem(
                 REASON_HOST_KEY,
                 f"{where}: host key not accepted ({exc}): it is unknown to or differs from "
-                f"{host.known_hosts}; if the host was reinstalled, check its fingerprint and "
+                f"{known_hosts}; if the host was reinstalled, check its fingerprint and "
                 f"update that file",
             ) from None
         except asyncssh.PermissionDenied as exc:
