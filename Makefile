@@ -34,6 +34,13 @@ system-deps:
 		{ sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(UMOCKDEV_PKGS); } \
 			|| echo "system-deps: installing umockdev failed: the umockdev tests will skip"; \
 	else echo "system-deps: umockdev missing and no root/sudo: the umockdev tests will skip"; fi
+	@# iproute2 (`ip`) makes the TEST-NET address the API server's node proxy accepts
+	@# (hil/cluster/node_address.py); without it the node-proxy tests skip and say why.
+	@if command -v ip >/dev/null; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq iproute2; } \
+			|| echo "system-deps: installing iproute2 failed: the node-proxy tests will skip"; \
+	else echo "system-deps: iproute2 missing and no root: the node-proxy tests will skip"; fi
 	@$(MAKE) --no-print-directory ssh-deps
 
 # openssh-server (and ssh-keygen) for the SSH executor's tests: each test starts its own sshd

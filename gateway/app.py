@@ -13,7 +13,7 @@ import functools
 import ipaddress
 import logging
 import socket
-import tempfile
+import ssl
 from collections.abc import Coroutine, Mapping
 from pathlib import Path
 from typing import Any
@@ -22,18 +22,20 @@ from urllib.parse import urlparse
 from kubernetes_asyncio.client import ApiClient
 
 from firmware_protocol import LinkConfig
-from gateway.config import GatewayConfig
+from gateway.config import LINK_DEFAULTS, GatewayConfig, parse_port_range
 from gateway.device_node import DeviceNode, NodeSettings
 from gateway.devices.manager import DeviceManager
 from gateway.devices.sources.usb import UsbSelector
-from gateway.errors import ConfigError
-from gateway.kube.api import KubeApi, load_configuration
+from gateway.errors import ConfigError, WireletError
+from gateway.kube.api import KubeApi, forget_credential_files, load_configuration
 from gateway.kube.events import EventRecorder, ObjectRef
 from gateway.kube.pod_controller import PodController
 from gateway.kube.pod_informer import PodInformer
 from gateway.kubelet import (
     ChainAuthenticator,
     KubeletServer,
+    PortRange,
+    ServerLimits,
     SubjectAccessReviewAuthorizer,
     TokenReviewAuthenticator,
     X509Authenticator,
@@ -46,8 +48,9 @@ from gateway.logs import LogConfig, LogStore
 from gateway.logs.janitor import LogJanitor
 from gateway.provider import GatewayProvider
 from gateway.runtime.backoff import BackoffPolicy
-from gateway.serving_cert import self_signed
+from gateway.serving_cert import ServingCertificate, self_signed
 from gateway.ssh.host import SshHost
+from gateway.state_dir import StateDir
 from gateway.transport.serial import SerialSettings
 
 log = logging.getLogger(__name__)
@@ -63,11 +66,10 @@ _RUNTIME_KEYS = {
 QPS_PER_DEVICE = 5.0
 BURST_PER_DEVICE = 10
 _RECONNECT_KEYS = {"reconnect_initial_s": "initial", "reconnect_max_s": "maximum"}
-# The gateway's heartbeat, announced to the device in WELCOME (the device follows it). 5 s
-# pings with a 15 s silence limit still mark a hung device NotReady well inside the 40 s node
-# lease; an unplug is seen at once by the tty itself. Faster heartbeats cost CPU at scale
-# (1000 devices: 2 s pings were 1000 PING/PONG frames a second).
-GATEWAY_LINK_DEFAULTS: dict[str, Any] = {"heartbeat_interval": 5.0, "link_lost_timeout": 15.0}
+# The gateway's heartbeat (see gateway.config.LINK_DEFAULTS).
+GATEWAY_LINK_DEFAULTS: dict[str, Any] = dict(LINK_DEFAULTS)
+# How long the start waits for a self-approved serving certificate before going on without.
+FIRST_SERVING_CERT_WAIT_S = 30.0
 
 
 def timers_from_config(
@@ -157,9 +159,11 @@ class Gateway:
         self._tasks: list[asyncio.Task[None]] = []
         self._device_tasks: dict[str, asyncio.Task[None]] = {}
         self.ssh_hosts: list[SshHost] = []
-        self._state_dir: tempfile.TemporaryDirectory[str] | None = None
+        self.state = StateDir(config.gateway.state_dir)
+        self.identity = config.gateway.identity or self.state.identity()
         self.node_ip = ""
         self.kubelet_port = 0
+        self.serving_cert: ServingCertificate | None = None
 
     def _spawn(self, coro: Coroutine[Any, Any, None], name: str) -> asyncio.Task[None]:
         task = asyncio.create_task(coro, name=name)
@@ -171,8 +175,33 @@ class Gateway:
             log.error("background task %s failed", task.get_name(), exc_info=task.exception())
 
     async def start(self) -> None:
+        # Key files exist only while the clients and the kubelet API's context are built.
+        private = self.state.fresh_private()
+        try:
+            await self._start(private)
+        finally:
+            forget_credential_files(private)
+            self.state.clear_private()
+        log.info(
+            "gateway %s up: kubelet API on %s:%d, devices from %s",
+            self.identity,
+            self.node_ip,
+            self.kubelet_port,
+            ", ".join(
+                [
+                    *self.config.devices.ports,
+                    *self.config.devices.dirs,
+                    *(["udev"] if self.config.devices.udev else []),
+                    *(f"usb {text}" for text in self.config.devices.usb),
+                    *(host.label for host in self.config.ssh.hosts),
+                ]
+            )
+            or "nowhere (configure devices)",
+        )
+
+    async def _start(self, private: Path) -> None:
         cfg = self.config
-        configuration = await load_configuration(cfg.kube.kubeconfig)
+        configuration = await load_configuration(cfg.kube.kubeconfig, private)
         self.api = KubeApi(configuration, qps=cfg.kube.qps, burst=cfg.kube.burst)
         self.auth_client = ApiClient(configuration)
         self.node_ip = cfg.kubelet.node_ip or detect_node_ip(configuration.host or "")
@@ -188,7 +217,7 @@ class Gateway:
                 max_rotated_files=max(cfg.logs.max_files - 1, 0),
             )
         )
-        await self._start_kubelet_api()
+        await self._start_kubelet_api(private)
         self.informer = PodInformer(self.api, self.controller.wants, self._on_pod)
         self.controller.on_node_added = self.informer.deliver_node
         self.janitor = LogJanitor(self.logs, self._pods_with_logs)
@@ -219,38 +248,32 @@ class Gateway:
             )
             self.ssh_hosts.append(backend)
             self._on_session(host.label, backend)
-        log.info(
-            "gateway up: kubelet API on %s:%d, devices from %s",
-            self.node_ip,
-            self.kubelet_port,
-            ", ".join(
-                [
-                    *cfg.devices.ports,
-                    *cfg.devices.dirs,
-                    *(["udev"] if cfg.devices.udev else []),
-                    *(f"usb {text}" for text in cfg.devices.usb),
-                    *(host.label for host in cfg.ssh.hosts),
-                ]
-            )
-            or "nowhere (configure devices)",
-        )
 
-    async def _start_kubelet_api(self) -> None:
+    async def _start_kubelet_api(self, private: Path) -> None:
         cfg = self.config.kubelet
         assert self.controller is not None and self.auth_client is not None
         if cfg.tls_cert and cfg.tls_key:
             cert, key = Path(cfg.tls_cert), Path(cfg.tls_key)
         else:
-            self._state_dir = tempfile.TemporaryDirectory(prefix="wirelet-")
-            cert, key = self_signed(Path(self._state_dir.name), self.node_ip)
-            log.warning(
-                "no kubelet.tls_cert configured: serving a self-signed certificate; an API "
-                "server started with --kubelet-certificate-authority will refuse it "
-                "(set kubelet.tls_cert/tls_key to a certificate from that CA)"
-            )
+            cert, key = self_signed(private, self.node_ip)
+            if not cfg.server_tls_bootstrap:
+                log.warning(
+                    "no kubelet.tls_cert configured: serving a self-signed certificate; an API "
+                    "server started with --kubelet-certificate-authority will refuse it (set "
+                    "kubelet.tls_cert/tls_key to a certificate from that CA, or "
+                    "kubelet.server_tls_bootstrap = true)"
+                )
         context = server_ssl_context(cert, key, Path(cfg.client_ca) if cfg.client_ca else None)
+        if cfg.server_tls_bootstrap:
+            await self._bootstrap_serving_cert(context)
         self.server = KubeletServer(
-            GatewayProvider(self.controller, self.logs, self._load_of),
+            GatewayProvider(
+                self.controller,
+                self.logs,
+                self._load_of,
+                self._session_of,
+                exec_timeout_s=cfg.exec_timeout_s,
+            ),
             authenticator=ChainAuthenticator(
                 X509Authenticator(), TokenReviewAuthenticator(self.auth_client)
             ),
@@ -258,9 +281,52 @@ class Gateway:
             ssl_context=context,
             host=cfg.address,
             port=cfg.port,
+            node_ports=PortRange(*parse_port_range(cfg.node_ports)),
+            limits=ServerLimits(
+                idle_timeout_s=cfg.idle_timeout_s, max_connections=cfg.max_connections
+            ),
+            configz={
+                "address": cfg.address,
+                "containerLogMaxSize": str(self.config.logs.max_bytes),
+                "containerLogMaxFiles": self.config.logs.max_files,
+                "nodeLeaseDurationSeconds": self.config.nodes.lease_duration_s,
+                "tlsCertFile": cfg.tls_cert or "",
+                "serverTLSBootstrap": cfg.server_tls_bootstrap,
+            },
         )
-        await self.server.start()
+        try:
+            await self.server.start()
+        except OSError as exc:
+            raise ConfigError(
+                f"kubelet.port: cannot listen on {cfg.address}:{cfg.port}: {exc.strerror} "
+                "(another kubelet or gateway there? choose another with --kubelet-port or "
+                "[kubelet] port; 0 picks a free one)"
+            ) from None
         self.kubelet_port = self.server.port
+
+    async def _bootstrap_serving_cert(self, context: ssl.SSLContext) -> None:
+        """Serving certificate from the cluster; the self-signed one serves until it arrives.
+
+        When the gateway approves its own request, the start waits for the first certificate
+        (seconds), so the API server never meets the self-signed one; otherwise an
+        administrator approves it whenever they do, and the log says how."""
+        assert self.api is not None
+        host = socket.gethostname()
+        self.serving_cert = ServingCertificate(
+            self.api,
+            context,
+            self.state.private / "serving",
+            host=host,
+            ips=[self.node_ip],
+            dns_names=[host],
+            approve=self.config.kubelet.serving_cert_approve,
+        )
+        if self.config.kubelet.serving_cert_approve:
+            try:
+                await self.serving_cert.obtain(timeout_s=FIRST_SERVING_CERT_WAIT_S)
+            except WireletError as exc:
+                log.error("no serving certificate from the cluster yet: %s", exc)
+        self._tasks.append(self._spawn(self.serving_cert.run(), "serving certificate"))
 
     def _on_pod(self, kind: str, pod: dict[str, Any]) -> None:
         assert self.controller is not None and self.janitor is not None
@@ -280,14 +346,24 @@ class Gateway:
         node = self.nodes.get(self.claimed.get(node_name, ""))
         return node.session.load if node is not None else None
 
+    def _session_of(self, node_name: str) -> DeviceSession | SshHost | None:
+        node = self.nodes.get(self.claimed.get(node_name, ""))
+        return node.session if node is not None else None
+
     def _on_session(self, path: str, session: DeviceSession | SshHost) -> None:
-        assert self.api and self.controller and self.events and self.informer
+        assert self.api and self.controller and self.events and self.informer and self.server
         node = DeviceNode(
             path,
             session,
             api=self.api,
             config=self.config,
-            settings=NodeSettings(self.node_ip, self.kubelet_port, self.restart_backoff),
+            settings=NodeSettings(
+                self.node_ip,
+                self.kubelet_port,
+                self.restart_backoff,
+                owner=self.identity,
+                port_for=self.server.open_node,
+            ),
             controller=self.controller,
             events=self.events,
             logs=self.logs,
@@ -347,8 +423,7 @@ class Gateway:
             await self.api.close()
         if self.events_api is not None:
             await self.events_api.close()
-        if self._state_dir is not None:
-            self._state_dir.cleanup()
+        self.state.clear_private()
 
     async def __aenter__(self) -> Gateway:
         try:

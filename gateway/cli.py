@@ -7,7 +7,7 @@ import sys
 from collections.abc import Sequence
 
 from gateway import __version__
-from gateway.commands import demo, devices, run
+from gateway.commands import bootstrap, demo, devices, run
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -20,6 +20,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.register(subparsers)
     demo.register(subparsers)
     devices.register(subparsers)
+    bootstrap.register(subparsers)
     return parser
 
 

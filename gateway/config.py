@@ -16,12 +16,67 @@ from typing import Any
 
 from gateway.config_ssh import SshConfig, parse_ssh
 from gateway.errors import ConfigError
+from gateway.names import is_label_key, is_label_value, is_node_name_prefix, node_name
 
 # Quantities as the mock provider's capacity file writes them: "100", "1.5", "100Gi", "500m".
 _QUANTITY = re.compile(r"^[0-9]+(\.[0-9]+)?(m|k|M|G|T|P|E|Ki|Mi|Gi|Ti|Pi|Ei)?$")
 _TAINT = re.compile(r"^([^=:\s]+)(=([^:\s]*))?:(NoSchedule|PreferNoSchedule|NoExecute)$")
-_NODE_NAME = re.compile(r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")
 CAPACITY_KEYS = ("cpu", "memory", "pods")
+# Where the gateway keeps its identity and, briefly, credentials (see GatewaySection).
+DEFAULT_STATE_DIR = "/var/lib/wirelet"
+
+
+@dataclass(frozen=True)
+class LinkKey:
+    """One [link] key: an integer or a number of seconds, with its bounds."""
+
+    integer: bool
+    minimum: float
+    maximum: float
+    minimum_open: bool = False  # seconds: the minimum itself is not allowed (0 means "never")
+
+
+_SECONDS = LinkKey(integer=False, minimum=0.0, maximum=86_400.0, minimum_open=True)
+# Every [link] key: protocol (LinkConfig), session (SessionConfig), reconnect and container
+# restart back-off, config retry. Checked when the file is read, not when a device appears.
+LINK_KEYS: dict[str, LinkKey] = {
+    "max_frame": LinkKey(integer=True, minimum=128, maximum=4096),  # the protocol's MIN..CEILING
+    "window": LinkKey(integer=True, minimum=1, maximum=64),  # the protocol's MAX_WINDOW
+    "max_queue": LinkKey(integer=True, minimum=1, maximum=1_000_000),
+    **dict.fromkeys(
+        (
+            "rto_initial",
+            "rto_min",
+            "rto_max",
+            "heartbeat_interval",
+            "link_lost_timeout",
+            "hello_interval",
+            "request_timeout",
+            "handshake_timeout",
+            "open_timeout",
+            "reconnect_initial_s",
+            "reconnect_max_s",
+            "restart_backoff_initial_s",
+            "restart_backoff_max_s",
+            "restart_backoff_reset_s",
+            "config_retry_s",
+        ),
+        _SECONDS,
+    ),
+    "stop_slack": LinkKey(integer=False, minimum=0.0, maximum=86_400.0),
+}
+# The gateway's heartbeat, announced to the device in WELCOME (the device follows it). 5 s
+# pings with a 15 s silence limit still mark a hung device NotReady well inside the 40 s node
+# lease; an unplug is seen at once by the tty itself. Faster heartbeats cost CPU at scale
+# (1000 devices: 2 s pings were 1000 PING/PONG frames a second).
+LINK_DEFAULTS: dict[str, float] = {"heartbeat_interval": 5.0, "link_lost_timeout": 15.0}
+# Pairs that must be ordered (smaller, larger), with the protocol's defaults for a missing one.
+_LINK_ORDER = (
+    ("heartbeat_interval", "link_lost_timeout", True),
+    ("rto_min", "rto_max", False),
+    ("reconnect_initial_s", "reconnect_max_s", False),
+    ("restart_backoff_initial_s", "restart_backoff_max_s", False),
+)
 
 
 @dataclass(frozen=True)
@@ -93,6 +148,17 @@ class KubeletApiConfig:
     tls_cert: str | None = None
     tls_key: str | None = None
     client_ca: str | None = None
+    # Each node's own kubelet endpoint (see docs/kubelet-api.md): "FIRST-LAST", or "0" for a
+    # free port chosen by the OS per node (tests, demos).
+    node_ports: str = "10251-12250"
+    exec_timeout_s: float = 30.0  # how long a `kubectl exec` command may run on a device
+    idle_timeout_s: float = 30.0  # a connection must send a whole request header within this
+    max_connections: int = 4096  # established connections over all kubelet API listeners
+    # Serving certificate from the cluster (signer kubernetes.io/kubelet-serving) instead of
+    # tls_cert/tls_key or a self-signed one; renewed before it expires.
+    server_tls_bootstrap: bool = False
+    # Approve that request itself (needs deploy/rbac.yaml's wirelet:gateway-serving-approver).
+    serving_cert_approve: bool = False
 
 
 @dataclass(frozen=True)
@@ -103,29 +169,51 @@ class LogConfig:
 
 
 @dataclass(frozen=True)
+class GatewaySection:
+    # Persistent state: the gateway's id (node ownership survives a restart) and a private
+    # (0700) folder for credentials while they are loaded; one state dir per gateway.
+    state_dir: str = DEFAULT_STATE_DIR
+    # Recorded as the owner of the nodes this gateway serves; None: hostname + persistent id.
+    identity: str | None = None
+
+
+@dataclass(frozen=True)
 class GatewayConfig:
     kube: KubeConfig = field(default_factory=KubeConfig)
     nodes: NodeConfig = field(default_factory=NodeConfig)
     devices: DeviceSourceConfig = field(default_factory=DeviceSourceConfig)
     kubelet: KubeletApiConfig = field(default_factory=KubeletApiConfig)
     logs: LogConfig = field(default_factory=LogConfig)
-    # Protocol timers ([link] table) are passed through to the link layer as given.
+    # Protocol timers ([link] table), validated against LINK_KEYS; split up in gateway.app.
     link: Mapping[str, float] = field(default_factory=dict)
+    gateway: GatewaySection = field(default_factory=GatewaySection)
     ssh: SshConfig = field(default_factory=SshConfig)  # SSH hosts as nodes (gateway.config_ssh)
 
 
 class _Reader:
     """Reads typed values out of one TOML table, collecting the path for error messages."""
 
-    def __init__(self, source: str, table: Mapping[str, Any], path: str) -> None:
+    def __init__(
+        self,
+        source: str,
+        table: Mapping[str, Any],
+        path: str,
+        flags: Mapping[str, str] | None = None,
+    ) -> None:
         self.source = source
         self.table = table
         self.path = path
         self.seen: set[str] = set()
+        self.flags = flags or {}  # dotted key -> the command-line flag that set it
+
+    def where(self, key: str) -> str:
+        """`FILE: section.key`, or `--flag` when the value came from the command line."""
+        dotted = f"{self.path}.{key}" if self.path else key
+        flag = self.flags.get(dotted)
+        return f"{flag} ({dotted})" if flag else f"{self.source}: {dotted}"
 
     def _fail(self, key: str, expected: str, got: object) -> ConfigError:
-        where = f"{self.path}.{key}" if self.path else key
-        return ConfigError(f"{self.source}: {where}: expected {expected}, got {got!r}")
+        return ConfigError(f"{self.where(key)}: expected {expected}, got {got!r}")
 
     def get(self, key: str) -> Any:
         self.seen.add(key)
@@ -155,6 +243,31 @@ class _Reader:
             raise self._fail(key, f"an integer from {minimum} to {maximum}", value)
         return value
 
+    def link_value(self, key: str) -> float:
+        value = self.get(key)
+        spec = LINK_KEYS.get(key)
+        if spec is None:
+            raise ConfigError(
+                f"{self.where(key)}: unknown key; known: {', '.join(sorted(LINK_KEYS))}"
+            )
+        low, high = f"{spec.minimum:g}", f"{spec.maximum:g}"
+        if spec.integer:
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise self._fail(key, f"an integer from {low} to {high}", value)
+            expected = f"an integer from {low} to {high}"
+        else:
+            expected = (
+                f"a number of seconds > {low} and <= {high}"
+                if spec.minimum_open
+                else f"a number of seconds from {low} to {high}"
+            )
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                raise self._fail(key, expected, value)
+        too_low = value <= spec.minimum if spec.minimum_open else value < spec.minimum
+        if too_low or value > spec.maximum:
+            raise self._fail(key, expected, value)
+        return float(value) if not spec.integer else int(value)
+
     def boolean(self, key: str, default: bool) -> bool:
         value = self.get(key)
         if value is None:
@@ -177,7 +290,7 @@ class _Reader:
             value = {}
         if not isinstance(value, dict):
             raise self._fail(key, "a table", value)
-        return _Reader(self.source, value, f"{self.path}.{key}" if self.path else key)
+        return _Reader(self.source, value, f"{self.path}.{key}" if self.path else key, self.flags)
 
     def capacity(self, key: str) -> dict[str, str]:
         sub = self.table_of(key)
@@ -211,9 +324,25 @@ def parse_taint(text: str, source: str = "nodes.taint") -> Taint:
     return Taint(match.group(1), match.group(3) or "", match.group(4))
 
 
-def config_from_mapping(data: Mapping[str, Any], source: str = "<config>") -> GatewayConfig:
-    """Validate a parsed TOML document into a GatewayConfig."""
-    top = _Reader(source, data, "")
+def config_from_mapping(
+    data: Mapping[str, Any],
+    source: str = "<config>",
+    overrides: Mapping[str, Mapping[str, Any]] | None = None,
+    flags: Mapping[str, str] | None = None,
+) -> GatewayConfig:
+    """Validate a parsed TOML document into a GatewayConfig.
+
+    `overrides` (command-line flags, TOML-shaped: {"kubelet": {"port": 1}}) replace the file's
+    values before validation, so flags get the same checks; `flags` maps "kubelet.port" to
+    "--kubelet-port" so an error names the flag the value came from.
+    """
+    merged: dict[str, Any] = dict(data)
+    for section, values in (overrides or {}).items():
+        table = merged.get(section)
+        base = dict(table) if isinstance(table, dict) else {}
+        base.update({k: v for k, v in values.items() if v is not None})
+        merged[section] = base
+    top = _Reader(source, merged, "", flags)
 
     kube_t = top.table_of("kube")
     kube = KubeConfig(
@@ -224,11 +353,14 @@ def config_from_mapping(data: Mapping[str, Any], source: str = "<config>") -> Ga
     kube_t.reject_unknown()
 
     nodes_t = top.table_of("nodes")
-    prefix = nodes_t.string("name_prefix", NodeConfig.name_prefix) or ""
-    if prefix and not re.match(r"^[a-z0-9]([-a-z0-9.]*)$", prefix):
-        raise ConfigError(
-            f"{source}: nodes.name_prefix: expected lower-case letters, digits, '-' or '.', "
-            f"starting with a letter or digit, got {prefix!r}"
+    prefix_value = nodes_t.get("name_prefix")
+    prefix = NodeConfig.name_prefix if prefix_value is None else prefix_value
+    if not isinstance(prefix, str) or not is_node_name_prefix(prefix):
+        raise nodes_t._fail(
+            "name_prefix",
+            "lower-case letters, digits, '-' or '.', starting with a letter or digit, "
+            "at most 30 characters",
+            prefix,
         )
     taint_value = nodes_t.get("taint")
     taint: Taint | None
@@ -246,6 +378,13 @@ def config_from_mapping(data: Mapping[str, Any], source: str = "<config>") -> Ga
     labels = {k: v for k, v in labels_t.table.items() if isinstance(v, str)}
     if len(labels) != len(labels_t.table):
         raise ConfigError(f"{source}: nodes.labels: expected string values only")
+    for key, value in labels.items():
+        if not is_label_key(key):
+            raise labels_t._fail(key, "a label key ([prefix/]name, name <= 63 characters)", key)
+        if not is_label_value(value):
+            raise labels_t._fail(
+                key, "a label value (<= 63 of A-Z a-z 0-9 . _ -, alphanumeric at both ends)", value
+            )
     lease_duration = nodes_t.integer(
         "lease_duration_s", NodeConfig.lease_duration_s, minimum=1, maximum=3600
     )
@@ -274,12 +413,12 @@ def config_from_mapping(data: Mapping[str, Any], source: str = "<config>") -> Ga
     dev_t = top.table_of("devices")
     dtr = dev_t.string("dtr", DeviceSourceConfig.dtr)
     if dtr not in ("on", "off", "keep"):
-        raise ConfigError(f"{source}: devices.dtr: expected 'on', 'off' or 'keep', got {dtr!r}")
+        raise dev_t._fail("dtr", "'on', 'off' or 'keep'", dtr)
     devices = DeviceSourceConfig(
         ports=dev_t.strings("ports"),
         dirs=dev_t.strings("dirs"),
         udev=dev_t.boolean("udev", DeviceSourceConfig.udev),
-        usb=_usb_selectors(dev_t.strings("usb"), f"{source}: devices.usb"),
+        usb=_usb_selectors(dev_t.strings("usb"), dev_t.where("usb")),
         baudrate=dev_t.integer(
             "baudrate", DeviceSourceConfig.baudrate, minimum=50, maximum=20_000_000
         ),
@@ -293,9 +432,7 @@ def config_from_mapping(data: Mapping[str, Any], source: str = "<config>") -> Ga
         try:
             ipaddress.ip_address(node_ip)
         except ValueError:
-            raise ConfigError(
-                f"{source}: kubelet.node_ip: expected an IP address, got {node_ip!r}"
-            ) from None
+            raise api_t._fail("node_ip", "an IP address", node_ip) from None
     kubelet = KubeletApiConfig(
         address=api_t.string("address", KubeletApiConfig.address) or KubeletApiConfig.address,
         port=api_t.integer("port", KubeletApiConfig.port, minimum=0, maximum=65535),
@@ -303,7 +440,29 @@ def config_from_mapping(data: Mapping[str, Any], source: str = "<config>") -> Ga
         tls_cert=api_t.string("tls_cert", None),
         tls_key=api_t.string("tls_key", None),
         client_ca=api_t.string("client_ca", None),
+        node_ports=api_t.string("node_ports", KubeletApiConfig.node_ports)
+        or KubeletApiConfig.node_ports,
+        exec_timeout_s=_positive(api_t, "exec_timeout_s", KubeletApiConfig.exec_timeout_s),
+        idle_timeout_s=_positive(api_t, "idle_timeout_s", KubeletApiConfig.idle_timeout_s),
+        max_connections=api_t.integer(
+            "max_connections", KubeletApiConfig.max_connections, minimum=1, maximum=1_000_000
+        ),
+        server_tls_bootstrap=api_t.boolean(
+            "server_tls_bootstrap", KubeletApiConfig.server_tls_bootstrap
+        ),
+        serving_cert_approve=api_t.boolean(
+            "serving_cert_approve", KubeletApiConfig.serving_cert_approve
+        ),
     )
+    try:
+        parse_port_range(kubelet.node_ports)
+    except ValueError as exc:
+        raise ConfigError(f"{source}: kubelet.node_ports: {exc}") from None
+    if kubelet.server_tls_bootstrap and kubelet.tls_cert is not None:
+        raise ConfigError(
+            f"{source}: kubelet.server_tls_bootstrap and kubelet.tls_cert exclude each other "
+            "(the certificate comes from the cluster, or from files)"
+        )
     if (kubelet.tls_cert is None) != (kubelet.tls_key is None):
         raise ConfigError(f"{source}: kubelet.tls_cert and kubelet.tls_key go together")
     api_t.reject_unknown()
@@ -317,18 +476,61 @@ def config_from_mapping(data: Mapping[str, Any], source: str = "<config>") -> Ga
     logs_t.reject_unknown()
 
     link_t = top.table_of("link")
-    link = {key: link_t.number(key, 0.0) for key in list(link_t.table)}
+    link = {key: link_t.link_value(key) for key in list(link_t.table)}
+    for smaller, larger, gateway_default in _LINK_ORDER:
+        defaults = LINK_DEFAULTS if gateway_default else {}
+        low = link.get(smaller, defaults.get(smaller))
+        high = link.get(larger, defaults.get(larger))
+        given = smaller in link or larger in link
+        if given and low is not None and high is not None and low >= high:
+            raise ConfigError(
+                f"{link_t.where(smaller)} ({low:g}) must be smaller than link.{larger} ({high:g})"
+            )
+
+    gateway_t = top.table_of("gateway")
+    gateway = GatewaySection(
+        state_dir=gateway_t.string("state_dir", GatewaySection.state_dir) or DEFAULT_STATE_DIR,
+        identity=gateway_t.string("identity", None),
+    )
+    gateway_t.reject_unknown()
 
     ssh = parse_ssh(top.table_of("ssh"))
 
     top.reject_unknown()
-    return GatewayConfig(kube, nodes, devices, kubelet, logs, link, ssh)
+    return GatewayConfig(kube, nodes, devices, kubelet, logs, link, gateway, ssh=ssh)
 
 
-def load_config(path: str | Path | None) -> GatewayConfig:
-    """Read and validate a TOML config file; None gives the defaults."""
+def parse_port_range(text: str) -> tuple[int, int]:
+    """`"10251-12250"`, one port `"10251"`, or `"0"` (the OS picks a free port per node)."""
+    first_text, _, last_text = text.strip().partition("-")
+    try:
+        first = int(first_text)
+        last = int(last_text) if last_text else first
+    except ValueError:
+        raise ValueError(f"expected FIRST-LAST ports, e.g. 10251-12250, got {text!r}") from None
+    if first == last == 0:
+        return 0, 0
+    if not 1 <= first <= last <= 65535:
+        raise ValueError(f"ports must be within 1-65535 with FIRST <= LAST, got {text!r}")
+    return first, last
+
+
+def _positive(table: _Reader, key: str, default: float) -> float:
+    value = table.number(key, default)
+    if value <= 0:
+        raise ConfigError(f"{table.where(key)}: must be > 0 seconds, got {value}")
+    return value
+
+
+def load_config(
+    path: str | Path | None,
+    overrides: Mapping[str, Mapping[str, Any]] | None = None,
+    flags: Mapping[str, str] | None = None,
+) -> GatewayConfig:
+    """Read and validate a TOML config file (None: the defaults), with command-line
+    `overrides` checked exactly as file values are (see config_from_mapping)."""
     if path is None:
-        return GatewayConfig()
+        return config_from_mapping({}, "<defaults>", overrides, flags)
     source = str(path)
     try:
         with open(path, "rb") as fh:
@@ -339,16 +541,16 @@ def load_config(path: str | Path | None) -> GatewayConfig:
         raise ConfigError(f"{source}: cannot read config file: {exc.strerror}") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{source}: not valid TOML: {exc}") from None
-    return config_from_mapping(data, source)
+    return config_from_mapping(data, source, overrides, flags)
 
 
 def node_name_for(config: NodeConfig, device_id: str) -> str:
-    """Node name from the device's own identity, never from the tty, so it survives re-plugging."""
-    slug = re.sub(r"[^a-z0-9.-]+", "-", device_id.lower()).strip("-.")
-    name = f"{config.name_prefix}{slug}"[:253].rstrip("-.")
-    if not _NODE_NAME.match(name):
-        raise ConfigError(f"device id {device_id!r} gives no valid node name (got {name!r})")
-    return name
+    """Node name from the device's own identity, never from the tty, so it survives re-plugging
+    (always valid, distinct for distinct ids: see gateway.names)."""
+    try:
+        return node_name(config.name_prefix, device_id)
+    except ValueError as exc:
+        raise ConfigError(f"nodes.name_prefix: {exc}") from None
 
 
 def with_overrides(config: GatewayConfig, **sections: Any) -> GatewayConfig:
@@ -370,16 +572,19 @@ def loopback_settings(
     tls_key: str,
     device_dir: str,
     log_dir: str,
+    state_dir: str | None = None,
 ) -> dict[str, dict[str, Any]]:
     """The config, as TOML-shaped data, of a gateway beside a control plane on this machine
     (the demo, tests, benchmarks): kubelet API on 127.0.0.1 with a free port, devices from one
-    directory of links."""
+    directory of links, state beside the logs unless given."""
     return {
+        "gateway": {"state_dir": state_dir or str(Path(log_dir).parent / "state")},
         "kube": {"kubeconfig": kubeconfig},
         "devices": {"dirs": [device_dir]},
         "kubelet": {
             "address": "127.0.0.1",
             "port": 0,
+            "node_ports": "0",
             "node_ip": "127.0.0.1",
             "tls_cert": tls_cert,
             "tls_key": tls_key,

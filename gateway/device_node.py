@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import logging
 import socket
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from gateway.config import GatewayConfig, node_name_for
@@ -47,6 +48,9 @@ class NodeSettings:
     node_ip: str
     kubelet_port: int
     backoff: BackoffPolicy
+    owner: str = ""  # this gateway's identity, recorded as the owner of its nodes
+    # The node's own kubelet endpoint port, opened on first use (None: the shared port).
+    port_for: Callable[[str], int] | None = None
 
 
 def node_facts(facts: DeviceFacts) -> NodeFacts:
@@ -65,6 +69,7 @@ def node_facts(facts: DeviceFacts) -> NodeFacts:
         gateway_host=socket.gethostname(),
         os=facts.os or "none",
         cpus=facts.cpus,
+        boot_id=facts.boot_id,
     )
 
 
@@ -101,6 +106,11 @@ class DeviceNode:
         self._agent_task: asyncio.Task[None] | None = None
         self._orphan_task: asyncio.Task[None] | None = None
         self._early: list[SessionEvent] = []
+        # Until the node is ours (see NodeAgent.claim) nothing reaches the runtime: the latest
+        # task list and link state wait here, task events in _early, output in the spool.
+        self.served = False
+        self._reconciled: Reconciled | None = None
+        self._link_up = False
         # Output that arrives before the runtime exists is made durable at once (see _handle).
         self.spooler = OutputSpooler(logs.spool, session, label=path)
 
@@ -122,7 +132,7 @@ class DeviceNode:
             self._on_reconciled(event)
         elif isinstance(event, LinkStateChanged):
             self._on_link(event)
-        elif self.runtime is not None:
+        elif self.runtime is not None and self.served:
             self.runtime.handle(event)
         elif isinstance(event, TaskOutput):
             # A device re-sends unacknowledged output as soon as the link is up, before the
@@ -136,9 +146,9 @@ class DeviceNode:
             self._early.append(event)
 
     def _ensure_node(self) -> bool:
-        """Create node, runtime and binding on the first handshake; False if not ours to serve."""
+        """Start claiming the node on the first handshake; True once it is ours to serve."""
         if self.name is not None:
-            return True
+            return self.served
         facts = self.session.facts
         if facts is None:
             return False
@@ -155,36 +165,70 @@ class DeviceNode:
             return False
         self.claimed[name] = self.path
         self.name = name
-        nfacts = node_facts(facts)
         self.agent = NodeAgent(
             self.api,
             name,
-            nfacts,
+            node_facts(facts),
             self.config.nodes,
             node_ip=self.settings.node_ip,
-            kubelet_port=self.settings.kubelet_port,
+            kubelet_port=self._kubelet_port(name),
+            owner=self.settings.owner,
             events=self.events,
+            on_owned=self._on_owned,
+            on_lost=self._on_lost,
         )
         self._agent_task = asyncio.create_task(self.agent.run(), name=f"node {name}")
-        self.controller.add_node(NodeBinding(name, node_capacity(nfacts, self.config.nodes)))
-        self.runtime = DeviceRuntime(
-            self.session,
-            self.logs,
-            apps=facts.apps,
-            backoff=self.settings.backoff,
-            on_change=self.controller.changed,
-            on_finished=self.controller.finished,
-            on_event=self.controller.runtime_event,
-            label=name,
-            spooler=self.spooler,
-        )
-        return True
+        return False
+
+    def _on_owned(self) -> None:
+        """The node is ours (claimed by the agent): bind it, and hand over what waited."""
+        assert self.agent is not None and self.name is not None
+        self.served = True
+        if self.runtime is None:
+            facts = self.agent.facts
+            self.controller.add_node(
+                NodeBinding(self.name, node_capacity(facts, self.config.nodes))
+            )
+            self.runtime = DeviceRuntime(
+                self.session,
+                self.logs,
+                apps=facts.apps,
+                backoff=self.settings.backoff,
+                on_change=self.controller.changed,
+                on_finished=self.controller.finished,
+                on_event=self.controller.runtime_event,
+                label=self.name,
+                spooler=self.spooler,
+            )
+        if self._reconciled is not None:
+            self._on_reconciled(self._reconciled)
+        if self._link_up:
+            self._serve_link(True)
+
+    def _on_lost(self, owner: str) -> None:
+        """Another gateway took the node over: this device's tasks are no longer ours to run."""
+        if self.runtime is not None and self.served:
+            self.runtime.link_changed(False)
+        self.served = False
+
+    def _kubelet_port(self, name: str) -> int:
+        if self.settings.port_for is None:
+            return self.settings.kubelet_port
+        try:
+            return self.settings.port_for(name)
+        except WireletError as exc:
+            # Still served, through the shared port, which answers for all of the gateway's
+            # nodes: node proxy requests for this node then see the others too.
+            log.error("%s: %s; advertising the shared kubelet port", name, exc)
+            return self.settings.kubelet_port
 
     def _on_reconciled(self, event: Reconciled) -> None:
         """The device's task list (every handshake): what may be adopted, what is orphaned."""
+        self._reconciled = event
         if not self._ensure_node():
             return
         assert self.runtime is not None
+        self._reconciled = None
         self.runtime.device_tasks = {t.task_id: t for t in event.device_tasks}
         early, self._early = self._early, []
         for pending in early:
@@ -211,12 +255,13 @@ class DeviceNode:
         up = event.new is LinkState.UP
         if up:
             self._ensure_node()
-        if self.agent is None or self.runtime is None or self.name is None:
+        if self.agent is None or self.name is None:
             if event.new is LinkState.DOWN and event.reason:
                 log.warning("%s: %s", self.path, event.reason)
             return
         if event.new not in (LinkState.UP, LinkState.DOWN, LinkState.CLOSED):
             return
+        self._link_up = up
         if up:
             port = self.session.facts.port if self.session.facts else "?"
             self.agent.set_link(True, "KubeletReady", f"device link up on {port}")
@@ -224,6 +269,11 @@ class DeviceNode:
             self.agent.set_link(
                 False, "DeviceDisconnected", f"device link down: {event.reason or event.new.value}"
             )
+        if self.served:
+            self._serve_link(up)
+
+    def _serve_link(self, up: bool) -> None:
+        assert self.runtime is not None and self.name is not None
         if up and self.controller.nodes[self.name].runtime is None:
             self._attach()
         else:

@@ -3,14 +3,28 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, Protocol
 
+from gateway.errors import DeviceRejected, LinkError, LinkTimeout
 from gateway.kube.pod_controller import PodController
 from gateway.kube.quantity import parse_quantity
+from gateway.kubelet.errors import ExecFailed
+from gateway.kubelet.provider import ExecOutcome
 from gateway.kubelet.stats import ContainerStats, NodeStats, PodStats
 from gateway.link.events import DeviceLoad
 from gateway.logs import LogSource, LogStore
 from gateway.logs.timestamps import now_ns
+
+# How long a device may take for a `kubectl exec` command unless configured otherwise.
+DEFAULT_EXEC_TIMEOUT_S = 30.0
+
+
+class DeviceExec(Protocol):
+    """What exec needs of a device session (gateway.link.session.DeviceSession)."""
+
+    async def exec(
+        self, argv: Sequence[str], timeout_s: float = 10.0, task_id: str = ""
+    ) -> tuple[int, bytes, bytes]: ...
 
 
 class GatewayProvider:
@@ -21,10 +35,14 @@ class GatewayProvider:
         controller: PodController,
         logs: LogStore,
         load_of: Callable[[str], DeviceLoad | None] = lambda _node: None,
+        session_of: Callable[[str], DeviceExec | None] = lambda _node: None,
+        exec_timeout_s: float = DEFAULT_EXEC_TIMEOUT_S,
     ) -> None:
         self.controller = controller
         self.logs = logs
         self.load_of = load_of  # the device's last heartbeat load report, by node name
+        self.session_of = session_of  # the device's session while connected, by node name
+        self.exec_timeout_s = exec_timeout_s
         self.started_ns = now_ns()
 
     def node_names(self) -> Sequence[str]:
@@ -120,3 +138,74 @@ class GatewayProvider:
                 )
             )
         return result
+
+    def node_problem(self, node: str) -> str:
+        binding = self.controller.nodes.get(node)
+        if binding is None:
+            return f"node {node} is not served by this gateway"
+        if not binding.node_ready:
+            return f"the device of node {node} is not connected"
+        return ""
+
+    async def running_pods(self) -> list[dict[str, Any]]:
+        result = []
+        for name, binding in sorted(self.controller.nodes.items()):
+            for record in binding.runtime.pods.values() if binding.runtime else ():
+                running = [
+                    {"name": status.name, "image": status.image}
+                    for status in record.containers
+                    if status.running
+                ]
+                if not running:
+                    continue
+                spec = record.spec
+                result.append(
+                    {
+                        "metadata": {
+                            "name": spec.name,
+                            "namespace": spec.namespace,
+                            "uid": spec.uid,
+                        },
+                        "spec": {"nodeName": name, "containers": running},
+                        "status": {},
+                    }
+                )
+        return result
+
+    async def exec(
+        self, namespace: str, pod: str, container: str, argv: Sequence[str]
+    ) -> ExecOutcome:
+        """The device's EXEC in the context of the container's running task."""
+        obj = self._find(namespace, pod)
+        node = ((obj or {}).get("spec") or {}).get("nodeName") or ""
+        binding = self.controller.nodes.get(node)
+        runtime = binding.runtime if binding else None
+        record = runtime.pods.get(obj["metadata"]["uid"]) if runtime and obj else None
+        task_id = next(
+            (
+                s.task_id
+                for s in (record.containers if record else ())
+                if s.name == container and s.running
+            ),
+            None,
+        )
+        if task_id is None:
+            raise ExecFailed(f'container "{container}" in pod "{pod}" is not running')
+        session = self.session_of(node)
+        if session is None:
+            raise ExecFailed(f"the device of node {node} is not connected; try again once it is")
+        command = argv[0] if argv else ""
+        try:
+            code, out, err = await session.exec(argv, self.exec_timeout_s, task_id)
+        except LinkTimeout:
+            raise ExecFailed(
+                f"{command!r} did not finish on the device of node {node} within "
+                f"{self.exec_timeout_s:g} s (kubelet.exec_timeout_s)"
+            ) from None
+        except DeviceRejected as exc:
+            raise ExecFailed(f"the device of node {node} refused {command!r}: {exc}") from None
+        except LinkError as exc:
+            raise ExecFailed(
+                f"cannot run {command!r} on the device of node {node}: {exc}"
+            ) from None
+        return ExecOutcome(code, out, err)

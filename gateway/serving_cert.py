@@ -1,14 +1,20 @@
-"""A self-signed serving certificate for the kubelet API when none is configured.
+"""The kubelet API's serving certificate: self-signed, or from the cluster through a CSR.
 
-Like the kubelet without --tls-cert-file: it works for clients that skip verification, and the
-log line says how to give the gateway a certificate the API server will trust.
+Without kubelet.tls_cert the gateway starts with a self-signed certificate, like the kubelet
+without --tls-cert-file (the log line says how to give it one the API server will trust); with
+kubelet.server_tls_bootstrap it then requests one from the cluster and rotates it.
 """
 
 from __future__ import annotations
 
+import asyncio
 import datetime
 import ipaddress
+import logging
+import os
 import socket
+import ssl
+from collections.abc import Sequence
 from pathlib import Path
 
 from cryptography import x509
@@ -16,8 +22,25 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
+from gateway.csr import (
+    CsrError,
+    approve,
+    key_pem,
+    new_key,
+    serving_request,
+    submit,
+    wait_for_certificate,
+)
+from gateway.kube.api import KubeApi, KubeApiError
+
+log = logging.getLogger(__name__)
+
 # Self-signed certificates are made anew at every start, so a year is plenty.
 VALIDITY_DAYS = 365
+# Renew at this fraction of a certificate's lifetime (the kubelet renews at 70-90 %).
+ROTATE_FRACTION = 0.8
+# After a failed renewal, try again this much later.
+RETRY_S = 30.0
 
 
 def self_signed(directory: Path, node_ip: str) -> tuple[Path, Path]:
@@ -52,4 +75,108 @@ def self_signed(directory: Path, node_ip: str) -> tuple[Path, Path]:
             serialization.NoEncryption(),
         )
     )
+    return cert_path, key_path
+
+
+class ServingCertificate:
+    """The kubelet API's certificate from the cluster (signer kubernetes.io/kubelet-serving).
+
+    The kubelet's `serverTLSBootstrap`: a key and CSR for CN system:node:<host>, O system:nodes,
+    SANs = the addresses and names the nodes advertise; approved by an administrator (the log
+    says the command), or by the gateway itself when configured and allowed (deploy/rbac.yaml).
+    The issued certificate is loaded into the live SSL context, so new connections use it at
+    once, and renewed at `rotate_fraction` of its lifetime, all without a restart.
+    """
+
+    def __init__(
+        self,
+        api: KubeApi,
+        context: ssl.SSLContext,
+        directory: Path,
+        *,
+        host: str,
+        ips: Sequence[str],
+        dns_names: Sequence[str],
+        approve: bool,
+        expiration_s: int | None = None,
+        rotate_fraction: float = ROTATE_FRACTION,
+        retry_s: float = RETRY_S,
+    ) -> None:
+        self.api = api
+        self.context = context
+        self.directory = directory
+        self.host = host
+        self.ips = tuple(ips)
+        self.dns_names = tuple(dns_names)
+        self.approve = approve
+        self.expiration_s = expiration_s
+        self.rotate_fraction = rotate_fraction
+        self.retry_s = retry_s
+        self.current: x509.Certificate | None = None
+        self.issued = 0  # certificates loaded so far
+
+    async def obtain(self, timeout_s: float | None = None) -> x509.Certificate:
+        """Request, wait for, and start serving a new certificate."""
+        key = new_key()
+        name = await submit(
+            self.api,
+            serving_request(key, self.host, self.ips, self.dns_names, self.expiration_s),
+        )
+        log.info("requested the kubelet API serving certificate: CSR %s", name)
+        if self.approve:
+            await approve(self.api, name, "approved by the wirelet gateway that requested it")
+        pem = await wait_for_certificate(
+            self.api, name, timeout_s=timeout_s, remind=lambda message: log.warning("%s", message)
+        )
+        cert = x509.load_pem_x509_certificate(pem)
+        # The key touches disk only while the context loads it (ssl takes files), in the
+        # gateway's private folder; then it lives in memory alone.
+        self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+        cert_path, key_path = _write_pair(self.directory, "serving", pem, key)
+        try:
+            # New handshakes use the new pair; connections already open keep theirs.
+            self.context.load_cert_chain(cert_path, key_path)
+        finally:
+            key_path.unlink(missing_ok=True)
+        self.current = cert
+        self.issued += 1
+        log.info(
+            "kubelet API serving certificate from CSR %s, valid until %s",
+            name,
+            cert.not_valid_after_utc.isoformat(),
+        )
+        return cert
+
+    def renew_in(self, now: datetime.datetime | None = None) -> float:
+        """Seconds until the current certificate should be renewed (0: now)."""
+        if self.current is None:
+            return 0.0
+        start, end = self.current.not_valid_before_utc, self.current.not_valid_after_utc
+        due = start + (end - start) * self.rotate_fraction
+        return max((due - (now or datetime.datetime.now(datetime.UTC))).total_seconds(), 0.0)
+
+    async def run(self) -> None:
+        """Keep a valid certificate: obtain one if none yet, then renew before each expires."""
+        while True:
+            await asyncio.sleep(self.renew_in())
+            try:
+                await self.obtain()
+            except (CsrError, KubeApiError) as exc:
+                log.error(
+                    "kubelet API serving certificate not renewed: %s; retrying in %g s",
+                    exc,
+                    self.retry_s,
+                )
+                await asyncio.sleep(self.retry_s)
+
+
+def _write_pair(
+    directory: Path, stem: str, cert_pem: bytes, key: ec.EllipticCurvePrivateKey
+) -> tuple[Path, Path]:
+    directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+    cert_path, key_path = directory / f"{stem}.crt", directory / f"{stem}.key"
+    fd = os.open(key_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(key_pem(key))
+    cert_path.write_bytes(cert_pem)
     return cert_path, key_path

@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import base64
+import json
+import os
+import socket
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
 from gateway import __version__
 from gateway.cli import main
+from hil.cluster.pki import CertificateAuthority, cert_pem, key_pem
 
 
 def test_version_flag_prints_version(capsys: pytest.CaptureFixture[str]) -> None:
@@ -55,3 +61,185 @@ def test_run_with_unreadable_kubeconfig_is_a_clear_error(tmp_path: object) -> No
     assert out.returncode != 0
     assert "Traceback" not in out.stderr
     assert str(missing) in out.stderr
+
+
+# --- flags get the config file's checks (exit 2, a clear message, never a traceback) ---------
+
+
+def run_gateway(*flags: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "gateway.cli", "run", *flags],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+        env=env,
+    )
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (
+            ["--kubelet-port", "99999"],
+            "--kubelet-port (kubelet.port): expected an integer from 0 to 65535, got 99999",
+        ),
+        (
+            ["--kubelet-port", "-1"],
+            "--kubelet-port (kubelet.port): expected an integer from 0 to 65535, got -1",
+        ),
+        (
+            ["--kubelet-port", "ten"],
+            "--kubelet-port (kubelet.port): expected an integer from 0 to 65535, got 'ten'",
+        ),
+        (["--node-ip", "bad"], "--node-ip (kubelet.node_ip): expected an IP address, got 'bad'"),
+        (["--node-prefix", "Bad_"], "--node-prefix (nodes.name_prefix): expected lower-case"),
+        (["--tls-cert", "/c.pem"], "kubelet.tls_cert and kubelet.tls_key go together"),
+    ],
+)
+def test_bad_flags_exit_2_with_the_files_message(flags: list[str], message: str) -> None:
+    out = run_gateway(*flags)
+    assert out.returncode == 2, out.stderr
+    assert message in out.stderr
+    assert "Traceback" not in out.stderr
+
+
+def test_bad_flag_on_top_of_a_good_file_still_fails(tmp_path: Path) -> None:
+    config = tmp_path / "wirelet.toml"
+    config.write_text("[kubelet]\nport = 10250\n")
+    out = run_gateway("-c", str(config), "--kubelet-port", "70000")
+    assert out.returncode == 2
+    assert "--kubelet-port (kubelet.port): expected an integer from 0 to 65535" in out.stderr
+
+
+def test_missing_device_dir_is_said(tmp_path: Path) -> None:
+    missing = tmp_path / "no-such-dir"
+    out = run_gateway("--dir", str(missing), "--kubeconfig", str(tmp_path / "nope"))
+    assert f"devices.dirs: {missing} does not exist (yet)" in out.stderr
+    not_a_dir = tmp_path / "file"
+    not_a_dir.write_text("")
+    out = run_gateway("--dir", str(not_a_dir))
+    assert out.returncode == 2
+    assert f"devices.dirs: {not_a_dir} exists but is not a directory" in out.stderr
+
+
+def offline_kubeconfig(directory: Path) -> Path:
+    """A kubeconfig with an embedded client key (as kubeadm writes admin.conf), for an API
+    server that is not there: the gateway starts, and retries the API in the background."""
+    ca = CertificateAuthority.create("test-ca")
+    cert, key = ca.issue("admin", orgs=["system:masters"], client=True)
+
+    def b64(data: bytes) -> str:
+        return base64.b64encode(data).decode()
+
+    path = directory / "kubeconfig"
+    path.write_text(
+        json.dumps(
+            {
+                "apiVersion": "v1",
+                "kind": "Config",
+                "clusters": [
+                    {
+                        "name": "c",
+                        "cluster": {
+                            "server": "https://127.0.0.1:9",
+                            "certificate-authority-data": b64(cert_pem(ca.cert)),
+                        },
+                    }
+                ],
+                "users": [
+                    {
+                        "name": "u",
+                        "user": {
+                            "client-certificate-data": b64(cert_pem(cert)),
+                            "client-key-data": b64(key_pem(key)),
+                        },
+                    }
+                ],
+                "contexts": [{"name": "x", "context": {"cluster": "c", "user": "u"}}],
+                "current-context": "x",
+            }
+        )
+    )
+    return path
+
+
+def test_port_in_use_is_a_clear_error(tmp_path: Path) -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        out = run_gateway(
+            "--kubeconfig",
+            str(offline_kubeconfig(tmp_path)),
+            "--state-dir",
+            str(tmp_path / "state"),
+            "--log-dir",
+            str(tmp_path / "pods"),
+            "--kubelet-address",
+            "127.0.0.1",
+            "--kubelet-port",
+            str(port),
+            "--node-ip",
+            "127.0.0.1",
+        )
+    assert out.returncode == 2, out.stderr
+    assert f"kubelet.port: cannot listen on 127.0.0.1:{port}" in out.stderr
+    assert "Traceback" not in out.stderr
+
+
+def key_material(directory: Path) -> list[Path]:
+    found = []
+    for path in directory.rglob("*"):
+        if path.is_file() and b"PRIVATE KEY" in path.read_bytes():
+            found.append(path)
+    return found
+
+
+def test_sigkilled_gateway_leaves_no_key_in_the_temp_dir(tmp_path: Path) -> None:
+    temp = tmp_path / "tmp"
+    temp.mkdir()
+    state = tmp_path / "state"
+    env = {**os.environ, "TMPDIR": str(temp)}
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "gateway.cli",
+            "run",
+            "--kubeconfig",
+            str(offline_kubeconfig(tmp_path)),
+            "--state-dir",
+            str(state),
+            "--log-dir",
+            str(tmp_path / "pods"),
+            "--kubelet-address",
+            "127.0.0.1",
+            "--kubelet-port",
+            "0",
+            "--node-ip",
+            "127.0.0.1",
+        ],
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    try:
+        assert proc.stderr is not None
+        for line in proc.stderr:
+            if " up: kubelet API on " in line:
+                break
+        else:
+            raise AssertionError(f"gateway ended before it was up (exit {proc.wait()})")
+        # Up: clients and the kubelet API hold their keys in memory now.
+        assert key_material(temp) == []
+        assert key_material(state) == []
+        proc.kill()
+        proc.wait()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert key_material(temp) == []
+    assert key_material(state) == []
+    assert (state / "gateway-id").read_text().strip()

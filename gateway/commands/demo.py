@@ -71,12 +71,16 @@ def main(args: argparse.Namespace) -> int:
 
 
 async def _run(cluster: Any, workdir: Path, count: int, check: bool) -> int:
+    from hil.cluster.node_address import shared_node_address
     from hil.emulator.fleet import EmulatedFleet
     from hil.emulator.profile import DeviceProfile
 
     device_dir = workdir / "devices"
     device_dir.mkdir()
-    cert, key = cluster.sign_serving_cert(["127.0.0.1", "localhost"], workdir)
+    # A non-loopback address on this machine only, so the API server's node proxy works too.
+    address = shared_node_address()
+    hosts = ["127.0.0.1", "localhost", *([address.ip] if address else [])]
+    cert, key = cluster.sign_serving_cert(hosts, workdir)
     settings = loopback_settings(
         kubeconfig=str(cluster.kubeconfig),
         client_ca=str(cluster.ca_cert),
@@ -85,6 +89,8 @@ async def _run(cluster: Any, workdir: Path, count: int, check: bool) -> int:
         device_dir=str(device_dir),
         log_dir=str(workdir / "pods"),
     )
+    if address is not None:
+        settings["kubelet"].update(address=address.ip, node_ip=address.ip)
     config = config_from_mapping(settings, "demo")
     profiles = [DeviceProfile(device_id=f"demo-{i}", serial=f"{i:04d}") for i in range(count)]
     async with EmulatedFleet(device_dir, profiles) as _fleet, Gateway(config) as gateway:
@@ -96,6 +102,8 @@ async def _run(cluster: Any, workdir: Path, count: int, check: bool) -> int:
         print("  kubectl get nodes -o wide")
         print(f"  kubectl apply -f {EXAMPLES}/counter-pod.yaml")
         print("  kubectl logs -f counter")
+        print("  kubectl exec counter -- uptime")
+        print("  kubectl get --raw /api/v1/nodes/wirelet-demo-0/proxy/runningpods/")
         print("  kubectl describe pod counter")
         print(f"  kubectl apply -f {EXAMPLES}/job.yaml -f {EXAMPLES}/deployment.yaml")
         print("  kubectl delete pod counter")

@@ -14,9 +14,8 @@ from pathlib import Path
 from typing import Any
 
 from gateway.app import Gateway
-from gateway.config import GatewayConfig, load_config, with_overrides
+from gateway.config import GatewayConfig, load_config
 from gateway.config_ssh import parse_host_flag
-from gateway.devices.sources.usb import UsbSelector
 from gateway.errors import ConfigError, WireletError
 
 log = logging.getLogger(__name__)
@@ -61,48 +60,70 @@ def add_run_flags(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--node-prefix", help="node name prefix (default 'wirelet-')")
     parser.add_argument("--kubelet-address", help="kubelet API listen address")
-    parser.add_argument("--kubelet-port", type=int, help="kubelet API port (default 10250)")
+    parser.add_argument(
+        "--kubelet-port", type=_integer, help="kubelet API port (default 10250, 0: any free)"
+    )
     parser.add_argument("--node-ip", help="address advertised for the kubelet API")
     parser.add_argument("--tls-cert", help="kubelet API serving certificate (PEM)")
     parser.add_argument("--tls-key", help="kubelet API serving key (PEM)")
     parser.add_argument("--client-ca", help="CA that signs client certificates (PEM)")
     parser.add_argument("--log-dir", help="where container logs are written")
+    parser.add_argument(
+        "--state-dir", help="the gateway's identity and private files (default /var/lib/wirelet)"
+    )
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more logging")
 
 
-def _usb_selectors(selectors: tuple[str, ...], where: str) -> tuple[str, ...]:
-    for text in selectors:
-        UsbSelector.parse(text, where)
-    return selectors
+# Which config key each flag sets, so a bad flag value gets the file's checks and message.
+FLAG_KEYS = {
+    "kubeconfig": ("kube", "kubeconfig", "--kubeconfig"),
+    "node_prefix": ("nodes", "name_prefix", "--node-prefix"),
+    "kubelet_address": ("kubelet", "address", "--kubelet-address"),
+    "kubelet_port": ("kubelet", "port", "--kubelet-port"),
+    "node_ip": ("kubelet", "node_ip", "--node-ip"),
+    "tls_cert": ("kubelet", "tls_cert", "--tls-cert"),
+    "tls_key": ("kubelet", "tls_key", "--tls-key"),
+    "client_ca": ("kubelet", "client_ca", "--client-ca"),
+    "log_dir": ("logs", "dir", "--log-dir"),
+    "state_dir": ("gateway", "state_dir", "--state-dir"),
+    "ports": ("devices", "ports", "--port"),
+    "dirs": ("devices", "dirs", "--dir"),
+    "udev": ("devices", "udev", "--udev"),
+    "usb": ("devices", "usb", "--usb"),
+}
+
+
+def _integer(text: str) -> int | str:
+    """An integer, or the text as given so the config check reports it with the others."""
+    try:
+        return int(text)
+    except ValueError:
+        return text
 
 
 def config_from_args(args: argparse.Namespace) -> GatewayConfig:
-    config = load_config(args.config)
-    devices: dict[str, Any] = {}
-    if args.ports:
-        devices["ports"] = tuple(args.ports)
-    if args.dirs:
-        devices["dirs"] = tuple(args.dirs)
-    if args.udev:
-        devices["udev"] = True
-    if getattr(args, "usb", None):
-        devices["usb"] = _usb_selectors(tuple(args.usb), "--usb")
-    config = with_overrides(
-        config,
-        kube={"kubeconfig": args.kubeconfig},
-        nodes={"name_prefix": args.node_prefix},
-        devices=devices,
-        kubelet={
-            "address": args.kubelet_address,
-            "port": args.kubelet_port,
-            "node_ip": args.node_ip,
-            "tls_cert": args.tls_cert,
-            "tls_key": args.tls_key,
-            "client_ca": args.client_ca,
-        },
-        logs={"dir": args.log_dir},
-    )
-    return _with_ssh_flags(config, args)
+    """The file, with every given flag validated as the key it overrides (same messages)."""
+    overrides: dict[str, dict[str, Any]] = {}
+    flags: dict[str, str] = {}
+    for attr, (section, key, flag) in FLAG_KEYS.items():
+        value = getattr(args, attr, None)
+        if value is None:
+            continue
+        overrides.setdefault(section, {})[key] = list(value) if isinstance(value, list) else value
+        flags[f"{section}.{key}"] = flag
+    return _with_ssh_flags(load_config(args.config, overrides, flags), args)
+
+
+def check_device_dirs(config: GatewayConfig) -> None:
+    """A device directory that is a file is an error; a missing one is said out loud (it may
+    appear later, as /dev/serial/by-id does with the first device)."""
+    for directory in config.devices.dirs:
+        if os.path.exists(directory) and not os.path.isdir(directory):
+            raise ConfigError(f"devices.dirs: {directory} exists but is not a directory")
+        if not os.path.exists(directory):
+            log.warning(
+                "devices.dirs: %s does not exist (yet); watching for it to appear", directory
+            )
 
 
 def _with_ssh_flags(config: GatewayConfig, args: argparse.Namespace) -> GatewayConfig:
@@ -158,6 +179,7 @@ def main(args: argparse.Namespace) -> int:
     setup_logging(args.verbose)
     try:
         config = config_from_args(args)
+        check_device_dirs(config)
         run_loop(serve_until_signalled(Gateway(config)))
     except ConfigError as exc:
         print(f"wirelet: config error: {exc}", file=sys.stderr)

@@ -8,6 +8,7 @@ objects stay plain JSON (no model classes to convert for every pod event).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import os
@@ -15,12 +16,14 @@ import random
 import ssl
 import time
 from collections.abc import AsyncIterator, Mapping
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
 import aiohttp
 from kubernetes_asyncio import config as kube_config
 from kubernetes_asyncio.client import Configuration
+from kubernetes_asyncio.config import kube_config as kubeconfig_loader
 from kubernetes_asyncio.config.config_exception import ConfigException
 
 from gateway.errors import ConfigError, WireletError
@@ -35,6 +38,10 @@ RETRY_MAX_S = 10.0
 # A watch the server has not closed is re-opened after this long anyway (server default ~30-60 min).
 WATCH_TIMEOUT_S = 300
 REQUEST_TIMEOUT_S = 30.0
+# Answers that the same request can never turn into a success: a malformed (400) or invalid
+# (422) object, a refused permission (403), a method or body the server does not take, a body
+# too large. Never retried here, and callers must not loop on them either.
+PERMANENT_STATUSES = frozenset({400, 403, 405, 406, 413, 415, 422})
 
 
 class KubeApiError(WireletError):
@@ -58,6 +65,11 @@ class KubeApiError(WireletError):
     @property
     def gone(self) -> bool:
         return self.status == 410
+
+    @property
+    def permanent(self) -> bool:
+        """Trying the same request again cannot succeed (see PERMANENT_STATUSES)."""
+        return self.status in PERMANENT_STATUSES
 
 
 class RateLimiter:
@@ -84,8 +96,15 @@ class RateLimiter:
                 self.tokens -= 1.0
 
 
-async def load_configuration(kubeconfig: str | None) -> Configuration:
-    """`in-cluster` uses the pod's service account; otherwise a kubeconfig file (or its default)."""
+async def load_configuration(
+    kubeconfig: str | None, private_dir: Path | None = None
+) -> Configuration:
+    """`in-cluster` uses the pod's service account; otherwise a kubeconfig file (or its default).
+
+    Keys embedded in a kubeconfig are written to files by the loader (ssl reads keys from files
+    only); with `private_dir` they go there instead of the system temp dir. Build the clients,
+    then call `forget_credential_files(private_dir)`.
+    """
     configuration = Configuration()
     try:
         if kubeconfig == "in-cluster":
@@ -94,7 +113,9 @@ async def load_configuration(kubeconfig: str | None) -> Configuration:
             if kubeconfig and not os.path.exists(kubeconfig):  # noqa: ASYNC240 - start-up only
                 raise ConfigError(f"kube.kubeconfig: {kubeconfig}: no such file")
             await kube_config.load_kube_config(
-                config_file=kubeconfig, client_configuration=configuration
+                config_file=kubeconfig,
+                client_configuration=configuration,
+                temp_file_path=str(private_dir) if private_dir else None,
             )
     except (ConfigException, OSError, ValueError) as exc:
         where = kubeconfig or os.environ.get("KUBECONFIG") or "~/.kube/config"
@@ -103,6 +124,18 @@ async def load_configuration(kubeconfig: str | None) -> Configuration:
             "(give --kubeconfig PATH, or 'in-cluster' inside a pod)"
         ) from None
     return configuration
+
+
+def forget_credential_files(private_dir: Path) -> None:
+    """Delete the key files the loader wrote under `private_dir` once clients are built, and
+    drop them from the loader's cache, which would otherwise hand the deleted paths to the next
+    load in this process (tests start several gateways in one process)."""
+    cache: dict[str, str] = kubeconfig_loader._temp_files
+    for content, name in list(cache.items()):
+        if Path(name).parent == private_dir:
+            del cache[content]
+            with contextlib.suppress(OSError):
+                os.remove(name)
 
 
 class KubeApi:
@@ -121,6 +154,7 @@ class KubeApi:
         self._ssl = context
         self._session: aiohttp.ClientSession | None = None
         self.retries = 0  # figure for benchmarks and logs
+        self.requests = 0  # requests sent, retries included (figures; tests bound API load)
 
     def _client(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
@@ -167,13 +201,14 @@ class KubeApi:
         """One API call with retries on 429 (honouring Retry-After), 5xx and connection errors.
 
         4xx answers other than 429 raise KubeApiError at once: conflicts (409) and missing objects
-        (404) are the caller's to decide.
+        (404) are the caller's to decide; `.permanent` ones must not be retried by anyone.
         """
         data = None if body is None else json.dumps(body)
         url = self._url(path, query)
         delay = RETRY_BASE_S
         for attempt in range(1, MAX_ATTEMPTS + 1):
             await self.limiter.acquire()
+            self.requests += 1
             try:
                 async with self._client().request(
                     method,

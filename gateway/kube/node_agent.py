@@ -1,36 +1,75 @@
-"""One device's Node: created (and re-created if deleted), status kept current, Lease renewed.
+"""One device's Node: claimed for this gateway, created (and re-created if deleted), status kept
+current, Lease renewed.
 
 Mirrors the kubelet's node status loop: the Ready condition follows the device link, status is
 patched on change and at least every `status_interval_s`, and the Lease in kube-node-lease is
 renewed every `lease_renew_interval_s` while the device answers (not while it is gone, so the
 node lifecycle controller sees it as unreachable just as it would a powered-off machine).
+
+A node belongs to one gateway at a time: the owner is recorded on the node (OWNER_ANNOTATION)
+and holds its Lease. Another gateway with a device of the same id refuses to serve the node
+(log line and Warning event naming both gateways) until the owner's Lease has expired, then
+takes it over; a restarted gateway has the same identity and resumes at once.
+
+API trouble is retried with capped exponential back-off; an answer that no retry can change
+(`KubeApiError.permanent`: 400, 403, 422, ...) ends the agent with an error and an event, so an
+invalid object is sent a bounded number of times, never in a loop.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from datetime import UTC, datetime
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from gateway.config import NodeConfig
 from gateway.kube.api import KubeApi, KubeApiError
 from gateway.kube.events import EventRecorder, ObjectRef
-from gateway.kube.node_object import NodeFacts, node_manifest, node_status, ready_condition
+from gateway.kube.node_object import (
+    OWNER_ANNOTATION,
+    NodeFacts,
+    node_manifest,
+    node_status,
+    ready_condition,
+)
+from gateway.link.backoff import Backoff, BackoffPolicy
 
 log = logging.getLogger(__name__)
 
 LEASE_NAMESPACE = "kube-node-lease"
 # A renewal this much after its due time counts as late in the figures (scale benchmark).
 LEASE_LATE_GRACE_S = 1.0
+# Back-off between attempts after an API failure: from 0.5 s, doubling, at most 30 s (jittered).
+API_BACKOFF = BackoffPolicy(initial=0.5, maximum=30.0, jitter=0.5)
 
 
 def micro_time(moment: datetime) -> str:
     return moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
+def parse_time(text: object) -> datetime | None:
+    if not isinstance(text, str) or not text:
+        return None
+    try:
+        return datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+
+
+def lease_remaining(lease: dict[str, Any], now: datetime) -> float:
+    """Seconds until the lease expires (renewTime + leaseDurationSeconds); <= 0: expired."""
+    spec = lease.get("spec") or {}
+    renewed = parse_time(spec.get("renewTime"))
+    duration = spec.get("leaseDurationSeconds")
+    if renewed is None or not isinstance(duration, int):
+        return 0.0
+    return (renewed + timedelta(seconds=duration) - now).total_seconds()
+
+
 class NodeAgent:
-    """Keeps one Node and its Lease in step with one device's link."""
+    """Keeps one Node and its Lease in step with one device's link, while this gateway owns it."""
 
     def __init__(
         self,
@@ -41,7 +80,10 @@ class NodeAgent:
         *,
         node_ip: str,
         kubelet_port: int,
+        owner: str = "",
         events: EventRecorder | None = None,
+        on_owned: Callable[[], None] | None = None,
+        on_lost: Callable[[str], None] | None = None,
     ) -> None:
         self.api = api
         self.name = name
@@ -49,13 +91,19 @@ class NodeAgent:
         self.config = config
         self.node_ip = node_ip
         self.kubelet_port = kubelet_port
+        self.owner = owner or name  # this gateway's identity
         self.events = events
+        self.on_owned = on_owned  # called when this gateway becomes the node's owner
+        self.on_lost = on_lost  # called with the new owner when another gateway took the node
         self.link_up = False
         self.reason = "DeviceConnecting"
         self.message = "waiting for the device's handshake"
         self.since = datetime.now(UTC)
         self.boot = self.since
         self.node_uid: str | None = None
+        self.owned = False
+        self.refused_by: str | None = None  # the other gateway while we wait for its lease
+        self.failed: str | None = None  # the permanent API error that stopped this agent
         # resourceVersion of our Lease as last written (None: read it, or create it, first).
         self._lease_version: str | None = None
         self._wake = asyncio.Event()
@@ -63,6 +111,9 @@ class NodeAgent:
         # The status as last written but for its conditions (None: write everything next time).
         self._status_rest: dict[str, Any] | None = None
         self._last_status = 0.0
+        self._next_lease: float | None = None  # None while the link is down: no renewals
+        self._went_down = False  # the link was up once and is down now
+        self._recheck_owner = False  # link back up: someone may have taken the node meanwhile
         self.status_writes = 0
         self.lease_renewals = 0
         self.lease_late = 0  # renewals made later than the renew interval plus a grace
@@ -70,13 +121,25 @@ class NodeAgent:
         self._down_since: float | None = None
         self._pending_removal: asyncio.Future[None] | None = None
 
+    @property
+    def _path(self) -> str:
+        return f"/api/v1/nodes/{self.name}"
+
+    @property
+    def _lease_path(self) -> str:
+        return f"/apis/coordination.k8s.io/v1/namespaces/{LEASE_NAMESPACE}/leases/{self.name}"
+
     # --- inputs -------------------------------------------------------------------------------
 
     def set_link(self, up: bool, reason: str, message: str) -> None:
         """Called by the device side whenever the link goes up or down."""
         if up != self.link_up:
+            # Down long enough for our lease to expire: another gateway may own the node now.
+            if up and self._lease_may_have_expired():
+                self._recheck_owner = True
+            self._went_down = not up
             self.since = datetime.now(UTC)
-            if self.events:
+            if self.events and self.owned:
                 kind = "Normal" if up else "Warning"
                 self.events.record(
                     ObjectRef.node(self.name), kind, "NodeReady" if up else "NodeNotReady", message
@@ -92,29 +155,137 @@ class NodeAgent:
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
 
+    # --- ownership ----------------------------------------------------------------------------
+
+    async def claim(self) -> float | None:
+        """Make this gateway the node's owner: create the node, adopt it (ours, or unowned), or
+        take it over once its owner's lease has expired. None: owned now (status written);
+        otherwise the seconds to wait before asking again."""
+        manifest = node_manifest(self.name, self.facts, self.config, owner=self.owner)
+        try:
+            node = await self.api.get(self._path)
+        except KubeApiError as exc:
+            if not exc.not_found:
+                raise
+            node = None
+        if node is None:
+            try:
+                created = await self.api.create("/api/v1/nodes", manifest)
+            except KubeApiError as exc:
+                if exc.conflict:  # another gateway created it a moment ago: look again
+                    return API_BACKOFF.initial
+                raise
+            self.node_uid = created["metadata"]["uid"]
+            log.info("node %s created (owner %s)", self.name, self.owner)
+            self._event("Normal", "RegisteredNode", "node registered")
+        else:
+            meta = node.get("metadata") or {}
+            previous = (meta.get("annotations") or {}).get(OWNER_ANNOTATION) or ""
+            if previous and previous != self.owner:
+                wait = await self._owner_alive_for(previous)
+                if wait is not None:
+                    self._refuse(previous, wait)
+                    return wait
+            # The resourceVersion makes this a conditional update: of two gateways taking over
+            # at once, one gets 409 and looks again.
+            patch = {
+                "metadata": {**manifest["metadata"], "resourceVersion": meta["resourceVersion"]},
+                "spec": manifest["spec"],
+            }
+            try:
+                adopted = await self.api.patch(self._path, patch)
+            except KubeApiError as exc:
+                if exc.conflict:
+                    return API_BACKOFF.initial
+                raise
+            self.node_uid = adopted["metadata"]["uid"]
+            if previous and previous != self.owner:
+                log.warning(
+                    "node %s: taken over from gateway %s, whose lease has expired",
+                    self.name,
+                    previous,
+                )
+                self._event(
+                    "Normal",
+                    "NodeTakenOver",
+                    f"gateway {self.owner} serves the node: gateway {previous} stopped renewing "
+                    "its lease",
+                )
+            else:
+                log.info("node %s exists; adopted (owner %s)", self.name, self.owner)
+        self._lease_version = None
+        self._status_rest = None
+        self.refused_by = None
+        if not self.owned:
+            self.owned = True
+            # The kubelet's "Starting kubelet." when it starts serving the node.
+            self._event("Normal", "Starting", f"Starting wirelet for device {self.facts.device_id}")
+            if self.on_owned is not None:
+                self.on_owned()
+        await self.write_status()
+        return None
+
+    async def _owner_alive_for(self, owner: str) -> float | None:
+        """Seconds the other owner's lease still runs; None when it has expired (or is gone)."""
+        try:
+            lease = await self.api.get(self._lease_path)
+        except KubeApiError as exc:
+            if exc.not_found:
+                return None
+            raise
+        if (lease.get("spec") or {}).get("holderIdentity") == self.owner:
+            return None
+        remaining = lease_remaining(lease, datetime.now(UTC))
+        return remaining if remaining > 0 else None
+
+    def _refuse(self, owner: str, wait: float) -> None:
+        if self.refused_by != owner:
+            log.warning(
+                "node %s is served by gateway %s; this gateway (%s) does not serve device %s as "
+                "that node until %s stops renewing the node's lease (%.0f s left). Two devices "
+                "with one id? Give each device its own id.",
+                self.name,
+                owner,
+                self.owner,
+                self.facts.device_id,
+                owner,
+                wait,
+            )
+            self._event(
+                "Warning",
+                "NodeOwnedElsewhere",
+                f"gateway {self.owner} also has a device with id {self.facts.device_id!r} and "
+                f"does not serve it: the node belongs to gateway {owner} while it renews the "
+                "node's lease",
+            )
+        self.refused_by = owner
+
+    def _lose(self, owner: str) -> None:
+        """Another gateway took the node (our lease had expired): stop serving it."""
+        if not self.owned:
+            return
+        self.owned = False
+        self._lease_version = None
+        log.warning(
+            "node %s was taken over by gateway %s; this gateway (%s) stops serving it",
+            self.name,
+            owner,
+            self.owner,
+        )
+        if self.on_lost is not None:
+            self.on_lost(owner)
+
+    def _event(self, kind: str, reason: str, message: str) -> None:
+        if self.events:
+            self.events.record(ObjectRef.node(self.name), kind, reason, message)
+
     # --- API writes ---------------------------------------------------------------------------
 
     async def ensure_node(self) -> None:
-        """Create the Node, or adopt the one a previous run (or another gateway start) left."""
-        manifest = node_manifest(self.name, self.facts, self.config)
-        try:
-            created = await self.api.create("/api/v1/nodes", manifest)
-            self.node_uid = created["metadata"]["uid"]
-            log.info("node %s created", self.name)
-            if self.events:
-                self.events.record(
-                    ObjectRef.node(self.name), "Normal", "RegisteredNode", "node registered"
-                )
-        except KubeApiError as exc:
-            if not exc.conflict:
-                raise
-            patch = {"metadata": manifest["metadata"], "spec": manifest["spec"]}
-            existing = await self.api.patch(f"/api/v1/nodes/{self.name}", patch)
-            self.node_uid = existing["metadata"]["uid"]
-            log.info("node %s exists; adopted", self.name)
-        self._lease_version = None
-        self._status_rest = None
-        await self.write_status()
+        """Create the node again (deleted while its device is attached), or adopt it."""
+        wait = await self.claim()
+        if wait is not None:
+            self._lose(self.refused_by or "?")
 
     async def write_status(self) -> None:
         now = datetime.now(UTC)
@@ -140,7 +311,7 @@ class NodeAgent:
         body = {"conditions": status["conditions"]} if rest == self._status_rest else status
         self._status_rest = None  # unknown until this write succeeds
         try:
-            await self.api.patch(f"/api/v1/nodes/{self.name}/status", {"status": body})
+            node = await self.api.patch(f"{self._path}/status", {"status": body})
         except KubeApiError as exc:
             if not exc.not_found:
                 raise
@@ -152,17 +323,19 @@ class NodeAgent:
         self._status_rest = rest
         self.status_writes += 1
         self._last_status = asyncio.get_running_loop().time()
+        owner = ((node.get("metadata") or {}).get("annotations") or {}).get(OWNER_ANNOTATION)
+        if owner and owner != self.owner:
+            self._lose(owner)
 
     async def renew_lease(self) -> None:
         """Renew (or create) the Lease: a merge patch of its spec carrying the resourceVersion
         last written, so a concurrent change still conflicts (409) as a full update would."""
         now = datetime.now(UTC)
-        path = f"/apis/coordination.k8s.io/v1/namespaces/{LEASE_NAMESPACE}/leases/{self.name}"
         version = self._lease_version
         try:
             if version is None:
                 try:
-                    lease = await self.api.get(path)
+                    lease = await self.api.get(self._lease_path)
                 except KubeApiError as exc:
                     if not exc.not_found:
                         raise
@@ -173,16 +346,20 @@ class NodeAgent:
                     self._lease_version = lease["metadata"]["resourceVersion"]
                     self.lease_renewals += 1
                     return
+                holder = (lease.get("spec") or {}).get("holderIdentity") or ""
+                if holder not in ("", self.owner, self.name) and lease_remaining(lease, now) > 0:
+                    self._lose(holder)  # another gateway renews it: it has taken the node
+                    return
                 version = lease["metadata"]["resourceVersion"]
             patch = {
                 "metadata": {"resourceVersion": version},
                 "spec": {
-                    "holderIdentity": self.name,
+                    "holderIdentity": self.owner,
                     "leaseDurationSeconds": self.config.lease_duration_s,
                     "renewTime": micro_time(now),
                 },
             }
-            lease = await self.api.patch(path, patch, kind="merge")
+            lease = await self.api.patch(self._lease_path, patch, kind="merge")
             self._lease_version = lease["metadata"]["resourceVersion"]
             self.lease_renewals += 1
         except KubeApiError as exc:
@@ -204,7 +381,7 @@ class NodeAgent:
             "kind": "Lease",
             "metadata": meta,
             "spec": {
-                "holderIdentity": self.name,
+                "holderIdentity": self.owner,
                 "leaseDurationSeconds": self.config.lease_duration_s,
                 "renewTime": micro_time(now),
             },
@@ -212,7 +389,7 @@ class NodeAgent:
 
     async def _ensure_node_exists(self) -> None:
         try:
-            node = await self.api.get(f"/api/v1/nodes/{self.name}")
+            node = await self.api.get(self._path)
             self.node_uid = node["metadata"]["uid"]
         except KubeApiError as exc:
             if not exc.not_found:
@@ -222,9 +399,31 @@ class NodeAgent:
             )
             await self.ensure_node()
 
-    async def delete_node(self) -> None:
+    async def still_owner(self) -> bool:
+        """Read the node's owner; another gateway's name there means it took the node over."""
         try:
-            await self.api.delete(f"/api/v1/nodes/{self.name}")
+            node = await self.api.get(self._path)
+        except KubeApiError as exc:
+            if exc.not_found:
+                return True  # gone: ours to create again
+            raise
+        owner = ((node.get("metadata") or {}).get("annotations") or {}).get(OWNER_ANNOTATION)
+        if owner and owner != self.owner:
+            self._lose(owner)
+            return False
+        return True
+
+    def _lease_may_have_expired(self) -> bool:
+        """Down this long, our lease may have expired and another gateway taken the node."""
+        takeover_possible = self.config.lease_duration_s - self.config.lease_renew_interval_s
+        down_for = (datetime.now(UTC) - self.since).total_seconds()
+        return not self.link_up and self._went_down and down_for >= takeover_possible
+
+    async def delete_node(self) -> None:
+        if not await self.still_owner():
+            return
+        try:
+            await self.api.delete(self._path)
         except KubeApiError as exc:
             if not exc.not_found:
                 raise
@@ -232,34 +431,74 @@ class NodeAgent:
     # --- the loop -----------------------------------------------------------------------------
 
     async def run(self) -> None:
-        """Status on change and every status interval; lease every renew interval while up."""
-        loop = asyncio.get_running_loop()
-        await self._retrying(self.ensure_node)
-        next_lease: float | None = None  # None while the link is down: no lease renewals
+        """Claim the node, then keep it: status on change and every status interval, lease
+        every renew interval while up. Failures back off; permanent ones end the agent."""
+        backoff = Backoff(API_BACKOFF)
         while True:
-            now = loop.time()
-            if self._remove_if_gone_too_long(now):
-                await self._wake.wait()  # nothing to do until the device is back
-                continue
-            if self.removed:
-                await self._retrying(self.ensure_node)
-                self.removed = False
-            if self._wake.is_set() or now - self._last_status >= self.config.status_interval_s:
-                self._wake.clear()
-                await self._retrying(self.write_status)
-            if not self.link_up:
-                next_lease = None
-            elif next_lease is None or now >= next_lease:
-                if next_lease is not None and now - next_lease > LEASE_LATE_GRACE_S:
-                    self.lease_late += 1
-                await self._retrying(self.renew_lease)
-                next_lease = now + self.config.lease_renew_interval_s
-            deadline = self._last_status + self.config.status_interval_s
-            if next_lease is not None:
-                deadline = min(deadline, next_lease)
-            if self._down_since is not None and self.config.remove_after_s > 0:
-                deadline = min(deadline, self._down_since + self.config.remove_after_s)
-            await self._sleep_until(deadline)
+            try:
+                if self.owned:
+                    await self._serve_once()
+                else:
+                    wait = await self.claim()
+                    if wait is not None:
+                        await asyncio.sleep(max(wait, API_BACKOFF.initial))
+                        continue
+                backoff.reset()
+            except KubeApiError as exc:
+                if exc.permanent:
+                    self._give_up(exc)
+                    return
+                delay = backoff.next_delay()
+                level = logging.WARNING if backoff.failures == 1 else logging.DEBUG
+                log.log(level, "node %s: %s; retrying in %.1f s", self.name, exc, delay)
+                await asyncio.sleep(delay)
+
+    def _give_up(self, exc: KubeApiError) -> None:
+        self.failed = str(exc)
+        log.error(
+            "node %s: the API server refuses it (%s); no retry can change that, so device %s is "
+            "not served as a node. Fix the cause (config, RBAC) and restart the gateway.",
+            self.name,
+            exc,
+            self.facts.device_id,
+        )
+        self._event("Warning", "NodeRefused", f"the API server refuses the node: {exc}")
+
+    async def _serve_once(self) -> None:
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        if self._remove_if_gone_too_long(now):
+            await self._wake.wait()  # nothing to do until the device is back
+            return
+        if self.removed:
+            await self.ensure_node()
+            self.removed = False
+        if self._recheck_owner:
+            self._recheck_owner = False
+            await self.ensure_node()  # another gateway may have taken the node while we were down
+            if not self.owned:
+                return
+        if self._wake.is_set() or now - self._last_status >= self.config.status_interval_s:
+            self._wake.clear()
+            # A stale NotReady must not overwrite the status of the gateway that took over.
+            if self._lease_may_have_expired() and not await self.still_owner():
+                return
+            await self.write_status()
+        if not self.owned:
+            return
+        if not self.link_up:
+            self._next_lease = None
+        elif self._next_lease is None or now >= self._next_lease:
+            if self._next_lease is not None and now - self._next_lease > LEASE_LATE_GRACE_S:
+                self.lease_late += 1
+            await self.renew_lease()
+            self._next_lease = now + self.config.lease_renew_interval_s
+        deadline = self._last_status + self.config.status_interval_s
+        if self._next_lease is not None:
+            deadline = min(deadline, self._next_lease)
+        if self._down_since is not None and self.config.remove_after_s > 0:
+            deadline = min(deadline, self._down_since + self.config.remove_after_s)
+        await self._sleep_until(deadline)
 
     async def _sleep_until(self, deadline: float) -> None:
         """Until `deadline` (loop time) or `_signal()`: one timer handle, no task per wait."""
@@ -294,12 +533,20 @@ class NodeAgent:
         log.info("node %s removed: its device has been gone for %.0f s", self.name, limit)
         return True
 
-    async def _retrying(self, action: Any) -> None:
-        """API trouble is logged and retried on the next tick, never fatal for the node."""
-        try:
-            await action()
-        except KubeApiError as exc:
-            log.warning("node %s: %s", self.name, exc)
+    async def _retrying(self, action: Callable[[], Awaitable[None]]) -> None:
+        """Until done, with back-off; a permanent refusal is logged once and ends it."""
+        backoff = Backoff(API_BACKOFF)
+        while True:
+            try:
+                await action()
+                return
+            except KubeApiError as exc:
+                if exc.permanent:
+                    log.error("node %s: %s", self.name, exc)
+                    return
+                delay = backoff.next_delay()
+                log.warning("node %s: %s; retrying in %.1f s", self.name, exc, delay)
+                await asyncio.sleep(delay)
 
 
 def _resolve(waiter: asyncio.Future[None]) -> None:

@@ -6,16 +6,19 @@ build. Labels follow virtual-kubelet's conventions, device facts go under `wirel
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from gateway import __version__
 from gateway.config import NodeConfig
+from gateway.names import label_value
 
 LABEL_PREFIX = "wirelet.io/"
-_LABEL_VALUE_BAD = re.compile(r"[^A-Za-z0-9._-]+")
+# The gateway that serves the node (see NodeAgent): one owner at a time.
+OWNER_ANNOTATION = f"{LABEL_PREFIX}owner"
+# The device's own id, unchanged (the label holds a cleaned form).
+DEVICE_ID_ANNOTATION = f"{LABEL_PREFIX}device-id"
 
 
 @dataclass(frozen=True)
@@ -36,22 +39,17 @@ class NodeFacts:
     gateway_host: str = ""
     os: str = "none"  # "none" for firmware; an SSH host's `uname -s` (docs/ssh.md)
     cpus: int = 0  # 0: unknown (capacity says 1)
-
-
-def label_value(text: str) -> str:
-    """Label values are at most 63 chars of [A-Za-z0-9._-], starting and ending alphanumeric."""
-    clean = _LABEL_VALUE_BAD.sub("-", text)[:63].strip("-._")
-    return clean
+    boot_id: int = 0  # changes at every device boot (nodeInfo.bootID)
 
 
 def node_labels(name: str, facts: NodeFacts, config: NodeConfig) -> dict[str, str]:
     labels = {
         "type": "virtual-kubelet",
         "kubernetes.io/role": "agent",
-        "kubernetes.io/hostname": name,
-        "kubernetes.io/os": label_value(facts.os) or "none",  # firmware: none
+        "kubernetes.io/hostname": label_value(name),  # node names are kept <= 63 for this
+        "kubernetes.io/os": label_value(facts.os) or "none",  # firmware: none (no DaemonSets)
         "kubernetes.io/arch": label_value(facts.arch) or "unknown",
-        f"{LABEL_PREFIX}device-id": label_value(facts.device_id),
+        f"{LABEL_PREFIX}device-id": label_value(facts.device_id, unique=True),
         f"{LABEL_PREFIX}vendor": label_value(facts.vendor),
         f"{LABEL_PREFIX}product": label_value(facts.product),
         f"{LABEL_PREFIX}serial": label_value(facts.serial),
@@ -108,6 +106,10 @@ def _pressure(kind: str, now: datetime, boot: datetime) -> dict[str, Any]:
     }
 
 
+# Sorted, as the API server requires.
+DECLARED_FEATURES = ["ExtendWebSocketsToKubelet"]
+
+
 def node_status(
     facts: NodeFacts,
     config: NodeConfig,
@@ -133,10 +135,13 @@ def node_status(
             {"type": "Hostname", "address": facts.gateway_host or node_ip},
         ],
         "daemonEndpoints": {"kubeletEndpoint": {"Port": kubelet_port}},
+        # The API server then proxies kubectl exec/attach WebSockets to the gateway as they
+        # are, instead of translating them to SPDY (which the gateway does not speak).
+        "declaredFeatures": DECLARED_FEATURES,
         "nodeInfo": {
             "machineID": facts.device_id,
             "systemUUID": facts.device_id,
-            "bootID": "",
+            "bootID": f"{facts.boot_id:08x}" if facts.boot_id else "",
             "kernelVersion": f"{facts.firmware_name} {facts.firmware_version}".strip(),
             "osImage": f"{facts.vendor} {facts.product}".strip(),
             "containerRuntimeVersion": f"wirelet://{__version__}",
@@ -152,8 +157,16 @@ def node_manifest(
     name: str,
     facts: NodeFacts,
     config: NodeConfig,
+    *,
+    owner: str = "",
 ) -> dict[str, Any]:
     """The Node to create: metadata and spec (status goes through the status subresource)."""
+    annotations = {
+        f"{LABEL_PREFIX}apps": ",".join(facts.apps),
+        DEVICE_ID_ANNOTATION: facts.device_id,
+    }
+    if owner:
+        annotations[OWNER_ANNOTATION] = owner
     spec: dict[str, Any] = {}
     if config.taint is not None:
         taint: dict[str, str] = {"key": config.taint.key, "effect": config.taint.effect}
@@ -166,7 +179,7 @@ def node_manifest(
         "metadata": {
             "name": name,
             "labels": node_labels(name, facts, config),
-            "annotations": {f"{LABEL_PREFIX}apps": ",".join(facts.apps)},
+            "annotations": annotations,
         },
         "spec": spec,
     }

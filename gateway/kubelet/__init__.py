@@ -17,8 +17,9 @@ from gateway.kubelet.authz import (
     NodeAction,
     SubjectAccessReviewAuthorizer,
 )
-from gateway.kubelet.provider import KubeletProvider
-from gateway.kubelet.server import KubeletServer, create_app
+from gateway.kubelet.errors import ExecFailed, NoFreePort
+from gateway.kubelet.provider import ExecOutcome, KubeletProvider
+from gateway.kubelet.server import KubeletServer, PortRange, ServerLimits, create_app
 from gateway.kubelet.stats import ContainerStats, NodeStats, PodStats
 from gateway.kubelet.tls import server_ssl_context
 
@@ -29,11 +30,16 @@ __all__ = [
     "ChainAuthenticator",
     "ContainerStats",
     "Decision",
+    "ExecFailed",
+    "ExecOutcome",
     "KubeletProvider",
     "KubeletServer",
+    "NoFreePort",
     "NodeAction",
     "NodeStats",
     "PodStats",
+    "PortRange",
+    "ServerLimits",
     "SubjectAccessReviewAuthorizer",
     "TokenReviewAuthenticator",
     "UserInfo",

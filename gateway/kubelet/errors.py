@@ -19,3 +19,13 @@ class AuthorizationUnavailable(KubeletApiError):
 
 class BadLogQuery(KubeletApiError, ValueError):
     """A /containerLogs query parameter is malformed or out of range (answer 400)."""
+
+
+class NoFreePort(KubeletApiError):
+    """Every port of kubelet.node_ports is taken: the node cannot get its own endpoint."""
+
+
+class ExecFailed(KubeletApiError):
+    """A command could not be run on the device (link down, refused, timed out).
+
+    The message says what happened and what to do; it reaches the user as kubectl's error."""

@@ -7,12 +7,24 @@ log locations and figures. Pod objects are plain JSON dicts as the API server se
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from gateway.kubelet.stats import NodeStats
 from gateway.logs import LogSource
 
 JsonObject = dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class ExecOutcome:
+    """What a one-shot command on a device gave back."""
+
+    exit_code: int
+    stdout: bytes
+    stderr: bytes
+    # The device cut the output to fit its frame: the tail is missing.
+    truncated: bool = False
 
 
 class KubeletProvider(Protocol):
@@ -40,4 +52,23 @@ class KubeletProvider(Protocol):
 
     async def stats(self) -> Sequence[NodeStats]:
         """Current figures for each of this gateway's nodes."""
+        ...
+
+    def node_problem(self, node: str) -> str:
+        """Why the node is not healthy (its device is not connected...), "" when it is."""
+        ...
+
+    async def running_pods(self) -> list[JsonObject]:
+        """Pods with a task running on a device, in the kubelet's /runningpods shape: metadata
+        name, namespace, uid; spec.nodeName and spec.containers (name, image) of the running
+        containers only."""
+        ...
+
+    async def exec(
+        self, namespace: str, pod: str, container: str, argv: Sequence[str]
+    ) -> ExecOutcome:
+        """Run `argv` on the pod's device, in the context of the container's task.
+
+        Raises gateway.kubelet.errors.ExecFailed with a message for the user when the device
+        cannot run it (link down, refused, timeout)."""
         ...

@@ -294,6 +294,15 @@ class DeviceRuntime:
             )
             self._event(record.spec.uid, status.name, "Warning", "Failed", status.state.message)
             return
+        # The kubelet's event for an image already on the machine: the app is on the device.
+        self._event(
+            record.spec.uid,
+            status.name,
+            "Normal",
+            "Pulled",
+            f'Container image "{task_spec.image}" already present on machine '
+            f'(the device offers app "{task_spec.app}")',
+        )
         if not self.link_up:
             status.state = ContainerState.waiting(
                 "ContainerCreating", "waiting for the device to connect"

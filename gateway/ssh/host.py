@@ -121,6 +121,7 @@ class SshHost:
         self.host = host
         self.config = config
         self.on_problem = on_problem
+        self._known_hosts = os.path.expanduser(host.known_hosts)
         self.facts: DeviceFacts | None = None
         self.load: DeviceLoad | None = None  # hosts report no load figures (yet): zeros
         self.last_error = ""
@@ -371,7 +372,7 @@ class SshHost:
     async def _connect(self) -> None:
         host = self.host
         where = f"{self.label}"
-        known_hosts = os.path.expanduser(host.known_hosts)
+        known_hosts = self._known_hosts
         if not await asyncio.to_thread(os.path.exists, known_hosts):
             raise HostProblem(
                 REASON_HOST_KEY,

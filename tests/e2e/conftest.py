@@ -10,6 +10,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import subprocess
+import sys
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
@@ -19,9 +21,16 @@ from typing import Any
 import pytest
 
 from gateway.app import Gateway
-from gateway.config import GatewayConfig, config_from_mapping, loopback_settings
+from gateway.config import (
+    GatewayConfig,
+    NodeConfig,
+    config_from_mapping,
+    loopback_settings,
+    node_name_for,
+)
 from gateway.kube.api import KubeApi
 from hil.cluster.local import LocalCluster
+from hil.cluster.node_address import shared_node_address, shared_problem
 from hil.emulator.fleet import EmulatedFleet
 from hil.emulator.profile import DeviceProfile
 
@@ -41,6 +50,43 @@ FAST_LINK = {
     "config_retry_s": 0.3,
 }
 WAIT = 60.0  # bound for anything that should happen soon; only reached when broken
+REPO = Path(__file__).resolve().parents[2]
+RBAC = REPO / "deploy" / "rbac.yaml"
+GATEWAY_NAME = "e2e"
+_gateway_kubeconfigs: dict[Path, Path] = {}
+
+
+def gateway_kubeconfig(cluster: LocalCluster) -> Path:
+    """The gateway's own least-privilege identity, made as a user would: deploy/rbac.yaml
+    applied by the admin, then `wirelet bootstrap --approve` (a CSR for user
+    wirelet:gateway:e2e in group wirelet:gateways). Once per control plane."""
+    known = _gateway_kubeconfigs.get(cluster.run_dir)
+    if known is not None:
+        return known
+    admin = f"--kubeconfig={cluster.kubeconfig}"
+    subprocess.run(["kubectl", admin, "apply", "-f", str(RBAC)], check=True, capture_output=True)
+    out = cluster.run_dir / "wirelet-gateway"
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "gateway.cli",
+            "bootstrap",
+            admin,
+            f"--name={GATEWAY_NAME}",
+            f"--out={out}",
+            "--approve",
+            "--timeout=60",
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=REPO,
+    )
+    if result.returncode != 0:
+        raise AssertionError(f"wirelet bootstrap failed: {result.stdout}{result.stderr}")
+    _gateway_kubeconfigs[cluster.run_dir] = out / "kubeconfig"
+    return out / "kubeconfig"
 
 
 @dataclass
@@ -54,7 +100,7 @@ class Wirelet:
     config: GatewayConfig
 
     def node(self, device_id: str) -> str:
-        return f"wirelet-{device_id.lower()}"
+        return node_name_for(self.config.nodes if self.config else NodeConfig(), device_id)
 
     async def kubectl(self, *args: str, check: bool = True) -> str:
         proc = await asyncio.create_subprocess_exec(
@@ -162,21 +208,42 @@ class Wirelet:
 def gateway_settings(
     cluster: LocalCluster, device_dir: Path, workdir: Path, **overrides: Any
 ) -> dict[str, dict[str, Any]]:
-    """The test gateway's config as TOML-shaped data: loopback, fast timers, `overrides` on top."""
-    cert, key = cluster.sign_serving_cert(["127.0.0.1", "localhost"], workdir)
+    """The test gateway's config as TOML-shaped data: fast timers, `overrides` on top.
+
+    The gateway runs as its least-privilege identity (deploy/rbac.yaml) and gets its serving
+    certificate from the cluster through a kubelet-serving CSR it approves itself; the API
+    server verifies it against the cluster CA for every logs/exec/attach call.
+    The kubelet API listens on, and nodes advertise, this machine's TEST-NET address
+    (hil.cluster.node_address) so the API server's node proxy works as with a real kubelet;
+    where that address cannot be made (not root), loopback, and node-proxy tests skip."""
+    address = shared_node_address()
     data = loopback_settings(
-        kubeconfig=str(cluster.kubeconfig),
+        kubeconfig=str(gateway_kubeconfig(cluster)),
         client_ca=str(cluster.ca_cert),
-        tls_cert=str(cert),
-        tls_key=str(key),
+        tls_cert="",
+        tls_key="",
         device_dir=str(device_dir),
         log_dir=str(workdir / "pods"),
     )
+    del data["kubelet"]["tls_cert"], data["kubelet"]["tls_key"]
+    data["kubelet"].update(server_tls_bootstrap=True, serving_cert_approve=True)
+    if address is not None:
+        data["kubelet"].update(address=address.ip, node_ip=address.ip)
     data["nodes"] = {"lease_renew_interval_s": 1.0, "status_interval_s": 5.0}
     data["link"] = dict(FAST_LINK)
     for section, values in overrides.items():
         data.setdefault(section, {}).update(values)
     return data
+
+
+def require_node_proxy_address() -> str:
+    """The node address the API server proxies to; skips the test where none can be made."""
+    address = shared_node_address()
+    if address is None:
+        pytest.skip(
+            f"no non-loopback test address for the API server's node proxy: {shared_problem()}"
+        )
+    return address.ip
 
 
 def gateway_config(

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from .conftest import Wirelet
+from .conftest import Wirelet, require_node_proxy_address
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
@@ -27,7 +28,9 @@ async def test_nodes_ready_with_labels_taint_capacity(wirelet: Wirelet) -> None:
         assert ours in node["spec"]["taints"]
         assert node["status"]["capacity"]["pods"] == str(device.profile.task_slots)
         port = node["status"]["daemonEndpoints"]["kubeletEndpoint"]["Port"]
-        assert port == wirelet.gateway.kubelet_port
+        assert wirelet.gateway.server is not None
+        assert port == wirelet.gateway.server.node_port(name)  # its own endpoint
+        assert node["status"]["declaredFeatures"] == ["ExtendWebSocketsToKubelet"]
         lease_path = f"/apis/coordination.k8s.io/v1/namespaces/kube-node-lease/leases/{name}"
 
         async def lease(path: str = lease_path) -> Any:
@@ -37,7 +40,10 @@ async def test_nodes_ready_with_labels_taint_capacity(wirelet: Wirelet) -> None:
                 return None  # the first renewal follows the Ready status write
 
         found = await wirelet.wait_for(f"the Lease of {name}", lease)
-        assert found["spec"]["holderIdentity"] == name
+        # The gateway holds its nodes' leases (one owner per node, see test_nodes.py).
+        assert found["spec"]["holderIdentity"] == wirelet.gateway.identity
+        assert node["metadata"]["annotations"]["wirelet.io/owner"] == wirelet.gateway.identity
+        assert node["status"]["nodeInfo"]["bootID"]
 
 
 async def test_scheduled_pod_runs_and_kubectl_logs_shows_output(wirelet: Wirelet) -> None:
@@ -61,36 +67,23 @@ async def test_failing_exit_code_fails_the_pod(wirelet: Wirelet) -> None:
 
 
 async def test_stats_summary_carries_device_load(wirelet: Wirelet) -> None:
-    """Read as the API server does (its kubelet-client certificate); the API server's own node
-    proxy refuses loopback addresses, so it cannot be the path in a loopback cluster."""
-    import ssl
-
-    import aiohttp
-
+    """Through the API server's node proxy, as metrics-server reads it."""
+    require_node_proxy_address()
     node = wirelet.node(wirelet.fleet.devices[0].profile.device_id)
     await wirelet.wait_node(node)
     await wirelet.create_pod("loaded", "forever", ["100"], node=node, restart="Always")
     await wirelet.wait_container("loaded", lambda c: "running" in c["state"])
-    pki = wirelet.cluster.pki_dir
-    context = ssl.create_default_context(cafile=str(wirelet.cluster.ca_cert))
-    context.load_cert_chain(pki / "kubelet-client.crt", pki / "kubelet-client.key")
-    url = f"https://127.0.0.1:{wirelet.gateway.kubelet_port}/stats/summary"
 
     async def summary() -> Any:
-        async with (
-            aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=context)) as session,
-            session.get(url) as response,
-        ):
-            body = await response.json()
-        nodes = body if isinstance(body, list) else [body]
-        for entry in nodes:
-            pods = {p["podRef"]["name"] for p in entry.get("pods") or []}
-            memory = entry["node"].get("memory", {}).get("workingSetBytes", 0)
-            if "loaded" in pods and memory:
-                return entry
-        return None
+        body = json.loads(
+            await wirelet.kubectl("get", "--raw", f"/api/v1/nodes/{node}/proxy/stats/summary")
+        )
+        pods = {p["podRef"]["name"] for p in body.get("pods") or []}
+        memory = body["node"].get("memory", {}).get("workingSetBytes", 0)
+        return body if "loaded" in pods and memory else None
 
     entry = await wirelet.wait_for("a load report in /stats/summary", summary)
+    assert entry["node"]["nodeName"] == node
     assert entry["node"]["memory"]["workingSetBytes"] > 0
 
 

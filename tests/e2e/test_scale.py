@@ -39,7 +39,7 @@ async def test_twenty_devices_each_run_a_pod(fleet20: Wirelet) -> None:
 
 async def test_kubelet_api_without_credentials_is_401(fleet20: Wirelet) -> None:
     context = ssl.create_default_context(cafile=str(fleet20.cluster.ca_cert))
-    url = f"https://127.0.0.1:{fleet20.gateway.kubelet_port}/pods"
+    url = f"https://{fleet20.gateway.node_ip}:{fleet20.gateway.kubelet_port}/pods"
     async with (
         aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=context)) as session,
         session.get(url) as response,
@@ -51,7 +51,7 @@ async def test_kubelet_api_user_without_rights_is_403(fleet20: Wirelet, tmp_path
     cert, key = fleet20.cluster.sign_client_cert("intruder", ["nobody"], tmp_path)
     context = ssl.create_default_context(cafile=str(fleet20.cluster.ca_cert))
     context.load_cert_chain(cert, key)
-    url = f"https://127.0.0.1:{fleet20.gateway.kubelet_port}/pods"
+    url = f"https://{fleet20.gateway.node_ip}:{fleet20.gateway.kubelet_port}/pods"
     async with (
         aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=context)) as session,
         session.get(url) as response,

@@ -44,7 +44,7 @@ dir = "/tmp/logs"
 max_files = 2
 
 [link]
-heartbeat_interval_s = 0.2
+heartbeat_interval = 0.2
 """
 
 
@@ -71,7 +71,7 @@ def test_full_file_loads(tmp_path: Path) -> None:
     assert cfg.devices.dtr == "off"
     assert cfg.kubelet.port == 0
     assert cfg.logs.max_files == 2
-    assert cfg.link == {"heartbeat_interval_s": 0.2}
+    assert cfg.link == {"heartbeat_interval": 0.2}
 
 
 @pytest.mark.parametrize(
@@ -83,6 +83,13 @@ def test_full_file_loads(tmp_path: Path) -> None:
         ("[nodes]\ncapacity = { gpus = '1' }", "expected one of cpu, memory, pods"),
         ("[nodes]\ntaint = 'nope'", "nodes.taint: expected KEY[=VALUE]:EFFECT"),
         ("[nodes]\nname_prefix = 'Caps_'", "nodes.name_prefix: expected lower-case"),
+        ("[nodes]\nname_prefix = 'a..'", "nodes.name_prefix: expected lower-case"),
+        (f"[nodes]\nname_prefix = '{'a' * 31}'", "at most 30 characters"),
+        ("[nodes]\nlabels = { 'a b' = 'x' }", "nodes.labels.a b: expected a label key"),
+        ("[nodes]\nlabels = { 'lab' = 'bench 3' }", "nodes.labels.lab: expected a label value"),
+        (f"[nodes]\nlabels = {{ 'lab' = '{'x' * 64}' }}", "nodes.labels.lab: expected a label"),
+        ("[gateway]\nstate_dir = ''", "gateway.state_dir: expected a non-empty string"),
+        ("[gateway]\nowner = 'me'", "unknown key 'owner' in [gateway]"),
         ("[devices]\ndtr = 'maybe'", "devices.dtr: expected 'on', 'off' or 'keep'"),
         ("[devices]\nports = '/dev/ttyACM0'", "devices.ports: expected a list"),
         ("[kubelet]\nnode_ip = 'here'", "kubelet.node_ip: expected an IP address"),
@@ -118,10 +125,10 @@ def test_parse_taint_without_value() -> None:
 
 def test_node_name_comes_from_device_identity() -> None:
     cfg = GatewayConfig().nodes
-    assert node_name_for(cfg, "E6614C311B7A4F2D") == "wirelet-e6614c311b7a4f2d"
-    assert node_name_for(cfg, "Pico_ABC:01") == "wirelet-pico-abc-01"
-    with pytest.raises(ConfigError, match="gives no valid node name"):
-        node_name_for(GatewayConfig().nodes.__class__(name_prefix=""), "___")
+    assert node_name_for(cfg, "e6614c311b7a4f2d") == "wirelet-e6614c311b7a4f2d"
+    # Cleaned ids keep a readable part and get a hash of the original (see test_names.py).
+    assert node_name_for(cfg, "Pico_ABC:01").startswith("wirelet-pico-abc-01-")
+    assert node_name_for(GatewayConfig().nodes.__class__(name_prefix=""), "___") != ""
 
 
 def test_overrides_replace_only_given_values(tmp_path: Path) -> None:
@@ -147,3 +154,85 @@ def test_link_timers_split_and_unknown_timer_is_an_error() -> None:
     for bad in ("hold_output", "heartbeat", "release_timeout"):
         with pytest.raises(ConfigError, match=f"link.{bad}: unknown timer"):
             timers_from_config({bad: 1.0})
+
+
+@pytest.mark.parametrize(
+    ("text", "fragment"),
+    [
+        ("window = 2.5", "link.window: expected an integer from 1 to 64, got 2.5"),
+        ("window = 0", "link.window: expected an integer from 1 to 64, got 0"),
+        ("window = 65", "link.window: expected an integer from 1 to 64, got 65"),
+        ("max_frame = 64", "link.max_frame: expected an integer from 128 to 4096, got 64"),
+        ("max_frame = 5000", "link.max_frame: expected an integer from 128 to 4096"),
+        ("max_queue = 0", "link.max_queue: expected an integer from 1"),
+        ("heartbeat_interval = 0", "link.heartbeat_interval: expected a number of seconds > 0"),
+        ("rto_min = 0.0", "link.rto_min: expected a number of seconds > 0"),
+        ("request_timeout = -1", "link.request_timeout: expected a number of seconds > 0"),
+        ("config_retry_s = 'soon'", "link.config_retry_s: expected a number of seconds > 0"),
+        ("stop_slack = -1", "link.stop_slack: expected a number of seconds from 0"),
+        ("heartbeat_interval = true", "link.heartbeat_interval: expected a number of seconds"),
+        ("heartbeat_intervall = 1", "link.heartbeat_intervall: unknown key; known:"),
+        ("link_lost_timeout = 2", "link.heartbeat_interval (5) must be smaller than"),
+        ("rto_min = 2\nrto_max = 1", "link.rto_min (2) must be smaller than link.rto_max (1)"),
+        ("reconnect_initial_s = 9\nreconnect_max_s = 1", "link.reconnect_initial_s (9) must be"),
+    ],
+)
+def test_link_mistakes_are_found_when_the_file_is_read(
+    tmp_path: Path, text: str, fragment: str
+) -> None:
+    path = write(tmp_path, f"[link]\n{text}\n")
+    with pytest.raises(ConfigError) as exc:
+        load_config(path)
+    assert str(exc.value).startswith(str(path))
+    assert fragment in str(exc.value)
+
+
+def test_link_values_keep_their_kind(tmp_path: Path) -> None:
+    cfg = load_config(write(tmp_path, "[link]\nwindow = 8\nmax_frame = 256\nstop_slack = 0\n"))
+    assert cfg.link == {"window": 8, "max_frame": 256, "stop_slack": 0.0}
+    assert isinstance(cfg.link["window"], int)
+
+
+def test_link_keys_are_exactly_what_the_gateway_splits() -> None:
+    """A timer added to the protocol or the session must be added to LINK_KEYS (and docs)."""
+    import dataclasses
+
+    from firmware_protocol import LinkConfig
+    from firmware_protocol.constants import MAX_FRAME_CEILING, MAX_WINDOW, MIN_FRAME
+    from gateway.app import _RECONNECT_KEYS, _RUNTIME_KEYS
+    from gateway.config import LINK_KEYS
+    from gateway.link.session import SessionConfig
+
+    link_fields = {f.name for f in dataclasses.fields(LinkConfig)} - {"versions"}
+    session_fields = {f.name for f in dataclasses.fields(SessionConfig)} - {
+        "backoff",
+        "link",
+        "hold_output",
+    }
+    expected = link_fields | session_fields | set(_RUNTIME_KEYS) | set(_RECONNECT_KEYS)
+    assert set(LINK_KEYS) == expected | {"config_retry_s"}
+    assert (LINK_KEYS["max_frame"].minimum, LINK_KEYS["max_frame"].maximum) == (
+        MIN_FRAME,
+        MAX_FRAME_CEILING,
+    )
+    assert LINK_KEYS["window"].maximum == MAX_WINDOW
+
+
+def test_flag_overrides_get_the_file_checks_and_name_the_flag(tmp_path: Path) -> None:
+    path = write(tmp_path, "[kubelet]\nport = 10250\n")
+    with pytest.raises(ConfigError) as exc:
+        load_config(path, {"kubelet": {"port": 99999}}, {"kubelet.port": "--kubelet-port"})
+    assert str(exc.value) == (
+        "--kubelet-port (kubelet.port): expected an integer from 0 to 65535, got 99999"
+    )
+    cfg = load_config(path, {"kubelet": {"port": 0, "address": None}}, {})
+    assert cfg.kubelet.port == 0
+    assert cfg.kubelet.address == "0.0.0.0"
+
+
+def test_shipped_example_config_loads() -> None:
+    """udev/README.md installs examples/wirelet.toml; it must stay valid."""
+    example = Path(__file__).parents[2] / "examples" / "wirelet.toml"
+    cfg = load_config(example)
+    assert cfg.devices.udev
+    assert cfg.gateway.state_dir == "/var/lib/wirelet"

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from gateway.kubelet import NodeStats
+from gateway.kubelet import ExecFailed, ExecOutcome, NodeStats
 from gateway.logs import LogSource
 
 
@@ -25,6 +25,10 @@ class InMemoryProvider:
         self.pods: dict[tuple[str, str], dict[str, Any]] = {}
         self.logs: dict[tuple[str, str, str], LogSource] = {}
         self.node_stats: list[NodeStats] = []
+        # What exec answers, per (namespace, pod, container): an outcome or a failure message.
+        self.exec_answers: dict[tuple[str, str, str], ExecOutcome | str] = {}
+        self.exec_calls: list[tuple[str, str, str, tuple[str, ...]]] = []
+        self.problems: dict[str, str] = {}  # node -> why it is unhealthy
 
     def add_pod(self, pod: dict[str, Any]) -> None:
         meta = pod["metadata"]
@@ -46,3 +50,36 @@ class InMemoryProvider:
 
     async def stats(self) -> Sequence[NodeStats]:
         return self.node_stats
+
+    def node_problem(self, node: str) -> str:
+        return self.problems.get(node, "")
+
+    async def running_pods(self) -> list[dict[str, Any]]:
+        result = []
+        for pod in self.pods.values():
+            if pod.get("status", {}).get("phase") != "Running":
+                continue
+            meta = pod["metadata"]
+            result.append(
+                {
+                    "metadata": {k: meta[k] for k in ("name", "namespace", "uid")},
+                    "spec": {
+                        "nodeName": pod["spec"]["nodeName"],
+                        "containers": [
+                            {"name": c["name"], "image": c["image"]}
+                            for c in pod["spec"]["containers"]
+                        ],
+                    },
+                    "status": {},
+                }
+            )
+        return result
+
+    async def exec(
+        self, namespace: str, pod: str, container: str, argv: Sequence[str]
+    ) -> ExecOutcome:
+        self.exec_calls.append((namespace, pod, container, tuple(argv)))
+        answer = self.exec_answers.get((namespace, pod, container), "no answer configured")
+        if isinstance(answer, str):
+            raise ExecFailed(answer)
+        return answer

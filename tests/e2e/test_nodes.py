@@ -1,0 +1,249 @@
+"""Node names, labels and ownership against the real control plane.
+
+A device id of 64 bytes (the protocol's limit) still gives a Ready node with valid labels; an
+object the API server refuses is sent a bounded number of times; two gateways with a device of
+the same id never serve one node together, and the second takes over once the owner's lease
+has expired.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from gateway.app import Gateway
+from gateway.config import NodeConfig, node_name_for
+from gateway.device_node import DeviceNode
+from gateway.kube.api import KubeApi, KubeApiError
+from gateway.kube.events import EventRecorder, ObjectRef
+from gateway.kube.node_agent import LEASE_NAMESPACE, NodeAgent
+from gateway.kube.node_object import NodeFacts
+from gateway.names import is_label_value
+from hil.cluster.local import LocalCluster
+from hil.emulator.fleet import EmulatedFleet
+from hil.emulator.profile import DeviceProfile
+from tests.e2e.conftest import WAIT, Wirelet, _admin_configuration, _delete_nodes, gateway_config
+
+pytestmark = pytest.mark.integration
+
+OWNER = "wirelet.io/owner"
+
+
+@contextlib.asynccontextmanager
+async def gateway_with_device(
+    cluster: LocalCluster, api: KubeApi, workdir: Path, device_id: str, **config: Any
+) -> AsyncIterator[Wirelet]:
+    """One emulated device with `device_id` and a gateway serving it (not cleaned up: the
+    caller deletes the node once every gateway that may serve it has stopped)."""
+    device_dir = workdir / "devices"
+    device_dir.mkdir(parents=True)
+    cfg = gateway_config(cluster, device_dir, workdir, **config)
+    async with EmulatedFleet(device_dir, [DeviceProfile(device_id=device_id)]) as fleet:
+        gateway = Gateway(cfg)
+        async with gateway:
+            yield Wirelet(cluster, fleet, gateway, api, "default", device_dir, cfg)
+
+
+async def node_events(api: KubeApi, node: str, reason: str) -> list[dict[str, Any]]:
+    listing = await api.get(
+        "/api/v1/namespaces/default/events",
+        fieldSelector=f"involvedObject.name={node},reason={reason}",
+    )
+    return list(listing.get("items") or [])
+
+
+async def test_64_byte_device_id_gives_a_ready_node_with_valid_labels(
+    cluster: LocalCluster, tmp_path: Path
+) -> None:
+    device_id = "EMU:" + "A" * 56 + "_x.Z"  # 64 bytes: upper case and characters to clean
+    assert len(device_id.encode()) == 64
+    async with KubeApi(await _admin_configuration(cluster)) as api:
+        name = node_name_for(NodeConfig(), device_id)
+        try:
+            async with gateway_with_device(cluster, api, tmp_path, device_id) as env:
+                await env.wait_node(name)
+                node = await api.get(f"/api/v1/nodes/{name}")
+        finally:
+            await _delete_nodes(api, [name])
+    labels = node["metadata"]["labels"]
+    assert len(name) <= 63
+    assert labels["kubernetes.io/hostname"] == name
+    assert all(is_label_value(value) for value in labels.values()), labels
+    assert node["metadata"]["annotations"]["wirelet.io/device-id"] == device_id
+    assert node["status"]["nodeInfo"]["bootID"]  # the device's boot id, not empty
+
+
+async def test_a_node_the_api_server_refuses_is_not_sent_again(cluster: LocalCluster) -> None:
+    """422 (an invalid name) ends the agent after a bounded number of calls: no loop, no Lease."""
+    facts = NodeFacts(
+        device_id="x",
+        vendor="",
+        product="",
+        serial="",
+        firmware_name="fw",
+        firmware_version="1",
+        transport="serial",
+        task_slots=1,
+        memory_bytes=1024,
+        apps=(),
+    )
+    config = NodeConfig(lease_renew_interval_s=0.05, status_interval_s=0.05)
+    async with KubeApi(await _admin_configuration(cluster)) as api:
+        agent = NodeAgent(
+            api, "Not_A_Valid_Node", facts, config, node_ip="127.0.0.1", kubelet_port=1
+        )
+        agent.set_link(True, "KubeletReady", "up")
+        await asyncio.wait_for(agent.run(), WAIT)  # returns: it gave up
+        assert agent.failed is not None and "422" in agent.failed
+        assert api.requests <= 3  # GET (404), POST (422); nothing after
+        with pytest.raises(KubeApiError) as exc:
+            await api.get(
+                f"/apis/coordination.k8s.io/v1/namespaces/{LEASE_NAMESPACE}/leases/Not_A_Valid_Node"
+            )
+        assert exc.value.not_found
+
+
+def serving(node: DeviceNode) -> bool:
+    return node.served
+
+
+async def refused(env: Wirelet, owner: str) -> bool:
+    """The gateway's one device waits for `owner`'s lease instead of serving."""
+    nodes = list(env.gateway.nodes.values())
+    return bool(nodes and nodes[0].agent and nodes[0].agent.refused_by == owner)
+
+
+SHORT_LEASE = {"lease_duration_s": 2, "lease_renew_interval_s": 0.5, "status_interval_s": 5.0}
+
+
+async def test_two_gateways_one_device_id_one_owner_then_takeover(
+    cluster: LocalCluster, tmp_path: Path
+) -> None:
+    device_id = "twin-0001"
+    name = node_name_for(NodeConfig(), device_id)
+    async with KubeApi(await _admin_configuration(cluster)) as api:
+        try:
+            async with contextlib.AsyncExitStack() as first:
+                owner = await first.enter_async_context(
+                    gateway_with_device(
+                        cluster,
+                        api,
+                        tmp_path / "a",
+                        device_id,
+                        gateway={"identity": "gw-a"},
+                        nodes=SHORT_LEASE,
+                    )
+                )
+                await owner.wait_node(name)
+                async with gateway_with_device(
+                    cluster,
+                    api,
+                    tmp_path / "b",
+                    device_id,
+                    gateway={"identity": "gw-b"},
+                    nodes=SHORT_LEASE,
+                ) as second:
+                    # The second gateway refuses, says why (naming both), and serves nothing.
+                    refused = await second.wait_for(
+                        "NodeOwnedElsewhere event",
+                        lambda: node_events(api, name, "NodeOwnedElsewhere"),
+                    )
+                    assert "gw-a" in refused[0]["message"] and "gw-b" in refused[0]["message"]
+                    (b_node,) = second.gateway.nodes.values()
+                    assert b_node.agent is not None and b_node.agent.refused_by == "gw-a"
+                    assert not serving(b_node) and b_node.runtime is None
+                    node = await api.get(f"/api/v1/nodes/{name}")
+                    assert node["metadata"]["annotations"][OWNER] == "gw-a"
+                    assert await second.node_ready(name) == "True"
+
+                    # The owner goes away without a word (its lease stops being renewed).
+                    await first.aclose()
+
+                    async def taken_over() -> bool:
+                        node = await api.get(f"/api/v1/nodes/{name}")
+                        return bool(node["metadata"]["annotations"][OWNER] == "gw-b")
+
+                    await second.wait_for("takeover by gw-b", taken_over)
+                    await second.wait_node(name)
+                    assert serving(b_node)
+                    lease_path = (
+                        f"/apis/coordination.k8s.io/v1/namespaces/{LEASE_NAMESPACE}/leases/{name}"
+                    )
+
+                    async def lease_held_by_b() -> bool:
+                        lease = await api.get(lease_path)
+                        return bool(lease["spec"]["holderIdentity"] == "gw-b")
+
+                    await second.wait_for("the lease renewed by gw-b", lease_held_by_b)
+                    assert await node_events(api, name, "NodeTakenOver")
+        finally:
+            await _delete_nodes(api, [name])
+
+
+async def test_event_for_an_object_with_a_253_character_name_is_written(
+    cluster: LocalCluster,
+) -> None:
+    long_name = "p" * 253
+    async with KubeApi(await _admin_configuration(cluster)) as api:
+        recorder = EventRecorder(api, "test-host")
+        recorder.record(ObjectRef("Pod", "default", long_name, "uid-1"), "Normal", "Test", "hi")
+        await recorder.drain()
+        listing = await api.get(
+            "/api/v1/namespaces/default/events", fieldSelector=f"involvedObject.name={long_name}"
+        )
+        (event,) = listing["items"]
+        assert len(event["metadata"]["name"]) <= 253
+        await api.delete(f"/api/v1/namespaces/default/events/{event['metadata']['name']}")
+
+
+async def test_owner_whose_device_was_gone_past_its_lease_does_not_take_the_node_back(
+    cluster: LocalCluster, tmp_path: Path
+) -> None:
+    """A's device is unplugged long enough for its lease to expire: B takes the node. When A's
+    device comes back, A finds B's live lease, refuses, and never writes over B's status."""
+    device_id = "twin-0002"
+    name = node_name_for(NodeConfig(), device_id)
+    async with KubeApi(await _admin_configuration(cluster)) as api:
+        try:
+            async with (
+                gateway_with_device(
+                    cluster,
+                    api,
+                    tmp_path / "a",
+                    device_id,
+                    gateway={"identity": "gw-a"},
+                    nodes=SHORT_LEASE,
+                ) as first,
+            ):
+                await first.wait_node(name)
+                async with gateway_with_device(
+                    cluster,
+                    api,
+                    tmp_path / "b",
+                    device_id,
+                    gateway={"identity": "gw-b"},
+                    nodes=SHORT_LEASE,
+                ) as second:
+                    await second.wait_for("gw-b refused", lambda: refused(second, "gw-a"))
+                    (a_node,) = first.gateway.nodes.values()
+                    (b_node,) = second.gateway.nodes.values()
+                    first.fleet.devices[0].unplug()
+
+                    async def owner_is(who: str) -> bool:
+                        node = await api.get(f"/api/v1/nodes/{name}")
+                        return bool(node["metadata"]["annotations"][OWNER] == who)
+
+                    await second.wait_for("takeover by gw-b", lambda: owner_is("gw-b"))
+                    await second.wait_node(name)
+                    first.fleet.devices[0].plug()
+                    await first.wait_for("gw-a refused", lambda: refused(first, "gw-b"))
+                    assert not serving(a_node) and serving(b_node)
+                    assert await owner_is("gw-b")
+                    assert await second.node_ready(name) == "True"
+        finally:
+            await _delete_nodes(api, [name])

@@ -1,0 +1,240 @@
+"""exec and attach over the WebSocket channel protocol (v5.channel.k8s.io), error cases first.
+
+The real `kubectl exec`/`kubectl attach` through the API server are in tests/e2e/test_exec.py;
+these pin the wire details and the messages, over real TLS with the in-memory provider."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+
+from gateway.kubelet import ExecOutcome
+from gateway.kubelet.spdy import Data, GoAway, Ignored, Ping, SpdyFramer
+from gateway.logs import ContainerLogWriter, LogConfig, LogSource, Stream
+
+from .conftest import Pki, StartServer, client_ssl
+from .provider import InMemoryProvider, pod_json
+
+WAIT = 30.0
+
+
+async def channels(
+    url: str, pki: Pki, *, protocol: str = "v5.channel.k8s.io", send: list[bytes] | None = None
+) -> tuple[dict[int, bytes], dict[str, Any] | None]:
+    """Everything the server sent, by channel, and the final status (channel 3)."""
+    connector = aiohttp.TCPConnector(ssl=client_ssl(pki.ca, pki.client("alice", ["devs"])))
+    received: dict[int, bytes] = {}
+    async with (
+        aiohttp.ClientSession(connector=connector) as client,
+        client.ws_connect(url, protocols=(protocol,)) as ws,
+    ):
+        assert ws.protocol == protocol
+        for payload in send or []:
+            await ws.send_bytes(payload)
+        async with asyncio.timeout(WAIT):
+            async for message in ws:
+                assert message.type is aiohttp.WSMsgType.BINARY
+                channel, data = message.data[0], message.data[1:]
+                received[channel] = received.get(channel, b"") + data
+    status = json.loads(received.pop(3)) if 3 in received else None
+    return received, status
+
+
+@pytest.fixture
+def device_pod(provider: InMemoryProvider) -> InMemoryProvider:
+    provider.add_pod(pod_json("default", "blinky", "node-b", "app"))
+    return provider
+
+
+def exec_url(base: str, *command: str, **flags: str) -> str:
+    query = "&".join([*(f"command={c}" for c in command), *(f"{k}={v}" for k, v in flags.items())])
+    return f"{base.replace('https', 'wss')}/exec/default/blinky/app?{query}"
+
+
+async def test_exec_returns_output_and_the_exit_code(
+    start_server: StartServer, pki: Pki, device_pod: InMemoryProvider
+) -> None:
+    device_pod.exec_answers["default", "blinky", "app"] = ExecOutcome(3, b"out\n", b"err\n")
+    base = await start_server()
+    received, status = await channels(exec_url(base, "ls", "-l", output="1", error="true"), pki)
+    assert received == {1: b"out\n", 2: b"err\n"}
+    assert status is not None and status["reason"] == "NonZeroExitCode"
+    assert status["details"]["causes"] == [{"reason": "ExitCode", "message": "3"}]
+    assert device_pod.exec_calls == [("default", "blinky", "app", ("ls", "-l"))]
+
+
+async def test_exec_success_and_v4(
+    start_server: StartServer, pki: Pki, device_pod: InMemoryProvider
+) -> None:
+    device_pod.exec_answers["default", "blinky", "app"] = ExecOutcome(256, b"x" * 100_000, b"")
+    base = await start_server()
+    received, status = await channels(
+        exec_url(base, "dump", stdout="1"), pki, protocol="v4.channel.k8s.io"
+    )
+    assert received == {1: b"x" * 100_000}  # split into several messages, arrives whole
+    assert status == {"metadata": {}, "status": "Success"}  # 256 is 0 to a shell
+
+
+@pytest.mark.parametrize(
+    ("flags", "command", "expected"),
+    [
+        ({"tty": "1", "stdout": "1"}, ("sh",), "cannot give one"),
+        ({"stdin": "1", "stdout": "1"}, ("cat",), "takes no input for exec"),
+        ({"stdout": "1"}, ("tar", "cf", "-", "/etc"), "kubectl cp is not possible"),
+    ],
+)
+async def test_exec_requests_a_device_cannot_serve_get_a_clear_error(  # noqa: PLR0917
+    start_server: StartServer,
+    pki: Pki,
+    device_pod: InMemoryProvider,
+    flags: dict[str, str],
+    command: tuple[str, ...],
+    expected: str,
+) -> None:
+    base = await start_server()
+    received, status = await channels(exec_url(base, *command, **flags), pki)
+    assert received == {}
+    assert status is not None and status["status"] == "Failure"
+    assert expected in status["message"]
+    assert device_pod.exec_calls == []
+
+
+async def test_exec_failure_on_the_device_is_the_error_message(
+    start_server: StartServer, pki: Pki, device_pod: InMemoryProvider
+) -> None:
+    device_pod.exec_answers["default", "blinky", "app"] = "the device of node node-b is gone"
+    base = await start_server()
+    _, status = await channels(exec_url(base, "uptime", stdout="1"), pki)
+    assert status is not None and status["message"] == "the device of node node-b is gone"
+
+
+async def test_exec_of_an_unknown_pod_or_container(
+    start_server: StartServer, pki: Pki, device_pod: InMemoryProvider
+) -> None:
+    base = await start_server()
+    url = exec_url(base, "uptime", stdout="1")
+    _, status = await channels(url.replace("/blinky/app", "/nope/app"), pki)
+    assert status is not None and 'pod "nope" does not exist' in status["message"]
+    _, status = await channels(url.replace("/blinky/app", "/blinky/other"), pki)
+    assert status is not None and 'container "other" not found' in status["message"]
+
+
+async def test_non_upgrades_and_port_forward_are_refused_with_the_reason(
+    start_server: StartServer, pki: Pki, device_pod: InMemoryProvider
+) -> None:
+    base = await start_server()
+    connector = aiohttp.TCPConnector(ssl=client_ssl(pki.ca, pki.client("alice", ["devs"])))
+    async with aiohttp.ClientSession(connector=connector) as client:
+        async with client.post(f"{base}/exec/default/blinky/app?command=ls") as response:
+            assert response.status == 400
+            assert "need a streaming connection" in (await response.json())["message"]
+        spdy = {"Connection": "Upgrade", "Upgrade": "SPDY/3.1"}
+        async with client.post(
+            f"{base}/exec/default/blinky/app?command=ls", headers=spdy
+        ) as response:
+            assert response.status == 400
+            assert "no supported stream protocol" in (await response.json())["message"]
+        async with client.post(f"{base}/portForward/default/blinky", headers=spdy) as response:
+            assert response.status == 400
+            status = await response.json()
+            assert "a device task has no network socket" in status["message"]
+
+
+async def test_exec_over_spdy(
+    start_server: StartServer, pki: Pki, device_pod: InMemoryProvider
+) -> None:
+    """The SPDY/3.1 side as an API server without ExtendWebSocketsToKubelet speaks it."""
+    device_pod.exec_answers["default", "blinky", "app"] = ExecOutcome(2, b"out\n", b"err\n")
+    port = int((await start_server()).rsplit(":", 1)[1])
+    context = client_ssl(pki.ca, pki.client("alice", ["devs"]))
+    reader, writer = await asyncio.open_connection("127.0.0.1", port, ssl=context)
+    writer.write(
+        b"POST /exec/default/blinky/app?command=ls&output=1&error=1 HTTP/1.1\r\n"
+        b"Host: x\r\nConnection: Upgrade\r\nUpgrade: SPDY/3.1\r\n"
+        b"X-Stream-Protocol-Version: v4.channel.k8s.io\r\nContent-Length: 0\r\n\r\n"
+    )
+    head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), WAIT)
+    assert head.startswith(b"HTTP/1.1 101")
+    assert b"X-Stream-Protocol-Version: v4.channel.k8s.io" in head
+    client = SpdyFramer()
+    for stream_id, kind in ((1, "error"), (3, "stdout"), (5, "stderr")):
+        writer.write(client.syn_stream(stream_id, {"streamType": kind}))
+    writer.write(client.ping(7))
+    received: dict[int, bytes] = {}
+    replies, pongs, finished, goaway = set(), [], set(), False
+    async with asyncio.timeout(WAIT):
+        while not goaway:
+            chunk = await reader.read(65536)
+            if not chunk:
+                break
+            for frame in client.receive(chunk):
+                if isinstance(frame, Ignored) and frame.frame_type == 2:
+                    replies.add(frame.frame_type)
+                elif isinstance(frame, Ping):
+                    pongs.append(frame.ping_id)
+                elif isinstance(frame, Data):
+                    received[frame.stream_id] = received.get(frame.stream_id, b"") + frame.data
+                    if frame.fin:
+                        finished.add(frame.stream_id)
+                elif isinstance(frame, GoAway):
+                    goaway = True
+    writer.close()
+    assert replies and pongs == [7] and goaway
+    assert received[3] == b"out\n" and received[5] == b"err\n"
+    status = json.loads(received[1])
+    assert status["details"]["causes"] == [{"reason": "ExitCode", "message": "2"}]
+    assert finished == {1, 3, 5}
+
+
+async def test_attach_streams_output_from_now_until_the_container_stops(
+    start_server: StartServer, pki: Pki, device_pod: InMemoryProvider, tmp_path: Path
+) -> None:
+    directory = tmp_path / "default_blinky_uid" / "app"
+    writer = ContainerLogWriter(directory, 0, LogConfig(root=directory, fsync=False))
+    writer.write(Stream.STDOUT, b"before attach\n")
+    await writer.flush()
+    running = True
+
+    async def is_running() -> bool:
+        return running
+
+    device_pod.logs["default", "blinky", "app"] = LogSource(directory, 0, is_running)
+    base = await start_server()
+    url = f"{base.replace('https', 'wss')}/attach/default/blinky/app?stdout=1&stderr=1"
+    connector = aiohttp.TCPConnector(ssl=client_ssl(pki.ca, pki.client("alice", ["devs"])))
+    stdout = b""
+    status = None
+    async with (
+        aiohttp.ClientSession(connector=connector) as client,
+        client.ws_connect(url, protocols=("v5.channel.k8s.io",)) as ws,
+    ):
+
+        async def tick() -> None:
+            # Lines keep coming until the client has seen one (no guess at when the server
+            # is following), then the device "exits".
+            nonlocal running
+            n = 0
+            while not stdout:
+                writer.write(Stream.STDOUT, f"tick {n}\n".encode())
+                await writer.flush()
+                n += 1
+                await asyncio.sleep(0.05)
+            running = False
+
+        ticker = asyncio.ensure_future(tick())
+        async with asyncio.timeout(WAIT):
+            async for message in ws:
+                if message.data[0] == 1:
+                    stdout += message.data[1:]
+                elif message.data[0] == 3:
+                    status = json.loads(message.data[1:])
+        await ticker
+    await writer.close()
+    assert status == {"metadata": {}, "status": "Success"}
+    assert b"before attach" not in stdout
+    assert stdout.startswith(b"tick ")
