@@ -136,11 +136,21 @@ class Sshd:
         own session by the executor are not descendants and keep running."""
         if self.proc is None:
             return
+        self.freeze(False)
         for pid in [self.proc.pid, *descendants(self.proc.pid)]:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
         self.proc.wait()
         self.proc = None
+
+    def freeze(self, frozen: bool) -> None:
+        """SIGSTOP (or SIGCONT) the listener and its connections: a host that hangs."""
+        if self.proc is None:
+            return
+        sig = signal.SIGSTOP if frozen else signal.SIGCONT
+        for pid in [self.proc.pid, *descendants(self.proc.pid)]:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, sig)
 
     def stop(self) -> None:
         self.kill()

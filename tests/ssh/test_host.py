@@ -170,6 +170,24 @@ async def test_sshd_killed_and_restarted_task_keeps_running_output_complete(sshd
     assert_lines_exactly_once(consumer.text(task), count)
 
 
+async def test_hung_host_goes_down_by_keepalive_and_comes_back(sshd: Sshd) -> None:
+    task = f"{UID}/0/0"
+    async with ssh_host(sshd) as consumer:
+        await up(consumer)
+        await consumer.host.start_task(task, "x", counter_script(150, "0.02"), [])
+        await consumer.wait("output", lambda: "line 3\n" in consumer.text(task))
+        sshd.freeze(True)  # TCP stays open, nothing answers: only keepalives/timeouts tell
+        try:
+            await consumer.host.wait_state(LinkState.DOWN, timeout_s=WAIT)
+            assert consumer.problems, "a hung host is reported"
+        finally:
+            sshd.freeze(False)
+        await up(consumer)
+        exited = await consumer.exited(task)
+    assert isinstance(exited, TaskExited) and exited.exit_code == 0
+    assert_lines_exactly_once(consumer.text(task), 150)
+
+
 async def test_gateway_restart_adopts_running_and_collects_finished(sshd: Sshd) -> None:
     running, finished = f"{UID}/0/0", f"{UID}/1/0"
     async with ssh_host(sshd) as first:

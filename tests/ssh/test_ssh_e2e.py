@@ -215,6 +215,9 @@ async def test_graceful_and_force_delete_leave_nothing_running(ssh_env: SshEnv) 
         await wirelet.wait_container(name, lambda c: "running" in c["state"])
     assert pgrep("polite-e2e-5c") and pgrep("stubborn-e2e-5c") and pgrep("forced-e2e-5c")
     ns = wirelet.namespace
+    # kubectl exec: a new command over a new channel to the host.
+    out = await wirelet.kubectl("exec", "-n", ns, "polite", "--", "sh", "-c", "echo $((6*7))")
+    assert out == "42\n"
     await wirelet.kubectl("delete", "pod", "-n", ns, "polite", "--wait=true")
     await wirelet.kubectl("delete", "pod", "-n", ns, "stubborn", "--wait=true")
     await wirelet.kubectl("delete", "pod", "-n", ns, "forced", "--force", "--grace-period=0")
