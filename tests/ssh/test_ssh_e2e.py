@@ -27,7 +27,7 @@ from tests.e2e.conftest import (
 )
 from tests.e2e.test_restart import GatewayProcess
 from tests.ssh.helpers import FAST_SSH
-from tests.ssh.sshd import Sshd, keygen
+from tests.ssh.sshd import Sshd, keygen, make_sshd
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(240)]
 
@@ -91,7 +91,7 @@ def host_entry(sshd: Sshd, host_id: str, **extra: Any) -> dict[str, Any]:
 
 @pytest.fixture
 async def ssh_env(cluster: LocalCluster, tmp_path: Path) -> AsyncIterator[SshEnv]:
-    sshd = Sshd(tmp_path / "sshd")
+    sshd = make_sshd(tmp_path / "sshd")
     sshd.start()
     host_id = f"ssh-{uuid.uuid4().hex[:6]}"
     node = f"wirelet-{host_id}"
@@ -257,7 +257,7 @@ async def test_sshd_killed_node_not_ready_then_ready_and_pod_adopted(ssh_env: Ss
 async def test_wrong_host_key_is_refused_with_an_event(
     cluster: LocalCluster, tmp_path: Path
 ) -> None:
-    sshd = Sshd(tmp_path / "sshd")
+    sshd = make_sshd(tmp_path / "sshd")
     sshd.start()
     other = tmp_path / "other"
     keygen(other)
@@ -293,7 +293,7 @@ async def test_wrong_host_key_is_refused_with_an_event(
 async def test_gateway_sigkill_mid_pod_every_line_exactly_once(
     cluster: LocalCluster, tmp_path: Path
 ) -> None:
-    sshd = Sshd(tmp_path / "sshd")
+    sshd = make_sshd(tmp_path / "sshd")
     sshd.start()
     host_id = f"ssh-{uuid.uuid4().hex[:6]}"
     node = f"wirelet-{host_id}"
