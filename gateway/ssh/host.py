@@ -89,6 +89,7 @@ class _Task:
     exit_code: int | None = None
     sizes: tuple[int, int] = (0, 0)
     reported: bool = False  # its exit (or loss) went to the runtime
+    listed: bool = False  # seen in a listing: from then on, missing from one means gone
     ended: asyncio.Event = field(default_factory=asyncio.Event)
 
     def info(self, task_id: str) -> TaskInfo:
@@ -167,10 +168,31 @@ class SshHost:
             self._supervisor.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._supervisor
+        await self._save_acks()
         await self._disconnect()
         self._set_state(LinkState.CLOSED, "closed by the gateway")
         for sub in list(self._subscribers):
             sub.close()
+
+    async def _save_acks(self) -> None:
+        """Record the last acknowledged offsets on the host, so the next gateway re-reads
+        less (on its own channel: the shell may have been cut mid-answer). Best effort."""
+        conn = self._conn
+        acks = self._unsaved_acks()
+        if conn is None or not acks:
+            return
+        script = remote.poll_script(self.host.state_dir, acks=acks)
+        with contextlib.suppress(OSError, asyncssh.Error, TimeoutError):
+            async with asyncio.timeout(min(self.config.command_timeout_s, 2.0)):
+                await conn.run("sh -s", input=script.encode(), encoding=None)
+
+    def _unsaved_acks(self) -> list[tuple[str, int, int]]:
+        acks = []
+        for task_id, task in self._tasks.items():
+            saved = (task.acked["stdout"], task.acked["stderr"])
+            if saved not in (task.saved, (0, 0)):
+                acks.append((task_id, *saved))
+        return acks
 
     async def wait_state(self, *states: LinkState, timeout_s: float | None = None) -> LinkState:
         try:
@@ -328,6 +350,8 @@ class SshHost:
         """The shell's framing is lost or the connection is gone: end this connection."""
         if self._lost is not None and not self._lost.done():
             self._lost.set_result(why)
+        if self._conn is not None:
+            self._conn.abort()  # wakes every reader and writer on it at once
 
     async def _disconnect(self) -> None:
         conn, self._conn = self._conn, None
@@ -485,14 +509,8 @@ class SshHost:
     # --- polling -----------------------------------------------------------------------------
 
     async def _poll(self, *, initial: bool) -> list[ListedTask]:
-        acks = []
-        removals = []
-        for task_id, task in self._tasks.items():
-            saved = (task.acked["stdout"], task.acked["stderr"])
-            if saved not in (task.saved, (0, 0)):
-                acks.append((task_id, *saved))
-            if task.reported and task.fully_acked():
-                removals.append(task_id)
+        acks = self._unsaved_acks()
+        removals = [t for t, task in self._tasks.items() if task.reported and task.fully_acked()]
         reads = []
         if not initial:
             window = self.config.read_window_bytes
@@ -522,6 +540,7 @@ class SshHost:
                 acked = {"stdout": item.acked[0], "stderr": item.acked[1]}
                 found = self._tasks[item.task_id] = _Task(dict(acked), dict(acked), item.acked)
             task = found
+            task.listed = True
             task.state = item.state
             task.exit_code = item.exit_code
             task.sizes = item.sizes
@@ -542,7 +561,7 @@ class SshHost:
         for task_id, task in self._tasks.items():
             if task.reported:
                 continue
-            if task_id not in seen:
+            if task_id not in seen and task.listed:
                 task.state = "lost"
                 task.sizes = (task.read["stdout"], task.read["stderr"])
                 task.reported = True

@@ -34,16 +34,21 @@ class Consumer:
     hold: bool = False  # True: do not acknowledge (a gateway that dies before its disk write)
     events: list[SessionEvent] = field(default_factory=list)
     output: dict[tuple[str, str], bytearray] = field(default_factory=dict)
+    starts: dict[tuple[str, str], int] = field(default_factory=dict)  # offset of output[key][0]
     problems: list[tuple[str, str]] = field(default_factory=list)
     _changed: asyncio.Event = field(default_factory=asyncio.Event)
 
     def take(self, event: SessionEvent) -> None:
         self.events.append(event)
         if isinstance(event, TaskOutput):
-            buf = self.output.setdefault((event.task_id, event.stream), bytearray())
+            key = (event.task_id, event.stream)
+            start = self.starts.setdefault(key, event.offset)  # a restart reads on from here
+            buf = self.output.setdefault(key, bytearray())
             # The runtime's InstanceLog drops what it already has by offset; so does this.
-            if event.end > len(buf):
-                buf += event.data[len(buf) - event.offset :]
+            have = start + len(buf)
+            assert event.offset <= have, f"gap in {key}: {event.offset} after {have}"
+            if event.end > have:
+                buf += event.data[have - event.offset :]
             if not self.hold:
                 self.host.ack_output(event.task_id, event.stream, event.end)
         self._changed.set()
