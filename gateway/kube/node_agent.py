@@ -220,6 +220,8 @@ class NodeAgent:
             self.owned = True
             # The kubelet's "Starting kubelet." when it starts serving the node.
             self._event("Normal", "Starting", f"Starting wirelet for device {self.facts.device_id}")
+            if self.link_up:  # set_link records changes only once the node is ours
+                self._event("Normal", "NodeReady", self.message or "device link up")
             if self.on_owned is not None:
                 self.on_owned()
         await self.write_status()
