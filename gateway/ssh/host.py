@@ -274,18 +274,24 @@ class SshHost:
         if grace_s > 0:
             await self._script(remote.signal_script(state_dir, task_id, "TERM"))
             self._poke.set()
-            if task is not None:
-                with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(grace_s):
-                        await task.ended.wait()
-                if task.ended.is_set():
-                    return
+            if await self._ended(task_id, grace_s):
+                return
         await self._script(remote.signal_script(state_dir, task_id, "KILL"))
         self._poke.set()
-        if task is not None:
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(self.config.command_timeout_s):
-                    await task.ended.wait()
+        await self._ended(task_id, self.config.command_timeout_s)
+
+    async def _ended(self, task_id: str, within: float) -> bool:
+        """Wait until a poll saw the task's exit; a task not listed yet is looked for again
+        at every poll, so the wait holds for it too."""
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(within):
+                while True:
+                    task = self._tasks.get(task_id)
+                    if task is not None:
+                        await task.ended.wait()
+                        return True
+                    await asyncio.sleep(self.config.poll_interval_s)
+        return False
 
     async def list_tasks(self) -> list[TaskInfo]:
         return [task.info(task_id) for task_id, task in self._tasks.items()]
@@ -306,6 +312,8 @@ class SshHost:
         conn = self._conn
         if conn is None or self._state is not LinkState.UP:
             raise LinkDown(f"{self.label}: not connected ({self.last_error or self._state.value})")
+        if not argv:
+            raise DeviceRejected("exec needs a command")  # an empty one would be a login shell
         command = " ".join(remote.q(part) for part in argv)
         try:
             async with asyncio.timeout(timeout_s):
