@@ -9,7 +9,8 @@ import json
 import socket
 import subprocess
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -290,55 +291,89 @@ async def test_wrong_host_key_is_refused_with_an_event(
         sshd.stop()
 
 
-async def test_gateway_sigkill_mid_pod_every_line_exactly_once(
-    cluster: LocalCluster, tmp_path: Path
-) -> None:
+@dataclass
+class External:
+    wirelet: Wirelet
+    process: GatewayProcess
+    sshd: Sshd
+    node: str
+    log: Path
+
+
+@pytest.fixture
+async def external(cluster: LocalCluster, tmp_path: Path) -> AsyncIterator[External]:
+    """A gateway as its own process (so it can be SIGKILLed) serving one SSH host."""
     sshd = make_sshd(tmp_path / "sshd")
     sshd.start()
     host_id = f"ssh-{uuid.uuid4().hex[:6]}"
     node = f"wirelet-{host_id}"
     device_dir = tmp_path / "devices"
     device_dir.mkdir()
-    settings = gateway_settings(cluster, device_dir, tmp_path)
     config = tmp_path / "wirelet.toml"
-    write_toml(config, settings)
+    write_toml(config, gateway_settings(cluster, device_dir, tmp_path))
     with config.open("a", encoding="utf-8") as toml:
         toml.write(ssh_toml(host_entry(sshd, host_id)["ssh"]))
     namespace = f"sshkill-{uuid.uuid4().hex[:6]}"
     async with KubeApi(await load_configuration(str(cluster.kubeconfig))) as api:
         await api.create("/api/v1/namespaces", {"metadata": {"name": namespace}})
         await _wait_default_sa(api, namespace)
-        process = GatewayProcess(config, tmp_path / "gateway.log")
+        log = tmp_path / "gateway.log"
+        process = GatewayProcess(config, log)
         wirelet = Wirelet(cluster, None, None, api, namespace, device_dir, None)  # type: ignore[arg-type]
         try:
             await process.start()
             await wirelet.wait_node(node)
-            count = 400
-            loop = f'for i in $(seq 1 {count}); do echo "line $i"; sleep 0.01; done'
-            created = await create_ssh_pod(
-                wirelet, "steady", node, ssh_container(["sh", "-c", loop])
-            )
-            await wirelet.wait_container("steady", lambda c: "running" in c["state"])
-            for _ in range(3):  # kill it a few times while the command prints
-                await asyncio.sleep(0.7)
-                await process.kill()
-                await asyncio.sleep(0.3)
-                await process.start()
-            pod = await wirelet.wait_pod_phase("steady", "Succeeded", "Failed")
-            status = pod["status"]["containerStatuses"][0]
-            assert (pod["status"]["phase"], status["restartCount"]) == ("Succeeded", 0)
-            logs = await wirelet.kubectl("logs", "-n", namespace, "steady")
-            assert logs.splitlines() == [f"line {i}" for i in range(1, count + 1)]
-            uid = created["metadata"]["uid"]
-            started = [
-                line
-                for line in (tmp_path / "gateway.log").read_text().splitlines()
-                if "adopted" in line
-            ]
-            assert started, "no restart adopted the running command"
-            assert uid
+            yield External(wirelet, process, sshd, node, log)
         finally:
             await process.stop()
             await _delete_nodes(api, [node])
             await api.delete(f"/api/v1/namespaces/{namespace}")
             sshd.stop()
+
+
+def read_text(path: Path) -> str:
+    return path.read_text()
+
+
+async def test_gateway_sigkill_mid_pod_every_line_exactly_once(external: External) -> None:
+    wirelet, process, node = external.wirelet, external.process, external.node
+
+    def adoptions(at_least: int) -> Callable[[], Awaitable[bool]]:
+        return lambda: _true(read_text(external.log).count("adopted running task") >= at_least)
+
+    count = 1500
+    loop = f'for i in $(seq 1 {count}); do echo "line $i"; sleep 0.01; done'
+    await create_ssh_pod(wirelet, "steady", node, ssh_container(["sh", "-c", loop]))
+    await wirelet.wait_container("steady", lambda c: "running" in c["state"])
+    for served in range(1, 4):  # kill it a few times while the command prints
+        await process.kill()
+        await asyncio.sleep(0.3)  # the command keeps printing while no gateway listens
+        await process.start()
+        # Kill again only once this process has adopted the command and logged more of it.
+        await wirelet.wait_for("the restarted gateway adopted the command", adoptions(served))
+    pod = await wirelet.wait_pod_phase("steady", "Succeeded", "Failed")
+    status = pod["status"]["containerStatuses"][0]
+    assert (pod["status"]["phase"], status["restartCount"]) == ("Succeeded", 0)
+    logs = await wirelet.kubectl("logs", "-n", wirelet.namespace, "steady")
+    assert logs.splitlines() == [f"line {i}" for i in range(1, count + 1)]
+
+
+async def test_command_of_a_pod_deleted_while_the_gateway_was_down_is_stopped(
+    external: External,
+) -> None:
+    wirelet, process, node = external.wirelet, external.process, external.node
+    script = "echo up; while :; do sleep 0.05; done"
+    await create_ssh_pod(
+        wirelet, "orphan", node, ssh_container(["sh", "-c", script, "orphan-e2e-7d"])
+    )
+    await wirelet.wait_container("orphan", lambda c: "running" in c["state"])
+    assert pgrep("orphan-e2e-7d")
+    await process.kill()
+    await wirelet.kubectl(
+        "delete", "pod", "-n", wirelet.namespace, "orphan", "--force", "--grace-period=0"
+    )
+    await process.start()
+    await wirelet.wait_for("orphan stopped", lambda: _true(not pgrep("orphan-e2e-7d")))
+    await wirelet.wait_for(
+        "its state removed", lambda: _true(not any(external.sshd.home_state.iterdir()))
+    )
