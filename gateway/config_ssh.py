@@ -19,8 +19,13 @@ if TYPE_CHECKING:
     from gateway.config import _Reader
 
 _HOST_ID = re.compile(r"^[A-Za-z0-9]([-A-Za-z0-9._]*[A-Za-z0-9])?$")
-# Remote directory (relative to the login directory unless absolute) for per-task state.
-DEFAULT_STATE_DIR = ".wirelet/tasks"
+# Remote directory (relative to the login directory unless absolute) for per-task state; one
+# per host id, so two nodes on one machine (or one account) never take each other's tasks.
+DEFAULT_STATE_ROOT = ".wirelet/tasks"
+
+
+def default_state_dir(host_id: str) -> str:
+    return f"{DEFAULT_STATE_ROOT}/{host_id}"
 
 
 @dataclass(frozen=True)
@@ -34,7 +39,11 @@ class SshHostConfig:
     key: str | None = None  # private key file; None: asyncssh's defaults (~/.ssh/id_*)
     known_hosts: str = "~/.ssh/known_hosts"  # never disabled: an unknown key is refused
     capacity: Mapping[str, str] = field(default_factory=dict)  # overrides what is probed
-    state_dir: str = DEFAULT_STATE_DIR
+    state_dir: str = ""  # "": default_state_dir(host_id)
+
+    def __post_init__(self) -> None:
+        if not self.state_dir:
+            object.__setattr__(self, "state_dir", default_state_dir(self.host_id))
 
     @property
     def label(self) -> str:
@@ -113,7 +122,7 @@ def parse_ssh(table: _Reader) -> SshConfig:
                 key=str(Path(key).expanduser()) if key else None,
                 known_hosts=str(Path(known_hosts or "").expanduser()),
                 capacity=entry.capacity("capacity"),
-                state_dir=entry.string("state_dir", DEFAULT_STATE_DIR) or DEFAULT_STATE_DIR,
+                state_dir=entry.string("state_dir", "") or "",
             )
         )
         entry.reject_unknown()

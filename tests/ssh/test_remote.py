@@ -39,6 +39,8 @@ def test_ssh_hosts_config() -> None:
         f"ssh://{jetson.user}@10.0.0.7:2222",
     )
     assert config.ssh.poll_interval_s == 0.5
+    # One state directory per node by default: two nodes on one account never share tasks.
+    assert (pi.state_dir, jetson.state_dir) == (".wirelet/tasks/pi.lab", ".wirelet/tasks/jetson-1")
 
 
 @pytest.mark.parametrize(
