@@ -136,6 +136,33 @@ async def test_stop_kills_after_grace_and_leaves_no_process(sshd: Sshd) -> None:
         assert pgrep("forced-8a1") == []
 
 
+async def test_reading_stops_at_the_window_until_acknowledged_binary_intact(sshd: Sshd) -> None:
+    """A log that is not written (a stuck disk) holds reading at the window; once acknowledged,
+    the rest arrives, byte for byte (binary, NULs included)."""
+    task = f"{UID}/0/0"
+    window = 65536
+    size = 400_000
+    async with ssh_host(sshd, hold=True, ssh={"read_window_bytes": window}) as consumer:
+        await up(consumer)
+        host = consumer.host
+        await host.start_task(task, "x", ["head", "-c", str(size), "/dev/urandom"], [])
+        await consumer.wait(
+            "a window's worth", lambda: len(consumer.output.get((task, "stdout"), b"")) >= window
+        )
+        stdout = sshd.home_state / task / "stdout"
+        await consumer.wait("the command ended", (sshd.home_state / task / "exit").exists)
+        polls = host.polls
+        await consumer.wait("three more polls", lambda: host.polls >= polls + 3)
+        assert len(consumer.output[(task, "stdout")]) == window  # nothing read beyond it
+        expected = stdout.read_bytes()
+        assert len(expected) == size
+        consumer.hold = False
+        host.ack_output(task, "stdout", window)
+        exited = await consumer.exited(task)
+        assert isinstance(exited, TaskExited) and exited.exit_code == 0
+    assert bytes(consumer.output[(task, "stdout")]) == expected
+
+
 def counter_script(count: int, delay: str = "0.01") -> list[str]:
     return [
         "sh",
