@@ -388,6 +388,9 @@ class SshHost:
                 problem = HostProblem(reason, str(exc))
             except remote.PollAnswerError as exc:
                 problem = HostProblem(REASON_BROKEN, f"{self.label}: {exc}")
+            except Exception as exc:  # a bug or a surprise must not end this host for good
+                log.exception("%s: unexpected failure", self.label)
+                problem = HostProblem(REASON_BROKEN, f"{self.label}: unexpected failure: {exc}")
             finally:
                 await self._disconnect()
             self.last_error = str(problem)
@@ -558,7 +561,7 @@ class SshHost:
                 task.ended.set()
         for chunk in chunks:
             reader = self._tasks.get(chunk.task_id)
-            if reader is None or chunk.offset != reader.read[chunk.stream]:
+            if reader is None or chunk.offset != reader.read.get(chunk.stream):
                 continue  # cannot happen unless the directory was replaced meanwhile
             reader.read[chunk.stream] = chunk.offset + len(chunk.data)
             kind: Stream = "stdout" if chunk.stream == "stdout" else "stderr"
