@@ -23,7 +23,7 @@ from typing import Any
 from bench import common, logs, pods, recovery, scale, ssh
 from hil.cluster.local import LocalCluster
 
-LINK = ("codec", "link_goodput")
+LINK = ("codec", "link_goodput", "firmware_size", "qemu_goodput")
 CLUSTER = ("pods", "scale", "logs", "recovery", "ssh")
 ALL = LINK + CLUSTER
 
@@ -210,7 +210,43 @@ def summary_markdown(names: list[str]) -> str:
             f"{_f(s['start_to_all_tasks_adopted_s'], 2)} s",
             "",
         ]
+    out += _firmware_markdown(names)
     return "\n".join(out)
+
+
+def _firmware_markdown(names: list[str]) -> list[str]:
+    """The reference firmware on emulated boards: flash/RAM per target and link goodput."""
+    out: list[str] = []
+    size = _load("firmware_size") if "firmware_size" in names else None
+    if size and size["targets"]:
+        out += [
+            "## Firmware on emulated boards (reference firmware, `hil/qemu`)",
+            "",
+            "Flash (.text + .data) and static RAM (.data + .bss) from the linker output, default "
+            "library profile; the stack comes on top.",
+            "",
+            "| target | board | flash B | static RAM B | of which device library state B |",
+            "| --- | --- | --- | --- | --- |",
+        ]
+        for r in size["targets"]:
+            out.append(
+                f"| {r['target']} | {r['board']} | {r['flash_bytes']} | {r['static_ram_bytes']} "
+                f"| {r['library_state_bytes']} |"
+            )
+        out.append("")
+    goodput = _load("qemu_goodput") if "qemu_goodput" in names else None
+    if goodput and goodput["targets"]:
+        out += [
+            "Link goodput, `flood` app → board UART (QEMU pty, not paced) → gateway session:",
+            "",
+            "| target | goodput kB/s |",
+            "| --- | --- |",
+        ]
+        for r in goodput["targets"]:
+            rate = {k: r[f"goodput_Bps_{k}"] / 1000 for k in ("median", "min", "max")}
+            out.append(f"| {r['target']} | {_f(rate)} |")
+        out.append("")
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -3,9 +3,24 @@
 See PROTOCOL.md (normative) and README.md (API tour).
 """
 
+from .budget import (
+    MAX_TASK_INFO_SIZE,
+    TASK_LIST_ENVELOPE,
+    fit_device_log,
+    fit_error,
+    fit_exec_result,
+    fit_load,
+    max_output_data,
+    refit,
+    task_info_size,
+    task_infos_that_fit,
+    task_list_page,
+    truncate_utf8,
+)
 from .constants import (
     DEFAULT_MAX_FRAME,
     MAX_FRAME_CEILING,
+    MIN_FRAME,
     PROTOCOL_VERSION,
     SUPPORTED_VERSIONS,
     Role,
@@ -74,9 +89,12 @@ from .messages import (
 __all__ = [
     "DEFAULT_MAX_FRAME",
     "MAX_FRAME_CEILING",
+    "MAX_TASK_INFO_SIZE",
     "MESSAGE_CLASSES",
+    "MIN_FRAME",
     "PROTOCOL_VERSION",
     "SUPPORTED_VERSIONS",
+    "TASK_LIST_ENVELOPE",
     "Ack",
     "BadCobsError",
     "BadCrcError",
@@ -134,7 +152,17 @@ __all__ = [
     "UnknownMessageTypeError",
     "Welcome",
     "WrongRoleError",
+    "fit_device_log",
+    "fit_error",
+    "fit_exec_result",
+    "fit_load",
     "frame_for",
+    "max_output_data",
     "parse",
     "parse_payload",
+    "refit",
+    "task_info_size",
+    "task_infos_that_fit",
+    "task_list_page",
+    "truncate_utf8",
 ]

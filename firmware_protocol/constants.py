@@ -28,7 +28,10 @@ SEQ_MODULO: Final[int] = 1 << 16
 MAX_WINDOW: Final[int] = 64
 
 #: Smallest "largest receivable frame" a peer may declare (header + payload + CRC, before COBS).
-MIN_FRAME: Final[int] = 128
+#: Every message with a bounded size must fit it: the largest is a TASK_EXITED with a 48-byte task
+#: id and a 64-byte reason (166 bytes); a TASK_LIST page with one maximal TaskInfo needs 145.
+#: Was 128 before task-list paging, which no maximal TASK_EXITED fitted.
+MIN_FRAME: Final[int] = 192
 #: Largest frame any peer may declare. CRC-32 keeps Hamming distance 4 up to ~11 KB.
 MAX_FRAME_CEILING: Final[int] = 4096
 #: Default largest frame for a small device (fits the 4 KB RAM budget in PROTOCOL.md).

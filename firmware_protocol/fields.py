@@ -180,12 +180,16 @@ class Optional(Codec[T | None]):
 
 @dataclass(frozen=True)
 class WireField:
-    """Metadata attached to a dataclass field: its map key and codec."""
+    """Metadata attached to a dataclass field: its map key and codec.
+
+    ``omit_default``: the key is left out of the map when the value equals the field's default
+    (for keys added later, so messages that do not use them keep their original bytes)."""
 
     key: int
     codec: Codec[Any]
+    omit_default: bool = False
 
 
-def wire(key: int, codec: Codec[Any]) -> dict[str, WireField]:
+def wire(key: int, codec: Codec[Any], *, omit_default: bool = False) -> dict[str, WireField]:
     """Dataclass field metadata: ``field(metadata=wire(1, U32))``."""
-    return {"wire": WireField(key, codec)}
+    return {"wire": WireField(key, codec, omit_default)}

@@ -13,6 +13,7 @@ from collections.abc import Collection
 from dataclasses import dataclass, replace
 from enum import Enum
 
+from .budget import fit_error, fit_load, refit, truncate_utf8
 from .constants import (
     DEFAULT_MAX_FRAME,
     FRAME_OVERHEAD,
@@ -209,6 +210,8 @@ class Link:
         self._ping_nonce = 0
         self._ping_sent_at: float | None = None
         self._load: Load | None = None
+        # (load, frame limit, that load trimmed to the limit): PONGs reuse the trimming.
+        self._fitted_load: tuple[Load, int, Load] | None = None
 
     # --- inputs -------------------------------------------------------------------------------
 
@@ -276,7 +279,7 @@ class Link:
         if self.role not in message.SENDERS:
             raise WrongRoleError(f"a {self.role} does not send {type(message).__name__}")
         payload = message.to_bytes()
-        limit = self._peer_max_frame or self.config.max_frame
+        limit = self.send_limit
         if len(payload) + FRAME_OVERHEAD > limit:
             raise MessageTooLargeError(
                 f"{type(message).__name__} needs {len(payload) + FRAME_OVERHEAD} bytes,"
@@ -345,6 +348,12 @@ class Link:
     @property
     def is_up(self) -> bool:
         return self.state is LinkState.UP
+
+    @property
+    def send_limit(self) -> int:
+        """Largest frame this side may send: the peer's declared ``max_frame`` once known
+        (before the first handshake, this side's own)."""
+        return self._peer_max_frame or self.config.max_frame
 
     @property
     def srtt(self) -> float | None:
@@ -493,7 +502,12 @@ class Link:
         self._events.append(MessageRejected(frame.type, text))
         if frame.type == MessageType.ERROR:
             return  # never answer an ERROR with an ERROR: two peers could loop
-        reply = Error(request_id_of(frame.payload), int(code), text[:MAX_TEXT], frame.type)
+        reply = fit_error(
+            Error(
+                request_id_of(frame.payload), int(code), truncate_utf8(text, MAX_TEXT), frame.type
+            ),
+            self.send_limit,
+        )
         if len(self._queue) < self.config.max_queue:
             self._queue.append(_Outgoing(reply, reply.to_bytes()))
 
@@ -534,6 +548,16 @@ class Link:
             self._events.append(MessageRejected(frame.type, str(exc)))
             return
         load = self._load if self.role is Role.DEVICE else None
+        if load is not None and load.tasks:
+            # Per-task figures of many tasks would not fit: send those that do.
+            fitted = self._fitted_load
+            if fitted is None or fitted[0] is not load or fitted[1] != self.send_limit:
+                fitted = self._fitted_load = (
+                    load,
+                    self.send_limit,
+                    fit_load(load, self.send_limit),
+                )
+            load = fitted[2]
         self._emit(Pong(ping.nonce, load))
 
     def _on_pong(self, frame: Frame, now: float) -> None:
@@ -757,9 +781,15 @@ class Link:
         while self._queue and len(self._unacked) < self.window:
             item = self._queue.popleft()
             if len(item.payload) + FRAME_OVERHEAD > limit:
-                self._events.append(
-                    MessageRejected(item.message.TYPE, "too large for the peer's max_frame")
-                )
+                # Built for a larger frame than this peer takes (a gateway that restarted with
+                # a smaller max_frame): split output, cut texts; drop only what cannot fit.
+                parts = refit(item.message, limit)
+                if not parts:
+                    self._events.append(
+                        MessageRejected(item.message.TYPE, "too large for the peer's max_frame")
+                    )
+                for part in reversed(parts):
+                    self._queue.appendleft(_Outgoing(part, part.to_bytes()))
                 continue
             item.seq = self._next_seq
             self._next_seq = seq_add(self._next_seq, 1)

@@ -163,6 +163,9 @@ class WireSpec:
     key: int
     codec: Codec[Any]
     required: bool
+    #: Left out of the encoded map when equal to `default` (keys added after version 1).
+    omit_default: bool = False
+    default: Any = None
 
 
 _WIRE_SPEC_CACHE: dict[type, tuple[WireSpec, ...]] = {}
@@ -177,7 +180,11 @@ def wire_specs(cls: type) -> tuple[WireSpec, ...]:
         meta = f.metadata.get("wire")
         if isinstance(meta, WireField):
             required = f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
-            specs.append(WireSpec(f.name, meta.key, meta.codec, required))
+            if meta.omit_default and required:
+                raise TypeError(f"{cls.__name__}.{f.name}: omit_default needs a default")
+            specs.append(
+                WireSpec(f.name, meta.key, meta.codec, required, meta.omit_default, f.default)
+            )
     result = tuple(sorted(specs, key=lambda s: s.key))
     _WIRE_SPEC_CACHE[cls] = result
     return result
@@ -187,7 +194,12 @@ class WireStruct:
     """Shared map <-> dataclass conversion for messages and nested structures."""
 
     def to_wire(self) -> dict[int, Any]:
-        return {key: encode(getattr(self, name)) for key, name, encode in _encode_plan(type(self))}
+        cls = type(self)
+        wired = {key: encode(getattr(self, name)) for key, name, encode in _encode_plan(cls)}
+        for key, name, default in _omit_plan(cls):
+            if getattr(self, name) == default:
+                del wired[key]
+        return wired
 
     @classmethod
     def from_wire(cls, raw: Any) -> Self:
@@ -218,6 +230,19 @@ def _encode_plan(cls: type) -> _EncodePlan:
     if plan is None:
         plan = tuple((s.key, s.name, s.codec.encode) for s in wire_specs(cls))
         _ENCODE_PLANS[cls] = plan
+    return plan
+
+
+_OmitPlan = tuple[tuple[int, str, Any], ...]
+_OMIT_PLANS: dict[type, _OmitPlan] = {}
+
+
+def _omit_plan(cls: type) -> _OmitPlan:
+    """Per-class (key, name, default) of keys left out when they hold their default."""
+    plan = _OMIT_PLANS.get(cls)
+    if plan is None:
+        plan = tuple((s.key, s.name, s.default) for s in wire_specs(cls) if s.omit_default)
+        _OMIT_PLANS[cls] = plan
     return plan
 
 
@@ -455,10 +480,16 @@ class StopTask(Message):
 
 @dataclass(frozen=True, slots=True)
 class ListTasks(Message):
+    """Ask for the device's tasks from position ``cursor`` of its task table (0: the start).
+
+    The cursor is the device's own, opaque to the gateway: it repeats LIST_TASKS with each
+    reply's ``next_cursor`` until a reply has none (PROTOCOL.md section 9, task-list paging)."""
+
     TYPE = MessageType.LIST_TASKS
     SENDERS = _GATEWAY
 
     request_id: int = field(metadata=wire(0, _NONZERO_U32))
+    cursor: int = field(default=0, metadata=wire(1, U32, omit_default=True))
 
 
 @dataclass(frozen=True, slots=True)
@@ -521,6 +552,9 @@ class TaskOutput(Message):
 
 @dataclass(frozen=True, slots=True)
 class TaskList(Message):
+    """One page of the device's tasks, as many as fit one frame. ``next_cursor`` (greater than
+    the request's cursor) is where the next page starts; absent on the last page."""
+
     TYPE = MessageType.TASK_LIST
     SENDERS = _DEVICE
 
@@ -528,6 +562,7 @@ class TaskList(Message):
     tasks: tuple[TaskInfo, ...] = field(
         default=(), metadata=wire(1, Seq(Nested(TaskInfo), c.MAX_TASKS_LISTED))
     )
+    next_cursor: int | None = field(default=None, metadata=wire(2, U32, omit_default=True))
 
 
 @dataclass(frozen=True, slots=True)

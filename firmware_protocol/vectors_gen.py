@@ -20,6 +20,7 @@ from typing import Any
 import msgpack
 from cobs import cobs
 
+from .budget import task_list_page
 from .constants import MAX_FRAME_CEILING, MAX_WINDOW, MIN_FRAME, Role
 from .crc import CRC32_CHECK, crc32
 from .errors import FieldError, MessageError, UnknownMessageTypeError
@@ -70,6 +71,8 @@ VECTORS = HERE / "vectors"
 SPEC = HERE / "PROTOCOL.md"
 BEGIN = "<!-- BEGIN GENERATED EXAMPLE (python -m firmware_protocol.vectors_gen) -->"
 END = "<!-- END GENERATED EXAMPLE -->"
+BEGIN_PAGING = "<!-- BEGIN GENERATED PAGING (python -m firmware_protocol.vectors_gen) -->"
+END_PAGING = "<!-- END GENERATED PAGING -->"
 BEGIN_CATALOGUE = "<!-- BEGIN GENERATED CATALOGUE (python -m firmware_protocol.vectors_gen) -->"
 END_CATALOGUE = "<!-- END GENERATED CATALOGUE -->"
 
@@ -115,6 +118,7 @@ def sample_messages() -> list[tuple[str, Message]]:
         ("start_task_minimal", StartTask(0xFFFFFFFF, "t", "echo")),
         ("stop_task", StopTask(2, "pod-1/blink", 30000)),
         ("list_tasks", ListTasks(3)),
+        ("list_tasks_cursor", ListTasks(3, cursor=2)),
         ("exec", Exec(4, ("cat", "/proc/meminfo"), 5000, "pod-1/blink")),
         ("task_started", TaskStarted(1, "pod-1/blink")),
         ("task_exited_stopped", TaskExited(2, "pod-1/blink", -15, "stopped", 128, 0)),
@@ -132,6 +136,10 @@ def sample_messages() -> list[tuple[str, Message]]:
             ),
         ),
         ("task_list_empty", TaskList(3)),
+        (
+            "task_list_page",
+            TaskList(3, (TaskInfo("pod-1/blink", "blink", True, None, 128, 0),), next_cursor=2),
+        ),
         ("exec_result", ExecResult(4, 0, b"MemFree: 20 kB\n", b"", False)),
         ("device_log", DeviceLog(LogLevel.WARNING, "heap low: 1.2 kB frei \u2713", 123456)),
         ("error", Error(1, ErrorCode.NO_SUCH_APP, "no app 'nginx'", 0x10)),
@@ -142,10 +150,20 @@ def _fields(message: WireStruct) -> dict[str, Any]:
     return {spec.name: getattr(message, spec.name) for spec in wire_specs(type(message))}
 
 
+def _wire_fields(message: WireStruct) -> dict[str, Any]:
+    """The fields as on the wire: a key left out when it holds its default is left out here."""
+    return {
+        spec.name: getattr(message, spec.name)
+        for spec in wire_specs(type(message))
+        if not (spec.omit_default and getattr(message, spec.name) == spec.default)
+    }
+
+
 def to_json(value: Any) -> Any:
     """Message values as JSON: bytes as {"hex": ...}, nested structs as objects."""
     if isinstance(value, WireStruct):
-        return {"type": type(value).__name__, **{k: to_json(v) for k, v in _fields(value).items()}}
+        fields = _wire_fields(value)
+        return {"type": type(value).__name__, **{k: to_json(v) for k, v in fields.items()}}
     if isinstance(value, bytes):
         return {"hex": value.hex()}
     if isinstance(value, IntEnum):
@@ -305,6 +323,11 @@ def invalid_message_vectors() -> dict[str, Any]:
         ("hello_no_versions", frame(0x01, {**HELLO.to_wire(), 1: []})),
         ("hello_window_zero", frame(0x01, {**HELLO.to_wire(), 10: 0})),
         ("hello_frame_too_small", frame(0x01, {**HELLO.to_wire(), 9: 64})),
+        # 128 was the minimum before task-list paging; a maximal TASK_EXITED needs 166 bytes.
+        ("hello_frame_below_minimum", frame(0x01, {**HELLO.to_wire(), 9: MIN_FRAME - 1})),
+        ("list_tasks_cursor_overflow", frame(0x12, {0: 3, 1: 1 << 32})),
+        ("task_list_next_cursor_negative", frame(0x23, {0: 3, 1: [], 2: -1})),
+        ("task_list_next_cursor_nil", frame(0x23, {0: 3, 1: [], 2: None})),
         ("pong_bad_nested_load", frame(0x07, {1: 1, 2: {1: -5}})),
         ("u32_overflow", frame(0x11, {0: 1 << 32, 1: "t"})),
     ]
@@ -387,6 +410,51 @@ def exchanges() -> dict[str, Any]:
     }
 
 
+#: A device's fixed task table (slot index -> task, None for a free slot) for the paging
+#: vectors: the cursor is the slot index, the intended implementation (PROTOCOL.md section 9).
+PAGING_TABLE: tuple[TaskInfo | None, ...] = (
+    TaskInfo("0b6f3c2e-8d41-4a7e-9c15-2f7b9e4d6a18/0/0", "blink", True, None, 4096, 0),
+    None,
+    TaskInfo("5e2d8a90-1c3f-4b6d-8e27-9a4c1f0b3d75/0/2", "counter", False, 0, 1200, 17),
+    TaskInfo("a91c4e7b-2f60-4d38-b5e9-0c7d3a8f1e24/1/0", "echo", False, -15, 6, 0),
+    None,
+    TaskInfo("d4e7a1c9-6b02-4f85-a3d6-8e1b5c9f2a47/0/0", "blink", True, None, 70000, 512),
+    TaskInfo("x" * 48, "a" * 32, False, -(2**63), 2**64 - 1, 2**64 - 1),
+)
+#: The gateway's declared max_frame in the paging vectors: the protocol's minimum.
+PAGING_MAX_FRAME = MIN_FRAME
+
+
+def paging_vectors() -> dict[str, Any]:
+    """LIST_TASKS / TASK_LIST pages for `PAGING_TABLE` at `PAGING_MAX_FRAME`."""
+    entries = [(slot, info) for slot, info in enumerate(PAGING_TABLE) if info is not None]
+    pages = []
+    cursor: int | None = 0
+    request_id = 10
+    while cursor is not None:
+        request = ListTasks(request_id, cursor)
+        reply = task_list_page(request_id, entries, cursor, PAGING_MAX_FRAME)
+        pages.append(
+            {
+                "request": to_json(request),
+                "request_frame": _frame_json(frame_for(request, seq=request_id - 10, ack=0)),
+                "reply": to_json(reply),
+                "reply_frame": _frame_json(frame_for(reply, seq=request_id - 10, ack=0)),
+            }
+        )
+        cursor = reply.next_cursor
+        request_id += 1
+    return {
+        "description": "Task-list paging: a device whose task table is `table` (index = slot, "
+        "null = free slot; the cursor is the slot index) answers each LIST_TASKS with as many "
+        "tasks as fit the gateway's `max_frame`, and `next_cursor` while tasks remain. Every "
+        "reply frame is at most `max_frame` bytes (header, payload and CRC).",
+        "max_frame": PAGING_MAX_FRAME,
+        "table": [to_json(info) for info in PAGING_TABLE],
+        "pages": pages,
+    }
+
+
 def generate() -> dict[str, str]:
     """File name -> content for every generated vector file."""
     files = {
@@ -395,6 +463,7 @@ def generate() -> dict[str, str]:
         "streams.json": stream_vectors(),
         "invalid_messages.json": invalid_message_vectors(),
         "exchanges.json": exchanges(),
+        "paging.json": paging_vectors(),
     }
     return {
         name: json.dumps(data, indent=1, ensure_ascii=False) + "\n" for name, data in files.items()
@@ -427,6 +496,30 @@ def example_markdown() -> str:
                 f"crc32:   {_hexdump(raw[-8:])}\n"
                 f"wire (COBS, then 00):\n{_hexdump(entry['wire_hex'])}\n```\n"
             )
+    return "\n".join(out)
+
+
+def paging_markdown() -> str:
+    data = paging_vectors()
+    out = [
+        f"Task table (slot: task), gateway `max_frame` {data['max_frame']}:\n",
+        "```",
+    ]
+    for slot, info in enumerate(data["table"]):
+        out.append(f"{slot}: {json.dumps(info, ensure_ascii=False) if info else '(free)'}")
+    out.append("```\n")
+    for page in data["pages"]:
+        request, reply = dict(page["request"]), dict(page["reply"])
+        request.pop("type")
+        reply.pop("type")
+        frame = page["reply_frame"]
+        out.append(f"gateway → ListTasks {json.dumps(request)}\n")
+        out.append(f"```\npayload: {_hexdump(page['request_frame']['payload_hex'])}\n```\n")
+        out.append(
+            f"device → TaskList ({len(frame['raw_hex']) // 2}-byte frame) "
+            f"{json.dumps(reply, ensure_ascii=False)}\n"
+        )
+        out.append(f"```\npayload: {_hexdump(frame['payload_hex'])}\n```\n")
     return "\n".join(out)
 
 
@@ -502,6 +595,7 @@ def _replace_block(text: str, begin: str, end: str, body: str) -> str:
 
 def render_spec(spec_text: str) -> str:
     text = _replace_block(spec_text, BEGIN, END, example_markdown())
+    text = _replace_block(text, BEGIN_PAGING, END_PAGING, paging_markdown())
     return _replace_block(text, BEGIN_CATALOGUE, END_CATALOGUE, catalogue_markdown())
 
 

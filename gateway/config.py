@@ -14,6 +14,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from firmware_protocol import MAX_FRAME_CEILING, MIN_FRAME
 from gateway.config_ssh import SshConfig, parse_ssh
 from gateway.errors import ConfigError
 from gateway.names import is_label_key, is_label_value, is_node_name_prefix, node_name
@@ -40,7 +41,7 @@ _SECONDS = LinkKey(integer=False, minimum=0.0, maximum=86_400.0, minimum_open=Tr
 # Every [link] key: protocol (LinkConfig), session (SessionConfig), reconnect and container
 # restart back-off, config retry. Checked when the file is read, not when a device appears.
 LINK_KEYS: dict[str, LinkKey] = {
-    "max_frame": LinkKey(integer=True, minimum=128, maximum=4096),  # the protocol's MIN..CEILING
+    "max_frame": LinkKey(integer=True, minimum=MIN_FRAME, maximum=MAX_FRAME_CEILING),
     "window": LinkKey(integer=True, minimum=1, maximum=64),  # the protocol's MAX_WINDOW
     "max_queue": LinkKey(integer=True, minimum=1, maximum=1_000_000),
     **dict.fromkeys(

@@ -27,7 +27,10 @@ from gateway.link.events import (
     LinkStateChanged,
     Reconciled,
     SessionEvent,
+    TaskExited,
+    TaskLost,
     TaskOutput,
+    TaskStarted,
 )
 from gateway.link.session import DeviceSession
 from gateway.link.state import LinkState
@@ -39,8 +42,62 @@ from gateway.ssh.host import SshHost
 
 log = logging.getLogger(__name__)
 
-# Task events kept while the device is not identified yet (see _handle).
-EARLY_EVENTS_LIMIT = 10_000
+# Before the device is identified (see _handle): output kept up to this many bytes, and
+# events of at most this many tasks (a device runs at most 255; the rest are not ours).
+EARLY_OUTPUT_LIMIT = 4 * 1024 * 1024
+EARLY_TASKS_LIMIT = 1024
+
+
+class EarlyEvents:
+    """Task events that arrive before the device's task list tells who it is, kept for the
+    runtime. Bounded without losing state: per task only whether it started and how it ended
+    (the last word wins) are kept, plus its output up to a byte budget; output past the budget
+    is dropped (left unacknowledged) and counted."""
+
+    def __init__(self) -> None:
+        self.dropped_output = 0  # bytes
+        self.dropped_tasks = 0  # events of tasks beyond EARLY_TASKS_LIMIT
+        self._reset()
+
+    def _reset(self) -> None:
+        self._started: set[str] = set()
+        self._ended: dict[str, TaskExited | TaskLost] = {}
+        self._output: dict[str, list[TaskOutput]] = {}
+        self._order: dict[str, None] = {}  # task ids in order of first appearance
+        self.output_bytes = 0
+
+    def add(self, event: SessionEvent) -> None:
+        task_id = getattr(event, "task_id", None)
+        if task_id is None:
+            return
+        if task_id not in self._order:
+            if len(self._order) >= EARLY_TASKS_LIMIT:
+                self.dropped_tasks += 1
+                return
+            self._order[task_id] = None
+        if isinstance(event, TaskStarted):
+            self._started.add(task_id)
+        elif isinstance(event, TaskExited | TaskLost):
+            self._ended[task_id] = event
+        elif isinstance(event, TaskOutput):
+            if self.output_bytes + len(event.data) > EARLY_OUTPUT_LIMIT:
+                self.dropped_output += len(event.data)
+                return
+            self._output.setdefault(task_id, []).append(event)
+            self.output_bytes += len(event.data)
+
+    def drain(self) -> list[SessionEvent]:
+        """Per task, in the order the device said it: started, its output, how it ended."""
+        events: list[SessionEvent] = []
+        for task_id in self._order:
+            if task_id in self._started:
+                events.append(TaskStarted(task_id))
+            events.extend(self._output.get(task_id, ()))
+            ended = self._ended.get(task_id)
+            if ended is not None:
+                events.append(ended)
+        self._reset()
+        return events
 
 
 @dataclass
@@ -105,7 +162,6 @@ class DeviceNode:
         self.runtime: DeviceRuntime | None = None
         self._agent_task: asyncio.Task[None] | None = None
         self._orphan_task: asyncio.Task[None] | None = None
-        self._early: list[SessionEvent] = []
         # Until the node is ours (see NodeAgent.claim) nothing reaches the runtime: the latest
         # task list and link state wait here, task events in _early, output in the spool.
         self.served = False
@@ -113,6 +169,7 @@ class DeviceNode:
         self._link_up = False
         # Output that arrives before the runtime exists is made durable at once (see _handle).
         self.spooler = OutputSpooler(logs.spool, session, label=path)
+        self._early = EarlyEvents()
 
     async def run(self) -> None:
         events = self.session.subscribe()
@@ -140,10 +197,10 @@ class DeviceNode:
             # window and block that very reply; spooled, it is on disk and acknowledged.
             if not self.spooler.take(event.task_id, event.stream, event.offset, event.data):
                 self.session.ack_output(event.task_id, event.stream, event.end)
-        elif len(self._early) < EARLY_EVENTS_LIMIT:
+        else:
             # Other task events before the handshake's task list says who the device is (a
-            # re-sent exit report, say): replayed to the runtime once it exists.
-            self._early.append(event)
+            # re-sent exit report, say): kept per task, replayed to the runtime once it exists.
+            self._early.add(event)
 
     def _ensure_node(self) -> bool:
         """Start claiming the node on the first handshake; True once it is ours to serve."""
@@ -199,6 +256,7 @@ class DeviceNode:
                 on_event=self.controller.runtime_event,
                 label=self.name,
                 spooler=self.spooler,
+                max_frame=self.session.facts.max_frame if self.session.facts else None,
             )
         if self._reconciled is not None:
             self._on_reconciled(self._reconciled)
@@ -230,8 +288,17 @@ class DeviceNode:
         assert self.runtime is not None
         self._reconciled = None
         self.runtime.device_tasks = {t.task_id: t for t in event.device_tasks}
-        early, self._early = self._early, []
-        for pending in early:
+        if self._early.dropped_output or self._early.dropped_tasks:
+            log.warning(
+                "%s: before the device was identified, %d bytes of output and the events of "
+                "%d task(s) beyond the first %d did not fit and were dropped",
+                self.path,
+                self._early.dropped_output,
+                self._early.dropped_tasks,
+                EARLY_TASKS_LIMIT,
+            )
+            self._early.dropped_output = self._early.dropped_tasks = 0
+        for pending in self._early.drain():
             self.runtime.handle(pending)
 
     def _attach(self) -> None:

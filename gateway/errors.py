@@ -72,3 +72,8 @@ class DeviceRejected(LinkError):
 
 class InvalidStateTransition(LinkError):
     """A bug: a session tried a state change its state machine does not allow."""
+
+
+class DeviceProtocolError(HandshakeError):
+    """The device broke the protocol in a way retrying cannot fix (e.g. a task list that
+    never ends); the message says what it sent and what the protocol asks for."""

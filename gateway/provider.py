@@ -79,9 +79,11 @@ class GatewayProvider:
                     restart = status.restart_count
         if restart is None:
             # Not (or no longer) in the runtime: fall back to what the API's status says.
-            for status in (obj.get("status") or {}).get("containerStatuses") or []:
-                if status.get("name") == container:
-                    restart = int(status.get("restartCount", 0))
+            pod_status = obj.get("status") or {}
+            for key in ("containerStatuses", "ephemeralContainerStatuses"):
+                for status in pod_status.get(key) or []:
+                    if status.get("name") == container:
+                        restart = int(status.get("restartCount", 0))
         if restart is None:
             return None
 

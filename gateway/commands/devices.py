@@ -21,7 +21,7 @@ from typing import Any, TextIO
 
 from firmware_protocol import LinkConfig
 from gateway.devices.sources.usb import UsbSelector, list_usb_devices
-from gateway.errors import WireletError
+from gateway.errors import LinkTimeout, WireletError
 from gateway.link.backoff import BackoffPolicy
 from gateway.link.events import DeviceFacts, LinkFigures
 from gateway.link.session import DeviceSession, SessionConfig
@@ -99,7 +99,12 @@ def find_usb_nodes(selectors: Sequence[str]) -> list[str]:
 
 
 async def probe(path: str, wait_s: float, baud: int) -> DeviceReport:
-    """Handshake with one device and read its task list; never raises for a device problem."""
+    """Handshake with one device and read its task list; never raises for a device problem.
+
+    A probe must never make a device discard anything: the session is observe-only (it does
+    not acknowledge output, exit reports or logs, which the device keeps for the gateway that
+    serves it). A device whose unacknowledged output fills its window before the task list
+    reply therefore shows its handshake facts without a task count."""
     config = SessionConfig(
         handshake_timeout=wait_s,
         open_timeout=wait_s,
@@ -116,10 +121,18 @@ async def probe(path: str, wait_s: float, baud: int) -> DeviceReport:
     error = ""
     if not path.startswith(USB_NODE_PREFIX) and not await asyncio.to_thread(os.path.exists, path):
         return DeviceReport(path, None, LinkFigures(), None, "no such port")
-    async with DeviceSession(opener, label=os.path.basename(path), config=config) as session:
+    label = os.path.basename(path)
+    async with DeviceSession(opener, label=label, config=config, observe_only=True) as session:
         try:
             await session.wait_up(wait_s)
             tasks = len(await session.list_tasks())
+        except LinkTimeout as exc:
+            error = str(exc)
+            if session.facts is not None:
+                error = (
+                    f"answered the handshake but not LIST_TASKS within {wait_s} s (output it "
+                    "keeps for its gateway may be queued ahead; a probe leaves it there)"
+                )
         except WireletError as exc:
             error = str(exc)
         return DeviceReport(path, session.facts, dataclasses.replace(session.figures), tasks, error)
@@ -162,7 +175,7 @@ def format_table(reports: Sequence[DeviceReport]) -> str:
             (
                 f.device_id if f else "-",
                 f.port if f else r.path,
-                "up" if f and not r.error else "down",
+                "up" if f and not r.error else "busy" if f else "down",
                 f"{f.firmware_name} {f.firmware_version}" if f else "-",
                 str(f.protocol_version) if f else "-",
                 str(f.task_slots) if f else "-",

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -46,6 +47,13 @@ STATUS_WRITERS = 8
 # A container waiting for a missing ConfigMap or Secret is re-checked this often (the kubelet
 # re-syncs a pod about every 10 s); tests shorten it through config.
 CONFIG_RETRY_S = 5.0
+# A status write or final delete the API server refused in a way that may pass (5xx, 429, a
+# timeout, the connection) is retried after this back-off, doubling per failure.
+API_RETRY_INITIAL_S = 0.2
+API_RETRY_MAX_S = 30.0
+# Client errors a retry may cure (credentials or permissions fixed, rate limits); any other
+# 4xx is the request's own fault and is never sent again unchanged.
+RETRYABLE_CLIENT_ERRORS = frozenset({401, 403, 408, 429})
 
 
 @dataclass
@@ -69,6 +77,8 @@ class PodState:
     start_time: datetime = field(default_factory=lambda: datetime.now(UTC))
     prepare_task: asyncio.Task[None] | None = None
     finishing: bool = False
+    synced_containers: int = 0  # containers and ephemeral containers handed to the runtime
+    write_failures: int = 0  # consecutive failed status writes (their back-off)
 
 
 def _meta(pod: Mapping[str, Any]) -> Mapping[str, Any]:
@@ -81,6 +91,19 @@ def _uid(pod: Mapping[str, Any]) -> str:
 
 def _node(pod: Mapping[str, Any]) -> str:
     return str((pod.get("spec") or {}).get("nodeName") or "")
+
+
+def _containers(pod: Mapping[str, Any]) -> list[tuple[Mapping[str, Any], bool]]:
+    """Every container the pod runs, with whether it is ephemeral (`kubectl debug`). Ephemeral
+    containers are only ever appended, so indexes (and task ids) stay stable."""
+    spec = pod.get("spec") or {}
+    return [(c, False) for c in spec.get("containers") or []] + [
+        (c, True) for c in spec.get("ephemeralContainers") or []
+    ]
+
+
+def _retryable(exc: KubeApiError) -> bool:
+    return exc.status >= 500 or exc.status in RETRYABLE_CLIENT_ERRORS
 
 
 def _phase(pod: Mapping[str, Any]) -> str:
@@ -175,6 +198,7 @@ class PodController:
         self._dirty_first: dict[str, float] = {}
         self._writing: set[str] = set()
         self._rewrite: dict[str, float] = {}
+        self._in_flight: dict[str, asyncio.Task[None]] = {}  # uid -> its status write
         self._waiter: asyncio.Future[None] | None = None  # the status writer, idle
         self.status_writes = 0
         self.status_skipped = 0
@@ -266,7 +290,13 @@ class PodController:
             else:
                 self.finished(uid)
             return
-        if state.synced or runtime is None:
+        if runtime is None:
+            return
+        if state.synced:
+            if len(_containers(pod)) > state.synced_containers and state.prepare_task is None:
+                # `kubectl debug` added an ephemeral container: resolve and hand it over.
+                state.prepare_task = asyncio.ensure_future(self._prepare(uid, runtime))
+                state.prepare_task.set_name(f"prepare {_meta(pod).get('name')}")
             return
         if _phase(pod) in ("Succeeded", "Failed") and not state.synced:
             return  # terminal before we saw it (or before a gateway restart): nothing to run
@@ -327,15 +357,16 @@ class PodController:
         state = self.pods[uid]
         pod = state.pod
         spec = pod.get("spec") or {}
-        containers = spec.get("containers") or []
+        containers = _containers(pod)
         state.preparing = [
-            ContainerStatus(c.get("name", ""), c.get("image", "")) for c in containers
+            ContainerStatus(c.get("name", ""), c.get("image", ""), ephemeral=ephemeral)
+            for c, ephemeral in containers
         ]
         warned = False
         while True:
             tasks: list[TaskSpec] = []
             failed = False
-            for index, container in enumerate(containers):
+            for index, (container, ephemeral) in enumerate(containers):
                 try:
                     resolved = await resolve_command(pod, container, self.lookup, self.host_ip)
                 except ContainerConfigError as exc:
@@ -374,6 +405,7 @@ class PodController:
                         env=tuple(resolved.env),
                         memory_request=int(_memory_request(container)),
                         working_dir=str(container.get("workingDir") or ""),
+                        ephemeral=ephemeral,
                     )
                 )
             if not failed:
@@ -381,8 +413,11 @@ class PodController:
             warned = True
             self.changed(uid)
             await asyncio.sleep(self.config_retry_s)
+        status = pod.get("status") or {}
         prior_raw = {
-            c.get("name"): c for c in (pod.get("status") or {}).get("containerStatuses") or []
+            c.get("name"): c
+            for key in ("containerStatuses", "ephemeralContainerStatuses")
+            for c in status.get(key) or []
         }
         prior = tuple(
             (
@@ -403,8 +438,11 @@ class PodController:
         )
         state.prepare_task = None
         state.synced = True
+        state.synced_containers = len(tasks)
         state.preparing = []
         runtime.sync_pod(view)
+        if len(_containers(state.pod)) > len(tasks):
+            self._process(uid)  # another ephemeral container arrived meanwhile
 
     # --- runtime callbacks --------------------------------------------------------------------
 
@@ -443,7 +481,8 @@ class PodController:
             return
         state.finishing = True
         self._forget_dirty(uid)
-        task = asyncio.ensure_future(self._final_delete(state))
+        final = self._status_of(uid)  # now: the runtime forgets the pod once this returns
+        task = asyncio.ensure_future(self._final_delete(state, final))
         task.set_name(f"delete {_meta(state.pod).get('name')}")
         self._background.add(task)
         task.add_done_callback(self._background.discard)
@@ -455,25 +494,44 @@ class PodController:
         if state is not None:
             self.events.record(ObjectRef.pod(state.pod, container), kind, reason, message)
 
-    async def _final_delete(self, state: PodState) -> None:
+    async def _final_delete(self, state: PodState, final: dict[str, Any] | None) -> None:
         meta = _meta(state.pod)
-        # One last status write so the terminated states are on record before the object goes.
-        with contextlib.suppress(KubeApiError):
-            await self._write_status(_uid(state.pod))
+        # One last status write so the terminated states are on record before the object goes;
+        # after a write still in flight, which would otherwise land last with older states.
+        in_flight = self._in_flight.get(_uid(state.pod))
+        if in_flight is not None:
+            await asyncio.wait([in_flight])
+        if final is not None:
+            with contextlib.suppress(KubeApiError, OSError, TimeoutError):
+                await self._write_status(_uid(state.pod), final)
         body = {
             "apiVersion": "v1",
             "kind": "DeleteOptions",
             "gracePeriodSeconds": 0,
             "preconditions": {"uid": meta["uid"]},
         }
-        try:
-            await self.api.delete(
-                f"/api/v1/namespaces/{meta['namespace']}/pods/{meta['name']}", body
-            )
-        except KubeApiError as exc:
-            if not (exc.not_found or exc.conflict):
-                log.warning("final delete of %s/%s: %s", meta["namespace"], meta["name"], exc)
-                state.finishing = False
+        path = f"/api/v1/namespaces/{meta['namespace']}/pods/{meta['name']}"
+        failures = 0
+        while self.pods.get(_uid(state.pod)) is state:
+            try:
+                await self.api.delete(path, body)
+                return
+            except KubeApiError as exc:
+                if exc.not_found or exc.conflict:
+                    return  # gone already, or a new pod of the same name: not ours
+                if not _retryable(exc):
+                    log.error(
+                        "final delete of %s/%s refused: %s", meta["namespace"], meta["name"], exc
+                    )
+                    state.finishing = False
+                    return
+                problem: Exception = exc
+            except (OSError, TimeoutError) as exc:
+                problem = exc
+            delay = _backoff(failures)
+            failures += 1
+            log.warning("final delete of %s: %s; again in %g s", meta["name"], problem, delay)
+            await asyncio.sleep(delay)
 
     # --- status -------------------------------------------------------------------------------
 
@@ -485,9 +543,11 @@ class PodController:
         if binding is None:
             return None
         record = binding.runtime.pods.get(uid) if binding.runtime else None
+        failure = None
         if record is not None:
             containers = record.containers
             policy = record.spec.restart_policy
+            failure = record.failure
         elif state.preparing:
             containers = state.preparing
             policy = RestartPolicy((state.pod.get("spec") or {}).get("restartPolicy") or "Always")
@@ -501,6 +561,7 @@ class PodController:
             now=datetime.now(UTC),
             node_ready=binding.node_ready,
             previous=state.last_status,
+            failure=failure,
         )
 
     async def _write_status(self, uid: str, body: dict[str, Any] | None = None) -> None:
@@ -519,8 +580,14 @@ class PodController:
         try:
             await self.api.patch(path, patch, kind="merge")
         except KubeApiError as exc:
-            if exc.status in (404, 409, 422):
+            if exc.status in (404, 409):
                 return  # the pod is gone (or replaced by one of the same name)
+            if not _retryable(exc):
+                # The same body would be refused again: say so once, write again only when
+                # the status changes.
+                log.error("status of pod %s/%s refused: %s", meta["namespace"], meta["name"], exc)
+                state.last_status = status
+                return
             raise
         state.last_status = status
         self.status_writes += 1
@@ -544,6 +611,8 @@ class PodController:
                 raise
             self._writing.add(uid)
             task = asyncio.ensure_future(self._write_queued(uid, slots))
+            self._in_flight[uid] = task
+            task.add_done_callback(functools.partial(self._write_done, uid))
             self._background.add(task)
             task.add_done_callback(self._background.discard)
 
@@ -575,22 +644,46 @@ class PodController:
                     timer.cancel()
                 self._waiter = None
 
+    def _write_done(self, uid: str, task: asyncio.Task[None]) -> None:
+        if self._in_flight.get(uid) is task:
+            del self._in_flight[uid]
+
     async def _write_queued(self, uid: str, slots: asyncio.Semaphore) -> None:
         failed = False
         try:
             await self._write_status(uid)
-        except KubeApiError as exc:
-            log.warning("status of pod %s: %s", uid, exc)
+        except (KubeApiError, OSError, TimeoutError) as exc:
             failed = True
+            error = exc
         finally:
             self._writing.discard(uid)
             slots.release()
-        again = self._rewrite.pop(uid, None)
-        if failed and again is None:
-            again = asyncio.get_running_loop().time()
         state = self.pods.get(uid)
-        if again is not None and state is not None and not state.finishing:
+        if state is None or state.finishing:
+            self._rewrite.pop(uid, None)
+            return
+        if failed:
+            # Back off before the next attempt, whatever changes meanwhile (a change is
+            # written by that attempt): a status write that keeps failing must not spin.
+            delay = _backoff(state.write_failures)
+            state.write_failures += 1
+            log.warning("status of pod %s: %s; again in %g s", uid, error, delay)
+            self._rewrite.pop(uid, None)
+            self._writing.add(uid)  # changes meanwhile wait for the retry, not a new write
+            asyncio.get_running_loop().call_later(delay, self._retry_write, uid)
+            return
+        state.write_failures = 0
+        again = self._rewrite.pop(uid, None)
+        if again is not None:
             self._dirty.setdefault(uid, again)
+            self._signal()
+
+    def _retry_write(self, uid: str) -> None:
+        self._writing.discard(uid)
+        self._rewrite.pop(uid, None)
+        state = self.pods.get(uid)
+        if state is not None and not state.finishing:
+            self._dirty.setdefault(uid, asyncio.get_running_loop().time())
             self._signal()
 
     async def close(self) -> None:
@@ -604,6 +697,10 @@ class PodController:
         for task in tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+
+
+def _backoff(failures: int) -> float:
+    return min(API_RETRY_INITIAL_S * 2.0 ** min(failures, 20), API_RETRY_MAX_S)
 
 
 def _resolve(waiter: asyncio.Future[None]) -> None:

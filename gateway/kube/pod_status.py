@@ -72,6 +72,8 @@ def _state_json(state: ContainerState) -> dict[str, Any]:
     }
     if state.message:
         terminated["message"] = state.message
+    if state.task_id:
+        terminated["containerID"] = f"{CONTAINER_ID_SCHEME}{state.task_id}"
     return {"terminated": terminated}
 
 
@@ -86,8 +88,9 @@ def container_status_json(status: ContainerStatus) -> dict[str, Any]:
         "state": _state_json(status.state),
         "lastState": _state_json(status.last_state) if status.last_state else {},
     }
-    if status.task_id:
-        body["containerID"] = f"{CONTAINER_ID_SCHEME}{status.task_id}"
+    container_id = status.container_id
+    if container_id:
+        body["containerID"] = f"{CONTAINER_ID_SCHEME}{container_id}"
     return body
 
 
@@ -114,9 +117,17 @@ def pod_status(
     now: datetime,
     node_ready: bool,
     previous: dict[str, Any] | None = None,
+    failure: tuple[str, str] | None = None,
 ) -> dict[str, Any]:
-    """The full `status` body; `previous` keeps condition transition times that did not change."""
-    phase = pod_phase(restart_policy, containers)
+    """The full `status` body; `previous` keeps condition transition times that did not change.
+
+    `failure` (reason, message) marks a pod that can never run (phase Failed, as the kubelet
+    reports a pod it rejected). Ephemeral containers (`kubectl debug`) are reported apart and,
+    as with the kubelet, count for neither phase nor readiness."""
+    regular = [c for c in containers if not c.ephemeral]
+    ephemeral = [c for c in containers if c.ephemeral]
+    containers = regular
+    phase = "Failed" if failure else pod_phase(restart_policy, containers)
     terminal = phase in ("Succeeded", "Failed")
     unready = [c.name for c in containers if not c.ready]
     containers_ready = not unready and not terminal
@@ -131,7 +142,9 @@ def pod_status(
         reason, message = "", ""
     ready = containers_ready and node_ready
     ready_reason, ready_message = reason, message
-    if containers_ready and not node_ready:
+    if not node_ready and not terminal:
+        # The device is gone: say so, whatever the containers last were. (The node lifecycle
+        # controller only flips Ready to False; the reason names the cause, as documented.)
         ready_reason, ready_message = "NodeNotReady", "the device behind this node is not connected"
     conditions = [
         _condition("PodReadyToStartContainers", not terminal, now),
@@ -141,7 +154,7 @@ def pod_status(
         _condition("PodScheduled", True, now),
     ]
     _keep_transition_times(conditions, previous)
-    return {
+    body: dict[str, Any] = {
         "phase": phase,
         "conditions": conditions,
         "hostIP": host_ip,
@@ -152,6 +165,11 @@ def pod_status(
         "qosClass": "BestEffort",
         "containerStatuses": [container_status_json(c) for c in containers],
     }
+    if ephemeral:
+        body["ephemeralContainerStatuses"] = [container_status_json(c) for c in ephemeral]
+    if failure:
+        body["reason"], body["message"] = failure
+    return body
 
 
 def _keep_transition_times(conditions: list[Any], previous: dict[str, Any] | None) -> None:

@@ -133,6 +133,10 @@ class LinkFigures:
     connects: int = 0
     disconnects: int = 0
     last_error: str = ""
+    # Reports (TASK_OUTPUT, TASK_STARTED) for task ids this session does not know: dropped,
+    # so a broken or hostile device cannot grow the gateway's memory.
+    dropped_reports: int = 0
+    dropped_output_bytes: int = 0
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,10 +16,11 @@ import asyncio
 import collections
 import contextlib
 import dataclasses
+import functools
 import logging
 import random
 import time
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any
@@ -56,6 +57,7 @@ from firmware_protocol import TaskOutput as WireTaskOutput
 from firmware_protocol import TaskStarted as WireTaskStarted
 from firmware_protocol.constants import SUPPORTED_VERSIONS
 from gateway.errors import (
+    DeviceProtocolError,
     DeviceRejected,
     HandshakeError,
     LinkDown,
@@ -94,6 +96,35 @@ logging.addLevelName(TRACE, "TRACE")
 _STREAM_NAMES: dict[int, Stream] = {1: "stdout", 2: "stderr"}
 # Task ids whose exit was reported, remembered to swallow repeated exit reports.
 _EXITED_REMEMBERED = 256
+# LIST_TASKS pages a device may take to list its tasks (PROTOCOL.md section 9, paging): far
+# beyond any real task table, small enough that a device that never ends its list is caught.
+MAX_LIST_PAGES = 1024
+# Tasks one listing may hold, all pages together: bounds what a device can make us keep.
+MAX_LISTED_TASKS = 4096
+# Every piece of per-device state a device can make grow is bounded (a hostile or broken device
+# must not exhaust the gateway's memory). TASK_OUTPUT is taken only for task ids the session
+# knows (started, adopted or listed, or recently exited, for their late output), and, until the
+# session's first task list, for at most this many other ids (output kept for an earlier
+# gateway process arrives before the task list). The rest is dropped and counted.
+MAX_UNLISTED_OUTPUT_TASKS = 256
+# Non-running tasks whose late output is still tracked (offsets for repeats), oldest dropped.
+MAX_TRAILING_TASKS = 256
+# Dropped output is logged once per task id (remembering this many ids), at most this many
+# warnings per `_DROP_WARN_WINDOW` seconds; the figures count every drop.
+_DROP_WARNED_REMEMBERED = 1024
+_DROP_WARNINGS_PER_WINDOW = 5
+_DROP_WARN_WINDOW = 60.0
+# Device messages that are not replies: a probe (observe_only) never acknowledges them, so
+# the device keeps them for the gateway that serves it.
+_REPORT_TYPES = (
+    MessageType.TASK_STARTED,
+    MessageType.TASK_EXITED,
+    MessageType.TASK_OUTPUT,
+    MessageType.TASK_LIST,
+    MessageType.EXEC_RESULT,
+    MessageType.DEVICE_LOG,
+    MessageType.ERROR,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -200,15 +231,25 @@ class DeviceSession:
         on_event: Callable[[SessionEvent], None] | None = None,
         session_id: int | None = None,
         rng: random.Random | None = None,
+        observe_only: bool = False,
     ) -> None:
+        """`observe_only`: a probe (`wirelet devices`) that looks at a device without serving
+        it. It acknowledges only the replies to its own requests, never output, exit reports
+        or logs (whatever `hold_output` says), so the device keeps all of them for the gateway
+        that serves it; it emits no task events."""
         self._opener = opener
         self.config = config or SessionConfig()
         self._rng = rng or random.Random()
+        self._observe_only = observe_only
+        if observe_only:
+            hold: tuple[MessageType, ...] = _REPORT_TYPES
+        else:
+            hold = (MessageType.TASK_OUTPUT,) if self.config.hold_output else ()
         self._link = Link(
             Role.GATEWAY,
             self.config.link,
             session_id=session_id or self._rng.randrange(1, 1 << 32),
-            hold=(MessageType.TASK_OUTPUT,) if self.config.hold_output else (),
+            hold=hold,
         )
         self._log = _DeviceLog(_log, {"device": label})
         self._label = label
@@ -232,10 +273,24 @@ class DeviceSession:
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at: float | None = None
 
-        self._next_request_id = 1
+        # Request ids start at a random point, so replies a device re-sends from an earlier
+        # gateway session rarely carry an id in use; those that do are told apart by type.
+        self._next_request_id = self._rng.randrange(1, 1 << 32)
         self._waiters: dict[int, asyncio.Future[Message]] = {}
+        self._expected: dict[int, type[Message]] = {}  # request id -> its success reply type
         self._tasks: dict[str, _KnownTask] = {}
         self._exited: collections.OrderedDict[str, None] = collections.OrderedDict()
+        # Bounded output bookkeeping (see MAX_UNLISTED_OUTPUT_TASKS).
+        self._listed: frozenset[str] = frozenset()  # ids in the device's last task list
+        # Until the first task list: output the device kept from an earlier gateway process
+        # arrives before it, for tasks this session cannot know yet. Afterwards every task the
+        # device can have output for was started, adopted or listed here (a rebooted device
+        # has none kept), so anything else is dropped at once.
+        self._awaiting_list = True
+        self._unlisted = 0  # ids taken while awaiting the list
+        self._trailing: collections.OrderedDict[str, None] = collections.OrderedDict()
+        self._drop_warned: collections.OrderedDict[str, None] = collections.OrderedDict()
+        self._drop_warnings: collections.deque[float] = collections.deque()
         # Output the link holds for us, oldest first: what `ack_output` must cover to release it.
         self._unreleased: collections.deque[_Held] = collections.deque()
 
@@ -349,7 +404,7 @@ class DeviceSession:
             lambda rid: StartTask(rid, task_id, app, tuple(argv), pairs),
             self.config.request_timeout,
         )
-        self._tasks.setdefault(task_id, _KnownTask()).ours = True
+        self._known_running(task_id).ours = True
 
     async def stop_task(self, task_id: str, grace_s: float = 10.0) -> None:
         """Ask the task to exit, killed after `grace_s`. Returns once the device reported the
@@ -361,9 +416,21 @@ class DeviceSession:
         )
 
     async def list_tasks(self) -> list[TaskInfo]:
-        reply = await self._request(ListTasks, self.config.request_timeout)
-        assert isinstance(reply, TaskList)
-        return [_task_info(t) for t in reply.tasks]
+        """Every task the device reports, all pages of its task list."""
+        return await self._fetch_task_list(self._request, self.config.request_timeout)
+
+    def state_sizes(self) -> dict[str, int]:
+        """Entries in each piece of per-device state: each stays bounded whatever the device
+        sends (for tests and the soak)."""
+        return {
+            "tasks": len(self._tasks),
+            "exited": len(self._exited),
+            "listed": len(self._listed),
+            "trailing": len(self._trailing),
+            "unreleased": len(self._unreleased),
+            "drop_warned": len(self._drop_warned),
+            "waiters": len(self._waiters),
+        }
 
     async def exec(
         self, argv: Sequence[str], timeout_s: float = 10.0, task_id: str = ""
@@ -555,8 +622,12 @@ class DeviceSession:
                     if self._handshake_error is not None:
                         raise self._handshake_error
                     await self._link_up.wait()
+                    # Who it is is known now; the task list proves it really answers.
+                    self._learn_facts(transport)
                     try:
-                        reply = await self._request_raw(ListTasks, None)
+                        tasks = await self._fetch_task_list(self._request_raw, None)
+                    except DeviceProtocolError:
+                        raise
                     except LinkError:
                         continue  # dropped by a device reboot mid-handshake: wait for the new one
                     break
@@ -565,9 +636,8 @@ class DeviceSession:
                 f"no handshake from the device on {transport.description} within "
                 f"{self.config.handshake_timeout} s"
             ) from None
-        assert isinstance(reply, TaskList)
         self._learn_facts(transport)
-        self._reconcile([_task_info(t) for t in reply.tasks])
+        self._reconcile(tasks)
 
     def _learn_facts(self, transport: Transport) -> None:
         hello, welcome = self._link.peer_hello, self._link.welcome
@@ -611,6 +681,8 @@ class DeviceSession:
         if facts is not None:
             self._booted_as = facts.boot_id
         on_device = {t.task_id: t for t in device_tasks}
+        self._listed = frozenset(on_device)
+        self._awaiting_list = False
         surviving: list[str] = []
         lost: list[str] = []
         for task_id, known in list(self._tasks.items()):
@@ -650,6 +722,7 @@ class DeviceSession:
 
     def _task_gone(self, task_id: str) -> None:
         self._tasks.pop(task_id, None)
+        self._trailing.pop(task_id, None)
         self._exited[task_id] = None
         while len(self._exited) > _EXITED_REMEMBERED:
             self._exited.popitem(last=False)
@@ -813,31 +886,40 @@ class DeviceSession:
 
         async def reconcile() -> None:
             try:
-                reply = await self._request_raw(ListTasks, self.config.request_timeout)
+                tasks = await self._fetch_task_list(self._request_raw, self.config.request_timeout)
             except LinkError as exc:
                 self._log.warning("reconcile failed: %s", exc)
                 return
-            assert isinstance(reply, TaskList)
             if self._transport is not None:
                 self._learn_facts(self._transport)
-            self._reconcile([_task_info(t) for t in reply.tasks])
+            self._reconcile(tasks)
 
         self._reconciler = asyncio.create_task(reconcile(), name=f"{self._label}:reconcile")
 
     def _on_message(self, message: Message, receipt: int | None) -> None:
         rid = getattr(message, "request_id", 0)
-        if isinstance(message, WireTaskOutput):
+        # A reply to one of our requests, of the kind that request expects: a reply meant for
+        # an earlier gateway session (re-sent after a restart) may carry a request id we use.
+        expected = self._expected.get(rid) if rid else None
+        is_reply = expected is not None and isinstance(message, (expected, Error))
+        if self._observe_only:
+            if is_reply and receipt is not None:
+                self._link.release(receipt)  # ours: nobody else needs it
+        elif isinstance(message, WireTaskOutput):
             self._on_output(message, receipt)
         elif isinstance(message, WireTaskStarted):
-            self._tasks.setdefault(message.task_id, _KnownTask()).ours = True
-            self._emit(TaskStarted(message.task_id))
+            task_id = message.task_id
+            known = task_id in self._tasks or task_id in self._listed
+            if is_reply or known or self._accept_unknown(task_id, "start report"):
+                self._known_running(task_id).ours = True
+                self._emit(TaskStarted(task_id))
         elif isinstance(message, WireTaskExited):
             self._on_exited(message)
         elif isinstance(message, Error):
             self._log.debug(
                 "device error %d for request %d: %s", message.code, rid, message.message
             )
-        if rid:
+        if is_reply:
             fut = self._waiters.get(rid)
             if fut is not None and not fut.done():
                 if isinstance(message, Error):
@@ -847,11 +929,13 @@ class DeviceSession:
 
     def _on_output(self, message: WireTaskOutput, receipt: int | None) -> None:
         stream = _STREAM_NAMES.get(int(message.stream))
-        if stream is None:
+        known = self._output_tracker(message.task_id)
+        if stream is None or known is None:
+            if known is None:
+                self._count_dropped(message.task_id, len(message.data))
             if receipt is not None:
                 self._link.release(receipt)
             return
-        known = self._tasks.setdefault(message.task_id, _KnownTask())
         delivered = known.delivered[stream]
         end = message.offset + len(message.data)
         if end <= delivered:
@@ -877,6 +961,72 @@ class DeviceSession:
             self._hold(message.task_id, stream, end, receipt)
         self._emit(TaskOutput(message.task_id, stream, message.offset + skip, message.data[skip:]))
 
+    def _output_tracker(self, task_id: str) -> _KnownTask | None:
+        """Where offsets of `task_id`'s output are tracked; None if its output does not belong
+        here (to be dropped). Creating one is bounded: see MAX_UNLISTED_OUTPUT_TASKS."""
+        known = self._tasks.get(task_id)
+        if known is not None:
+            return known
+        if task_id in self._exited or task_id in self._listed:
+            # Late output of a task that ended (re-sent after a reconnect, or queued behind
+            # its task list entry): it still belongs in that task's log.
+            known = self._tasks[task_id] = _KnownTask(running=False)
+            self._trailing[task_id] = None
+            self._trailing.move_to_end(task_id)
+            while len(self._trailing) > MAX_TRAILING_TASKS:
+                oldest, _ = self._trailing.popitem(last=False)
+                stale = self._tasks.get(oldest)
+                if stale is not None and not stale.running:
+                    del self._tasks[oldest]
+            return known
+        if self._accept_unknown(task_id, "output"):
+            # Re-sent before the task list: the reconcile tells whether it is still there.
+            return self._tasks.setdefault(task_id, _KnownTask())
+        return None
+
+    def _accept_unknown(self, task_id: str, what: str) -> bool:
+        """Take a report about a task id we do not know only while the task list is awaited,
+        and for a bounded number of ids; otherwise count it as dropped."""
+        if self._awaiting_list and self._unlisted < MAX_UNLISTED_OUTPUT_TASKS:
+            self._unlisted += 1
+            return True
+        if what != "output":
+            self._count_dropped(task_id, 0, what)
+        return False
+
+    def _known_running(self, task_id: str) -> _KnownTask:
+        """The record of a task that runs now (a finished one of the same id is replaced)."""
+        known = self._tasks.get(task_id)
+        if known is None or not known.running:
+            known = self._tasks[task_id] = _KnownTask()
+            self._trailing.pop(task_id, None)
+        return known
+
+    def _count_dropped(self, task_id: str, size: int, what: str = "output") -> None:
+        """Count a report for a task that does not belong here; warn once per task id, and
+        only a few times a minute (a hostile device must not flood the log either)."""
+        self.figures.dropped_reports += 1
+        self.figures.dropped_output_bytes += size
+        if task_id in self._drop_warned:
+            return
+        now = self._loop.time()
+        while self._drop_warnings and now - self._drop_warnings[0] >= _DROP_WARN_WINDOW:
+            self._drop_warnings.popleft()
+        if len(self._drop_warnings) >= _DROP_WARNINGS_PER_WINDOW:
+            return
+        self._drop_warnings.append(now)
+        self._drop_warned[task_id] = None
+        while len(self._drop_warned) > _DROP_WARNED_REMEMBERED:
+            self._drop_warned.popitem(last=False)
+        self._log.warning(
+            "dropped %s for unknown task %r (not started here, not in the device's task "
+            "list); %d report(s), %d output byte(s) dropped so far",
+            what,
+            task_id[:64],
+            self.figures.dropped_reports,
+            self.figures.dropped_output_bytes,
+        )
+
     def _hold(self, task_id: str, stream: str, end: int, receipt: int) -> None:
         self._unreleased.append(_Held(task_id, stream, end, receipt))
 
@@ -896,7 +1046,45 @@ class DeviceSession:
 
     # --- requests -------------------------------------------------------------------------------
 
-    async def _request(self, build: Callable[[int], Message], timeout_s: float) -> Message:
+    async def _fetch_task_list(
+        self,
+        request: Callable[[Callable[[int], Message], float | None], Awaitable[Message]],
+        timeout_s: float | None,
+    ) -> list[TaskInfo]:
+        """The device's whole task list, page by page (PROTOCOL.md section 9, paging).
+
+        Raises `DeviceProtocolError` for a list that cannot be right (a next_cursor that does
+        not grow, a page claiming more without tasks, too many pages or tasks): the device
+        must not be able to keep us paging forever."""
+        listed: dict[str, TaskInfo] = {}
+        cursor = 0
+        for _ in range(MAX_LIST_PAGES):
+            reply = await request(functools.partial(ListTasks, cursor=cursor), timeout_s)
+            assert isinstance(reply, TaskList)
+            for task in reply.tasks:
+                listed[task.task_id] = _task_info(task)
+            if len(listed) > MAX_LISTED_TASKS:
+                raise DeviceProtocolError(
+                    f"{self._label}: the device lists more than {MAX_LISTED_TASKS} tasks; "
+                    "refusing it (firmware bug?)"
+                )
+            following = reply.next_cursor
+            if following is None:
+                return list(listed.values())
+            if following <= cursor or not reply.tasks:
+                raise DeviceProtocolError(
+                    f"{self._label}: broken task list: LIST_TASKS from cursor {cursor} was "
+                    f"answered with {len(reply.tasks)} task(s) and next_cursor {following} "
+                    "(a page with more to come must hold a task and a greater next_cursor; "
+                    "PROTOCOL.md section 9); firmware bug"
+                )
+            cursor = following
+        raise DeviceProtocolError(
+            f"{self._label}: the device's task list did not end within {MAX_LIST_PAGES} pages "
+            "(PROTOCOL.md section 9); firmware bug"
+        )
+
+    async def _request(self, build: Callable[[int], Message], timeout_s: float | None) -> Message:
         if self._state is LinkState.CLOSED:
             raise SessionClosed(f"{self._label}: session closed")
         if self._state is not LinkState.UP:
@@ -911,6 +1099,7 @@ class DeviceSession:
         # Register the waiter before sending: the reply can arrive before send() returns.
         fut: asyncio.Future[Message] = self._loop.create_future()
         self._waiters[rid] = fut
+        self._expected[rid] = _REPLY_TO[type(message)]
         try:
             try:
                 self._link.send(message, self._loop.time())
@@ -930,6 +1119,7 @@ class DeviceSession:
                 ) from None
         finally:
             self._waiters.pop(rid, None)
+            self._expected.pop(rid, None)
 
     def _new_request_id(self) -> int:
         rid = self._next_request_id
@@ -940,6 +1130,15 @@ class DeviceSession:
         for fut in self._waiters.values():
             if not fut.done():
                 fut.set_exception(error)
+
+
+# The success reply of each request (ERROR is the other possible answer).
+_REPLY_TO: dict[type[Message], type[Message]] = {
+    StartTask: WireTaskStarted,
+    StopTask: WireTaskExited,
+    ListTasks: TaskList,
+    Exec: ExecResult,
+}
 
 
 def _task_info(t: Any) -> TaskInfo:

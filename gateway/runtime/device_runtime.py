@@ -19,7 +19,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Protocol
 
-from gateway.errors import WireletError
+from firmware_protocol import MessageTooLargeError
+from gateway.errors import DeviceRejected, SessionClosed, WireletError
 from gateway.link.events import (
     ANY_APP,
     Reconciled,
@@ -40,12 +41,21 @@ from gateway.runtime.model import (
     RestartPolicy,
 )
 from gateway.runtime.output import InstanceLog, OutputSpooler
+from gateway.runtime.start_request import start_request_problem
 from gateway.runtime.task_ids import TaskName, parse_task_id
 
 log = logging.getLogger(__name__)
 
 # Exit code the kubelet reports for a container killed by SIGKILL; used when a task is lost.
 LOST_EXIT_CODE = 137
+# A stop the device has not confirmed (no answer in time, link busy, an error) is sent again
+# after this back-off, doubling, until the device reports the task gone or is gone itself.
+STOP_RETRY_INITIAL_S = 0.2
+STOP_RETRY_MAX_S = 10.0
+# Device answers to START that say it can never run as asked: retrying cannot help.
+PERMANENT_START_ERRORS = frozenset({"MALFORMED", "TOO_LARGE"})
+# Exit code the kubelet reports for a container that could not be started (StartError).
+START_ERROR_EXIT_CODE = 128
 
 
 class DeviceTasks(Protocol):
@@ -80,6 +90,22 @@ class PodRecord:
     deleting: bool = False
     grace_s: float = 30.0
     restart_timers: dict[int, asyncio.TimerHandle] = field(default_factory=dict)
+    # (reason, message) once a container can never run: the pod is Failed, nothing restarts.
+    failure: tuple[str, str] | None = None
+
+    def policy(self, index: int) -> RestartPolicy:
+        """Ephemeral containers are never restarted, whatever the pod's policy."""
+        if self.spec.containers[index].ephemeral:
+            return RestartPolicy.NEVER
+        return self.spec.restart_policy
+
+
+@dataclass
+class _Stop:
+    """A stop in progress for one task: its grace period and the task that retries it."""
+
+    grace_s: float
+    task: asyncio.Task[None] | None = None
 
 
 class DeviceRuntime:
@@ -95,6 +121,7 @@ class DeviceRuntime:
         on_event: EventSink,
         label: str = "",
         spooler: OutputSpooler | None = None,
+        max_frame: int | None = None,
     ) -> None:
         self.device = device
         self.logs = logs
@@ -104,23 +131,37 @@ class DeviceRuntime:
         self.on_finished = on_finished
         self.on_event = on_event
         self.label = label
+        self.max_frame = max_frame  # the largest frame the device receives (its HELLO)
         self.pods: dict[str, PodRecord] = {}
         self.instances: dict[str, InstanceLog] = {}
         self.late: dict[str, InstanceLog] = {}  # logs for output of already-finished tasks
         # Output of our tasks whose pod is not known yet goes to the spool (gateway.runtime.output).
         self.spooler = spooler or OutputSpooler(logs.spool, device, label=label)
-        self.link_up = False
+        self._up = asyncio.Event()
+        self.stopping: dict[str, _Stop] = {}  # task id -> its stop, until the device confirms
         self.device_tasks: dict[str, TaskInfo] | None = None  # from the last task list
         self._tasks: set[asyncio.Task[None]] = set()
         self._loop = asyncio.get_running_loop()
 
+    @property
+    def link_up(self) -> bool:
+        return self._up.is_set()
+
+    @link_up.setter
+    def link_up(self, up: bool) -> None:
+        if up:
+            self._up.set()
+        else:
+            self._up.clear()
+
     # --- helpers ------------------------------------------------------------------------------
 
-    def _spawn(self, coro: object, name: str) -> None:
+    def _spawn(self, coro: object, name: str) -> asyncio.Task[None]:
         task: asyncio.Task[None] = asyncio.ensure_future(coro)  # type: ignore[call-overload]
         task.set_name(f"{self.label}:{name}")
         self._tasks.add(task)
         task.add_done_callback(self._reap)
+        return task
 
     def _reap(self, task: asyncio.Task[None]) -> None:
         self._tasks.discard(task)
@@ -153,20 +194,36 @@ class DeviceRuntime:
         if record is None:
             record = PodRecord(
                 spec=spec,
-                containers=[ContainerStatus(c.container, c.image) for c in spec.containers],
-                backoffs=[RestartBackoff(self.backoff) for _ in spec.containers],
+                containers=[],
+                backoffs=[],
                 started_at=datetime.now(UTC),
                 grace_s=spec.grace_period_s,
             )
             self.pods[spec.uid] = record
-            for index in range(len(spec.containers)):
-                if self._resume_prior(record, index):
-                    continue
-                self._adopt_or_start(record, index)
+            self._add_containers(record, spec)
             self._replay_spooled(spec.uid)
+        elif len(spec.containers) > len(record.containers):
+            # Ephemeral containers added (`kubectl debug`): they are appended, never changed or
+            # removed, so the existing indexes (and task ids) stay as they are.
+            self._add_containers(record, spec)
         else:
             record.spec = spec
         self.on_change(spec.uid)
+
+    def _add_containers(self, record: PodRecord, spec: PodSpecView) -> None:
+        first = len(record.containers)
+        record.spec = spec
+        for task_spec in spec.containers[first:]:
+            record.containers.append(
+                ContainerStatus(task_spec.container, task_spec.image, ephemeral=task_spec.ephemeral)
+            )
+            record.backoffs.append(RestartBackoff(self.backoff))
+        if record.deleting or record.failure:
+            return
+        for index in range(first, len(spec.containers)):
+            if self._resume_prior(record, index):
+                continue
+            self._adopt_or_start(record, index)
 
     def _resume_prior(self, record: PodRecord, index: int) -> bool:
         """Continue from the API's status after a gateway restart; True if finished for good."""
@@ -189,11 +246,12 @@ class DeviceRuntime:
                 exit_code=code,
                 started_at=state.started_at if state else None,
                 finished_at=now,
+                task_id=info.task_id,
             )
         if state is None:
             return False  # never started
         if state.phase is ContainerPhase.TERMINATED:
-            policy = record.spec.restart_policy
+            policy = record.policy(index)
             done = policy is RestartPolicy.NEVER or (
                 policy is RestartPolicy.ON_FAILURE and state.exit_code == 0
             )
@@ -209,6 +267,7 @@ class DeviceRuntime:
                 exit_code=LOST_EXIT_CODE,
                 started_at=state.started_at,
                 finished_at=now,
+                task_id=str(TaskName(record.spec.uid, index, restarts)),
             )
         elif restarts == 0:
             return False  # waiting, never ran
@@ -286,6 +345,11 @@ class DeviceRuntime:
     def _start(self, record: PodRecord, index: int) -> None:
         status = record.containers[index]
         task_spec = record.spec.containers[index]
+        if record.failure is not None:
+            status.state = ContainerState.waiting(
+                "ContainerCreating", f"not started: {record.failure[1]}"
+            )
+            return
         if task_spec.app not in self.apps and ANY_APP not in self.apps:
             status.state = ContainerState.waiting(
                 "ErrImagePull",
@@ -309,6 +373,18 @@ class DeviceRuntime:
             )
             return
         name = TaskName(record.spec.uid, index, status.restart_count)
+        # A command backend (an SSH host, ANY_APP) takes no START frame: no frame limits apply.
+        problem = (
+            None
+            if ANY_APP in self.apps
+            else start_request_problem(
+                str(name), task_spec.app, task_spec.argv, task_spec.env, self.max_frame
+            )
+        )
+        if problem is not None:
+            # The protocol says: refuse locally, never send (the device would drop the frame).
+            self._cannot_run(record, index, problem)
+            return
         status.state = ContainerState.waiting("ContainerCreating")
         status.task_id = str(name)
         self._open_instance(record, name)
@@ -325,10 +401,16 @@ class DeviceRuntime:
             await self._drop_instance(str(name))
             if status.task_id == str(name):
                 status.task_id = None
+            too_large = isinstance(exc.__cause__, MessageTooLargeError)
+            if too_large or (
+                isinstance(exc, DeviceRejected) and exc.code in PERMANENT_START_ERRORS
+            ):
+                self._cannot_run(record, index, str(exc))
+                return
             status.state = ContainerState.waiting("RunContainerError", str(exc))
             self._event(record.spec.uid, status.name, "Warning", "Failed", str(exc))
             self.on_change(record.spec.uid)
-            if not record.deleting and self.link_up:
+            if not record.deleting and not record.failure and self.link_up:
                 self._schedule_restart(record, index, start_error=str(exc))
             return
         self._event(
@@ -338,6 +420,28 @@ class DeviceRuntime:
             "Started",
             f"Started container {status.name} (app {spec.app})",
         )
+
+    def _cannot_run(self, record: PodRecord, index: int, problem: str) -> None:
+        """A container the device can never run as specified: it ends as StartError (the
+        kubelet's reason for a container that could not start) and, unless it is an ephemeral
+        container, the pod fails: its other containers are stopped and nothing restarts."""
+        status = record.containers[index]
+        spec = record.spec
+        message = f"container {status.name} cannot run on this device: {problem}"
+        status.state = ContainerState(
+            ContainerPhase.TERMINATED,
+            reason="StartError",
+            message=problem,
+            exit_code=START_ERROR_EXIT_CODE,
+            finished_at=datetime.now(UTC),
+        )
+        status.ready = False
+        self._event(spec.uid, status.name, "Warning", "Failed", message)
+        log.warning("%s: pod %s: %s", self.label, spec.key, message)
+        if not spec.containers[index].ephemeral and record.failure is None:
+            record.failure = ("StartError", message)
+            self._stop_all(record)
+        self.on_change(spec.uid)
 
     def delete_pod(self, uid: str, grace_s: float) -> None:
         """Graceful delete: stop every task with the grace period; finish when all have exited."""
@@ -372,30 +476,96 @@ class DeviceRuntime:
             timer.cancel()
         record.restart_timers.clear()
         for status in record.containers:
-            if status.task_id and status.task_id in self.instances and self.link_up:
-                self._event(
-                    record.spec.uid,
-                    status.name,
-                    "Normal",
-                    "Killing",
-                    f"Stopping container {status.name}",
-                )
-                self._spawn(
-                    self._stop_on_device(status.task_id, record.grace_s), f"stop {status.task_id}"
-                )
+            if status.task_id and status.task_id in self.instances:
+                if status.task_id not in self.stopping:
+                    self._event(
+                        record.spec.uid,
+                        status.name,
+                        "Normal",
+                        "Killing",
+                        f"Stopping container {status.name}",
+                    )
+                self._request_stop(status.task_id, record.grace_s)
 
-    async def _stop_on_device(self, task_id: str, grace_s: float) -> None:
+    def _request_stop(self, task_id: str, grace_s: float) -> None:
+        """Stop `task_id` and keep at it until the device confirms (see _stop_until_gone).
+        Asking again changes nothing, unless with a shorter grace period (e.g. `--now`)."""
+        current = self.stopping.get(task_id)
+        if current is not None:
+            if grace_s >= current.grace_s:
+                return
+            if current.task is not None:
+                current.task.cancel()
+        stop = _Stop(grace_s)
+        self.stopping[task_id] = stop
+        stop.task = self._spawn(self._stop_until_gone(task_id, stop), f"stop {task_id}")
+
+    async def _stop_until_gone(self, task_id: str, stop: _Stop) -> None:
+        """Send STOP until the device reports the task gone: its exit report (TASK_EXITED, also
+        delivered as an event), or NO_SUCH_TASK (gone already, see _already_gone). No answer in
+        time, a full link queue or any other error: try again with back-off. While the link is
+        down, wait for it: the device may still run the task (a reboot ends it as lost)."""
+        delay = STOP_RETRY_INITIAL_S
+        attempt = 0
         try:
-            await self.device.stop_task(task_id, grace_s)
-        except WireletError as exc:
-            log.warning("%s: stopping %s failed: %s", self.label, task_id, exc)
+            while self.stopping.get(task_id) is stop:
+                await self._up.wait()
+                attempt += 1
+                try:
+                    await self.device.stop_task(task_id, stop.grace_s)
+                    return
+                except SessionClosed:
+                    return
+                except DeviceRejected as exc:
+                    if exc.code == "NO_SUCH_TASK":
+                        await self._already_gone(task_id)
+                        return
+                    problem = str(exc)
+                except WireletError as exc:
+                    problem = str(exc)
+                log.warning(
+                    "%s: stop of %s not confirmed (attempt %d): %s; again in %g s",
+                    self.label,
+                    task_id,
+                    attempt,
+                    problem,
+                    delay,
+                )
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, STOP_RETRY_MAX_S)
+        finally:
+            if self.stopping.get(task_id) is stop:
+                del self.stopping[task_id]
+
+    async def _already_gone(self, task_id: str) -> None:
+        """The device has no such task: it ended and its exit report never reached us. Its
+        final state comes from the device's task list where the device still remembers it."""
+        if task_id not in self.instances:
+            return  # its exit report arrived meanwhile (or an orphan: nothing to record)
+        info = (self.device_tasks or {}).get(task_id)
+        with contextlib.suppress(WireletError):
+            listed = {t.task_id: t for t in await self.device.list_tasks()}
+            info = listed.get(task_id, info)
+        if task_id not in self.instances:
+            return
+        if info is not None and not info.running and info.exit_code is not None:
+            await self._finished(task_id, info.exit_code, "exited", "", lost=False)
+            return
+        log.warning("%s: %s is gone from the device and its exit is unknown", self.label, task_id)
+        await self._finished(
+            task_id,
+            LOST_EXIT_CODE,
+            "ContainerStatusUnknown",
+            "the device no longer knows this task and never reported how it ended",
+            lost=True,
+        )
 
     def _finish_if_done(self, record: PodRecord) -> None:
-        if record.deleting and not any(
-            s.task_id and s.task_id in self.instances for s in record.containers
-        ):
+        # `task_id` is cleared only once a task's end is fully recorded (its instance goes
+        # first): a pod with exits still being recorded is not done yet.
+        if record.deleting and not any(s.task_id for s in record.containers):
+            self.on_finished(record.spec.uid)  # first: the final status is read from the record
             self.pods.pop(record.spec.uid, None)
-            self.on_finished(record.spec.uid)
 
     # --- device events ------------------------------------------------------------------------
 
@@ -486,7 +656,11 @@ class DeviceRuntime:
     async def _finished(
         self, task_id: str, exit_code: int, reason: str, message: str, *, lost: bool
     ) -> None:
-        found = self._locate(task_id)
+        stop = self.stopping.pop(task_id, None)
+        if stop is not None and stop.task is not None and stop.task is not asyncio.current_task():
+            stop.task.cancel()  # the device confirmed it gone: no more STOPs
+        # Once per task: an exit report and a NO_SUCH_TASK answer may both say it ended.
+        found = self._locate(task_id) if task_id in self.instances else None
         await self._drop_instance(task_id)
         if found is None:
             return
@@ -506,6 +680,7 @@ class DeviceRuntime:
             exit_code=exit_code,
             started_at=previous.started_at or now,
             finished_at=now,
+            task_id=task_id,
         )
         status.ready = False
         status.task_id = None
@@ -515,8 +690,11 @@ class DeviceRuntime:
             self.on_change(record.spec.uid)
             self._finish_if_done(record)
             return
-        policy = record.spec.restart_policy
-        if policy is RestartPolicy.ALWAYS or (policy is RestartPolicy.ON_FAILURE and exit_code):
+        policy = record.policy(index)
+        restart = policy is RestartPolicy.ALWAYS or (
+            policy is RestartPolicy.ON_FAILURE and exit_code != 0
+        )
+        if restart and record.failure is None:
             self._schedule_restart(record, index)
         self.on_change(record.spec.uid)
 
@@ -542,7 +720,7 @@ class DeviceRuntime:
 
     def _restart(self, uid: str, index: int) -> None:
         record = self.pods.get(uid)
-        if record is None or record.deleting:
+        if record is None or record.deleting or record.failure is not None:
             return
         record.restart_timers.pop(index, None)
         status = record.containers[index]
@@ -568,6 +746,7 @@ class DeviceRuntime:
                     and index not in record.restart_timers
                     and status.state.reason == "ContainerCreating"
                     and not record.deleting
+                    and record.failure is None
                 ):
                     self._start(record, index)
             if record.deleting and up:
@@ -588,5 +767,5 @@ class DeviceRuntime:
         orphans = self.orphan_tasks(known_uids)
         for task_id in orphans:
             log.info("%s: stopping task %s: its pod no longer exists", self.label, task_id)
-            self._spawn(self._stop_on_device(task_id, 0.0), f"stop orphan {task_id}")
+            self._request_stop(task_id, 0.0)
         return orphans

@@ -28,6 +28,9 @@ class TaskSpec:
     env: tuple[tuple[str, str], ...]
     memory_request: int = 0  # bytes, from resources.requests.memory
     working_dir: str = ""  # `workingDir`: used where the backend has directories (SSH hosts)
+    # From spec.ephemeralContainers (`kubectl debug`): never restarted, not part of the pod's
+    # phase or readiness, reported in status.ephemeralContainerStatuses.
+    ephemeral: bool = False
 
 
 @dataclass(frozen=True)
@@ -66,6 +69,7 @@ class ContainerState:
     exit_code: int | None = None
     started_at: datetime | None = None
     finished_at: datetime | None = None
+    task_id: str | None = None  # the device task this state is about (its containerID)
 
     @staticmethod
     def waiting(reason: str, message: str = "") -> ContainerState:
@@ -85,7 +89,17 @@ class ContainerStatus:
     restart_count: int = 0
     ready: bool = False
     task_id: str | None = None  # the device's task while one exists for this container
+    ephemeral: bool = False
 
     @property
     def running(self) -> bool:
         return self.state.phase is ContainerPhase.RUNNING
+
+    @property
+    def container_id(self) -> str | None:
+        """The task behind the current state: the live one, or the one that terminated."""
+        if self.task_id:
+            return self.task_id
+        if self.state.phase is ContainerPhase.TERMINATED:
+            return self.state.task_id
+        return None

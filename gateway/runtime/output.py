@@ -36,6 +36,10 @@ log = logging.getLogger(__name__)
 # meanwhile, so the device holds it; the delay doubles up to the maximum.
 SPOOL_RETRY_INITIAL_S = 0.5
 SPOOL_RETRY_MAX_S = 30.0
+# Output of tasks whose pod is not known spooled per device and gateway run at most: an honest
+# device re-sends only what its small retained buffers hold, so only a device sending output
+# for made-up task ids of our shape reaches it. Past it such output is dropped (acknowledged).
+UNKNOWN_POD_SPOOL_LIMIT = 64 * 1024 * 1024
 
 
 class AcksOutput(Protocol):
@@ -61,12 +65,29 @@ class OutputSpooler:
         self._flusher: asyncio.Task[None] | None = None
         self._retrying = False  # the flusher waits to retry a failed spool write
         self.failed_flushes = 0  # spool writes that failed (their output stayed unacknowledged)
+        self.unknown_pod_bytes = 0  # spooled for pods not known (bounded)
+        self.dropped_bytes = 0  # refused past UNKNOWN_POD_SPOOL_LIMIT
 
-    def take(self, task_id: str, stream: str, offset: int, data: bytes) -> bool:
-        """Spool output of one of our tasks; False for a task id this gateway did not make."""
+    def take(
+        self, task_id: str, stream: str, offset: int, data: bytes, *, known: bool = False
+    ) -> bool:
+        """Spool output of one of our tasks; False for a task id this gateway did not make, or
+        (unless `known`: its container's log failed) past the budget for unknown pods."""
         name = parse_task_id(task_id)
         if name is None:
             return False
+        if not known:
+            if self.unknown_pod_bytes + len(data) > UNKNOWN_POD_SPOOL_LIMIT:
+                if not self.dropped_bytes:
+                    log.warning(
+                        "%s: over %d MiB of output for pods this gateway does not know; "
+                        "dropping more (a device inventing task ids?)",
+                        self.label,
+                        UNKNOWN_POD_SPOOL_LIMIT >> 20,
+                    )
+                self.dropped_bytes += len(data)
+                return False
+            self.unknown_pod_bytes += len(data)
         self.spool.add(name.pod_uid, task_id, stream, offset, data)
         key = (task_id, stream)
         self._acks[key] = max(self._acks.get(key, 0), offset + len(data))
@@ -222,7 +243,7 @@ class InstanceLog:
                 self._spool(chunk.output)
 
     def _spool(self, output: SpooledOutput) -> None:
-        self.spooler.take(self.task_id, output.stream, output.offset, output.data)
+        self.spooler.take(self.task_id, output.stream, output.offset, output.data, known=True)
 
     async def finish(self) -> None:
         """Everything received is durable (log or spool) and acknowledged; the file is closed."""

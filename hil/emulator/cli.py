@@ -64,10 +64,19 @@ def build_ctl_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("dir", type=Path, help="the emulator's --dir")
     parser.add_argument("device", help="device id, or `list`")
-    parser.add_argument("op", nargs="?", choices=(*DEVICE_OPS, "fault"), default="status")
+    parser.add_argument(
+        "op", nargs="?", choices=(*DEVICE_OPS, "fault", "misbehave"), default="status"
+    )
     parser.add_argument("--clear", action="store_true", help="fault: reset unspecified faults")
     _add_fault_flags(parser)
+    for name in ("foreign-output", "endless-task-list"):
+        parser.add_argument(f"--{name}", choices=("on", "off"), help=f"misbehave: {name}")
     return parser
+
+
+def _misbehaviour_changes(args: argparse.Namespace) -> dict[str, bool]:
+    changes = {"foreign_output": args.foreign_output, "endless_task_list": args.endless_task_list}
+    return {key: value == "on" for key, value in changes.items() if value is not None}
 
 
 def _profiles(args: argparse.Namespace) -> list[DeviceProfile]:
@@ -121,6 +130,12 @@ def ctl_main(argv: Sequence[str]) -> int:
     args = build_ctl_parser().parse_args(argv)
     if args.device == "list":
         request: dict[str, object] = {"op": "list"}
+    elif args.op == "misbehave":
+        request = {
+            "op": "misbehave",
+            "device": args.device,
+            "misbehaviour": _misbehaviour_changes(args),
+        }
     elif args.op == "fault":
         request = {"op": "fault", "device": args.device, "faults": _fault_changes(args)}
         if args.clear:

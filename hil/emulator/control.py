@@ -3,9 +3,10 @@
 A unix socket at DIR/.control.sock speaks JSON lines. Request:
     {"device": "emu-0001", "op": "unplug"}
     {"device": "emu-0001", "op": "fault", "faults": {"drop": 0.05, "delay_ms": 20}}
+    {"device": "emu-0001", "op": "misbehave", "misbehaviour": {"foreign_output": true}}
     {"op": "list"}
 Response: {"ok": true, ...} or {"ok": false, "error": "..."}.
-Ops: list, unplug, replug, reboot, hang, resume, fault, status.
+Ops: list, unplug, replug, reboot, hang, resume, fault, misbehave, status.
 """
 
 from __future__ import annotations

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import dataclasses
 import logging
 import random
@@ -16,6 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from firmware_protocol import (
+    DeviceLog,
     Error,
     ErrorCode,
     Exec,
@@ -41,11 +43,15 @@ from firmware_protocol import (
     TaskLoad,
     TaskOutput,
     TaskStarted,
+    fit_device_log,
+    fit_error,
+    fit_exec_result,
+    max_output_data,
+    task_list_page,
 )
-from firmware_protocol.constants import FRAME_OVERHEAD
 from firmware_protocol.events import Event
 from hil.emulator.apps import APPS, STDERR, AppRun
-from hil.emulator.faults import FaultSettings, FaultyLine
+from hil.emulator.faults import FaultSettings, FaultyLine, Misbehaviour
 from hil.emulator.profile import DeviceProfile
 from hil.emulator.pty_port import PtyPort
 
@@ -53,13 +59,9 @@ _log = logging.getLogger(__name__)
 
 # Exit code of a task killed after its stop grace period (128 + SIGKILL).
 KILLED_EXIT_CODE = 137
-# Finished tasks the device remembers for LIST_TASKS (oldest forgotten first).
-MAX_FINISHED_TASKS = 16
 # Output messages allowed to wait in the link's queue per device: enough to keep the window full,
 # few enough that most unsent output stays in the (bounded, per-task) retained buffers.
 MAX_QUEUED_OUTPUT = 8
-# Slack for the bin header growing from bin8 (2 bytes) to bin16 (3 bytes) once data is added.
-_OUTPUT_HEADROOM = 2
 # Messages kept in `EmulatedDevice.received` for tests to inspect.
 MAX_RECEIVED_KEPT = 1000
 
@@ -92,6 +94,9 @@ class _Task:
     stop_request: int = 0  # STOP_TASK request id to answer with the exit report
     kill_at: float | None = None
     chunk: int = 16  # largest TASK_OUTPUT data that fits one frame for this task id
+    # Place in the task table for LIST_TASKS paging: grows with every task created this boot,
+    # so a cursor stays valid while tasks are forgotten and new ones are appended.
+    position: int = 0
 
     @property
     def running(self) -> bool:
@@ -155,15 +160,22 @@ class EmulatedDevice:
         self.set_faults(faults or FaultSettings())
         self.received: collections.deque[Message] = collections.deque(maxlen=MAX_RECEIVED_KEPT)
         self.events: collections.deque[Event] = collections.deque(maxlen=MAX_RECEIVED_KEPT)
+        # Real task starts per task id (an idempotent re-START is not one): a soak checks that
+        # no task is ever started twice.
+        self.starts: collections.Counter[str] = collections.Counter()
         self.boot_count = 0
         self.boot_id = 0
         self.hung = False
+        # Fault injection for the firmware itself: this many STOP_TASK requests are taken (the
+        # link acknowledges them) and never acted on or answered, as by a firmware bug.
+        self.ignore_stops = 0
         self._tasks: dict[str, _Task] = {}
         self._finished: collections.deque[str] = collections.deque()
+        self._next_position = 0
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at: float | None = None
-        self._peer_max_frame = self._link_config.max_frame  # until a WELCOME tells us
-        self._shrink = 0  # taken off every chunk after a MessageTooLargeError (should not happen)
+        self.misbehaviour = Misbehaviour()
+        self._foreign_sent = 0
         self._link = self._boot()
         self._closed = False
 
@@ -204,6 +216,7 @@ class EmulatedDevice:
         self._log.debug("%s: rebooting", self.device_id)
         self._tasks.clear()
         self._finished.clear()
+        self._next_position = 0
         self.hung = False
         self.port.flush_input()
         self._link = self._boot()
@@ -220,6 +233,11 @@ class EmulatedDevice:
     def set_faults(self, faults: FaultSettings) -> None:
         self._rx_line.settings = faults
         self._tx_line.settings = faults
+
+    def set_misbehaviour(self, misbehaviour: Misbehaviour) -> None:
+        """Switch firmware misbehaviour on or off (takes effect at once)."""
+        self.misbehaviour = misbehaviour
+        self._service()
 
     @property
     def faults(self) -> FaultSettings:
@@ -245,6 +263,17 @@ class EmulatedDevice:
     def task_ids(self) -> list[str]:
         return list(self._tasks)
 
+    def running_task_ids(self) -> list[str]:
+        return [t.task_id for t in self._tasks.values() if t.running]
+
+    def lose_task(self, task_id: str) -> None:
+        """Fault injection: the firmware forgets a task without a word (no exit report); a
+        later STOP for it is answered NO_SUCH_TASK."""
+        self._tasks.pop(task_id, None)
+        with contextlib.suppress(ValueError):
+            self._finished.remove(task_id)
+        self._update_load()
+
     def figures(self) -> DeviceFigures:
         stats = self._link.stats
         return DeviceFigures(
@@ -269,6 +298,7 @@ class EmulatedDevice:
     # --- boot and link -----------------------------------------------------------------------
 
     def _boot(self) -> Link:
+        self._booted_at = self._loop.time()
         self.boot_count += 1
         self.boot_id = _new_boot_id(self._rng)
         p = self.profile
@@ -295,11 +325,9 @@ class EmulatedDevice:
     def _output_capacity(self, task_id: str) -> int:
         """Largest TASK_OUTPUT data for `task_id` that fits the gateway's largest frame.
 
-        Sized with the largest possible offset, so chunks stay valid as the stream grows: full
+        Sized for the largest possible offset, so chunks stay valid as the stream grows: full
         frames are what make goodput approach the line rate."""
-        probe = TaskOutput(task_id=task_id, stream=OutputStream.STDOUT, offset=2**64 - 1, data=b"")
-        overhead = FRAME_OVERHEAD + len(probe.to_bytes()) + _OUTPUT_HEADROOM + self._shrink
-        return max(16, self._peer_max_frame - overhead)
+        return max_output_data(self._link.send_limit, len(task_id.encode()))
 
     def _on_line_bytes(self, data: bytes) -> None:
         if self.hung or self._closed:
@@ -317,7 +345,7 @@ class EmulatedDevice:
                 self.received.append(event.message)
                 self._on_message(event.message)
             elif isinstance(event, LinkUp):
-                self._peer_max_frame = event.welcome.max_frame
+                # The gateway's max_frame (event.welcome) bounds everything we send from now.
                 for task in self._tasks.values():
                     task.chunk = self._output_capacity(task.task_id)
             elif isinstance(event, PeerReset):
@@ -420,11 +448,32 @@ class EmulatedDevice:
         task.reason = reason
         task.kill_at = None
         self._finished.append(task.task_id)
-        while len(self._finished) > MAX_FINISHED_TASKS:
-            self._tasks.pop(self._finished.popleft(), None)
+        self._forget_finished()
+        self._update_load()  # the next PONG must not report the ended task
+
+    def _forget_finished(self) -> None:
+        """Forget the oldest finished tasks beyond the profile's `remembered_tasks`, but only those
+        whose exit report has been sent (a burst of exits waits in the table until reported)."""
+        excess = len(self._finished) - self.profile.remembered_tasks
+        if excess <= 0:
+            return
+        kept: collections.deque[str] = collections.deque()
+        for task_id in self._finished:
+            task = self._tasks.get(task_id)
+            if excess > 0 and (task is None or task.exit_reported):
+                self._tasks.pop(task_id, None)
+                excess -= 1
+            else:
+                kept.append(task_id)
+        self._finished = kept
 
     def _pump_output(self) -> None:
         """Move retained output into the link while its queue has room, then exit reports."""
+        self._pump_task_output()
+        if self.misbehaviour.foreign_output:
+            self._pump_foreign_output()  # after the real output: the device's tasks still run
+
+    def _pump_task_output(self) -> None:
         link = self._link
         progress = True
         while progress and link.queued < MAX_QUEUED_OUTPUT:
@@ -449,6 +498,32 @@ class EmulatedDevice:
                         return
                     task.exit_reported = True
                     progress = True
+        self._forget_finished()
+
+    def _pump_foreign_output(self) -> None:
+        """Hostile firmware: output for task ids that do not exist, as fast as acks allow."""
+        while self._link.queued < MAX_QUEUED_OUTPUT:
+            n = self._rng.getrandbits(128)
+            if self._foreign_sent % 2:
+                task_id = f"{n:032x}"
+            else:  # looks like one of the gateway's own ids
+                h = f"{n:032x}"
+                task_id = f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}/0/0"
+            message: Message
+            if self._foreign_sent % 8 == 7:  # now and then, a start nobody asked for
+                message = TaskStarted(0, task_id)
+            else:
+                offset = self._rng.randrange(1 << 32)
+                message = TaskOutput(task_id, OutputStream.STDOUT, offset, self._rng.randbytes(32))
+            if not self._send(message):
+                return
+            self._foreign_sent += 1
+
+    @property
+    def foreign_output_sent(self) -> int:
+        """TASK_OUTPUT (and a few TASK_STARTED) frames sent for nonexistent tasks
+        (Misbehaviour.foreign_output)."""
+        return self._foreign_sent
 
     def _exit_report(self, task: _Task, request_id: int) -> TaskExited:
         assert task.exit_code is not None
@@ -462,19 +537,16 @@ class EmulatedDevice:
         )
 
     def _send(self, message: Message) -> bool:
+        """Queue `message`; False if the link's queue is full (try again later).
+
+        Every message is built to fit the gateway's frame (`firmware_protocol.budget`), so a
+        too-large one is a bug: it is logged and dropped (True), never retried in a loop."""
         try:
             self._link.send(message, self._loop.time())
         except QueueFullError:
             return False
-        except MessageTooLargeError:
-            # Our size estimate was wrong for this peer: shrink and let the caller retry.
-            self._shrink += 16
-            for task in self._tasks.values():
-                task.chunk = self._output_capacity(task.task_id)
-            self._log.warning(
-                "%s: output chunk too large, shrinking by %d", self.device_id, self._shrink
-            )
-            return False
+        except MessageTooLargeError as exc:
+            self._log.error("%s: bug, dropped a message: %s", self.device_id, exc)
         return True
 
     def _update_load(self) -> None:
@@ -495,12 +567,22 @@ class EmulatedDevice:
         elif isinstance(message, StopTask):
             self._stop_task(message)
         elif isinstance(message, ListTasks):
-            self._send(TaskList(request_id=message.request_id, tasks=self._task_infos()))
+            self._send(self._task_list_page(message))
         elif isinstance(message, Exec):
             self._exec(message)
 
     def _reject(self, request_id: int, code: ErrorCode, text: str, msg_type: int) -> None:
-        self._send(Error(request_id=request_id, code=code, message=text, msg_type=msg_type))
+        error = Error(request_id=request_id, code=code, message=text, msg_type=msg_type)
+        self._send(fit_error(error, self._link.send_limit))
+
+    def log(self, level: int, text: str) -> None:
+        """Send a DEVICE_LOG line (cut to fit the gateway's frame, as firmware must)."""
+        log = DeviceLog(level, text.encode()[:255].decode(errors="ignore"), self._uptime_ms())
+        self._send(fit_device_log(log, self._link.send_limit))
+        self._service()
+
+    def _uptime_ms(self) -> int:
+        return max(0, round((self._loop.time() - self._booted_at) * 1000))
 
     def _start_task(self, msg: StartTask) -> None:
         existing = self._tasks.get(msg.task_id)
@@ -525,11 +607,18 @@ class EmulatedDevice:
             run,
             {1: _Stream(), STDERR: _Stream()},
             chunk=self._output_capacity(msg.task_id),
+            position=self._next_position,
         )
+        self._next_position += 1
+        self.starts[msg.task_id] += 1
         self._send(TaskStarted(request_id=msg.request_id, task_id=msg.task_id))
         self._update_load()
 
     def _stop_task(self, msg: StopTask) -> None:
+        if self.ignore_stops > 0:
+            self.ignore_stops -= 1
+            self._log.debug("%s: ignoring %s (fault injection)", self.device_id, msg)
+            return
         task = self._tasks.get(msg.task_id)
         if task is None:
             self._reject(
@@ -547,17 +636,27 @@ class EmulatedDevice:
         task.run.request_stop()
         self._update_load()
 
+    def _task_list_page(self, request: ListTasks) -> TaskList:
+        """One page of the task table from `request.cursor`, as much as fits the gateway's frame
+        (PROTOCOL.md section 9, task-list paging)."""
+        if self.misbehaviour.endless_task_list:
+            # A lying firmware: always "more to come", repeating itself.
+            return TaskList(request.request_id, self._task_infos()[:1], request.cursor + 1)
+        entries = sorted((t.position, self._task_info(t)) for t in self._tasks.values())
+        return task_list_page(request.request_id, entries, request.cursor, self._link.send_limit)
+
     def _task_infos(self) -> tuple[TaskInfo, ...]:
-        return tuple(
-            TaskInfo(
-                task_id=t.task_id,
-                app=t.app,
-                running=t.running,
-                exit_code=t.exit_code,
-                stdout_end=t.streams[1].end,
-                stderr_end=t.streams[STDERR].end,
-            )
-            for t in self._tasks.values()
+        return tuple(self._task_info(t) for t in self._tasks.values())
+
+    @staticmethod
+    def _task_info(t: _Task) -> TaskInfo:
+        return TaskInfo(
+            task_id=t.task_id,
+            app=t.app,
+            running=t.running,
+            exit_code=t.exit_code,
+            stdout_end=t.streams[1].end,
+            stderr_end=t.streams[STDERR].end,
         )
 
     def _exec(self, msg: Exec) -> None:
@@ -569,4 +668,4 @@ class EmulatedDevice:
             result = ExecResult(msg.request_id, 0, f"boot {self.boot_id:08x}\n".encode())
         else:
             result = ExecResult(msg.request_id, 127, b"", f"{cmd}: not found\n".encode())
-        self._send(result)
+        self._send(fit_exec_result(result, self._link.send_limit))

@@ -122,3 +122,32 @@ class FaultyLine:
         """Forget bytes in flight (the cable was pulled)."""
         self._partial.clear()
         self._delayed.clear()
+
+
+@dataclass(slots=True)
+class Misbehaviour:
+    """Firmware bugs and hostility (not line faults), to test the gateway's defences."""
+
+    @classmethod
+    def from_mapping(
+        cls, data: Mapping[str, Any], base: Misbehaviour | None = None
+    ) -> Misbehaviour:
+        """`base` (default: none) with the given fields changed; unknown names are refused."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(data) - known
+        if unknown:
+            raise ValueError(f"unknown misbehaviour(s) {sorted(unknown)}; known: {sorted(known)}")
+        for key, value in data.items():
+            if not isinstance(value, bool):
+                raise ValueError(f"{key}: expected true or false, got {value!r}")
+        return dataclasses.replace(base or cls(), **data)
+
+    def to_mapping(self) -> dict[str, bool]:
+        return dataclasses.asdict(self)
+
+    #: Every TASK_LIST claims another page (`next_cursor` = cursor + 1), forever.
+    endless_task_list: bool = False
+    #: Keep the link's queue full of TASK_OUTPUT for random task ids nobody started (one in
+    #: eight an unsolicited TASK_STARTED), half of the ids shaped like the gateway's own
+    #: (`<uuid>/<container>/<restart>`).
+    foreign_output: bool = False

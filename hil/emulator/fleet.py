@@ -22,7 +22,7 @@ from typing import Any
 from firmware_protocol import LinkConfig
 from hil.emulator.control import ControlServer, control_socket_path
 from hil.emulator.device import EmulatedDevice
-from hil.emulator.faults import FaultSettings
+from hil.emulator.faults import FaultSettings, Misbehaviour
 from hil.emulator.profile import DeviceProfile
 
 _log = logging.getLogger(__name__)
@@ -159,6 +159,11 @@ class EmulatedFleet:
             base = FaultSettings() if request.get("clear") else device.faults
             updates = {k: float(v) for k, v in changes.items()}
             device.set_faults(dataclasses.replace(base, **updates))
+        elif op == "misbehave":
+            changes = request.get("misbehaviour") or {}
+            if not isinstance(changes, dict):
+                raise ValueError("misbehaviour must be an object")
+            device.set_misbehaviour(Misbehaviour.from_mapping(changes, device.misbehaviour))
         elif op != "status":
             raise ValueError(f"unknown op {op!r}")
         return {"ok": True, "device": self._describe(device)}
@@ -170,5 +175,6 @@ class EmulatedFleet:
             "tty": device.tty,
             "symlink": str(self.symlink(device.device_id)),
             "faults": device.faults.to_mapping(),
+            "misbehaviour": device.misbehaviour.to_mapping(),
             **figures,
         }

@@ -15,6 +15,7 @@ Example (TOML):
     rx_window = 8               # frames the device accepts in flight
     baud = 115200               # pace each direction to baud/10 bytes/s; omit for unthrottled
     output_buffer = 65536       # per-task bytes of unacknowledged output kept for a reconnect
+    remembered_tasks = 16       # finished tasks kept for LIST_TASKS (oldest forgotten first)
 """
 
 from __future__ import annotations
@@ -26,6 +27,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from firmware_protocol import MAX_FRAME_CEILING, MIN_FRAME
 
 ALL_APPS: tuple[str, ...] = ("echo", "counter", "forever", "exit", "flood", "reboot")
 
@@ -51,6 +54,8 @@ class DeviceProfile:
     rx_window: int = 8
     baud: int | None = None
     output_buffer: int = 64 * 1024
+    # Finished tasks the device remembers for LIST_TASKS (oldest forgotten first).
+    remembered_tasks: int = 16
     # Protocol versions the device claims; override to test version negotiation failures.
     protocol_versions: tuple[int, ...] = ()
     extra: Mapping[str, str] = field(default_factory=dict)
@@ -64,6 +69,10 @@ class DeviceProfile:
         for name in ("task_slots", "memory_bytes", "max_frame", "rx_window", "output_buffer"):
             if getattr(self, name) <= 0:
                 raise ProfileError(f"{name}: must be a positive integer")
+        if self.remembered_tasks < 0:
+            raise ProfileError("remembered_tasks: must be 0 or more")
+        if not MIN_FRAME <= self.max_frame <= MAX_FRAME_CEILING:
+            raise ProfileError(f"max_frame: must be within {MIN_FRAME}..{MAX_FRAME_CEILING}")
         if self.baud is not None and self.baud <= 0:
             raise ProfileError("baud: must be a positive integer or absent")
 

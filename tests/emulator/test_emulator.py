@@ -110,3 +110,14 @@ async def test_control_socket_drives_devices(tmp_path: Path) -> None:
             tmp_path, {"op": "fault", "device": "emu-0000", "faults": {"drop": 2}}
         )
         assert not bad["ok"] and "drop" in bad["error"]
+
+        reply = await send_control_async(
+            tmp_path,
+            {"op": "misbehave", "device": "emu-0000", "misbehaviour": {"foreign_output": True}},
+        )
+        assert reply["ok"] and reply["device"]["misbehaviour"]["foreign_output"]
+        assert fleet.device("emu-0000").misbehaviour.foreign_output
+        bad = await send_control_async(
+            tmp_path, {"op": "misbehave", "device": "emu-0000", "misbehaviour": {"lie": True}}
+        )
+        assert not bad["ok"] and "lie" in bad["error"]

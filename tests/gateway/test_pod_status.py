@@ -114,3 +114,72 @@ def test_terminated_container_json_has_exit_code_and_reason() -> None:
     waiting = container_status_json(crashlooping())
     assert waiting["state"]["waiting"]["reason"] == "CrashLoopBackOff"
     assert waiting["lastState"]["terminated"]["exitCode"] == 1
+
+
+def test_device_gone_ready_reason_is_node_not_ready_though_containers_are_unready() -> None:
+    # The runtime marks containers unready when the link drops; the reason still names the
+    # node, as the README says, not the containers.
+    status = running()
+    status.ready = False
+    body = pod_status(
+        restart_policy=RestartPolicy.ALWAYS,
+        containers=[status],
+        host_ip="h",
+        start_time=T0,
+        now=T0,
+        node_ready=False,
+    )
+    conds = {c["type"]: c for c in body["conditions"]}
+    assert (conds["Ready"]["status"], conds["Ready"]["reason"]) == ("False", "NodeNotReady")
+    assert conds["ContainersReady"]["reason"] == "ContainersNotReady"
+
+
+def test_container_id_names_the_task_while_running_and_after_it_ended() -> None:
+    live = running()
+    live.task_id = "uid/0/0"
+    assert container_status_json(live)["containerID"] == "wirelet://uid/0/0"
+    ended = ContainerStatus(
+        "c",
+        "exit",
+        ContainerState(ContainerPhase.TERMINATED, exit_code=1, task_id="uid/0/0"),
+    )
+    body = container_status_json(ended)
+    assert body["containerID"] == "wirelet://uid/0/0"
+    assert body["state"]["terminated"]["containerID"] == "wirelet://uid/0/0"
+    waiting = crashlooping()
+    waiting.last_state = ended.state
+    body = container_status_json(waiting)
+    assert "containerID" not in body  # waiting for its next task
+    assert body["lastState"]["terminated"]["containerID"] == "wirelet://uid/0/0"
+
+
+def test_ephemeral_containers_reported_apart_and_not_counted() -> None:
+    debug = ContainerStatus("debugger", "echo", ContainerState.waiting("ErrImagePull", "no"))
+    debug.ephemeral = True
+    body = pod_status(
+        restart_policy=RestartPolicy.ALWAYS,
+        containers=[running(), debug],
+        host_ip="h",
+        start_time=T0,
+        now=T0,
+        node_ready=True,
+    )
+    assert body["phase"] == "Running"
+    assert [c["name"] for c in body["containerStatuses"]] == ["c"]
+    assert [c["name"] for c in body["ephemeralContainerStatuses"]] == ["debugger"]
+    assert next(c for c in body["conditions"] if c["type"] == "Ready")["status"] == "True"
+
+
+def test_a_pod_that_can_never_run_is_failed_with_reason_and_message() -> None:
+    body = pod_status(
+        restart_policy=RestartPolicy.ALWAYS,
+        containers=[running()],
+        host_ip="h",
+        start_time=T0,
+        now=T0,
+        node_ready=True,
+        failure=("StartError", "container c cannot run on this device: too large"),
+    )
+    assert body["phase"] == "Failed"
+    assert body["reason"] == "StartError"
+    assert "too large" in body["message"]

@@ -18,7 +18,8 @@ def board_port() -> str:
     port = os.environ.get(HIL_PORT_ENV)
     if not port:
         pytest.skip(
-            f"no real board: set {HIL_PORT_ENV}=/dev/ttyACM0 (a tty running wirelet firmware)"
+            f"no real board: set {HIL_PORT_ENV}=/dev/ttyACM0 (a tty running wirelet firmware; "
+            "to flash one see hil/qemu/README.md)"
         )
     if not os.path.exists(port):
         pytest.skip(f"{HIL_PORT_ENV}={port}: no such device (board unplugged?)")

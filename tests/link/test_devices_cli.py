@@ -10,10 +10,19 @@ from pathlib import Path
 
 from gateway.cli import build_parser
 from gateway.commands import devices
+from gateway.link.events import TaskOutput
 from hil.emulator.apps import flood_bytes
 from hil.emulator.fleet import EmulatedFleet
 from hil.emulator.profile import fleet_profiles
-from tests.link.helpers import FAST_LINK, leave_unacknowledged_output, receive_all_output
+from tests.link.helpers import (
+    FAST_LINK,
+    FAST_SESSION,
+    WAIT,
+    leave_unacknowledged_output,
+    next_matching,
+    receive_all_output,
+    session_for,
+)
 
 
 def run_cli(*argv: str) -> tuple[int, str]:
@@ -60,3 +69,46 @@ async def test_a_probe_never_makes_a_device_discard_output(tmp_path: Path) -> No
         await leave_unacknowledged_output(tmp_path, "kept", total)
         await asyncio.to_thread(run_cli, "--dir", str(tmp_path), "--wait", "1")
         assert await receive_all_output(tmp_path, "kept", total) == flood_bytes(0, total)
+
+
+async def test_probe_never_makes_a_device_discard_output(tmp_path: Path) -> None:
+    """`wirelet devices` between two gateway sessions: the output the device kept for its
+    gateway must all reach the next gateway, from the first byte, none acknowledged by the
+    probe (it stores nothing)."""
+    total = 20_000
+    holding = dataclasses.replace(FAST_SESSION, hold_output=True)
+    async with EmulatedFleet(tmp_path, fleet_profiles(1), link_config=FAST_LINK) as fleet:
+        device = fleet.device("emu-0000")
+        # A gateway that received output but died before persisting (acknowledging) any.
+        async with session_for(tmp_path, "emu-0000", holding) as first:
+            await first.wait_up(WAIT)
+            sub = first.subscribe()
+            await first.start_task("flood", "flood", ["flood", str(total)])
+            await next_matching(sub, lambda e: isinstance(e, TaskOutput))
+            sub.close()
+        unacked = device.figures().unacked_frames
+        assert unacked > FAST_LINK.window, "output waits ahead of any task list reply"
+
+        code, text = await asyncio.to_thread(
+            run_cli, "--dir", str(tmp_path), "--json", "--wait", "5"
+        )
+        (report,) = json.loads(text)
+        assert report["facts"] and report["facts"]["device_id"] == "emu-0000", report
+        assert report["tasks"] is None and "LIST_TASKS" in report["error"], report
+        assert code == 1
+        assert device.figures().unacked_frames >= unacked, "the probe acknowledged nothing"
+
+        # The next gateway gets every byte, in order, from offset 0.
+        second = session_for(tmp_path, "emu-0000")
+        sub = second.subscribe()
+        async with second:
+            out = bytearray()
+            while len(out) < total:
+                event = await next_matching(
+                    sub, lambda e: isinstance(e, TaskOutput) and e.task_id == "flood"
+                )
+                assert isinstance(event, TaskOutput)
+                assert event.offset == len(out), "no byte may be missing"
+                out += event.data
+        sub.close()
+    assert bytes(out) == flood_bytes(0, total)

@@ -7,7 +7,14 @@ from typing import Any
 
 from hypothesis import strategies as st
 
-from firmware_protocol import MESSAGE_CLASSES, Frame, FrameFlags, Message
+from firmware_protocol import (
+    MAX_FRAME_CEILING,
+    MESSAGE_CLASSES,
+    MIN_FRAME,
+    Frame,
+    FrameFlags,
+    Message,
+)
 from firmware_protocol.fields import (
     Bin,
     Bool,
@@ -36,7 +43,7 @@ def _utf8_fits(limit: int) -> Any:
 
 def for_codec(codec: Codec[Any]) -> st.SearchStrategy[Any]:
     if isinstance(codec, FrameLimit):
-        return st.integers(128, 4096)
+        return st.integers(MIN_FRAME, MAX_FRAME_CEILING)
     if isinstance(codec, WindowSize):
         return st.integers(1, 64)
     if isinstance(codec, NonZeroU32):

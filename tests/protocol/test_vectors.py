@@ -123,3 +123,34 @@ def test_exchange_vectors_decode() -> None:
 
 def test_vectors_directory_has_only_generated_files() -> None:
     assert {p.name for p in Path(VECTORS).glob("*.json")} == set(generate())
+
+
+def test_paging_vectors_list_the_whole_table_in_frames_that_fit() -> None:
+    data = load("paging.json")
+    cursor = 0
+    listed = []
+    for page in data["pages"]:
+        request = parse(Frame.from_bytes(bytes.fromhex(page["request_frame"]["wire_hex"])))
+        reply_frame = Frame.from_bytes(bytes.fromhex(page["reply_frame"]["wire_hex"]))
+        reply = parse(reply_frame)
+        assert to_json(request) == page["request"] and to_json(reply) == page["reply"]
+        assert len(reply_frame.raw()) <= data["max_frame"]
+        assert page["request"].get("cursor", 0) == cursor
+        assert reply.request_id == request.request_id  # type: ignore[attr-defined]
+        listed += page["reply"]["tasks"]
+        if "next_cursor" in page["reply"]:
+            assert page["reply"]["next_cursor"] > cursor and page["reply"]["tasks"]
+            cursor = page["reply"]["next_cursor"]
+        else:
+            assert page is data["pages"][-1]
+    assert len(data["pages"]) > 1
+    assert listed == [t for t in data["table"] if t is not None]
+
+
+def test_keys_added_later_are_left_out_at_their_default() -> None:
+    by_name = {v["name"]: v for v in MESSAGE_VECTORS}
+    assert by_name["list_tasks"]["frame"]["payload_hex"] == "810003"  # as before paging
+    assert "cursor" not in by_name["list_tasks"]["message"]
+    assert by_name["list_tasks_cursor"]["message"]["cursor"] == 2
+    assert "next_cursor" not in by_name["task_list"]["message"]
+    assert by_name["task_list_page"]["message"]["next_cursor"] == 2

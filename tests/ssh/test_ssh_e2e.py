@@ -129,6 +129,8 @@ async def test_host_is_a_node_and_a_pod_runs_to_completion(ssh_env: SshEnv) -> N
     await wirelet.wait_node(device)
 
     tricky = ["a b", "it's", '"q"', "$(touch /tmp/wirelet-pwned)", "; echo pwned", "*"]
+    # No wire-protocol limits on a host: a 1000-byte argument, more than 32 arguments.
+    tricky += ["x" * 1000, *(f"arg{i}" for i in range(40))]
     script = 'printf "<%s>\\n" "$@"; echo "$GREETING"; pwd; echo oops >&2; exit 4'
     await create_ssh_pod(
         wirelet,
@@ -331,6 +333,10 @@ async def external(cluster: LocalCluster, tmp_path: Path) -> AsyncIterator[Exter
             sshd.stop()
 
 
+def touch(path: Path) -> None:
+    path.touch()
+
+
 def read_text(path: Path) -> str:
     return path.read_text()
 
@@ -341,20 +347,28 @@ async def test_gateway_sigkill_mid_pod_every_line_exactly_once(external: Externa
     def adoptions(at_least: int) -> Callable[[], Awaitable[bool]]:
         return lambda: _true(read_text(external.log).count("adopted running task") >= at_least)
 
-    count = 1500
-    loop = f'for i in $(seq 1 {count}); do echo "line $i"; sleep 0.01; done'
+    # Prints until told to stop, so it outlives every restart however slow the machine is.
+    stop = external.sshd.root / "stop-printing"
+    printed = external.sshd.root / "printed"  # how many lines it printed, in the end
+    loop = (
+        f'i=0; while [ ! -e {stop} ]; do i=$((i+1)); echo "line $i"; sleep 0.01; done; '
+        f"echo $i > {printed}"
+    )
     await create_ssh_pod(wirelet, "steady", node, ssh_container(["sh", "-c", loop]))
     await wirelet.wait_container("steady", lambda c: "running" in c["state"])
     for served in range(1, 4):  # kill it a few times while the command prints
         await process.kill()
         await asyncio.sleep(0.3)  # the command keeps printing while no gateway listens
         await process.start()
-        # Kill again only once this process has adopted the command and logged more of it.
+        # Kill again only once this process has adopted the command.
         await wirelet.wait_for("the restarted gateway adopted the command", adoptions(served))
+    touch(stop)
     pod = await wirelet.wait_pod_phase("steady", "Succeeded", "Failed")
     status = pod["status"]["containerStatuses"][0]
     assert (pod["status"]["phase"], status["restartCount"]) == ("Succeeded", 0)
     logs = await wirelet.kubectl("logs", "-n", wirelet.namespace, "steady")
+    count = int(read_text(printed))
+    assert count > 100
     assert logs.splitlines() == [f"line {i}" for i in range(1, count + 1)]
 
 

@@ -1,0 +1,531 @@
+"""Soak: emulated devices running counter pods under chaos, then the invariants checked.
+
+    python -m bench.soak [--duration 600] [--devices 8] [--seed N]      (make soak DURATION=600)
+
+N emulated devices (in this process) are served by one gateway process on the local control
+plane. Each device keeps `--pods-per-device` counter pods running (`counter LINES INTERVAL_MS`,
+restartPolicy Never); a finished pod has its log checked and is deleted, and a new one takes its
+place. Meanwhile a chaos loop, in a seeded random order that visits every kind, unplugs and
+replugs devices (under a new tty), reboots them, injects frame loss and corruption, hangs them,
+and SIGKILLs the gateway and starts it again.
+
+At the end, with every device plugged in and healthy, the invariants:
+- every line of every finished pod's log exactly once and in order: a Succeeded pod has all of
+  them; a pod whose task was lost to a device reboot (exit 137, reason Lost) has a gap-free
+  prefix (output the device printed before it rebooted and had not yet sent is lost with it);
+- no task started twice on a device (the emulator counts real starts, not idempotent retries);
+- every node Ready again once its device is;
+- every delete complete (no pod the soak deleted is still there);
+- the gateway's RSS flat (the last incarnation's RSS within 1.5x + 30 MB of the first's).
+Counts are printed; the exit code is 1 when an invariant does not hold.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import dataclasses
+import json
+import random
+import signal
+import sys
+import tempfile
+import time
+import uuid
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+from bench import common
+from bench.common import ProcSampler, say
+from gateway.kube.api import KubeApi, KubeApiError
+from hil.cluster.local import LocalCluster
+from hil.emulator.faults import FaultSettings
+from hil.emulator.fleet import EmulatedFleet
+from hil.emulator.profile import DeviceProfile
+
+# Link timers: quick enough that a replug or restart is served within a second or two.
+SOAK_LINK = {
+    "heartbeat_interval": 0.5,
+    "link_lost_timeout": 3.0,
+    "hello_interval": 0.05,
+    "rto_initial": 0.2,
+    "rto_min": 0.05,
+    "rto_max": 1.0,
+    "handshake_timeout": 5.0,
+    "reconnect_initial_s": 0.05,
+    "reconnect_max_s": 0.5,
+}
+CHAOS_KINDS = ("unplug", "reboot", "faults", "hang", "kill")
+SETTLE_S = 120.0  # bound for the end state to settle; reached only when something is broken
+GRACE_S = 2
+
+
+@dataclasses.dataclass
+class SoakReport:
+    duration_s: float = 0.0
+    devices: int = 0
+    pods_created: int = 0
+    pods_succeeded: int = 0
+    pods_lost: int = 0  # their task died with a device reboot: a prefix of the log is expected
+    pods_failed_other: list[str] = dataclasses.field(default_factory=list)
+    lines_checked: int = 0
+    log_errors: list[str] = dataclasses.field(default_factory=list)
+    double_starts: list[str] = dataclasses.field(default_factory=list)
+    chaos: dict[str, int] = dataclasses.field(default_factory=dict)
+    nodes_not_ready: list[str] = dataclasses.field(default_factory=list)
+    deletes_stuck: list[str] = dataclasses.field(default_factory=list)
+    gateway_starts: int = 0
+    rss_first_mb: float = 0.0
+    rss_last_mb: float = 0.0
+    rss_grew: bool = False
+
+    @property
+    def ok(self) -> bool:
+        return not (
+            self.log_errors
+            or self.double_starts
+            or self.nodes_not_ready
+            or self.deletes_stuck
+            or self.pods_failed_other
+            or self.rss_grew
+        )
+
+    def as_dict(self) -> dict[str, Any]:
+        return {**dataclasses.asdict(self), "ok": self.ok}
+
+
+def check_log(lines: list[str], expected: int, *, complete: bool) -> str | None:
+    """None when `lines` are 1..expected (or, not `complete`, a gap-free prefix of them)."""
+    numbers: list[int] = []
+    for line in lines:
+        try:
+            numbers.append(int(line))
+        except ValueError:
+            return f"unexpected line {line!r}"
+    want = list(range(1, (expected if complete else len(numbers)) + 1))
+    if numbers == want and len(numbers) <= expected:
+        return None
+    seen = Counter(numbers)
+    dups = sorted(n for n, c in seen.items() if c > 1)
+    holes = sorted(set(range(1, max(numbers, default=0) + 1)) - set(numbers))
+    disorder = next((i for i in range(1, len(numbers)) if numbers[i] < numbers[i - 1]), None)
+    return (
+        f"{len(numbers)} lines, expected {'all ' if complete else 'a prefix of '}{expected}; "
+        f"duplicates {dups[:10]}, holes {holes[:10]}{'...' if len(holes) > 10 else ''}"
+        + (
+            ""
+            if disorder is None
+            else f", out of order at line {disorder + 1}: "
+            f"{numbers[max(disorder - 3, 0) : disorder + 3]}"
+        )
+    )
+
+
+class Soak:
+    def __init__(
+        self,
+        cluster: LocalCluster,
+        workdir: Path,
+        *,
+        devices: int,
+        pods_per_device: int,
+        lines: int,
+        interval_ms: int,
+        chaos_every_s: float,
+        seed: int,
+    ) -> None:
+        self.cluster = cluster
+        self.workdir = workdir
+        self.rng = random.Random(seed)
+        self.pods_per_device = pods_per_device
+        self.lines = lines
+        self.interval_ms = interval_ms
+        self.chaos_every_s = chaos_every_s
+        self.suffix = uuid.uuid4().hex[:6]
+        self.namespace = f"soak-{self.suffix}"
+        self.prefix = f"soak{self.suffix}"
+        self.device_dir = workdir / "devices"
+        self.profiles = [
+            DeviceProfile(device_id=f"soak{self.suffix}-{i:02d}", task_slots=pods_per_device + 2)
+            for i in range(devices)
+        ]
+        self.report = SoakReport(devices=devices)
+        self.deleted: set[str] = set()
+        self.checked: set[str] = set()
+        self.nodes: dict[str, str] = {}  # device id -> node name
+        self._sequence = 0
+        self._samplers: list[ProcSampler] = []
+
+    # --- the gateway process ---------------------------------------------------------------
+
+    def _config(self) -> Path:
+        return common.gateway_config(
+            self.cluster,
+            self.workdir,
+            self.device_dir,
+            self.prefix,
+            nodes={"lease_renew_interval_s": 2.0},
+            link=SOAK_LINK,
+        )
+
+    async def _start_gateway(self, config: Path) -> common.Child:
+        child = common.gateway_child(config, self.workdir / "gateway.log")
+        await child.start()
+        sampler = ProcSampler(child.pid, period=1.0)
+        sampler.start()
+        self._samplers.append(sampler)
+        self.report.gateway_starts += 1
+        return child
+
+    # --- the workload --------------------------------------------------------------------------
+
+    def _pod_body(self, name: str, node: str) -> dict[str, Any]:
+        container = {
+            "name": "main",
+            "image": "counter",
+            "args": [str(self.lines), str(self.interval_ms)],
+        }
+        return {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {"name": name, "labels": {"soak": self.suffix}},
+            "spec": {
+                "nodeName": node,
+                "restartPolicy": "Never",
+                "containers": [container],
+                "tolerations": [{"key": "virtual-kubelet.io/provider", "operator": "Exists"}],
+                "terminationGracePeriodSeconds": GRACE_S,
+            },
+        }
+
+    async def _create_pod(self, api: KubeApi, device_id: str) -> None:
+        self._sequence += 1
+        name = f"c-{self._sequence:05d}-{device_id[-2:]}"
+        await api.create(
+            f"/api/v1/namespaces/{self.namespace}/pods", self._pod_body(name, self.nodes[device_id])
+        )
+        self.report.pods_created += 1
+
+    async def _pods(self, api: KubeApi) -> list[dict[str, Any]]:
+        listing = await api.get(f"/api/v1/namespaces/{self.namespace}/pods")
+        return list(listing.get("items") or [])
+
+    async def _logs(self, name: str) -> list[str] | None:
+        proc = await asyncio.create_subprocess_exec(
+            "kubectl",
+            f"--kubeconfig={self.cluster.kubeconfig}",
+            "logs",
+            "-n",
+            self.namespace,
+            name,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        out, _err = await proc.communicate()
+        if proc.returncode != 0:
+            return None  # the gateway may be down this moment: check again later
+        return out.decode().split()
+
+    async def _check_finished(self, api: KubeApi, pod: dict[str, Any]) -> bool:
+        """Check a finished pod's log; True once checked (then it may be deleted)."""
+        name = pod["metadata"]["name"]
+        status = pod.get("status") or {}
+        terminated = ((status.get("containerStatuses") or [{}])[0].get("state") or {}).get(
+            "terminated"
+        ) or {}
+        lines = await self._logs(name)
+        if lines is None:
+            return False
+        if status.get("phase") == "Succeeded":
+            problem = check_log(lines, self.lines, complete=True)
+            self.report.pods_succeeded += 1
+        elif terminated.get("exitCode") == 137 and terminated.get("reason") == "Lost":
+            problem = check_log(lines, self.lines, complete=False)
+            self.report.pods_lost += 1
+        else:
+            self.report.pods_failed_other.append(f"{name}: {json.dumps(terminated)[:300]}")
+            problem = check_log(lines, self.lines, complete=False)
+        self.report.lines_checked += len(lines)
+        if problem:
+            self.report.log_errors.append(f"{name}: {problem}")
+        return True
+
+    async def _retire(self, api: KubeApi, pod: dict[str, Any]) -> bool:
+        """Check a finished pod's log once, then delete it; True once deleted."""
+        name = pod["metadata"]["name"]
+        if name not in self.checked:
+            if not await self._check_finished(api, pod):
+                return False
+            self.checked.add(name)
+        with contextlib.suppress(KubeApiError):
+            await api.delete(f"/api/v1/namespaces/{self.namespace}/pods/{name}")
+        self.deleted.add(name)
+        return True
+
+    async def _workload(self, api: KubeApi, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            try:
+                pods = await self._pods(api)
+            except KubeApiError:
+                await asyncio.sleep(0.5)
+                continue
+            live: Counter[str] = Counter()
+            for pod in pods:
+                name = pod["metadata"]["name"]
+                node = pod["spec"].get("nodeName", "")
+                phase = (pod.get("status") or {}).get("phase")
+                if name in self.deleted:
+                    continue
+                if phase in ("Succeeded", "Failed") and await self._retire(api, pod):
+                    continue
+                live[node] += 1
+            for device_id, node in self.nodes.items():
+                for _ in range(self.pods_per_device - live[node]):
+                    with contextlib.suppress(KubeApiError):
+                        await self._create_pod(api, device_id)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), 1.0)
+
+    # --- chaos -----------------------------------------------------------------------------------
+
+    async def _chaos(self, fleet: EmulatedFleet, gateway: list[common.Child], config: Path) -> None:
+        order: list[str] = []
+        while True:
+            await asyncio.sleep(self.chaos_every_s * (0.5 + self.rng.random()))
+            if not order:  # every kind once per round, in a random order
+                order = list(CHAOS_KINDS)
+                self.rng.shuffle(order)
+            kind = order.pop()
+            device = self.rng.choice(fleet.devices)
+            self.report.chaos[kind] = self.report.chaos.get(kind, 0) + 1
+            if kind == "unplug":
+                device.unplug()
+                await asyncio.sleep(self.rng.uniform(0.2, 3.0))
+                device.plug()
+            elif kind == "reboot":
+                device.reboot()
+            elif kind == "faults":
+                device.set_faults(FaultSettings(drop=0.1, corrupt=1e-3, duplicate=0.02))
+                await asyncio.sleep(self.rng.uniform(2.0, 6.0))
+                device.set_faults(FaultSettings())
+            elif kind == "hang":
+                device.hang()
+                await asyncio.sleep(self.rng.uniform(0.5, 5.0))
+                device.resume()
+            elif kind == "kill":
+                await gateway[0].stop(signal.SIGKILL)
+                await asyncio.sleep(self.rng.uniform(0.0, 2.0))
+                gateway[0] = await self._start_gateway(config)
+
+    # --- the end state ---------------------------------------------------------------------------
+
+    async def _settle(self, api: KubeApi, fleet: EmulatedFleet) -> None:
+        for device in fleet.devices:
+            device.set_faults(FaultSettings())
+            device.resume()
+            if not device.tty:
+                device.plug()
+        deadline = time.monotonic() + SETTLE_S
+        pending = set(self.nodes.values())
+        while pending and time.monotonic() < deadline:
+            for node in list(pending):
+                with contextlib.suppress(KubeApiError):
+                    if common.node_ready(await api.get(f"/api/v1/nodes/{node}")):
+                        pending.discard(node)
+            await asyncio.sleep(0.5)
+        self.report.nodes_not_ready = sorted(pending)
+        # Finish the pods still running, then check and delete them.
+        while time.monotonic() < deadline:
+            pods = [p for p in await self._pods(api) if p["metadata"]["name"] not in self.deleted]
+            if not pods:
+                break
+            for pod in pods:
+                if (pod.get("status") or {}).get("phase") in ("Succeeded", "Failed"):
+                    await self._retire(api, pod)
+            await asyncio.sleep(0.5)
+        while time.monotonic() < deadline:
+            remaining = {p["metadata"]["name"] for p in await self._pods(api)}
+            if not remaining:
+                break
+            await asyncio.sleep(0.5)
+        self.report.deletes_stuck = sorted(p["metadata"]["name"] for p in await self._pods(api))
+
+    def _check_starts(self, fleet: EmulatedFleet) -> None:
+        for device in fleet.devices:
+            for task_id, count in device.starts.items():
+                if count > 1:
+                    self.report.double_starts.append(f"{device.device_id} {task_id}: {count}")
+
+    def _check_rss(self) -> None:
+        first = [s[2] / 1e6 for s in self._samplers[0].samples] if self._samplers else []
+        last = [s[2] / 1e6 for s in self._samplers[-1].samples] if self._samplers else []
+        if not first or not last:
+            return
+        # The first incarnation's settled size (after its start-up) against the last's end.
+        self.report.rss_first_mb = round(max(first[: max(len(first) // 2, 1)]), 1)
+        self.report.rss_last_mb = round(last[-1], 1)
+        self.report.rss_grew = self.report.rss_last_mb > 1.5 * self.report.rss_first_mb + 30
+
+    # --- the whole run ---------------------------------------------------------------------------
+
+    async def run(self, duration_s: float) -> SoakReport:
+        self.device_dir.mkdir(parents=True, exist_ok=True)
+        config = self._config()
+        started = time.monotonic()
+        api = await common.admin_api(self.cluster)
+        async with (
+            api,
+            EmulatedFleet(self.device_dir, self.profiles, control_socket=False) as fleet,
+        ):
+            await common.make_namespace(api, self.namespace)
+            gateway = [await self._start_gateway(config)]
+            chaos: asyncio.Task[None] | None = None
+            workload: asyncio.Task[None] | None = None
+            stop = asyncio.Event()
+            try:
+                await self._find_nodes(api)
+                workload = asyncio.create_task(self._workload(api, stop), name="soak-workload")
+                chaos = asyncio.create_task(self._chaos(fleet, gateway, config), name="soak-chaos")
+                await asyncio.sleep(duration_s)
+                chaos.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await chaos
+                if gateway[0].proc is None or gateway[0].proc.returncode is not None:
+                    gateway[0] = await self._start_gateway(config)
+                stop.set()
+                await workload
+                await self._settle(api, fleet)
+                self._check_starts(fleet)
+                for sampler in self._samplers:
+                    await sampler.stop()
+                self._check_rss()
+            finally:
+                for task in (chaos, workload):
+                    if task is not None and not task.done():
+                        task.cancel()
+                        with contextlib.suppress(asyncio.CancelledError):
+                            await task
+                for sampler in self._samplers:
+                    await sampler.stop()
+                await gateway[0].stop()
+                await common.delete_nodes(api, self.nodes.values())
+                await common.delete_namespace(api, self.namespace)
+        self.report.duration_s = round(time.monotonic() - started, 1)
+        return self.report
+
+    async def _find_nodes(self, api: KubeApi) -> None:
+        """Each device's node, by the device-id label (the name is the gateway's to choose)."""
+        wanted = {p.device_id for p in self.profiles}
+        deadline = time.monotonic() + SETTLE_S
+        while time.monotonic() < deadline:
+            listing = await api.get("/api/v1/nodes")
+            for node in listing.get("items") or []:
+                labels = node["metadata"].get("labels") or {}
+                device_id = labels.get("wirelet.io/device-id")
+                if device_id in wanted and common.node_ready(node):
+                    self.nodes[device_id] = node["metadata"]["name"]
+            if set(self.nodes) == wanted:
+                return
+            await asyncio.sleep(0.5)
+        raise RuntimeError(f"nodes never Ready for devices {sorted(wanted - set(self.nodes))}")
+
+
+def print_report(report: SoakReport) -> None:
+    say(
+        f"soak: {report.duration_s:.0f} s, {report.devices} devices, {report.gateway_starts} "
+        f"gateway starts, chaos {dict(sorted(report.chaos.items()))}"
+    )
+    say(
+        f"  pods: {report.pods_created} created, {report.pods_succeeded} succeeded, "
+        f"{report.pods_lost} lost to reboots, {len(report.pods_failed_other)} failed otherwise"
+    )
+    say(f"  log lines checked: {report.lines_checked}; log errors: {len(report.log_errors)}")
+    say(
+        f"  double starts: {len(report.double_starts)}; nodes not Ready at the end: "
+        f"{len(report.nodes_not_ready)}; deletes stuck: {len(report.deletes_stuck)}"
+    )
+    say(
+        f"  gateway RSS: {report.rss_first_mb} MB first, {report.rss_last_mb} MB last"
+        f"{' (GREW)' if report.rss_grew else ''}"
+    )
+    for label, items in (
+        ("log error", report.log_errors),
+        ("failed pod", report.pods_failed_other),
+        ("double start", report.double_starts),
+        ("not Ready", report.nodes_not_ready),
+        ("stuck delete", report.deletes_stuck),
+    ):
+        for item in items[:20]:
+            say(f"  {label}: {item}")
+    say(f"soak: {'OK' if report.ok else 'FAILED'}")
+
+
+async def soak(
+    *,
+    duration_s: float,
+    devices: int,
+    pods_per_device: int = 2,
+    lines: int = 150,
+    interval_ms: int = 20,
+    chaos_every_s: float = 4.0,
+    seed: int | None = None,
+    cluster: LocalCluster | None = None,
+) -> SoakReport:
+    seed = random.randrange(1 << 30) if seed is None else seed
+    say(f"soak: seed {seed} (repeat with --seed {seed})")
+    with tempfile.TemporaryDirectory(prefix="wirelet-soak-") as tmp:
+        async with common.cluster_or(cluster) as running:
+            runner = Soak(
+                running,
+                Path(tmp),
+                devices=devices,
+                pods_per_device=pods_per_device,
+                lines=lines,
+                interval_ms=interval_ms,
+                chaos_every_s=chaos_every_s,
+                seed=seed,
+            )
+            try:
+                return await runner.run(duration_s)
+            finally:
+                log = Path(tmp) / "gateway.log"
+                if log.exists() and not runner.report.ok:
+                    keep = Path(tempfile.gettempdir()) / f"wirelet-soak-{runner.suffix}.log"
+                    keep.write_bytes(log.read_bytes())
+                    say(f"soak: gateway log kept in {keep}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.soak", description=__doc__.split("\n")[0]
+    )
+    parser.add_argument("--duration", type=float, default=600.0, help="seconds of chaos")
+    parser.add_argument("--devices", type=int, default=8)
+    parser.add_argument("--pods-per-device", type=int, default=2)
+    parser.add_argument("--lines", type=int, default=150, help="lines each counter pod prints")
+    parser.add_argument("--interval-ms", type=int, default=20, help="between a pod's lines")
+    parser.add_argument(
+        "--chaos-every", type=float, default=4.0, help="mean seconds between faults"
+    )
+    parser.add_argument("--seed", type=int, default=None)
+    args = parser.parse_args(argv)
+    report = asyncio.run(
+        soak(
+            duration_s=args.duration,
+            devices=args.devices,
+            pods_per_device=args.pods_per_device,
+            lines=args.lines,
+            interval_ms=args.interval_ms,
+            chaos_every_s=args.chaos_every,
+            seed=args.seed,
+        )
+    )
+    print_report(report)
+    common.write_result("soak", report.as_dict())
+    return 0 if report.ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

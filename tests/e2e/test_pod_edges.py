@@ -1,0 +1,116 @@
+"""Pods at the edges of what a device can do: starts too large for it, `kubectl debug`, the
+device going away under a running pod. Real control plane, pty devices, real kubectl."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from firmware_protocol import StartTask
+
+from .conftest import Wirelet
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
+
+
+def first(pod: dict[str, Any]) -> dict[str, Any]:
+    return pod["status"]["containerStatuses"][0]  # type: ignore[no-any-return]
+
+
+def starts_of(wirelet: Wirelet, uid: str) -> list[StartTask]:
+    return [
+        m
+        for d in wirelet.fleet.devices
+        for m in d.received
+        if isinstance(m, StartTask) and m.task_id.startswith(uid)
+    ]
+
+
+@pytest.mark.parametrize(
+    ("args", "env", "says"),
+    [
+        (["x" * 100_000], [], ["100000 bytes", "at most 255 bytes per argument"]),
+        (
+            ["go"],
+            [{"name": f"VAR_{i}", "value": "v" * 200} for i in range(20)],
+            ["20 variable(s)", "at most 512 bytes"],
+        ),
+    ],
+    ids=["huge-arg", "env-over-the-frame"],
+)
+async def test_a_start_too_large_for_the_device_fails_the_pod(
+    wirelet: Wirelet, args: list[str], env: list[dict[str, str]], says: list[str]
+) -> None:
+    created = await wirelet.create_pod("big", "echo", args, env=env, restart="Always")
+    pod = await wirelet.wait_pod_phase("big", "Failed")
+    assert pod["status"]["reason"] == "StartError"
+    terminated = first(pod)["state"]["terminated"]
+    assert (terminated["reason"], terminated["exitCode"]) == ("StartError", 128)
+    for words in says:
+        assert words in pod["status"]["message"], pod["status"]["message"]
+        assert words in terminated["message"]
+    events = await wirelet.events_for("big")
+    assert any(e["reason"] == "Failed" and says[0] in e["message"] for e in events)
+    assert starts_of(wirelet, created["metadata"]["uid"]) == []  # refused before sending
+    await wirelet.kubectl("delete", "pod", "-n", wirelet.namespace, "big", "--wait=true")
+
+
+async def test_kubectl_debug_runs_an_ephemeral_container_as_a_task(wirelet: Wirelet) -> None:
+    await wirelet.create_pod("target", "forever", ["100"], restart="Always")
+    await wirelet.wait_container("target", lambda c: "running" in c["state"])
+    await wirelet.kubectl(
+        "debug", "-n", wirelet.namespace, "target", "--image=echo", "-c", "dbg", "--", "hello"
+    )
+
+    async def debugged() -> Any:
+        pod = await wirelet.pod("target")
+        statuses = ((pod or {}).get("status") or {}).get("ephemeralContainerStatuses") or []
+        done = statuses and "terminated" in statuses[0]["state"]
+        return pod if done else None
+
+    pod = await wirelet.wait_for("the ephemeral container ran", debugged)
+    status = pod["status"]["ephemeralContainerStatuses"][0]
+    assert status["name"] == "dbg"
+    assert status["state"]["terminated"]["exitCode"] == 0
+    assert status["containerID"].startswith("wirelet://")
+    assert pod["status"]["phase"] == "Running"  # the pod itself carries on
+    assert [c["name"] for c in pod["status"]["containerStatuses"]] == ["main"]
+    logs = await wirelet.kubectl("logs", "-n", wirelet.namespace, "target", "-c", "dbg")
+    assert "argv: hello" in logs
+
+    # An image the device does not offer: a clear waiting reason and an event.
+    await wirelet.kubectl("debug", "-n", wirelet.namespace, "target", "--image=busybox", "-c", "bb")
+
+    async def waiting() -> Any:
+        pod = await wirelet.pod("target")
+        statuses = ((pod or {}).get("status") or {}).get("ephemeralContainerStatuses") or []
+        by_name = {s["name"]: s for s in statuses}
+        bb = by_name.get("bb", {}).get("state", {}).get("waiting", {})
+        return bb if bb.get("reason") == "ErrImagePull" else None
+
+    reason = await wirelet.wait_for("bb waits", waiting)
+    assert 'app "busybox"' in reason["message"]
+    events = await wirelet.events_for("target")
+    assert any(e["reason"] == "Failed" and "busybox" in e["message"] for e in events)
+
+
+async def test_pod_ready_reason_names_the_node_while_its_device_is_gone(wirelet: Wirelet) -> None:
+    device = wirelet.fleet.devices[0]
+    node = wirelet.node(device.profile.device_id)
+    await wirelet.wait_node(node)
+    await wirelet.create_pod("away", "forever", ["100"], node=node, restart="Always")
+    pod = await wirelet.wait_container("away", lambda c: "running" in c["state"])
+    assert first(pod)["containerID"].startswith("wirelet://")
+    device.unplug()
+
+    async def unready() -> Any:
+        pod = await wirelet.pod("away")
+        conditions = ((pod or {}).get("status") or {}).get("conditions") or []
+        ready: dict[str, Any] = next((c for c in conditions if c["type"] == "Ready"), {})
+        return ready if ready.get("status") == "False" else None
+
+    ready = await wirelet.wait_for("pod unready", unready)
+    assert ready["reason"] == "NodeNotReady"
+    device.replug()
+    await wirelet.wait_node(node)

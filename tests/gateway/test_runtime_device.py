@@ -1,0 +1,211 @@
+"""The runtime against a real session and an emulated device on a pty: stops that the device
+ignores or cannot answer, bursts of exits, starts too large for the device."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import uuid
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from firmware_protocol import StartTask, StopTask
+from gateway.link.events import Reconciled
+from gateway.link.session import EventSubscription
+from gateway.logs.config import LogConfig
+from gateway.logs.store import LogStore
+from gateway.runtime.backoff import BackoffPolicy
+from gateway.runtime.device_runtime import DeviceRuntime
+from gateway.runtime.model import ContainerPhase, PodSpecView, RestartPolicy, TaskSpec
+from hil.emulator.device import EmulatedDevice
+from hil.emulator.fleet import EmulatedFleet
+from hil.emulator.profile import DeviceProfile
+from tests.link.helpers import FAST_LINK, FAST_SESSION, WAIT, session_for
+
+# A stop the device does not answer times out after grace + this slack, then is sent again.
+SESSION = dataclasses.replace(FAST_SESSION, hold_output=True, stop_slack=0.3)
+
+
+@dataclass
+class Harness:
+    device: EmulatedDevice
+    runtime: DeviceRuntime
+    finished: list[str] = field(default_factory=list)
+    events: list[tuple[Any, ...]] = field(default_factory=list)
+
+    async def until(self, what: str, check: Callable[[], object]) -> None:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + WAIT
+        while loop.time() < deadline:
+            if check():
+                return
+            await asyncio.sleep(0.01)
+        raise AssertionError(f"timed out waiting for {what}")
+
+    def received(self, kind: type, uid: str) -> list[Any]:
+        return [
+            m
+            for m in self.device.received
+            if isinstance(m, kind) and m.task_id.startswith(uid)  # type: ignore[attr-defined]
+        ]
+
+
+async def _feed(sub: EventSubscription, runtime: DeviceRuntime) -> None:
+    async for event in sub:
+        if isinstance(event, Reconciled):
+            runtime.device_tasks = {t.task_id: t for t in event.device_tasks}
+        runtime.handle(event)
+
+
+@contextlib.asynccontextmanager
+async def runtime_on_device(tmp_path: Path, profile: DeviceProfile) -> AsyncIterator[Harness]:
+    devices = tmp_path / "devices"
+    devices.mkdir()
+    async with (
+        EmulatedFleet(devices, [profile], link_config=FAST_LINK) as fleet,
+        session_for(devices, profile.device_id, SESSION) as session,
+    ):
+        facts = await session.wait_up(WAIT)
+        harness = Harness(fleet.device(profile.device_id), None)  # type: ignore[arg-type]
+        runtime = DeviceRuntime(
+            session,
+            LogStore(LogConfig(tmp_path / "logs", fsync=False)),
+            apps=facts.apps,
+            backoff=BackoffPolicy(initial_s=0.1, max_s=0.5),
+            on_change=lambda _uid: None,
+            on_finished=harness.finished.append,
+            on_event=lambda *event: harness.events.append(event),
+            label=profile.device_id,
+            max_frame=facts.max_frame,
+        )
+        harness.runtime = runtime
+        runtime.link_up = True
+        sub = session.subscribe()
+        feeder = asyncio.create_task(_feed(sub, runtime), name="feed runtime")
+        try:
+            yield harness
+        finally:
+            feeder.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await feeder
+            sub.close()
+            await runtime.close()
+
+
+def pod(
+    app: str,
+    argv: tuple[str, ...] = (),
+    *,
+    containers: int = 1,
+    policy: RestartPolicy = RestartPolicy.NEVER,
+    env: tuple[tuple[str, str], ...] = (),
+) -> PodSpecView:
+    return PodSpecView(
+        uid=str(uuid.uuid4()),
+        namespace="ns",
+        name="p",
+        node_name="n",
+        restart_policy=policy,
+        containers=tuple(TaskSpec(f"c{i}", app, app, argv, env) for i in range(containers)),
+    )
+
+
+async def test_a_stop_the_device_ignores_is_sent_again_until_confirmed(tmp_path: Path) -> None:
+    async with runtime_on_device(tmp_path, DeviceProfile(device_id="stops")) as h:
+        spec = pod("forever", ("100",), policy=RestartPolicy.ALWAYS)
+        h.runtime.sync_pod(spec)
+        record = h.runtime.pods[spec.uid]
+        await h.until("running", lambda: record.containers[0].running)
+        h.device.ignore_stops = 2  # the firmware takes two STOPs and does nothing
+        h.runtime.delete_pod(spec.uid, 0.0)
+        await h.until("the delete completes", lambda: spec.uid in h.finished)
+        assert len(h.received(StopTask, spec.uid)) == 3
+        assert record.containers[0].state.phase is ContainerPhase.TERMINATED
+        assert not h.runtime.stopping
+
+
+async def test_a_stop_answered_no_such_task_completes_the_delete(tmp_path: Path) -> None:
+    async with runtime_on_device(tmp_path, DeviceProfile(device_id="forgot")) as h:
+        spec = pod("forever", ("100",))
+        h.runtime.sync_pod(spec)
+        record = h.runtime.pods[spec.uid]
+        await h.until("running", lambda: record.containers[0].running)
+        task_id = record.containers[0].task_id
+        assert task_id is not None
+        h.device.lose_task(task_id)  # gone without an exit report
+        h.runtime.delete_pod(spec.uid, 0.0)
+        await h.until("the delete completes", lambda: spec.uid in h.finished)
+        state = record.containers[0].state
+        assert (state.phase, state.reason, state.exit_code) == (
+            ContainerPhase.TERMINATED,
+            "ContainerStatusUnknown",
+            137,
+        )
+        assert state.task_id == task_id  # still names the task (containerID)
+
+
+async def test_fifty_tasks_ending_at_once_all_report_their_exit(tmp_path: Path) -> None:
+    profile = DeviceProfile(device_id="fifty", task_slots=64, max_frame=4096)
+    async with runtime_on_device(tmp_path, profile) as h:
+        spec = pod("echo", ("hi",), containers=50)
+        h.runtime.sync_pod(spec)
+        record = h.runtime.pods[spec.uid]
+        await h.until(
+            "every container terminated",
+            lambda: all(
+                c.state.phase is ContainerPhase.TERMINATED and c.state.exit_code == 0
+                for c in record.containers
+            ),
+        )
+        h.runtime.delete_pod(spec.uid, 5.0)
+        await h.until("the delete completes", lambda: spec.uid in h.finished)
+        assert not h.received(StopTask, spec.uid)  # nothing left to stop
+
+
+async def test_a_start_too_large_for_the_device_fails_the_pod_without_sending(
+    tmp_path: Path,
+) -> None:
+    async with runtime_on_device(tmp_path, DeviceProfile(device_id="small")) as h:
+        spec = pod("echo", ("x" * 200,) * 10, containers=2, policy=RestartPolicy.ALWAYS)
+        h.runtime.sync_pod(spec)
+        record = h.runtime.pods[spec.uid]
+        assert record.failure is not None
+        assert record.failure[0] == "StartError"
+        state = record.containers[0].state
+        assert (state.phase, state.reason, state.exit_code) == (
+            ContainerPhase.TERMINATED,
+            "StartError",
+            128,
+        )
+        assert "2000 bytes" in state.message and "at most 512 bytes" in state.message
+        assert not h.received(StartTask, spec.uid)
+        assert any(e[2:4] == ("Warning", "Failed") for e in h.events)
+
+
+async def test_an_ephemeral_container_added_later_runs_once(tmp_path: Path) -> None:
+    async with runtime_on_device(tmp_path, DeviceProfile(device_id="debug")) as h:
+        spec = pod("forever", ("100",), policy=RestartPolicy.ALWAYS)
+        h.runtime.sync_pod(spec)
+        record = h.runtime.pods[spec.uid]
+        await h.until("running", lambda: record.containers[0].running)
+        debug = TaskSpec("dbg", "echo", "echo", ("hello",), (), ephemeral=True)
+        h.runtime.sync_pod(dataclasses.replace(spec, containers=(*spec.containers, debug)))
+        await h.until(
+            "the ephemeral container ended",
+            lambda: (
+                len(record.containers) == 2
+                and record.containers[1].state.phase is ContainerPhase.TERMINATED
+            ),
+        )
+        assert record.containers[1].ephemeral
+        assert record.containers[1].state.exit_code == 0
+        assert record.containers[1].state.task_id == f"{spec.uid}/1/0"
+        assert record.containers[0].running  # the pod's own container is untouched
+        assert 1 not in record.restart_timers  # never restarted, though the pod says Always
+        assert [m.task_id for m in h.received(StartTask, spec.uid)] == [
+            f"{spec.uid}/0/0",
+            f"{spec.uid}/1/0",
+        ]
