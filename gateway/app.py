@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import functools
 import ipaddress
 import logging
 import socket
@@ -48,6 +49,7 @@ from gateway.logs.janitor import LogJanitor
 from gateway.provider import GatewayProvider
 from gateway.runtime.backoff import BackoffPolicy
 from gateway.serving_cert import ServingCertificate, self_signed
+from gateway.ssh.host import SshHost
 from gateway.state_dir import StateDir
 from gateway.transport.serial import SerialSettings
 
@@ -130,9 +132,19 @@ def detect_node_ip(api_host: str) -> str:
             return "127.0.0.1"
 
 
+def _with_ssh_capacity(config: GatewayConfig) -> GatewayConfig:
+    """`[[ssh.hosts]] capacity` is that host's `nodes.capacity_per_device` entry (which wins)."""
+    per_device = dict(config.nodes.capacity_per_device)
+    for host in config.ssh.hosts:
+        if host.capacity:
+            per_device[host.host_id] = {**host.capacity, **per_device.get(host.host_id, {})}
+    nodes = dataclasses.replace(config.nodes, capacity_per_device=per_device)
+    return dataclasses.replace(config, nodes=nodes)
+
+
 class Gateway:
     def __init__(self, config: GatewayConfig) -> None:
-        self.config = config
+        self.config = config = _with_ssh_capacity(config)
         self.session_config, self.restart_backoff, self.config_retry_s = timers_from_config(
             config.link
         )
@@ -151,6 +163,7 @@ class Gateway:
         self.claimed: dict[str, str] = {}
         self._tasks: list[asyncio.Task[None]] = []
         self._device_tasks: dict[str, asyncio.Task[None]] = {}
+        self.ssh_hosts: list[SshHost] = []
         self.state = StateDir(config.gateway.state_dir)
         self.identity = config.gateway.identity or self.state.identity()
         self.node_ip = ""
@@ -185,6 +198,7 @@ class Gateway:
                     *self.config.devices.dirs,
                     *(["udev"] if self.config.devices.udev else []),
                     *(f"usb {text}" for text in self.config.devices.usb),
+                    *(host.label for host in self.config.ssh.hosts),
                 ]
             )
             or "nowhere (configure devices)",
@@ -230,6 +244,15 @@ class Gateway:
             on_problem=self._on_device_problem,
         )
         self._tasks.append(self._spawn(self.devices.run(), "device discovery"))
+        # SSH hosts (docs/ssh.md): one backend each, glued to a node like a device's session.
+        for host in cfg.ssh.hosts:
+            backend = SshHost(
+                host,
+                cfg.ssh,
+                on_problem=functools.partial(self._on_device_problem, host.label),
+            )
+            self.ssh_hosts.append(backend)
+            self._on_session(host.label, backend)
 
     async def _start_kubelet_api(self, private: Path) -> None:
         cfg = self.config.kubelet
@@ -328,11 +351,11 @@ class Gateway:
         node = self.nodes.get(self.claimed.get(node_name, ""))
         return node.session.load if node is not None else None
 
-    def _session_of(self, node_name: str) -> DeviceSession | None:
+    def _session_of(self, node_name: str) -> DeviceSession | SshHost | None:
         node = self.nodes.get(self.claimed.get(node_name, ""))
         return node.session if node is not None else None
 
-    def _on_session(self, path: str, session: DeviceSession) -> None:
+    def _on_session(self, path: str, session: DeviceSession | SshHost) -> None:
         assert self.api and self.controller and self.events and self.informer and self.server
         node = DeviceNode(
             path,
@@ -386,6 +409,8 @@ class Gateway:
             task.cancel()
         for node in self.nodes.values():
             await node.close()
+        for backend in self.ssh_hosts:
+            await backend.close()  # commands keep running on the host (adopted next time)
         for task in [*self._device_tasks.values(), *self._tasks]:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):

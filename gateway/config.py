@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from firmware_protocol import MAX_FRAME_CEILING, MIN_FRAME
+from gateway.config_ssh import SshConfig, parse_ssh
 from gateway.errors import ConfigError
 from gateway.names import is_label_key, is_label_value, is_node_name_prefix, node_name
 
@@ -187,6 +188,7 @@ class GatewayConfig:
     # Protocol timers ([link] table), validated against LINK_KEYS; split up in gateway.app.
     link: Mapping[str, float] = field(default_factory=dict)
     gateway: GatewaySection = field(default_factory=GatewaySection)
+    ssh: SshConfig = field(default_factory=SshConfig)  # SSH hosts as nodes (gateway.config_ssh)
 
 
 class _Reader:
@@ -493,8 +495,10 @@ def config_from_mapping(
     )
     gateway_t.reject_unknown()
 
+    ssh = parse_ssh(top.table_of("ssh"))
+
     top.reject_unknown()
-    return GatewayConfig(kube, nodes, devices, kubelet, logs, link, gateway)
+    return GatewayConfig(kube, nodes, devices, kubelet, logs, link, gateway, ssh=ssh)
 
 
 def parse_port_range(text: str) -> tuple[int, int]:

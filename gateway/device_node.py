@@ -38,6 +38,7 @@ from gateway.logs.store import LogStore
 from gateway.runtime.backoff import BackoffPolicy
 from gateway.runtime.device_runtime import DeviceRuntime
 from gateway.runtime.output import OutputSpooler
+from gateway.ssh.host import SshHost
 
 log = logging.getLogger(__name__)
 
@@ -123,6 +124,8 @@ def node_facts(facts: DeviceFacts) -> NodeFacts:
         apps=facts.apps,
         arch=facts.arch or "unknown",
         gateway_host=socket.gethostname(),
+        os=facts.os or "none",
+        cpus=facts.cpus,
         boot_id=facts.boot_id,
     )
 
@@ -133,7 +136,7 @@ class DeviceNode:
     def __init__(
         self,
         path: str,
-        session: DeviceSession,
+        session: DeviceSession | SshHost,  # a device's link, or an SSH host (gateway.ssh)
         *,
         api: KubeApi,
         config: GatewayConfig,

@@ -366,6 +366,7 @@ class PodController:
                         argv=tuple(resolved.argv),
                         env=tuple(resolved.env),
                         memory_request=int(container.memory_request()),
+                        working_dir=container.working_dir,
                         ephemeral=container.ephemeral,
                     )
                 )

@@ -51,6 +51,11 @@ class ContainerView:
     def app(self) -> str:
         return app_of(self.image)
 
+    @property
+    def working_dir(self) -> str:
+        """workingDir ("" when unset): where a command backend (an SSH host) runs it."""
+        return str(self.raw.get("workingDir") or "")
+
     def memory_request(self) -> Decimal:
         """requests.memory (else limits.memory) in bytes; ValueError if not a quantity."""
         resources = self.raw.get("resources") or {}

@@ -23,6 +23,7 @@ from typing import Protocol
 from firmware_protocol import MessageTooLargeError
 from gateway.errors import DeviceRejected, SessionClosed, WireletError
 from gateway.link.events import (
+    ANY_APP,
     Reconciled,
     SessionEvent,
     TaskExited,
@@ -70,7 +71,13 @@ class DeviceTasks(Protocol):
     """
 
     async def start_task(
-        self, task_id: str, app: str, argv: Sequence[str], env: Sequence[tuple[str, str]]
+        self,
+        task_id: str,
+        app: str,
+        argv: Sequence[str],
+        env: Sequence[tuple[str, str]],
+        *,
+        working_dir: str = "",
     ) -> None:
         """Start `app`; return once the device accepted. Refusals raise DeviceRejected with the
         device's code (MALFORMED and TOO_LARGE are permanent: the pod fails); other
@@ -370,7 +377,7 @@ class DeviceRuntime:
                 "ContainerCreating", f"not started: {record.failure[1]}"
             )
             return
-        if task_spec.app not in self.apps:
+        if task_spec.app not in self.apps and ANY_APP not in self.apps:
             status.state = ContainerState.waiting(
                 "ErrImagePull",
                 f'app "{task_spec.app}" (image "{task_spec.image}") is not offered by this '
@@ -393,8 +400,13 @@ class DeviceRuntime:
             )
             return
         name = TaskName(record.spec.uid, index, status.restart_count)
-        problem = start_request_problem(
-            str(name), task_spec.app, task_spec.argv, task_spec.env, self.max_frame
+        # A command backend (an SSH host, ANY_APP) takes no START frame: no frame limits apply.
+        problem = (
+            None
+            if ANY_APP in self.apps
+            else start_request_problem(
+                str(name), task_spec.app, task_spec.argv, task_spec.env, self.max_frame
+            )
         )
         if problem is not None:
             # The protocol says: refuse locally, never send (the device would drop the frame).
@@ -409,7 +421,9 @@ class DeviceRuntime:
         spec = record.spec.containers[index]
         status = record.containers[index]
         try:
-            await self.device.start_task(str(name), spec.app, spec.argv, spec.env)
+            await self.device.start_task(
+                str(name), spec.app, spec.argv, spec.env, working_dir=spec.working_dir
+            )
         except WireletError as exc:
             await self._drop_instance(str(name))
             if status.task_id == str(name):

@@ -34,6 +34,7 @@ class TaskSpec:
     argv: tuple[str, ...]
     env: tuple[tuple[str, str], ...]
     memory_request: int = 0  # bytes, from resources.requests.memory
+    working_dir: str = ""  # `workingDir`: used where the backend has directories (SSH hosts)
     # From spec.ephemeralContainers (`kubectl debug`): never restarted, not part of the pod's
     # phase or readiness, reported in status.ephemeralContainerStatuses.
     ephemeral: bool = False
