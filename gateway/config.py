@@ -323,7 +323,7 @@ def parse_taint(text: str, source: str = "nodes.taint") -> Taint:
     return Taint(match.group(1), match.group(3) or "", match.group(4))
 
 
-def config_from_mapping(
+def config_from_mapping(  # noqa: PLR0912, PLR0915 (one check per section and key, in file order)
     data: Mapping[str, Any],
     source: str = "<config>",
     overrides: Mapping[str, Mapping[str, Any]] | None = None,

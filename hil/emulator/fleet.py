@@ -133,7 +133,7 @@ class EmulatedFleet:
 
     # --- control socket ----------------------------------------------------------------------
 
-    async def _handle_control(self, request: dict[str, Any]) -> dict[str, Any]:
+    async def _handle_control(self, request: dict[str, Any]) -> dict[str, Any]:  # noqa: PLR0912 (one branch per control command)
         op = request.get("op")
         if op == "list":
             return {"ok": True, "devices": [self._describe(d) for d in self._devices.values()]}
