@@ -212,11 +212,11 @@ async def _run(cluster: LocalCluster | None, quick: bool, repeats: int) -> dict[
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.logs", description=__doc__)
-    parser.add_argument("--quick", action="store_true", help="fewer lines, a smaller flood")
-    parser.add_argument("--repeats", type=int, default=None, help="follow runs (5; quick 2)")
+    common.add_run_options(
+        parser, quick_help="fewer lines, a smaller flood", repeats=(5, 2), what="follow runs"
+    )
     args = parser.parse_args(argv)
-    repeats = args.repeats or (2 if args.quick else 5)
-    common.write_result("logs", asyncio.run(run(None, args.quick, repeats)))
+    common.write_result("logs", asyncio.run(run(None, args.quick, common.repeats_of(args))))
 
 
 if __name__ == "__main__":

@@ -327,10 +327,7 @@ class NodeAgent:
         except KubeApiError as exc:
             if not exc.not_found:
                 raise
-            log.warning(
-                "node %s was deleted while its device is attached; creating it again", self.name
-            )
-            await self.ensure_node()
+            await self._deleted_while_attached()
             return
         self._status_rest = rest
         self.status_writes += 1
@@ -406,10 +403,13 @@ class NodeAgent:
         except KubeApiError as exc:
             if not exc.not_found:
                 raise
-            log.warning(
-                "node %s was deleted while its device is attached; creating it again", self.name
-            )
-            await self.ensure_node()
+            await self._deleted_while_attached()
+
+    async def _deleted_while_attached(self) -> None:
+        log.warning(
+            "node %s was deleted while its device is attached; creating it again", self.name
+        )
+        await self.ensure_node()
 
     async def still_owner(self) -> bool:
         """Read the node's owner; another gateway's name there means it took the node over."""
