@@ -296,12 +296,8 @@ def gateway_config(
 ) -> Path:
     """A gateway config for the local control plane; defaults everywhere else (as shipped)."""
     workdir.mkdir(parents=True, exist_ok=True)
-    cert, key = cluster.sign_serving_cert(["127.0.0.1", "localhost"], workdir)
     data = loopback_settings(
-        kubeconfig=str(cluster.kubeconfig),
-        client_ca=str(cluster.ca_cert),
-        tls_cert=str(cert),
-        tls_key=str(key),
+        **cluster.gateway_credentials(["127.0.0.1", "localhost"], workdir),
         device_dir=str(device_dir),
         log_dir=str(workdir / "pods"),
     )
