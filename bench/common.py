@@ -402,9 +402,16 @@ class Child:
         self._readers.clear()
 
 
-def gateway_child(config: Path, log_path: Path) -> Child:
-    argv = [sys.executable, "-m", "gateway.cli", "run", "-c", str(config)]
-    return Child("gateway", argv, log_path, None, keep=("adopted running task",))
+def gateway_child(config: Path, log_path: Path, *, source: Path | None = None) -> Child:
+    """The gateway as a child process; `source`: run the gateway package of that source tree
+    (another checkout: a baseline measured in the same run) instead of this one."""
+    if source is None:
+        argv = [sys.executable, "-m", "gateway.cli", "run", "-c", str(config)]
+        return Child("gateway", argv, log_path, None, keep=("adopted running task",))
+    # -P: the working directory (this checkout) must not come before the other tree.
+    argv = [sys.executable, "-P", "-m", "gateway.cli", "run", "-c", str(config)]
+    env = {"PYTHONPATH": str(source)}
+    return Child("gateway", argv, log_path, env, keep=("adopted running task",))
 
 
 def _write_profile(directory: Path, profile: dict[str, Any]) -> Path | None:

@@ -1,16 +1,25 @@
 """Logs: how soon a device's line reaches `kubectl logs -f`, and log throughput via the kubelet API.
 
-    python -m bench.logs [--quick] [--repeats N]
+    python -m bench.logs [--quick] [--repeats N] [--baseline TREE] [--flood-mb MB]
 
 The emulated devices run in this process, so the device and the reader share one clock: a `stamp`
 app (a `counter` whose lines carry the device's wall time when the line was produced) prints a
 line every 50 ms on a device paced at 115200 baud; `kubectl logs -f` reads them through the API
 server and the gateway's kubelet API, and each line's latency is its arrival time minus its stamp
-(p50, p99 per run; median and min..max over runs).
+(p50, p99 per run, over the lines produced after the first one arrived; median and min..max
+over runs).
 
-Throughput: a `flood` pod on an unthrottled device writes several MB; once it has exited, the
-whole log is fetched through the API server's `pods/log` (which proxies the gateway's
-`/containerLogs`) with the benchmark's HTTP client, MB/s over repeated fetches.
+Throughput: a `flood` pod on an unthrottled device writes 50 MB of output (quick: 8); once it
+has exited, the whole log is fetched through the API server's `pods/log` (which proxies the
+gateway's `/containerLogs`) and directly from the gateway's kubelet endpoint (with the API
+server's kubelet-client certificate), MB/s of response body over repeated fetches. Beside them,
+the API server proxy's own ceiling: a static file of the same size served by a plain HTTPS
+server (bench/static_file_server.py) behind a node object of its own, fetched through the node
+proxy (the same kubelet leg as pods/log) and directly.
+
+`--baseline TREE` also runs the gateway of another source tree (`git archive main | tar -x -C
+TREE`) beside this one, on its own devices in the same control plane; the two take turns run by
+run, so before/after figures come from one run on the same (shared, noisy) machine.
 """
 
 from __future__ import annotations
@@ -18,6 +27,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import dataclasses
+import ssl
+import sys
 import tempfile
 import time
 import uuid
@@ -25,11 +37,13 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import aiohttp
+
 from bench import common
 from bench.common import say, spread
 from bench.pods import wait_nodes_ready
 from gateway.kube.api import KubeApi
-from hil.cluster.local import LocalCluster
+from hil.cluster.local import LocalCluster, free_port
 from hil.emulator.apps import APPS, CounterApp
 from hil.emulator.fleet import EmulatedFleet
 from hil.emulator.profile import DeviceProfile
@@ -106,10 +120,12 @@ async def follow_latency(
                 if len(parts) != 2:
                     continue
                 stamp = float(parts[1])
-                # Lines already in the log when the stream attached are history, not latency.
-                if attached is None and now - stamp < 1.0:
-                    attached = stamp
-                if attached is not None and stamp >= attached:
+                # Lines already in the log when the stream attached are history, not latency:
+                # only lines produced after the first line arrived (the stream was open then)
+                # are counted.
+                if attached is None:
+                    attached = now
+                elif stamp >= attached:
                     latencies.append(now - stamp)
     finally:
         with contextlib.suppress(ProcessLookupError):
@@ -118,75 +134,226 @@ async def follow_latency(
     return common.latency_summary(latencies)
 
 
-async def fetch_throughput(
-    api: KubeApi, namespace: str, node: str, size: int, repeats: int
-) -> dict[str, Any]:
-    name = "flood"
-    await api.create(f"/api/v1/namespaces/{namespace}/pods", _pod(name, node, "flood", [str(size)]))
-    path = f"/api/v1/namespaces/{namespace}/pods/{name}"
-    await _wait_phase(api, path, ("Succeeded", "Failed"), 300)
-    url = f"{api.base}{path}/log"
-    rates = []
+async def _fetch(session: aiohttp.ClientSession, url: str, headers: Mapping[str, str]) -> float:
+    """MB/s of one whole-body GET (read in large chunks, as kubectl does)."""
+    started = time.perf_counter()
     got = 0
-    for _ in range(repeats):
-        started = time.perf_counter()
-        async with api._client().get(url, headers=await api._headers("text/plain")) as response:
-            got = 0
-            async for chunk in response.content.iter_chunked(1 << 16):
-                got += len(chunk)
-        rates.append(got / (time.perf_counter() - started) / 1e6)
-    return {"bytes": got, "mb_per_s": spread(rates)}
+    async with session.get(url, headers=headers) as response:
+        if response.status != 200:
+            raise RuntimeError(f"GET {url}: {response.status} {(await response.text())[:300]}")
+        async for chunk in response.content.iter_chunked(1 << 20):
+            got += len(chunk)
+    return got / (time.perf_counter() - started) / 1e6
 
 
-async def run(cluster: LocalCluster | None, quick: bool, repeats: int) -> dict[str, Any]:
+async def _body_size(session: aiohttp.ClientSession, url: str, headers: Mapping[str, str]) -> int:
+    async with session.get(url, headers=headers) as response:
+        response.raise_for_status()
+        return len(await response.read())
+
+
+def _kubelet_client(cluster: LocalCluster) -> aiohttp.ClientSession:
+    """A client presenting the API server's own kubelet-client certificate: what the API server
+    uses on the kubelet leg, so a direct fetch is authorized the same way."""
+    context = ssl.create_default_context(cafile=str(cluster.ca_cert))
+    pki = cluster.pki_dir
+    context.load_cert_chain(pki / "kubelet-client.crt", pki / "kubelet-client.key")
+    return aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=context))
+
+
+async def _kubelet_port(api: KubeApi, node: str) -> int:
+    status = (await api.get(f"/api/v1/nodes/{node}")).get("status") or {}
+    return int(status["daemonEndpoints"]["kubeletEndpoint"]["Port"])
+
+
+class StaticCeiling:
+    """A static file of the log's size served as the log of a pod on a node object of its own:
+    fetched through the API server's `pods/log` (the same path as the gateway's logs: kubelet
+    leg, TLS, client certificate) and directly, it gives the proxy's own ceiling beside the
+    gateway's figure. (The node proxy would be simpler but refuses loopback addresses.)"""
+
+    def __init__(
+        self, cluster: LocalCluster, api: KubeApi, work: Path, node: str, namespace: str
+    ) -> None:
+        self.cluster, self.api, self.work, self.node = cluster, api, work, node
+        self.namespace = namespace
+        self.port = free_port()
+        self.child: common.Child | None = None
+
+    async def start(self, size: int) -> None:
+        path = self.work / "static.txt"
+        line = b"static ceiling line of the same size as the log body\n"
+        path.write_bytes((line * (size // len(line) + 1))[:size])
+        cert, key = self.cluster.sign_serving_cert(["127.0.0.1", "localhost"], self.work / "static")
+        argv = [sys.executable, "-m", "bench.static_file_server", str(path), str(cert), str(key)]
+        self.child = common.Child(
+            "static", [*argv, str(self.port)], self.work / "static.log", None, keep=("ready",)
+        )
+        await self.child.start()
+        await self.child.wait_line("ready", 30)
+        await self.api.create("/api/v1/nodes", {"metadata": {"name": self.node}})
+        status = {
+            "addresses": [{"type": "InternalIP", "address": "127.0.0.1"}],
+            "daemonEndpoints": {"kubeletEndpoint": {"Port": self.port}},
+        }
+        await self.api.patch(f"/api/v1/nodes/{self.node}/status", {"status": status}, kind="merge")
+        pod = _pod("static", self.node, "static", [])
+        await self.api.create(f"/api/v1/namespaces/{self.namespace}/pods", pod)
+
+    @property
+    def log_path(self) -> str:
+        return f"/api/v1/namespaces/{self.namespace}/pods/static/log"
+
+    async def stop(self) -> None:
+        if self.child is not None:
+            await self.child.stop()
+        with contextlib.suppress(Exception):
+            await self.api.delete(f"/api/v1/nodes/{self.node}")
+
+
+@dataclasses.dataclass
+class Variant:
+    """One gateway under test (this tree, or a baseline tree) with its emulated devices."""
+
+    label: str
+    source: Path | None
+    prefix: str
+    namespace: str
+
+    @property
+    def paced(self) -> str:
+        return f"{self.prefix}paced"
+
+    @property
+    def fast(self) -> str:
+        return f"{self.prefix}fast"
+
+
+async def run(
+    cluster: LocalCluster | None,
+    quick: bool,
+    repeats: int,
+    *,
+    baseline: Path | None = None,
+    flood_mb: float | None = None,
+) -> dict[str, Any]:
     # The emulator in this process serves `counter` with stamped lines (profiles only offer the
     # built-in app names); restored on the way out.
     original = APPS["counter"]
     APPS["counter"] = StampApp
     try:
-        return await _run(cluster, quick, repeats)
+        return await _run(cluster, quick, repeats, baseline, flood_mb)
     finally:
         APPS["counter"] = original
 
 
-async def _run(cluster: LocalCluster | None, quick: bool, repeats: int) -> dict[str, Any]:
+async def _run(  # noqa: PLR0912, PLR0915 (one benchmark scene, set up and measured in order)
+    cluster: LocalCluster | None,
+    quick: bool,
+    repeats: int,
+    baseline: Path | None,
+    flood_mb: float | None,
+) -> dict[str, Any]:
     lines = 60 if quick else 400
-    flood = (1 if quick else 8) * 1024 * 1024
+    # 16 MB of 16-byte flood lines is some 57 MB of CRI records: the 50 MiB a container's log
+    # is kept at by default (5 files of 10 MiB) end up on disk, full.
+    flood = int((flood_mb or (8 if quick else 16)) * 1024 * 1024)
     suffix = uuid.uuid4().hex[:4]
-    prefix = f"lg{suffix}-"
+    variants = [Variant("current", None, f"lg{suffix}-", f"bench-logs-{suffix}")]
+    if baseline is not None:
+        variants.append(Variant("baseline", baseline, f"lb{suffix}-", f"bench-logb-{suffix}"))
     profiles = [
         DeviceProfile(device_id="paced", baud=115200),
         DeviceProfile(device_id="fast", baud=None, output_buffer=1 << 20),
     ]
-    names = [f"{prefix}paced", f"{prefix}fast"]
-    async with common.cluster_or(cluster) as cl:
+    latency: dict[str, list[dict[str, Any]]] = {v.label: [] for v in variants}
+    fetch: dict[str, dict[str, list[float]]] = {
+        v.label: {"api": [], "direct": []} for v in variants
+    }
+    ceiling: dict[str, list[float]] = {"api": [], "direct": []}
+    body_bytes = file_bytes = 0
+    async with common.cluster_or(cluster) as cl, contextlib.AsyncExitStack() as stack:
         api = await common.admin_api(cl)
-        namespace = f"bench-logs-{suffix}"
-        with tempfile.TemporaryDirectory(prefix="wirelet-bench-logs-") as tmp:
-            work = Path(tmp)
-            config = common.gateway_config(cl, work / "gw", work / "devices", prefix)
-            gateway = common.gateway_child(config, work / "gateway.log")
-            try:
-                async with EmulatedFleet(work / "devices", profiles, control_socket=False):
-                    await gateway.start()
-                    await wait_nodes_ready(api, names, 120)
-                    await common.make_namespace(api, namespace)
-                    runs = []
-                    for i in range(repeats):
-                        run_i = await follow_latency(
-                            cl, api, namespace, names[0], lines=lines, tag=f"{i}"
-                        )
-                        runs.append(run_i)
-                        say(
-                            f"  logs -f latency run {i}: p50 {runs[-1]['p50_ms']:.1f} ms, "
-                            f"p99 {runs[-1]['p99_ms']:.1f} ms over {runs[-1]['count']:.0f} lines"
-                        )
-                    throughput = await fetch_throughput(api, namespace, names[1], flood, 5)
-            finally:
+        work = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="wirelet-bench-logs-")))
+        gateways = []
+        static = StaticCeiling(cl, api, work, f"lg{suffix}-static", variants[0].namespace)
+        try:
+            for v in variants:
+                config = common.gateway_config(
+                    cl, work / v.label / "gw", work / v.label / "devices", v.prefix
+                )
+                await stack.enter_async_context(
+                    EmulatedFleet(work / v.label / "devices", profiles, control_socket=False)
+                )
+                gateway = common.gateway_child(
+                    config, work / f"gateway-{v.label}.log", source=v.source
+                )
+                gateways.append(gateway)
+                await gateway.start()
+            names = [n for v in variants for n in (v.paced, v.fast)]
+            await wait_nodes_ready(api, names, 120)
+            for v in variants:
+                await common.make_namespace(api, v.namespace)
+                await api.create(
+                    f"/api/v1/namespaces/{v.namespace}/pods",
+                    _pod("flood", v.fast, "flood", [str(flood)]),
+                )
+            # Follow latency, the gateways taking turns run by run.
+            for i in range(repeats):
+                for v in variants:
+                    result = await follow_latency(
+                        cl, api, v.namespace, v.paced, lines=lines, tag=f"{i}"
+                    )
+                    latency[v.label].append(result)
+                    say(
+                        f"  [{v.label}] logs -f latency run {i}: p50 {result['p50_ms']:.1f} ms,"
+                        f" p99 {result['p99_ms']:.1f} ms over {result['count']:.0f} lines"
+                    )
+            # Whole-log fetches: through the API server, directly, and the static ceiling.
+            for v in variants:
+                path = f"/api/v1/namespaces/{v.namespace}/pods/flood"
+                await _wait_phase(api, path, ("Succeeded", "Failed"), 600)
+            direct = _kubelet_client(cl)
+            stack.push_async_callback(direct.close)
+            via_api = api._client()
+            api_headers = await api._headers("text/plain")
+            urls: dict[str, dict[str, str]] = {}
+            for v in variants:
+                port = await _kubelet_port(api, v.fast)
+                urls[v.label] = {
+                    "api": f"{api.base}/api/v1/namespaces/{v.namespace}/pods/flood/log",
+                    "direct": f"https://127.0.0.1:{port}/containerLogs/{v.namespace}/flood/main",
+                }
+            body_bytes = await _body_size(via_api, urls["current"]["api"], api_headers)
+            file_bytes = sum(
+                f.stat().st_size
+                for f in (work / "current" / "gw" / "pods").glob(
+                    f"{variants[0].namespace}_flood_*/main/*.log*"
+                )
+            )
+            await static.start(body_bytes)
+            static_urls = {
+                "api": f"{api.base}{static.log_path}",
+                "direct": f"https://127.0.0.1:{static.port}/static",
+            }
+            for _ in range(repeats):
+                for v in variants:
+                    fetch[v.label]["api"].append(
+                        await _fetch(via_api, urls[v.label]["api"], api_headers)
+                    )
+                    fetch[v.label]["direct"].append(
+                        await _fetch(direct, urls[v.label]["direct"], {})
+                    )
+                ceiling["api"].append(await _fetch(via_api, static_urls["api"], api_headers))
+                ceiling["direct"].append(await _fetch(direct, static_urls["direct"], {}))
+        finally:
+            await static.stop()
+            for gateway in gateways:
                 await gateway.stop()
-                await common.delete_namespace(api, namespace)
-                await common.delete_nodes(api, names)
-                await api.close()
+            for v in variants:
+                await common.delete_namespace(api, v.namespace)
+                await common.delete_nodes(api, [v.paced, v.fast])
+            await api.close()
     report: dict[str, Any] = {
         "benchmark": "logs",
         "machine": common.machine(),
@@ -194,18 +361,40 @@ async def _run(cluster: LocalCluster | None, quick: bool, repeats: int) -> dict[
         "stamp_interval_ms": STAMP_INTERVAL_MS,
         "lines_per_run": lines,
         "device_baud": 115200,
-        "follow_latency": {
-            "p50_ms": spread(r["p50_ms"] for r in runs),
-            "p99_ms": spread(r["p99_ms"] for r in runs),
-            "runs": runs,
-        },
-        "kubelet_api_log_fetch": throughput,
+        "log_body_bytes": body_bytes,
+        # The CRI files the body comes from (records with their timestamp, stream and tag).
+        "log_file_bytes": file_bytes,
+        "flood_bytes": flood,
+        "variants": {},
+        "static_ceiling_mb_per_s": {k: spread(r) for k, r in ceiling.items()},
     }
-    f: dict[str, Any] = report["follow_latency"]
+    for v in variants:
+        runs = latency[v.label]
+        report["variants"][v.label] = {
+            "source": str(v.source) if v.source else "this tree",
+            "follow_latency": {
+                "p50_ms": spread(r["p50_ms"] for r in runs),
+                "p99_ms": spread(r["p99_ms"] for r in runs),
+                "runs": runs,
+            },
+            "fetch_mb_per_s": {k: spread(r) for k, r in fetch[v.label].items()},
+        }
     say(
-        f"logs -f: device line → kubectl p50 {common.fmt(f['p50_ms'], ' ms')}, "
-        f"p99 {common.fmt(f['p99_ms'], ' ms')}; pods/log fetch of "
-        f"{throughput['bytes'] / 1e6:.1f} MB: {common.fmt(throughput['mb_per_s'], ' MB/s')}"
+        f"log of {file_bytes / 1e6:.1f} MB on disk, {body_bytes / 1e6:.1f} MB of body"
+        f" (flood of {flood / 1e6:.1f} MB of output); figures in MB/s of body"
+    )
+    for label, figures in report["variants"].items():
+        f = figures["follow_latency"]
+        m = figures["fetch_mb_per_s"]
+        say(
+            f"[{label}] logs -f: device line → kubectl p50 {common.fmt(f['p50_ms'], ' ms')}, "
+            f"p99 {common.fmt(f['p99_ms'], ' ms')}; fetch through the API server "
+            f"{common.fmt(m['api'], ' MB/s')}, direct {common.fmt(m['direct'], ' MB/s')}"
+        )
+    c = report["static_ceiling_mb_per_s"]
+    say(
+        f"static file of the same size: through the API server {common.fmt(c['api'], ' MB/s')}, "
+        f"direct {common.fmt(c['direct'], ' MB/s')}"
     )
     return report
 
@@ -213,10 +402,29 @@ async def _run(cluster: LocalCluster | None, quick: bool, repeats: int) -> dict[
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.logs", description=__doc__)
     common.add_run_options(
-        parser, quick_help="fewer lines, a smaller flood", repeats=(5, 2), what="follow runs"
+        parser, quick_help="fewer lines, a smaller flood", repeats=(5, 2), what="runs of each"
+    )
+    parser.add_argument(
+        "--baseline",
+        type=Path,
+        default=None,
+        help="a source tree (e.g. `git archive` of main) whose gateway is measured in the same "
+        "run, taking turns with this one",
+    )
+    parser.add_argument(
+        "--flood-mb", type=float, default=None, help="output of the fetched log (50; quick 8)"
     )
     args = parser.parse_args(argv)
-    common.write_result("logs", asyncio.run(run(None, args.quick, common.repeats_of(args))))
+    report = asyncio.run(
+        run(
+            None,
+            args.quick,
+            common.repeats_of(args),
+            baseline=args.baseline,
+            flood_mb=args.flood_mb,
+        )
+    )
+    common.write_result("logs", report)
 
 
 if __name__ == "__main__":

@@ -23,6 +23,7 @@ import dataclasses
 import tempfile
 import time
 import uuid
+from collections.abc import Coroutine
 from pathlib import Path
 from typing import Any
 
@@ -106,7 +107,14 @@ async def wait_nodes_ready(api: KubeApi, names: list[str], within: float) -> flo
     return time.monotonic() - started
 
 
-async def one_run(api: KubeApi, count: int, wirelet: bool, tag: str) -> dict[str, Any]:
+class StuckRun(Exception):
+    """A run whose pods did not all get Running, or all go, within the bound; the message says
+    which pods, their phase, conditions and last events."""
+
+
+async def one_run(
+    api: KubeApi, count: int, wirelet: bool, tag: str, *, within: float = TIMEOUT_S
+) -> dict[str, Any]:
     namespace = f"bench-pods-{tag}-{uuid.uuid4().hex[:6]}"
     await common.make_namespace(api, namespace)
     created: dict[str, float] = {}
@@ -114,9 +122,11 @@ async def one_run(api: KubeApi, count: int, wirelet: bool, tag: str) -> dict[str
     bound: dict[str, float] = {}
     deleting: dict[str, float] = {}
     gone: dict[str, float] = {}
+    latest: dict[str, dict[str, Any]] = {}  # each pod as last seen, to say why it is stuck
 
     def on_event(kind: str, obj: dict[str, Any], now: float) -> None:
         name = obj["metadata"]["name"]
+        latest[name] = obj
         if kind == "DELETED":
             gone.setdefault(name, now)
             return
@@ -140,11 +150,21 @@ async def one_run(api: KubeApi, count: int, wirelet: bool, tag: str) -> dict[str
             deleting[name] = time.time()
             await api.delete(f"/api/v1/namespaces/{namespace}/pods/{name}")
 
+    async def wait_all(what: str, done: dict[str, float]) -> None:
+        try:
+            await common.wait_until(f"{count} pods {what}", lambda: len(done) >= count, within)
+        except TimeoutError:
+            stuck = [n for n in names if n not in done]
+            cause = await describe_stuck(api, namespace, stuck, latest)
+            raise StuckRun(
+                f"{len(stuck)} of {count} pods not {what} within {within:.0f}s:\n{cause}"
+            ) from None
+
     try:
         await asyncio.gather(*(create(n) for n in names))
-        await common.wait_until(f"{count} pods Running", lambda: len(running) >= count, TIMEOUT_S)
+        await wait_all("Running", running)
         await asyncio.gather(*(delete(n) for n in names))
-        await common.wait_until(f"{count} pods gone", lambda: len(gone) >= count, TIMEOUT_S)
+        await wait_all("gone", gone)
     finally:
         await watcher.stop()
         await common.delete_namespace(api, namespace)
@@ -160,6 +180,56 @@ async def one_run(api: KubeApi, count: int, wirelet: bool, tag: str) -> dict[str
         "delete_to_gone": common.latency_summary(delete_lat),
         "delete_pods_per_s": count / (max(gone.values()) - min(deleting.values())),
     }
+
+
+STUCK_PODS_SHOWN = 10  # the first few stuck pods in detail; the rest counted by phase
+
+
+async def describe_stuck(
+    api: KubeApi, namespace: str, stuck: list[str], latest: dict[str, dict[str, Any]]
+) -> str:
+    """Which pods are stuck and why, as far as the API tells: for each of the first few its
+    node, phase, deletion mark, conditions that are not True and its last events; then how
+    many of all the stuck pods are in each phase."""
+    try:
+        events = (await api.get(f"/api/v1/namespaces/{namespace}/events")).get("items") or []
+    except Exception as exc:  # the API may be what is broken: say so and go on
+        events = []
+        note = f"  (events not readable: {exc})"
+    else:
+        note = ""
+    by_pod: dict[str, list[dict[str, Any]]] = {}
+    for event in events:
+        by_pod.setdefault((event.get("involvedObject") or {}).get("name", ""), []).append(event)
+    lines: list[str] = []
+    phases: dict[str, int] = {}
+    for name in stuck:
+        pod = latest.get(name) or {}
+        status = pod.get("status") or {}
+        phase = status.get("phase") or "unseen"
+        phases[phase] = phases.get(phase, 0) + 1
+        if len(lines) >= STUCK_PODS_SHOWN:
+            continue
+        node = (pod.get("spec") or {}).get("nodeName") or "unbound"
+        deleting = " deleting" if (pod.get("metadata") or {}).get("deletionTimestamp") else ""
+        conditions = ", ".join(
+            f"{c.get('type')}={c.get('status')}"
+            + (f" ({c.get('reason')}: {c.get('message', '')[:80]})" if c.get("reason") else "")
+            for c in status.get("conditions") or []
+            if c.get("status") != "True"
+        )
+        last = sorted(
+            by_pod.get(name, []),
+            key=lambda e: e.get("lastTimestamp") or e.get("eventTime") or "",
+        )[-3:]
+        said = "; ".join(f"{e.get('reason')}: {(e.get('message') or '')[:120]}" for e in last)
+        lines.append(
+            f"  {name} on {node}: {phase}{deleting}"
+            + (f"; not true: {conditions}" if conditions else "")
+            + (f"; events: {said}" if said else "; no events")
+        )
+    counts = ", ".join(f"{n} {phase}" for phase, n in sorted(phases.items()))
+    return "\n".join([*lines, f"  stuck by phase: {counts}{note}"])
 
 
 def summarize(runs: list[dict[str, Any]]) -> dict[str, Any]:
@@ -263,18 +333,30 @@ async def run(
                 with tempfile.TemporaryDirectory(prefix="wirelet-bench-pods-") as tmp:
                     work = Path(tmp)
                     entry: dict[str, Any] = {"pods": size.pods, "nodes": size.nodes}
-                    entry["wirelet"] = await run_wirelet(cl, api, size, repeats, work / "w")
+                    entry["wirelet"] = await _unless_stuck(
+                        "wirelet", size, run_wirelet(cl, api, size, repeats, work / "w")
+                    )
                     if vk_missing is None:
-                        entry["virtual_kubelet"] = await run_vk(cl, api, size, repeats, work / "v")
-                        entry["ratio_wirelet_over_vk"] = ratios(
-                            entry["wirelet"], entry["virtual_kubelet"]
+                        entry["virtual_kubelet"] = await _unless_stuck(
+                            "virtual-kubelet", size, run_vk(cl, api, size, repeats, work / "v")
                         )
+                        if not any("failed" in entry[k] for k in ("wirelet", "virtual_kubelet")):
+                            entry["ratio_wirelet_over_vk"] = ratios(
+                                entry["wirelet"], entry["virtual_kubelet"]
+                            )
                     results.append(entry)
                     _print_entry(entry)
         finally:
             await api.close()
+    failures = [
+        f"{who} at {e['pods']}x{e['nodes']}"
+        for e in results
+        for who in ("wirelet", "virtual_kubelet")
+        if "failed" in e.get(who, {})
+    ]
     return {
         "benchmark": "pods",
+        "failed": failures,
         "machine": common.machine(),
         "quick": quick,
         "repeats": repeats,
@@ -285,12 +367,27 @@ async def run(
     }
 
 
+async def _unless_stuck(
+    who: str, size: Size, measuring: Coroutine[Any, Any, dict[str, Any]]
+) -> dict[str, Any]:
+    """The implementation's figures, or {"failed": cause} when a run got stuck: the other
+    implementation and the other sizes still run, and the benchmark ends as a failure."""
+    try:
+        return await measuring
+    except StuckRun as exc:
+        say(f"  {who} FAILED at {size.pods} pods / {size.nodes} nodes: {exc}")
+        return {"failed": str(exc)}
+
+
 def _print_entry(entry: dict[str, Any]) -> None:
     say(f"pods {entry['pods']} over {entry['nodes']} nodes (median (min..max) over repeats):")
     for key, who in (("wirelet", "wirelet"), ("virtual_kubelet", "virtual-kubelet")):
         if key not in entry:
             continue
         r = entry[key]
+        if "failed" in r:
+            say(f"  {who:>15}: FAILED, {r['failed'].splitlines()[0]}")
+            continue
         c = r["create_to_running"]
         say(
             f"  {who:>15}: create→Running p50 {common.fmt(c['p50_ms'], ' ms', 0)}, "
@@ -322,6 +419,8 @@ def main(argv: list[str] | None = None) -> None:
         OPTIONS.sizes = [Size(*map(int, text.split("x"))) for text in args.sizes]
     report = asyncio.run(run(None, args.quick, repeats, not args.no_vk))
     common.write_result("pods", report)
+    if report["failed"]:
+        raise SystemExit(f"bench.pods FAILED: stuck runs of {', '.join(report['failed'])}")
 
 
 if __name__ == "__main__":

@@ -10,13 +10,16 @@ line arriving in the middle of a partial stdout line still gets its own timestam
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import os
+import re
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from gateway.logs import layout
+from gateway.logs.changes import ChangeSignal
 from gateway.logs.cri import Stream, parse_record
 from gateway.logs.errors import LogNotFound
 from gateway.logs.tail import find_tail_start
@@ -24,10 +27,27 @@ from gateway.logs.timestamps import format_rfc3339nano
 
 logger = logging.getLogger(__name__)
 
-# How often `follow` looks for new bytes, rotation and termination. Files are local and the
-# check is one read and one stat, so a short interval costs little and keeps `-f` snappy.
+# How often `follow` looks for new bytes, rotation and termination when the source has no
+# change signal (a log written by another process). Files are local and the check is one read
+# and one stat, so a short interval costs little.
 DEFAULT_POLL_INTERVAL = 0.1
-_READ_SIZE = 64 * 1024
+# With a change signal, new bytes, rotation and the writer's close wake the follower at once;
+# this slower re-check only notices what no writer announces (the server stopping, the client
+# gone, a container that ended without output).
+SIGNALLED_RECHECK_INTERVAL = 0.5
+# Large reads: a whole-log fetch costs one thread hop and one formatting pass per read.
+_READ_SIZE = 1024 * 1024
+# The content of every record in a block of complete records, in one C-level pass, used when
+# no option needs a record's timestamp. `_FULL_CONTENT` fits blocks of F records only (the
+# common case: no tuples to build); `_CONTENT` yields F records' content with its newline and
+# P records' without (one group per record, the other empty). A block where some line matches
+# neither (a malformed record, a multi-tag field) is formatted record by record.
+_FULL_CONTENT = re.compile(rb"[0-9][^ \n]* (?:stdout|stderr) F ([^\n]*\n)")
+# With timestamps: each F record's stamp and space, then its content. The writer stamps
+# records in the format `kubectl logs --timestamps` shows (RFC3339Nano, UTC), so the stamp is
+# copied as is; a block with P records, whose stamps depend on line state, goes record by record.
+_STAMPED_FULL_CONTENT = re.compile(rb"([0-9][^ \n]* )(?:stdout|stderr) F ([^\n]*\n)")
+_CONTENT = re.compile(rb"[0-9][^ \n]* (?:stdout|stderr) (?:F ([^\n]*\n)|P ([^\n]*)\n)")
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,6 +59,9 @@ class LogSource:
     restart: int
     # Follow ends once this reports False and the file is drained.
     is_running: Callable[[], Awaitable[bool]]
+    # Announces writes, rotation and close of this container's files (gateway.logs.changes);
+    # None: follow polls.
+    changes: ChangeSignal | None = None
 
 
 async def read_logs(
@@ -51,15 +74,17 @@ async def read_logs(
     follow: bool = False,
     previous: bool = False,
     stop: Callable[[], bool] | None = None,
-    poll_interval: float = DEFAULT_POLL_INTERVAL,
+    poll_interval: float | None = None,
     announce_ready: bool = False,
 ) -> AsyncGenerator[bytes, None]:
     """Yield the log of `source` as chunks of bytes.
 
     Raises LogNotFound for `previous` when there is no earlier instance with a log. Follow
     (ignored with `previous`: that instance has terminated) ends when the container stops
-    and the file is drained, when `stop()` returns True (checked every poll: server shutdown,
-    client gone), or when the consumer stops iterating.
+    and the file is drained, when `stop()` returns True (checked on every wake-up and at
+    least every `poll_interval`: server shutdown, client gone), or when the consumer stops
+    iterating. A follower is woken by the source's change signal when there is one, and
+    polls every `poll_interval` otherwise.
     Consumers that may stop early should use `contextlib.aclosing` so the files close.
     With `announce_ready` the first chunk is b"" once the files are open and the start is
     found: a server sends its response headers only then, so a line written after the client
@@ -70,6 +95,10 @@ async def read_logs(
     if previous and not paths:
         raise LogNotFound(f"no log of a previous instance in {source.container_dir}")
     formatter = _Formatter(timestamps=timestamps, since_ns=since_ns, limit_bytes=limit_bytes)
+    if poll_interval is None:
+        poll_interval = (
+            DEFAULT_POLL_INTERVAL if source.changes is None else SIGNALLED_RECHECK_INTERVAL
+        )
     cursors = await asyncio.to_thread(_open_all, paths)
     try:
         start_index, start_offset = 0, 0
@@ -89,7 +118,12 @@ async def read_logs(
             current_path = layout.current_log_file(source.container_dir, restart)
             live = cursors[-1] if cursors and cursors[-1].path == current_path else None
             async for chunk in _follow(
-                source, current_path, live, formatter, stop=stop, poll_interval=poll_interval
+                source,
+                current_path,
+                live,
+                formatter,
+                stop=stop,
+                poll_interval=poll_interval,
             ):
                 yield chunk
     finally:
@@ -97,7 +131,7 @@ async def read_logs(
             cursor.close()
 
 
-async def _follow(
+async def _follow(  # noqa: PLR0912 (the follow loop: drain, rotation, stop and wait in one place, in order)
     source: LogSource,
     path: Path,
     cursor: _Cursor | None,
@@ -107,10 +141,13 @@ async def _follow(
     poll_interval: float,
 ) -> AsyncIterator[bytes]:
     opened: list[_Cursor] = []  # cursors this function opened and must close
+    signal = source.changes
     try:
         while not formatter.is_exhausted():
             if stop is not None and stop():
                 return
+            # Taken before reading: a write after this point moves it on and wakes us below.
+            seen = signal.generation if signal is not None else 0
             # Ask before reading: if it has stopped, everything it wrote is already on disk.
             running = await source.is_running()
             progressed = False
@@ -129,11 +166,18 @@ async def _follow(
                 opened.append(replacement)
                 cursor = replacement
                 continue
-            if progressed:
-                continue
             if not running:
+                if progressed:
+                    continue  # one more read that finds nothing ends the follow
                 return
-            await asyncio.sleep(poll_interval)
+            if progressed and (signal is None or signal.generation != seen):
+                # More may have come meanwhile: read again. With a signal that has not moved
+                # since before the read, nothing has, and the follower waits at once.
+                continue
+            if signal is not None:
+                await signal.wait_past(seen, poll_interval)
+            else:
+                await asyncio.sleep(poll_interval)
     finally:
         for own in opened:
             own.close()
@@ -142,19 +186,31 @@ async def _follow(
 async def _drain(cursor: _Cursor, formatter: _Formatter) -> AsyncIterator[bytes]:
     """Format and yield every complete record from the cursor's offset to end of file."""
     while not formatter.is_exhausted():
-        data = await asyncio.to_thread(os.pread, cursor.fd, _READ_SIZE, cursor.offset)
-        if not data:
+        # Read and format in one worker call: a fetch of a large log does not hold the event
+        # loop for the formatting of each megabyte (other devices' output keeps flowing).
+        read_any, output = await asyncio.to_thread(_read_and_format, cursor, formatter)
+        if not read_any:
             return
-        cursor.offset += len(data)
-        cursor.remainder += data
-        last_newline = cursor.remainder.rfind(b"\n")
-        if last_newline < 0:
-            continue
-        lines = bytes(cursor.remainder[: last_newline + 1]).splitlines(keepends=True)
-        del cursor.remainder[: last_newline + 1]
-        output = formatter.format(lines)
         if output:
             yield output
+
+
+def _read_and_format(cursor: _Cursor, formatter: _Formatter) -> tuple[bool, bytes]:
+    """Read the next chunk at the cursor: (whether there was anything to read, the output of
+    the complete records read so far)."""
+    data = os.pread(cursor.fd, _READ_SIZE, cursor.offset)
+    if not data:
+        return False, b""
+    cursor.offset += len(data)
+    if cursor.remainder:
+        data = bytes(cursor.remainder) + data
+        cursor.remainder.clear()
+    last_newline = data.rfind(b"\n")
+    if last_newline + 1 < len(data):
+        # A record still being written: kept until the rest of it is read.
+        cursor.remainder += data[last_newline + 1 :]
+        data = data[: last_newline + 1]
+    return True, formatter.format(data) if data else b""
 
 
 class _Cursor:
@@ -203,6 +259,46 @@ def _reopen_if_rotated(path: Path, cursor: _Cursor | None) -> _Cursor | None:
     return _Cursor(path, fd)
 
 
+def _strip_header_runs(block: bytes) -> bytes | None:
+    """The content of a block of F records made of runs sharing one header, or None.
+
+    The writer stamps every record of one write (a frame of device output, often dozens of
+    lines) with the same timestamp, so a block is a few runs of identical headers. Each run is
+    stripped with a handful of C-level calls (find, count, replace) instead of work per line;
+    a run is only taken when every line in it carries its header, so a stdout run interleaved
+    with stderr, a P record or anything unexpected hands the block to the regular expressions.
+    """
+    pieces = []
+    pos = 0
+    size = len(block)
+    # How far ahead to look for the end of a run: twice the last run, so the search costs about
+    # as much as the run itself (a run longer than that continues as the next one).
+    reach = 4096
+    while pos < size:
+        stream_at = block.find(b" ", pos) + 1
+        tag_at = block.find(b" ", stream_at) + 1
+        content_at = block.find(b" ", tag_at) + 1
+        line_end = block.find(b"\n", pos)
+        if (
+            not 0 < stream_at < tag_at < content_at <= line_end
+            or block[tag_at:content_at] != b"F "
+            or block[stream_at : tag_at - 1] not in (b"stdout", b"stderr")
+            or not block[pos : pos + 1].isdigit()
+        ):
+            return None
+        marker = b"\n" + block[pos:content_at]  # this header at the start of a later line
+        last = block.rfind(marker, line_end, min(size, content_at + reach))
+        end = line_end + 1 if last < 0 else block.find(b"\n", last + 1) + 1
+        run = block[content_at:end]
+        # Every line of the run must start with the header: one more line than markers.
+        if run.count(marker) + 1 != run.count(b"\n"):
+            return None
+        pieces.append(run.replace(marker, b"\n"))
+        reach = max(4096, 2 * (end - pos))
+        pos = end
+    return b"".join(pieces)
+
+
 class _Formatter:
     """Turns CRI records into `kubectl logs` output, applying since, timestamps and limit."""
 
@@ -215,8 +311,37 @@ class _Formatter:
     def is_exhausted(self) -> bool:
         return self._remaining is not None and self._remaining <= 0
 
-    def format(self, lines: list[bytes]) -> bytes:
+    def format(self, block: bytes) -> bytes:
+        """The output for a block of complete records (each ended by a newline)."""
+        if self._timestamps and self._since_ns is None and all(self._at_line_start.values()):
+            stamped = _STAMPED_FULL_CONTENT.findall(block)
+            if len(stamped) == block.count(b"\n"):
+                return self._limit(b"".join(itertools.chain.from_iterable(stamped)))
+        elif not self._timestamps and self._since_ns is None:
+            stripped = _strip_header_runs(block)
+            if stripped is not None:
+                return self._limit(stripped)
+            count = block.count(b"\n")
+            full = _FULL_CONTENT.findall(block)
+            if len(full) == count:
+                return self._limit(b"".join(full))
+            records = _CONTENT.findall(block)
+            if len(records) == count:
+                return self._limit(b"".join(itertools.chain.from_iterable(records)))
+        return self._format_records(block)
+
+    def _limit(self, output: bytes) -> bytes:
+        if self._remaining is None:
+            return output
+        output = output[: self._remaining]
+        self._remaining -= len(output)
+        return output
+
+    def _format_records(self, block: bytes) -> bytes:
         out = bytearray()
+        # Only "\n" ends a record: content may hold a lone "\r" (splitlines would cut there).
+        lines = block.split(b"\n")
+        lines.pop()  # empty: the block ends with a newline
         for line in lines:
             try:
                 record = parse_record(line)

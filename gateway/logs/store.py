@@ -6,6 +6,7 @@ from collections.abc import Awaitable, Callable, Collection
 from pathlib import Path
 
 from gateway.logs import cleanup, layout
+from gateway.logs.changes import LogChanges
 from gateway.logs.config import LogConfig
 from gateway.logs.reader import LogSource
 from gateway.logs.spool import OutputSpool
@@ -21,6 +22,8 @@ class LogStore:
         self.config = config
         # Output acknowledged to a device before its pod's log could take it (gateway.logs.spool).
         self.spool = OutputSpool(config.root / SPOOL_DIR_NAME, fsync=config.fsync)
+        # Writers announce new bytes here; followers of the same container wait on it.
+        self.changes = LogChanges()
 
     def container_dir(self, namespace: str, pod: str, uid: str, container: str) -> Path:
         return layout.container_log_dir(self.config.root, namespace, pod, uid, container)
@@ -30,7 +33,9 @@ class LogStore:
     ) -> ContainerLogWriter:
         """A writer appending to `<restart>.log` (continuing it after a gateway restart)."""
         directory = self.container_dir(namespace, pod, uid, container)
-        return ContainerLogWriter(directory, restart, self.config)
+        return ContainerLogWriter(
+            directory, restart, self.config, changes=self.changes.signal(directory)
+        )
 
     def source(
         self,
@@ -42,7 +47,8 @@ class LogStore:
         restart: int,
         is_running: Callable[[], Awaitable[bool]],
     ) -> LogSource:
-        return LogSource(self.container_dir(namespace, pod, uid, container), restart, is_running)
+        directory = self.container_dir(namespace, pod, uid, container)
+        return LogSource(directory, restart, is_running, self.changes.signal(directory))
 
     def remove_pod(self, namespace: str, pod: str, uid: str) -> bool:
         """Delete a pod's logs (and any output still spooled for it); True if there were any."""

@@ -20,6 +20,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from gateway.logs import layout, offsets
+from gateway.logs.changes import ChangeSignal
 from gateway.logs.config import LogConfig
 from gateway.logs.cri import Stream, Tag, encode_record
 from gateway.logs.errors import LogWriterClosed
@@ -43,11 +44,14 @@ class ContainerLogWriter:
         config: LogConfig,
         *,
         clock: Callable[[], int] = now_ns,
+        changes: ChangeSignal | None = None,
     ) -> None:
         self.container_dir = container_dir
         self.restart = restart
         self._config = config
         self._clock = clock
+        # Followers of this container's log, woken when bytes land (gateway.logs.changes).
+        self._changes = changes
         # Loop-thread state: the unterminated tail of each stream.
         self._partial: dict[Stream, bytearray] = {s: bytearray() for s in Stream}
         # Device offset just after the last byte written to each stream (when given), so the
@@ -150,6 +154,7 @@ class ContainerLogWriter:
         await self.flush()
         self._closed = True
         await asyncio.to_thread(self._close_file)
+        self._announce_end()
 
     async def abandon(self) -> None:
         """Close without writing what is still queued: for a log that failed, whose output
@@ -160,6 +165,14 @@ class ContainerLogWriter:
         for buffer in self._partial.values():
             buffer.clear()
         await asyncio.to_thread(self._close_file)
+        self._announce_end()
+
+    def _announce_end(self) -> None:
+        # Followers wait for the end of this instance. Announced from the loop, so they wake
+        # after the caller's current step: the runtime marks the container terminated in the
+        # same step it closes the log, and a follower then sees it stopped.
+        if self._changes is not None:
+            self._changes.notify()
 
     def flush_blocking(self) -> None:
         """flush() for callers outside the event loop (shutdown paths, tools)."""
@@ -202,6 +215,9 @@ class ContainerLogWriter:
                 batch_size += len(item[0])
             if batch:
                 self._write_batch(batch)
+            if records and self._changes is not None:
+                # Readable now, like a kubelet's log files; acknowledged only after the sync.
+                self._changes.notify()
             if after_write is not None:
                 after_write()
             if self._config.fsync and self._fd is not None:

@@ -8,7 +8,8 @@ routed) on one end of a veth pair whose other end goes nowhere. Traffic to it st
 host's local routing table, like loopback traffic.
 
 Needs root (CAP_NET_ADMIN) and `ip` (iproute2). Every interface is named `wlk<pid>` after the
-process that made it, so interfaces left by a killed process are removed by the next one.
+process that made it and a per-process count (`wlk<pid>n<k>`; two addresses of one process
+never share a name), so interfaces left by a killed process are removed by the next one.
 
     with NodeAddress.create() as address:   # raises NodeAddressUnavailable with the reason
         ... address.ip ...                   # e.g. "198.51.100.23"
@@ -19,6 +20,7 @@ from __future__ import annotations
 import atexit
 import contextlib
 import ipaddress
+import itertools
 import os
 import random
 import re
@@ -30,6 +32,7 @@ from types import TracebackType
 # TEST-NET-2: this machine's own network may use TEST-NET-1 (192.0.2.0/24), as this one does.
 TEST_NET = ipaddress.ip_network("198.51.100.0/24")
 _PREFIX = "wlk"
+_made = itertools.count()  # interfaces made by this process
 
 
 class NodeAddressUnavailable(RuntimeError):
@@ -46,8 +49,8 @@ def _ip(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
 def _remove_stale() -> None:
     """Interfaces whose creating process is gone (a SIGKILLed test session)."""
     listing = _ip("-o", "link", "show", check=False).stdout
-    for name in set(re.findall(rf"\d+: ({_PREFIX}\d+)[@:]", listing)):
-        pid = int(name[len(_PREFIX) :])
+    for name, pid_text in set(re.findall(rf"\d+: ({_PREFIX}(\d+)(?:n\d+)?)[@:]", listing)):
+        pid = int(pid_text)
         if pid != os.getpid() and not os.path.exists(f"/proc/{pid}"):
             _ip("link", "del", name, check=False)
 
@@ -69,7 +72,7 @@ class NodeAddress:
         if os.geteuid() != 0:
             raise NodeAddressUnavailable("making a test address needs root (CAP_NET_ADMIN)")
         _remove_stale()
-        interface = f"{_PREFIX}{os.getpid()}"
+        interface = f"{_PREFIX}{os.getpid()}n{next(_made)}"
         _ip("link", "del", interface, check=False)
         _ip("link", "add", interface, "type", "veth", "peer", "name", f"{interface}p")
         try:

@@ -323,11 +323,13 @@ class EmulatedDevice:
         return link
 
     def _output_capacity(self, task_id: str) -> int:
-        """Largest TASK_OUTPUT data for `task_id` that fits the gateway's largest frame.
+        """Largest TASK_OUTPUT data for `task_id` that fits the frames we send: the gateway's
+        largest, and no larger than our own (a device's buffers are as large as it declares).
 
         Sized for the largest possible offset, so chunks stay valid as the stream grows: full
         frames are what make goodput approach the line rate."""
-        return max_output_data(self._link.send_limit, len(task_id.encode()))
+        frame = min(self._link.send_limit, self._link_config.max_frame)
+        return max_output_data(frame, len(task_id.encode()))
 
     def _on_line_bytes(self, data: bytes) -> None:
         if self.hung or self._closed:

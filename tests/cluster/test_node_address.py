@@ -45,7 +45,7 @@ def test_the_address_is_global_unicast_local_and_removed(address: NodeAddress) -
 def test_interfaces_of_dead_processes_are_removed(address: NodeAddress) -> None:
     # A pid that does not exist: an interface a SIGKILLed session left behind.
     dead = max(int(p) for p in os.listdir("/proc") if p.isdigit()) + 100_000
-    stale = f"wlk{dead}"
+    stale = f"wlk{dead}n0"
     subprocess.run(
         ["ip", "link", "add", stale, "type", "veth", "peer", "name", f"{stale}p"], check=True
     )
@@ -55,3 +55,15 @@ def test_interfaces_of_dead_processes_are_removed(address: NodeAddress) -> None:
         assert stale not in _links()
     finally:
         again.remove()
+
+
+def test_two_addresses_of_one_process_are_independent(address: NodeAddress) -> None:
+    # The session-wide address of the e2e tests and this module's own live in one process:
+    # making and removing one must leave the other alone.
+    other = NodeAddress.create()
+    try:
+        assert other.interface != address.interface and other.ip != address.ip
+        other.remove()
+        assert address.interface in _links()
+    finally:
+        other.remove()

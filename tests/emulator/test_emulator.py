@@ -2,18 +2,23 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from pathlib import Path
 
 import pytest
 
+from firmware_protocol.constants import FRAME_OVERHEAD, MAX_FRAME_CEILING
+from gateway.link.events import TaskExited, TaskOutput
+from gateway.link.session import DeviceSession
+from gateway.transport.serial import SerialSettings, serial_opener
 from hil.emulator.apps import APPS, FLOOD_LINE, flood_bytes
 from hil.emulator.control import control_socket_path, send_control_async
 from hil.emulator.faults import FaultSettings
 from hil.emulator.fleet import EmulatedFleet
 from hil.emulator.profile import ProfileError, fleet_profiles, load_profile
-from tests.link.helpers import FAST_LINK
+from tests.link.helpers import FAST_LINK, FAST_SESSION
 
 
 def test_profile_from_toml_and_json(tmp_path: Path) -> None:
@@ -121,3 +126,38 @@ async def test_control_socket_drives_devices(tmp_path: Path) -> None:
             tmp_path, {"op": "misbehave", "device": "emu-0000", "misbehaviour": {"lie": True}}
         )
         assert not bad["ok"] and "lie" in bad["error"]
+
+
+@pytest.mark.parametrize("device_frame", [256, 1024])
+async def test_device_output_frames_fit_its_own_declared_max_frame(
+    tmp_path: Path, device_frame: int
+) -> None:
+    """An emulated device sends frames as large as it declares, not larger, whatever larger
+    frames the gateway accepts."""
+    profile = dataclasses.replace(fleet_profiles(1)[0], max_frame=device_frame)
+    gateway_config = dataclasses.replace(
+        FAST_SESSION, link=dataclasses.replace(FAST_LINK, max_frame=MAX_FRAME_CEILING)
+    )
+    path = tmp_path / "emu-0000"
+    opener = serial_opener(lambda: os.path.realpath(path), SerialSettings())
+    size = 8 * device_frame
+    async with (
+        EmulatedFleet(tmp_path, [profile], link_config=FAST_LINK),
+        DeviceSession(opener, label="emu-0000", config=gateway_config) as session,
+    ):
+        await session.wait_up(10)
+        sub = session.subscribe()
+        await session.start_task("t", "flood", ["flood", str(size)])
+        chunks = []
+        while True:
+            event = await sub.get(30)
+            if isinstance(event, TaskOutput):
+                chunks.append(len(event.data))
+            elif isinstance(event, TaskExited):
+                break
+        sub.close()
+    assert sum(chunks) == size
+    largest = max(chunks)
+    assert largest + FRAME_OVERHEAD < device_frame
+    # Full frames: less than a frame's header room below the declared size.
+    assert largest > device_frame - 64, chunks

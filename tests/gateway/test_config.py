@@ -156,6 +156,17 @@ def test_link_timers_split_and_unknown_timer_is_an_error() -> None:
             timers_from_config({bad: 1.0})
 
 
+def test_gateway_accepts_frames_of_1_kb_by_default() -> None:
+    """A device declaring frames of 1 KB or more may send 1 KB frames: the gateway's declared
+    max_frame does not cap them at the protocol's small-device default (512)."""
+    from gateway.app import timers_from_config
+
+    session, _, _ = timers_from_config({})
+    assert session.link.max_frame == 1024
+    session, _, _ = timers_from_config({"max_frame": 2048})
+    assert session.link.max_frame == 2048
+
+
 @pytest.mark.parametrize(
     ("text", "fragment"),
     [

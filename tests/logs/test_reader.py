@@ -5,12 +5,16 @@ import contextlib
 import itertools
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from gateway.logs import ContainerLogWriter, LogConfig, LogNotFound, LogSource, Stream, read_logs
+from gateway.logs.changes import LogChanges
+from gateway.logs.cri import CriRecord, parse_record
+from gateway.logs.timestamps import format_rfc3339nano
 
 from .conftest import BASE_NS, FakeClock, collect, source
 
@@ -252,3 +256,153 @@ async def _until(condition: Callable[[], bool]) -> None:
     async with asyncio.timeout(2.0):
         while not condition():  # noqa: ASYNC110
             await asyncio.sleep(0.005)
+
+
+# ---- follow woken by the writer; the fast formatting paths --------------------------------
+
+# A poll interval no test run reaches: a follower that sees anything was woken by the writer.
+_NEVER = 3600.0
+
+
+async def test_follower_is_woken_by_a_write_without_polling(container_dir: Path) -> None:
+    changes = LogChanges()
+    signal = changes.signal(container_dir)
+    config = LogConfig(root=container_dir.parent.parent, fsync=False)
+    writer = ContainerLogWriter(container_dir, 0, config, changes=signal)
+    await write_lines(writer, b"before\n")
+    state = Running()
+    source_ = LogSource(container_dir, 0, state, signal)
+    received = bytearray()
+    arrived = asyncio.Event()
+
+    async def consume() -> None:
+        async for chunk in read_logs(source_, follow=True, poll_interval=_NEVER):
+            received.extend(chunk)
+            arrived.set()
+
+    consumer = asyncio.create_task(consume(), name="follow-consumer")
+    try:
+        await arrived.wait()
+        assert received == b"before\n"
+        arrived.clear()
+        await write_lines(writer, b"after\n")
+        await arrived.wait()
+        assert received == b"before\nafter\n"
+        # The container stops and its log is closed: the close wakes the follower, which ends.
+        state.running = False
+        await writer.close()
+        await consumer
+    finally:
+        consumer.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await consumer
+
+
+async def test_written_bytes_are_readable_before_the_sync(container_dir: Path) -> None:
+    """Followers are woken after the write and before fdatasync (the writer's after_write
+    hook runs in between): the file already holds the record then."""
+    signal = LogChanges().signal(container_dir)
+    config = LogConfig(root=container_dir.parent.parent, fsync=True)
+    writer = ContainerLogWriter(container_dir, 0, config, changes=signal)
+    seen_at_hook: list[int] = []
+    writer.write(Stream.STDOUT, b"x\n")
+    await writer.flush(after_write=lambda: seen_at_hook.append(signal.generation))
+    assert seen_at_hook == [1]
+    assert await collect(read_logs(source(container_dir))) == b"x\n"
+    await writer.close()
+
+
+def _raw_log(container_dir: Path, *records: bytes) -> None:
+    container_dir.mkdir(parents=True, exist_ok=True)
+    (container_dir / "0.log").write_bytes(b"".join(records))
+
+
+_MIXED = (
+    b"2023-11-14T22:13:20Z stdout F plain\n",
+    b"2023-11-14T22:13:20.5Z stdout P half \n",
+    b"2023-11-14T22:13:21Z stderr F err\rwith a carriage return\n",
+    b"2023-11-14T22:13:21.25Z stdout F line\n",
+    b"not a record at all\n",
+    b"2023-11-14T22:13:22Z stdout F \n",
+    b"2023-11-14T22:13:23Z stdout P:x tagged partial\n",
+    b"2023-11-14T22:13:24Z stdout F end\n",
+)
+
+
+@pytest.mark.parametrize("records", [_MIXED, _MIXED[:1] + _MIXED[3:4] + _MIXED[5:6]])
+@pytest.mark.parametrize(
+    "options",
+    [
+        {},
+        {"timestamps": True},
+        {"limit_bytes": 7},
+        {"limit_bytes": 1000},
+        {"tail_lines": 2},
+        {"tail_lines": 2, "timestamps": True},
+        {"since_ns": BASE_NS + 1_000_000_000},
+    ],
+    ids=repr,
+)
+async def test_whole_block_formatting_matches_record_by_record(
+    container_dir: Path, records: tuple[bytes, ...], options: dict[str, Any]
+) -> None:
+    """The C-level paths (F-only blocks, F/P blocks) give exactly what formatting each record
+    does, for every option, on blocks they handle and on blocks they must hand over."""
+    _raw_log(container_dir, *records)
+    out = await collect(read_logs(source(container_dir), **options))
+    assert out == _expected_output(records, options)
+
+
+def _expected_output(records: tuple[bytes, ...], options: dict[str, Any]) -> bytes:
+    """`kubectl logs` output for these records, worked out from their meaning."""
+    rows = []
+    for record in records:
+        try:
+            parsed = parse_record(record)
+        except ValueError:
+            continue
+        rows.append(parsed)
+    if "tail_lines" in options:
+        lines: list[list[CriRecord]] = []
+        for row in rows:
+            if not lines or not lines[-1][-1].partial:
+                lines.append([])
+            lines[-1].append(row)
+        rows = [row for line in lines[-options["tail_lines"] :] for row in line]
+    out = bytearray()
+    at_start = {Stream.STDOUT: True, Stream.STDERR: True}
+    for row in rows:
+        if "since_ns" in options and row.timestamp_ns < options["since_ns"]:
+            continue
+        if options.get("timestamps") and at_start[row.stream]:
+            out += format_rfc3339nano(row.timestamp_ns).encode() + b" "
+        out += row.content if row.partial else row.content + b"\n"
+        at_start[row.stream] = not row.partial
+    limit = options.get("limit_bytes")
+    return bytes(out if limit is None else out[:limit])
+
+
+_RUNS = (
+    # One write of three lines (one header), then a stderr line in the middle of a stdout run,
+    # then a run broken by a P record, then a run whose last line has the same stamp but F.
+    b"2023-11-14T22:13:20Z stdout F a\n" * 3,
+    b"2023-11-14T22:13:21Z stdout F b\n",
+    b"2023-11-14T22:13:21Z stderr F e\n",
+    b"2023-11-14T22:13:21Z stdout F c\n",
+    b"2023-11-14T22:13:22Z stdout P p1 \n",
+    b"2023-11-14T22:13:22Z stdout F p2\n",
+    b"2023-11-14T22:13:23Z stdout F 2023-11-14T22:13:23Z stdout F looks like a header\n" * 2,
+)
+
+
+@pytest.mark.parametrize("records", [_RUNS, _RUNS[:1], _RUNS[:2], _RUNS[6:]])
+@pytest.mark.parametrize("options", [{}, {"timestamps": True}, {"limit_bytes": 5}], ids=repr)
+async def test_runs_of_shared_headers_format_like_single_records(
+    container_dir: Path, records: tuple[bytes, ...], options: dict[str, Any]
+) -> None:
+    """Records of one write share a header and are stripped run by run; interleaved streams,
+    P records and content that looks like a header must not confuse that."""
+    _raw_log(container_dir, *records)
+    out = await collect(read_logs(source(container_dir), **options))
+    lines = tuple(line + b"\n" for record in records for line in record.split(b"\n")[:-1])
+    assert out == _expected_output(lines, options)
