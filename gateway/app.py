@@ -206,7 +206,9 @@ class Gateway:
             finally:
                 forget_credential_files(private)
                 self.state.clear_private()
+            # Set before the background work starts: its callbacks reach the parts through it.
             self._parts = parts
+            stack.callback(self._forget_parts)
             self._launch(stack, parts)
             self._stack = stack.pop_all()
         log.info(
@@ -450,14 +452,14 @@ class Gateway:
         name = node.name if node is not None and node.name else socket.gethostname()
         self._parts.events.record(ObjectRef.node(name), "Warning", reason, message)
 
+    def _forget_parts(self) -> None:
+        self._parts = None
+
     async def stop(self) -> None:
         """Every part's teardown, in the reverse order of start; device tasks keep running on
         the devices (adopted on the next start). Stopping twice is harmless."""
         stack, self._stack = self._stack, AsyncExitStack()
-        try:
-            await stack.aclose()
-        finally:
-            self._parts = None
+        await stack.aclose()
 
     async def __aenter__(self) -> Gateway:
         await self.start()  # a failed start has torn down what it built
