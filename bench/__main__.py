@@ -76,7 +76,7 @@ def _f(s: dict[str, Any], digits: int = 1) -> str:
     return f"{s['median']:.{digits}f} ({s['min']:.{digits}f}..{s['max']:.{digits}f})"
 
 
-def summary_markdown(names: list[str]) -> str:
+def summary_markdown(names: list[str]) -> str:  # noqa: PLR0912, PLR0915 (one section per benchmark, read top to bottom)
     """A short markdown digest of the result files: median (min..max) over repeated runs."""
     out = ["# wirelet benchmark summary", ""]
     some = next((r for r in map(_load, names) if r and isinstance(r.get("machine"), dict)), None)

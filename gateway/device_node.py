@@ -35,6 +35,7 @@ from gateway.link.events import (
 from gateway.link.session import DeviceSession
 from gateway.link.state import LinkState
 from gateway.logs.store import LogStore
+from gateway.node_registry import NodeRegistry
 from gateway.runtime.backoff import BackoffPolicy
 from gateway.runtime.device_runtime import DeviceRuntime
 from gateway.runtime.output import OutputSpooler
@@ -145,7 +146,7 @@ class DeviceNode:
         events: EventRecorder,
         logs: LogStore,
         informer_synced: asyncio.Event,
-        claimed: dict[str, str],
+        registry: NodeRegistry[DeviceNode],
     ) -> None:
         self.path = path
         self.session = session
@@ -156,7 +157,7 @@ class DeviceNode:
         self.events = events
         self.logs = logs
         self.informer_synced = informer_synced
-        self.claimed = claimed  # node name -> device path, shared by all DeviceNodes
+        self.registry = registry  # who claimed which node name, shared by all DeviceNodes
         self.name: str | None = None
         self.agent: NodeAgent | None = None
         self.runtime: DeviceRuntime | None = None
@@ -210,8 +211,8 @@ class DeviceNode:
         if facts is None:
             return False
         name = node_name_for(self.config.nodes, facts.device_id)
-        owner = self.claimed.get(name)
-        if owner is not None and owner != self.path:
+        owner = self.registry.claim(name, self.path)
+        if owner is not None:
             log.error(
                 "%s: device %s is already served through %s; ignoring this path "
                 "(two links to one device?)",
@@ -220,7 +221,6 @@ class DeviceNode:
                 owner,
             )
             return False
-        self.claimed[name] = self.path
         self.name = name
         self.agent = NodeAgent(
             self.api,

@@ -523,16 +523,7 @@ class SshHost:
     async def _poll(self, *, initial: bool) -> list[ListedTask]:
         acks = self._unsaved_acks()
         removals = [t for t, task in self._tasks.items() if task.reported and task.fully_acked()]
-        reads = []
-        if not initial:
-            window = self.config.read_window_bytes
-            for task_id, task in self._tasks.items():
-                if task.reported:
-                    continue
-                for index, stream in enumerate(remote.STREAMS):
-                    limit = task.acked[stream] + window - task.read[stream]
-                    if limit > 0 and (task.state == "run" or task.sizes[index] > task.read[stream]):
-                        reads.append(ReadRequest(task_id, stream, task.read[stream], limit))
+        reads = [] if initial else self._reads()
         script = remote.poll_script(self.host.state_dir, acks=acks, removals=removals, reads=reads)
         shell = self._shell_or_fail(initial)
         listed, chunks = await self._bounded(shell.poll(script))
@@ -542,23 +533,7 @@ class SshHost:
                 self._tasks[task_id].saved = (out, err)
         for task_id in removals:
             self._tasks.pop(task_id, None)
-        seen = set()
-        for item in listed:
-            seen.add(item.task_id)
-            found = self._tasks.get(item.task_id)
-            if found is None:
-                if item.task_id in removals:
-                    continue
-                # Found on the host (a previous gateway's): read on from what it acknowledged.
-                acked = {"stdout": item.acked[0], "stderr": item.acked[1]}
-                found = self._tasks[item.task_id] = _Task(dict(acked), dict(acked), item.acked)
-            task = found
-            task.listed = True
-            task.state = item.state
-            task.exit_code = item.exit_code
-            task.sizes = item.sizes
-            if item.state != "run":
-                task.ended.set()
+        seen = self._take_listing(listed, removals)
         for chunk in chunks:
             reader = self._tasks.get(chunk.task_id)
             if reader is None or chunk.offset != reader.read.get(chunk.stream):
@@ -569,6 +544,40 @@ class SshHost:
         if not initial:
             self._report_ends(seen)
         return listed
+
+    def _reads(self) -> list[ReadRequest]:
+        """What to read this poll: each stream from where reading got to, at most the read
+        window beyond what the log has on disk (a stuck disk slows reading)."""
+        reads = []
+        window = self.config.read_window_bytes
+        for task_id, task in self._tasks.items():
+            if task.reported:
+                continue
+            for index, stream in enumerate(remote.STREAMS):
+                limit = task.acked[stream] + window - task.read[stream]
+                if limit > 0 and (task.state == "run" or task.sizes[index] > task.read[stream]):
+                    reads.append(ReadRequest(task_id, stream, task.read[stream], limit))
+        return reads
+
+    def _take_listing(self, listed: list[ListedTask], removals: list[str]) -> set[str]:
+        """Record what the host lists; returns the task ids it listed."""
+        seen = set()
+        for item in listed:
+            seen.add(item.task_id)
+            found = self._tasks.get(item.task_id)
+            if found is None:
+                if item.task_id in removals:
+                    continue
+                # Found on the host (a previous gateway's): read on from what it acknowledged.
+                acked = {"stdout": item.acked[0], "stderr": item.acked[1]}
+                found = self._tasks[item.task_id] = _Task(dict(acked), dict(acked), item.acked)
+            found.listed = True
+            found.state = item.state
+            found.exit_code = item.exit_code
+            found.sizes = item.sizes
+            if item.state != "run":
+                found.ended.set()
+        return seen
 
     def _report_ends(self, seen: set[str]) -> None:
         for task_id, task in self._tasks.items():
