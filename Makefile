@@ -53,6 +53,22 @@ system-deps:
 	if command -v ip >/dev/null; then :; \
 	elif [ "$$SUDO" = none ]; then echo "system-deps: iproute2 missing and no root/sudo/apt-get: the node-proxy tests will skip"; \
 	else apt_install iproute2 >/dev/null || echo "system-deps: installing iproute2 failed: the node-proxy tests will skip"; fi
+	@$(MAKE) --no-print-directory ssh-deps
+
+# openssh-server (and ssh-keygen) for the SSH executor's tests: each test starts its own sshd
+# on a loopback port from a temp dir; the system's sshd is never started or configured.
+SSH_PKGS = openssh-server openssh-client procps
+SSH_OK = test -x /usr/sbin/sshd && command -v ssh-keygen >/dev/null && command -v pgrep >/dev/null
+.PHONY: ssh-deps
+ssh-deps:
+	@if $(SSH_OK); then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $(SSH_PKGS); } \
+			|| echo "system-deps: installing openssh-server failed: the SSH tests will skip"; \
+	elif command -v sudo >/dev/null && sudo -n true 2>/dev/null && command -v apt-get >/dev/null; then \
+		{ sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $(SSH_PKGS); } \
+			|| echo "system-deps: installing openssh-server failed: the SSH tests will skip"; \
+	else echo "system-deps: openssh-server missing and no root/sudo: the SSH tests will skip"; fi
 
 cluster-build: $(STAMP)
 	$(PY) -m hil.cluster build

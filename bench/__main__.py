@@ -20,11 +20,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from bench import common, logs, pods, recovery, scale
+from bench import common, logs, pods, recovery, scale, ssh
 from hil.cluster.local import LocalCluster
 
 LINK = ("codec", "link_goodput", "firmware_size", "qemu_goodput")
-CLUSTER = ("pods", "scale", "logs", "recovery")
+CLUSTER = ("pods", "scale", "logs", "recovery", "ssh")
 ALL = LINK + CLUSTER
 
 
@@ -44,6 +44,7 @@ async def run_cluster(names: list[str], quick: bool, with_vk: bool = True) -> di
         "scale": lambda: scale.run(cluster, quick),
         "logs": lambda: logs.run(cluster, quick, repeats or 5),
         "recovery": lambda: recovery.run(cluster, quick, repeats or 5),
+        "ssh": lambda: ssh.run(cluster, quick, repeats or 3),
     }
     try:
         for name in names:
@@ -75,7 +76,7 @@ def _f(s: dict[str, Any], digits: int = 1) -> str:
     return f"{s['median']:.{digits}f} ({s['min']:.{digits}f}..{s['max']:.{digits}f})"
 
 
-def summary_markdown(names: list[str]) -> str:
+def summary_markdown(names: list[str]) -> str:  # noqa: PLR0912, PLR0915 (one section per benchmark, read top to bottom)
     """A short markdown digest of the result files: median (min..max) over repeated runs."""
     out = ["# wirelet benchmark summary", ""]
     some = next((r for r in map(_load, names) if r and isinstance(r.get("machine"), dict)), None)
@@ -196,6 +197,18 @@ def summary_markdown(names: list[str]) -> str:
             f"{_f(c['api'])} MB/s, directly {_f(c['direct'])} MB/s",
             "",
         ]
+    sh = _load("ssh") if "ssh" in names else None
+    if sh and sh.get("ssh") and sh.get("serial"):
+        out += ["## SSH host beside a serial device (one gateway)", ""]
+        out += ["| node | create→Running p50 ms | logs -f p50 ms | logs -f p99 ms |"]
+        out += ["| --- | --- | --- | --- |"]
+        for kind in ("serial", "ssh"):
+            r = sh[kind]
+            out.append(
+                f"| {kind} | {r['start']['p50_ms']:.0f} | {_f(r['follow_p50_ms'])} | "
+                f"{_f(r['follow_p99_ms'])} |"
+            )
+        out += ["", f"SSH output is polled every {sh['ssh_poll_interval_s']:g} s.", ""]
     rc = _load("recovery") if "recovery" in names else None
     if rc:
         r, s = rc["replug"], rc["restart"]

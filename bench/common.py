@@ -7,6 +7,7 @@ The gateway and the emulator run as their own processes (`python -m gateway.cli 
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import contextlib
 import json
@@ -161,14 +162,34 @@ async def delete_namespace(api: KubeApi, name: str) -> None:
 
 
 async def delete_nodes(api: KubeApi, names: Iterable[str]) -> None:
+    await delete_all(api, (f"/api/v1/nodes/{name}" for name in names))
+
+
+async def delete_all(api: KubeApi, paths: Iterable[str]) -> None:
+    """Best effort, 32 at a time: clean-up after a run never fails the run."""
     sem = asyncio.Semaphore(32)
 
-    async def one(name: str) -> None:
+    async def one(path: str) -> None:
         async with sem:
             with contextlib.suppress(Exception):
-                await api.delete(f"/api/v1/nodes/{name}")
+                await api.delete(path)
 
-    await asyncio.gather(*(one(n) for n in names))
+    await asyncio.gather(*(one(path) for path in paths))
+
+
+def add_run_options(
+    parser: argparse.ArgumentParser, *, quick_help: str, repeats: tuple[int, int], what: str
+) -> None:
+    """--quick and --repeats, as the benchmarks take them; `repeats` is (full, quick)."""
+    full, quick = repeats
+    parser.add_argument("--quick", action="store_true", help=quick_help)
+    parser.add_argument("--repeats", type=int, default=None, help=f"{what} ({full}; quick {quick})")
+    parser.set_defaults(repeats_by_mode=repeats)
+
+
+def repeats_of(args: argparse.Namespace) -> int:
+    full, quick = args.repeats_by_mode
+    return int(args.repeats or (quick if args.quick else full))
 
 
 def node_ready(node: dict[str, Any]) -> bool:
@@ -275,12 +296,8 @@ def gateway_config(
 ) -> Path:
     """A gateway config for the local control plane; defaults everywhere else (as shipped)."""
     workdir.mkdir(parents=True, exist_ok=True)
-    cert, key = cluster.sign_serving_cert(["127.0.0.1", "localhost"], workdir)
     data = loopback_settings(
-        kubeconfig=str(cluster.kubeconfig),
-        client_ca=str(cluster.ca_cert),
-        tls_cert=str(cert),
-        tls_key=str(key),
+        **cluster.gateway_credentials(["127.0.0.1", "localhost"], workdir),
         device_dir=str(device_dir),
         log_dir=str(workdir / "pods"),
     )

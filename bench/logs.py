@@ -247,7 +247,7 @@ async def run(
         APPS["counter"] = original
 
 
-async def _run(
+async def _run(  # noqa: PLR0912, PLR0915 (one benchmark scene, set up and measured in order)
     cluster: LocalCluster | None,
     quick: bool,
     repeats: int,
@@ -401,8 +401,9 @@ async def _run(
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.logs", description=__doc__)
-    parser.add_argument("--quick", action="store_true", help="fewer lines, a smaller flood")
-    parser.add_argument("--repeats", type=int, default=None, help="runs of each (5; quick 2)")
+    common.add_run_options(
+        parser, quick_help="fewer lines, a smaller flood", repeats=(5, 2), what="runs of each"
+    )
     parser.add_argument(
         "--baseline",
         type=Path,
@@ -414,9 +415,14 @@ def main(argv: list[str] | None = None) -> None:
         "--flood-mb", type=float, default=None, help="output of the fetched log (50; quick 8)"
     )
     args = parser.parse_args(argv)
-    repeats = args.repeats or (2 if args.quick else 5)
     report = asyncio.run(
-        run(None, args.quick, repeats, baseline=args.baseline, flood_mb=args.flood_mb)
+        run(
+            None,
+            args.quick,
+            common.repeats_of(args),
+            baseline=args.baseline,
+            flood_mb=args.flood_mb,
+        )
     )
     common.write_result("logs", report)
 

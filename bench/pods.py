@@ -406,13 +406,14 @@ def _print_entry(entry: dict[str, Any]) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.pods", description=__doc__)
-    parser.add_argument("--quick", action="store_true", help="20 pods over 5 nodes")
-    parser.add_argument("--repeats", type=int, default=None, help="runs per size (3; quick 2)")
+    common.add_run_options(
+        parser, quick_help="20 pods over 5 nodes", repeats=(3, 2), what="runs per size"
+    )
     parser.add_argument("--no-vk", action="store_true", help="skip the virtual-kubelet baseline")
     parser.add_argument("--gateway-qps", type=int, help="the gateway's [kube] qps (burst 2x)")
     parser.add_argument("--sizes", nargs="*", help="PODSxNODES, e.g. 100x10 1000x50")
     args = parser.parse_args(argv)
-    repeats = args.repeats or (2 if args.quick else 3)
+    repeats = common.repeats_of(args)
     OPTIONS.gateway_qps = args.gateway_qps
     if args.sizes:
         OPTIONS.sizes = [Size(*map(int, text.split("x"))) for text in args.sizes]

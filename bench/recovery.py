@@ -185,11 +185,9 @@ async def run(cluster: LocalCluster | None, quick: bool, repeats: int) -> dict[s
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.recovery", description=__doc__)
-    parser.add_argument("--quick", action="store_true", help="3 devices")
-    parser.add_argument("--repeats", type=int, default=None, help="runs (5; quick 2)")
+    common.add_run_options(parser, quick_help="3 devices", repeats=(5, 2), what="runs")
     args = parser.parse_args(argv)
-    repeats = args.repeats or (2 if args.quick else 5)
-    common.write_result("recovery", asyncio.run(run(None, args.quick, repeats)))
+    common.write_result("recovery", asyncio.run(run(None, args.quick, common.repeats_of(args))))
 
 
 if __name__ == "__main__":

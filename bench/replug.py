@@ -104,11 +104,9 @@ async def run(cluster: LocalCluster | None, quick: bool, repeats: int) -> dict[s
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true")
-    parser.add_argument("--repeats", type=int, default=0)
+    common.add_run_options(parser, quick_help="fewer rounds", repeats=(10, 3), what="rounds")
     args = parser.parse_args()
-    repeats = args.repeats or (3 if args.quick else 10)
-    report = asyncio.run(run(None, args.quick, repeats))
+    report = asyncio.run(run(None, args.quick, common.repeats_of(args)))
     for r in report["rounds"]:
         say(
             f"replug after {r['absent_s']:.1f}s unplugged: session up "

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import itertools
 import tempfile
 import time
@@ -95,7 +94,7 @@ async def one_size(
         await gateway.stop()
         await emulator.stop()
         await common.delete_nodes(api, names)
-        await _delete_leases(api, names)
+        await common.delete_all(api, (f"{LEASES}/{name}" for name in names))
     gaps: list[float] = []
     renewing = 0
     for stamps in renewals.values():
@@ -126,17 +125,6 @@ async def one_size(
     }
     _print(result)
     return result
-
-
-async def _delete_leases(api: KubeApi, names: list[str]) -> None:
-    sem = asyncio.Semaphore(32)
-
-    async def one(name: str) -> None:
-        async with sem:
-            with contextlib.suppress(Exception):
-                await api.delete(f"{LEASES}/{name}")
-
-    await asyncio.gather(*(one(n) for n in names))
 
 
 def _print(r: dict[str, Any]) -> None:

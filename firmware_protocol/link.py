@@ -144,7 +144,7 @@ class Link:
     ``release(receipt)``. Other types are acknowledged on delivery, as by default.
     """
 
-    def __init__(
+    def __init__(  # noqa: PLR0915 (every field of the state machine, set in one place)
         self,
         role: Role,
         config: LinkConfig | None = None,

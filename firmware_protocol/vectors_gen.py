@@ -523,7 +523,7 @@ def paging_markdown() -> str:
     return "\n".join(out)
 
 
-def _codec_text(codec: Codec[Any]) -> str:
+def _codec_text(codec: Codec[Any]) -> str:  # noqa: PLR0912 (one branch per codec kind)
     """A short human description of a field codec for the catalogue tables."""
     if isinstance(codec, FrameLimit):
         return f"uint {MIN_FRAME}..{MAX_FRAME_CEILING}"

@@ -1,7 +1,8 @@
 """The gateway process: wires devices, runtime, Kubernetes side and kubelet API together.
 
-Start order: API client, event recorder, pod controller, kubelet API, pod informer, devices.
-Stop order is the reverse, so nothing writes to a part that has already gone.
+Start order: API clients, event recorder, pod controller, kubelet API, pod informer, background
+work, devices. Each part registers its teardown on an `AsyncExitStack` as it comes up, so the
+stop order is the reverse and nothing writes to a part that has already gone.
 """
 
 from __future__ import annotations
@@ -9,11 +10,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import functools
 import ipaddress
 import logging
 import socket
 import ssl
-from collections.abc import Coroutine, Mapping
+from collections.abc import Mapping
+from contextlib import AsyncExitStack
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
@@ -45,10 +49,13 @@ from gateway.link.retry import RetryPolicy
 from gateway.link.session import DeviceSession, SessionConfig
 from gateway.logs import LogConfig, LogStore
 from gateway.logs.janitor import LogJanitor
+from gateway.node_registry import NodeRegistry
 from gateway.provider import GatewayProvider
 from gateway.runtime.backoff import BackoffPolicy
 from gateway.serving_cert import ServingCertificate, self_signed
+from gateway.ssh.host import SshHost
 from gateway.state_dir import StateDir
+from gateway.tasks import TaskSet
 from gateway.transport.serial import SerialSettings
 
 log = logging.getLogger(__name__)
@@ -130,50 +137,93 @@ def detect_node_ip(api_host: str) -> str:
             return "127.0.0.1"
 
 
+def _with_ssh_capacity(config: GatewayConfig) -> GatewayConfig:
+    """`[[ssh.hosts]] capacity` is that host's `nodes.capacity_per_device` entry (which wins)."""
+    per_device = dict(config.nodes.capacity_per_device)
+    for host in config.ssh.hosts:
+        if host.capacity:
+            per_device[host.host_id] = {**host.capacity, **per_device.get(host.host_id, {})}
+    nodes = dataclasses.replace(config.nodes, capacity_per_device=per_device)
+    return dataclasses.replace(config, nodes=nodes)
+
+
+@dataclass(frozen=True)
+class GatewayParts:
+    """What a started gateway is made of, built together in `Gateway.start`."""
+
+    api: KubeApi
+    events: EventRecorder
+    controller: PodController
+    logs: LogStore
+    server: KubeletServer
+    serving_cert: ServingCertificate | None  # only with kubelet.server_tls_bootstrap
+    informer: PodInformer
+    janitor: LogJanitor
+    devices: DeviceManager
+    node_ip: str
+
+
 class Gateway:
+    """`async with Gateway(config) as gateway`: `start()` builds every part in one go, each
+    registering its own teardown, and `stop()` tears them down in reverse."""
+
     def __init__(self, config: GatewayConfig) -> None:
-        self.config = config
+        self.config = config = _with_ssh_capacity(config)
         self.session_config, self.restart_backoff, self.config_retry_s = timers_from_config(
             config.link
         )
-        self.api: KubeApi | None = None
-        # Events have their own client and rate budget, as the kubelet's eventRecordQPS is
-        # separate from its kubeAPIQPS: a burst of events never delays status writes.
-        self.events_api: KubeApi | None = None
-        self.auth_client: ApiClient | None = None
-        self.events: EventRecorder | None = None
-        self.controller: PodController | None = None
-        self.server: KubeletServer | None = None
-        self.informer: PodInformer | None = None
-        self.janitor: LogJanitor | None = None
-        self.devices: DeviceManager | None = None
-        self.nodes: dict[str, DeviceNode] = {}
-        self.claimed: dict[str, str] = {}
-        self._tasks: list[asyncio.Task[None]] = []
-        self._device_tasks: dict[str, asyncio.Task[None]] = {}
+        self.ssh_hosts: list[SshHost] = []  # SSH hosts served as nodes (docs/ssh.md)
         self.state = StateDir(config.gateway.state_dir)
         self.identity = config.gateway.identity or self.state.identity()
-        self.node_ip = ""
-        self.kubelet_port = 0
-        self.serving_cert: ServingCertificate | None = None
+        self.nodes: NodeRegistry[DeviceNode] = NodeRegistry()
+        self._parts: GatewayParts | None = None
+        self._stack = AsyncExitStack()
+        self._background = TaskSet()
+        self._device_tasks = TaskSet()
 
-    def _spawn(self, coro: Coroutine[Any, Any, None], name: str) -> asyncio.Task[None]:
-        task = asyncio.create_task(coro, name=name)
-        task.add_done_callback(self._crashed)
-        return task
+    @property
+    def parts(self) -> GatewayParts:
+        if self._parts is None:
+            raise RuntimeError("the gateway is not started")
+        return self._parts
 
-    def _crashed(self, task: asyncio.Task[None]) -> None:
-        if not task.cancelled() and task.exception() is not None:
-            log.error("background task %s failed", task.get_name(), exc_info=task.exception())
+    @property
+    def api(self) -> KubeApi:
+        return self.parts.api
+
+    @property
+    def devices(self) -> DeviceManager:
+        return self.parts.devices
+
+    @property
+    def server(self) -> KubeletServer:
+        return self.parts.server
+
+    @property
+    def node_ip(self) -> str:
+        return self.parts.node_ip
+
+    @property
+    def kubelet_port(self) -> int:
+        return self.parts.server.port
 
     async def start(self) -> None:
-        # Key files exist only while the clients and the kubelet API's context are built.
-        private = self.state.fresh_private()
-        try:
-            await self._start(private)
-        finally:
-            forget_credential_files(private)
-            self.state.clear_private()
+        if self._parts is not None:
+            raise RuntimeError("the gateway is started already")
+        async with AsyncExitStack() as stack:
+            stack.callback(self.state.clear_private)
+            # Key files exist only while the clients and the kubelet API's context are built.
+            private = self.state.fresh_private()
+            try:
+                parts = await self._build(stack, private)
+            finally:
+                forget_credential_files(private)
+                self.state.clear_private()
+            # Set before the background work starts: its callbacks reach the parts through it.
+            self._parts = parts
+            stack.callback(self._forget_parts)
+            self._launch(stack, parts)
+            self._stack = stack.pop_all()
         log.info(
             "gateway %s up: kubelet API on %s:%d, devices from %s",
             self.identity,
@@ -185,41 +235,44 @@ class Gateway:
                     *self.config.devices.dirs,
                     *(["udev"] if self.config.devices.udev else []),
                     *(f"usb {text}" for text in self.config.devices.usb),
+                    *(host.label for host in self.config.ssh.hosts),
                 ]
             )
             or "nowhere (configure devices)",
         )
 
-    async def _start(self, private: Path) -> None:
+    async def _build(self, stack: AsyncExitStack, private: Path) -> GatewayParts:
+        """Every part, in start order; each registers its teardown on `stack` as it comes up."""
         cfg = self.config
         configuration = await load_configuration(cfg.kube.kubeconfig, private)
-        self.api = KubeApi(configuration, qps=cfg.kube.qps, burst=cfg.kube.burst)
-        self.auth_client = ApiClient(configuration)
-        self.node_ip = cfg.kubelet.node_ip or detect_node_ip(configuration.host or "")
-        self.events_api = KubeApi(configuration, qps=cfg.kube.qps, burst=cfg.kube.burst)
-        self.events = EventRecorder(self.events_api, socket.gethostname())
-        self.controller = PodController(
-            self.api, self.events, host_ip=self.node_ip, config_retry_s=self.config_retry_s
-        )
-        self.logs = LogStore(
+        api = KubeApi(configuration, qps=cfg.kube.qps, burst=cfg.kube.burst)
+        stack.push_async_callback(api.close)
+        auth_client = ApiClient(configuration)
+        stack.push_async_callback(auth_client.close)
+        # Events have their own client and rate budget, as the kubelet's eventRecordQPS is
+        # separate from its kubeAPIQPS: a burst of events never delays status writes.
+        events_api = KubeApi(configuration, qps=cfg.kube.qps, burst=cfg.kube.burst)
+        stack.push_async_callback(events_api.close)
+        events = EventRecorder(events_api, socket.gethostname())
+        stack.push_async_callback(_drain, events)
+        node_ip = cfg.kubelet.node_ip or detect_node_ip(configuration.host or "")
+        controller = PodController(api, events, host_ip=node_ip, config_retry_s=self.config_retry_s)
+        stack.push_async_callback(controller.close)
+        logs = LogStore(
             LogConfig(
                 root=Path(cfg.logs.dir),
                 max_bytes=cfg.logs.max_bytes,
                 max_rotated_files=max(cfg.logs.max_files - 1, 0),
             )
         )
-        await self._start_kubelet_api(private)
-        self.informer = PodInformer(self.api, self.controller.wants, self._on_pod)
-        self.controller.on_node_added = self.informer.deliver_node
-        self.janitor = LogJanitor(self.logs, self._pods_with_logs)
-        self._tasks += [
-            self._spawn(self.events.run(), "events"),
-            self._spawn(self.controller.run_status_writer(), "pod status"),
-            self._spawn(self.informer.run(), "pod informer"),
-            self._spawn(self.janitor.run(self.informer.synced), "log cleanup"),
-        ]
+        context, serving_cert = await self._serving_context(api, private, node_ip)
+        server = self._kubelet_server(controller, logs, auth_client, context)
+        await _listen(server, cfg.kubelet.address, cfg.kubelet.port)
+        stack.push_async_callback(server.stop)
+        informer = PodInformer(api, controller.wants, self._on_pod)
+        controller.on_node_added = informer.deliver_node
         dtr = {"on": True, "off": False, "keep": None}[cfg.devices.dtr]
-        self.devices = DeviceManager(
+        devices = DeviceManager(
             ports=cfg.devices.ports,
             dirs=cfg.devices.dirs,
             settings=SerialSettings(baudrate=cfg.devices.baudrate, dtr=dtr),
@@ -229,15 +282,61 @@ class Gateway:
             usb=tuple(UsbSelector.parse(text) for text in cfg.devices.usb),
             on_problem=self._on_device_problem,
         )
-        self._tasks.append(self._spawn(self.devices.run(), "device discovery"))
+        return GatewayParts(
+            api=api,
+            events=events,
+            controller=controller,
+            logs=logs,
+            server=server,
+            serving_cert=serving_cert,
+            informer=informer,
+            janitor=LogJanitor(logs, self._pods_with_logs),
+            devices=devices,
+            node_ip=node_ip,
+        )
 
-    async def _start_kubelet_api(self, private: Path) -> None:
+    def _launch(self, stack: AsyncExitStack, parts: GatewayParts) -> None:
+        """The background work, once every part it calls back into exists."""
+        stack.push_async_callback(self._background.stop)
+        if parts.serving_cert is not None:
+            self._background.spawn(parts.serving_cert.run(), "serving certificate")
+        self._background.spawn(parts.events.run(), "events")
+        self._background.spawn(parts.controller.run_status_writer(), "pod status")
+        self._background.spawn(parts.informer.run(), "pod informer")
+        self._background.spawn(parts.janitor.run(parts.informer.synced), "log cleanup")
+        stack.push_async_callback(self._stop_devices, parts.devices)
+        self._device_tasks.spawn(parts.devices.run(), "device discovery")
+        # SSH hosts (docs/ssh.md): one backend each, glued to a node like a device's session.
+        for host in self.config.ssh.hosts:
+            backend = SshHost(
+                host,
+                self.config.ssh,
+                on_problem=functools.partial(self._on_device_problem, host.label),
+            )
+            self.ssh_hosts.append(backend)
+            self._on_session(host.label, backend)
+
+    async def _stop_devices(self, devices: DeviceManager) -> None:
+        """Sessions first, then the nodes; the tasks keep running on the devices (adopted on
+        the next start)."""
+        await devices.close()
+        for task in self._device_tasks:
+            task.cancel()
+        for node in self.nodes.values():
+            await node.close()
+        for backend in self.ssh_hosts:
+            await backend.close()  # commands keep running on the host (adopted next time)
+        self.ssh_hosts.clear()
+        await self._device_tasks.stop()
+
+    async def _serving_context(
+        self, api: KubeApi, private: Path, node_ip: str
+    ) -> tuple[ssl.SSLContext, ServingCertificate | None]:
         cfg = self.config.kubelet
-        assert self.controller is not None and self.auth_client is not None
         if cfg.tls_cert and cfg.tls_key:
             cert, key = Path(cfg.tls_cert), Path(cfg.tls_key)
         else:
-            cert, key = self_signed(private, self.node_ip)
+            cert, key = self_signed(private, node_ip)
             if not cfg.server_tls_bootstrap:
                 log.warning(
                     "no kubelet.tls_cert configured: serving a self-signed certificate; an API "
@@ -246,20 +345,55 @@ class Gateway:
                     "kubelet.server_tls_bootstrap = true)"
                 )
         context = server_ssl_context(cert, key, Path(cfg.client_ca) if cfg.client_ca else None)
-        if cfg.server_tls_bootstrap:
-            await self._bootstrap_serving_cert(context)
-        self.server = KubeletServer(
+        if not cfg.server_tls_bootstrap:
+            return context, None
+        return context, await self._bootstrap_serving_cert(api, context, node_ip)
+
+    async def _bootstrap_serving_cert(
+        self, api: KubeApi, context: ssl.SSLContext, node_ip: str
+    ) -> ServingCertificate:
+        """Serving certificate from the cluster; the self-signed one serves until it arrives.
+
+        When the gateway approves its own request, the start waits for the first certificate
+        (seconds), so the API server never meets the self-signed one; otherwise an
+        administrator approves it whenever they do, and the log says how."""
+        host = socket.gethostname()
+        serving_cert = ServingCertificate(
+            api,
+            context,
+            self.state.private / "serving",
+            host=host,
+            ips=[node_ip],
+            dns_names=[host],
+            approve=self.config.kubelet.serving_cert_approve,
+        )
+        if self.config.kubelet.serving_cert_approve:
+            try:
+                await serving_cert.obtain(timeout_s=FIRST_SERVING_CERT_WAIT_S)
+            except WireletError as exc:
+                log.error("no serving certificate from the cluster yet: %s", exc)
+        return serving_cert
+
+    def _kubelet_server(
+        self,
+        controller: PodController,
+        logs: LogStore,
+        auth_client: ApiClient,
+        context: ssl.SSLContext,
+    ) -> KubeletServer:
+        cfg = self.config.kubelet
+        return KubeletServer(
             GatewayProvider(
-                self.controller,
-                self.logs,
+                controller,
+                logs,
                 self._load_of,
                 self._session_of,
                 exec_timeout_s=cfg.exec_timeout_s,
             ),
             authenticator=ChainAuthenticator(
-                X509Authenticator(), TokenReviewAuthenticator(self.auth_client)
+                X509Authenticator(), TokenReviewAuthenticator(auth_client)
             ),
-            authorizer=SubjectAccessReviewAuthorizer(self.auth_client),
+            authorizer=SubjectAccessReviewAuthorizer(auth_client),
             ssl_context=context,
             host=cfg.address,
             port=cfg.port,
@@ -276,85 +410,51 @@ class Gateway:
                 "serverTLSBootstrap": cfg.server_tls_bootstrap,
             },
         )
-        try:
-            await self.server.start()
-        except OSError as exc:
-            raise ConfigError(
-                f"kubelet.port: cannot listen on {cfg.address}:{cfg.port}: {exc.strerror} "
-                "(another kubelet or gateway there? choose another with --kubelet-port or "
-                "[kubelet] port; 0 picks a free one)"
-            ) from None
-        self.kubelet_port = self.server.port
-
-    async def _bootstrap_serving_cert(self, context: ssl.SSLContext) -> None:
-        """Serving certificate from the cluster; the self-signed one serves until it arrives.
-
-        When the gateway approves its own request, the start waits for the first certificate
-        (seconds), so the API server never meets the self-signed one; otherwise an
-        administrator approves it whenever they do, and the log says how."""
-        assert self.api is not None
-        host = socket.gethostname()
-        self.serving_cert = ServingCertificate(
-            self.api,
-            context,
-            self.state.private / "serving",
-            host=host,
-            ips=[self.node_ip],
-            dns_names=[host],
-            approve=self.config.kubelet.serving_cert_approve,
-        )
-        if self.config.kubelet.serving_cert_approve:
-            try:
-                await self.serving_cert.obtain(timeout_s=FIRST_SERVING_CERT_WAIT_S)
-            except WireletError as exc:
-                log.error("no serving certificate from the cluster yet: %s", exc)
-        self._tasks.append(self._spawn(self.serving_cert.run(), "serving certificate"))
 
     def _on_pod(self, kind: str, pod: dict[str, Any]) -> None:
-        assert self.controller is not None and self.janitor is not None
-        self.controller.on_pod(kind, pod)
+        self.parts.controller.on_pod(kind, pod)
         if kind == "DELETED":
-            self.janitor.pod_deleted()  # the kubelet removes a deleted pod's logs
+            self.parts.janitor.pod_deleted()  # the kubelet removes a deleted pod's logs
 
     def _pods_with_logs(self) -> set[str]:
         """Pods whose logs stay: every pod bound in the API, and any a runtime still writes."""
-        live = set(self.informer.store) if self.informer is not None else set()
+        live = set(self.parts.informer.store)
         for node in self.nodes.values():
             if node.runtime is not None:
                 live |= node.runtime.pod_uids_in_use()
         return live
 
     def _load_of(self, node_name: str) -> DeviceLoad | None:
-        node = self.nodes.get(self.claimed.get(node_name, ""))
+        node = self.nodes.by_name(node_name)
         return node.session.load if node is not None else None
 
-    def _session_of(self, node_name: str) -> DeviceSession | None:
-        node = self.nodes.get(self.claimed.get(node_name, ""))
+    def _session_of(self, node_name: str) -> DeviceSession | SshHost | None:
+        node = self.nodes.by_name(node_name)
         return node.session if node is not None else None
 
-    def _on_session(self, path: str, session: DeviceSession) -> None:
-        assert self.api and self.controller and self.events and self.informer and self.server
+    def _on_session(self, path: str, session: DeviceSession | SshHost) -> None:
+        parts = self.parts
         node = DeviceNode(
             path,
             session,
-            api=self.api,
+            api=parts.api,
             config=self.config,
             settings=NodeSettings(
-                self.node_ip,
-                self.kubelet_port,
+                parts.node_ip,
+                parts.server.port,
                 self.restart_backoff,
                 owner=self.identity,
-                port_for=self.server.open_node,
+                port_for=parts.server.open_node,
             ),
-            controller=self.controller,
-            events=self.events,
-            logs=self.logs,
-            informer_synced=self.informer.synced,
-            claimed=self.claimed,
+            controller=parts.controller,
+            events=parts.events,
+            logs=parts.logs,
+            informer_synced=parts.informer.synced,
+            registry=self.nodes,
         )
-        self.nodes[path] = node
+        self.nodes.add(path, node)
         self._scale_api_budget()
-        self._device_tasks[path] = self._spawn(node.run(), f"device {path}")
+        self._device_tasks.spawn(node.run(), f"device {path}")
 
     def _scale_api_budget(self) -> None:
         """Grow the API client's rate budget with the devices served (never below [kube] qps).
@@ -364,54 +464,49 @@ class Gateway:
         status writes, so renewals ran late. Each device adds what one virtual-kubelet process
         gets by default (client-go: 5 QPS, burst 10); the limiter only caps, it never adds load.
         """
-        assert self.api is not None
+        limiter = self.parts.api.limiter
         served = len(self.nodes)
-        self.api.limiter.rate = max(self.config.kube.qps, QPS_PER_DEVICE * served)
-        self.api.limiter.capacity = float(max(self.config.kube.burst, BURST_PER_DEVICE * served))
+        limiter.rate = max(self.config.kube.qps, QPS_PER_DEVICE * served)
+        limiter.capacity = float(max(self.config.kube.burst, BURST_PER_DEVICE * served))
 
     def _on_device_problem(self, key: str, reason: str, message: str) -> None:
         """A device cannot be opened (permission, busy): a Warning Event on its node, or on the
         gateway host's name while the device has never answered (its node name is unknown)."""
-        if not reason or self.events is None:
+        if not reason or self._parts is None:
             return
         node = self.nodes.get(key)
         name = node.name if node is not None and node.name else socket.gethostname()
-        self.events.record(ObjectRef.node(name), "Warning", reason, message)
+        self._parts.events.record(ObjectRef.node(name), "Warning", reason, message)
+
+    def _forget_parts(self) -> None:
+        self._parts = None
 
     async def stop(self) -> None:
-        """Reverse order; device tasks keep running on the devices (adopted on the next start)."""
-        if self.devices is not None:
-            await self.devices.close()
-        for task in self._device_tasks.values():
-            task.cancel()
-        for node in self.nodes.values():
-            await node.close()
-        for task in [*self._device_tasks.values(), *self._tasks]:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-        if self.controller is not None:
-            await self.controller.close()
-        if self.events is not None:
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(self.events.drain(), 2.0)
-        if self.server is not None:
-            await self.server.stop()
-        if self.auth_client is not None:
-            await self.auth_client.close()
-        if self.api is not None:
-            await self.api.close()
-        if self.events_api is not None:
-            await self.events_api.close()
-        self.state.clear_private()
+        """Every part's teardown, in the reverse order of start; device tasks keep running on
+        the devices (adopted on the next start). Stopping twice is harmless."""
+        stack, self._stack = self._stack, AsyncExitStack()
+        await stack.aclose()
 
     async def __aenter__(self) -> Gateway:
-        try:
-            await self.start()
-        except BaseException:
-            await self.stop()
-            raise
+        await self.start()  # a failed start has torn down what it built
         return self
 
     async def __aexit__(self, *exc: object) -> None:
         await self.stop()
+
+
+async def _listen(server: KubeletServer, address: str, port: int) -> None:
+    try:
+        await server.start()
+    except OSError as exc:
+        raise ConfigError(
+            f"kubelet.port: cannot listen on {address}:{port}: {exc.strerror} "
+            "(another kubelet or gateway there? choose another with --kubelet-port or "
+            "[kubelet] port; 0 picks a free one)"
+        ) from None
+
+
+async def _drain(events: EventRecorder) -> None:
+    """Events still queued at stop are written if the API answers within 2 s."""
+    with contextlib.suppress(Exception):
+        await asyncio.wait_for(events.drain(), 2.0)

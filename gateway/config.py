@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from firmware_protocol import MAX_FRAME_CEILING, MIN_FRAME
+from gateway.config_ssh import SshConfig, parse_ssh
 from gateway.errors import ConfigError
 from gateway.names import is_label_key, is_label_value, is_node_name_prefix, node_name
 
@@ -187,6 +188,7 @@ class GatewayConfig:
     # Protocol timers ([link] table), validated against LINK_KEYS; split up in gateway.app.
     link: Mapping[str, float] = field(default_factory=dict)
     gateway: GatewaySection = field(default_factory=GatewaySection)
+    ssh: SshConfig = field(default_factory=SshConfig)  # SSH hosts as nodes (gateway.config_ssh)
 
 
 class _Reader:
@@ -323,7 +325,7 @@ def parse_taint(text: str, source: str = "nodes.taint") -> Taint:
     return Taint(match.group(1), match.group(3) or "", match.group(4))
 
 
-def config_from_mapping(
+def config_from_mapping(  # noqa: PLR0912, PLR0915 (one check per section and key, in file order)
     data: Mapping[str, Any],
     source: str = "<config>",
     overrides: Mapping[str, Mapping[str, Any]] | None = None,
@@ -493,8 +495,10 @@ def config_from_mapping(
     )
     gateway_t.reject_unknown()
 
+    ssh = parse_ssh(top.table_of("ssh"))
+
     top.reject_unknown()
-    return GatewayConfig(kube, nodes, devices, kubelet, logs, link, gateway)
+    return GatewayConfig(kube, nodes, devices, kubelet, logs, link, gateway, ssh=ssh)
 
 
 def parse_port_range(text: str) -> tuple[int, int]:
@@ -565,15 +569,17 @@ def loopback_settings(
     *,
     kubeconfig: str,
     client_ca: str,
-    tls_cert: str,
-    tls_key: str,
     device_dir: str,
     log_dir: str,
+    tls_cert: str = "",
+    tls_key: str = "",
     state_dir: str | None = None,
 ) -> dict[str, dict[str, Any]]:
     """The config, as TOML-shaped data, of a gateway beside a control plane on this machine
     (the demo, tests, benchmarks): kubelet API on 127.0.0.1 with a free port, devices from one
-    directory of links, state beside the logs unless given."""
+    directory of links, state beside the logs unless given; without a serving certificate
+    (tls_cert, tls_key) the gateway makes or requests its own."""
+    serving = {"tls_cert": tls_cert, "tls_key": tls_key} if tls_cert and tls_key else {}
     return {
         "gateway": {"state_dir": state_dir or str(Path(log_dir).parent / "state")},
         "kube": {"kubeconfig": kubeconfig},
@@ -583,8 +589,7 @@ def loopback_settings(
             "port": 0,
             "node_ports": "0",
             "node_ip": "127.0.0.1",
-            "tls_cert": tls_cert,
-            "tls_key": tls_key,
+            **serving,
             "client_ca": client_ca,
         },
         "logs": {"dir": log_dir},

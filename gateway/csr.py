@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import ipaddress
 import logging
 import secrets
 from collections.abc import Callable, Sequence
@@ -26,8 +25,8 @@ from typing import Any
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 
+from gateway.certs import alt_names, subject
 from gateway.errors import WireletError
 from gateway.kube.api import KubeApi, KubeApiError
 
@@ -58,38 +57,14 @@ class CsrRequest:
     expiration_s: int | None = None
 
 
-def new_key() -> ec.EllipticCurvePrivateKey:
-    return ec.generate_private_key(ec.SECP256R1())
-
-
-def key_pem(key: ec.EllipticCurvePrivateKey) -> bytes:
-    return key.private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption(),
-    )
-
-
 def gateway_user(name: str) -> str:
     return f"{GATEWAY_USER_PREFIX}{name}"
 
 
 def client_request(key: ec.EllipticCurvePrivateKey, gateway_name: str) -> CsrRequest:
-    subject = x509.Name(
-        [
-            x509.NameAttribute(NameOID.ORGANIZATION_NAME, GATEWAY_GROUP),
-            x509.NameAttribute(NameOID.COMMON_NAME, gateway_user(gateway_name)),
-        ]
-    )
-    pem = (
-        x509.CertificateSigningRequestBuilder()
-        .subject_name(subject)
-        .sign(key, hashes.SHA256())
-        .public_bytes(serialization.Encoding.PEM)
-    )
     return CsrRequest(
         f"wirelet-gateway-{_dns_label(gateway_name)}-",
-        pem,
+        _request_pem(key, subject(gateway_user(gateway_name), GATEWAY_GROUP)),
         CLIENT_SIGNER,
         ("digital signature", "client auth"),
     )
@@ -103,28 +78,25 @@ def serving_request(
     expiration_s: int | None = None,
 ) -> CsrRequest:
     """What kubernetes.io/kubelet-serving signs: O=system:nodes, CN=system:node:<host>."""
-    subject = x509.Name(
-        [
-            x509.NameAttribute(NameOID.ORGANIZATION_NAME, "system:nodes"),
-            x509.NameAttribute(NameOID.COMMON_NAME, f"system:node:{host}"),
-        ]
-    )
-    sans: list[x509.GeneralName] = [x509.DNSName(d) for d in dict.fromkeys(dns_names)]
-    sans += [x509.IPAddress(ipaddress.ip_address(ip)) for ip in dict.fromkeys(ips)]
-    pem = (
-        x509.CertificateSigningRequestBuilder()
-        .subject_name(subject)
-        .add_extension(x509.SubjectAlternativeName(sans), critical=False)
-        .sign(key, hashes.SHA256())
-        .public_bytes(serialization.Encoding.PEM)
-    )
+    name = subject(f"system:node:{host}", "system:nodes")
     return CsrRequest(
         f"wirelet-serving-{_dns_label(host)}-",
-        pem,
+        _request_pem(key, name, alt_names(ips, dns_names)),
         SERVING_SIGNER,
         ("digital signature", "server auth"),
         expiration_s,
     )
+
+
+def _request_pem(
+    key: ec.EllipticCurvePrivateKey,
+    name: x509.Name,
+    sans: x509.SubjectAlternativeName | None = None,
+) -> bytes:
+    builder = x509.CertificateSigningRequestBuilder().subject_name(name)
+    if sans is not None:
+        builder = builder.add_extension(sans, critical=False)
+    return builder.sign(key, hashes.SHA256()).public_bytes(serialization.Encoding.PEM)
 
 
 async def submit(api: KubeApi, request: CsrRequest) -> str:

@@ -35,9 +35,11 @@ from gateway.link.events import (
 from gateway.link.session import DeviceSession
 from gateway.link.state import SessionState
 from gateway.logs.store import LogStore
+from gateway.node_registry import NodeRegistry
 from gateway.runtime.backoff import BackoffPolicy
 from gateway.runtime.device_runtime import DeviceRuntime
 from gateway.runtime.output import OutputSpooler
+from gateway.ssh.host import SshHost
 
 log = logging.getLogger(__name__)
 
@@ -123,6 +125,8 @@ def node_facts(facts: DeviceFacts) -> NodeFacts:
         apps=facts.apps,
         arch=facts.arch or "unknown",
         gateway_host=socket.gethostname(),
+        os=facts.os or "none",
+        cpus=facts.cpus,
         boot_id=facts.boot_id,
     )
 
@@ -133,7 +137,7 @@ class DeviceNode:
     def __init__(
         self,
         path: str,
-        session: DeviceSession,
+        session: DeviceSession | SshHost,  # a device's link, or an SSH host (gateway.ssh)
         *,
         api: KubeApi,
         config: GatewayConfig,
@@ -142,7 +146,7 @@ class DeviceNode:
         events: EventRecorder,
         logs: LogStore,
         informer_synced: asyncio.Event,
-        claimed: dict[str, str],
+        registry: NodeRegistry[DeviceNode],
     ) -> None:
         self.path = path
         self.session = session
@@ -153,7 +157,7 @@ class DeviceNode:
         self.events = events
         self.logs = logs
         self.informer_synced = informer_synced
-        self.claimed = claimed  # node name -> device path, shared by all DeviceNodes
+        self.registry = registry  # who claimed which node name, shared by all DeviceNodes
         self.name: str | None = None
         self.agent: NodeAgent | None = None
         self.runtime: DeviceRuntime | None = None
@@ -207,8 +211,8 @@ class DeviceNode:
         if facts is None:
             return False
         name = node_name_for(self.config.nodes, facts.device_id)
-        owner = self.claimed.get(name)
-        if owner is not None and owner != self.path:
+        owner = self.registry.claim(name, self.path)
+        if owner is not None:
             log.error(
                 "%s: device %s is already served through %s; ignoring this path "
                 "(two links to one device?)",
@@ -217,7 +221,6 @@ class DeviceNode:
                 owner,
             )
             return False
-        self.claimed[name] = self.path
         self.name = name
         self.agent = NodeAgent(
             self.api,
@@ -284,7 +287,7 @@ class DeviceNode:
             return
         assert self.runtime is not None
         self._reconciled = None
-        self.runtime.device_tasks = {t.task_id: t for t in event.device_tasks}
+        self.runtime.reconciled(event.device_tasks)
         if self._early.dropped_output or self._early.dropped_tasks:
             log.warning(
                 "%s: before the device was identified, %d bytes of output and the events of "
@@ -301,7 +304,7 @@ class DeviceNode:
     def _attach(self) -> None:
         """First time up: hand the runtime every pod bound to this node."""
         assert self.runtime is not None and self.name is not None
-        self.runtime.link_up = True
+        self.runtime.link_changed(True)
         self.controller.attach_runtime(
             self.name, self.runtime, known_pods=self.informer_synced.is_set()
         )

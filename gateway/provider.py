@@ -48,50 +48,35 @@ class GatewayProvider:
     def node_names(self) -> Sequence[str]:
         return sorted(self.controller.nodes)
 
-    def _find(self, namespace: str, name: str) -> dict[str, Any] | None:
-        for state in self.controller.pods.values():
-            meta = state.pod.get("metadata") or {}
-            if meta.get("namespace") == namespace and meta.get("name") == name:
-                return state.pod
-        return None
-
     async def get_pod(self, namespace: str, name: str) -> dict[str, Any] | None:
-        return self._find(namespace, name)
+        view = self.controller.find_pod(namespace, name)
+        return view.raw if view else None
 
     async def list_pods(self) -> list[dict[str, Any]]:
-        return [state.pod for state in self.controller.pods.values()]
+        return [view.raw for view in self.controller.pod_views()]
 
     async def find_container_log(
         self, namespace: str, pod: str, container: str
     ) -> LogSource | None:
-        obj = self._find(namespace, pod)
-        if obj is None:
+        view = self.controller.find_pod(namespace, pod)
+        if view is None:
             return None
-        uid = obj["metadata"]["uid"]
-        node = (obj.get("spec") or {}).get("nodeName") or ""
-        binding = self.controller.nodes.get(node)
-        runtime = binding.runtime if binding else None
-        record = runtime.pods.get(uid) if runtime else None
-        restart: int | None = None
-        if record is not None:
-            for status in record.containers:
-                if status.name == container:
-                    restart = status.restart_count
-        if restart is None:
+        uid = view.uid
+        runtime = self.controller.runtime_of(view.node_name)
+        snapshot = runtime.snapshot(uid) if runtime else None
+        status = snapshot.container(container) if snapshot else None
+        restart: int | None = status.restart_count if status else None
+        recorded = view.recorded_status(container) if restart is None else None
+        if recorded is not None:
             # Not (or no longer) in the runtime: fall back to what the API's status says.
-            pod_status = obj.get("status") or {}
-            for key in ("containerStatuses", "ephemeralContainerStatuses"):
-                for status in pod_status.get(key) or []:
-                    if status.get("name") == container:
-                        restart = int(status.get("restartCount", 0))
+            restart = recorded.restart_count
         if restart is None:
             return None
 
         async def is_running() -> bool:
-            current = runtime.pods.get(uid) if runtime else None
-            if current is None:
-                return False
-            return any(s.name == container and s.running for s in current.containers)
+            current = runtime.snapshot(uid) if runtime else None
+            status = current.container(container) if current else None
+            return status is not None and status.running
 
         return self.logs.source(
             namespace, pod, uid, container, restart=restart, is_running=is_running
@@ -106,7 +91,7 @@ class GatewayProvider:
             tasks = load.tasks if load else {}
             pods = []
             runtime = binding.runtime
-            for record in runtime.pods.values() if runtime else ():
+            for record in runtime.snapshots() if runtime else ():
                 spec = record.spec
                 start = int(record.started_at.timestamp() * 1e9)
                 containers = []
@@ -152,7 +137,7 @@ class GatewayProvider:
     async def running_pods(self) -> list[dict[str, Any]]:
         result = []
         for name, binding in sorted(self.controller.nodes.items()):
-            for record in binding.runtime.pods.values() if binding.runtime else ():
+            for record in binding.runtime.snapshots() if binding.runtime else ():
                 running = [
                     {"name": status.name, "image": status.image}
                     for status in record.containers
@@ -178,19 +163,12 @@ class GatewayProvider:
         self, namespace: str, pod: str, container: str, argv: Sequence[str]
     ) -> ExecOutcome:
         """The device's EXEC in the context of the container's running task."""
-        obj = self._find(namespace, pod)
-        node = ((obj or {}).get("spec") or {}).get("nodeName") or ""
-        binding = self.controller.nodes.get(node)
-        runtime = binding.runtime if binding else None
-        record = runtime.pods.get(obj["metadata"]["uid"]) if runtime and obj else None
-        task_id = next(
-            (
-                s.task_id
-                for s in (record.containers if record else ())
-                if s.name == container and s.running
-            ),
-            None,
-        )
+        view = self.controller.find_pod(namespace, pod)
+        node = view.node_name if view else ""
+        runtime = self.controller.runtime_of(node)
+        snapshot = runtime.snapshot(view.uid) if runtime and view else None
+        status = snapshot.container(container) if snapshot else None
+        task_id = status.task_id if status and status.running else None
         if task_id is None:
             raise ExecFailed(f'container "{container}" in pod "{pod}" is not running')
         session = self.session_of(node)

@@ -9,9 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime
-import ipaddress
 import logging
-import os
 import socket
 import ssl
 from collections.abc import Sequence
@@ -20,17 +18,9 @@ from pathlib import Path
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 
-from gateway.csr import (
-    CsrError,
-    approve,
-    key_pem,
-    new_key,
-    serving_request,
-    submit,
-    wait_for_certificate,
-)
+from gateway.certs import alt_names, new_key, subject, write_key
+from gateway.csr import CsrError, approve, serving_request, submit, wait_for_certificate
 from gateway.kube.api import KubeApi, KubeApiError
 
 log = logging.getLogger(__name__)
@@ -44,10 +34,9 @@ RETRY_S = 30.0
 
 
 def self_signed(directory: Path, node_ip: str) -> tuple[Path, Path]:
-    directory.mkdir(parents=True, exist_ok=True)
-    key = ec.generate_private_key(ec.SECP256R1())
+    key = new_key()
     host = socket.gethostname()
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, f"{host}@wirelet")])
+    name = subject(f"{host}@wirelet")
     now = datetime.datetime.now(datetime.UTC)
     cert = (
         x509.CertificateBuilder()
@@ -57,25 +46,10 @@ def self_signed(directory: Path, node_ip: str) -> tuple[Path, Path]:
         .serial_number(x509.random_serial_number())
         .not_valid_before(now - datetime.timedelta(minutes=5))
         .not_valid_after(now + datetime.timedelta(days=VALIDITY_DAYS))
-        .add_extension(
-            x509.SubjectAlternativeName(
-                [x509.DNSName(host), x509.IPAddress(ipaddress.ip_address(node_ip))]
-            ),
-            critical=False,
-        )
+        .add_extension(alt_names([node_ip], [host]), critical=False)
         .sign(key, hashes.SHA256())
     )
-    cert_path, key_path = directory / "kubelet.crt", directory / "kubelet.key"
-    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.touch(mode=0o600)
-    key_path.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-    return cert_path, key_path
+    return _write_pair(directory, "kubelet", cert.public_bytes(serialization.Encoding.PEM), key)
 
 
 class ServingCertificate:
@@ -174,9 +148,6 @@ def _write_pair(
     directory: Path, stem: str, cert_pem: bytes, key: ec.EllipticCurvePrivateKey
 ) -> tuple[Path, Path]:
     directory.mkdir(parents=True, exist_ok=True, mode=0o700)
-    cert_path, key_path = directory / f"{stem}.crt", directory / f"{stem}.key"
-    fd = os.open(key_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as fh:
-        fh.write(key_pem(key))
+    cert_path = directory / f"{stem}.crt"
     cert_path.write_bytes(cert_pem)
-    return cert_path, key_path
+    return cert_path, write_key(directory / f"{stem}.key", key)

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import base64
-import json
 import os
 import socket
 import subprocess
@@ -14,7 +12,7 @@ import pytest
 
 from gateway import __version__
 from gateway.cli import main
-from hil.cluster.pki import CertificateAuthority, cert_pem, key_pem
+from tests.offline_cluster import offline_kubeconfig
 
 
 def test_version_flag_prints_version(capsys: pytest.CaptureFixture[str]) -> None:
@@ -121,47 +119,6 @@ def test_missing_device_dir_is_said(tmp_path: Path) -> None:
     out = run_gateway("--dir", str(not_a_dir))
     assert out.returncode == 2
     assert f"devices.dirs: {not_a_dir} exists but is not a directory" in out.stderr
-
-
-def offline_kubeconfig(directory: Path) -> Path:
-    """A kubeconfig with an embedded client key (as kubeadm writes admin.conf), for an API
-    server that is not there: the gateway starts, and retries the API in the background."""
-    ca = CertificateAuthority.create("test-ca")
-    cert, key = ca.issue("admin", orgs=["system:masters"], client=True)
-
-    def b64(data: bytes) -> str:
-        return base64.b64encode(data).decode()
-
-    path = directory / "kubeconfig"
-    path.write_text(
-        json.dumps(
-            {
-                "apiVersion": "v1",
-                "kind": "Config",
-                "clusters": [
-                    {
-                        "name": "c",
-                        "cluster": {
-                            "server": "https://127.0.0.1:9",
-                            "certificate-authority-data": b64(cert_pem(ca.cert)),
-                        },
-                    }
-                ],
-                "users": [
-                    {
-                        "name": "u",
-                        "user": {
-                            "client-certificate-data": b64(cert_pem(cert)),
-                            "client-key-data": b64(key_pem(key)),
-                        },
-                    }
-                ],
-                "contexts": [{"name": "x", "context": {"cluster": "c", "user": "u"}}],
-                "current-context": "x",
-            }
-        )
-    )
-    return path
 
 
 def test_port_in_use_is_a_clear_error(tmp_path: Path) -> None:

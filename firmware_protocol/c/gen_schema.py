@@ -39,7 +39,7 @@ class _Row:
         self.sub = "NULL"
 
 
-def _describe(row: _Row, codec: f.Codec, nested: list[type]) -> None:  # type: ignore[type-arg]
+def _describe(row: _Row, codec: f.Codec, nested: list[type]) -> None:  # type: ignore[type-arg]  # noqa: PLR0912, PLR0915 (one branch per codec kind, as in the schema)
     if isinstance(codec, f.Optional):
         row.flags.append("WL_F_NULLABLE")
         _describe(row, codec.inner, nested)

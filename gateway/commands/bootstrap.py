@@ -14,20 +14,18 @@ import argparse
 import asyncio
 import base64
 import json
-import os
 import socket
 import sys
 from pathlib import Path
 from typing import Any
 
+from gateway.certs import new_key, write_key
 from gateway.csr import (
     GATEWAY_GROUP,
     CsrError,
     approve,
     client_request,
     gateway_user,
-    key_pem,
-    new_key,
     submit,
     wait_for_certificate,
 )
@@ -83,11 +81,7 @@ def main(args: argparse.Namespace) -> int:
         configuration = asyncio.run(load_configuration(args.kubeconfig))
         out.mkdir(parents=True, exist_ok=True)
         key = new_key()
-        key_path = out / "gateway.key"
-        # Private from its first byte: created 0600, then written.
-        fd = os.open(key_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(key_pem(key))
+        key_path = write_key(out / "gateway.key", key)
         certificate = asyncio.run(_request(configuration, key, args))
         cert_path = out / "gateway.crt"
         cert_path.write_bytes(certificate)

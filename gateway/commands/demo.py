@@ -80,12 +80,8 @@ async def _run(cluster: Any, workdir: Path, count: int, check: bool) -> int:
     # A non-loopback address on this machine only, so the API server's node proxy works too.
     address = shared_node_address()
     hosts = ["127.0.0.1", "localhost", *([address.ip] if address else [])]
-    cert, key = cluster.sign_serving_cert(hosts, workdir)
     settings = loopback_settings(
-        kubeconfig=str(cluster.kubeconfig),
-        client_ca=str(cluster.ca_cert),
-        tls_cert=str(cert),
-        tls_key=str(key),
+        **cluster.gateway_credentials(hosts, workdir),
         device_dir=str(device_dir),
         log_dir=str(workdir / "pods"),
     )

@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import logging
 import os
 import signal
 import sys
 from collections.abc import Coroutine
+from pathlib import Path
 from typing import Any
 
 from gateway.app import Gateway
 from gateway.config import GatewayConfig, load_config
+from gateway.config_ssh import parse_host_flag
 from gateway.errors import ConfigError, WireletError
 
 log = logging.getLogger(__name__)
@@ -43,6 +46,17 @@ def add_run_flags(parser: argparse.ArgumentParser) -> None:
         action="append",
         metavar="SELECTOR",
         help="raw USB devices by VID:PID, VID:PID:SERIAL, serial=S or bus path; repeatable",
+    )
+    # SSH hosts as nodes (docs/ssh.md); more settings per host in [[ssh.hosts]].
+    parser.add_argument(
+        "--ssh",
+        action="append",
+        metavar="[USER@]HOST[:PORT]",
+        help="serve an SSH host as a node; repeatable",
+    )
+    parser.add_argument("--ssh-key", help="private key for the --ssh hosts")
+    parser.add_argument(
+        "--ssh-known-hosts", help="known_hosts file that verifies the --ssh hosts' keys"
     )
     parser.add_argument("--node-prefix", help="node name prefix (default 'wirelet-')")
     parser.add_argument("--kubelet-address", help="kubelet API listen address")
@@ -97,7 +111,7 @@ def config_from_args(args: argparse.Namespace) -> GatewayConfig:
             continue
         overrides.setdefault(section, {})[key] = list(value) if isinstance(value, list) else value
         flags[f"{section}.{key}"] = flag
-    return load_config(args.config, overrides, flags)
+    return _with_ssh_flags(load_config(args.config, overrides, flags), args)
 
 
 def check_device_dirs(config: GatewayConfig) -> None:
@@ -110,6 +124,21 @@ def check_device_dirs(config: GatewayConfig) -> None:
             log.warning(
                 "devices.dirs: %s does not exist (yet); watching for it to appear", directory
             )
+
+
+def _with_ssh_flags(config: GatewayConfig, args: argparse.Namespace) -> GatewayConfig:
+    """--ssh hosts join the [[ssh.hosts]] of the file, with --ssh-key/--ssh-known-hosts."""
+    hosts = [parse_host_flag(text) for text in getattr(args, "ssh", None) or ()]
+    settings: dict[str, Any] = {}
+    if getattr(args, "ssh_key", None):
+        settings["key"] = str(Path(args.ssh_key).expanduser())
+    if getattr(args, "ssh_known_hosts", None):
+        settings["known_hosts"] = str(Path(args.ssh_known_hosts).expanduser())
+    hosts = [dataclasses.replace(host, **settings) for host in hosts]
+    if not hosts:
+        return config
+    ssh = dataclasses.replace(config.ssh, hosts=(*config.ssh.hosts, *hosts))
+    return dataclasses.replace(config, ssh=ssh)
 
 
 def setup_logging(verbose: int) -> None:

@@ -27,6 +27,7 @@ from gateway.devices.sources import DirSource, PortsSource, UdevSource, UsbSourc
 from gateway.devices.sources.dir import SCAN_INTERVAL_S
 from gateway.devices.sources.usb import UsbSelector
 from gateway.link.session import DeviceSession, SessionConfig
+from gateway.tasks import TaskSet
 from gateway.transport.serial import SerialSettings
 
 log = logging.getLogger(__name__)
@@ -78,7 +79,6 @@ class DeviceManager(DeviceSink):
         self.ports: dict[str, DevicePort] = {}
         self.sessions: dict[str, DeviceSession] = {}
         self.problems: dict[str, str] = {}  # key -> the problem reported last
-        self._tasks: list[asyncio.Task[None]] = []
 
     # --- DeviceSink ---------------------------------------------------------------------------
 
@@ -138,17 +138,13 @@ class DeviceManager(DeviceSink):
 
     async def run(self) -> None:
         """Run every source until cancelled."""
-        self._tasks = [
-            asyncio.create_task(source.run(self), name=f"device source {source.name}")
-            for source in self.sources
-        ]
+        tasks = TaskSet("device source")
+        running = [tasks.spawn(source.run(self), source.name) for source in self.sources]
         try:
-            await asyncio.gather(*self._tasks)
+            await asyncio.gather(*running)
             await asyncio.Event().wait()  # sources that finished (ports) keep their devices
         finally:
-            for task in self._tasks:
-                task.cancel()
-            await asyncio.gather(*self._tasks, return_exceptions=True)
+            await tasks.stop()
 
     async def wait_ready(self) -> None:
         """Until every source has reported what is present at start (coldplug)."""

@@ -168,51 +168,9 @@ class NodeAgent:
             if not exc.not_found:
                 raise
             node = None
-        if node is None:
-            try:
-                created = await self.api.create("/api/v1/nodes", manifest)
-            except KubeApiError as exc:
-                if exc.conflict:  # another gateway created it a moment ago: look again
-                    return API_BACKOFF.initial
-                raise
-            self.node_uid = created["metadata"]["uid"]
-            log.info("node %s created (owner %s)", self.name, self.owner)
-            self._event("Normal", "RegisteredNode", "node registered")
-        else:
-            meta = node.get("metadata") or {}
-            previous = (meta.get("annotations") or {}).get(OWNER_ANNOTATION) or ""
-            if previous and previous != self.owner:
-                wait = await self._owner_alive_for(previous)
-                if wait is not None:
-                    self._refuse(previous, wait)
-                    return wait
-            # The resourceVersion makes this a conditional update: of two gateways taking over
-            # at once, one gets 409 and looks again.
-            patch = {
-                "metadata": {**manifest["metadata"], "resourceVersion": meta["resourceVersion"]},
-                "spec": manifest["spec"],
-            }
-            try:
-                adopted = await self.api.patch(self._path, patch)
-            except KubeApiError as exc:
-                if exc.conflict:
-                    return API_BACKOFF.initial
-                raise
-            self.node_uid = adopted["metadata"]["uid"]
-            if previous and previous != self.owner:
-                log.warning(
-                    "node %s: taken over from gateway %s, whose lease has expired",
-                    self.name,
-                    previous,
-                )
-                self._event(
-                    "Normal",
-                    "NodeTakenOver",
-                    f"gateway {self.owner} serves the node: gateway {previous} stopped renewing "
-                    "its lease",
-                )
-            else:
-                log.info("node %s exists; adopted (owner %s)", self.name, self.owner)
+        wait = await (self._create(manifest) if node is None else self._adopt(node, manifest))
+        if wait is not None:
+            return wait
         self._lease_version = None
         self._status_rest = None
         self.refused_by = None
@@ -225,6 +183,58 @@ class NodeAgent:
             if self.on_owned is not None:
                 self.on_owned()
         await self.write_status()
+        return None
+
+    async def _create(self, manifest: dict[str, Any]) -> float | None:
+        """A new node, ours; else the seconds to wait before looking again."""
+        try:
+            created = await self.api.create("/api/v1/nodes", manifest)
+        except KubeApiError as exc:
+            if exc.conflict:  # another gateway created it a moment ago: look again
+                return API_BACKOFF.initial
+            raise
+        self.node_uid = created["metadata"]["uid"]
+        log.info("node %s created (owner %s)", self.name, self.owner)
+        self._event("Normal", "RegisteredNode", "node registered")
+        return None
+
+    async def _adopt(self, node: dict[str, Any], manifest: dict[str, Any]) -> float | None:
+        """The existing node made ours (when its owner's lease has expired); else the seconds
+        to wait before asking again."""
+        meta = node.get("metadata") or {}
+        previous = (meta.get("annotations") or {}).get(OWNER_ANNOTATION) or ""
+        if previous and previous != self.owner:
+            wait = await self._owner_alive_for(previous)
+            if wait is not None:
+                self._refuse(previous, wait)
+                return wait
+        # The resourceVersion makes this a conditional update: of two gateways taking over
+        # at once, one gets 409 and looks again.
+        patch = {
+            "metadata": {**manifest["metadata"], "resourceVersion": meta["resourceVersion"]},
+            "spec": manifest["spec"],
+        }
+        try:
+            adopted = await self.api.patch(self._path, patch)
+        except KubeApiError as exc:
+            if exc.conflict:
+                return API_BACKOFF.initial
+            raise
+        self.node_uid = adopted["metadata"]["uid"]
+        if previous and previous != self.owner:
+            log.warning(
+                "node %s: taken over from gateway %s, whose lease has expired",
+                self.name,
+                previous,
+            )
+            self._event(
+                "Normal",
+                "NodeTakenOver",
+                f"gateway {self.owner} serves the node: gateway {previous} stopped renewing "
+                "its lease",
+            )
+        else:
+            log.info("node %s exists; adopted (owner %s)", self.name, self.owner)
         return None
 
     async def _owner_alive_for(self, owner: str) -> float | None:
@@ -317,10 +327,7 @@ class NodeAgent:
         except KubeApiError as exc:
             if not exc.not_found:
                 raise
-            log.warning(
-                "node %s was deleted while its device is attached; creating it again", self.name
-            )
-            await self.ensure_node()
+            await self._deleted_while_attached()
             return
         self._status_rest = rest
         self.status_writes += 1
@@ -396,10 +403,13 @@ class NodeAgent:
         except KubeApiError as exc:
             if not exc.not_found:
                 raise
-            log.warning(
-                "node %s was deleted while its device is attached; creating it again", self.name
-            )
-            await self.ensure_node()
+            await self._deleted_while_attached()
+
+    async def _deleted_while_attached(self) -> None:
+        log.warning(
+            "node %s was deleted while its device is attached; creating it again", self.name
+        )
+        await self.ensure_node()
 
     async def still_owner(self) -> bool:
         """Read the node's owner; another gateway's name there means it took the node over."""

@@ -37,6 +37,8 @@ class NodeFacts:
     apps: tuple[str, ...]
     arch: str = "unknown"
     gateway_host: str = ""
+    os: str = "none"  # "none" for firmware; an SSH host's `uname -s` (docs/ssh.md)
+    cpus: int = 0  # 0: unknown (capacity says 1)
     boot_id: int = 0  # changes at every device boot (nodeInfo.bootID)
 
 
@@ -45,7 +47,7 @@ def node_labels(name: str, facts: NodeFacts, config: NodeConfig) -> dict[str, st
         "type": "virtual-kubelet",
         "kubernetes.io/role": "agent",
         "kubernetes.io/hostname": label_value(name),  # node names are kept <= 63 for this
-        "kubernetes.io/os": "none",  # firmware, not Linux: keeps Linux DaemonSets off
+        "kubernetes.io/os": label_value(facts.os) or "none",  # firmware: none (no DaemonSets)
         "kubernetes.io/arch": label_value(facts.arch) or "unknown",
         f"{LABEL_PREFIX}device-id": label_value(facts.device_id, unique=True),
         f"{LABEL_PREFIX}vendor": label_value(facts.vendor),
@@ -63,7 +65,7 @@ def node_labels(name: str, facts: NodeFacts, config: NodeConfig) -> dict[str, st
 def node_capacity(facts: NodeFacts, config: NodeConfig) -> dict[str, str]:
     """Capacity from the handshake (task slots → pods, memory), overridden by config."""
     capacity = {
-        "cpu": "1",
+        "cpu": str(facts.cpus or 1),
         "memory": f"{max(facts.memory_bytes // 1024, 0)}Ki",
         "pods": str(max(facts.task_slots, 0)),
     }
@@ -145,7 +147,7 @@ def node_status(
             "containerRuntimeVersion": f"wirelet://{__version__}",
             "kubeletVersion": f"wirelet-{__version__}",
             "kubeProxyVersion": "",
-            "operatingSystem": "none",
+            "operatingSystem": facts.os,
             "architecture": facts.arch,
         },
     }

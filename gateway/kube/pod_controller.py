@@ -2,8 +2,10 @@
 status writes and the final delete.
 
 The informer calls `on_pod`; each device's runtime reports back through `changed` and
-`finished`. Status writes are coalesced: many changes to one pod within a short window become one
-PATCH of the status subresource, and unchanged statuses are never sent.
+`finished`. The runtime owns the containers' state from the hand-off on; this controller only
+reads it (`DeviceRuntime.snapshot`) to write it to the API server. Status writes are coalesced
+(gateway.kube.coalescing_queue): many changes to one pod within a short window become one PATCH of
+the status subresource, and unchanged statuses are never sent.
 """
 
 from __future__ import annotations
@@ -12,24 +14,24 @@ import asyncio
 import contextlib
 import functools
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, Protocol
 
-from gateway.kube.api import KubeApi, KubeApiError
+from gateway.kube.api import KubeApiError
+from gateway.kube.coalescing_queue import CoalescingQueue
 from gateway.kube.env import ContainerConfigError, resolve_command
 from gateway.kube.events import EventRecorder, ObjectRef
 from gateway.kube.pod_status import failed_admission_status, pod_status
+from gateway.kube.pod_view import PodView
 from gateway.kube.quantity import parse_quantity
 from gateway.runtime.device_runtime import DeviceRuntime
 from gateway.runtime.model import (
-    ContainerPhase,
     ContainerState,
     ContainerStatus,
     PodSpecView,
-    RestartPolicy,
     TaskSpec,
 )
 
@@ -56,6 +58,16 @@ API_RETRY_MAX_S = 30.0
 RETRYABLE_CLIENT_ERRORS = frozenset({401, 403, 408, 429})
 
 
+class PodApi(Protocol):
+    """The few API calls the controller makes (gateway.kube.api.KubeApi has them all)."""
+
+    async def get(self, path: str) -> Any: ...
+
+    async def patch(self, path: str, body: Any, *, kind: str = "merge") -> Any: ...
+
+    async def delete(self, path: str, body: Any = None) -> Any: ...
+
+
 @dataclass
 class NodeBinding:
     """A node this gateway serves; `runtime` is set once its device is up with a task list."""
@@ -68,7 +80,10 @@ class NodeBinding:
 
 @dataclass
 class PodState:
-    pod: dict[str, Any]
+    """The controller's side of one pod: its API object and the Kubernetes I/O about it. The
+    containers' state lives in the runtime once the pod is handed over (`synced`)."""
+
+    view: PodView
     admitted: bool = False
     rejected: bool = False
     synced: bool = False  # handed to the runtime
@@ -81,80 +96,14 @@ class PodState:
     write_failures: int = 0  # consecutive failed status writes (their back-off)
 
 
-def _meta(pod: Mapping[str, Any]) -> Mapping[str, Any]:
-    return pod.get("metadata") or {}
-
-
-def _uid(pod: Mapping[str, Any]) -> str:
-    return str(_meta(pod)["uid"])
-
-
-def _node(pod: Mapping[str, Any]) -> str:
-    return str((pod.get("spec") or {}).get("nodeName") or "")
-
-
-def _containers(pod: Mapping[str, Any]) -> list[tuple[Mapping[str, Any], bool]]:
-    """Every container the pod runs, with whether it is ephemeral (`kubectl debug`). Ephemeral
-    containers are only ever appended, so indexes (and task ids) stay stable."""
-    spec = pod.get("spec") or {}
-    return [(c, False) for c in spec.get("containers") or []] + [
-        (c, True) for c in spec.get("ephemeralContainers") or []
-    ]
-
-
 def _retryable(exc: KubeApiError) -> bool:
     return exc.status >= 500 or exc.status in RETRYABLE_CLIENT_ERRORS
-
-
-def _phase(pod: Mapping[str, Any]) -> str:
-    return str((pod.get("status") or {}).get("phase") or "")
-
-
-def _memory_request(container: Mapping[str, Any]) -> Decimal:
-    resources = container.get("resources") or {}
-    value = (resources.get("requests") or {}).get("memory") or (resources.get("limits") or {}).get(
-        "memory"
-    )
-    return parse_quantity(value) if value else Decimal(0)
-
-
-def _app_of(image: str) -> str:
-    """`image` names a firmware app: `counter`, `counter:1.0`, `apps/counter` all mean counter."""
-    name = image.rsplit("/", 1)[-1]
-    return name.split("@", 1)[0].split(":", 1)[0]
-
-
-def _prior_state(raw: Mapping[str, Any] | None) -> ContainerState | None:
-    if not raw:
-        return None
-    if "running" in raw:
-        started = raw["running"].get("startedAt")
-        return ContainerState(
-            ContainerPhase.RUNNING,
-            started_at=datetime.fromisoformat(started.replace("Z", "+00:00")) if started else None,
-        )
-    if "terminated" in raw:
-        term = raw["terminated"]
-
-        def stamp(key: str) -> datetime | None:
-            value = term.get(key)
-            return datetime.fromisoformat(value.replace("Z", "+00:00")) if value else None
-
-        return ContainerState(
-            ContainerPhase.TERMINATED,
-            reason=term.get("reason", ""),
-            message=term.get("message", ""),
-            exit_code=int(term.get("exitCode", 0)),
-            started_at=stamp("startedAt"),
-            finished_at=stamp("finishedAt"),
-        )
-    return ContainerState.waiting(raw.get("waiting", {}).get("reason", ""))
 
 
 class ApiObjectLookup:
     """ConfigMaps and Secrets read from the API server for env resolution."""
 
-    def __init__(self, api: KubeApi) -> None:
+    def __init__(self, api: PodApi) -> None:
         self.api = api
 
     async def _get(self, path: str) -> dict[str, Any] | None:
@@ -177,7 +126,7 @@ class ApiObjectLookup:
 class PodController:
     def __init__(
         self,
-        api: KubeApi,
+        api: PodApi,
         events: EventRecorder,
         *,
         host_ip: str,
@@ -190,16 +139,12 @@ class PodController:
         self.lookup = ApiObjectLookup(api)
         self.nodes: dict[str, NodeBinding] = {}
         self.pods: dict[str, PodState] = {}
-        # Pods to write, uid -> loop time of the first change since their last write, oldest
-        # first: pods with a status on record, and pods yet without one (see
-        # STATUS_FIRST_COALESCE_S). A pod being written is in neither: a change during the
-        # write goes to _rewrite, and the pod is queued again once the write is done.
-        self._dirty: dict[str, float] = {}
-        self._dirty_first: dict[str, float] = {}
-        self._writing: set[str] = set()
-        self._rewrite: dict[str, float] = {}
+        # Pods whose status is to be written, by uid (pods yet without a status on record
+        # wait STATUS_FIRST_COALESCE_S), at most one write per pod in flight.
+        self.status_queue: CoalescingQueue[str] = CoalescingQueue(
+            STATUS_COALESCE_S, STATUS_FIRST_COALESCE_S
+        )
         self._in_flight: dict[str, asyncio.Task[None]] = {}  # uid -> its status write
-        self._waiter: asyncio.Future[None] | None = None  # the status writer, idle
         self.status_writes = 0
         self.status_skipped = 0
         self._background: set[asyncio.Task[None]] = set()
@@ -215,6 +160,9 @@ class PodController:
         if self.on_node_added is not None:
             self.on_node_added(binding.name)  # the informer hands over pods already bound
 
+    def _on_node(self, node_name: str) -> Iterator[tuple[str, PodState]]:
+        return ((uid, s) for uid, s in list(self.pods.items()) if s.view.node_name == node_name)
+
     def attach_runtime(self, node_name: str, runtime: DeviceRuntime, known_pods: bool) -> None:
         """The device is up and its tasks are listed: hand it every pod bound to it.
 
@@ -223,9 +171,8 @@ class PodController:
         """
         binding = self.nodes[node_name]
         binding.runtime = runtime
-        for uid, state in list(self.pods.items()):
-            if _node(state.pod) == node_name:
-                self._process(uid)
+        for uid, _state in self._on_node(node_name):
+            self._process(uid)
         if known_pods:
             self.stop_orphans(node_name)
 
@@ -233,100 +180,118 @@ class PodController:
         """Stop the device's tasks whose pods the API no longer has (after the first list)."""
         runtime = self.nodes[node_name].runtime
         if runtime is not None:
-            runtime.stop_orphans({uid for uid, s in self.pods.items() if _node(s.pod) == node_name})
+            runtime.stop_orphans({uid for uid, _state in self._on_node(node_name)})
 
     def set_node_ready(self, node_name: str, ready: bool) -> None:
         binding = self.nodes.get(node_name)
         if binding is None:
             return
         binding.node_ready = ready
-        for uid, state in self.pods.items():
-            if _node(state.pod) == node_name:
-                self.changed(uid)
+        for uid, _state in self._on_node(node_name):
+            self.changed(uid)
+
+    # --- what the kubelet API reads -----------------------------------------------------------
+
+    def pod_views(self) -> list[PodView]:
+        return [state.view for state in self.pods.values()]
+
+    def find_pod(self, namespace: str, name: str) -> PodView | None:
+        for state in self.pods.values():
+            if (state.view.namespace, state.view.name) == (namespace, name):
+                return state.view
+        return None
+
+    def runtime_of(self, node_name: str) -> DeviceRuntime | None:
+        binding = self.nodes.get(node_name)
+        return binding.runtime if binding else None
 
     # --- informer -----------------------------------------------------------------------------
 
     def on_pod(self, kind: str, pod: dict[str, Any]) -> None:
-        uid = _uid(pod)
+        try:
+            view = PodView.parse(pod)
+        except (KeyError, TypeError, ValueError) as exc:
+            # Only a broken API server sends such a pod; it must not stop the informer.
+            meta = pod.get("metadata") or {}
+            log.error(
+                "pod %s/%s: cannot read it (%s: %s); ignored",
+                meta.get("namespace"),
+                meta.get("name"),
+                type(exc).__name__,
+                exc,
+            )
+            return
+        uid = view.uid
         if kind == "DELETED":
             state = self.pods.pop(uid, None)
-            binding = self.nodes.get(_node(pod))
+            binding = self.nodes.get(view.node_name)
             if state and state.prepare_task:
                 state.prepare_task.cancel()
             if binding and binding.runtime:
                 binding.runtime.forget_pod(uid)
-            self._forget_dirty(uid)
+            self.status_queue.forget(uid)
             return
         state = self.pods.get(uid)
         if state is None:
-            state = PodState(pod)
-            status = pod.get("status") or {}
-            if status.get("startTime"):
-                state.start_time = datetime.fromisoformat(
-                    status["startTime"].replace("Z", "+00:00")
-                )
-                state.last_status = status
+            state = PodState(view)
+            if view.start_time is not None:
+                state.start_time = view.start_time
+                state.last_status = dict(view.status)
             self.pods[uid] = state
-        state.pod = pod
+        state.view = view
         self._process(uid)
 
     def _process(self, uid: str) -> None:
         state = self.pods[uid]
-        pod = state.pod
-        binding = self.nodes.get(_node(pod))
+        view = state.view
+        binding = self.nodes.get(view.node_name)
         if binding is None:
             return
         runtime = binding.runtime
-        deleting = _meta(pod).get("deletionTimestamp") is not None
-        if deleting:
-            grace = _meta(pod).get("deletionGracePeriodSeconds")
-            grace_s = float(grace) if grace is not None else 30.0
+        if view.deleting:
             if state.prepare_task:
                 state.prepare_task.cancel()
             if runtime is None:
                 return  # like an unreachable kubelet: stays Terminating until the device is back
             if state.synced:
-                runtime.delete_pod(uid, grace_s)
+                runtime.delete_pod(uid, view.deletion_grace_s)
             else:
                 self.finished(uid)
             return
         if runtime is None:
             return
         if state.synced:
-            if len(_containers(pod)) > state.synced_containers and state.prepare_task is None:
+            if len(view.containers) > state.synced_containers and state.prepare_task is None:
                 # `kubectl debug` added an ephemeral container: resolve and hand it over.
-                state.prepare_task = asyncio.ensure_future(self._prepare(uid, runtime))
-                state.prepare_task.set_name(f"prepare {_meta(pod).get('name')}")
+                self._start_prepare(state, runtime)
             return
-        if _phase(pod) in ("Succeeded", "Failed") and not state.synced:
+        if view.terminal:
             return  # terminal before we saw it (or before a gateway restart): nothing to run
         if not state.admitted and not state.rejected:
             self._admit(binding, state)
         if state.rejected or state.prepare_task is not None:
             return
-        state.prepare_task = asyncio.ensure_future(self._prepare(uid, runtime))
-        state.prepare_task.set_name(f"prepare {_meta(pod).get('name')}")
+        self._start_prepare(state, runtime)
+
+    def _start_prepare(self, state: PodState, runtime: DeviceRuntime) -> None:
+        state.prepare_task = asyncio.ensure_future(self._prepare(state.view.uid, runtime))
+        state.prepare_task.set_name(f"prepare {state.view.name}")
 
     def _admit(self, binding: NodeBinding, state: PodState) -> None:
         """The kubelet's admission: reject a pod the node's allocatable cannot hold."""
         others = [
             s
-            for uid, s in self.pods.items()
+            for s in self.pods.values()
             if s is not state
-            and _node(s.pod) == binding.name
+            and s.view.node_name == binding.name
             and s.admitted
-            and _phase(s.pod) not in ("Succeeded", "Failed")
+            and not s.view.terminal
         ]
         checks = [("pods", Decimal(1), Decimal(len(others)))]
-        containers = (state.pod.get("spec") or {}).get("containers") or []
         try:
-            requested = sum((_memory_request(c) for c in containers), Decimal(0))
+            requested = sum((c.memory_request() for c in state.view.regular_containers), Decimal(0))
             used = sum(
-                (
-                    _memory_request(c)
-                    for s in others
-                    for c in (s.pod.get("spec") or {}).get("containers") or []
-                ),
+                (c.memory_request() for s in others for c in s.view.regular_containers),
                 Decimal(0),
             )
         except ValueError as exc:
@@ -348,27 +313,26 @@ class PodController:
 
     def _reject(self, state: PodState, reason: str, message: str) -> None:
         state.rejected = True
-        self.events.record(ObjectRef.pod(state.pod), "Warning", reason, message)
+        self.events.record(ObjectRef.pod(state.view.raw), "Warning", reason, message)
         body = failed_admission_status(reason, message, self.host_ip, datetime.now(UTC))
-        self._spawn_write(_uid(state.pod), body)
+        self._spawn_write(state.view.uid, body)
 
     async def _prepare(self, uid: str, runtime: DeviceRuntime) -> None:
         """Resolve every container's env; wait (retrying) while a mandatory reference is missing."""
         state = self.pods[uid]
-        pod = state.pod
-        spec = pod.get("spec") or {}
-        containers = _containers(pod)
+        view = state.view
         state.preparing = [
-            ContainerStatus(c.get("name", ""), c.get("image", ""), ephemeral=ephemeral)
-            for c, ephemeral in containers
+            ContainerStatus(c.name, c.image, ephemeral=c.ephemeral) for c in view.containers
         ]
         warned = False
         while True:
             tasks: list[TaskSpec] = []
             failed = False
-            for index, (container, ephemeral) in enumerate(containers):
+            for index, container in enumerate(view.containers):
                 try:
-                    resolved = await resolve_command(pod, container, self.lookup, self.host_ip)
+                    resolved = await resolve_command(
+                        view.raw, container.raw, self.lookup, self.host_ip
+                    )
                 except ContainerConfigError as exc:
                     failed = True
                     state.preparing[index].state = ContainerState.waiting(
@@ -376,7 +340,7 @@ class PodController:
                     )
                     if not warned:
                         self.events.record(
-                            ObjectRef.pod(pod, container.get("name")),
+                            ObjectRef.pod(view.raw, container.name),
                             "Warning",
                             "Failed",
                             f"Error: {exc}",
@@ -384,27 +348,26 @@ class PodController:
                     continue
                 except KubeApiError as exc:
                     failed = True
-                    log.warning("resolving env of %s: %s", _meta(pod).get("name"), exc)
+                    log.warning("resolving env of %s: %s", view.name, exc)
                     continue
                 for warning in resolved.warnings:
                     if not warned:
                         self.events.record(
-                            ObjectRef.pod(pod, container.get("name")),
+                            ObjectRef.pod(view.raw, container.name),
                             "Warning",
                             "OptionalReferenceMissing",
                             warning,
                         )
-                image = str(container.get("image", ""))
-                command = resolved.argv
                 tasks.append(
                     TaskSpec(
-                        container=str(container.get("name", "")),
-                        image=image,
-                        app=_app_of(image),
-                        argv=tuple(command),
+                        container=container.name,
+                        image=container.image,
+                        app=container.app,
+                        argv=tuple(resolved.argv),
                         env=tuple(resolved.env),
-                        memory_request=int(_memory_request(container)),
-                        ephemeral=ephemeral,
+                        memory_request=int(container.memory_request()),
+                        working_dir=container.working_dir,
+                        ephemeral=container.ephemeral,
                     )
                 )
             if not failed:
@@ -412,35 +375,26 @@ class PodController:
             warned = True
             self.changed(uid)
             await asyncio.sleep(self.config_retry_s)
-        status = pod.get("status") or {}
-        prior_raw = {
-            c.get("name"): c
-            for key in ("containerStatuses", "ephemeralContainerStatuses")
-            for c in status.get(key) or []
-        }
         prior = tuple(
-            (
-                int(prior_raw.get(t.container, {}).get("restartCount", 0)),
-                _prior_state(prior_raw.get(t.container, {}).get("state")),
-            )
-            for t in tasks
+            (p.restart_count, p.state) for p in (view.prior_status(t.container) for t in tasks)
         )
-        view = PodSpecView(
+        spec = PodSpecView(
             uid=uid,
-            namespace=str(_meta(pod).get("namespace", "default")),
-            name=str(_meta(pod).get("name", "")),
-            node_name=_node(pod),
-            restart_policy=RestartPolicy(spec.get("restartPolicy") or "Always"),
+            namespace=view.namespace,
+            name=view.name,
+            node_name=view.node_name,
+            restart_policy=view.restart_policy,
             containers=tuple(tasks),
-            grace_period_s=float(spec.get("terminationGracePeriodSeconds") or 30),
+            grace_period_s=view.grace_period_s,
+            start_time=state.start_time,
             prior=prior if state.last_status else (),
         )
         state.prepare_task = None
         state.synced = True
         state.synced_containers = len(tasks)
         state.preparing = []
-        runtime.sync_pod(view)
-        if len(_containers(state.pod)) > len(tasks):
+        runtime.sync_pod(spec)
+        if len(state.view.containers) > len(tasks):
             self._process(uid)  # another ephemeral container arrived meanwhile
 
     # --- runtime callbacks --------------------------------------------------------------------
@@ -449,29 +403,7 @@ class PodController:
         state = self.pods.get(uid)
         if state is None:
             return
-        now = asyncio.get_running_loop().time()
-        if uid in self._writing:
-            self._rewrite.setdefault(uid, now)
-            return
-        if uid in self._dirty:
-            return
-        if self._dirty_first.pop(uid, None) is not None:
-            self._dirty[uid] = now  # the change that follows the first: both in one write
-        elif state.last_status is None:
-            self._dirty_first[uid] = now
-        else:
-            self._dirty[uid] = now
-        self._signal()
-
-    def _signal(self) -> None:
-        waiter = self._waiter
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)
-
-    def _forget_dirty(self, uid: str) -> None:
-        self._dirty.pop(uid, None)
-        self._dirty_first.pop(uid, None)
-        self._rewrite.pop(uid, None)
+        self.status_queue.add(uid, first=state.last_status is None)
 
     def finished(self, uid: str) -> None:
         """Every task of a deleted pod has exited: remove the pod (grace 0, this very UID)."""
@@ -479,10 +411,10 @@ class PodController:
         if state is None or state.finishing:
             return
         state.finishing = True
-        self._forget_dirty(uid)
+        self.status_queue.forget(uid)
         final = self._status_of(uid)  # now: the runtime forgets the pod once this returns
         task = asyncio.ensure_future(self._final_delete(state, final))
-        task.set_name(f"delete {_meta(state.pod).get('name')}")
+        task.set_name(f"delete {state.view.name}")
         self._background.add(task)
         task.add_done_callback(self._background.discard)
 
@@ -491,27 +423,27 @@ class PodController:
     ) -> None:
         state = self.pods.get(uid)
         if state is not None:
-            self.events.record(ObjectRef.pod(state.pod, container), kind, reason, message)
+            self.events.record(ObjectRef.pod(state.view.raw, container), kind, reason, message)
 
     async def _final_delete(self, state: PodState, final: dict[str, Any] | None) -> None:
-        meta = _meta(state.pod)
+        view = state.view
         # One last status write so the terminated states are on record before the object goes;
         # after a write still in flight, which would otherwise land last with older states.
-        in_flight = self._in_flight.get(_uid(state.pod))
+        in_flight = self._in_flight.get(view.uid)
         if in_flight is not None:
             await asyncio.wait([in_flight])
         if final is not None:
             with contextlib.suppress(KubeApiError, OSError, TimeoutError):
-                await self._write_status(_uid(state.pod), final)
+                await self._write_status(view.uid, final)
         body = {
             "apiVersion": "v1",
             "kind": "DeleteOptions",
             "gracePeriodSeconds": 0,
-            "preconditions": {"uid": meta["uid"]},
+            "preconditions": {"uid": view.uid},
         }
-        path = f"/api/v1/namespaces/{meta['namespace']}/pods/{meta['name']}"
+        path = f"/api/v1/namespaces/{view.namespace}/pods/{view.name}"
         failures = 0
-        while self.pods.get(_uid(state.pod)) is state:
+        while self.pods.get(view.uid) is state:
             try:
                 await self.api.delete(path, body)
                 return
@@ -519,9 +451,7 @@ class PodController:
                 if exc.not_found or exc.conflict:
                     return  # gone already, or a new pod of the same name: not ours
                 if not _retryable(exc):
-                    log.error(
-                        "final delete of %s/%s refused: %s", meta["namespace"], meta["name"], exc
-                    )
+                    log.error("final delete of %s refused: %s", view.key, exc)
                     state.finishing = False
                     return
                 problem: Exception = exc
@@ -529,7 +459,7 @@ class PodController:
                 problem = exc
             delay = _backoff(failures)
             failures += 1
-            log.warning("final delete of %s: %s; again in %g s", meta["name"], problem, delay)
+            log.warning("final delete of %s: %s; again in %g s", view.name, problem, delay)
             await asyncio.sleep(delay)
 
     # --- status -------------------------------------------------------------------------------
@@ -538,18 +468,19 @@ class PodController:
         state = self.pods.get(uid)
         if state is None or state.rejected:
             return None
-        binding = self.nodes.get(_node(state.pod))
+        binding = self.nodes.get(state.view.node_name)
         if binding is None:
             return None
-        record = binding.runtime.pods.get(uid) if binding.runtime else None
+        snapshot = binding.runtime.snapshot(uid) if binding.runtime else None
         failure = None
-        if record is not None:
-            containers = record.containers
-            policy = record.spec.restart_policy
-            failure = record.failure
+        containers: Sequence[ContainerStatus]
+        if snapshot is not None:
+            containers = snapshot.containers
+            policy = snapshot.spec.restart_policy
+            failure = snapshot.failure
         elif state.preparing:
             containers = state.preparing
-            policy = RestartPolicy((state.pod.get("spec") or {}).get("restartPolicy") or "Always")
+            policy = state.view.restart_policy
         else:
             return None
         return pod_status(
@@ -573,9 +504,9 @@ class PodController:
         if state.last_status == status:
             self.status_skipped += 1
             return
-        meta = _meta(state.pod)
-        path = f"/api/v1/namespaces/{meta['namespace']}/pods/{meta['name']}/status"
-        patch = {"metadata": {"uid": meta["uid"]}, "status": status}
+        view = state.view
+        path = f"/api/v1/namespaces/{view.namespace}/pods/{view.name}/status"
+        patch = {"metadata": {"uid": view.uid}, "status": status}
         try:
             await self.api.patch(path, patch, kind="merge")
         except KubeApiError as exc:
@@ -584,7 +515,7 @@ class PodController:
             if not _retryable(exc):
                 # The same body would be refused again: say so once, write again only when
                 # the status changes.
-                log.error("status of pod %s/%s refused: %s", meta["namespace"], meta["name"], exc)
+                log.error("status of pod %s refused: %s", view.key, exc)
                 state.last_status = status
                 return
             raise
@@ -598,94 +529,52 @@ class PodController:
         task.add_done_callback(self._background.discard)
 
     async def run_status_writer(self) -> None:
-        """Write dirty pods' statuses as a pipeline: each pod once its coalescing window has
+        """Write queued pods' statuses as a pipeline: each pod once its coalescing window has
         passed, oldest first, up to STATUS_WRITERS writes in flight, at most one per pod."""
         slots = asyncio.Semaphore(STATUS_WRITERS)
         while True:
             await slots.acquire()
             try:
-                uid = await self._next_due()
+                uid = await self.status_queue.get()
             except BaseException:
                 slots.release()
                 raise
-            self._writing.add(uid)
             task = asyncio.ensure_future(self._write_queued(uid, slots))
             self._in_flight[uid] = task
             task.add_done_callback(functools.partial(self._write_done, uid))
             self._background.add(task)
             task.add_done_callback(self._background.discard)
 
-    async def _next_due(self) -> str:
-        """The pod whose coalescing window ends first, once it has ended."""
-        loop = asyncio.get_running_loop()
-        while True:
-            due: float | None = None
-            queue: dict[str, float] | None = None
-            for candidate, window in (
-                (self._dirty, STATUS_COALESCE_S),
-                (self._dirty_first, STATUS_FIRST_COALESCE_S),
-            ):
-                if candidate:
-                    since = next(iter(candidate.values()))
-                    if due is None or since + window < due:
-                        due, queue = since + window, candidate
-            if queue is not None and due is not None and due <= loop.time():
-                uid = next(iter(queue))
-                del queue[uid]
-                return uid
-            waiter: asyncio.Future[None] = loop.create_future()
-            self._waiter = waiter
-            timer = loop.call_at(due, _resolve, waiter) if due is not None else None
-            try:
-                await waiter
-            finally:
-                if timer is not None:
-                    timer.cancel()
-                self._waiter = None
-
     def _write_done(self, uid: str, task: asyncio.Task[None]) -> None:
         if self._in_flight.get(uid) is task:
             del self._in_flight[uid]
 
     async def _write_queued(self, uid: str, slots: asyncio.Semaphore) -> None:
-        failed = False
+        error: Exception | None = None
         try:
             await self._write_status(uid)
         except (KubeApiError, OSError, TimeoutError) as exc:
-            failed = True
             error = exc
         finally:
-            self._writing.discard(uid)
             slots.release()
         state = self.pods.get(uid)
         if state is None or state.finishing:
-            self._rewrite.pop(uid, None)
+            self.status_queue.done(uid)
+            self.status_queue.forget(uid)
             return
-        if failed:
+        if error is not None:
             # Back off before the next attempt, whatever changes meanwhile (a change is
             # written by that attempt): a status write that keeps failing must not spin.
             delay = _backoff(state.write_failures)
             state.write_failures += 1
             log.warning("status of pod %s: %s; again in %g s", uid, error, delay)
-            self._rewrite.pop(uid, None)
-            self._writing.add(uid)  # changes meanwhile wait for the retry, not a new write
-            asyncio.get_running_loop().call_later(delay, self._retry_write, uid)
+            self.status_queue.retry_after(uid, delay)
             return
         state.write_failures = 0
-        again = self._rewrite.pop(uid, None)
-        if again is not None:
-            self._dirty.setdefault(uid, again)
-            self._signal()
-
-    def _retry_write(self, uid: str) -> None:
-        self._writing.discard(uid)
-        self._rewrite.pop(uid, None)
-        state = self.pods.get(uid)
-        if state is not None and not state.finishing:
-            self._dirty.setdefault(uid, asyncio.get_running_loop().time())
-            self._signal()
+        self.status_queue.done(uid)
 
     async def close(self) -> None:
+        self.status_queue.close()
         for state in self.pods.values():
             if state.prepare_task:
                 state.prepare_task.cancel()
@@ -700,8 +589,3 @@ class PodController:
 
 def _backoff(failures: int) -> float:
     return min(API_RETRY_INITIAL_S * 2.0 ** min(failures, 20), API_RETRY_MAX_S)
-
-
-def _resolve(waiter: asyncio.Future[None]) -> None:
-    if not waiter.done():
-        waiter.set_result(None)

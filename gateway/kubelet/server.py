@@ -32,6 +32,7 @@ from gateway.kubelet.errors import NoFreePort
 from gateway.kubelet.handlers import KubeletHandlers
 from gateway.kubelet.middleware import auth_middleware
 from gateway.kubelet.provider import KubeletProvider
+from gateway.tasks import TaskSet
 
 logger = logging.getLogger(__name__)
 
@@ -156,7 +157,7 @@ class KubeletServer:
         self._runner: web.AppRunner | None = None
         self._servers: dict[int, asyncio.Server] = {}  # local port -> listener
         self._unserved: dict[int, socket.socket] = {}  # bound, listener not created yet
-        self._starting: set[asyncio.Future[None]] = set()
+        self._starting = TaskSet("kubelet API")  # node listeners being opened
         self._main_port = 0
         self._port_of: dict[str, int] = {}  # node name -> its own port
 
@@ -201,10 +202,7 @@ class KubeletServer:
         self._port_of[node] = port
         self._handlers.scopes[port] = node
         self._unserved[port] = sock
-        task = asyncio.ensure_future(self._serve(sock))
-        self._starting.add(task)
-        task.add_done_callback(self._starting.discard)
-        task.add_done_callback(_log_failure)
+        self._starting.spawn(self._serve(sock), f"listen for {node}")
         logger.debug("kubelet API for node %s on port %d", node, port)
         return port
 
@@ -271,8 +269,7 @@ class KubeletServer:
         if self._runner is None:
             return
         runner, self._runner = self._runner, None
-        for task in list(self._starting):
-            task.cancel()
+        await self._starting.stop()
         for server in self._servers.values():
             server.close()
         self._servers.clear()
@@ -296,8 +293,3 @@ def _bind(host: str, port: int) -> socket.socket:
         sock.close()
         raise
     return sock
-
-
-def _log_failure(task: asyncio.Future[Any]) -> None:
-    if not task.cancelled() and task.exception() is not None:
-        logger.error("kubelet API listener failed", exc_info=task.exception())

@@ -13,6 +13,9 @@ from gateway.link.state import SessionState
 
 Stream = Literal["stdout", "stderr"]
 
+# In `DeviceFacts.apps`: the backend runs any command, whatever the image (an SSH host).
+ANY_APP = "*"
+
 
 @dataclass(frozen=True, slots=True)
 class DeviceFacts:
@@ -36,6 +39,9 @@ class DeviceFacts:
     vendor: str = ""
     product: str = ""
     serial: str = ""
+    # Backends that are whole computers (SSH hosts) tell their OS and CPU count.
+    os: str = ""
+    cpus: int = 0
 
 
 @dataclass(frozen=True, slots=True)

@@ -260,6 +260,8 @@ class DeviceSession:
         app: str,
         argv: Sequence[str] = (),
         env: Mapping[str, str] | Sequence[tuple[str, str]] = (),
+        *,
+        working_dir: str = "",  # a device has no directories: ignored (SSH hosts use it)
     ) -> None:
         """Start `app` as `task_id`. Returns once the device confirmed; idempotent per task id.
         Raises `DeviceRejected` (unknown app, no free slot...), `LinkTimeout`, `LinkDown`."""

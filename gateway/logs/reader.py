@@ -131,7 +131,7 @@ async def read_logs(
             cursor.close()
 
 
-async def _follow(
+async def _follow(  # noqa: PLR0912 (the follow loop: drain, rotation, stop and wait in one place, in order)
     source: LogSource,
     path: Path,
     cursor: _Cursor | None,

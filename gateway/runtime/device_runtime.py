@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -22,6 +23,7 @@ from typing import Protocol
 from firmware_protocol import MessageTooLargeError
 from gateway.errors import DeviceRejected, SessionClosed, WireletError
 from gateway.link.events import (
+    ANY_APP,
     Reconciled,
     SessionEvent,
     TaskExited,
@@ -33,9 +35,11 @@ from gateway.link.events import (
 from gateway.logs.store import LogStore
 from gateway.runtime.backoff import BackoffPolicy, RestartBackoff
 from gateway.runtime.model import (
+    DEFAULT_GRACE_PERIOD_S,
     ContainerPhase,
     ContainerState,
     ContainerStatus,
+    PodSnapshot,
     PodSpecView,
     RestartPolicy,
 )
@@ -58,17 +62,41 @@ START_ERROR_EXIT_CODE = 128
 
 
 class DeviceTasks(Protocol):
-    """What the runtime needs of a device session."""
+    """The runtime's seam towards a device: all it asks of a backend (the serial link's
+    `DeviceSession` today; any other backend implements the same four calls).
+
+    What comes back from the device goes the other way, through the runtime's entry points:
+    `handle(event)` for task events (TaskStarted, TaskOutput, TaskExited, TaskLost),
+    `reconciled(tasks)` for the task list after each (re)connect, `link_changed(up)`.
+    """
 
     async def start_task(
-        self, task_id: str, app: str, argv: Sequence[str], env: Sequence[tuple[str, str]]
-    ) -> None: ...
+        self,
+        task_id: str,
+        app: str,
+        argv: Sequence[str],
+        env: Sequence[tuple[str, str]],
+        *,
+        working_dir: str = "",
+    ) -> None:
+        """Start `app`; return once the device accepted. Refusals raise DeviceRejected with the
+        device's code (MALFORMED and TOO_LARGE are permanent: the pod fails); other
+        WireletErrors are retried with the restart back-off."""
+        ...
 
-    async def stop_task(self, task_id: str, grace_s: float) -> None: ...
+    async def stop_task(self, task_id: str, grace_s: float) -> None:
+        """Ask a task to end (forced after `grace_s`); return once the device
+        reports it ended. DeviceRejected("NO_SUCH_TASK") if it has no such task; any other
+        WireletError makes the runtime send the stop again, SessionClosed ends trying."""
+        ...
 
-    async def list_tasks(self) -> Sequence[TaskInfo]: ...
+    async def list_tasks(self) -> Sequence[TaskInfo]:
+        """The device's tasks now: running ones and ended ones it still remembers."""
+        ...
 
-    def ack_output(self, task_id: str, stream: str, offset: int) -> None: ...
+    def ack_output(self, task_id: str, stream: str, offset: int) -> None:
+        """Output of `stream` up to byte `offset` is stored: the device may free it."""
+        ...
 
 
 EventSink = Callable[[str, str | None, str, str, str], None]  # uid, container, type, reason, msg
@@ -81,10 +109,18 @@ class PodRecord:
     backoffs: list[RestartBackoff]
     started_at: datetime
     deleting: bool = False
-    grace_s: float = 30.0
+    grace_s: float = DEFAULT_GRACE_PERIOD_S
     restart_timers: dict[int, asyncio.TimerHandle] = field(default_factory=dict)
     # (reason, message) once a container can never run: the pod is Failed, nothing restarts.
     failure: tuple[str, str] | None = None
+
+    def snapshot(self) -> PodSnapshot:
+        return PodSnapshot(
+            self.spec,
+            self.started_at,
+            tuple(dataclasses.replace(status) for status in self.containers),
+            self.failure,
+        )
 
     def policy(self, index: int) -> RestartPolicy:
         """Ephemeral containers are never restarted, whatever the pod's policy."""
@@ -125,14 +161,14 @@ class DeviceRuntime:
         self.on_event = on_event
         self.label = label
         self.max_frame = max_frame  # the largest frame the device receives (its HELLO)
-        self.pods: dict[str, PodRecord] = {}
+        self._pods: dict[str, PodRecord] = {}
         self.instances: dict[str, InstanceLog] = {}
         self.late: dict[str, InstanceLog] = {}  # logs for output of already-finished tasks
         # Output of our tasks whose pod is not known yet goes to the spool (gateway.runtime.output).
         self.spooler = spooler or OutputSpooler(logs.spool, device, label=label)
         self._up = asyncio.Event()
         self.stopping: dict[str, _Stop] = {}  # task id -> its stop, until the device confirms
-        self.device_tasks: dict[str, TaskInfo] | None = None  # from the last task list
+        self._device_tasks: dict[str, TaskInfo] | None = None  # from the last task list
         self._tasks: set[asyncio.Task[None]] = set()
         self._loop = asyncio.get_running_loop()
 
@@ -140,12 +176,14 @@ class DeviceRuntime:
     def link_up(self) -> bool:
         return self._up.is_set()
 
-    @link_up.setter
-    def link_up(self, up: bool) -> None:
-        if up:
-            self._up.set()
-        else:
-            self._up.clear()
+    # --- what others may read -----------------------------------------------------------------
+
+    def snapshot(self, uid: str) -> PodSnapshot | None:
+        record = self._pods.get(uid)
+        return None if record is None else record.snapshot()
+
+    def snapshots(self) -> list[PodSnapshot]:
+        return [record.snapshot() for record in self._pods.values()]
 
     # --- helpers ------------------------------------------------------------------------------
 
@@ -162,7 +200,7 @@ class DeviceRuntime:
             log.error("%s: %s failed", self.label, task.get_name(), exc_info=task.exception())
 
     async def close(self) -> None:
-        for record in self.pods.values():
+        for record in self._pods.values():
             for timer in record.restart_timers.values():
                 timer.cancel()
         for task in list(self._tasks):
@@ -183,16 +221,16 @@ class DeviceRuntime:
 
     def sync_pod(self, spec: PodSpecView) -> None:
         """A pod bound to this device appeared or changed: make sure its containers run."""
-        record = self.pods.get(spec.uid)
+        record = self._pods.get(spec.uid)
         if record is None:
             record = PodRecord(
                 spec=spec,
                 containers=[],
                 backoffs=[],
-                started_at=datetime.now(UTC),
+                started_at=spec.start_time or datetime.now(UTC),
                 grace_s=spec.grace_period_s,
             )
-            self.pods[spec.uid] = record
+            self._pods[spec.uid] = record
             self._add_containers(record, spec)
             self._replay_spooled(spec.uid)
         elif len(spec.containers) > len(record.containers):
@@ -244,11 +282,7 @@ class DeviceRuntime:
         if state is None:
             return False  # never started
         if state.phase is ContainerPhase.TERMINATED:
-            policy = record.policy(index)
-            done = policy is RestartPolicy.NEVER or (
-                policy is RestartPolicy.ON_FAILURE and state.exit_code == 0
-            )
-            if done:
+            if not record.policy(index).restarts_after(state.exit_code):
                 status.state = state
                 return True
             status.last_state = state
@@ -268,14 +302,14 @@ class DeviceRuntime:
         return False
 
     def _device_task(self, uid: str, index: int, restart: int) -> TaskInfo | None:
-        for task_id, info in (self.device_tasks or {}).items():
+        for task_id, info in (self._device_tasks or {}).items():
             name = parse_task_id(task_id)
             if name == TaskName(uid, index, restart):
                 return info
         return None
 
     def _adopt_or_start(self, record: PodRecord, index: int) -> None:
-        for task_id, info in (self.device_tasks or {}).items():
+        for task_id, info in (self._device_tasks or {}).items():
             name = parse_task_id(task_id)
             if (
                 name
@@ -321,7 +355,7 @@ class DeviceRuntime:
     def _log_failed(self, instance: InstanceLog, error: OSError) -> None:
         """A log that cannot be written must not stall the device: its output is spooled."""
         name = instance.name
-        record = self.pods.get(name.pod_uid)
+        record = self._pods.get(name.pod_uid)
         container = (
             record.spec.containers[name.container_index].container
             if record is not None and name.container_index < len(record.spec.containers)
@@ -343,7 +377,7 @@ class DeviceRuntime:
                 "ContainerCreating", f"not started: {record.failure[1]}"
             )
             return
-        if task_spec.app not in self.apps:
+        if task_spec.app not in self.apps and ANY_APP not in self.apps:
             status.state = ContainerState.waiting(
                 "ErrImagePull",
                 f'app "{task_spec.app}" (image "{task_spec.image}") is not offered by this '
@@ -366,8 +400,13 @@ class DeviceRuntime:
             )
             return
         name = TaskName(record.spec.uid, index, status.restart_count)
-        problem = start_request_problem(
-            str(name), task_spec.app, task_spec.argv, task_spec.env, self.max_frame
+        # A command backend (an SSH host, ANY_APP) takes no START frame: no frame limits apply.
+        problem = (
+            None
+            if ANY_APP in self.apps
+            else start_request_problem(
+                str(name), task_spec.app, task_spec.argv, task_spec.env, self.max_frame
+            )
         )
         if problem is not None:
             # The protocol says: refuse locally, never send (the device would drop the frame).
@@ -382,7 +421,9 @@ class DeviceRuntime:
         spec = record.spec.containers[index]
         status = record.containers[index]
         try:
-            await self.device.start_task(str(name), spec.app, spec.argv, spec.env)
+            await self.device.start_task(
+                str(name), spec.app, spec.argv, spec.env, working_dir=spec.working_dir
+            )
         except WireletError as exc:
             await self._drop_instance(str(name))
             if status.task_id == str(name):
@@ -431,7 +472,7 @@ class DeviceRuntime:
 
     def delete_pod(self, uid: str, grace_s: float) -> None:
         """Graceful delete: stop every task with the grace period; finish when all have exited."""
-        record = self.pods.get(uid)
+        record = self._pods.get(uid)
         if record is None:
             self.on_finished(uid)
             return
@@ -447,7 +488,7 @@ class DeviceRuntime:
 
     def forget_pod(self, uid: str) -> None:
         """The pod object is gone (force delete): stop its tasks now and drop the record."""
-        record = self.pods.get(uid)
+        record = self._pods.get(uid)
         if record is None:
             return
         record.deleting = True
@@ -455,7 +496,7 @@ class DeviceRuntime:
         self._stop_all(record)
         for timer in record.restart_timers.values():
             timer.cancel()
-        del self.pods[uid]
+        del self._pods[uid]
 
     def _stop_all(self, record: PodRecord) -> None:
         for timer in record.restart_timers.values():
@@ -528,7 +569,7 @@ class DeviceRuntime:
         final state comes from the device's task list where the device still remembers it."""
         if task_id not in self.instances:
             return  # its exit report arrived meanwhile (or an orphan: nothing to record)
-        info = (self.device_tasks or {}).get(task_id)
+        info = (self._device_tasks or {}).get(task_id)
         with contextlib.suppress(WireletError):
             listed = {t.task_id: t for t in await self.device.list_tasks()}
             info = listed.get(task_id, info)
@@ -551,7 +592,7 @@ class DeviceRuntime:
         # first): a pod with exits still being recorded is not done yet.
         if record.deleting and not any(s.task_id for s in record.containers):
             self.on_finished(record.spec.uid)  # first: the final status is read from the record
-            self.pods.pop(record.spec.uid, None)
+            self._pods.pop(record.spec.uid, None)
 
     # --- device events ------------------------------------------------------------------------
 
@@ -571,13 +612,17 @@ class DeviceRuntime:
                 f"lost {event.task_id}",
             )
         elif isinstance(event, Reconciled):
-            self.device_tasks = {t.task_id: t for t in event.device_tasks}
+            self.reconciled(event.device_tasks)
+
+    def reconciled(self, device_tasks: Sequence[TaskInfo]) -> None:
+        """The device's task list after a handshake: what may be adopted, what is orphaned."""
+        self._device_tasks = {t.task_id: t for t in device_tasks}
 
     def _locate(self, task_id: str) -> tuple[PodRecord, int] | None:
         name = parse_task_id(task_id)
         if name is None:
             return None
-        record = self.pods.get(name.pod_uid)
+        record = self._pods.get(name.pod_uid)
         if record is None or name.container_index >= len(record.containers):
             return None
         if record.containers[name.container_index].task_id != task_id:
@@ -622,7 +667,7 @@ class DeviceRuntime:
         """Output of a task that ended while no gateway listened, re-sent by the device: it
         still belongs in that instance's log file."""
         name = parse_task_id(task_id)
-        record = self.pods.get(name.pod_uid) if name else None
+        record = self._pods.get(name.pod_uid) if name else None
         if name is None or record is None or name.container_index >= len(record.containers):
             return None
         instance = self._instance_log(record, name)
@@ -632,7 +677,7 @@ class DeviceRuntime:
 
     def pod_uids_in_use(self) -> set[str]:
         """Pods whose logs this runtime may still write: their directories must stay."""
-        return set(self.pods) | {instance.name.pod_uid for instance in self.instances.values()}
+        return set(self._pods) | {instance.name.pod_uid for instance in self.instances.values()}
 
     async def _drop_instance(self, task_id: str) -> None:
         instance = self.instances.pop(task_id, None)
@@ -676,11 +721,7 @@ class DeviceRuntime:
             self.on_change(record.spec.uid)
             self._finish_if_done(record)
             return
-        policy = record.policy(index)
-        restart = policy is RestartPolicy.ALWAYS or (
-            policy is RestartPolicy.ON_FAILURE and exit_code != 0
-        )
-        if restart and record.failure is None:
+        if record.policy(index).restarts_after(exit_code) and record.failure is None:
             self._schedule_restart(record, index)
         self.on_change(record.spec.uid)
 
@@ -705,7 +746,7 @@ class DeviceRuntime:
         )
 
     def _restart(self, uid: str, index: int) -> None:
-        record = self.pods.get(uid)
+        record = self._pods.get(uid)
         if record is None or record.deleting or record.failure is not None:
             return
         record.restart_timers.pop(index, None)
@@ -719,8 +760,11 @@ class DeviceRuntime:
 
     def link_changed(self, up: bool) -> None:
         """Link up: start what waits for the device. Link down: readiness follows the node."""
-        self.link_up = up
-        for record in list(self.pods.values()):
+        if up:
+            self._up.set()
+        else:
+            self._up.clear()
+        for record in list(self._pods.values()):
             for index, status in enumerate(record.containers):
                 if not up:
                     status.ready = False
@@ -742,7 +786,7 @@ class DeviceRuntime:
     def orphan_tasks(self, known_uids: set[str]) -> list[str]:
         """Running device tasks made by a gateway for pods that no longer exist."""
         orphans = []
-        for task_id, info in (self.device_tasks or {}).items():
+        for task_id, info in (self._device_tasks or {}).items():
             name = parse_task_id(task_id)
             if name and info.running and name.pod_uid not in known_uids:
                 orphans.append(task_id)

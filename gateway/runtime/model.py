@@ -10,11 +10,18 @@ import enum
 from dataclasses import dataclass, field
 from datetime import datetime
 
+# Kubernetes' default for terminationGracePeriodSeconds and a delete without a grace period.
+DEFAULT_GRACE_PERIOD_S = 30.0
+
 
 class RestartPolicy(enum.StrEnum):
     ALWAYS = "Always"
     ON_FAILURE = "OnFailure"
     NEVER = "Never"
+
+    def restarts_after(self, exit_code: int | None) -> bool:
+        """Whether a container that ended with `exit_code` runs again (the kubelet's rule)."""
+        return self is RestartPolicy.ALWAYS or (self is RestartPolicy.ON_FAILURE and exit_code != 0)
 
 
 @dataclass(frozen=True)
@@ -27,6 +34,7 @@ class TaskSpec:
     argv: tuple[str, ...]
     env: tuple[tuple[str, str], ...]
     memory_request: int = 0  # bytes, from resources.requests.memory
+    working_dir: str = ""  # `workingDir`: used where the backend has directories (SSH hosts)
     # From spec.ephemeralContainers (`kubectl debug`): never restarted, not part of the pod's
     # phase or readiness, reported in status.ephemeralContainerStatuses.
     ephemeral: bool = False
@@ -42,7 +50,10 @@ class PodSpecView:
     node_name: str
     restart_policy: RestartPolicy
     containers: tuple[TaskSpec, ...]
-    grace_period_s: float = 30.0
+    grace_period_s: float = DEFAULT_GRACE_PERIOD_S
+    # The pod's start time as the API records it (status.startTime), or when the gateway first
+    # saw it: the one start time both the status and the node's stats report.
+    start_time: datetime | None = None
     # Per container, what the API's status already says: its restart count and, if it has
     # terminated, that state. A restarted gateway continues from here instead of from zero.
     prior: tuple[tuple[int, ContainerState | None], ...] = ()
@@ -102,3 +113,18 @@ class ContainerStatus:
         if self.state.phase is ContainerPhase.TERMINATED:
             return self.state.task_id
         return None
+
+
+@dataclass(frozen=True)
+class PodSnapshot:
+    """A copy of what the runtime holds of one pod, for readers outside it (status, the
+    kubelet API): they never see, or change, the runtime's own records."""
+
+    spec: PodSpecView
+    started_at: datetime
+    containers: tuple[ContainerStatus, ...]
+    # (reason, message) once a container can never run: the pod is Failed.
+    failure: tuple[str, str] | None
+
+    def container(self, name: str) -> ContainerStatus | None:
+        return next((c for c in self.containers if c.name == name), None)

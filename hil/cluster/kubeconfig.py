@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import base64
 import json
-import os
 from pathlib import Path
+
+from hil.cluster.pki import write_private
 
 
 def _b64(path: Path) -> str:
@@ -45,10 +46,5 @@ def write_kubeconfig(
         "contexts": [{"name": cluster_name, "context": {"cluster": cluster_name, "user": user}}],
         "current-context": cluster_name,
     }
-    path.parent.mkdir(parents=True, exist_ok=True)
-    # The file holds a private key: owner-only from the moment it exists.
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-        json.dump(doc, f, indent=2)
-        f.write("\n")
+    write_private(path, (json.dumps(doc, indent=2) + "\n").encode())  # it holds a key
     return path

@@ -146,6 +146,18 @@ class LocalCluster:
         self.ca.issue_to_files(pair, hosts[0], hosts=hosts, server=True)
         return pair.cert, pair.key
 
+    def gateway_credentials(self, hosts: list[str], out_dir: Path) -> dict[str, str]:
+        """What a gateway beside this control plane needs to talk to it and be called back:
+        the admin kubeconfig, the client CA, and a serving certificate for `hosts` (the keys
+        of gateway.config.loopback_settings)."""
+        cert, key = self.sign_serving_cert(hosts, out_dir)
+        return {
+            "kubeconfig": str(self.kubeconfig),
+            "client_ca": str(self.ca_cert),
+            "tls_cert": str(cert),
+            "tls_key": str(key),
+        }
+
     def sign_client_cert(
         self, cn: str, orgs: list[str], out_dir: Path | None = None
     ) -> tuple[Path, Path]:

@@ -49,7 +49,8 @@ def cert_pem(cert: x509.Certificate) -> bytes:
     return cert.public_bytes(serialization.Encoding.PEM)
 
 
-def _write_private(path: Path, data: bytes) -> None:
+def write_private(path: Path, data: bytes) -> None:
+    """Owner-only from the moment the file exists (keys, kubeconfigs that embed one)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "wb") as f:
@@ -77,6 +78,38 @@ def _san(hosts: list[str]) -> x509.SubjectAlternativeName:
     return x509.SubjectAlternativeName(entries)
 
 
+def _builder(
+    subject: x509.Name, issuer: x509.Name, public_key: ec.EllipticCurvePublicKey, *, ca: bool
+) -> x509.CertificateBuilder:
+    """A certificate valid from a little before now for _VALIDITY: a CA, or a leaf that signs
+    nothing (its uses come from extended key usages)."""
+    now = datetime.datetime.now(datetime.UTC)
+    return (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(issuer)
+        .public_key(public_key)
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - _BACKDATE)
+        .not_valid_after(now + _VALIDITY)
+        .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=True,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                key_cert_sign=ca,
+                crl_sign=ca,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            critical=True,
+        )
+    )
+
+
 class CertificateAuthority:
     """A self-signed CA that signs serving and client certificates."""
 
@@ -87,31 +120,9 @@ class CertificateAuthority:
     @classmethod
     def create(cls, cn: str) -> CertificateAuthority:
         key = new_ec_key()
-        now = datetime.datetime.now(datetime.UTC)
         name = _name(cn)
         cert = (
-            x509.CertificateBuilder()
-            .subject_name(name)
-            .issuer_name(name)
-            .public_key(key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(now - _BACKDATE)
-            .not_valid_after(now + _VALIDITY)
-            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-            .add_extension(
-                x509.KeyUsage(
-                    digital_signature=True,
-                    content_commitment=False,
-                    key_encipherment=False,
-                    data_encipherment=False,
-                    key_agreement=False,
-                    key_cert_sign=True,
-                    crl_sign=True,
-                    encipher_only=False,
-                    decipher_only=False,
-                ),
-                critical=True,
-            )
+            _builder(name, name, key.public_key(), ca=True)
             .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), False)
             .sign(key, hashes.SHA256())
         )
@@ -128,7 +139,7 @@ class CertificateAuthority:
 
     def save(self, pair: KeyPair) -> KeyPair:
         _write_public(pair.cert, cert_pem(self.cert))
-        _write_private(pair.key, key_pem(self.key))
+        write_private(pair.key, key_pem(self.key))
         return pair
 
     def issue(
@@ -142,38 +153,14 @@ class CertificateAuthority:
     ) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
         """Sign a leaf certificate; hosts become IP or DNS subject alternative names."""
         key = new_ec_key()
-        now = datetime.datetime.now(datetime.UTC)
         usages = []
         if server:
             usages.append(ExtendedKeyUsageOID.SERVER_AUTH)
         if client:
             usages.append(ExtendedKeyUsageOID.CLIENT_AUTH)
-        builder = (
-            x509.CertificateBuilder()
-            .subject_name(_name(cn, orgs))
-            .issuer_name(self.cert.subject)
-            .public_key(key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(now - _BACKDATE)
-            .not_valid_after(now + _VALIDITY)
-            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-            .add_extension(
-                x509.KeyUsage(
-                    digital_signature=True,
-                    content_commitment=False,
-                    key_encipherment=False,
-                    data_encipherment=False,
-                    key_agreement=False,
-                    key_cert_sign=False,
-                    crl_sign=False,
-                    encipher_only=False,
-                    decipher_only=False,
-                ),
-                critical=True,
-            )
-            .add_extension(
-                x509.AuthorityKeyIdentifier.from_issuer_public_key(self.key.public_key()), False
-            )
+        builder = _builder(_name(cn, orgs), self.cert.subject, key.public_key(), ca=False)
+        builder = builder.add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(self.key.public_key()), False
         )
         if usages:
             builder = builder.add_extension(x509.ExtendedKeyUsage(usages), critical=False)
@@ -193,7 +180,7 @@ class CertificateAuthority:
     ) -> KeyPair:
         cert, key = self.issue(cn, orgs=orgs, hosts=hosts, server=server, client=client)
         _write_public(pair.cert, cert_pem(cert))
-        _write_private(pair.key, key_pem(key))
+        write_private(pair.key, key_pem(key))
         log.debug("issued %s (orgs=%s, hosts=%s) to %s", cn, orgs, hosts, pair.cert)
         return pair
 
@@ -201,7 +188,7 @@ class CertificateAuthority:
 def write_service_account_keys(private: Path, public: Path) -> None:
     """RSA pair the API server signs service-account tokens with (RS256 is the common ground)."""
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    _write_private(private, key_pem(key))
+    write_private(private, key_pem(key))
     _write_public(
         public,
         key.public_key().public_bytes(

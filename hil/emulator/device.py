@@ -50,6 +50,7 @@ from firmware_protocol import (
     task_list_page,
 )
 from firmware_protocol.events import Event
+from firmware_protocol.wakeup import Wakeup
 from hil.emulator.apps import APPS, STDERR, AppRun
 from hil.emulator.faults import FaultSettings, FaultyLine, Misbehaviour
 from hil.emulator.profile import DeviceProfile
@@ -172,8 +173,7 @@ class EmulatedDevice:
         self._tasks: dict[str, _Task] = {}
         self._finished: collections.deque[str] = collections.deque()
         self._next_position = 0
-        self._timer: asyncio.TimerHandle | None = None
-        self._timer_at: float | None = None
+        self._wakeup = Wakeup(self._loop, self._service)
         self.misbehaviour = Misbehaviour()
         self._foreign_sent = 0
         self._link = self._boot()
@@ -224,7 +224,7 @@ class EmulatedDevice:
     def hang(self) -> None:
         """Firmware stuck: bytes from the gateway are swallowed, nothing is sent, no timer runs."""
         self.hung = True
-        self._cancel_timer()
+        self._wakeup.cancel()
 
     def resume(self) -> None:
         self.hung = False
@@ -245,7 +245,7 @@ class EmulatedDevice:
 
     def close(self) -> None:
         self._closed = True
-        self._cancel_timer()
+        self._wakeup.cancel()
         self.port.close()
 
     @property
@@ -397,26 +397,7 @@ class EmulatedDevice:
     def _reschedule(self) -> None:
         if self.hung or self._closed:
             return
-        deadline = self._next_deadline()
-        if deadline is None:
-            self._cancel_timer()
-            return
-        if self._timer is not None and self._timer_at is not None and self._timer_at <= deadline:
-            return  # an earlier (or equal) wake-up is already armed; it will recompute
-        self._cancel_timer()
-        self._timer_at = deadline
-        self._timer = self._loop.call_at(deadline, self._on_timer)
-
-    def _on_timer(self) -> None:
-        self._timer = None
-        self._timer_at = None
-        self._service()
-
-    def _cancel_timer(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-        self._timer = None
-        self._timer_at = None
+        self._wakeup.arm(self._next_deadline())
 
     # --- apps ---------------------------------------------------------------------------------
 

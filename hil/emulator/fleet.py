@@ -13,7 +13,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import logging
-import os
 from collections.abc import Iterable
 from pathlib import Path
 from types import TracebackType
@@ -22,6 +21,7 @@ from typing import Any
 from firmware_protocol import LinkConfig
 from hil.emulator.control import ControlServer, control_socket_path
 from hil.emulator.device import EmulatedDevice
+from hil.emulator.device_link import point_device_link
 from hil.emulator.faults import FaultSettings, Misbehaviour
 from hil.emulator.profile import DeviceProfile
 
@@ -119,21 +119,11 @@ class EmulatedFleet:
     # --- symlinks ----------------------------------------------------------------------------
 
     def _update_symlink(self, device: EmulatedDevice) -> None:
-        link = self.symlink(device.device_id)
-        if not device.tty:
-            with contextlib.suppress(FileNotFoundError):
-                link.unlink()
-            return
-        # Create aside, then rename over: a reader never sees a missing or half-made link.
-        temp = self.directory / f".{device.device_id}.tmp"
-        with contextlib.suppress(FileNotFoundError):
-            temp.unlink()
-        os.symlink(device.tty, temp)
-        os.replace(temp, link)
+        point_device_link(self.directory, device.device_id, device.tty)
 
     # --- control socket ----------------------------------------------------------------------
 
-    async def _handle_control(self, request: dict[str, Any]) -> dict[str, Any]:
+    async def _handle_control(self, request: dict[str, Any]) -> dict[str, Any]:  # noqa: PLR0912 (one branch per control command)
         op = request.get("op")
         if op == "list":
             return {"ok": True, "devices": [self._describe(d) for d in self._devices.values()]}

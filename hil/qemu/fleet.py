@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import shutil
 import tempfile
 from collections.abc import Mapping
@@ -16,6 +15,7 @@ from types import TracebackType
 from typing import Any
 
 from hil.emulator.control import ControlServer, control_socket_path
+from hil.emulator.device_link import point_device_link
 from hil.qemu.board import QemuBoard
 from hil.qemu.firmware import FirmwareImage, build_firmware
 from hil.qemu.targets import TARGETS, Target
@@ -117,16 +117,7 @@ class QemuFleet:
         return self.directory / device_id
 
     def _update_symlink(self, board: QemuBoard) -> None:
-        link = self.symlink(board.device_id)
-        if not board.tty:
-            with contextlib.suppress(FileNotFoundError):
-                link.unlink()
-            return
-        temp = self.directory / f".{board.device_id}.tmp"
-        with contextlib.suppress(FileNotFoundError):
-            temp.unlink()
-        os.symlink(board.tty, temp)
-        os.replace(temp, link)
+        point_device_link(self.directory, board.device_id, board.tty)
 
     # --- control socket (python -m hil.qemu ctl) -----------------------------------------------
 

@@ -13,13 +13,13 @@ from pathlib import Path
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 from kubernetes_asyncio import client, config
 from kubernetes_asyncio.client.exceptions import ApiException
 
 from hil.cluster.build import KUBERNETES_VERSION
 from hil.cluster.local import LocalCluster
+from hil.cluster.pki import new_ec_key
 
 pytestmark = pytest.mark.integration
 
@@ -130,7 +130,7 @@ async def test_scheduler_binds_pod_to_ready_node(api: client.ApiClient, namespac
 
 
 def _csr_pem(cn: str) -> bytes:
-    key = ec.generate_private_key(ec.SECP256R1())
+    key = new_ec_key()
     csr = (
         x509.CertificateSigningRequestBuilder()
         .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)]))

@@ -220,12 +220,9 @@ def gateway_settings(
     data = loopback_settings(
         kubeconfig=str(gateway_kubeconfig(cluster)),
         client_ca=str(cluster.ca_cert),
-        tls_cert="",
-        tls_key="",
         device_dir=str(device_dir),
         log_dir=str(workdir / "pods"),
     )
-    del data["kubelet"]["tls_cert"], data["kubelet"]["tls_key"]
     data["kubelet"].update(server_tls_bootstrap=True, serving_cert_approve=True)
     if address is not None:
         data["kubelet"].update(address=address.ip, node_ip=address.ip)

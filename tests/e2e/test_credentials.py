@@ -116,7 +116,8 @@ def served_certificate(host: str, port: int, ca: Path) -> x509.Certificate:
 
 async def test_serving_certificate_comes_from_a_csr_and_rotates_live(wirelet: Wirelet) -> None:
     gateway = wirelet.gateway
-    assert gateway.serving_cert is not None and gateway.server is not None
+    serving_cert = gateway.parts.serving_cert
+    assert serving_cert is not None
     node = wirelet.node(wirelet.fleet.devices[0].profile.device_id)
     await wirelet.wait_node(node)
     port = gateway.server.node_port(node)
@@ -129,7 +130,7 @@ async def test_serving_certificate_comes_from_a_csr_and_rotates_live(wirelet: Wi
 
     await wirelet.create_pod("rotating", "forever", ["200"], node=node, restart="Always")
     await wirelet.wait_container("rotating", lambda c: "running" in c["state"])
-    await gateway.serving_cert.obtain(timeout_s=WAIT)  # what the renewal timer does
+    await serving_cert.obtain(timeout_s=WAIT)  # what the renewal timer does
     second = await asyncio.to_thread(
         served_certificate, gateway.node_ip, port, wirelet.cluster.ca_cert
     )

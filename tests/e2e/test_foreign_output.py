@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 
 from gateway.link import output_ledger
+from gateway.link.session import DeviceSession
 from gateway.runtime.output import UNKNOWN_POD_SPOOL_LIMIT
 from hil.emulator.faults import Misbehaviour
 
@@ -23,6 +24,7 @@ async def test_flood_of_output_for_unknown_tasks_keeps_gateway_state_bounded(
         await wirelet.wait_node(wirelet.node(d.profile.device_id))
     (served,) = [n for n in wirelet.gateway.nodes.values() if n.name == node]
     session = served.session
+    assert isinstance(session, DeviceSession)  # a device, not an SSH host
 
     device.set_misbehaviour(Misbehaviour(foreign_output=True))
     await wirelet.create_pod("honest", "counter", ["3", "50"], node=node)

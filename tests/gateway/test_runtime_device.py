@@ -19,7 +19,13 @@ from gateway.logs.config import LogConfig
 from gateway.logs.store import LogStore
 from gateway.runtime.backoff import BackoffPolicy
 from gateway.runtime.device_runtime import DeviceRuntime
-from gateway.runtime.model import ContainerPhase, PodSpecView, RestartPolicy, TaskSpec
+from gateway.runtime.model import (
+    ContainerPhase,
+    PodSnapshot,
+    PodSpecView,
+    RestartPolicy,
+    TaskSpec,
+)
 from hil.emulator.device import EmulatedDevice
 from hil.emulator.fleet import EmulatedFleet
 from hil.emulator.profile import DeviceProfile
@@ -34,6 +40,7 @@ class Harness:
     device: EmulatedDevice
     runtime: DeviceRuntime
     finished: list[str] = field(default_factory=list)
+    final: dict[str, PodSnapshot] = field(default_factory=dict)  # as each pod finished
     events: list[tuple[Any, ...]] = field(default_factory=list)
 
     async def until(self, what: str, check: Callable[[], object]) -> None:
@@ -44,6 +51,18 @@ class Harness:
                 return
             await asyncio.sleep(0.01)
         raise AssertionError(f"timed out waiting for {what}")
+
+    def pod(self, uid: str) -> PodSnapshot:
+        """The runtime's pod now, or as it was when it finished."""
+        snapshot = self.runtime.snapshot(uid) or self.final.get(uid)
+        assert snapshot is not None, uid
+        return snapshot
+
+    def on_finished(self, uid: str) -> None:
+        snapshot = self.runtime.snapshot(uid)
+        assert snapshot is not None
+        self.final[uid] = snapshot
+        self.finished.append(uid)
 
     def received(self, kind: type, uid: str) -> list[Any]:
         return [
@@ -56,7 +75,8 @@ class Harness:
 async def _feed(sub: EventSubscription, runtime: DeviceRuntime) -> None:
     async for event in sub:
         if isinstance(event, Reconciled):
-            runtime.device_tasks = {t.task_id: t for t in event.device_tasks}
+            runtime.reconciled(event.device_tasks)
+            continue
         runtime.handle(event)
 
 
@@ -76,13 +96,13 @@ async def runtime_on_device(tmp_path: Path, profile: DeviceProfile) -> AsyncIter
             apps=facts.apps,
             backoff=BackoffPolicy(initial_s=0.1, max_s=0.5),
             on_change=lambda _uid: None,
-            on_finished=harness.finished.append,
+            on_finished=harness.on_finished,
             on_event=lambda *event: harness.events.append(event),
             label=profile.device_id,
             max_frame=facts.max_frame,
         )
         harness.runtime = runtime
-        runtime.link_up = True
+        runtime.link_changed(True)
         sub = session.subscribe()
         feeder = asyncio.create_task(_feed(sub, runtime), name="feed runtime")
         try:
@@ -117,13 +137,12 @@ async def test_a_stop_the_device_ignores_is_sent_again_until_confirmed(tmp_path:
     async with runtime_on_device(tmp_path, DeviceProfile(device_id="stops")) as h:
         spec = pod("forever", ("100",), policy=RestartPolicy.ALWAYS)
         h.runtime.sync_pod(spec)
-        record = h.runtime.pods[spec.uid]
-        await h.until("running", lambda: record.containers[0].running)
+        await h.until("running", lambda: h.pod(spec.uid).containers[0].running)
         h.device.ignore_stops = 2  # the firmware takes two STOPs and does nothing
         h.runtime.delete_pod(spec.uid, 0.0)
         await h.until("the delete completes", lambda: spec.uid in h.finished)
         assert len(h.received(StopTask, spec.uid)) == 3
-        assert record.containers[0].state.phase is ContainerPhase.TERMINATED
+        assert h.pod(spec.uid).containers[0].state.phase is ContainerPhase.TERMINATED
         assert not h.runtime.stopping
 
 
@@ -131,14 +150,13 @@ async def test_a_stop_answered_no_such_task_completes_the_delete(tmp_path: Path)
     async with runtime_on_device(tmp_path, DeviceProfile(device_id="forgot")) as h:
         spec = pod("forever", ("100",))
         h.runtime.sync_pod(spec)
-        record = h.runtime.pods[spec.uid]
-        await h.until("running", lambda: record.containers[0].running)
-        task_id = record.containers[0].task_id
+        await h.until("running", lambda: h.pod(spec.uid).containers[0].running)
+        task_id = h.pod(spec.uid).containers[0].task_id
         assert task_id is not None
         h.device.lose_task(task_id)  # gone without an exit report
         h.runtime.delete_pod(spec.uid, 0.0)
         await h.until("the delete completes", lambda: spec.uid in h.finished)
-        state = record.containers[0].state
+        state = h.pod(spec.uid).containers[0].state
         assert (state.phase, state.reason, state.exit_code) == (
             ContainerPhase.TERMINATED,
             "ContainerStatusUnknown",
@@ -152,12 +170,11 @@ async def test_fifty_tasks_ending_at_once_all_report_their_exit(tmp_path: Path) 
     async with runtime_on_device(tmp_path, profile) as h:
         spec = pod("echo", ("hi",), containers=50)
         h.runtime.sync_pod(spec)
-        record = h.runtime.pods[spec.uid]
         await h.until(
             "every container terminated",
             lambda: all(
                 c.state.phase is ContainerPhase.TERMINATED and c.state.exit_code == 0
-                for c in record.containers
+                for c in h.pod(spec.uid).containers
             ),
         )
         h.runtime.delete_pod(spec.uid, 5.0)
@@ -171,10 +188,10 @@ async def test_a_start_too_large_for_the_device_fails_the_pod_without_sending(
     async with runtime_on_device(tmp_path, DeviceProfile(device_id="small")) as h:
         spec = pod("echo", ("x" * 200,) * 10, containers=2, policy=RestartPolicy.ALWAYS)
         h.runtime.sync_pod(spec)
-        record = h.runtime.pods[spec.uid]
-        assert record.failure is not None
-        assert record.failure[0] == "StartError"
-        state = record.containers[0].state
+        failure = h.pod(spec.uid).failure
+        assert failure is not None
+        assert failure[0] == "StartError"
+        state = h.pod(spec.uid).containers[0].state
         assert (state.phase, state.reason, state.exit_code) == (
             ContainerPhase.TERMINATED,
             "StartError",
@@ -189,22 +206,21 @@ async def test_an_ephemeral_container_added_later_runs_once(tmp_path: Path) -> N
     async with runtime_on_device(tmp_path, DeviceProfile(device_id="debug")) as h:
         spec = pod("forever", ("100",), policy=RestartPolicy.ALWAYS)
         h.runtime.sync_pod(spec)
-        record = h.runtime.pods[spec.uid]
-        await h.until("running", lambda: record.containers[0].running)
+        await h.until("running", lambda: h.pod(spec.uid).containers[0].running)
         debug = TaskSpec("dbg", "echo", "echo", ("hello",), (), ephemeral=True)
         h.runtime.sync_pod(dataclasses.replace(spec, containers=(*spec.containers, debug)))
         await h.until(
             "the ephemeral container ended",
             lambda: (
-                len(record.containers) == 2
-                and record.containers[1].state.phase is ContainerPhase.TERMINATED
+                len(h.pod(spec.uid).containers) == 2
+                and h.pod(spec.uid).containers[1].state.phase is ContainerPhase.TERMINATED
             ),
         )
-        assert record.containers[1].ephemeral
-        assert record.containers[1].state.exit_code == 0
-        assert record.containers[1].state.task_id == f"{spec.uid}/1/0"
-        assert record.containers[0].running  # the pod's own container is untouched
-        assert 1 not in record.restart_timers  # never restarted, though the pod says Always
+        assert h.pod(spec.uid).containers[1].ephemeral
+        assert h.pod(spec.uid).containers[1].state.exit_code == 0
+        assert h.pod(spec.uid).containers[1].state.task_id == f"{spec.uid}/1/0"
+        assert h.pod(spec.uid).containers[0].running  # the pod's own container is untouched
+        assert h.pod(spec.uid).containers[1].last_state is None  # no restart, though Always
         assert [m.task_id for m in h.received(StartTask, spec.uid)] == [
             f"{spec.uid}/0/0",
             f"{spec.uid}/1/0",

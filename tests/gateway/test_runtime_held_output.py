@@ -23,7 +23,13 @@ class DeviceSide:
         self.acked: list[tuple[str, str, int]] = []
 
     async def start_task(
-        self, task_id: str, app: str, argv: Sequence[str], env: Sequence[tuple[str, str]]
+        self,
+        task_id: str,
+        app: str,
+        argv: Sequence[str],
+        env: Sequence[tuple[str, str]],
+        *,
+        working_dir: str = "",
     ) -> None:
         raise AssertionError("not used")
 

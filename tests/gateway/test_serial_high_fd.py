@@ -55,12 +55,15 @@ async def test_port_opened_above_fd_setsize_reads_writes_and_sees_vanishing() ->
         assert bytes(received) == b"ack"
         port.close()
         with pytest.raises(TransportClosed):
-            async with asyncio.timeout(10):
-                while True:
-                    await transport.read()
+            await asyncio.wait_for(_read_until_closed(transport), 10)
         await transport.close()
     finally:
         for fd in fillers:
             os.close(fd)
         port.close()
         resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+
+async def _read_until_closed(transport: SerialTransport) -> None:
+    while True:
+        await transport.read()

@@ -15,10 +15,11 @@ from gateway.kube import pod_controller
 from gateway.kube.api import KubeApi, KubeApiError
 from gateway.kube.events import EventRecorder
 from gateway.kube.pod_controller import NodeBinding, PodController, PodState
+from gateway.kube.pod_view import PodView
 from gateway.runtime.model import ContainerStatus
 
 UID = "0f6c4d7e-2b9a-4c1e-9d3f-6a5b4c3d2e1f"
-POD = {
+POD: dict[str, Any] = {
     "metadata": {"uid": UID, "namespace": "ns", "name": "p"},
     "spec": {"nodeName": "n", "containers": [{"name": "c", "image": "echo"}]},
 }
@@ -41,7 +42,7 @@ class RefusingApi:
         if status >= 400:
             raise KubeApiError(status, "Refused", {"message": "no"}, method, path)
 
-    async def patch(self, path: str, body: Any, kind: str = "merge") -> None:
+    async def patch(self, path: str, body: Any, *, kind: str = "merge") -> None:
         self._answer(self.patch_answers, self.patches, "PATCH", path)
 
     async def delete(self, path: str, body: Any = None) -> None:
@@ -53,7 +54,7 @@ async def controller_with(api: RefusingApi) -> AsyncIterator[PodController]:
     client: KubeApi = api  # type: ignore[assignment]
     controller = PodController(client, EventRecorder(client, "h"), host_ip="127.0.0.1")
     controller.add_node(NodeBinding("n", {"pods": "10"}))
-    controller.pods[UID] = PodState(POD, preparing=[ContainerStatus("c", "echo")])
+    controller.pods[UID] = PodState(PodView.parse(POD), preparing=[ContainerStatus("c", "echo")])
     writer = asyncio.create_task(controller.run_status_writer(), name="status writer")
     try:
         yield controller
@@ -94,7 +95,9 @@ async def test_a_status_write_that_cannot_pass_is_not_sent_again_unchanged() -> 
     api = RefusingApi(patch=[422])
     async with controller_with(api) as controller:
         controller.changed(UID)
-        await until("the write", lambda: api.patches and UID not in controller._writing)
+        await until(
+            "the write", lambda: api.patches and not controller.status_queue.processing(UID)
+        )
         controller.changed(UID)  # the same status once more
         await until("the second look", lambda: controller.status_skipped == 1)
         assert len(api.patches) == 1

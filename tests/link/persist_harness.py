@@ -80,14 +80,14 @@ async def serve(link: Path, root: Path, spec: PodSpecView) -> None:
                 label="harness",
                 spooler=spooler,
             )
-            runtime.device_tasks = {t.task_id: t for t in event.device_tasks}
+            runtime.reconciled(event.device_tasks)
         elif runtime is None:
             if isinstance(event, TaskOutput) and not spooler.take(
                 event.task_id, event.stream, event.offset, event.data
             ):
                 session.ack_output(event.task_id, event.stream, event.end)
         elif isinstance(event, SessionStateChanged) and event.new is SessionState.UP:
-            if spec.uid not in runtime.pods:
+            if runtime.snapshot(spec.uid) is None:
                 asyncio.get_running_loop().call_later(POD_KNOWN_AFTER_S, hand_over)
             else:
                 runtime.link_changed(True)

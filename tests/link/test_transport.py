@@ -45,9 +45,7 @@ async def test_bytes_flow_both_ways_and_port_vanishing_is_seen() -> None:
 
         port.close()  # the cable is pulled
         with pytest.raises(TransportClosed):
-            async with asyncio.timeout(WAIT):
-                while await transport.read():
-                    pass  # the emulator sent nothing more; anything here is stale
+            await asyncio.wait_for(_read_until_closed(transport), WAIT)
         assert not transport.is_open
         await transport.close()
         await transport.close()  # idempotent
@@ -69,3 +67,8 @@ async def test_missing_port_and_exclusive_open(tmp_path: Path) -> None:
         await second.close()
     finally:
         port.close()
+
+
+async def _read_until_closed(transport: SerialTransport) -> None:
+    while await transport.read():
+        pass  # the emulator sent nothing more; anything here is stale

@@ -21,7 +21,7 @@ def test_parse_accepts_offsets_and_short_fractions() -> None:
 
 @pytest.mark.parametrize("bad", ["", "2023-11-14", "2023-11-14T22:13:20", "x 2023-11-14T22:13:20Z"])
 def test_parse_rejects_garbage(bad: str) -> None:
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="not an RFC3339 timestamp"):
         parse_rfc3339(bad)
 
 

@@ -99,7 +99,7 @@ class Cluster:
         return result
 
 
-async def test_one_gateway_serves_a_usb_and_a_serial_device(
+async def test_one_gateway_serves_a_usb_and_a_serial_device(  # noqa: PLR0915 (one end-to-end story of two transports)
     cluster: LocalCluster, tmp_path: Path
 ) -> None:
     suffix = uuid.uuid4().hex[:6]
