@@ -211,8 +211,9 @@ def _outcome_notes(outcome: ExecOutcome) -> list[str]:
     notes = []
     if outcome.truncated:
         notes.append(
-            "output was cut by the device: its firmware answers exec in one protocol frame "
-            "(it does not stream exec output, PROTOCOL.md section 9); the rest is missing"
+            "output was cut by the device: it could not send all of it (a firmware without "
+            "streamed exec answers in one protocol frame, one that runs exec synchronously "
+            "sends what its transmit buffer holds; PROTOCOL.md section 9); the rest is missing"
         )
     if outcome.limit_bytes is not None:
         notes.append(

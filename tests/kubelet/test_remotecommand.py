@@ -89,7 +89,7 @@ async def test_exec_says_on_stderr_why_output_is_not_whole(
     received, status = await channels(exec_url(base, "seq", stdout="1", stderr="1"), pki)
     assert received[1] == b"out"
     notes = received[2].decode()
-    assert "output was cut by the device: its firmware answers exec in one protocol frame" in notes
+    assert "output was cut by the device: it could not send all of it" in notes
     assert "output was cut at 4096 bytes (kubelet.exec_output_limit_bytes)" in notes
     assert "7 bytes of output were lost" in notes
     assert status == {"metadata": {}, "status": "Success"}
