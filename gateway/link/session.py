@@ -29,6 +29,7 @@ from firmware_protocol import (
     Error,
     ErrorCode,
     Exec,
+    ExecOutput,
     ExecResult,
     HeartbeatAnswered,
     Link,
@@ -84,6 +85,7 @@ from gateway.link.events import (
     TaskOutput,
     TaskStarted,
 )
+from gateway.link.exec_stream import ExecStream
 from gateway.link.state import LinkState, check_transition
 from gateway.transport.base import Transport, TransportOpener
 
@@ -122,6 +124,7 @@ _REPORT_TYPES = (
     MessageType.TASK_OUTPUT,
     MessageType.TASK_LIST,
     MessageType.EXEC_RESULT,
+    MessageType.EXEC_OUTPUT,
     MessageType.DEVICE_LOG,
     MessageType.ERROR,
 )
@@ -278,6 +281,7 @@ class DeviceSession:
         self._next_request_id = self._rng.randrange(1, 1 << 32)
         self._waiters: dict[int, asyncio.Future[Message]] = {}
         self._expected: dict[int, type[Message]] = {}  # request id -> its success reply type
+        self._exec_streams: dict[int, ExecStream] = {}  # streamed EXECs, by request id
         self._tasks: dict[str, _KnownTask] = {}
         self._exited: collections.OrderedDict[str, None] = collections.OrderedDict()
         # Bounded output bookkeeping (see MAX_UNLISTED_OUTPUT_TASKS).
@@ -430,6 +434,7 @@ class DeviceSession:
             "unreleased": len(self._unreleased),
             "drop_warned": len(self._drop_warned),
             "waiters": len(self._waiters),
+            "exec_streams": len(self._exec_streams),
         }
 
     async def exec(
@@ -442,6 +447,33 @@ class DeviceSession:
         )
         assert isinstance(reply, ExecResult)
         return reply.exit_code, reply.stdout, reply.stderr
+
+    def exec_stream(
+        self,
+        argv: Sequence[str],
+        timeout_s: float = 10.0,
+        task_id: str = "",
+        limit_bytes: int | None = None,
+    ) -> ExecStream:
+        """One-shot command with its output as it arrives (EXEC_OUTPUT pieces, or all of a
+        non-streaming device's single EXEC_RESULT): see gateway.link.exec_stream."""
+        stream = ExecStream(limit_bytes)
+        rids: list[int] = []
+
+        def build(rid: int) -> Exec:
+            rids.append(rid)
+            self._exec_streams[rid] = stream
+            return Exec(rid, tuple(argv), round(timeout_s * 1000), task_id, stream=True)
+
+        async def run() -> Message:
+            try:
+                return await self._request(build, timeout_s + self.config.request_timeout)
+            finally:
+                for rid in rids:
+                    self._exec_streams.pop(rid, None)
+
+        stream.drive(run())
+        return stream
 
     def ack_output(self, task_id: str, stream: str, offset: int) -> None:
         """The consumer persisted `task_id`'s `stream` up to `offset` (or has no use for it).
@@ -907,6 +939,10 @@ class DeviceSession:
                 self._link.release(receipt)  # ours: nobody else needs it
         elif isinstance(message, WireTaskOutput):
             self._on_output(message, receipt)
+        elif isinstance(message, ExecOutput):
+            exec_stream = self._exec_streams.get(rid)
+            if exec_stream is not None:  # else a command given up on: dropped
+                exec_stream.feed(message)
         elif isinstance(message, WireTaskStarted):
             task_id = message.task_id
             known = task_id in self._tasks or task_id in self._listed
@@ -920,12 +956,16 @@ class DeviceSession:
                 "device error %d for request %d: %s", message.code, rid, message.message
             )
         if is_reply:
-            fut = self._waiters.get(rid)
-            if fut is not None and not fut.done():
-                if isinstance(message, Error):
-                    fut.set_exception(_rejection(message))
-                else:
-                    fut.set_result(message)
+            self._answer(rid, message)
+
+    def _answer(self, rid: int, message: Message) -> None:
+        """Complete the waiter of request `rid` with its reply (an ERROR raises there)."""
+        fut = self._waiters.get(rid)
+        if fut is not None and not fut.done():
+            if isinstance(message, Error):
+                fut.set_exception(_rejection(message))
+            else:
+                fut.set_result(message)
 
     def _on_output(self, message: WireTaskOutput, receipt: int | None) -> None:
         stream = _STREAM_NAMES.get(int(message.stream))
