@@ -284,7 +284,7 @@ class DeviceNode:
             return
         assert self.runtime is not None
         self._reconciled = None
-        self.runtime.device_tasks = {t.task_id: t for t in event.device_tasks}
+        self.runtime.tasks_listed(event.device_tasks)
         if self._early.dropped_output or self._early.dropped_tasks:
             log.warning(
                 "%s: before the device was identified, %d bytes of output and the events of "
