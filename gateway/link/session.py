@@ -109,6 +109,10 @@ MAX_LISTED_TASKS = 4096
 # session's first task list, for at most this many other ids (output kept for an earlier
 # gateway process arrives before the task list). The rest is dropped and counted.
 MAX_UNLISTED_OUTPUT_TASKS = 256
+# STARTs sent whose request failed without an answer (link lost, timeout): the device may still
+# get them (the link resends them on resume) and report the task; its reports are taken as from
+# a known task until the next task list settles them. Only ids we sent, and this many at most.
+MAX_UNANSWERED_STARTS = 256
 # Non-running tasks whose late output is still tracked (offsets for repeats), oldest dropped.
 MAX_TRAILING_TASKS = 256
 # Dropped output is logged once per task id (remembering this many ids), at most this many
@@ -284,6 +288,7 @@ class DeviceSession:
         self._exec_streams: dict[int, ExecStream] = {}  # streamed EXECs, by request id
         self._tasks: dict[str, _KnownTask] = {}
         self._exited: collections.OrderedDict[str, None] = collections.OrderedDict()
+        self._unanswered_starts: collections.OrderedDict[str, None] = collections.OrderedDict()
         # Bounded output bookkeeping (see MAX_UNLISTED_OUTPUT_TASKS).
         self._listed: frozenset[str] = frozenset()  # ids in the device's last task list
         # Until the first task list: output the device kept from an earlier gateway process
@@ -404,10 +409,16 @@ class DeviceSession:
         Raises `DeviceRejected` (unknown app, no free slot...), `LinkTimeout`, `LinkDown`."""
         pairs = tuple(env.items()) if isinstance(env, Mapping) else tuple(env)
         self._exited.pop(task_id, None)
-        await self._request(
-            lambda rid: StartTask(rid, task_id, app, tuple(argv), pairs),
-            self.config.request_timeout,
-        )
+        try:
+            await self._request(
+                lambda rid: StartTask(rid, task_id, app, tuple(argv), pairs),
+                self.config.request_timeout,
+            )
+        except (LinkDown, LinkTimeout) as exc:
+            if not isinstance(exc, SessionClosed):
+                self._start_unanswered(task_id)
+            raise
+        self._unanswered_starts.pop(task_id, None)
         self._known_running(task_id).ours = True
 
     async def stop_task(self, task_id: str, grace_s: float = 10.0) -> None:
@@ -429,6 +440,7 @@ class DeviceSession:
         return {
             "tasks": len(self._tasks),
             "exited": len(self._exited),
+            "unanswered_starts": len(self._unanswered_starts),
             "listed": len(self._listed),
             "trailing": len(self._trailing),
             "unreleased": len(self._unreleased),
@@ -715,6 +727,8 @@ class DeviceSession:
         on_device = {t.task_id: t for t in device_tasks}
         self._listed = frozenset(on_device)
         self._awaiting_list = False
+        # The list came after any START we sent: it shows whether each unanswered one ran.
+        self._unanswered_starts.clear()
         surviving: list[str] = []
         lost: list[str] = []
         for task_id, known in list(self._tasks.items()):
@@ -946,7 +960,10 @@ class DeviceSession:
         elif isinstance(message, WireTaskStarted):
             task_id = message.task_id
             known = task_id in self._tasks or task_id in self._listed
-            if is_reply or known or self._accept_unknown(task_id, "start report"):
+            # A START whose request failed unanswered, delivered after all: the task is ours.
+            sent = task_id in self._unanswered_starts
+            if is_reply or known or sent or self._accept_unknown(task_id, "start report"):
+                self._unanswered_starts.pop(task_id, None)
                 self._known_running(task_id).ours = True
                 self._emit(TaskStarted(task_id))
         elif isinstance(message, WireTaskExited):
@@ -1019,7 +1036,7 @@ class DeviceSession:
                 if stale is not None and not stale.running:
                     del self._tasks[oldest]
             return known
-        if self._accept_unknown(task_id, "output"):
+        if task_id in self._unanswered_starts or self._accept_unknown(task_id, "output"):
             # Re-sent before the task list: the reconcile tells whether it is still there.
             return self._tasks.setdefault(task_id, _KnownTask())
         return None
@@ -1033,6 +1050,14 @@ class DeviceSession:
         if what != "output":
             self._count_dropped(task_id, 0, what)
         return False
+
+    def _start_unanswered(self, task_id: str) -> None:
+        """Our START for `task_id` got no answer: the device may run it yet (see
+        MAX_UNANSWERED_STARTS); the oldest such id is forgotten first."""
+        self._unanswered_starts[task_id] = None
+        self._unanswered_starts.move_to_end(task_id)
+        while len(self._unanswered_starts) > MAX_UNANSWERED_STARTS:
+            self._unanswered_starts.popitem(last=False)
 
     def _known_running(self, task_id: str) -> _KnownTask:
         """The record of a task that runs now (a finished one of the same id is replaced)."""
