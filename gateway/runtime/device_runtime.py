@@ -265,10 +265,18 @@ class DeviceRuntime:
             self._adopt_or_start(record, index)
 
     def _resume_prior(self, record: PodRecord, index: int) -> bool:
-        """Continue from the API's status after a gateway restart; True if finished for good."""
-        if index >= len(record.spec.prior):
-            return False
-        restarts, state = record.spec.prior[index]
+        """Continue from the API's status after a gateway restart; True if finished for good.
+        Without a status on record (the last gateway died before writing it) the device's task
+        list tells: its latest task of this container is that status, so a task that ended
+        while no gateway listened is never started a second time."""
+        state: ContainerState | None
+        if index < len(record.spec.prior):
+            restarts, state = record.spec.prior[index]
+        else:
+            latest = self._latest_device_task(record.spec.uid, index)
+            if latest is None:
+                return False
+            restarts, state = latest, None
         status = record.containers[index]
         status.restart_count = restarts
         info = self._device_task(record.spec.uid, index, restarts)
@@ -308,6 +316,15 @@ class DeviceRuntime:
             return False  # waiting, never ran
         status.restart_count = restarts + 1  # the next instance gets a new log file
         return False
+
+    def _latest_device_task(self, uid: str, index: int) -> int | None:
+        """The highest restart count of the device's tasks for this container, if any."""
+        restarts = [
+            name.restart
+            for name in map(parse_task_id, self._device_tasks or {})
+            if name is not None and (name.pod_uid, name.container_index) == (uid, index)
+        ]
+        return max(restarts, default=None)
 
     def _device_task(self, uid: str, index: int, restart: int) -> TaskInfo | None:
         for task_id, info in (self._device_tasks or {}).items():
