@@ -359,12 +359,16 @@ class Soak:
                     self.report.double_starts.append(f"{device.device_id} {task_id}: {count}")
 
     def _check_rss(self) -> None:
-        first = [s[2] / 1e6 for s in self._samplers[0].samples] if self._samplers else []
-        last = [s[2] / 1e6 for s in self._samplers[-1].samples] if self._samplers else []
-        if not first or not last:
+        """The last incarnation's final RSS against the settled size of the earlier ones (or,
+        with one incarnation, of its own first half): a process SIGKILLed while it started,
+        before it reached its working size, is no baseline."""
+        runs = [[s[2] / 1e6 for s in sampler.samples] for sampler in self._samplers]
+        runs = [rss for rss in runs if rss]
+        if not runs:
             return
-        # The first incarnation's settled size (after its start-up) against the last's end.
-        self.report.rss_first_mb = round(max(first[: max(len(first) // 2, 1)]), 1)
+        last = runs[-1]
+        earlier = [max(rss) for rss in runs[:-1]] or [max(last[: max(len(last) // 2, 1)])]
+        self.report.rss_first_mb = round(max(earlier), 1)
         self.report.rss_last_mb = round(last[-1], 1)
         self.report.rss_grew = self.report.rss_last_mb > 1.5 * self.report.rss_first_mb + 30
 
@@ -444,10 +448,12 @@ def print_report(report: SoakReport) -> None:
     say(f"  log lines checked: {report.lines_checked}; log errors: {len(report.log_errors)}")
     say(
         f"  double starts: {len(report.double_starts)}; nodes not Ready at the end: "
-        f"{len(report.nodes_not_ready)}; deletes stuck: {len(report.deletes_stuck)}"
+        f"{len(report.nodes_not_ready)}; pods never gone (unfinished or delete stuck): "
+        f"{len(report.deletes_stuck)}"
     )
     say(
-        f"  gateway RSS: {report.rss_first_mb} MB first, {report.rss_last_mb} MB last"
+        f"  gateway RSS: {report.rss_first_mb} MB before (largest earlier), "
+        f"{report.rss_last_mb} MB at the end"
         f"{' (GREW)' if report.rss_grew else ''}"
     )
     for label, items in (

@@ -18,6 +18,7 @@ from .constants import FRAME_OVERHEAD, MAX_TASK_ID, MAX_TASKS_LISTED
 from .messages import (
     DeviceLog,
     Error,
+    ExecOutput,
     ExecResult,
     Load,
     Message,
@@ -77,6 +78,25 @@ def max_output_data(max_frame: int, task_id_len: int, *, offset: int = _U64_MAX)
     if room - 2 <= 0xFF:
         return max(0, room - 2)  # bin8
     # bin16 costs one byte more, but never below what bin8 already allows (255 bytes).
+    return max(0xFF, room - 3)
+
+
+#: EXEC_OUTPUT payload besides the data, at worst: fixmap (1), key 0 and a uint32 request id
+#: (1 + 5), key 1 and stream (2), key 2 and a uint64 offset (1 + 9), key 3 (1).
+_EXEC_OUTPUT_FIXED: Final[int] = 1 + 6 + 2 + 10 + 1
+
+
+def max_exec_output_data(
+    max_frame: int, *, request_id: int = _U32_MAX, offset: int = _U64_MAX
+) -> int:
+    """Largest EXEC_OUTPUT ``data`` (bytes) that fits a frame of `max_frame` bytes.
+
+    The defaults are the largest request id and offset, so one chunk size holds for the whole
+    command; pass the real ones to squeeze a few more bytes into a frame."""
+    fixed = _EXEC_OUTPUT_FIXED - 5 + uint_size(request_id) - 9 + uint_size(offset)
+    room = max_frame - FRAME_OVERHEAD - fixed  # data plus its bin header
+    if room - 2 <= 0xFF:
+        return max(0, room - 2)  # bin8
     return max(0xFF, room - 3)
 
 
@@ -185,13 +205,24 @@ def task_list_page(
 def refit(message: Message, max_frame: int) -> tuple[Message, ...]:
     """`message` made to fit `max_frame`, for a message built for a larger frame than the peer
     now declares (e.g. output queued for a gateway that restarted with a smaller `max_frame`):
-    TASK_OUTPUT is split into several at consecutive offsets (nothing lost), ERROR, DEVICE_LOG
+    TASK_OUTPUT and EXEC_OUTPUT are split into several at consecutive offsets (nothing lost),
+    ERROR, DEVICE_LOG
     and EXEC_RESULT are cut. Empty if it cannot be made to fit (the sender drops it)."""
     if len(message.to_bytes()) + FRAME_OVERHEAD <= max_frame:
         return (message,)
     if isinstance(message, TaskOutput):
         id_len = len(message.task_id.encode("utf-8", "surrogateescape"))
         chunk = max_output_data(max_frame, id_len, offset=message.offset + len(message.data))
+        if chunk <= 0:
+            return ()
+        data, offset = message.data, message.offset
+        return tuple(
+            replace(message, offset=offset + start, data=data[start : start + chunk])
+            for start in range(0, len(data), chunk)
+        )
+    if isinstance(message, ExecOutput):
+        end = message.offset + len(message.data)
+        chunk = max_exec_output_data(max_frame, request_id=message.request_id, offset=end)
         if chunk <= 0:
             return ()
         data, offset = message.data, message.offset

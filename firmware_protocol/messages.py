@@ -59,6 +59,7 @@ class MessageType(IntEnum):
     TASK_LIST = 0x23
     EXEC_RESULT = 0x24
     DEVICE_LOG = 0x25
+    EXEC_OUTPUT = 0x26
     ERROR = 0x30
 
 
@@ -503,6 +504,9 @@ class Exec(Message):
     argv: tuple[str, ...] = field(metadata=wire(1, Seq(_ARG, c.MAX_ARGS, 1)))
     timeout_ms: int = field(default=0, metadata=wire(2, U32))
     task_id: str = field(default="", metadata=wire(3, Str(c.MAX_TASK_ID)))
+    #: The gateway takes the output as EXEC_OUTPUT frames before the EXEC_RESULT (section 9,
+    #: streamed exec output). Written only when set, so a plain EXEC keeps its original bytes.
+    stream: bool = field(default=False, metadata=wire(4, BOOL, omit_default=True))
 
 
 # --- device -> gateway reports (sequenced) --------------------------------------------------------
@@ -576,6 +580,24 @@ class ExecResult(Message):
     stderr: bytes = field(default=b"", metadata=wire(3, _DATA))
     #: Output was cut to fit one frame.
     truncated: bool = field(default=False, metadata=wire(4, BOOL))
+    #: Streamed exec (EXEC ``stream``): the stream lengths, so the gateway knows whether it has
+    #: every EXEC_OUTPUT byte. Absent in a single-frame result.
+    stdout_end: int | None = field(default=None, metadata=wire(5, U64, omit_default=True))
+    stderr_end: int | None = field(default=None, metadata=wire(6, U64, omit_default=True))
+
+
+@dataclass(frozen=True, slots=True)
+class ExecOutput(Message):
+    """Bytes a streamed EXEC wrote, sent before its EXEC_RESULT. ``offset`` is the stream
+    position of ``data[0]``, as in TASK_OUTPUT."""
+
+    TYPE = MessageType.EXEC_OUTPUT
+    SENDERS = _DEVICE
+
+    request_id: int = field(metadata=wire(0, U32))
+    stream: OutputStream = field(metadata=wire(1, EnumCodec(OutputStream)))
+    offset: int = field(metadata=wire(2, U64))
+    data: bytes = field(metadata=wire(3, _DATA))
 
 
 @dataclass(frozen=True, slots=True)
@@ -621,6 +643,7 @@ MESSAGE_CLASSES: dict[int, type[Message]] = {
         TaskList,
         ExecResult,
         DeviceLog,
+        ExecOutput,
         Error,
     )
 }

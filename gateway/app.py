@@ -389,6 +389,7 @@ class Gateway:
                 self._load_of,
                 self._session_of,
                 exec_timeout_s=cfg.exec_timeout_s,
+                exec_output_limit_bytes=cfg.exec_output_limit_bytes,
             ),
             authenticator=ChainAuthenticator(
                 X509Authenticator(), TokenReviewAuthenticator(auth_client)

@@ -153,6 +153,9 @@ class KubeletApiConfig:
     # free port chosen by the OS per node (tests, demos).
     node_ports: str = "10251-12250"
     exec_timeout_s: float = 30.0  # how long a `kubectl exec` command may run on a device
+    # Output one `kubectl exec` passes on (stdout and stderr together); the rest is dropped and
+    # kubectl is told on stderr. Bounds what a command that prints forever costs the gateway.
+    exec_output_limit_bytes: int = 1024 * 1024
     idle_timeout_s: float = 30.0  # a connection must send a whole request header within this
     max_connections: int = 4096  # established connections over all kubelet API listeners
     # Serving certificate from the cluster (signer kubernetes.io/kubelet-serving) instead of
@@ -444,6 +447,12 @@ def config_from_mapping(  # noqa: PLR0912, PLR0915 (one check per section and ke
         node_ports=api_t.string("node_ports", KubeletApiConfig.node_ports)
         or KubeletApiConfig.node_ports,
         exec_timeout_s=_positive(api_t, "exec_timeout_s", KubeletApiConfig.exec_timeout_s),
+        exec_output_limit_bytes=api_t.integer(
+            "exec_output_limit_bytes",
+            KubeletApiConfig.exec_output_limit_bytes,
+            minimum=1,
+            maximum=1 << 40,
+        ),
         idle_timeout_s=_positive(api_t, "idle_timeout_s", KubeletApiConfig.idle_timeout_s),
         max_connections=api_t.integer(
             "max_connections", KubeletApiConfig.max_connections, minimum=1, maximum=1_000_000

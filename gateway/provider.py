@@ -9,22 +9,29 @@ from gateway.errors import DeviceRejected, LinkError, LinkTimeout
 from gateway.kube.pod_controller import PodController
 from gateway.kube.quantity import parse_quantity
 from gateway.kubelet.errors import ExecFailed
-from gateway.kubelet.provider import ExecOutcome
+from gateway.kubelet.provider import ExecOutcome, ExecOutputSink
 from gateway.kubelet.stats import ContainerStats, NodeStats, PodStats
 from gateway.link.events import DeviceLoad
+from gateway.link.exec_stream import ExecStream, closing
 from gateway.logs import LogSource, LogStore
 from gateway.logs.timestamps import now_ns
 
 # How long a device may take for a `kubectl exec` command unless configured otherwise.
 DEFAULT_EXEC_TIMEOUT_S = 30.0
+# Output one `kubectl exec` passes on unless configured otherwise (kubelet.exec_output_limit_bytes).
+DEFAULT_EXEC_OUTPUT_LIMIT_BYTES = 1024 * 1024
 
 
 class DeviceExec(Protocol):
     """What exec needs of a device session (gateway.link.session.DeviceSession)."""
 
-    async def exec(
-        self, argv: Sequence[str], timeout_s: float = 10.0, task_id: str = ""
-    ) -> tuple[int, bytes, bytes]: ...
+    def exec_stream(
+        self,
+        argv: Sequence[str],
+        timeout_s: float = 10.0,
+        task_id: str = "",
+        limit_bytes: int | None = None,
+    ) -> ExecStream: ...
 
 
 class GatewayProvider:
@@ -36,13 +43,16 @@ class GatewayProvider:
         logs: LogStore,
         load_of: Callable[[str], DeviceLoad | None] = lambda _node: None,
         session_of: Callable[[str], DeviceExec | None] = lambda _node: None,
+        *,
         exec_timeout_s: float = DEFAULT_EXEC_TIMEOUT_S,
+        exec_output_limit_bytes: int = DEFAULT_EXEC_OUTPUT_LIMIT_BYTES,
     ) -> None:
         self.controller = controller
         self.logs = logs
         self.load_of = load_of  # the device's last heartbeat load report, by node name
         self.session_of = session_of  # the device's session while connected, by node name
         self.exec_timeout_s = exec_timeout_s
+        self.exec_output_limit_bytes = exec_output_limit_bytes
         self.started_ns = now_ns()
 
     def node_names(self) -> Sequence[str]:
@@ -160,9 +170,15 @@ class GatewayProvider:
         return result
 
     async def exec(
-        self, namespace: str, pod: str, container: str, argv: Sequence[str]
+        self,
+        namespace: str,
+        pod: str,
+        container: str,
+        argv: Sequence[str],
+        output: ExecOutputSink,
     ) -> ExecOutcome:
-        """The device's EXEC in the context of the container's running task."""
+        """The device's EXEC in the context of the container's running task, its output passed
+        on as it arrives."""
         view = self.controller.find_pod(namespace, pod)
         node = view.node_name if view else ""
         runtime = self.controller.runtime_of(node)
@@ -175,17 +191,35 @@ class GatewayProvider:
         if session is None:
             raise ExecFailed(f"the device of node {node} is not connected; try again once it is")
         command = argv[0] if argv else ""
+        limit = self.exec_output_limit_bytes
+        timeout = self.exec_timeout_s
+        raise_it = "raise kubelet.exec_timeout_s in the gateway's config if it needs longer"
         try:
-            code, out, err = await session.exec(argv, self.exec_timeout_s, task_id)
+            async with closing(session.exec_stream(argv, timeout, task_id, limit)) as stream:
+                async for chunk in stream:
+                    await output(chunk.stream, chunk.data)
         except LinkTimeout:
             raise ExecFailed(
                 f"{command!r} did not finish on the device of node {node} within "
-                f"{self.exec_timeout_s:g} s (kubelet.exec_timeout_s)"
+                f"{timeout:g} s (kubelet.exec_timeout_s), and the device did not answer "
+                f"either; {raise_it}"
             ) from None
         except DeviceRejected as exc:
+            if exc.code == "TIMEOUT":
+                raise ExecFailed(
+                    f"the device of node {node} stopped {command!r}: it ran longer than "
+                    f"{timeout:g} s (kubelet.exec_timeout_s); {raise_it}"
+                ) from None
             raise ExecFailed(f"the device of node {node} refused {command!r}: {exc}") from None
         except LinkError as exc:
             raise ExecFailed(
                 f"cannot run {command!r} on the device of node {node}: {exc}"
             ) from None
-        return ExecOutcome(code, out, err)
+        end = stream.end
+        assert end is not None  # the stream ended without an error: the result is there
+        return ExecOutcome(
+            end.exit_code,
+            truncated=end.truncated,
+            limit_bytes=limit if end.limit_reached else None,
+            missing_bytes=end.missing_bytes,
+        )

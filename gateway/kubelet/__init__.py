@@ -18,7 +18,7 @@ from gateway.kubelet.authz import (
     SubjectAccessReviewAuthorizer,
 )
 from gateway.kubelet.errors import ExecFailed, NoFreePort
-from gateway.kubelet.provider import ExecOutcome, KubeletProvider
+from gateway.kubelet.provider import ExecOutcome, ExecOutputSink, KubeletProvider
 from gateway.kubelet.server import KubeletServer, PortRange, ServerLimits, create_app
 from gateway.kubelet.stats import ContainerStats, NodeStats, PodStats
 from gateway.kubelet.tls import server_ssl_context
@@ -32,6 +32,7 @@ __all__ = [
     "Decision",
     "ExecFailed",
     "ExecOutcome",
+    "ExecOutputSink",
     "KubeletProvider",
     "KubeletServer",
     "NoFreePort",

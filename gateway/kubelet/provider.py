@@ -6,7 +6,7 @@ log locations and figures. Pod objects are plain JSON dicts as the API server se
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -16,15 +16,21 @@ from gateway.logs import LogSource
 JsonObject = dict[str, Any]
 
 
+# Where a command's output goes as it arrives: ("stdout" or "stderr", bytes).
+ExecOutputSink = Callable[[str, bytes], Awaitable[None]]
+
+
 @dataclass(frozen=True, slots=True)
 class ExecOutcome:
-    """What a one-shot command on a device gave back."""
+    """How a one-shot command on a device ended (its output went to the sink)."""
 
     exit_code: int
-    stdout: bytes
-    stderr: bytes
-    # The device cut the output to fit its frame: the tail is missing.
+    # The device cut the output to fit one frame (a firmware without streamed exec).
     truncated: bool = False
+    # The output was cut at this many bytes (kubelet.exec_output_limit_bytes); None if whole.
+    limit_bytes: int | None = None
+    # Bytes the device reported that never arrived.
+    missing_bytes: int = 0
 
 
 class KubeletProvider(Protocol):
@@ -65,9 +71,15 @@ class KubeletProvider(Protocol):
         ...
 
     async def exec(
-        self, namespace: str, pod: str, container: str, argv: Sequence[str]
+        self,
+        namespace: str,
+        pod: str,
+        container: str,
+        argv: Sequence[str],
+        output: ExecOutputSink,
     ) -> ExecOutcome:
-        """Run `argv` on the pod's device, in the context of the container's task.
+        """Run `argv` on the pod's device, in the context of the container's task, passing
+        its output to `output` piece by piece as the device sends it.
 
         Raises gateway.kubelet.errors.ExecFailed with a message for the user when the device
         cannot run it (link down, refused, timeout)."""

@@ -15,7 +15,7 @@ from aiohttp import web
 
 from gateway.kubelet.errors import ExecFailed
 from gateway.kubelet.podjson import container_names
-from gateway.kubelet.provider import JsonObject, KubeletProvider
+from gateway.kubelet.provider import ExecOutcome, JsonObject, KubeletProvider
 from gateway.kubelet.remotecommand import (
     STDERR,
     STDOUT,
@@ -92,8 +92,16 @@ class StreamingHandlers:
         if problem:
             await stream.finish(failure_status(problem, "BadRequest", 400))
             return stream.response
+        wanted = {"stdout": (options.stdout, STDOUT), "stderr": (options.stderr, STDERR)}
+
+        async def forward(name: str, data: bytes) -> None:
+            # Each piece goes to kubectl as the device sends it.
+            enabled, channel = wanted[name]
+            if enabled:
+                await stream.write(channel, data)
+
         running = asyncio.ensure_future(
-            self._provider.exec(namespace, pod, container, options.command)
+            self._provider.exec(namespace, pod, container, options.command, forward)
         )
         gone = asyncio.ensure_future(stream.closed_by_client.wait())
         try:
@@ -108,6 +116,8 @@ class StreamingHandlers:
             return stream.response
         try:
             outcome = running.result()
+        except ConnectionError:
+            return stream.response  # kubectl went away while output was on its way
         except ExecFailed as exc:
             await stream.finish(failure_status(str(exc)))
             return stream.response
@@ -116,16 +126,9 @@ class StreamingHandlers:
             await stream.finish(failure_status(f"internal error in the gateway: {exc}"))
             return stream.response
         try:
-            if options.stdout and outcome.stdout:
-                await stream.write(STDOUT, outcome.stdout)
-            if options.stderr and outcome.stderr:
-                await stream.write(STDERR, outcome.stderr)
-            if outcome.truncated and options.stderr:
-                await stream.write(
-                    STDERR,
-                    b"\nwirelet: the device cut this command's output to fit one protocol "
-                    b"frame; the rest is missing\n",
-                )
+            if options.stderr:
+                for note in _outcome_notes(outcome):
+                    await stream.write(STDERR, f"\nwirelet: {note}\n".encode())
         except ConnectionError:
             return stream.response
         await stream.finish(exit_code_status(outcome.exit_code))
@@ -201,6 +204,28 @@ async def _open_streams(
             return spdy.response  # did not open its streams in time: hung up on
         return spdy
     return _refusal(NOT_AN_UPGRADE)
+
+
+def _outcome_notes(outcome: ExecOutcome) -> list[str]:
+    """What the user must know about output that did not arrive whole."""
+    notes = []
+    if outcome.truncated:
+        notes.append(
+            "output was cut by the device: it could not send all of it (a firmware without "
+            "streamed exec answers in one protocol frame, one that runs exec synchronously "
+            "sends what its transmit buffer holds; PROTOCOL.md section 9); the rest is missing"
+        )
+    if outcome.limit_bytes is not None:
+        notes.append(
+            f"output was cut at {outcome.limit_bytes} bytes (kubelet.exec_output_limit_bytes); "
+            "the rest was dropped. Raise the limit in the gateway's config to see more"
+        )
+    if outcome.missing_bytes:
+        notes.append(
+            f"{outcome.missing_bytes} bytes of output were lost between the device and the "
+            "gateway; what arrived is shown"
+        )
+    return notes
 
 
 def _refusal(message: str) -> web.Response:

@@ -39,6 +39,10 @@ EXITED_REMEMBERED = 256
 # most this many other ids (output kept for an earlier gateway process arrives before the task
 # list). The rest is dropped and counted.
 MAX_UNLISTED_OUTPUT_TASKS = 256
+# STARTs sent whose request failed without an answer (link lost, timeout): the device may still
+# get them (the link resends them on resume) and report the task; its reports are taken as from
+# a known task until the next task list settles them. Only ids we sent, and this many at most.
+MAX_UNANSWERED_STARTS = 256
 # Non-running tasks whose late output is still tracked (offsets for repeats), oldest dropped.
 MAX_TRAILING_TASKS = 256
 # Dropped reports are logged once per task id (remembering this many ids), at most this many
@@ -93,6 +97,7 @@ class OutputLedger:
         self._clock = clock
         self._tasks: dict[str, TaskRecord] = {}
         self._exited: collections.OrderedDict[str, None] = collections.OrderedDict()
+        self._unanswered_starts: collections.OrderedDict[str, None] = collections.OrderedDict()
         self._listed: frozenset[str] = frozenset()  # ids in the device's last task list
         # Until the first task list: output the device kept from an earlier gateway process
         # arrives before it, for tasks this session cannot know yet. Afterwards every task the
@@ -120,6 +125,7 @@ class OutputLedger:
         return {
             "tasks": len(self._tasks),
             "exited": len(self._exited),
+            "unanswered_starts": len(self._unanswered_starts),
             "listed": len(self._listed),
             "trailing": len(self._trailing),
             "held": len(self._held),
@@ -140,13 +146,24 @@ class OutputLedger:
 
     def started_here(self, task_id: str) -> None:
         """The device confirmed a start of ours (a finished record of the id is replaced)."""
+        self._unanswered_starts.pop(task_id, None)
         self._running(task_id).ours = True
+
+    def start_unanswered(self, task_id: str) -> None:
+        """Our START for `task_id` got no answer: the device may run it yet (see
+        MAX_UNANSWERED_STARTS); the oldest such id is forgotten first."""
+        self._unanswered_starts[task_id] = None
+        self._unanswered_starts.move_to_end(task_id)
+        while len(self._unanswered_starts) > MAX_UNANSWERED_STARTS:
+            self._unanswered_starts.popitem(last=False)
 
     def start_report(self, task_id: str, is_reply: bool) -> Dropped | None:
         """A TASK_STARTED arrived. Taken (recorded as ours) if it answers our request or the
         id is known, else like output for an unknown id; returns the drop if not taken."""
         known = task_id in self._tasks or task_id in self._listed
-        if is_reply or known or self._accept_unknown():
+        # A START whose request failed unanswered, delivered after all: the task is ours.
+        sent = task_id in self._unanswered_starts
+        if is_reply or known or sent or self._accept_unknown():
             self.started_here(task_id)
             return None
         return self._drop(task_id, 0, "start report")
@@ -170,6 +187,8 @@ class OutputLedger:
         """The device's task list arrived and was reconciled (see `reconcile`)."""
         self._listed = frozenset(task_ids)
         self._awaiting_list = False
+        # The list came after any START we sent: it shows whether each unanswered one ran.
+        self._unanswered_starts.clear()
         for task_id in gone:
             self.gone(task_id)
         for task_id in adopted:
@@ -245,7 +264,7 @@ class OutputLedger:
                 if stale is not None and not stale.running:
                     del self._tasks[oldest]
             return record
-        if self._accept_unknown():
+        if task_id in self._unanswered_starts or self._accept_unknown():
             # Re-sent before the task list: the reconcile tells whether it is still there.
             return self._tasks.setdefault(task_id, TaskRecord())
         return None

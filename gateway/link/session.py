@@ -55,6 +55,7 @@ from gateway.link.events import (
     TaskInfo,
     TaskStarted,
 )
+from gateway.link.exec_stream import ExecStream
 from gateway.link.facts import device_facts, device_load
 from gateway.link.fanout import EventFanout, EventSubscription
 from gateway.link.output_ledger import Dropped, OutputLedger
@@ -77,6 +78,7 @@ _REPORT_TYPES = (
     wire.MessageType.TASK_OUTPUT,
     wire.MessageType.TASK_LIST,
     wire.MessageType.EXEC_RESULT,
+    wire.MessageType.EXEC_OUTPUT,
     wire.MessageType.DEVICE_LOG,
     wire.MessageType.ERROR,
 )
@@ -164,6 +166,7 @@ class DeviceSession:
         self._requests: RequestRegistry[asyncio.Future[wire.Message]] = RequestRegistry(
             self._rng.randrange(1, 1 << 32)
         )
+        self._exec_streams: dict[int, ExecStream] = {}  # streamed EXECs, by request id
         self._ledger = OutputLedger(self._loop.time)
 
         self._booted_as = 0  # boot id of the device at the last reconciliation
@@ -267,10 +270,15 @@ class DeviceSession:
         Raises `DeviceRejected` (unknown app, no free slot...), `LinkTimeout`, `LinkDown`."""
         pairs = tuple(env.items()) if isinstance(env, Mapping) else tuple(env)
         self._ledger.starting(task_id)
-        await self._request(
-            lambda rid: wire.StartTask(rid, task_id, app, tuple(argv), pairs),
-            self.config.request_timeout,
-        )
+        try:
+            await self._request(
+                lambda rid: wire.StartTask(rid, task_id, app, tuple(argv), pairs),
+                self.config.request_timeout,
+            )
+        except (LinkDown, LinkTimeout) as exc:
+            if not isinstance(exc, SessionClosed):
+                self._ledger.start_unanswered(task_id)
+            raise
         self._ledger.started_here(task_id)
 
     async def stop_task(self, task_id: str, grace_s: float = 10.0) -> None:
@@ -289,7 +297,10 @@ class DeviceSession:
     def state_sizes(self) -> dict[str, int]:
         """Entries in each piece of per-device state: each stays bounded whatever the device
         sends (for tests and the soak)."""
-        return self._ledger.sizes() | {"requests": len(self._requests)}
+        return self._ledger.sizes() | {
+            "requests": len(self._requests),
+            "exec_streams": len(self._exec_streams),
+        }
 
     async def exec(
         self, argv: Sequence[str], timeout_s: float = 10.0, task_id: str = ""
@@ -301,6 +312,33 @@ class DeviceSession:
         )
         assert isinstance(reply, wire.ExecResult)
         return reply.exit_code, reply.stdout, reply.stderr
+
+    def exec_stream(
+        self,
+        argv: Sequence[str],
+        timeout_s: float = 10.0,
+        task_id: str = "",
+        limit_bytes: int | None = None,
+    ) -> ExecStream:
+        """One-shot command with its output as it arrives (EXEC_OUTPUT pieces, or all of a
+        non-streaming device's single EXEC_RESULT): see gateway.link.exec_stream."""
+        stream = ExecStream(limit_bytes)
+        rids: list[int] = []
+
+        def build(rid: int) -> wire.Exec:
+            rids.append(rid)
+            self._exec_streams[rid] = stream
+            return wire.Exec(rid, tuple(argv), round(timeout_s * 1000), task_id, stream=True)
+
+        async def run() -> wire.Message:
+            try:
+                return await self._request(build, timeout_s + self.config.request_timeout)
+            finally:
+                for rid in rids:
+                    self._exec_streams.pop(rid, None)
+
+        stream.drive(run())
+        return stream
 
     def ack_output(self, task_id: str, stream: str, offset: int) -> None:
         """The consumer persisted `task_id`'s `stream` up to `offset` (or has no use for it).
@@ -605,29 +643,17 @@ class DeviceSession:
 
     def _on_message(self, message: wire.Message, receipt: int | None) -> None:
         waiter = self._requests.waiter_for_reply(message)
-        is_reply = waiter is not None
         if self._observe_only:
-            if is_reply and receipt is not None:
+            if waiter is not None and receipt is not None:
                 self._link.release(receipt)  # ours: nobody else needs it
         elif isinstance(message, wire.TaskOutput):
             self._on_output(message, receipt)
-        elif isinstance(message, wire.TaskStarted):
-            dropped = self._ledger.start_report(message.task_id, is_reply)
-            if dropped is None:
-                self._fanout.emit(TaskStarted(message.task_id))
-            else:
-                self._report_drop(dropped)
-        elif isinstance(message, wire.TaskExited):
-            if self._ledger.exit_report(message.task_id):
-                self._fanout.emit(
-                    TaskExited(
-                        message.task_id,
-                        message.exit_code,
-                        message.reason,
-                        message.stdout_end,
-                        message.stderr_end,
-                    )
-                )
+        elif isinstance(message, wire.ExecOutput):
+            exec_stream = self._exec_streams.get(message.request_id)
+            if exec_stream is not None:  # else a command given up on: dropped
+                exec_stream.feed(message)
+        elif isinstance(message, wire.TaskStarted | wire.TaskExited):
+            self._on_task_report(message, is_reply=waiter is not None)
         elif isinstance(message, wire.Error):
             self._log.debug(
                 "device error %d for request %d: %s",
@@ -640,6 +666,24 @@ class DeviceSession:
                 waiter.set_exception(_rejection(message))
             else:
                 waiter.set_result(message)
+
+    def _on_task_report(self, message: wire.TaskStarted | wire.TaskExited, is_reply: bool) -> None:
+        if isinstance(message, wire.TaskStarted):
+            dropped = self._ledger.start_report(message.task_id, is_reply)
+            if dropped is None:
+                self._fanout.emit(TaskStarted(message.task_id))
+            else:
+                self._report_drop(dropped)
+        elif self._ledger.exit_report(message.task_id):
+            self._fanout.emit(
+                TaskExited(
+                    message.task_id,
+                    message.exit_code,
+                    message.reason,
+                    message.stdout_end,
+                    message.stderr_end,
+                )
+            )
 
     def _on_output(self, message: wire.TaskOutput, receipt: int | None) -> None:
         decision = self._ledger.output(

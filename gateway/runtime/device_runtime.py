@@ -21,7 +21,7 @@ from datetime import UTC, datetime
 from typing import Protocol
 
 from firmware_protocol import MessageTooLargeError
-from gateway.errors import DeviceRejected, SessionClosed, WireletError
+from gateway.errors import DeviceRejected, LinkDown, SessionClosed, WireletError
 from gateway.link.events import (
     ANY_APP,
     Reconciled,
@@ -169,6 +169,9 @@ class DeviceRuntime:
         self._up = asyncio.Event()
         self.stopping: dict[str, _Stop] = {}  # task id -> its stop, until the device confirms
         self._device_tasks: dict[str, TaskInfo] | None = None  # from the last task list
+        # Task ids whose START failed with the link: the device may have got it (the link
+        # resends it on resume). Its reports, or else the next task list, say how it went.
+        self._unconfirmed: set[str] = set()
         self._tasks: set[asyncio.Task[None]] = set()
         self._loop = asyncio.get_running_loop()
 
@@ -177,6 +180,11 @@ class DeviceRuntime:
         return self._up.is_set()
 
     # --- what others may read -----------------------------------------------------------------
+
+    @property
+    def unconfirmed(self) -> frozenset[str]:
+        """Task ids whose START got no answer before the link went down (see `reconciled`)."""
+        return frozenset(self._unconfirmed)
 
     def snapshot(self, uid: str) -> PodSnapshot | None:
         record = self._pods.get(uid)
@@ -257,10 +265,18 @@ class DeviceRuntime:
             self._adopt_or_start(record, index)
 
     def _resume_prior(self, record: PodRecord, index: int) -> bool:
-        """Continue from the API's status after a gateway restart; True if finished for good."""
-        if index >= len(record.spec.prior):
-            return False
-        restarts, state = record.spec.prior[index]
+        """Continue from the API's status after a gateway restart; True if finished for good.
+        Without a status on record (the last gateway died before writing it) the device's task
+        list tells: its latest task of this container is that status, so a task that ended
+        while no gateway listened is never started a second time."""
+        state: ContainerState | None
+        if index < len(record.spec.prior):
+            restarts, state = record.spec.prior[index]
+        else:
+            latest = self._latest_device_task(record.spec.uid, index)
+            if latest is None:
+                return False
+            restarts, state = latest, None
         status = record.containers[index]
         status.restart_count = restarts
         info = self._device_task(record.spec.uid, index, restarts)
@@ -300,6 +316,15 @@ class DeviceRuntime:
             return False  # waiting, never ran
         status.restart_count = restarts + 1  # the next instance gets a new log file
         return False
+
+    def _latest_device_task(self, uid: str, index: int) -> int | None:
+        """The highest restart count of the device's tasks for this container, if any."""
+        restarts = [
+            name.restart
+            for name in map(parse_task_id, self._device_tasks or {})
+            if name is not None and (name.pod_uid, name.container_index) == (uid, index)
+        ]
+        return max(restarts, default=None)
 
     def _device_task(self, uid: str, index: int, restart: int) -> TaskInfo | None:
         for task_id, info in (self._device_tasks or {}).items():
@@ -425,6 +450,15 @@ class DeviceRuntime:
                 str(name), spec.app, spec.argv, spec.env, working_dir=spec.working_dir
             )
         except WireletError as exc:
+            if isinstance(exc, LinkDown) and not isinstance(exc, SessionClosed):
+                # Not refused, maybe delivered: starting it again could run it twice.
+                self._unconfirmed.add(str(name))
+                status.state = ContainerState.waiting(
+                    "ContainerCreating",
+                    f"start not confirmed ({exc}); the device's task list will tell",
+                )
+                self.on_change(record.spec.uid)
+                return
             await self._drop_instance(str(name))
             if status.task_id == str(name):
                 status.task_id = None
@@ -615,8 +649,41 @@ class DeviceRuntime:
             self.reconciled(event.device_tasks)
 
     def reconciled(self, device_tasks: Sequence[TaskInfo]) -> None:
-        """The device's task list after a handshake: what may be adopted, what is orphaned."""
+        """The device's task list after a handshake: what may be adopted, what is orphaned. It
+        also settles the starts left unconfirmed: the list was asked for after their START, so
+        it shows whether the device took it."""
         self._device_tasks = {t.task_id: t for t in device_tasks}
+        unconfirmed, self._unconfirmed = self._unconfirmed, set()
+        for task_id in unconfirmed:
+            found = self._locate(task_id)
+            if found is None:
+                continue
+            record, index = found
+            info = self._device_tasks.get(task_id)
+            if info is None:
+                self._spawn(self._start_again(record, index, task_id), f"start again {task_id}")
+            elif info.running:
+                self._started(task_id)  # adopted: its start report did not reach us
+            else:
+                code = info.exit_code if info.exit_code is not None else LOST_EXIT_CODE
+                self._spawn(
+                    self._finished(task_id, code, "exited while disconnected", "", lost=False),
+                    f"exit {task_id}",
+                )
+
+    async def _start_again(self, record: PodRecord, index: int, task_id: str) -> None:
+        """The device never got this START: start the container anew (once the link is up)."""
+        await self._drop_instance(task_id)
+        status = record.containers[index]
+        if status.task_id != task_id:
+            return
+        status.task_id = None
+        status.state = ContainerState.waiting("ContainerCreating", "the device never got the start")
+        if record.deleting:
+            self._finish_if_done(record)
+        elif self.link_up and record.failure is None:
+            self._start(record, index)  # else `link_changed` starts it
+        self.on_change(record.spec.uid)
 
     def _locate(self, task_id: str) -> tuple[PodRecord, int] | None:
         name = parse_task_id(task_id)
@@ -630,6 +697,7 @@ class DeviceRuntime:
         return record, name.container_index
 
     def _started(self, task_id: str) -> None:
+        self._unconfirmed.discard(task_id)
         found = self._locate(task_id)
         if found is None:
             return
@@ -687,6 +755,7 @@ class DeviceRuntime:
     async def _finished(
         self, task_id: str, exit_code: int, reason: str, message: str, *, lost: bool
     ) -> None:
+        self._unconfirmed.discard(task_id)
         stop = self.stopping.pop(task_id, None)
         if stop is not None and stop.task is not None and stop.task is not asyncio.current_task():
             stop.task.cancel()  # the device confirmed it gone: no more STOPs

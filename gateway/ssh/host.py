@@ -32,6 +32,7 @@ from typing import TypeVar
 
 import asyncssh
 
+from firmware_protocol import ExecResult, Message
 from gateway.config_ssh import SshConfig, SshHostConfig
 from gateway.errors import DeviceRejected, LinkDown, LinkTimeout
 from gateway.link.events import (
@@ -48,6 +49,7 @@ from gateway.link.events import (
     TaskOutput,
     TaskStarted,
 )
+from gateway.link.exec_stream import ExecStream
 from gateway.link.retry import Backoff, RetryPolicy
 from gateway.link.session import EventSubscription
 from gateway.link.state import SessionState
@@ -326,6 +328,24 @@ class SshHost:
         except (OSError, asyncssh.Error) as exc:
             raise LinkDown(f"{self.label}: exec failed: {exc}") from None
         return result.exit_status or 0, _bytes(result.stdout), _bytes(result.stderr)
+
+    def exec_stream(
+        self,
+        argv: Sequence[str],
+        timeout_s: float = 10.0,
+        task_id: str = "",
+        limit_bytes: int | None = None,
+    ) -> ExecStream:
+        """`exec` for the kubelet API's streaming exec: the output comes as one piece per stream
+        once the command ended (as from a device that does not stream)."""
+        stream = ExecStream(limit_bytes)
+
+        async def run() -> Message:
+            code, out, err = await self.exec(argv, timeout_s, task_id)
+            return ExecResult(request_id=1, exit_code=code, stdout=out, stderr=err)
+
+        stream.drive(run())
+        return stream
 
     async def processes_alive(self, task_id: str) -> int:
         """How many processes of the task's process group still run (0 once it is gone)."""

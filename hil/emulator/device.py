@@ -21,6 +21,7 @@ from firmware_protocol import (
     Error,
     ErrorCode,
     Exec,
+    ExecOutput,
     ExecResult,
     Hello,
     Link,
@@ -46,6 +47,7 @@ from firmware_protocol import (
     fit_device_log,
     fit_error,
     fit_exec_result,
+    max_exec_output_data,
     max_output_data,
     task_list_page,
 )
@@ -55,6 +57,7 @@ from hil.emulator.apps import APPS, STDERR, AppRun
 from hil.emulator.faults import FaultSettings, FaultyLine, Misbehaviour
 from hil.emulator.profile import DeviceProfile
 from hil.emulator.pty_port import PtyPort
+from hil.emulator.shell import CommandResult, run_command
 
 _log = logging.getLogger(__name__)
 
@@ -105,6 +108,18 @@ class _Task:
 
     def buffered(self) -> int:
         return sum(len(s.pending) for s in self.streams.values())
+
+
+@dataclass(slots=True)
+class _ExecJob:
+    """One EXEC in progress: answered once `ready_at` has passed (or ERROR TIMEOUT at
+    `timeout_at`); a streamed one sends its output as EXEC_OUTPUT first."""
+
+    request: Exec
+    result: CommandResult
+    ready_at: float
+    timeout_at: float | None
+    streams: dict[int, _Stream] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -176,6 +191,7 @@ class EmulatedDevice:
         self._wakeup = Wakeup(self._loop, self._service)
         self.misbehaviour = Misbehaviour()
         self._foreign_sent = 0
+        self._exec_jobs: collections.deque[_ExecJob] = collections.deque()
         self._link = self._boot()
         self._closed = False
 
@@ -216,6 +232,7 @@ class EmulatedDevice:
         self._log.debug("%s: rebooting", self.device_id)
         self._tasks.clear()
         self._finished.clear()
+        self._exec_jobs.clear()
         self._next_position = 0
         self.hung = False
         self.port.flush_input()
@@ -384,6 +401,8 @@ class EmulatedDevice:
             self._rx_line.next_deadline(),
             self._tx_line.next_deadline(),
         ]
+        for job in self._exec_jobs:
+            candidates.append(job.ready_at if job.timeout_at is None else job.timeout_at)
         for task in self._tasks.values():
             if task.running:
                 if task.run.stop_requested:
@@ -452,6 +471,7 @@ class EmulatedDevice:
 
     def _pump_output(self) -> None:
         """Move retained output into the link while its queue has room, then exit reports."""
+        self._pump_exec_output()
         self._pump_task_output()
         if self.misbehaviour.foreign_output:
             self._pump_foreign_output()  # after the real output: the device's tasks still run
@@ -482,6 +502,53 @@ class EmulatedDevice:
                     task.exit_reported = True
                     progress = True
         self._forget_finished()
+
+    def _pump_exec_output(self) -> None:
+        """Answer the EXECs that are due: EXEC_OUTPUT pieces while the link has room, then the
+        EXEC_RESULT (or ERROR TIMEOUT for a command longer than its `timeout_ms`)."""
+        now = self._loop.time()
+        while self._exec_jobs:
+            job = self._exec_jobs[0]
+            request = job.request
+            if job.timeout_at is not None and job.timeout_at <= now:
+                text = f"{request.argv[0]} ran past timeout_ms {request.timeout_ms}"
+                self._reject(request.request_id, ErrorCode.TIMEOUT, text, request.TYPE)
+            elif job.ready_at > now:
+                return
+            elif not request.stream:
+                result = job.result
+                answer = ExecResult(
+                    request.request_id, result.exit_code, result.stdout, result.stderr
+                )
+                self._send(fit_exec_result(answer, self._link.send_limit))
+            else:
+                if not self._pump_exec_streams(job):
+                    return
+                ends = {number: stream.end for number, stream in job.streams.items()}
+                done = ExecResult(
+                    request.request_id,
+                    job.result.exit_code,
+                    stdout_end=ends[1],
+                    stderr_end=ends[STDERR],
+                )
+                if not self._send(done):
+                    return
+            self._exec_jobs.popleft()
+
+    def _pump_exec_streams(self, job: _ExecJob) -> bool:
+        """Queue the job's EXEC_OUTPUT pieces while the link takes them; True when all are."""
+        frame = min(self._link.send_limit, self._link_config.max_frame)
+        chunk = max_exec_output_data(frame)
+        for number, stream in job.streams.items():
+            while stream.pending:
+                if self._link.queued >= MAX_QUEUED_OUTPUT:
+                    return False
+                data = bytes(stream.pending[:chunk])
+                piece = ExecOutput(job.request.request_id, OutputStream(number), stream.sent, data)
+                if not self._send(piece):
+                    return False
+                del stream.pending[: len(data)]
+        return True
 
     def _pump_foreign_output(self) -> None:
         """Hostile firmware: output for task ids that do not exist, as fast as acks allow."""
@@ -643,12 +710,18 @@ class EmulatedDevice:
         )
 
     def _exec(self, msg: Exec) -> None:
-        """A minimal shell: `echo ARGS...` and `uptime`; anything else is not found."""
-        cmd, *args = msg.argv
-        if cmd == "echo":
-            result = ExecResult(msg.request_id, 0, (" ".join(args) + "\n").encode())
-        elif cmd == "uptime":
-            result = ExecResult(msg.request_id, 0, f"boot {self.boot_id:08x}\n".encode())
-        else:
-            result = ExecResult(msg.request_id, 127, b"", f"{cmd}: not found\n".encode())
-        self._send(fit_exec_result(result, self._link.send_limit))
+        """Run a command of hil.emulator.shell; its answer leaves from `_pump_exec_output`.
+
+        A profile without `streamed_exec` is a first-revision firmware: it ignores the EXEC's
+        `stream` and answers with one EXEC_RESULT, cut to fit."""
+        if not self.profile.streamed_exec and msg.stream:
+            msg = dataclasses.replace(msg, stream=False)
+        result = run_command(msg.argv, self.boot_id)
+        now = self._loop.time()
+        timeout_at = now + msg.timeout_ms / 1000 if msg.timeout_ms else None
+        if timeout_at is not None and now + result.duration_s <= timeout_at:
+            timeout_at = None  # finishes in time
+        job = _ExecJob(msg, result, now + result.duration_s, timeout_at)
+        for number, data in ((1, result.stdout), (STDERR, result.stderr)):
+            job.streams[number] = _Stream(bytearray(data), len(data))
+        self._exec_jobs.append(job)

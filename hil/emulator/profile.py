@@ -58,6 +58,9 @@ class DeviceProfile:
     remembered_tasks: int = 16
     # Protocol versions the device claims; override to test version negotiation failures.
     protocol_versions: tuple[int, ...] = ()
+    # Sends a streamed EXEC's output as EXEC_OUTPUT frames; False: a first-revision firmware
+    # that answers every EXEC with one EXEC_RESULT, cut to fit (PROTOCOL.md section 9).
+    streamed_exec: bool = True
     extra: Mapping[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:

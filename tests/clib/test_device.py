@@ -15,12 +15,14 @@ from firmware_protocol import (
     Error,
     ErrorCode,
     Exec,
+    ExecOutput,
     ExecResult,
     Frame,
     FrameFlags,
     Hello,
     HelloRequest,
     ListTasks,
+    OutputStream,
     Ping,
     Pong,
     StartTask,
@@ -32,7 +34,7 @@ from firmware_protocol import (
     Welcome,
     parse,
 )
-from firmware_protocol.constants import MIN_FRAME
+from firmware_protocol.constants import FRAME_OVERHEAD, MIN_FRAME
 from firmware_protocol.messages import request_id_of
 from firmware_protocol.vectors_gen import VECTORS
 
@@ -389,3 +391,63 @@ def test_output_beyond_the_buffer_waits_for_acks_and_loses_nothing(
     assert offsets == sorted(set(offsets))  # each chunk once, in order
     assert data == b"".join(b"line %05d\n" % i for i in range(600))
     assert exited is not None and exited.stdout_end == len(data)
+
+
+def frame_size(message: ExecOutput) -> int:
+    return len(message.to_bytes()) + FRAME_OVERHEAD
+
+
+def _streamed_exec(gw: ScriptedGateway, request: Exec) -> tuple[list[ExecOutput], ExecResult]:
+    """Send a streamed EXEC and acknowledge until its EXEC_RESULT has come."""
+    messages = [parse(f) for f in gw.send(request) if f.sequenced]
+    for _ in range(200):
+        if any(isinstance(m, ExecResult) for m in messages):
+            break
+        messages += [parse(f) for f in gw.ack() if f.sequenced]
+        messages += [parse(f) for f in gw.poll() if f.sequenced]
+    pieces = [m for m in messages if isinstance(m, ExecOutput)]
+    (result,) = [m for m in messages if isinstance(m, ExecResult)]
+    return pieces, result
+
+
+def test_streamed_exec_output_spans_frames_and_ends_with_the_stream_lengths(
+    library: Library,
+) -> None:
+    device = CDevice(library, apps="rec", exec_kind=1)
+    gw = ScriptedGateway(device)
+    gw.take()
+    gw.welcome(max_frame=256)
+    pieces, result = _streamed_exec(gw, Exec(9, ("seq", "300"), stream=True))
+    expected = "".join(f"{n}\n" for n in range(1, 301)).encode()
+    assert len(pieces) > 1 and all(p.request_id == 9 for p in pieces)
+    offset = 0
+    for piece in pieces:  # consecutive offsets, each within the gateway's frame
+        assert piece.stream == OutputStream.STDOUT and piece.offset == offset
+        assert frame_size(piece) <= 256
+        offset += len(piece.data)
+    assert b"".join(p.data for p in pieces) == expected
+    assert (result.exit_code, result.stdout, result.truncated) == (0, b"", False)
+    assert (result.stdout_end, result.stderr_end) == (len(expected), 0)
+
+
+def test_streamed_exec_beyond_the_transmit_buffer_is_cut_and_flagged(library: Library) -> None:
+    """The C library runs exec synchronously: what the transmit buffer holds is what it sends;
+    the result says so and its ends count exactly what was sent."""
+    device = CDevice(library, apps="rec", exec_kind=1)
+    gw = ScriptedGateway(device)
+    gw.take()
+    gw.welcome()
+    pieces, result = _streamed_exec(gw, Exec(9, ("seq", "5000"), stream=True))
+    sent = b"".join(p.data for p in pieces)
+    assert len(sent) > 512 and "".join(f"{n}\n" for n in range(1, 5001)).encode().startswith(sent)
+    assert result.truncated and result.stdout_end == len(sent)
+
+
+def test_exec_without_stream_still_answers_in_one_frame(library: Library) -> None:
+    device = CDevice(library, apps="rec", exec_kind=1)
+    gw = ScriptedGateway(device)
+    gw.take()
+    gw.welcome(max_frame=256)
+    (frame,) = [f for f in gw.send(Exec(9, ("seq", "300"))) if f.sequenced]
+    result = parse(frame)
+    assert isinstance(result, ExecResult) and result.truncated and result.stdout_end is None

@@ -12,6 +12,7 @@ import pytest
 
 from gateway.errors import DeviceRejected
 from gateway.link.events import Reconciled, TaskExited, TaskLost, TaskOutput, TaskStarted
+from gateway.link.exec_stream import closing
 from gateway.link.session import EventSubscription
 from gateway.link.state import SessionState
 from tests.link.helpers import WAIT, next_matching, session_for
@@ -122,6 +123,12 @@ async def test_gateway_session_runs_tasks_on_the_c_device(
         assert (code, stdout, stderr) == (0, b"hi there\n", b"")
         code, stdout, stderr = await session.exec(["ls"])
         assert (code, stderr) == (127, b"ls: not found\n")
+        # Streamed exec (PROTOCOL.md section 9): more than one frame, whole, through the gateway.
+        stream = session.exec_stream(["seq", "200"])
+        async with closing(stream) as chunks:
+            streamed = b"".join([c.data async for c in chunks if c.stream == "stdout"])
+        assert streamed == b"".join(b"%d\n" % k for k in range(1, 201))
+        assert stream.end is not None and (stream.end.exit_code, stream.end.truncated) == (0, False)
         assert session.state is SessionState.UP
         sub.close()
 

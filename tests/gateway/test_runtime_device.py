@@ -1,5 +1,6 @@
 """The runtime against a real session and an emulated device on a pty: stops that the device
-ignores or cannot answer, bursts of exits, starts too large for the device."""
+ignores or cannot answer, bursts of exits, starts too large for the device, starts whose answer
+a lost link swallowed."""
 
 from __future__ import annotations
 
@@ -13,14 +14,16 @@ from pathlib import Path
 from typing import Any
 
 from firmware_protocol import StartTask, StopTask
-from gateway.link.events import Reconciled
-from gateway.link.session import EventSubscription
+from gateway.link.events import Reconciled, SessionStateChanged
+from gateway.link.session import DeviceSession, EventSubscription
+from gateway.link.state import SessionState
 from gateway.logs.config import LogConfig
 from gateway.logs.store import LogStore
 from gateway.runtime.backoff import BackoffPolicy
 from gateway.runtime.device_runtime import DeviceRuntime
 from gateway.runtime.model import (
     ContainerPhase,
+    ContainerState,
     PodSnapshot,
     PodSpecView,
     RestartPolicy,
@@ -73,11 +76,15 @@ class Harness:
 
 
 async def _feed(sub: EventSubscription, runtime: DeviceRuntime) -> None:
+    """What the gateway's DeviceNode does with the session's events."""
     async for event in sub:
         if isinstance(event, Reconciled):
             runtime.reconciled(event.device_tasks)
-            continue
-        runtime.handle(event)
+        elif isinstance(event, SessionStateChanged):
+            if event.new in (SessionState.UP, SessionState.DOWN):
+                runtime.link_changed(event.new is SessionState.UP)
+        else:
+            runtime.handle(event)
 
 
 @contextlib.asynccontextmanager
@@ -225,3 +232,71 @@ async def test_an_ephemeral_container_added_later_runs_once(tmp_path: Path) -> N
             f"{spec.uid}/0/0",
             f"{spec.uid}/1/0",
         ]
+
+
+async def test_a_start_whose_answer_the_lost_link_swallowed_runs_to_its_end(
+    tmp_path: Path,
+) -> None:
+    """The device hangs with the START on its way: the request fails (link lost), the START is
+    delivered when the link resumes, and the device runs the task. Its start, output and exit
+    must reach the container, which ends Completed (not stuck waiting), run exactly once."""
+    async with runtime_on_device(tmp_path, DeviceProfile(device_id="hung")) as h:
+        session = h.runtime.device
+        assert isinstance(session, DeviceSession)
+        h.device.hang()  # the START is written and sits unanswered
+        spec = pod("counter", ("3", "10"))
+        h.runtime.sync_pod(spec)
+        task_id = f"{spec.uid}/0/0"
+
+        def state() -> ContainerState:
+            snapshot = h.runtime.snapshot(spec.uid)
+            assert snapshot is not None
+            return snapshot.containers[0].state
+
+        await session.wait_state(SessionState.DOWN, timeout_s=WAIT)  # the link is lost
+        await h.until("the runtime saw the link go", lambda: not h.runtime.link_up)
+        assert state().phase is ContainerPhase.WAITING
+        h.device.resume()
+        await h.until(
+            "the container terminated",
+            lambda: state().phase is ContainerPhase.TERMINATED,
+        )
+        ended = state()
+        assert (ended.reason, ended.exit_code, ended.task_id) == ("Completed", 0, task_id)
+        assert h.device.starts[task_id] == 1  # run once, not started again
+        assert session.stats.dropped_reports == 0
+        log_file = h.runtime.logs.container_dir("ns", "p", spec.uid, "c0") / "0.log"
+        lines = log_file.read_text().splitlines()
+        assert [line.split()[-1] for line in lines] == ["1", "2", "3"], lines
+
+
+async def test_a_start_lost_with_the_link_is_sent_again_after_the_task_list(
+    tmp_path: Path,
+) -> None:
+    """The same, but the device reboots instead of resuming: the START never reaches it. The
+    task list after the reconnect says so, and the container is started again, once."""
+    async with runtime_on_device(tmp_path, DeviceProfile(device_id="reboots")) as h:
+        session = h.runtime.device
+        assert isinstance(session, DeviceSession)
+        h.device.hang()
+        spec = pod("counter", ("3", "10"))
+        h.runtime.sync_pod(spec)
+        task_id = f"{spec.uid}/0/0"
+
+        def state() -> ContainerState:
+            snapshot = h.runtime.snapshot(spec.uid)
+            assert snapshot is not None
+            return snapshot.containers[0].state
+
+        await session.wait_state(SessionState.DOWN, timeout_s=WAIT)
+        await h.until("the runtime saw the link go", lambda: not h.runtime.link_up)
+        assert h.runtime.unconfirmed == {task_id}
+        h.device.reboot()
+        await h.until(
+            "the container terminated",
+            lambda: state().phase is ContainerPhase.TERMINATED,
+        )
+        ended = state()
+        assert (ended.reason, ended.exit_code, ended.task_id) == ("Completed", 0, task_id)
+        assert h.device.starts[task_id] == 1
+        assert not h.runtime.unconfirmed

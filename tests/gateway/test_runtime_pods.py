@@ -249,6 +249,28 @@ async def test_after_a_gateway_restart_a_task_gone_from_the_device_is_lost_and_r
     await rig.runtime.close()
 
 
+@pytest.mark.parametrize(("policy", "next_task"), [(Policy.NEVER, None), (Policy.ALWAYS, "0/3")])
+async def test_a_task_that_ended_before_its_status_was_written_is_not_started_again(
+    tmp_path: Path, policy: RestartPolicy, next_task: str | None
+) -> None:
+    """The gateway died before writing any status of the pod, and the task ended while no
+    gateway listened: the device's task list is all there is, and it says the task ran."""
+    spec = pod_spec(policy=policy)
+    task_id = f"{spec.uid}/0/2"
+    rig = RuntimeRig.create(tmp_path, listed=[TaskInfo(task_id, "echo", False, 0, 0, 0)])
+    rig.device.ended(task_id, 0)
+    rig.runtime.sync_pod(spec)  # no status on record
+    if next_task is None:
+        status = rig.pod(spec.uid).containers[0]
+        assert status.state.phase is ContainerPhase.TERMINATED
+        assert (status.state.exit_code, status.state.task_id) == (0, task_id)
+        assert rig.device.starts == []
+    else:
+        assert await _running(rig, spec.uid) == f"{spec.uid}/{next_task}"
+        assert rig.device.starts == [f"{spec.uid}/{next_task}"]
+    await rig.runtime.close()
+
+
 @pytest.mark.parametrize(("policy", "restarts"), [(Policy.ON_FAILURE, True), (Policy.NEVER, False)])
 async def test_after_a_gateway_restart_a_task_that_ended_meanwhile_keeps_its_exit_code(
     tmp_path: Path, policy: RestartPolicy, restarts: bool

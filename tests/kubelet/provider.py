@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
-from gateway.kubelet import ExecFailed, ExecOutcome, NodeStats
+from gateway.kubelet import ExecFailed, ExecOutcome, ExecOutputSink, NodeStats
 from gateway.logs import LogSource
 
 
@@ -19,6 +20,16 @@ def pod_json(namespace: str, name: str, node: str, *containers: str) -> dict[str
     }
 
 
+@dataclass(frozen=True)
+class ScriptedExec:
+    """What a scripted exec writes (stdout, then stderr) and how it ends."""
+
+    exit_code: int
+    stdout: bytes = b""
+    stderr: bytes = b""
+    outcome: ExecOutcome | None = None  # default: just the exit code
+
+
 class InMemoryProvider:
     def __init__(self, nodes: Sequence[str]) -> None:
         self.nodes = list(nodes)
@@ -26,7 +37,7 @@ class InMemoryProvider:
         self.logs: dict[tuple[str, str, str], LogSource] = {}
         self.node_stats: list[NodeStats] = []
         # What exec answers, per (namespace, pod, container): an outcome or a failure message.
-        self.exec_answers: dict[tuple[str, str, str], ExecOutcome | str] = {}
+        self.exec_answers: dict[tuple[str, str, str], ScriptedExec | str] = {}
         self.exec_calls: list[tuple[str, str, str, tuple[str, ...]]] = []
         self.problems: dict[str, str] = {}  # node -> why it is unhealthy
 
@@ -76,10 +87,19 @@ class InMemoryProvider:
         return result
 
     async def exec(
-        self, namespace: str, pod: str, container: str, argv: Sequence[str]
+        self,
+        namespace: str,
+        pod: str,
+        container: str,
+        argv: Sequence[str],
+        output: ExecOutputSink,
     ) -> ExecOutcome:
         self.exec_calls.append((namespace, pod, container, tuple(argv)))
         answer = self.exec_answers.get((namespace, pod, container), "no answer configured")
         if isinstance(answer, str):
             raise ExecFailed(answer)
-        return answer
+        if answer.stdout:
+            await output("stdout", answer.stdout)
+        if answer.stderr:
+            await output("stderr", answer.stderr)
+        return answer.outcome or ExecOutcome(answer.exit_code)

@@ -18,7 +18,7 @@ from gateway.kubelet.spdy import Data, GoAway, Ignored, Ping, SpdyFramer
 from gateway.logs import ContainerLogWriter, LogConfig, LogSource, Stream
 
 from .conftest import Pki, StartServer, client_ssl
-from .provider import InMemoryProvider, pod_json
+from .provider import InMemoryProvider, ScriptedExec, pod_json
 
 WAIT = 30.0
 
@@ -59,7 +59,7 @@ def exec_url(base: str, *command: str, **flags: str) -> str:
 async def test_exec_returns_output_and_the_exit_code(
     start_server: StartServer, pki: Pki, device_pod: InMemoryProvider
 ) -> None:
-    device_pod.exec_answers["default", "blinky", "app"] = ExecOutcome(3, b"out\n", b"err\n")
+    device_pod.exec_answers["default", "blinky", "app"] = ScriptedExec(3, b"out\n", b"err\n")
     base = await start_server()
     received, status = await channels(exec_url(base, "ls", "-l", output="1", error="true"), pki)
     assert received == {1: b"out\n", 2: b"err\n"}
@@ -71,13 +71,28 @@ async def test_exec_returns_output_and_the_exit_code(
 async def test_exec_success_and_v4(
     start_server: StartServer, pki: Pki, device_pod: InMemoryProvider
 ) -> None:
-    device_pod.exec_answers["default", "blinky", "app"] = ExecOutcome(256, b"x" * 100_000, b"")
+    device_pod.exec_answers["default", "blinky", "app"] = ScriptedExec(256, b"x" * 100_000, b"")
     base = await start_server()
     received, status = await channels(
         exec_url(base, "dump", stdout="1"), pki, protocol="v4.channel.k8s.io"
     )
     assert received == {1: b"x" * 100_000}  # split into several messages, arrives whole
     assert status == {"metadata": {}, "status": "Success"}  # 256 is 0 to a shell
+
+
+async def test_exec_says_on_stderr_why_output_is_not_whole(
+    start_server: StartServer, pki: Pki, device_pod: InMemoryProvider
+) -> None:
+    outcome = ExecOutcome(0, truncated=True, limit_bytes=4096, missing_bytes=7)
+    device_pod.exec_answers["default", "blinky", "app"] = ScriptedExec(0, b"out", b"", outcome)
+    base = await start_server()
+    received, status = await channels(exec_url(base, "seq", stdout="1", stderr="1"), pki)
+    assert received[1] == b"out"
+    notes = received[2].decode()
+    assert "output was cut by the device: it could not send all of it" in notes
+    assert "output was cut at 4096 bytes (kubelet.exec_output_limit_bytes)" in notes
+    assert "7 bytes of output were lost" in notes
+    assert status == {"metadata": {}, "status": "Success"}
 
 
 @pytest.mark.parametrize(
@@ -149,7 +164,7 @@ async def test_exec_over_spdy(
     start_server: StartServer, pki: Pki, device_pod: InMemoryProvider
 ) -> None:
     """The SPDY/3.1 side as an API server without ExtendWebSocketsToKubelet speaks it."""
-    device_pod.exec_answers["default", "blinky", "app"] = ExecOutcome(2, b"out\n", b"err\n")
+    device_pod.exec_answers["default", "blinky", "app"] = ScriptedExec(2, b"out\n", b"err\n")
     port = int((await start_server()).rsplit(":", 1)[1])
     context = client_ssl(pki.ca, pki.client("alice", ["devs"]))
     reader, writer = await asyncio.open_connection("127.0.0.1", port, ssl=context)

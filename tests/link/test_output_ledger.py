@@ -148,3 +148,15 @@ def test_drop_warnings_are_once_per_id_and_rate_limited_by_the_clock() -> None:
     fresh = ledger.output("new", STDOUT, 0, b"", None).dropped
     assert fresh is not None and fresh.warn
     assert ledger.dropped_reports == 22
+
+
+def test_reports_of_an_unanswered_start_are_ours_until_the_next_task_list() -> None:
+    ledger = ledger_with()
+    ledger.starting("t")
+    ledger.start_unanswered("t")  # the link was lost before the device answered
+    assert ledger.output("t", STDOUT, 0, b"x", receipt=None).deliver is not None
+    assert ledger.start_report("t", is_reply=False) is None
+    assert ledger.known() == {"t": True} and ledger.sizes()["unanswered_starts"] == 0
+    ledger.start_unanswered("u")
+    ledger.listed((), gone=(), adopted=())  # the list settles it: "u" never ran
+    assert ledger.start_report("u", is_reply=False) is not None

@@ -341,6 +341,22 @@ int32_t wirelet_reference_exec(wirelet_device *dev, wirelet_exec *ex, int argc,
         wirelet_exec_write(ex, WIRELET_STDOUT, text, 14);
         return 0;
     }
+    if (argc > 0 && str_eq(argv[0], "seq")) {
+        /* seq LAST: 1..LAST, one per line; more than a frame holds for a large LAST. */
+        int64_t last;
+        uint64_t k;
+        if (argc != 2 || parse_int(argv[1], &last) || last < 0) {
+            wirelet_exec_write(ex, WIRELET_STDERR, "usage: seq LAST\n", 16);
+            return 64;
+        }
+        for (k = 1; k <= (uint64_t)last; k++) {
+            char line[24];
+            size_t n = wirelet_fmt_u64(line, k);
+            line[n++] = '\n';
+            if (wirelet_exec_write(ex, WIRELET_STDOUT, line, n) < n) break; /* cut: stop */
+        }
+        return 0;
+    }
     if (argc > 0) wirelet_exec_write(ex, WIRELET_STDERR, argv[0], str_len(argv[0]));
     wirelet_exec_write(ex, WIRELET_STDERR, ": not found\n", 12);
     return 127;

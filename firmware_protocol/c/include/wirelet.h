@@ -348,7 +348,8 @@ int wirelet_stop_requested(const wirelet_task *task);
 const char *wirelet_getenv(int envc, const char *const *envp, const char *name);
 
 /* EXEC output (stream WIRELET_STDOUT or WIRELET_STDERR); returns bytes taken (the rest is cut
- * and the reply says `truncated`). */
+ * and the reply says `truncated`). A streamed EXEC (the gateway asked for EXEC_OUTPUT frames)
+ * takes as much as the transmit buffer holds, a plain one what fits one EXEC_RESULT frame. */
 size_t wirelet_exec_write(wirelet_exec *ex, uint8_t stream, const void *data, size_t len);
 
 /* Bytes of RAM the library state takes at the compiled limits (sizeof(wirelet_device)). */

@@ -842,16 +842,99 @@ static void on_list(wirelet_device *d, const wl_msg *m)
 
 struct wirelet_exec {
     uint8_t *out[2];
-    size_t len[2];
+    size_t len[2]; /* single-frame: bytes captured; streamed: stream ends (bytes queued) */
     size_t cap;
     uint8_t truncated;
+    uint8_t streamed; /* the gateway asked for EXEC_OUTPUT pieces (EXEC key 4) */
+    uint32_t req;
+    wirelet_device *dev;
 };
+
+/* A streamed EXEC_RESULT (map of 7, request id, exit code, empty stdout/stderr, truncated,
+ * two stream ends: at most 1 + 6 + 10 + 3 + 3 + 2 + 10 + 10 bytes) stays free of the pieces. */
+#define EXEC_RESULT_RESERVE ((size_t)REC_HDR + WL_HEADER + 48u)
+
+/* The open output record belongs to the running EXEC, not a task slot. */
+#define EXEC_SLOT 0xFFu
+
+/* Streamed exec: writes grow an open EXEC_OUTPUT record (as task output does, one record per
+ * stream run, up to one gateway frame), queued in the transmit buffer. The command runs
+ * synchronously (nothing is sent meanwhile), so what fits the buffer is what it can print;
+ * the rest is cut and the result says `truncated`. */
+static size_t exec_stream_write(wirelet_exec *ex, uint8_t stream, const uint8_t *src,
+                                size_t len)
+{
+    wirelet_device *d = ex->dev;
+    size_t taken = 0, i = (size_t)stream - 1, limit = frame_limit(d), cap = rec_cap(d);
+    while (taken < len) {
+        size_t n, rlen, at;
+        size_t room = cap > d->tx_used + EXEC_RESULT_RESERVE
+                          ? cap - d->tx_used - EXEC_RESULT_RESERVE
+                          : 0;
+        uint8_t *frame;
+        if (d->tx_open == NO_OPEN || d->open_task != EXEC_SLOT || d->open_stream != stream) {
+            /* fixmap, 0:req, 1:stream (2), 2:offset, key 3, bin16 header while it grows */
+            size_t head = REC_HDR + WL_HEADER + 1 + 1 + wl_w_uint_size(ex->req) + 2 + 1 +
+                          wl_w_uint_size(ex->len[i]) + 1 + 3;
+            wl_writer w;
+            if (head + 1 > room || head + 1 + WL_CRC - REC_HDR > limit) break;
+            close_open(d);
+            at = d->tx_used;
+            w.buf = d->tx_buf + at + REC_HDR + WL_HEADER;
+            w.cap = head - REC_HDR - WL_HEADER;
+            w.len = 0;
+            w.overflow = 0;
+            wl_w_map(&w, 4);
+            wl_w_uint(&w, 0);
+            wl_w_uint(&w, ex->req);
+            wl_w_uint(&w, 1);
+            wl_w_uint(&w, stream);
+            wl_w_uint(&w, 2);
+            wl_w_uint(&w, ex->len[i]);
+            wl_w_uint(&w, 3);
+            wl_w_byte(&w, 0xc5); /* bin16 while it grows; shrunk on close */
+            wl_w_byte(&w, 0);
+            wl_w_byte(&w, 0);
+            put_header(d->tx_buf + at + REC_HDR, WL_EXEC_OUTPUT, 0, 0, 0);
+            set_rec_len(d, at, WL_HEADER + w.len);
+            d->tx_used = (uint16_t)(at + REC_HDR + WL_HEADER + w.len);
+            d->tx_open = (uint16_t)at;
+            d->open_head = (uint16_t)(WL_HEADER + w.len);
+            d->open_task = EXEC_SLOT;
+            d->open_stream = stream;
+            room = room > head ? room - head : 0;
+        }
+        at = d->tx_open;
+        rlen = rec_len(d, at);
+        n = len - taken;
+        if (n > room) n = room;
+        if (n > limit - WL_CRC - rlen) n = limit - WL_CRC - rlen;
+        if (n == 0) {
+            if (rlen + WL_CRC >= limit) {
+                close_open(d); /* full frame: the next bytes start a new one */
+                continue;
+            }
+            break;
+        }
+        wl_copy(d->tx_buf + d->tx_used, src + taken, n);
+        d->tx_used = (uint16_t)(d->tx_used + n);
+        set_rec_len(d, at, rlen + n);
+        frame = d->tx_buf + at + REC_HDR;
+        frame[d->open_head - 2] = (uint8_t)((rlen + n - d->open_head) >> 8);
+        frame[d->open_head - 1] = (uint8_t)(rlen + n - d->open_head);
+        ex->len[i] += n;
+        taken += n;
+    }
+    if (taken < len) ex->truncated = 1;
+    return taken;
+}
 
 size_t wirelet_exec_write(wirelet_exec *ex, uint8_t stream, const void *data, size_t len)
 {
     size_t i, room;
     if (!ex || (stream != WIRELET_STDOUT && stream != WIRELET_STDERR)) return 0;
     i = (size_t)stream - 1;
+    if (ex->streamed) return exec_stream_write(ex, stream, (const uint8_t *)data, len);
     room = ex->cap - ex->len[i];
     if (len > room) {
         len = room;
@@ -892,6 +975,34 @@ static void on_exec(wirelet_device *d, wl_msg *m, uint8_t *payload, size_t len)
         return;
     }
     argv[argc] = NULL;
+    if (wl_get_bool(m, 4, 0)) {
+        /* Streamed (PROTOCOL.md section 9): pieces as written, then a result with the ends. */
+        ex.streamed = 1;
+        ex.req = req;
+        ex.dev = d;
+        ex.len[0] = ex.len[1] = 0;
+        ex.truncated = 0;
+        code = d->config->exec(d, &ex, argc, argv);
+        rec_begin(d, &w, 0);
+        wl_w_map(&w, 7);
+        wl_w_uint(&w, 0);
+        wl_w_uint(&w, req);
+        wl_w_uint(&w, 1);
+        wl_w_int(&w, code);
+        wl_w_uint(&w, 2);
+        wl_w_bin_header(&w, 0);
+        wl_w_uint(&w, 3);
+        wl_w_bin_header(&w, 0);
+        wl_w_uint(&w, 4);
+        wl_w_bool(&w, ex.truncated);
+        wl_w_uint(&w, 5);
+        wl_w_uint(&w, ex.len[0]);
+        wl_w_uint(&w, 6);
+        wl_w_uint(&w, ex.len[1]);
+        rec_commit(d, WL_EXEC_RESULT, &w);
+        return;
+    }
+    ex.streamed = 0;
     /* Capture both streams in the free record room, then assemble EXEC_RESULT over it:
      * map(1) 0:req(6) 1:code(10) 2:bin16 hdr(4) stdout 3:bin16 hdr(4) stderr 4:bool(2). */
     rec_begin(d, &w, 0);

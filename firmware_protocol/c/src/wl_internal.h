@@ -56,6 +56,7 @@ enum {
     WL_TASK_LIST = 0x23,
     WL_EXEC_RESULT = 0x24,
     WL_DEVICE_LOG = 0x25,
+    WL_EXEC_OUTPUT = 0x26,
     WL_ERROR = 0x30
 };
 

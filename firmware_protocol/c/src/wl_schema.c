@@ -50,13 +50,13 @@ static const char wl_n_StopTask[] WL_ROM = "StopTask";
 static const char wl_n_cursor[] WL_ROM = "cursor";
 static const char wl_n_ListTasks[] WL_ROM = "ListTasks";
 static const char wl_n_timeout_ms[] WL_ROM = "timeout_ms";
+static const char wl_n_stream[] WL_ROM = "stream";
 static const char wl_n_Exec[] WL_ROM = "Exec";
 static const char wl_n_TaskStarted[] WL_ROM = "TaskStarted";
 static const char wl_n_exit_code[] WL_ROM = "exit_code";
 static const char wl_n_stdout_end[] WL_ROM = "stdout_end";
 static const char wl_n_stderr_end[] WL_ROM = "stderr_end";
 static const char wl_n_TaskExited[] WL_ROM = "TaskExited";
-static const char wl_n_stream[] WL_ROM = "stream";
 static const char wl_n_offset[] WL_ROM = "offset";
 static const char wl_n_data[] WL_ROM = "data";
 static const char wl_n_TaskOutput[] WL_ROM = "TaskOutput";
@@ -72,6 +72,7 @@ static const char wl_n_level[] WL_ROM = "level";
 static const char wl_n_text[] WL_ROM = "text";
 static const char wl_n_uptime_ms[] WL_ROM = "uptime_ms";
 static const char wl_n_DeviceLog[] WL_ROM = "DeviceLog";
+static const char wl_n_ExecOutput[] WL_ROM = "ExecOutput";
 static const char wl_n_message[] WL_ROM = "message";
 static const char wl_n_msg_type[] WL_ROM = "msg_type";
 static const char wl_n_Error[] WL_ROM = "Error";
@@ -181,9 +182,10 @@ static const wl_field wl_f_Exec[] WL_ROM = {
     {1, WL_K_ARR_STR, WL_F_REQUIRED, 255, 1, 32, wl_n_argv, NULL},
     {2, WL_K_U32, 0, 0, 0, 0, wl_n_timeout_ms, NULL},
     {3, WL_K_STR, 0, 0, 0, 48, wl_n_task_id, NULL},
+    {4, WL_K_BOOL, 0, 0, 0, 0, wl_n_stream, NULL},
 };
 
-static const wl_schema wl_s_Exec WL_ROM = {wl_n_Exec, wl_f_Exec, 4, WL_BY_GATEWAY};
+static const wl_schema wl_s_Exec WL_ROM = {wl_n_Exec, wl_f_Exec, 5, WL_BY_GATEWAY};
 
 static const wl_field wl_f_TaskStarted[] WL_ROM = {
     {0, WL_K_U32, WL_F_REQUIRED, 0, 0, 0, wl_n_request_id, NULL},
@@ -237,9 +239,11 @@ static const wl_field wl_f_ExecResult[] WL_ROM = {
     {2, WL_K_BIN, 0, 0, 0, 4096, wl_n_stdout, NULL},
     {3, WL_K_BIN, 0, 0, 0, 4096, wl_n_stderr, NULL},
     {4, WL_K_BOOL, 0, 0, 0, 0, wl_n_truncated, NULL},
+    {5, WL_K_U64, 0, 0, 0, 0, wl_n_stdout_end, NULL},
+    {6, WL_K_U64, 0, 0, 0, 0, wl_n_stderr_end, NULL},
 };
 
-static const wl_schema wl_s_ExecResult WL_ROM = {wl_n_ExecResult, wl_f_ExecResult, 5, WL_BY_DEVICE};
+static const wl_schema wl_s_ExecResult WL_ROM = {wl_n_ExecResult, wl_f_ExecResult, 7, WL_BY_DEVICE};
 
 static const wl_field wl_f_DeviceLog[] WL_ROM = {
     {1, WL_K_U8, WL_F_REQUIRED, 0, 0, 0, wl_n_level, NULL},
@@ -248,6 +252,15 @@ static const wl_field wl_f_DeviceLog[] WL_ROM = {
 };
 
 static const wl_schema wl_s_DeviceLog WL_ROM = {wl_n_DeviceLog, wl_f_DeviceLog, 3, WL_BY_DEVICE};
+
+static const wl_field wl_f_ExecOutput[] WL_ROM = {
+    {0, WL_K_U32, WL_F_REQUIRED, 0, 0, 0, wl_n_request_id, NULL},
+    {1, WL_K_RANGE, WL_F_REQUIRED, 0, 1, 2, wl_n_stream, NULL},
+    {2, WL_K_U64, WL_F_REQUIRED, 0, 0, 0, wl_n_offset, NULL},
+    {3, WL_K_BIN, WL_F_REQUIRED, 0, 0, 4096, wl_n_data, NULL},
+};
+
+static const wl_schema wl_s_ExecOutput WL_ROM = {wl_n_ExecOutput, wl_f_ExecOutput, 4, WL_BY_DEVICE};
 
 static const wl_field wl_f_Error[] WL_ROM = {
     {0, WL_K_U32, WL_F_REQUIRED, 0, 0, 0, wl_n_request_id, NULL},
@@ -278,6 +291,7 @@ const wl_schema *wl_schema_for(uint8_t type)
     case 0x23: return &wl_s_TaskList;
     case 0x24: return &wl_s_ExecResult;
     case 0x25: return &wl_s_DeviceLog;
+    case 0x26: return &wl_s_ExecOutput;
     case 0x30: return &wl_s_Error;
     default: return NULL;
     }

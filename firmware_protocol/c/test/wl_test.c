@@ -309,10 +309,22 @@ int wlt_reencode(uint8_t type, const uint8_t *p, size_t n, uint8_t *out, size_t 
         }
         break;
     }
+    case WL_EXEC_OUTPUT:
+        s1 = wl_get_bytes(&m, 3, &a);
+        wl_w_map(&w, 4);
+        wl_w_uint(&w, 0);
+        wl_w_uint(&w, wl_get_uint(&m, 0, 0));
+        wl_w_uint(&w, 1);
+        wl_w_uint(&w, wl_get_uint(&m, 1, 0));
+        wl_w_uint(&w, 2);
+        wl_w_uint(&w, wl_get_uint(&m, 2, 0));
+        wl_w_uint(&w, 3);
+        wl_w_bin(&w, s1, a);
+        break;
     case WL_EXEC_RESULT:
         s1 = wl_get_bytes(&m, 2, &a);
         s2 = wl_get_bytes(&m, 3, &b);
-        wl_w_map(&w, 5);
+        wl_w_map(&w, wl_has(&m, 5) ? 7 : 5);
         wl_w_uint(&w, 0);
         wl_w_uint(&w, wl_get_uint(&m, 0, 0));
         wl_w_uint(&w, 1);
@@ -323,6 +335,12 @@ int wlt_reencode(uint8_t type, const uint8_t *p, size_t n, uint8_t *out, size_t 
         wl_w_bin(&w, s2, b);
         wl_w_uint(&w, 4);
         wl_w_bool(&w, wl_get_bool(&m, 4, 0));
+        if (wl_has(&m, 5)) { /* streamed: the stream ends (the device writes both) */
+            wl_w_uint(&w, 5);
+            wl_w_uint(&w, wl_get_uint(&m, 5, 0));
+            wl_w_uint(&w, 6);
+            wl_w_uint(&w, wl_get_uint(&m, 6, 0));
+        }
         break;
     case WL_DEVICE_LOG:
         s1 = wl_get_bytes(&m, 2, &a);
