@@ -34,8 +34,8 @@ from typing import Any
 
 from bench import common
 from firmware_protocol import LinkConfig
-from gateway.link.backoff import BackoffPolicy
 from gateway.link.events import TaskExited, TaskOutput
+from gateway.link.retry import RetryPolicy
 from gateway.link.session import DeviceSession, SessionConfig
 from gateway.transport.base import TransportOpener
 from gateway.transport.serial import serial_opener
@@ -60,7 +60,7 @@ async def _measure(
     config = SessionConfig(
         handshake_timeout=10.0,
         open_timeout=10.0,
-        backoff=BackoffPolicy(initial=0.05, maximum=0.5),
+        backoff=RetryPolicy(initial=0.05, maximum=0.5),
         link=LinkConfig(),
     )
     runs: list[dict[str, float]] = []

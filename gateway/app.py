@@ -44,8 +44,8 @@ from gateway.kubelet import (
     X509Authenticator,
     server_ssl_context,
 )
-from gateway.link.backoff import BackoffPolicy as ReconnectPolicy
 from gateway.link.events import DeviceLoad
+from gateway.link.retry import RetryPolicy
 from gateway.link.session import DeviceSession, SessionConfig
 from gateway.logs import LogConfig, LogStore
 from gateway.logs.janitor import LogJanitor
@@ -116,7 +116,7 @@ def timers_from_config(
     session = SessionConfig(
         **session_args,
         link=LinkConfig(**{**GATEWAY_LINK_DEFAULTS, **link_args}),
-        backoff=ReconnectPolicy(**reconnect_args),
+        backoff=RetryPolicy(**reconnect_args),
     )
     return session, BackoffPolicy(**restart_args), config_retry
 

@@ -24,16 +24,16 @@ from gateway.kube.node_object import NodeFacts, node_capacity
 from gateway.kube.pod_controller import NodeBinding, PodController
 from gateway.link.events import (
     DeviceFacts,
-    LinkStateChanged,
     Reconciled,
     SessionEvent,
+    SessionStateChanged,
     TaskExited,
     TaskLost,
     TaskOutput,
     TaskStarted,
 )
 from gateway.link.session import DeviceSession
-from gateway.link.state import LinkState
+from gateway.link.state import SessionState
 from gateway.logs.store import LogStore
 from gateway.node_registry import NodeRegistry
 from gateway.runtime.backoff import BackoffPolicy
@@ -188,7 +188,7 @@ class DeviceNode:
     def _handle(self, event: SessionEvent) -> None:
         if isinstance(event, Reconciled):
             self._on_reconciled(event)
-        elif isinstance(event, LinkStateChanged):
+        elif isinstance(event, SessionStateChanged):
             self._on_link(event)
         elif self.runtime is not None and self.served:
             self.runtime.handle(event)
@@ -318,15 +318,15 @@ class DeviceNode:
         assert self.name is not None
         self.controller.stop_orphans(self.name)
 
-    def _on_link(self, event: LinkStateChanged) -> None:
-        up = event.new is LinkState.UP
+    def _on_link(self, event: SessionStateChanged) -> None:
+        up = event.new is SessionState.UP
         if up:
             self._ensure_node()
         if self.agent is None or self.name is None:
-            if event.new is LinkState.DOWN and event.reason:
+            if event.new is SessionState.DOWN and event.reason:
                 log.warning("%s: %s", self.path, event.reason)
             return
-        if event.new not in (LinkState.UP, LinkState.DOWN, LinkState.CLOSED):
+        if event.new not in (SessionState.UP, SessionState.DOWN, SessionState.CLOSED):
             return
         self._link_up = up
         if up:

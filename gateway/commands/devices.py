@@ -22,8 +22,8 @@ from typing import Any, TextIO
 from firmware_protocol import LinkConfig
 from gateway.devices.sources.usb import UsbSelector, list_usb_devices
 from gateway.errors import LinkTimeout, WireletError
-from gateway.link.backoff import BackoffPolicy
-from gateway.link.events import DeviceFacts, LinkFigures
+from gateway.link.events import DeviceFacts, SessionStats
+from gateway.link.retry import RetryPolicy
 from gateway.link.session import DeviceSession, SessionConfig
 from gateway.transport.base import TransportOpener
 from gateway.transport.serial import SerialSettings, serial_opener
@@ -38,7 +38,7 @@ DEFAULT_WAIT_S = 3.0
 class DeviceReport:
     path: str
     facts: DeviceFacts | None
-    figures: LinkFigures
+    stats: SessionStats
     tasks: int | None
     error: str
 
@@ -46,7 +46,7 @@ class DeviceReport:
 def register(subparsers: Any) -> None:
     parser = subparsers.add_parser(
         "devices",
-        help="list attached devices with their handshake facts and link figures",
+        help="list attached devices with their handshake facts and link stats",
         description="Open each port, shake hands with the device, print a table.",
     )
     parser.add_argument(
@@ -108,7 +108,7 @@ async def probe(path: str, wait_s: float, baud: int) -> DeviceReport:
     config = SessionConfig(
         handshake_timeout=wait_s,
         open_timeout=wait_s,
-        backoff=BackoffPolicy(initial=0.05, maximum=0.5),
+        backoff=RetryPolicy(initial=0.05, maximum=0.5),
         link=LinkConfig(),
     )
     opener: TransportOpener
@@ -120,7 +120,7 @@ async def probe(path: str, wait_s: float, baud: int) -> DeviceReport:
     tasks: int | None = None
     error = ""
     if not path.startswith(USB_NODE_PREFIX) and not await asyncio.to_thread(os.path.exists, path):
-        return DeviceReport(path, None, LinkFigures(), None, "no such port")
+        return DeviceReport(path, None, SessionStats(), None, "no such port")
     label = os.path.basename(path)
     async with DeviceSession(opener, label=label, config=config, observe_only=True) as session:
         try:
@@ -135,7 +135,7 @@ async def probe(path: str, wait_s: float, baud: int) -> DeviceReport:
                 )
         except WireletError as exc:
             error = str(exc)
-        return DeviceReport(path, session.facts, dataclasses.replace(session.figures), tasks, error)
+        return DeviceReport(path, session.facts, dataclasses.replace(session.stats), tasks, error)
 
 
 async def probe_all(paths: Sequence[str], wait_s: float, baud: int) -> list[DeviceReport]:
@@ -170,7 +170,7 @@ def format_table(reports: Sequence[DeviceReport]) -> str:
     rows = [header]
     for r in reports:
         f = r.facts
-        rtt = r.figures.rtt_smoothed
+        rtt = r.stats.rtt_smoothed
         rows.append(
             (
                 f.device_id if f else "-",
@@ -183,9 +183,9 @@ def format_table(reports: Sequence[DeviceReport]) -> str:
                 _size(f.memory_bytes) if f else "-",
                 ",".join(f.apps) if f else "-",
                 f"{rtt * 1000:.1f}" if rtt is not None else "-",
-                str(r.figures.retransmits),
-                str(r.figures.crc_errors),
-                f"{_size(r.figures.bytes_in)}/{_size(r.figures.bytes_out)}",
+                str(r.stats.retransmits),
+                str(r.stats.crc_errors),
+                f"{_size(r.stats.bytes_in)}/{_size(r.stats.bytes_out)}",
                 r.error or "",
             )
         )
@@ -198,12 +198,12 @@ def format_table(reports: Sequence[DeviceReport]) -> str:
 
 def _as_json(reports: Sequence[DeviceReport]) -> str:
     def encode(r: DeviceReport) -> dict[str, Any]:
-        figures = dataclasses.asdict(r.figures)
-        figures["state"] = r.figures.state.value
+        stats = dataclasses.asdict(r.stats)
+        stats["state"] = r.stats.state.value
         return {
             "path": r.path,
             "facts": dataclasses.asdict(r.facts) if r.facts else None,
-            "figures": figures,
+            "stats": stats,
             "tasks": r.tasks,
             "error": r.error,
         }

@@ -34,7 +34,7 @@ from gateway.kube.node_object import (
     node_status,
     ready_condition,
 )
-from gateway.link.backoff import Backoff, BackoffPolicy
+from gateway.link.retry import Backoff, RetryPolicy
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +42,7 @@ LEASE_NAMESPACE = "kube-node-lease"
 # A renewal this much after its due time counts as late in the figures (scale benchmark).
 LEASE_LATE_GRACE_S = 1.0
 # Back-off between attempts after an API failure: from 0.5 s, doubling, at most 30 s (jittered).
-API_BACKOFF = BackoffPolicy(initial=0.5, maximum=30.0, jitter=0.5)
+API_BACKOFF = RetryPolicy(initial=0.5, maximum=30.0, jitter=0.5)
 
 
 def micro_time(moment: datetime) -> str:

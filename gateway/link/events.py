@@ -1,4 +1,4 @@
-"""What a device session reports to the runtime layer: facts, task events, state changes, figures.
+"""What a device session reports to the runtime layer: facts, task events, state changes, stats.
 
 These types are the gateway's own, not the wire messages, so the runtime layer never imports the
 protocol package and the wire format can evolve behind the session.
@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
-from gateway.link.state import LinkState
+from gateway.link.state import SessionState
 
 Stream = Literal["stdout", "stderr"]
 
@@ -94,9 +94,9 @@ class TaskLost:
 
 
 @dataclass(frozen=True, slots=True)
-class LinkStateChanged:
-    old: LinkState
-    new: LinkState
+class SessionStateChanged:
+    old: SessionState
+    new: SessionState
     reason: str = ""
 
 
@@ -111,14 +111,14 @@ class Reconciled:
 
 
 TaskEvent = TaskStarted | TaskOutput | TaskExited | TaskLost
-SessionEvent = TaskEvent | LinkStateChanged | Reconciled
+SessionEvent = TaskEvent | SessionStateChanged | Reconciled
 
 
 @dataclass(slots=True)
-class LinkFigures:
+class SessionStats:
     """Counters and gauges for one session (cumulative over reconnects)."""
 
-    state: LinkState = LinkState.CONNECTING
+    state: SessionState = SessionState.CONNECTING
     rtt_last: float | None = None  # seconds, last heartbeat round trip
     rtt_smoothed: float | None = None  # seconds, EWMA of heartbeat round trips
     heartbeats_sent: int = 0

@@ -16,7 +16,7 @@ import enum
 from gateway.errors import InvalidStateTransition
 
 
-class LinkState(enum.Enum):
+class SessionState(enum.Enum):
     CONNECTING = "connecting"  # opening the transport
     HANDSHAKING = "handshaking"  # transport open, waiting for the device's identity
     UP = "up"  # handshake done, heartbeats answered: requests may flow
@@ -24,16 +24,18 @@ class LinkState(enum.Enum):
     CLOSED = "closed"  # closed by its owner, final
 
 
-_ALLOWED: dict[LinkState, frozenset[LinkState]] = {
-    LinkState.CONNECTING: frozenset({LinkState.HANDSHAKING, LinkState.DOWN, LinkState.CLOSED}),
-    LinkState.HANDSHAKING: frozenset({LinkState.UP, LinkState.DOWN, LinkState.CLOSED}),
-    LinkState.UP: frozenset({LinkState.DOWN, LinkState.CLOSED}),
-    LinkState.DOWN: frozenset({LinkState.CONNECTING, LinkState.CLOSED}),
-    LinkState.CLOSED: frozenset(),
+_ALLOWED: dict[SessionState, frozenset[SessionState]] = {
+    SessionState.CONNECTING: frozenset(
+        {SessionState.HANDSHAKING, SessionState.DOWN, SessionState.CLOSED}
+    ),
+    SessionState.HANDSHAKING: frozenset({SessionState.UP, SessionState.DOWN, SessionState.CLOSED}),
+    SessionState.UP: frozenset({SessionState.DOWN, SessionState.CLOSED}),
+    SessionState.DOWN: frozenset({SessionState.CONNECTING, SessionState.CLOSED}),
+    SessionState.CLOSED: frozenset(),
 }
 
 
-def check_transition(old: LinkState, new: LinkState) -> None:
+def check_transition(old: SessionState, new: SessionState) -> None:
     """Raise `InvalidStateTransition` (a bug, never a device problem) for a forbidden change."""
     if new not in _ALLOWED[old]:
         raise InvalidStateTransition(f"link state {old.value} -> {new.value} is not allowed")

@@ -35,14 +35,13 @@ import asyncssh
 from firmware_protocol import ExecResult, Message
 from gateway.config_ssh import SshConfig, SshHostConfig
 from gateway.errors import DeviceRejected, LinkDown, LinkTimeout
-from gateway.link.backoff import Backoff, BackoffPolicy
 from gateway.link.events import (
     ANY_APP,
     DeviceFacts,
     DeviceLoad,
-    LinkStateChanged,
     Reconciled,
     SessionEvent,
+    SessionStateChanged,
     Stream,
     TaskExited,
     TaskInfo,
@@ -51,8 +50,9 @@ from gateway.link.events import (
     TaskStarted,
 )
 from gateway.link.exec_stream import ExecStream
+from gateway.link.retry import Backoff, RetryPolicy
 from gateway.link.session import EventSubscription
-from gateway.link.state import LinkState
+from gateway.link.state import SessionState
 from gateway.ssh import remote
 from gateway.ssh.remote import ListedTask, ReadRequest
 from gateway.ssh.shell import RemoteShell
@@ -128,7 +128,7 @@ class SshHost:
         self.facts: DeviceFacts | None = None
         self.load: DeviceLoad | None = None  # hosts report no load figures (yet): zeros
         self.last_error = ""
-        self._state = LinkState.CONNECTING
+        self._state = SessionState.CONNECTING
         self._subscribers: list[EventSubscription] = []
         self._tasks: dict[str, _Task] = {}
         self._conn: asyncssh.SSHClientConnection | None = None
@@ -136,7 +136,7 @@ class SshHost:
         self._lost: asyncio.Future[str] | None = None  # set when this connection must end
         self._poke = asyncio.Event()
         self._backoff = Backoff(
-            BackoffPolicy(initial=config.reconnect_initial_s, maximum=config.reconnect_max_s)
+            RetryPolicy(initial=config.reconnect_initial_s, maximum=config.reconnect_max_s)
         )
         self._boot_id = ""
         self.polls = 0  # poll round trips answered (a figure; tests count on it)
@@ -155,7 +155,7 @@ class SshHost:
         return self.host.label
 
     @property
-    def state(self) -> LinkState:
+    def state(self) -> SessionState:
         return self._state
 
     def start(self) -> None:
@@ -164,7 +164,7 @@ class SshHost:
 
     async def close(self) -> None:
         """Disconnect; commands keep running on the host (the next gateway adopts them)."""
-        if self._state is LinkState.CLOSED:
+        if self._state is SessionState.CLOSED:
             return
         self._closing = True
         if self._supervisor is not None:
@@ -173,7 +173,7 @@ class SshHost:
                 await self._supervisor
         await self._save_acks()
         await self._disconnect()
-        self._set_state(LinkState.CLOSED, "closed by the gateway")
+        self._set_state(SessionState.CLOSED, "closed by the gateway")
         for sub in list(self._subscribers):
             sub.close()
 
@@ -197,7 +197,9 @@ class SshHost:
                 acks.append((task_id, *saved))
         return acks
 
-    async def wait_state(self, *states: LinkState, timeout_s: float | None = None) -> LinkState:
+    async def wait_state(
+        self, *states: SessionState, timeout_s: float | None = None
+    ) -> SessionState:
         try:
             async with asyncio.timeout(timeout_s):
                 while self._state not in states:
@@ -224,7 +226,7 @@ class SshHost:
         for sub in self._subscribers:
             sub._put(event)
 
-    def _set_state(self, new: LinkState, reason: str = "") -> None:
+    def _set_state(self, new: SessionState, reason: str = "") -> None:
         old = self._state
         if old is new:
             return
@@ -233,7 +235,7 @@ class SshHost:
         for fut in waiters:
             if not fut.done():
                 fut.set_result(None)
-        self._emit(LinkStateChanged(old, new, reason))
+        self._emit(SessionStateChanged(old, new, reason))
 
     # --- the runtime's operations ------------------------------------------------------------
 
@@ -313,7 +315,7 @@ class SshHost:
     ) -> tuple[int, bytes, bytes]:
         """A one-shot command over a new channel: (exit status, stdout, stderr)."""
         conn = self._conn
-        if conn is None or self._state is not LinkState.UP:
+        if conn is None or self._state is not SessionState.UP:
             raise LinkDown(f"{self.label}: not connected ({self.last_error or self._state.value})")
         if not argv:
             raise DeviceRejected("exec needs a command")  # an empty one would be a login shell
@@ -354,7 +356,7 @@ class SshHost:
 
     def _shell_or_fail(self, connecting: bool) -> RemoteShell:
         shell = self._shell
-        if shell is None or (self._state is not LinkState.UP and not connecting):
+        if shell is None or (self._state is not SessionState.UP and not connecting):
             raise LinkDown(f"{self.label}: not connected ({self.last_error or self._state.value})")
         return shell
 
@@ -395,7 +397,7 @@ class SshHost:
     async def _supervise(self) -> None:
         reported = ""
         while not self._closing:
-            self._set_state(LinkState.CONNECTING)
+            self._set_state(SessionState.CONNECTING)
             try:
                 await self._connect()
                 self._backoff.reset()
@@ -414,7 +416,7 @@ class SshHost:
             finally:
                 await self._disconnect()
             self.last_error = str(problem)
-            self._set_state(LinkState.DOWN, str(problem))
+            self._set_state(SessionState.DOWN, str(problem))
             delay = self._backoff.next_delay()
             if str(problem) != reported:
                 reported = str(problem)
@@ -478,7 +480,7 @@ class SshHost:
 
     async def _serve(self) -> None:
         """Probe, reconcile, then poll until the connection fails (raises why)."""
-        self._set_state(LinkState.HANDSHAKING)
+        self._set_state(SessionState.HANDSHAKING)
         assert self._conn is not None
         self._lost = asyncio.get_running_loop().create_future()
         self._shell = await self._bounded(RemoteShell.open(self._conn))
@@ -518,7 +520,7 @@ class SshHost:
                 tuple(self._tasks[t.task_id].info(t.task_id) for t in listed),
             )
         )
-        self._set_state(LinkState.UP, f"ssh connected to {facts.hostname}")
+        self._set_state(SessionState.UP, f"ssh connected to {facts.hostname}")
         log.info(
             "%s: up (%s %s %s, %d cpus, %d MiB), %d task(s) on the host",
             self.label,

@@ -14,7 +14,7 @@ from gateway.errors import DeviceRejected
 from gateway.link.events import Reconciled, TaskExited, TaskLost, TaskOutput, TaskStarted
 from gateway.link.exec_stream import closing
 from gateway.link.session import EventSubscription
-from gateway.link.state import LinkState
+from gateway.link.state import SessionState
 from tests.link.helpers import WAIT, next_matching, session_for
 
 from .clib import Library, build
@@ -129,7 +129,7 @@ async def test_gateway_session_runs_tasks_on_the_c_device(
             streamed = b"".join([c.data async for c in chunks if c.stream == "stdout"])
         assert streamed == b"".join(b"%d\n" % k for k in range(1, 201))
         assert stream.end is not None and (stream.end.exit_code, stream.end.truncated) == (0, False)
-        assert session.state is LinkState.UP
+        assert session.state is SessionState.UP
         sub.close()
 
 

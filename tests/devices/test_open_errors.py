@@ -21,9 +21,9 @@ import pytest
 from gateway.app import timers_from_config
 from gateway.devices.manager import DeviceManager
 from gateway.devices.port import DeviceBusy, DevicePermissionDenied, DevicePort
-from gateway.link.events import LinkStateChanged
+from gateway.link.events import SessionStateChanged
 from gateway.link.session import DeviceSession
-from gateway.link.state import LinkState
+from gateway.link.state import SessionState
 from gateway.transport.serial import SerialSettings
 from hil.emulator.fleet import EmulatedFleet
 from hil.emulator.profile import DeviceProfile
@@ -163,7 +163,7 @@ async def test_busy_device_is_reported_once_retried_and_served_when_freed(
             busy_attempts = 0
             while busy_attempts < 3:  # retried with back-off, failing the same way
                 event = await events.get(WAIT)
-                if isinstance(event, LinkStateChanged) and event.new is LinkState.DOWN:
+                if isinstance(event, SessionStateChanged) and event.new is SessionState.DOWN:
                     assert "is busy" in event.reason
                     busy_attempts += 1
             events.close()

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from gateway.link import session as session_module
+from gateway.link import output_ledger
+from gateway.link.session import DeviceSession
 from gateway.runtime.output import UNKNOWN_POD_SPOOL_LIMIT
 from hil.emulator.faults import Misbehaviour
 
@@ -23,7 +24,7 @@ async def test_flood_of_output_for_unknown_tasks_keeps_gateway_state_bounded(
         await wirelet.wait_node(wirelet.node(d.profile.device_id))
     (served,) = [n for n in wirelet.gateway.nodes.values() if n.name == node]
     session = served.session
-    assert isinstance(session, session_module.DeviceSession)  # a device, not an SSH host
+    assert isinstance(session, DeviceSession)  # a device, not an SSH host
 
     device.set_misbehaviour(Misbehaviour(foreign_output=True))
     await wirelet.create_pod("honest", "counter", ["3", "50"], node=node)
@@ -33,7 +34,7 @@ async def test_flood_of_output_for_unknown_tasks_keeps_gateway_state_bounded(
     assert logs.splitlines() == ["1", "2", "3"]
 
     async def dropped(at_least: int) -> bool:
-        return session.figures.dropped_reports >= at_least
+        return session.stats.dropped_reports >= at_least
 
     await wirelet.wait_for("3000 dropped reports", lambda: dropped(3000))
     sizes = session.state_sizes()
@@ -43,7 +44,7 @@ async def test_flood_of_output_for_unknown_tasks_keeps_gateway_state_bounded(
 
     # A reboot while flooding: its output before the task list is taken for a bounded number
     # of ids only, then reconciled away; the node comes back.
-    before = session.figures.connects
+    before = session.stats.connects
     device.reboot()
 
     async def relisted() -> bool:
@@ -55,8 +56,8 @@ async def test_flood_of_output_for_unknown_tasks_keeps_gateway_state_bounded(
     sizes = session.state_sizes()
     assert sizes["tasks"] == 0, sizes
     assert sizes["exited"] <= 256  # ids reconciled away (lost), remembered in a bounded list
-    assert session.figures.dropped_reports > session_module.MAX_UNLISTED_OUTPUT_TASKS
-    assert session.figures.connects >= before
+    assert session.stats.dropped_reports > output_ledger.MAX_UNLISTED_OUTPUT_TASKS
+    assert session.stats.connects >= before
     assert served.runtime.spooler.unknown_pod_bytes <= UNKNOWN_POD_SPOOL_LIMIT
     for other in wirelet.fleet.devices[1:]:
         assert await wirelet.node_ready(wirelet.node(other.profile.device_id)) == "True"

@@ -14,9 +14,9 @@ from pathlib import Path
 from typing import Any
 
 from firmware_protocol import StartTask, StopTask
-from gateway.link.events import LinkStateChanged, Reconciled
+from gateway.link.events import Reconciled, SessionStateChanged
 from gateway.link.session import DeviceSession, EventSubscription
-from gateway.link.state import LinkState
+from gateway.link.state import SessionState
 from gateway.logs.config import LogConfig
 from gateway.logs.store import LogStore
 from gateway.runtime.backoff import BackoffPolicy
@@ -80,9 +80,9 @@ async def _feed(sub: EventSubscription, runtime: DeviceRuntime) -> None:
     async for event in sub:
         if isinstance(event, Reconciled):
             runtime.reconciled(event.device_tasks)
-        elif isinstance(event, LinkStateChanged):
-            if event.new in (LinkState.UP, LinkState.DOWN):
-                runtime.link_changed(event.new is LinkState.UP)
+        elif isinstance(event, SessionStateChanged):
+            if event.new in (SessionState.UP, SessionState.DOWN):
+                runtime.link_changed(event.new is SessionState.UP)
         else:
             runtime.handle(event)
 
@@ -253,7 +253,7 @@ async def test_a_start_whose_answer_the_lost_link_swallowed_runs_to_its_end(
             assert snapshot is not None
             return snapshot.containers[0].state
 
-        await session.wait_state(LinkState.DOWN, timeout_s=WAIT)  # the link is lost
+        await session.wait_state(SessionState.DOWN, timeout_s=WAIT)  # the link is lost
         await h.until("the runtime saw the link go", lambda: not h.runtime.link_up)
         assert state().phase is ContainerPhase.WAITING
         h.device.resume()
@@ -264,7 +264,7 @@ async def test_a_start_whose_answer_the_lost_link_swallowed_runs_to_its_end(
         ended = state()
         assert (ended.reason, ended.exit_code, ended.task_id) == ("Completed", 0, task_id)
         assert h.device.starts[task_id] == 1  # run once, not started again
-        assert session.figures.dropped_reports == 0
+        assert session.stats.dropped_reports == 0
         log_file = h.runtime.logs.container_dir("ns", "p", spec.uid, "c0") / "0.log"
         lines = log_file.read_text().splitlines()
         assert [line.split()[-1] for line in lines] == ["1", "2", "3"], lines
@@ -288,7 +288,7 @@ async def test_a_start_lost_with_the_link_is_sent_again_after_the_task_list(
             assert snapshot is not None
             return snapshot.containers[0].state
 
-        await session.wait_state(LinkState.DOWN, timeout_s=WAIT)
+        await session.wait_state(SessionState.DOWN, timeout_s=WAIT)
         await h.until("the runtime saw the link go", lambda: not h.runtime.link_up)
         assert h.runtime.unconfirmed == {task_id}
         h.device.reboot()

@@ -9,8 +9,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 from firmware_protocol import LinkConfig
-from gateway.link.backoff import BackoffPolicy
 from gateway.link.events import SessionEvent, TaskOutput
+from gateway.link.retry import RetryPolicy
 from gateway.link.session import DeviceSession, EventSubscription, SessionConfig
 from gateway.transport.serial import serial_opener
 
@@ -29,7 +29,7 @@ FAST_SESSION = SessionConfig(
     handshake_timeout=1.0,
     open_timeout=5.0,
     stop_slack=5.0,
-    backoff=BackoffPolicy(initial=0.01, maximum=0.1),
+    backoff=RetryPolicy(initial=0.01, maximum=0.1),
     link=FAST_LINK,
     # These tests read output without persisting it: acknowledge on receipt. Tests of
     # persist-then-ack (test_integrity) turn holding on and call `ack_output`.

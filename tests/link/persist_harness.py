@@ -17,9 +17,9 @@ import os
 import sys
 from pathlib import Path
 
-from gateway.link.events import LinkStateChanged, Reconciled, TaskOutput
+from gateway.link.events import Reconciled, SessionStateChanged, TaskOutput
 from gateway.link.session import DeviceSession
-from gateway.link.state import LinkState
+from gateway.link.state import SessionState
 from gateway.logs import LogConfig, LogStore
 from gateway.runtime.backoff import BackoffPolicy
 from gateway.runtime.device_runtime import DeviceRuntime
@@ -86,7 +86,7 @@ async def serve(link: Path, root: Path, spec: PodSpecView) -> None:
                 event.task_id, event.stream, event.offset, event.data
             ):
                 session.ack_output(event.task_id, event.stream, event.end)
-        elif isinstance(event, LinkStateChanged) and event.new is LinkState.UP:
+        elif isinstance(event, SessionStateChanged) and event.new is SessionState.UP:
             if runtime.snapshot(spec.uid) is None:
                 asyncio.get_running_loop().call_later(POD_KNOWN_AFTER_S, hand_over)
             else:

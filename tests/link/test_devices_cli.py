@@ -1,4 +1,4 @@
-"""`wirelet devices --dir`: the table of devices, their facts and link figures."""
+"""`wirelet devices --dir`: the table of devices, their facts and link stats."""
 
 from __future__ import annotations
 
@@ -56,7 +56,7 @@ async def test_devices_json(tmp_path: Path) -> None:
     assert code == 0
     (report,) = json.loads(text)
     assert report["facts"]["device_id"] == "emu-0000"
-    assert report["figures"]["state"] == "up"
+    assert report["stats"]["state"] == "up"
     assert report["tasks"] == 0
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from gateway.link.events import TaskExited, TaskOutput
-from gateway.link.state import LinkState
+from gateway.link.state import SessionState
 from hil.emulator.apps import flood_bytes
 from hil.emulator.faults import FaultSettings
 from hil.emulator.fleet import EmulatedFleet
@@ -73,7 +73,7 @@ async def test_flood_arrives_exactly_once_in_order(tmp_path: Path, faults: Fault
         if faults.active:
             device = fleet.device("emu-0000").figures()
             assert device.dropped_frames > 0 and device.corrupted_bytes > 0
-            assert session.figures.retransmits > 0 or device.retransmits > 0
+            assert session.stats.retransmits > 0 or device.retransmits > 0
 
 
 async def test_output_not_persisted_before_a_crash_comes_again(tmp_path: Path) -> None:
@@ -129,7 +129,7 @@ async def test_output_stays_on_the_device_while_the_consumer_cannot_persist_it(
         # The next gateway's writer is stuck: it never acknowledges, and the re-sent window
         # stands in front of the LIST_TASKS reply.
         async with session_for(tmp_path, "emu-0000", HOLDING_SESSION) as stuck:
-            state = await stuck.wait_state(LinkState.UP, LinkState.DOWN, timeout_s=WAIT)
-            assert state is LinkState.DOWN, "output was released to let the handshake through"
+            state = await stuck.wait_state(SessionState.UP, SessionState.DOWN, timeout_s=WAIT)
+            assert state is SessionState.DOWN, "output was released to let the handshake through"
             assert "no handshake" in str(stuck.last_error)
         assert await receive_all_output(tmp_path, "f", total) == flood_bytes(0, total)

@@ -14,7 +14,7 @@ import pytest
 
 from firmware_protocol import ListTasks
 from gateway.errors import DeviceProtocolError
-from gateway.link import session as session_module
+from gateway.link import output_ledger, task_list
 from gateway.link.events import Reconciled, TaskExited, TaskOutput
 from gateway.link.session import DeviceSession
 from hil.emulator.device import EmulatedDevice
@@ -160,7 +160,7 @@ async def test_a_task_list_that_never_ends_is_a_clear_error(tmp_path: Path) -> N
             device.misbehaviour.endless_task_list = True
             with pytest.raises(DeviceProtocolError, match="did not end within 1024 pages"):
                 await session.list_tasks()
-            assert len(list_requests(device)) <= 1 + session_module.MAX_LIST_PAGES
+            assert len(list_requests(device)) <= 1 + task_list.MAX_LIST_PAGES
             # The link itself is fine: other requests still work.
             await session.stop_task("t", 1)
 
@@ -207,17 +207,15 @@ async def test_output_for_unknown_tasks_is_dropped_and_state_stays_bounded(
                 await session.wait_up(WAIT)
                 drops = 5000
                 await wait_for(
-                    lambda: session.figures.dropped_reports >= drops, f"{drops} dropped reports"
+                    lambda: session.stats.dropped_reports >= drops, f"{drops} dropped reports"
                 )
                 sizes = session.state_sizes()
                 assert sizes["tasks"] == 0, sizes  # taken before the list, then reconciled away
                 assert sizes["trailing"] == 0 and sizes["listed"] == 0
-                assert sizes["exited"] <= session_module.MAX_UNLISTED_OUTPUT_TASKS
+                assert sizes["exited"] <= output_ledger.MAX_UNLISTED_OUTPUT_TASKS
                 assert sizes["drop_warned"] <= 5
-                starts = (
-                    session.figures.dropped_reports - session.figures.dropped_output_bytes // 32
-                )
-                assert 0 < starts < session.figures.dropped_reports // 4  # one in eight
+                starts = session.stats.dropped_reports - session.stats.dropped_output_bytes // 32
+                assert 0 < starts < session.stats.dropped_reports // 4  # one in eight
                 assert device.foreign_output_sent >= drops
 
                 # The device is still served: its real tasks start and report output.

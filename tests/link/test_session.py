@@ -10,21 +10,21 @@ import pytest
 from gateway.device_node import node_facts
 from gateway.errors import DeviceRejected, LinkDown, UnsupportedProtocolVersion
 from gateway.link.events import (
-    LinkStateChanged,
     Reconciled,
+    SessionStateChanged,
     TaskExited,
     TaskLost,
     TaskOutput,
     TaskStarted,
 )
-from gateway.link.state import LinkState
+from gateway.link.state import SessionState
 from hil.emulator.fleet import EmulatedFleet
 from hil.emulator.profile import DeviceProfile, fleet_profiles
 from tests.link.helpers import FAST_LINK, WAIT, next_matching, session_for
 
 
 def went_down(event: object) -> bool:
-    return isinstance(event, LinkStateChanged) and event.new is LinkState.DOWN
+    return isinstance(event, SessionStateChanged) and event.new is SessionState.DOWN
 
 
 async def collect_output(sub: object, task_id: str) -> tuple[bytes, TaskExited]:
@@ -74,7 +74,7 @@ async def test_handshake_reports_device_facts(tmp_path: Path) -> None:
         assert facts.transport == "serial"
         assert facts.port == fleet.device("board-7").tty
         assert facts.boot_id == fleet.device("board-7").boot_id
-        assert session.state is LinkState.UP
+        assert session.state is SessionState.UP
 
 
 async def test_argv_and_env_arrive_intact(tmp_path: Path) -> None:
@@ -148,7 +148,7 @@ async def test_device_refusals_are_clear_errors(tmp_path: Path) -> None:
         with pytest.raises(DeviceRejected) as rejected:
             await session.stop_task("nope", 1)
         assert rejected.value.code == "NO_SUCH_TASK"
-        assert session.state is LinkState.UP
+        assert session.state is SessionState.UP
 
 
 async def test_unplug_replug_new_tty_reconnects_and_reconciles(tmp_path: Path) -> None:
@@ -183,7 +183,7 @@ async def test_unplug_replug_new_tty_reconnects_and_reconciles(tmp_path: Path) -
         # The task kept running across the re-plug and its output continues without a gap.
         running = [t.task_id for t in await session.list_tasks() if t.running]
         assert running == ["survivor"]
-        assert session.figures.disconnects == 1
+        assert session.stats.disconnects == 1
         sub.close()
 
 
@@ -234,7 +234,7 @@ async def test_unsupported_protocol_version_is_refused_others_carry_on(tmp_path:
     ):
         with pytest.raises(UnsupportedProtocolVersion, match="99"):
             await bad_session.wait_up(WAIT)
-        assert bad_session.state is not LinkState.UP
+        assert bad_session.state is not SessionState.UP
         await good_session.wait_up(WAIT)
         await good_session.start_task("t", "exit", ["exit", "0"])
 
@@ -254,7 +254,7 @@ async def test_hung_device_goes_down_and_comes_back(tmp_path: Path) -> None:
             await hung.start_task("t", "echo")
         # The other device is unaffected.
         await fine.start_task("t", "exit", ["exit", "0"])
-        assert fine.state is LinkState.UP
+        assert fine.state is SessionState.UP
         fleet.device("emu-0000").resume()
         await hung.wait_up(WAIT)
         await hung.start_task("t", "exit", ["exit", "0"])
@@ -274,8 +274,8 @@ async def test_garbage_and_oversize_frames_do_not_break_the_link(tmp_path: Path)
         await session.start_task("t", "counter", ["counter", "3", "1"])
         tasks = await session.list_tasks()
         assert [t.task_id for t in tasks] == ["t"]
-        assert session.state is LinkState.UP
-        assert session.figures.bad_frames > 0
+        assert session.state is SessionState.UP
+        assert session.stats.bad_frames > 0
 
 
 async def test_new_gateway_session_adopts_running_tasks(tmp_path: Path) -> None:

@@ -13,7 +13,7 @@ import pytest
 
 from gateway.errors import DeviceRejected
 from gateway.link.events import Reconciled, TaskExited, TaskLost, TaskStarted
-from gateway.link.state import LinkState
+from gateway.link.state import SessionState
 from gateway.ssh.host import REASON_AUTH, REASON_HOST_KEY
 from tests.ssh.helpers import WAIT, Consumer, ssh_host
 from tests.ssh.sshd import Sshd, keygen, running_sshd
@@ -33,7 +33,7 @@ def pgrep(pattern: str) -> list[str]:
 
 
 async def up(consumer: Consumer) -> None:
-    await consumer.host.wait_state(LinkState.UP, timeout_s=WAIT)
+    await consumer.host.wait_state(SessionState.UP, timeout_s=WAIT)
 
 
 async def test_metacharacters_env_and_working_dir_reach_the_program_unchanged(
@@ -183,7 +183,7 @@ async def test_sshd_killed_and_restarted_task_keeps_running_output_complete(sshd
         await consumer.host.start_task(task, "x", counter_script(count, "0.02"), [])
         await consumer.wait("some output", lambda: "line 5\n" in consumer.text(task))
         sshd.kill()  # the listener and every connection it serves
-        await consumer.host.wait_state(LinkState.DOWN, timeout_s=WAIT)
+        await consumer.host.wait_state(SessionState.DOWN, timeout_s=WAIT)
         assert consumer.host.last_error
         with pytest.raises(Exception, match="not connected"):
             await consumer.host.start_task(f"{UID}/1/0", "x", ["true"], [])
@@ -204,7 +204,7 @@ async def test_hung_host_goes_down_by_keepalive_and_comes_back(sshd: Sshd) -> No
         await consumer.wait("output", lambda: "line 3\n" in consumer.text(task))
         sshd.freeze(True)  # TCP stays open, nothing answers: only keepalives/timeouts tell
         try:
-            await consumer.host.wait_state(LinkState.DOWN, timeout_s=WAIT)
+            await consumer.host.wait_state(SessionState.DOWN, timeout_s=WAIT)
             assert consumer.problems, "a hung host is reported"
         finally:
             sshd.freeze(False)
@@ -280,7 +280,7 @@ async def test_wrong_host_key_is_refused_with_a_clear_error(sshd: Sshd, tmp_path
     bad.write_text(f"[127.0.0.1]:{sshd.port} {kind} {key}\n")
     async with ssh_host(sshd, known_hosts=str(bad)) as consumer:
         await consumer.wait("a problem", lambda: consumer.problems)
-        assert consumer.host.state is not LinkState.UP
+        assert consumer.host.state is not SessionState.UP
     reason, message = consumer.problems[0]
     assert reason == REASON_HOST_KEY
     assert str(bad) in message and "host key not accepted" in message

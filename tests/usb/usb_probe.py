@@ -24,10 +24,10 @@ from firmware_protocol import LinkConfig
 from gateway.devices.manager import DeviceManager
 from gateway.devices.sources.udev import UdevSource
 from gateway.devices.sources.usb import UsbSelector, UsbSource
-from gateway.link.backoff import BackoffPolicy
-from gateway.link.events import LinkStateChanged, Reconciled, TaskExited, TaskOutput
+from gateway.link.events import Reconciled, SessionStateChanged, TaskExited, TaskOutput
+from gateway.link.retry import RetryPolicy
 from gateway.link.session import DeviceSession, EventSubscription, SessionConfig
-from gateway.link.state import LinkState
+from gateway.link.state import SessionState
 from gateway.transport.serial import SerialSettings
 from hil.emulator.apps import flood_bytes
 
@@ -89,7 +89,7 @@ async def main() -> None:
     config = SessionConfig(
         handshake_timeout=5.0,
         open_timeout=5.0,
-        backoff=BackoffPolicy(initial=0.05, maximum=0.5),
+        backoff=RetryPolicy(initial=0.05, maximum=0.5),
         link=LinkConfig(),
     )
     manager = DeviceManager(
@@ -119,7 +119,7 @@ async def main() -> None:
         await session.start_task("tick-1", "forever", ["50"])
         await wait_for(session, events, TaskOutput, task_id="tick-1")
         emit(event="unplug-me")
-        down = await wait_for(session, events, LinkStateChanged, old=LinkState.UP)
+        down = await wait_for(session, events, SessionStateChanged, old=SessionState.UP)
         emit(event="down", state=down.new.value, reason=down.reason, present=port.present.is_set())
         emit(event="plug-me")
         reconciled = await wait_for(session, events, Reconciled)

@@ -1,4 +1,5 @@
-"""Reconnect delays: capped exponential backoff with full jitter.
+"""Delays between retries (a device reconnect, an API call): capped exponential backoff with
+full jitter. (A container's restart back-off is another concept: gateway.runtime.backoff.)
 
 Full jitter (a uniform pick in [0, cap]) spreads out a hundred devices that lost their hub at
 the same moment, so they do not all hammer the bus again in lockstep.
@@ -11,7 +12,9 @@ from dataclasses import dataclass
 
 
 @dataclass(frozen=True, slots=True)
-class BackoffPolicy:
+class RetryPolicy:
+    """How long to wait before each retry of something that failed."""
+
     initial: float = 0.1  # first retry delay ceiling, seconds
     maximum: float = 5.0  # delay ceiling after many failures, seconds
     factor: float = 2.0  # ceiling growth per consecutive failure
@@ -21,7 +24,7 @@ class BackoffPolicy:
 class Backoff:
     """Delay before the next attempt; `reset()` after a success."""
 
-    def __init__(self, policy: BackoffPolicy, rng: random.Random | None = None) -> None:
+    def __init__(self, policy: RetryPolicy, rng: random.Random | None = None) -> None:
         self.policy = policy
         self.failures = 0
         self._rng = rng or random.Random()

@@ -1,0 +1,127 @@
+"""One transport's I/O for a session: a reader, a writer and the protocol link's timer.
+
+A `Connection` is used once: the session makes a new one for every transport it opens and
+closes it when that transport ends. The protocol `Link` outlives it (the session keeps one for
+its whole life, so a device that comes back resumes where it left off).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+
+import firmware_protocol as wire
+from gateway.link.events import SessionStats
+from gateway.transport.base import Transport
+
+# Byte dumps are logged at this level, below DEBUG, so debug logs stay readable.
+TRACE = 5
+logging.addLevelName(TRACE, "TRACE")
+
+
+class Connection:
+    """Pumps bytes between `transport` and `link`; hands every batch of link events to
+    `on_events`. `reader` and `writer` end with the transport's error (or never)."""
+
+    def __init__(
+        self,
+        link: wire.Link,
+        transport: Transport,
+        *,
+        on_events: Callable[[list[wire.Event]], None],
+        stats: SessionStats,
+        log: logging.LoggerAdapter[logging.Logger],
+        label: str,
+    ) -> None:
+        self.transport = transport
+        self._link = link
+        self._on_events = on_events
+        self._stats = stats
+        self._log = log
+        self._loop = asyncio.get_running_loop()
+        self._tx_wakeup = asyncio.Event()
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_at: float | None = None
+        self._closed = False
+        self.reader = asyncio.create_task(self._read_loop(), name=f"{label}:read")
+        self.writer = asyncio.create_task(self._write_loop(), name=f"{label}:write")
+
+    async def close(self) -> None:
+        """Stop the timer, the reader and the writer (the owner closes the transport)."""
+        self._closed = True
+        self._cancel_timer()
+        for task in (self.reader, self.writer):
+            task.cancel()
+        await asyncio.gather(self.reader, self.writer, return_exceptions=True)
+
+    def wake_writer(self) -> None:
+        """The link has something to send (or an ack to give): the writer sends it."""
+        self._tx_wakeup.set()
+
+    def arm_timer(self) -> None:
+        """Wake up at the link's next deadline (retransmit, heartbeat, ...)."""
+        if self._closed:
+            return
+        deadline = self._link.next_deadline()
+        if deadline is None:
+            self._cancel_timer()
+            return
+        if self._timer is not None and self._timer_at is not None and self._timer_at <= deadline:
+            return  # an earlier wake-up is armed; it recomputes when it fires
+        self._cancel_timer()
+        self._timer_at = deadline
+        self._timer = self._loop.call_at(deadline, self._on_timer)
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        self._timer_at = None
+        if self._closed:
+            return
+        self._on_events(self._link.on_timer(self._loop.time()))
+        if self._link.has_output:
+            self._transmit()
+        self.arm_timer()
+
+    def _cancel_timer(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        self._timer = None
+        self._timer_at = None
+
+    async def _read_loop(self) -> None:
+        while True:
+            data = await self.transport.read()
+            self._stats.bytes_in += len(data)
+            if self._log.isEnabledFor(TRACE):
+                self._log.log(TRACE, "rx %s", data.hex(" "))
+            self._on_events(self._link.receive_data(data, self._loop.time()))
+            if self._link.has_output:  # a PONG, say, needs no answer
+                self._transmit()
+            self.arm_timer()
+
+    async def _write_loop(self) -> None:
+        while True:
+            await self._tx_wakeup.wait()
+            self._tx_wakeup.clear()
+            data = self._link.data_to_send()
+            if data:
+                self._count_out(data)
+                await self.transport.write(data)
+
+    def _transmit(self) -> None:
+        """Send what the link has now if the transport takes it without waiting (heartbeats,
+        acks: no writer task switch), else leave it to the write loop. Either way in order:
+        the write loop hands what it drains to the transport before it waits."""
+        if self._closed or self._tx_wakeup.is_set() or not self.transport.ready_to_write:
+            self._tx_wakeup.set()
+            return
+        data = self._link.data_to_send()
+        if data:
+            self._count_out(data)
+            self.transport.write_nowait(data)
+
+    def _count_out(self, data: bytes) -> None:
+        if self._log.isEnabledFor(TRACE):
+            self._log.log(TRACE, "tx %s", data.hex(" "))
+        self._stats.bytes_out += len(data)
