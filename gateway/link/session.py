@@ -530,11 +530,17 @@ class DeviceSession:
             return
 
         async def reconcile_in_place() -> None:
-            try:
-                tasks = await self._fetch_task_list(self.config.request_timeout)
-            except LinkError as exc:
-                self._log.warning("reconcile failed: %s", exc)
-                return
+            while True:
+                try:
+                    tasks = await self._fetch_task_list(self.config.request_timeout)
+                    break
+                except LinkTimeout as exc:
+                    # Unanswered (a reply lost, a device busy after a reset): without the list
+                    # nothing is adopted or settled, so ask again while the link lasts.
+                    self._log.warning("reconcile failed: %s; asking again", exc)
+                except LinkError as exc:
+                    self._log.warning("reconcile failed: %s", exc)
+                    return
             if self._connection is not None:
                 self._learn_facts(self._connection.transport)
             self._reconcile(tasks)
