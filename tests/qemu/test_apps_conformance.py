@@ -5,6 +5,7 @@ on an emulated device; a stop ends a task with 143; the `reboot` app resets the 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -13,7 +14,7 @@ from typing import Any
 import pytest
 
 from gateway.link.events import Reconciled, TaskExited, TaskOutput
-from gateway.link.session import DeviceSession, EventSubscription
+from gateway.link.session import DeviceSession, EventSubscription, SessionConfig
 from gateway.transport.serial import serial_opener
 from hil.emulator.fleet import EmulatedFleet
 from hil.emulator.profile import DeviceProfile
@@ -21,6 +22,9 @@ from hil.qemu import QemuFleet, missing_tools
 from hil.qemu.targets import TARGETS
 
 pytestmark = pytest.mark.timeout(240)
+# QEMU's AVR model runs slower than a real board when the host is busy (it spins a core):
+# give requests the slack a slow serial device gets, not the emulator's 5 s.
+BOARD_SESSION = dataclasses.replace(SessionConfig(), request_timeout=20.0)
 
 Env = tuple[tuple[str, str], ...]
 CASES: list[tuple[str, tuple[str, ...], Env]] = [
@@ -93,7 +97,10 @@ async def sessions(targets: list[str], tmp_path: Path) -> AsyncIterator[dict[str
     ):
         links = {"emulator": str(tmp_path / "emu" / "conf-emu")}
         links.update({t: str(fleet.symlink(f"conf-{t}")) for t in targets})
-        opened = {name: DeviceSession(_opener(path), label=name) for name, path in links.items()}
+        opened = {
+            name: DeviceSession(_opener(path), label=name, config=BOARD_SESSION)
+            for name, path in links.items()
+        }
         try:
             for session in opened.values():
                 session.start()
