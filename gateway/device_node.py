@@ -40,6 +40,7 @@ from gateway.runtime.backoff import BackoffPolicy
 from gateway.runtime.device_runtime import DeviceRuntime
 from gateway.runtime.output import OutputSpooler
 from gateway.ssh.host import SshHost
+from gateway.tasks import TaskSet
 
 log = logging.getLogger(__name__)
 
@@ -161,8 +162,7 @@ class DeviceNode:
         self.name: str | None = None
         self.agent: NodeAgent | None = None
         self.runtime: DeviceRuntime | None = None
-        self._agent_task: asyncio.Task[None] | None = None
-        self._orphan_task: asyncio.Task[None] | None = None
+        self._tasks = TaskSet(path)  # the node agent's loop, the orphan check
         # Until the node is ours (see NodeAgent.claim) nothing reaches the runtime: the latest
         # task list and link state wait here, task events in _early, output in the spool.
         self.served = False
@@ -234,7 +234,7 @@ class DeviceNode:
             on_owned=self._on_owned,
             on_lost=self._on_lost,
         )
-        self._agent_task = asyncio.create_task(self.agent.run(), name=f"node {name}")
+        self._tasks.spawn(self.agent.run(), f"node {name}")
         return False
 
     def _on_owned(self) -> None:
@@ -309,9 +309,7 @@ class DeviceNode:
             self.name, self.runtime, known_pods=self.informer_synced.is_set()
         )
         if not self.informer_synced.is_set():
-            task = asyncio.ensure_future(self._orphans_after_sync())
-            task.set_name(f"orphans {self.name}")
-            self._orphan_task = task
+            self._tasks.spawn(self._orphans_after_sync(), f"orphans {self.name}")
 
     async def _orphans_after_sync(self) -> None:
         await self.informer_synced.wait()
@@ -351,13 +349,4 @@ class DeviceNode:
         if self.runtime is not None:
             await self.runtime.close()
         await self.spooler.close()
-        task = self._agent_task
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-        orphan = self._orphan_task
-        if orphan is not None:
-            orphan.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await orphan
+        await self._tasks.stop()

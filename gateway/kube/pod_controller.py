@@ -34,6 +34,7 @@ from gateway.runtime.model import (
     PodSpecView,
     TaskSpec,
 )
+from gateway.tasks import TaskSet
 
 log = logging.getLogger(__name__)
 
@@ -147,7 +148,7 @@ class PodController:
         self._in_flight: dict[str, asyncio.Task[None]] = {}  # uid -> its status write
         self.status_writes = 0
         self.status_skipped = 0
-        self._background: set[asyncio.Task[None]] = set()
+        self._background = TaskSet("pods")
         self.on_node_added: Callable[[str], None] | None = None
 
     # --- nodes --------------------------------------------------------------------------------
@@ -274,8 +275,9 @@ class PodController:
         self._start_prepare(state, runtime)
 
     def _start_prepare(self, state: PodState, runtime: DeviceRuntime) -> None:
-        state.prepare_task = asyncio.ensure_future(self._prepare(state.view.uid, runtime))
-        state.prepare_task.set_name(f"prepare {state.view.name}")
+        state.prepare_task = self._background.spawn(
+            self._prepare(state.view.uid, runtime), f"prepare {state.view.name}"
+        )
 
     def _admit(self, binding: NodeBinding, state: PodState) -> None:
         """The kubelet's admission: reject a pod the node's allocatable cannot hold."""
@@ -413,10 +415,7 @@ class PodController:
         state.finishing = True
         self.status_queue.forget(uid)
         final = self._status_of(uid)  # now: the runtime forgets the pod once this returns
-        task = asyncio.ensure_future(self._final_delete(state, final))
-        task.set_name(f"delete {state.view.name}")
-        self._background.add(task)
-        task.add_done_callback(self._background.discard)
+        self._background.spawn(self._final_delete(state, final), f"delete {state.view.name}")
 
     def runtime_event(
         self, uid: str, container: str | None, kind: str, reason: str, message: str
@@ -523,10 +522,7 @@ class PodController:
         self.status_writes += 1
 
     def _spawn_write(self, uid: str, body: dict[str, Any]) -> None:
-        task = asyncio.ensure_future(self._write_status(uid, body))
-        task.set_name(f"status {uid}")
-        self._background.add(task)
-        task.add_done_callback(self._background.discard)
+        self._background.spawn(self._write_status(uid, body), f"status {uid}")
 
     async def run_status_writer(self) -> None:
         """Write queued pods' statuses as a pipeline: each pod once its coalescing window has
@@ -539,11 +535,9 @@ class PodController:
             except BaseException:
                 slots.release()
                 raise
-            task = asyncio.ensure_future(self._write_queued(uid, slots))
+            task = self._background.spawn(self._write_queued(uid, slots), f"status {uid}")
             self._in_flight[uid] = task
             task.add_done_callback(functools.partial(self._write_done, uid))
-            self._background.add(task)
-            task.add_done_callback(self._background.discard)
 
     def _write_done(self, uid: str, task: asyncio.Task[None]) -> None:
         if self._in_flight.get(uid) is task:
@@ -575,16 +569,7 @@ class PodController:
 
     async def close(self) -> None:
         self.status_queue.close()
-        for state in self.pods.values():
-            if state.prepare_task:
-                state.prepare_task.cancel()
-        tasks = [s.prepare_task for s in self.pods.values() if s.prepare_task]
-        tasks += list(self._background)
-        for task in tasks:
-            task.cancel()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await self._background.stop()
 
 
 def _backoff(failures: int) -> float:

@@ -15,10 +15,10 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Protocol
+from typing import Any, Protocol
 
 from firmware_protocol import MessageTooLargeError
 from gateway.errors import DeviceRejected, LinkDown, SessionClosed, WireletError
@@ -46,6 +46,7 @@ from gateway.runtime.model import (
 from gateway.runtime.output import InstanceLog, OutputSpooler
 from gateway.runtime.start_request import start_request_problem
 from gateway.runtime.task_ids import TaskName, parse_task_id
+from gateway.tasks import TaskSet
 
 log = logging.getLogger(__name__)
 
@@ -172,7 +173,7 @@ class DeviceRuntime:
         # Task ids whose START failed with the link: the device may have got it (the link
         # resends it on resume). Its reports, or else the next task list, say how it went.
         self._unconfirmed: set[str] = set()
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._tasks = TaskSet(label)
         self._loop = asyncio.get_running_loop()
 
     @property
@@ -195,27 +196,14 @@ class DeviceRuntime:
 
     # --- helpers ------------------------------------------------------------------------------
 
-    def _spawn(self, coro: object, name: str) -> asyncio.Task[None]:
-        task: asyncio.Task[None] = asyncio.ensure_future(coro)  # type: ignore[call-overload]
-        task.set_name(f"{self.label}:{name}")
-        self._tasks.add(task)
-        task.add_done_callback(self._reap)
-        return task
-
-    def _reap(self, task: asyncio.Task[None]) -> None:
-        self._tasks.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            log.error("%s: %s failed", self.label, task.get_name(), exc_info=task.exception())
+    def _spawn(self, coro: Coroutine[Any, Any, None], name: str) -> asyncio.Task[None]:
+        return self._tasks.spawn(coro, name)
 
     async def close(self) -> None:
         for record in self._pods.values():
             for timer in record.restart_timers.values():
                 timer.cancel()
-        for task in list(self._tasks):
-            task.cancel()
-        for task in list(self._tasks):
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await self._tasks.stop()
         for instance in [*self.instances.values(), *self.late.values()]:
             await instance.finish()
         self.instances.clear()
