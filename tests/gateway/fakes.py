@@ -3,6 +3,8 @@
 - `FakeDevice`: the device side of the runtime's seam (gateway.runtime.device_runtime.DeviceTasks).
   It keeps a task table like a device does and confirms starts and stops as a device would;
   the test decides how each task ends (`exit`, `lose`).
+- `FakeLink`: a FakeDevice behind the session face a DeviceNode sees (facts, state changes,
+  task lists and task reports as session events, through the session's own EventFanout).
 - `MemoryApi`: the few API calls the pod controller makes (gateway.kube.pod_controller.PodApi),
   recording what it is sent. It is not an API server: no validation, no watch; the end-to-end
   suite covers the real one.
@@ -13,6 +15,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -21,7 +24,19 @@ from typing import Any, Protocol
 
 from gateway.errors import DeviceRejected, WireletError
 from gateway.kube.api import KubeApiError
-from gateway.link.events import TaskExited, TaskInfo, TaskLost, TaskStarted
+from gateway.link.events import (
+    DeviceFacts,
+    DeviceLoad,
+    Reconciled,
+    SessionEvent,
+    SessionStateChanged,
+    TaskExited,
+    TaskInfo,
+    TaskLost,
+    TaskStarted,
+)
+from gateway.link.fanout import EventFanout, EventSubscription
+from gateway.link.state import SessionState
 from gateway.logs.config import LogConfig
 from gateway.logs.store import LogStore
 from gateway.runtime.backoff import BackoffPolicy
@@ -117,6 +132,68 @@ class FakeDevice:
     def lose(self, task_id: str, reason: str = "device rebooted") -> None:
         del self.tasks[task_id]
         self._report(TaskLost(task_id, reason))
+
+
+class FakeLink(FakeDevice):
+    """A FakeDevice as a DeviceNode sees its session: `facts` once the handshake has told them,
+    and every state change, task list and task report as an event to its subscribers, in the
+    order a session sends them (`connect`: HANDSHAKING, facts, UP, then the task list)."""
+
+    def __init__(self, device_id: str = "dev-1", apps: Sequence[str] = ("echo", "forever")):
+        super().__init__()
+        self.device_id = device_id
+        self.apps = tuple(apps)
+        self.facts: DeviceFacts | None = None
+        self.load: DeviceLoad | None = None
+        self.state = SessionState.CONNECTING
+        self.started = False  # start() called: the caller has subscribed (it does so first)
+        self._fanout = EventFanout(None, logging.LoggerAdapter(logging.getLogger(__name__)))
+
+    def subscribe(self) -> EventSubscription:
+        return self._fanout.subscribe()
+
+    def start(self) -> None:
+        self.started = True
+
+    def emit(self, event: SessionEvent) -> None:
+        self._fanout.emit(event)
+
+    def _report(self, event: TaskStarted | TaskExited | TaskLost) -> None:
+        self.emit(event)
+
+    def set_state(self, new: SessionState, reason: str = "") -> None:
+        old, self.state = self.state, new
+        self.emit(SessionStateChanged(old, new, reason))
+
+    def handshake(self) -> None:
+        """HANDSHAKING, then the facts and UP: the task list follows with `task_list`."""
+        self.set_state(SessionState.HANDSHAKING, "fake")
+        self.facts = DeviceFacts(
+            device_id=self.device_id,
+            boot_id=1,
+            firmware_name="fake",
+            firmware_version="1",
+            apps=self.apps,
+            task_slots=8,
+            memory_bytes=1 << 20,
+            arch="fake",
+            max_frame=1024,
+            window=4,
+            protocol_version=1,
+            session_id=1,
+            transport="serial",
+            port="/dev/fake",
+        )
+        self.set_state(SessionState.UP, "fake")
+
+    def task_list(self) -> None:
+        """The handshake's task list: the device's tasks as they are now."""
+        listed = tuple(self.tasks.values())
+        self.emit(Reconciled(False, tuple(t.task_id for t in listed), (), listed))
+
+    def connect(self) -> None:
+        self.handshake()
+        self.task_list()
 
 
 @dataclass
@@ -235,7 +312,7 @@ class MemoryApi:
     async def patch(self, path: str, body: Any, *, kind: str = "merge") -> Any:
         self._answer("PATCH", path)
         self.patches.append((path, body))
-        return body
+        return self._merged(path, body)
 
     async def delete(self, path: str, body: Any = None) -> Any:
         self._answer("DELETE", path)
@@ -244,7 +321,31 @@ class MemoryApi:
 
     async def create(self, path: str, body: Any) -> Any:
         self.created.append((path, body))
-        return body
+        meta = body.get("metadata") or {}
+        if "name" not in meta:
+            return body
+        # Kept, with the fields the API server fills in, for GETs and PATCHes (nodes, leases).
+        stored = {**body, "metadata": {**meta, "uid": str(uuid.uuid4()), "resourceVersion": "1"}}
+        self.objects[f"{path}/{meta['name']}"] = stored
+        return stored
+
+    def _merged(self, path: str, body: Any) -> Any:
+        """A stored object with the patch merged one level deep (its status, for `.../status`),
+        or the body itself for objects not stored (pods: the tests read what was sent)."""
+        base = path.removesuffix("/status")
+        stored = self.objects.get(base)
+        if stored is None or not isinstance(body, dict):
+            return body
+        merged = dict(stored)
+        for key, value in body.items():
+            if isinstance(value, dict) and isinstance(merged.get(key), dict):
+                merged[key] = {**merged[key], **value}
+            else:
+                merged[key] = value
+        meta = merged["metadata"]
+        merged["metadata"] = {**meta, "resourceVersion": str(int(meta["resourceVersion"]) + 1)}
+        self.objects[base] = merged
+        return merged
 
     def statuses(self, name: str) -> list[dict[str, Any]]:
         """The status bodies written for pod `name`, in order."""
