@@ -12,6 +12,7 @@ import logging
 from collections.abc import Callable
 
 import firmware_protocol as wire
+from firmware_protocol.wakeup import Wakeup
 from gateway.link.events import SessionStats
 from gateway.transport.base import Transport
 
@@ -41,8 +42,7 @@ class Connection:
         self._log = log
         self._loop = asyncio.get_running_loop()
         self._tx_wakeup = asyncio.Event()
-        self._timer: asyncio.TimerHandle | None = None
-        self._timer_at: float | None = None
+        self._timer = Wakeup(self._loop, self._on_timer)
         self._closed = False
         self.reader = asyncio.create_task(self._read_loop(), name=f"{label}:read")
         self.writer = asyncio.create_task(self._write_loop(), name=f"{label}:write")
@@ -50,7 +50,7 @@ class Connection:
     async def close(self) -> None:
         """Stop the timer, the reader and the writer (the owner closes the transport)."""
         self._closed = True
-        self._cancel_timer()
+        self._timer.cancel()
         for task in (self.reader, self.writer):
             task.cancel()
         await asyncio.gather(self.reader, self.writer, return_exceptions=True)
@@ -61,33 +61,16 @@ class Connection:
 
     def arm_timer(self) -> None:
         """Wake up at the link's next deadline (retransmit, heartbeat, ...)."""
-        if self._closed:
-            return
-        deadline = self._link.next_deadline()
-        if deadline is None:
-            self._cancel_timer()
-            return
-        if self._timer is not None and self._timer_at is not None and self._timer_at <= deadline:
-            return  # an earlier wake-up is armed; it recomputes when it fires
-        self._cancel_timer()
-        self._timer_at = deadline
-        self._timer = self._loop.call_at(deadline, self._on_timer)
+        if not self._closed:
+            self._timer.arm(self._link.next_deadline())
 
     def _on_timer(self) -> None:
-        self._timer = None
-        self._timer_at = None
         if self._closed:
             return
         self._on_events(self._link.on_timer(self._loop.time()))
         if self._link.has_output:
             self._transmit()
         self.arm_timer()
-
-    def _cancel_timer(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-        self._timer = None
-        self._timer_at = None
 
     async def _read_loop(self) -> None:
         while True:
