@@ -14,7 +14,6 @@ import functools
 import ipaddress
 import logging
 import socket
-import ssl
 from collections.abc import Mapping
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
@@ -25,25 +24,17 @@ from urllib.parse import urlparse
 from kubernetes_asyncio.client import ApiClient
 
 from firmware_protocol import LinkConfig
-from gateway.config import LINK_DEFAULTS, GatewayConfig, parse_port_range
+from gateway.config import LINK_DEFAULTS, GatewayConfig
 from gateway.device_node import DeviceNode, NodeSettings
 from gateway.devices.manager import DeviceManager
 from gateway.devices.sources.usb import UsbSelector
-from gateway.errors import ConfigError, WireletError
+from gateway.errors import ConfigError
 from gateway.kube.api import KubeApi, forget_credential_files, load_configuration
 from gateway.kube.events import EventRecorder, ObjectRef
 from gateway.kube.pod_controller import PodController
 from gateway.kube.pod_informer import PodInformer
-from gateway.kubelet import (
-    ChainAuthenticator,
-    KubeletServer,
-    PortRange,
-    ServerLimits,
-    SubjectAccessReviewAuthorizer,
-    TokenReviewAuthenticator,
-    X509Authenticator,
-    server_ssl_context,
-)
+from gateway.kubelet import KubeletServer
+from gateway.kubelet_serving import kubelet_server, listen, serving_context
 from gateway.link.events import DeviceLoad
 from gateway.link.retry import RetryPolicy
 from gateway.link.session import DeviceSession, SessionConfig
@@ -52,7 +43,7 @@ from gateway.logs.janitor import LogJanitor
 from gateway.node_registry import NodeRegistry
 from gateway.provider import GatewayProvider
 from gateway.runtime.backoff import BackoffPolicy
-from gateway.serving_cert import ServingCertificate, self_signed
+from gateway.serving_cert import ServingCertificate
 from gateway.ssh.host import SshHost
 from gateway.state_dir import StateDir
 from gateway.tasks import TaskSet
@@ -78,8 +69,6 @@ _RECONNECT_KEYS = {"reconnect_initial_s": "initial", "reconnect_max_s": "maximum
 # retransmits frames still queued for the UART (docs/link.md, "Goodput").
 GATEWAY_MAX_FRAME = 1024
 GATEWAY_LINK_DEFAULTS: dict[str, Any] = {**LINK_DEFAULTS, "max_frame": GATEWAY_MAX_FRAME}
-# How long the start waits for a self-approved serving certificate before going on without.
-FIRST_SERVING_CERT_WAIT_S = 30.0
 
 
 def timers_from_config(
@@ -265,9 +254,19 @@ class Gateway:
                 max_rotated_files=max(cfg.logs.max_files - 1, 0),
             )
         )
-        context, serving_cert = await self._serving_context(api, private, node_ip)
-        server = self._kubelet_server(controller, logs, auth_client, context)
-        await _listen(server, cfg.kubelet.address, cfg.kubelet.port)
+        context, serving_cert = await serving_context(
+            cfg.kubelet, api, private, self.state.private / "serving", node_ip
+        )
+        provider = GatewayProvider(
+            controller,
+            logs,
+            self._load_of,
+            self._session_of,
+            exec_timeout_s=cfg.kubelet.exec_timeout_s,
+            exec_output_limit_bytes=cfg.kubelet.exec_output_limit_bytes,
+        )
+        server = kubelet_server(cfg, provider, auth_client, context)
+        await listen(server, cfg.kubelet.address, cfg.kubelet.port)
         stack.push_async_callback(server.stop)
         informer = PodInformer(api, controller.wants, self._on_pod)
         controller.on_node_added = informer.deliver_node
@@ -328,89 +327,6 @@ class Gateway:
             await backend.close()  # commands keep running on the host (adopted next time)
         self.ssh_hosts.clear()
         await self._device_tasks.stop()
-
-    async def _serving_context(
-        self, api: KubeApi, private: Path, node_ip: str
-    ) -> tuple[ssl.SSLContext, ServingCertificate | None]:
-        cfg = self.config.kubelet
-        if cfg.tls_cert and cfg.tls_key:
-            cert, key = Path(cfg.tls_cert), Path(cfg.tls_key)
-        else:
-            cert, key = self_signed(private, node_ip)
-            if not cfg.server_tls_bootstrap:
-                log.warning(
-                    "no kubelet.tls_cert configured: serving a self-signed certificate; an API "
-                    "server started with --kubelet-certificate-authority will refuse it (set "
-                    "kubelet.tls_cert/tls_key to a certificate from that CA, or "
-                    "kubelet.server_tls_bootstrap = true)"
-                )
-        context = server_ssl_context(cert, key, Path(cfg.client_ca) if cfg.client_ca else None)
-        if not cfg.server_tls_bootstrap:
-            return context, None
-        return context, await self._bootstrap_serving_cert(api, context, node_ip)
-
-    async def _bootstrap_serving_cert(
-        self, api: KubeApi, context: ssl.SSLContext, node_ip: str
-    ) -> ServingCertificate:
-        """Serving certificate from the cluster; the self-signed one serves until it arrives.
-
-        When the gateway approves its own request, the start waits for the first certificate
-        (seconds), so the API server never meets the self-signed one; otherwise an
-        administrator approves it whenever they do, and the log says how."""
-        host = socket.gethostname()
-        serving_cert = ServingCertificate(
-            api,
-            context,
-            self.state.private / "serving",
-            host=host,
-            ips=[node_ip],
-            dns_names=[host],
-            approve=self.config.kubelet.serving_cert_approve,
-        )
-        if self.config.kubelet.serving_cert_approve:
-            try:
-                await serving_cert.obtain(timeout_s=FIRST_SERVING_CERT_WAIT_S)
-            except WireletError as exc:
-                log.error("no serving certificate from the cluster yet: %s", exc)
-        return serving_cert
-
-    def _kubelet_server(
-        self,
-        controller: PodController,
-        logs: LogStore,
-        auth_client: ApiClient,
-        context: ssl.SSLContext,
-    ) -> KubeletServer:
-        cfg = self.config.kubelet
-        return KubeletServer(
-            GatewayProvider(
-                controller,
-                logs,
-                self._load_of,
-                self._session_of,
-                exec_timeout_s=cfg.exec_timeout_s,
-                exec_output_limit_bytes=cfg.exec_output_limit_bytes,
-            ),
-            authenticator=ChainAuthenticator(
-                X509Authenticator(), TokenReviewAuthenticator(auth_client)
-            ),
-            authorizer=SubjectAccessReviewAuthorizer(auth_client),
-            ssl_context=context,
-            host=cfg.address,
-            port=cfg.port,
-            node_ports=PortRange(*parse_port_range(cfg.node_ports)),
-            limits=ServerLimits(
-                idle_timeout_s=cfg.idle_timeout_s, max_connections=cfg.max_connections
-            ),
-            configz={
-                "address": cfg.address,
-                "containerLogMaxSize": str(self.config.logs.max_bytes),
-                "containerLogMaxFiles": self.config.logs.max_files,
-                "nodeLeaseDurationSeconds": self.config.nodes.lease_duration_s,
-                "tlsCertFile": cfg.tls_cert or "",
-                "serverTLSBootstrap": cfg.server_tls_bootstrap,
-            },
-        )
 
     def _on_pod(self, kind: str, pod: dict[str, Any]) -> None:
         self.parts.controller.on_pod(kind, pod)
@@ -494,17 +410,6 @@ class Gateway:
 
     async def __aexit__(self, *exc: object) -> None:
         await self.stop()
-
-
-async def _listen(server: KubeletServer, address: str, port: int) -> None:
-    try:
-        await server.start()
-    except OSError as exc:
-        raise ConfigError(
-            f"kubelet.port: cannot listen on {address}:{port}: {exc.strerror} "
-            "(another kubelet or gateway there? choose another with --kubelet-port or "
-            "[kubelet] port; 0 picks a free one)"
-        ) from None
 
 
 async def _drain(events: EventRecorder) -> None:
