@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import pytest
 
-from bench.soak import CHAOS_KINDS, print_report, soak
+from bench.soak import CHAOS_KINDS, soak
+from bench.soak_report import print_report
 from hil.cluster.local import LocalCluster
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(400)]
