@@ -10,21 +10,15 @@ python -m hil.emulator ctl DIR DEVICE fault [--drop R] [--corrupt R] [--duplicat
 from __future__ import annotations
 
 import argparse
-import asyncio
-import contextlib
 import dataclasses
-import json
-import logging
 import resource
-import signal
-import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from hil.emulator.control import send_control
 from hil.emulator.faults import FaultSettings
 from hil.emulator.fleet import EmulatedFleet
 from hil.emulator.profile import DeviceProfile, ProfileError, fleet_profiles, load_profile
+from hil.fleet_cli import control, dispatch, run_server, serve_until_stopped, setup_logging
 
 DEVICE_OPS = ("unplug", "replug", "plug", "reboot", "hang", "resume", "status")
 
@@ -100,30 +94,16 @@ def _raise_fd_limit(devices: int) -> None:
 async def _serve(args: argparse.Namespace) -> None:
     faults = FaultSettings.from_mapping(_fault_changes(args))
     _raise_fd_limit(args.devices)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    async with EmulatedFleet(args.dir, _profiles(args), faults=faults, seed=args.seed) as fleet:
-        for device in fleet.devices:
-            print(f"{device.device_id} {device.tty} {fleet.symlink(device.device_id)}")
-        print("ready", flush=True)
-        await stop.wait()
+    await serve_until_stopped(
+        EmulatedFleet(args.dir, _profiles(args), faults=faults, seed=args.seed),
+        lambda fleet: ((d.device_id, d.tty, fleet.symlink(d.device_id)) for d in fleet.devices),
+    )
 
 
 def run_main(argv: Sequence[str]) -> int:
     args = build_run_parser().parse_args(argv)
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
-    try:
-        with contextlib.suppress(KeyboardInterrupt):
-            asyncio.run(_serve(args))
-    except (ProfileError, ValueError, OSError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    return 0
+    setup_logging(args.verbose)
+    return run_server(lambda: _serve(args), (ProfileError, ValueError, OSError))
 
 
 def ctl_main(argv: Sequence[str]) -> int:
@@ -142,17 +122,8 @@ def ctl_main(argv: Sequence[str]) -> int:
             request["clear"] = True
     else:
         request = {"op": args.op, "device": args.device}
-    try:
-        reply = send_control(args.dir, request)
-    except (OSError, ValueError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    print(json.dumps(reply, indent=2))
-    return 0 if reply.get("ok") else 1
+    return control(args.dir, request)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = list(sys.argv[1:] if argv is None else argv)
-    if args and args[0] == "ctl":
-        return ctl_main(args[1:])
-    return run_main(args)
+    return dispatch(argv, run_main, ctl_main)

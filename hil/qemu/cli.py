@@ -9,16 +9,11 @@ python -m hil.qemu ctl DIR DEVICE reboot|hang|resume|unplug|replug|status
 from __future__ import annotations
 
 import argparse
-import asyncio
-import contextlib
-import json
-import logging
-import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from hil.emulator.control import send_control
+from hil.fleet_cli import control, dispatch, run_server, serve_until_stopped, setup_logging
 from hil.qemu.board import BoardError
 from hil.qemu.firmware import FirmwareBuildError, missing_tools
 from hil.qemu.fleet import BOARD_OPS, QemuFleet
@@ -64,24 +59,15 @@ async def _serve(args: argparse.Namespace) -> None:
     boards = {
         f"{args.prefix}{target}-{i}": target for target in args.target for i in range(args.boards)
     }
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    fleet = QemuFleet(args.dir, boards, build_dir=args.build, control_socket=True)
-    async with fleet:
-        for board in fleet.boards:
-            print(f"{board.device_id} {board.tty} {fleet.symlink(board.device_id)}")
-        print("ready", flush=True)
-        await stop.wait()
+    await serve_until_stopped(
+        QemuFleet(args.dir, boards, build_dir=args.build, control_socket=True),
+        lambda fleet: ((b.device_id, b.tty, fleet.symlink(b.device_id)) for b in fleet.boards),
+    )
 
 
 def run_main(argv: Sequence[str]) -> int:
     args = build_run_parser().parse_args(argv)
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    setup_logging(args.verbose)
     if args.boards < 1:
         print("error: --boards must be at least 1", file=sys.stderr)
         return 2
@@ -94,29 +80,14 @@ def run_main(argv: Sequence[str]) -> int:
                 file=sys.stderr,
             )
             return 2
-    try:
-        with contextlib.suppress(KeyboardInterrupt):
-            asyncio.run(_serve(args))
-    except (FirmwareBuildError, BoardError, ValueError, OSError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    return 0
+    return run_server(lambda: _serve(args), (FirmwareBuildError, BoardError, ValueError, OSError))
 
 
 def ctl_main(argv: Sequence[str]) -> int:
     args = build_ctl_parser().parse_args(argv)
     request = {"op": "list"} if args.device == "list" else {"op": args.op, "device": args.device}
-    try:
-        reply = send_control(args.dir, request, timeout=30.0)
-    except (OSError, ValueError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    print(json.dumps(reply, indent=2))
-    return 0 if reply.get("ok") else 1
+    return control(args.dir, request, timeout=30.0)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = list(sys.argv[1:] if argv is None else argv)
-    if args and args[0] == "ctl":
-        return ctl_main(args[1:])
-    return run_main(args)
+    return dispatch(argv, run_main, ctl_main)
