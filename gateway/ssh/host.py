@@ -50,8 +50,8 @@ from gateway.link.events import (
     TaskStarted,
 )
 from gateway.link.exec_stream import ExecStream
+from gateway.link.fanout import EventFanout, EventSubscription
 from gateway.link.retry import Backoff, RetryPolicy
-from gateway.link.session import EventSubscription
 from gateway.link.state import SessionState
 from gateway.ssh import remote
 from gateway.ssh.remote import ListedTask, ReadRequest
@@ -129,7 +129,7 @@ class SshHost:
         self.load: DeviceLoad | None = None  # hosts report no load figures (yet): zeros
         self.last_error = ""
         self._state = SessionState.CONNECTING
-        self._subscribers: list[EventSubscription] = []
+        self._fanout = EventFanout(None, logging.LoggerAdapter(log))
         self._tasks: dict[str, _Task] = {}
         self._conn: asyncssh.SSHClientConnection | None = None
         self._shell: RemoteShell | None = None
@@ -174,8 +174,7 @@ class SshHost:
         await self._save_acks()
         await self._disconnect()
         self._set_state(SessionState.CLOSED, "closed by the gateway")
-        for sub in list(self._subscribers):
-            sub.close()
+        self._fanout.close()
 
     async def _save_acks(self) -> None:
         """Record the last acknowledged offsets on the host, so the next gateway re-reads
@@ -214,17 +213,10 @@ class SshHost:
         return self._state
 
     def subscribe(self) -> EventSubscription:
-        sub = EventSubscription(self._unsubscribe)
-        self._subscribers.append(sub)
-        return sub
-
-    def _unsubscribe(self, sub: EventSubscription) -> None:
-        with contextlib.suppress(ValueError):
-            self._subscribers.remove(sub)
+        return self._fanout.subscribe()
 
     def _emit(self, event: SessionEvent) -> None:
-        for sub in self._subscribers:
-            sub._put(event)
+        self._fanout.emit(event)
 
     def _set_state(self, new: SessionState, reason: str = "") -> None:
         old = self._state
