@@ -8,7 +8,7 @@ import asyncio
 import contextlib
 import dataclasses
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -32,6 +32,7 @@ from gateway.runtime.model import (
 from hil.emulator.device import EmulatedDevice
 from hil.emulator.fleet import EmulatedFleet
 from hil.emulator.profile import DeviceProfile
+from tests.gateway.fakes import until
 from tests.link.helpers import FAST_LINK, FAST_SESSION, WAIT, session_for
 
 # A stop the device does not answer times out after grace + this slack, then is sent again.
@@ -45,15 +46,6 @@ class Harness:
     finished: list[str] = field(default_factory=list)
     final: dict[str, PodSnapshot] = field(default_factory=dict)  # as each pod finished
     events: list[tuple[Any, ...]] = field(default_factory=list)
-
-    async def until(self, what: str, check: Callable[[], object]) -> None:
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + WAIT
-        while loop.time() < deadline:
-            if check():
-                return
-            await asyncio.sleep(0.01)
-        raise AssertionError(f"timed out waiting for {what}")
 
     def pod(self, uid: str) -> PodSnapshot:
         """The runtime's pod now, or as it was when it finished."""
@@ -144,10 +136,10 @@ async def test_a_stop_the_device_ignores_is_sent_again_until_confirmed(tmp_path:
     async with runtime_on_device(tmp_path, DeviceProfile(device_id="stops")) as h:
         spec = pod("forever", ("100",), policy=RestartPolicy.ALWAYS)
         h.runtime.sync_pod(spec)
-        await h.until("running", lambda: h.pod(spec.uid).containers[0].running)
+        await until("running", lambda: h.pod(spec.uid).containers[0].running)
         h.device.ignore_stops = 2  # the firmware takes two STOPs and does nothing
         h.runtime.delete_pod(spec.uid, 0.0)
-        await h.until("the delete completes", lambda: spec.uid in h.finished)
+        await until("the delete completes", lambda: spec.uid in h.finished)
         assert len(h.received(StopTask, spec.uid)) == 3
         assert h.pod(spec.uid).containers[0].state.phase is ContainerPhase.TERMINATED
         assert not h.runtime.stopping
@@ -157,12 +149,12 @@ async def test_a_stop_answered_no_such_task_completes_the_delete(tmp_path: Path)
     async with runtime_on_device(tmp_path, DeviceProfile(device_id="forgot")) as h:
         spec = pod("forever", ("100",))
         h.runtime.sync_pod(spec)
-        await h.until("running", lambda: h.pod(spec.uid).containers[0].running)
+        await until("running", lambda: h.pod(spec.uid).containers[0].running)
         task_id = h.pod(spec.uid).containers[0].task_id
         assert task_id is not None
         h.device.lose_task(task_id)  # gone without an exit report
         h.runtime.delete_pod(spec.uid, 0.0)
-        await h.until("the delete completes", lambda: spec.uid in h.finished)
+        await until("the delete completes", lambda: spec.uid in h.finished)
         state = h.pod(spec.uid).containers[0].state
         assert (state.phase, state.reason, state.exit_code) == (
             ContainerPhase.TERMINATED,
@@ -177,7 +169,7 @@ async def test_fifty_tasks_ending_at_once_all_report_their_exit(tmp_path: Path) 
     async with runtime_on_device(tmp_path, profile) as h:
         spec = pod("echo", ("hi",), containers=50)
         h.runtime.sync_pod(spec)
-        await h.until(
+        await until(
             "every container terminated",
             lambda: all(
                 c.state.phase is ContainerPhase.TERMINATED and c.state.exit_code == 0
@@ -185,7 +177,7 @@ async def test_fifty_tasks_ending_at_once_all_report_their_exit(tmp_path: Path) 
             ),
         )
         h.runtime.delete_pod(spec.uid, 5.0)
-        await h.until("the delete completes", lambda: spec.uid in h.finished)
+        await until("the delete completes", lambda: spec.uid in h.finished)
         assert not h.received(StopTask, spec.uid)  # nothing left to stop
 
 
@@ -213,10 +205,10 @@ async def test_an_ephemeral_container_added_later_runs_once(tmp_path: Path) -> N
     async with runtime_on_device(tmp_path, DeviceProfile(device_id="debug")) as h:
         spec = pod("forever", ("100",), policy=RestartPolicy.ALWAYS)
         h.runtime.sync_pod(spec)
-        await h.until("running", lambda: h.pod(spec.uid).containers[0].running)
+        await until("running", lambda: h.pod(spec.uid).containers[0].running)
         debug = TaskSpec("dbg", "echo", "echo", ("hello",), (), ephemeral=True)
         h.runtime.sync_pod(dataclasses.replace(spec, containers=(*spec.containers, debug)))
-        await h.until(
+        await until(
             "the ephemeral container ended",
             lambda: (
                 len(h.pod(spec.uid).containers) == 2
@@ -254,10 +246,10 @@ async def test_a_start_whose_answer_the_lost_link_swallowed_runs_to_its_end(
             return snapshot.containers[0].state
 
         await session.wait_state(SessionState.DOWN, timeout_s=WAIT)  # the link is lost
-        await h.until("the runtime saw the link go", lambda: not h.runtime.link_up)
+        await until("the runtime saw the link go", lambda: not h.runtime.link_up)
         assert state().phase is ContainerPhase.WAITING
         h.device.resume()
-        await h.until(
+        await until(
             "the container terminated",
             lambda: state().phase is ContainerPhase.TERMINATED,
         )
@@ -289,10 +281,10 @@ async def test_a_start_lost_with_the_link_is_sent_again_after_the_task_list(
             return snapshot.containers[0].state
 
         await session.wait_state(SessionState.DOWN, timeout_s=WAIT)
-        await h.until("the runtime saw the link go", lambda: not h.runtime.link_up)
+        await until("the runtime saw the link go", lambda: not h.runtime.link_up)
         assert h.runtime.unconfirmed == {task_id}
         h.device.reboot()
-        await h.until(
+        await until(
             "the container terminated",
             lambda: state().phase is ContainerPhase.TERMINATED,
         )

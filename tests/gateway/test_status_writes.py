@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -17,13 +17,13 @@ from gateway.kube.events import EventRecorder
 from gateway.kube.pod_controller import NodeBinding, PodController, PodState
 from gateway.kube.pod_view import PodView
 from gateway.runtime.model import ContainerStatus
+from tests.gateway.fakes import until
 
 UID = "0f6c4d7e-2b9a-4c1e-9d3f-6a5b4c3d2e1f"
 POD: dict[str, Any] = {
     "metadata": {"uid": UID, "namespace": "ns", "name": "p"},
     "spec": {"nodeName": "n", "containers": [{"name": "c", "image": "echo"}]},
 }
-WAIT = 10.0
 
 
 class RefusingApi:
@@ -63,16 +63,6 @@ async def controller_with(api: RefusingApi) -> AsyncIterator[PodController]:
         with contextlib.suppress(asyncio.CancelledError):
             await writer
         await controller.close()
-
-
-async def until(what: str, check: Callable[[], object]) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + WAIT
-    while loop.time() < deadline:
-        if check():
-            return
-        await asyncio.sleep(0.01)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 @pytest.fixture(autouse=True)
