@@ -252,6 +252,35 @@ class Watcher:
             self._task = None
 
 
+class NodeReadiness:
+    """One node's Ready condition as a watch sees it: `ready`, and `since`, the wall time the
+    watch saw it change. `async with NodeReadiness(api, node) as readiness:` watches meanwhile."""
+
+    def __init__(self, api: KubeApi, node: str) -> None:
+        self.node = node
+        self.ready = False
+        self.since = 0.0
+        self._seen = False
+        self._watcher = Watcher(
+            api, "/api/v1/nodes", self._on_node, fieldSelector=f"metadata.name={node}"
+        )
+
+    def _on_node(self, kind: str, obj: dict[str, Any], now: float) -> None:
+        if kind == "DELETED" or obj["metadata"]["name"] != self.node:
+            return
+        ready = node_ready(obj)
+        if not self._seen or ready != self.ready:
+            self._seen = True
+            self.ready, self.since = ready, now
+
+    async def __aenter__(self) -> NodeReadiness:
+        await self._watcher.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self._watcher.stop()
+
+
 async def wait_until(what: str, check: Callable[[], bool], within: float) -> float:
     """Poll a cheap in-memory condition; returns the time waited."""
     started = time.monotonic()

@@ -38,36 +38,24 @@ ADOPTED = "adopted running task"
 async def replug_runs(
     api: KubeApi, fleet: EmulatedFleet, device_id: str, node: str, repeats: int
 ) -> dict[str, Any]:
-    state: dict[str, tuple[bool, float]] = {}
-
-    def on_node(kind: str, obj: dict[str, Any], now: float) -> None:
-        if obj["metadata"]["name"] == node and kind != "DELETED":
-            ready = common.node_ready(obj)
-            if node not in state or state[node][0] != ready:
-                state[node] = (ready, now)
-
-    watcher = Watcher(api, "/api/v1/nodes", on_node, fieldSelector=f"metadata.name={node}")
-    await watcher.start()
     to_ready: list[float] = []
     to_not_ready: list[float] = []
-    try:
+    async with common.NodeReadiness(api, node) as readiness:
         for _ in range(repeats):
-            await common.wait_until("node Ready", lambda: state.get(node, (False, 0))[0], 60)
+            await common.wait_until("node Ready", lambda: readiness.ready, 60)
             pulled = time.time()
             fleet.device(device_id).unplug()
-            await common.wait_until("node NotReady", lambda: not state[node][0], 120)
-            to_not_ready.append(state[node][1] - pulled)
+            await common.wait_until("node NotReady", lambda: not readiness.ready, 120)
+            to_not_ready.append(readiness.since - pulled)
             await asyncio.sleep(0.5)
             plugged = time.time()
             fleet.device(device_id).plug()
-            await common.wait_until("node Ready again", lambda: state[node][0], 120)
-            to_ready.append(state[node][1] - plugged)
+            await common.wait_until("node Ready again", lambda: readiness.ready, 120)
+            to_ready.append(readiness.since - plugged)
             say(
                 f"  replug: NotReady {to_not_ready[-1]:.2f}s after unplug, "
                 f"Ready {to_ready[-1]:.2f}s after plug"
             )
-    finally:
-        await watcher.stop()
     return {"plug_to_ready_s": spread(to_ready), "unplug_to_not_ready_s": spread(to_not_ready)}
 
 

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import common
-from bench.common import Watcher, say, spread
+from bench.common import say, spread
 from gateway.app import Gateway
 from gateway.config import load_config
 from hil.cluster.local import LocalCluster
@@ -35,23 +35,13 @@ async def rounds(
 ) -> dict[str, Any]:
     device = fleet.devices[0]
     key = str(fleet.symlink(device.device_id))
-    state: dict[str, tuple[bool, float]] = {}
-
-    def on_node(kind: str, obj: dict[str, Any], now: float) -> None:
-        if kind != "DELETED":
-            ready = common.node_ready(obj)
-            if node not in state or state[node][0] != ready:
-                state[node] = (ready, now)
-
-    watcher = Watcher(api, "/api/v1/nodes", on_node, fieldSelector=f"metadata.name={node}")
-    await watcher.start()
     to_up: list[float] = []
     to_ready: list[float] = []
-    try:
+    async with common.NodeReadiness(api, node) as readiness:
         for _ in range(repeats):
-            await common.wait_until("node Ready", lambda: state.get(node, (False, 0))[0], 60)
+            await common.wait_until("node Ready", lambda: readiness.ready, 60)
             device.unplug()
-            await common.wait_until("node NotReady", lambda: not state[node][0], 60)
+            await common.wait_until("node NotReady", lambda: not readiness.ready, 60)
             await asyncio.sleep(absent_s)
             assert gateway.devices is not None
             session = gateway.devices.sessions[key]
@@ -59,14 +49,12 @@ async def rounds(
             device.plug()
             await session.wait_up(60)
             to_up.append(time.time() - plugged)
-            await common.wait_until("node Ready again", lambda: state[node][0], 60)
-            to_ready.append(state[node][1] - plugged)
+            await common.wait_until("node Ready again", lambda: readiness.ready, 60)
+            to_ready.append(readiness.since - plugged)
             say(
                 f"  unplugged {absent_s:.1f}s: session up {to_up[-1] * 1000:.0f} ms, "
                 f"node Ready {to_ready[-1] * 1000:.0f} ms after plug"
             )
-    finally:
-        await watcher.stop()
     return {
         "absent_s": absent_s,
         "plug_to_session_up_s": spread(to_up),
