@@ -229,6 +229,7 @@ struct wirelet_device {
     uint8_t tx_inflight; /* records at the head of tx_buf sent and not yet acknowledged */
     uint8_t open_task;   /* task slot and stream of the output record still growing */
     uint8_t open_stream;
+    uint8_t features;    /* optional protocol features of this session (HELLO & WELCOME) */
     uint16_t peer_max_frame;
     uint16_t tx_next_seq;  /* seq of the next record put in flight */
     uint16_t rx_next;      /* next seq expected from the gateway (our ack) */
@@ -255,6 +256,7 @@ struct wirelet_device {
     uint32_t age;
     uint32_t tx_sent_at[WIRELET_WINDOW];
     uint8_t tx_retx[WIRELET_WINDOW];
+    uint8_t tx_form[WIRELET_WINDOW]; /* how each record in flight went out (task handles) */
     wirelet_stats stats;
     wirelet_task tasks[WIRELET_TASK_SLOTS];
     uint8_t rx_buf[WIRELET_MAX_FRAME + WIRELET_MAX_FRAME / 254 + 1]; /* one COBS block */

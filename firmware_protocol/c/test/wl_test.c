@@ -277,6 +277,25 @@ int wlt_reencode(uint8_t type, const uint8_t *p, size_t n, uint8_t *out, size_t 
         wl_enc_task_output_head(&w, (const char *)s1, a, (uint8_t)wl_get_uint(&m, 2, 0),
                                 wl_get_uint(&m, 3, 0), b);
         wl_w_raw(&w, s2, b);
+        if (wl_has(&m, 5)) {
+            /* A binding frame, as send_record makes it from the stored record. */
+            out[0] = 0x85;
+            wl_w_uint(&w, 5);
+            wl_w_uint(&w, wl_get_uint(&m, 5, 0));
+        }
+        break;
+    case WL_TASK_DATA:
+        s2 = wl_get_bytes(&m, 4, &b);
+        wl_w_map(&w, 4);
+        wl_w_uint(&w, 1);
+        wl_w_uint(&w, wl_get_uint(&m, 1, 0));
+        wl_w_uint(&w, 2);
+        wl_w_uint(&w, wl_get_uint(&m, 2, 0));
+        wl_w_uint(&w, 3);
+        wl_w_uint(&w, wl_get_uint(&m, 3, 0));
+        wl_w_uint(&w, 4);
+        wl_w_bin_header(&w, b);
+        wl_w_raw(&w, s2, b);
         break;
     case WL_TASK_LIST: {
         uint32_t count = wl_get_container(&m, 1, &pos), i;
