@@ -22,6 +22,7 @@ from .budget import (
 from .constants import (
     DEFAULT_MAX_FRAME,
     FEATURE_TASK_HANDLES,
+    FRAME_OVERHEAD,
     MAX_FRAME_CEILING,
     MIN_FRAME,
     PROTOCOL_VERSION,
@@ -94,6 +95,7 @@ from .messages import (
 __all__ = [
     "DEFAULT_MAX_FRAME",
     "FEATURE_TASK_HANDLES",
+    "FRAME_OVERHEAD",
     "MAX_FRAME_CEILING",
     "MAX_TASK_INFO_SIZE",
     "MESSAGE_CLASSES",
