@@ -250,6 +250,8 @@ struct wirelet_device {
     uint32_t next_ping;
     uint32_t ping_nonce;
     uint32_t ping_sent_at;
+    uint32_t line_rate;    /* wirelet_set_line_rate(), bytes/s; 0: unknown */
+    uint32_t line_free_at; /* ms: when the bytes written so far will have left the line */
     uint32_t retransmit_at;
     uint32_t srtt8, rttvar8, rto; /* ms (srtt and rttvar in 1/8 ms) */
     uint32_t clock;               /* ms at the last feed/poll */
@@ -307,6 +309,13 @@ const wirelet_stats *wirelet_get_stats(const wirelet_device *dev);
  * large ones keep failing their CRC: at a bit error rate of 1e-3 a 512-byte frame arrives intact
  * 2% of the time, a 96-byte one 45%. Kept across wirelet_reboot(). */
 void wirelet_set_output_frame_max(wirelet_device *dev, uint16_t bytes);
+
+/* The rate the UART sends at, in bytes per second (baud / 10 for 8N1; 0, the default: unknown
+ * or fast, e.g. USB). Set it when hal->write only queues bytes for a slow UART: a frame then
+ * counts as sent once its last byte has left the line, so the retransmission timer and RTT
+ * samples leave out the time frames wait behind others (PROTOCOL.md section 6, "Timers on a
+ * slow line"). Kept across wirelet_reboot(). */
+void wirelet_set_line_rate(wirelet_device *dev, uint32_t bytes_per_s);
 
 /* This boot's id (random, non-zero; new on every boot). */
 uint32_t wirelet_boot_id(const wirelet_device *dev);

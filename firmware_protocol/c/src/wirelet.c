@@ -105,8 +105,19 @@ static void hal_sink(void *ctx, const uint8_t *data, size_t len)
     hal->write(hal->ctx, data, len);
 }
 
-/* Write header+payload (already in `frame`) with its CRC, COBS-encoded. */
-static void transmit(wirelet_device *d, const uint8_t *frame, size_t len)
+/* `bytes` more went to the UART: when they will have left it (ms). Without a line rate, now. */
+static uint32_t departure(wirelet_device *d, size_t bytes)
+{
+    uint32_t rate = d->line_rate;
+    if (!rate) return d->clock;
+    if (due(d->clock, d->line_free_at)) d->line_free_at = d->clock;
+    d->line_free_at += (uint32_t)((bytes * 1000u + rate - 1u) / rate);
+    return d->line_free_at;
+}
+
+/* Write header+payload (already in `frame`) with its CRC, COBS-encoded; returns when its last
+ * byte will have left the line. */
+static uint32_t transmit(wirelet_device *d, const uint8_t *frame, size_t len)
 {
     uint8_t crc[4];
     uint32_t c = wl_crc32_update(0, frame, len);
@@ -114,8 +125,14 @@ static void transmit(wirelet_device *d, const uint8_t *frame, size_t len)
     crc[1] = (uint8_t)(c >> 16);
     crc[2] = (uint8_t)(c >> 8);
     crc[3] = (uint8_t)c;
-    wl_cobs_write(frame, len, crc, 4, hal_sink, d);
     d->stats.frames_sent++;
+    return departure(d, wl_cobs_write(frame, len, crc, 4, hal_sink, d));
+}
+
+/* Milliseconds from `then` to now, 0 if `then` is still ahead (a frame not yet off the line). */
+static uint32_t since(const wirelet_device *d, uint32_t then)
+{
+    return due(d->clock, then) ? d->clock - then : 0;
 }
 
 static void put_header(uint8_t *h, uint8_t type, uint8_t flags, uint16_t seq, uint16_t ack)
@@ -152,17 +169,17 @@ static void ctrl_writer(wirelet_device *d, wl_writer *w)
     wl_w_init(w, d->tx_buf + d->tx_used + WL_HEADER, room < limit ? room : limit);
 }
 
-static void emit_ctrl(wirelet_device *d, uint8_t type, wl_writer *w)
+static uint32_t emit_ctrl(wirelet_device *d, uint8_t type, wl_writer *w)
 {
     uint8_t *frame = d->tx_buf + d->tx_used;
-    if (w->overflow) return;
+    if (w->overflow) return d->clock;
     if (type <= WL_HELLO_REQUEST) {
         put_header(frame, type, 0, 0, 0); /* handshake frames: version 1, no ack */
     } else {
         put_header(frame, type, WL_FLAG_ACK, 0, d->rx_next);
         d->flags &= (uint8_t)~DF_ACK_PENDING;
     }
-    transmit(d, frame, WL_HEADER + w->len);
+    return transmit(d, frame, WL_HEADER + w->len);
 }
 
 static void encode_hello(const wirelet_device *d, wl_writer *w)
@@ -293,14 +310,13 @@ static void send_ping(wirelet_device *d)
 {
     wl_writer w;
     d->ping_nonce++;
-    d->ping_sent_at = d->clock;
     d->flags |= DF_PING_OUT;
     d->next_ping = d->clock + d->heartbeat_ms;
     ctrl_writer(d, &w);
     wl_w_map(&w, 1);
     wl_w_uint(&w, 1);
     wl_w_uint(&w, d->ping_nonce);
-    emit_ctrl(d, WL_PING, &w);
+    d->ping_sent_at = emit_ctrl(d, WL_PING, &w);
 }
 
 static void send_ack(wirelet_device *d)
@@ -452,7 +468,7 @@ static uint8_t choose_form(wirelet_device *d, size_t at)
 }
 
 /* Put a record in flight: sequence number, current ack, CRC, out; `form` from choose_form. */
-static void send_record(wirelet_device *d, size_t at, uint16_t seq, uint8_t form)
+static uint32_t send_record(wirelet_device *d, size_t at, uint16_t seq, uint8_t form)
 {
     uint8_t *frame = d->tx_buf + at + REC_HDR;
     size_t len = rec_len(d, at), id_at = 0, id_len = 0, n = 0, i;
@@ -462,8 +478,7 @@ static void send_record(wirelet_device *d, size_t at, uint16_t seq, uint8_t form
     put_header(frame, frame[1], WL_FLAG_SEQ | WL_FLAG_ACK, seq, d->rx_next);
     d->flags &= (uint8_t)~DF_ACK_PENDING;
     if (form == FORM_STORED || !output_task_id(frame, len, &id_at, &id_len)) {
-        transmit(d, frame, len);
-        return;
+        return transmit(d, frame, len);
     }
     for (i = 0; i < WL_HEADER; i++) head[i] = frame[i];
     pieces[n].data = head;
@@ -497,8 +512,8 @@ static void send_record(wirelet_device *d, size_t at, uint16_t seq, uint8_t form
     crc[3] = (uint8_t)c;
     pieces[n].data = crc;
     pieces[n++].len = 4;
-    wl_cobs_write_pieces(pieces, n, hal_sink, d);
     d->stats.frames_sent++;
+    return departure(d, wl_cobs_write_pieces(pieces, n, hal_sink, d));
 }
 
 static uint8_t send_window(const wirelet_device *d)
@@ -531,15 +546,15 @@ static void pump(wirelet_device *d)
             d->stats.rejected++;
             continue;
         }
-        d->tx_sent_at[d->tx_inflight] = d->clock;
         d->tx_retx[d->tx_inflight] = 0;
         d->tx_form[d->tx_inflight] = choose_form(d, at);
-        send_record(d, at, d->tx_next_seq, d->tx_form[d->tx_inflight]);
+        d->tx_sent_at[d->tx_inflight] = send_record(d, at, d->tx_next_seq, d->tx_form[d->tx_inflight]);
         d->tx_next_seq++;
         d->tx_inflight++;
         if (!(d->flags & DF_RTX_ARMED)) {
+            /* The timer of the oldest frame runs from when it has left the line. */
             d->flags |= DF_RTX_ARMED;
-            d->retransmit_at = d->clock + d->rto;
+            d->retransmit_at = d->tx_sent_at[d->tx_inflight - 1] + d->rto;
         }
         at += REC_HDR + len;
     }
@@ -552,15 +567,14 @@ static void retransmit(wirelet_device *d, int backoff)
     for (i = 0; i < d->tx_inflight; i++) {
         uint8_t *frame = d->tx_buf + at + REC_HDR;
         d->tx_retx[i] = 1;
-        d->tx_sent_at[i] = d->clock;
         d->stats.retransmits++;
-        send_record(d, at, (uint16_t)((frame[3] << 8) | frame[4]), d->tx_form[i]);
+        d->tx_sent_at[i] = send_record(d, at, (uint16_t)((frame[3] << 8) | frame[4]), d->tx_form[i]);
         at += REC_HDR + rec_len(d, at);
     }
     if (backoff) d->rto = clamp_rto(d, d->rto * 2);
     if (d->tx_inflight) {
         d->flags |= DF_RTX_ARMED;
-        d->retransmit_at = d->clock + d->rto;
+        d->retransmit_at = d->tx_sent_at[0] + d->rto;
     } else {
         d->flags &= (uint8_t)~DF_RTX_ARMED;
     }
@@ -578,13 +592,13 @@ static void on_ack(wirelet_device *d, uint16_t ack, int pure)
     if (acked == 0 && pure) {
         /* A gap report: resend at once once the oldest frame had a round trip to arrive. */
         uint32_t wait = (d->flags & DF_RTT_VALID) ? d->srtt8 / 8 : cfg_ms(d->config->rto_min_ms, 100);
-        if (d->clock - d->tx_sent_at[0] >= wait) retransmit(d, 0);
+        if (due(d->clock, d->tx_sent_at[0]) && since(d, d->tx_sent_at[0]) >= wait) retransmit(d, 0);
         return;
     }
     if (acked == 0 || acked > d->tx_inflight) return; /* stale or duplicate */
     for (i = 0; i < acked; i++) {
         if (!d->tx_retx[i]) {
-            sample = d->clock - d->tx_sent_at[i];
+            sample = since(d, d->tx_sent_at[i]);
             clean = 1;
         }
     }
@@ -601,7 +615,8 @@ static void on_ack(wirelet_device *d, uint16_t ack, int pure)
     else
         rtt_restore(d);
     if (d->tx_inflight) {
-        d->retransmit_at = d->clock + d->rto;
+        /* From now, or from when the oldest frame left if it has not yet. */
+        d->retransmit_at = (due(d->clock, d->tx_sent_at[0]) ? d->clock : d->tx_sent_at[0]) + d->rto;
         d->flags |= DF_RTX_ARMED;
     } else {
         d->flags &= (uint8_t)~DF_RTX_ARMED;
@@ -1190,7 +1205,7 @@ static void on_pong(wirelet_device *d, const wl_msg *m)
     uint32_t rtt, backed_off;
     if (!(d->flags & DF_PING_OUT) || (uint32_t)wl_get_uint(m, 1, 0) != d->ping_nonce) return;
     d->flags &= (uint8_t)~DF_PING_OUT;
-    rtt = d->clock - d->ping_sent_at;
+    rtt = since(d, d->ping_sent_at);
     backed_off = d->rto;
     rtt_sample(d, rtt);
     /* A PONG proves the line works, not that the gateway takes our frames: keep a backoff. */
@@ -1310,13 +1325,17 @@ static void do_reboot(wirelet_device *d)
     const wirelet_config *config = d->config;
     const wirelet_hal *hal = d->hal;
     uint16_t output_max = d->output_max;
+    uint32_t line_rate = d->line_rate;
     if (hal->reboot) hal->reboot(hal->ctx);
     /* Still here (a host build): restart as after a boot. */
     wirelet_init(d, config, hal);
     d->output_max = output_max;
+    d->line_rate = line_rate;
 }
 
 void wirelet_set_output_frame_max(wirelet_device *dev, uint16_t bytes) { dev->output_max = bytes; }
+
+void wirelet_set_line_rate(wirelet_device *dev, uint32_t bytes_per_s) { dev->line_rate = bytes_per_s; }
 
 void wirelet_poll(wirelet_device *dev)
 {

@@ -654,7 +654,7 @@ static int find_impl(const char *impl, wirelet_app *app)
  * exec_kind: 0 none, 1 reference, 2 golden-vector, 3 more output than fits. timers_ms: rto_initial, rto_min, rto_max,
  * hello_interval, heartbeat, link_lost (0 = default), then output_frame_max. */
 void *wlt_dev_create(const char *const identity[7], uint32_t memory_total, const char *apps,
-                     uint32_t boot_id, int exec_kind, const uint32_t timers_ms[7],
+                     uint32_t boot_id, int exec_kind, const uint32_t timers_ms[8],
                      uint32_t now_ms)
 {
     harness *h = (harness *)calloc(1, sizeof *h);
@@ -718,6 +718,7 @@ void *wlt_dev_create(const char *const identity[7], uint32_t memory_total, const
     h->now = now_ms;
     wirelet_init(&h->dev, &h->cfg, &h->hal);
     wirelet_set_output_frame_max(&h->dev, (uint16_t)timers_ms[6]);
+    wirelet_set_line_rate(&h->dev, timers_ms[7]);
     return h;
 }
 
