@@ -12,6 +12,7 @@ from .budget import (
     fit_load,
     max_exec_output_data,
     max_output_data,
+    max_task_data,
     refit,
     task_info_size,
     task_infos_that_fit,
@@ -20,6 +21,8 @@ from .budget import (
 )
 from .constants import (
     DEFAULT_MAX_FRAME,
+    FEATURE_TASK_HANDLES,
+    FRAME_OVERHEAD,
     MAX_FRAME_CEILING,
     MIN_FRAME,
     PROTOCOL_VERSION,
@@ -76,6 +79,7 @@ from .messages import (
     Refuse,
     StartTask,
     StopTask,
+    TaskData,
     TaskExited,
     TaskInfo,
     TaskList,
@@ -90,6 +94,8 @@ from .messages import (
 
 __all__ = [
     "DEFAULT_MAX_FRAME",
+    "FEATURE_TASK_HANDLES",
+    "FRAME_OVERHEAD",
     "MAX_FRAME_CEILING",
     "MAX_TASK_INFO_SIZE",
     "MESSAGE_CLASSES",
@@ -145,6 +151,7 @@ __all__ = [
     "Role",
     "StartTask",
     "StopTask",
+    "TaskData",
     "TaskExited",
     "TaskInfo",
     "TaskList",
@@ -162,6 +169,7 @@ __all__ = [
     "frame_for",
     "max_exec_output_data",
     "max_output_data",
+    "max_task_data",
     "parse",
     "parse_payload",
     "refit",

@@ -34,6 +34,11 @@ _U64_MAX: Final[int] = (1 << 64) - 1
 #: TASK_OUTPUT payload besides the task id and data, at worst: fixmap (1), key 1 (1), key 2 and
 #: stream (2), key 3 and a uint64 offset (1 + 9), key 4 (1).
 _OUTPUT_FIXED: Final[int] = 1 + 1 + 2 + 1 + 9 + 1
+#: TASK_DATA payload besides the data, at worst: fixmap (1), key 1 and a handle (1 + 1), key 2
+#: and stream (2), key 3 and a uint64 offset (1 + 9), key 4 (1).
+_TASK_DATA_FIXED: Final[int] = 1 + 2 + 2 + 1 + 9 + 1
+#: What binding a handle adds to a TASK_OUTPUT: key 5 and the handle.
+HANDLE_BINDING_SIZE: Final[int] = 2
 #: TASK_LIST envelope at worst: frame header and CRC, fixmap (1), key 0 and a uint32 request id
 #: (1 + 5), key 1 and an array16 header (1 + 3), key 2 and a uint32 next_cursor (1 + 5).
 TASK_LIST_ENVELOPE: Final[int] = FRAME_OVERHEAD + 1 + 6 + 4 + 6
@@ -200,6 +205,21 @@ def task_list_page(
     page = tuple(info for _, info in remaining[:count])
     next_cursor = remaining[count][0] if count < len(remaining) else None
     return TaskList(request_id, page, next_cursor)
+
+
+def max_task_data(max_frame: int, *, offset: int = _U64_MAX) -> int:
+    """Largest TASK_DATA ``data`` (bytes) that fits a frame of `max_frame` bytes at stream
+    position `offset` (feature TASK_HANDLES: the task named by a one-byte handle). The default
+    offset is the largest possible, as in ``max_output_data``."""
+    room = max_frame - FRAME_OVERHEAD - (_TASK_DATA_FIXED - 9 + uint_size(offset))
+    return _data_room(room)
+
+
+def _data_room(room: int) -> int:
+    """Data bytes that fit `room` bytes together with their bin header."""
+    if room - 2 <= 0xFF:
+        return max(0, room - 2)  # bin8
+    return max(0xFF, room - 3)  # bin16 costs one byte more, never below what bin8 allows
 
 
 def refit(message: Message, max_frame: int) -> tuple[Message, ...]:

@@ -27,6 +27,17 @@ SEQ_MODULO: Final[int] = 1 << 16
 #: A window must stay below half the sequence space for serial arithmetic to be unambiguous.
 MAX_WINDOW: Final[int] = 64
 
+#: Optional protocol features, a bitmask: offered in HELLO ``features``, accepted in WELCOME
+#: ``features`` (a subset of the offer). Unknown bits are ignored, so old peers simply do not
+#: use them (PROTOCOL.md section 10).
+#: TASK_HANDLES: the device names a task by a one-byte handle in TASK_DATA frames, after a
+#: TASK_OUTPUT of this session bound the handle to the task id (PROTOCOL.md section 4).
+FEATURE_TASK_HANDLES: Final[int] = 0x1
+#: Every feature this implementation speaks.
+SUPPORTED_FEATURES: Final[int] = FEATURE_TASK_HANDLES
+#: Task handles are 0..MAX_TASK_HANDLE (one msgpack byte each).
+MAX_TASK_HANDLE: Final[int] = 127
+
 #: Smallest "largest receivable frame" a peer may declare (header + payload + CRC, before COBS).
 #: Every message with a bounded size must fit it: the largest is a TASK_EXITED with a 48-byte task
 #: id and a 64-byte reason (166 bytes); a TASK_LIST page with one maximal TaskInfo needs 145.

@@ -13,15 +13,17 @@ from collections.abc import Collection
 from dataclasses import dataclass, replace
 from enum import Enum
 
-from .budget import fit_error, fit_load, refit, truncate_utf8
+from .budget import fit_error, fit_load, refit, str_header_size, truncate_utf8
 from .constants import (
     DEFAULT_MAX_FRAME,
+    FEATURE_TASK_HANDLES,
     FRAME_OVERHEAD,
     HANDSHAKE_HEADER_VERSION,
     MAX_FRAME_CEILING,
     MAX_TEXT,
     MAX_WINDOW,
     MIN_FRAME,
+    SUPPORTED_FEATURES,
     SUPPORTED_VERSIONS,
     Role,
 )
@@ -43,6 +45,7 @@ from .events import (
     Refused,
 )
 from .framing import DecoderStats, Frame, FrameDecoder, FrameFlags
+from .handles import HandleReceiver, HandleSender, UnboundHandleError
 from .messages import (
     Ack,
     Error,
@@ -55,6 +58,7 @@ from .messages import (
     Ping,
     Pong,
     Refuse,
+    TaskOutput,
     Welcome,
     parse,
     request_id_of,
@@ -88,6 +92,14 @@ class LinkConfig:
     hello_interval: float = 0.5
     #: Protocol versions offered (device) or accepted (gateway), newest first.
     versions: tuple[int, ...] = SUPPORTED_VERSIONS
+    #: Optional features offered (device) or accepted (gateway), ``FEATURE_*`` bits; a session
+    #: uses those both sides name (HELLO and WELCOME ``features``).
+    features: int = SUPPORTED_FEATURES
+    #: Bytes per second the line carries in this side's sending direction (a UART: baud / 10),
+    #: 0 if unknown or fast (USB). When known, frames count as sent when their last byte has
+    #: left, not when handed to the transport: the retransmission timer and RTT samples then
+    #: ignore the time frames wait behind others on a slow line (PROTOCOL.md section 6).
+    line_rate: float = 0.0
 
 
 class LinkState(Enum):
@@ -126,7 +138,12 @@ class _Outgoing:
     message: Message
     payload: bytes
     seq: int = 0
+    #: When its last byte left (line_rate known) or was handed out.
     sent_at: float = 0.0
+    #: What goes on the wire, set as the sequence number is assigned (a TASK_OUTPUT may
+    #: travel as TASK_DATA, see handles.py).
+    wire_type: int = 0
+    wire_payload: bytes = b""
     #: Karn's rule: an ack for a retransmitted frame is no RTT sample.
     retransmitted: bool = False
 
@@ -172,6 +189,13 @@ class Link:
             self._session_id = session_id
         self.stats = LinkStats()
         self.state = LinkState.IDLE
+        # The latest time an input gave us, and when our last byte will have left the line.
+        self._now = 0.0
+        self._line_free_at = 0.0
+        # Features of the current session (HELLO offer & WELCOME acceptance) and task handles.
+        self._features = 0
+        self._handles_out = HandleSender()
+        self._handles_in = HandleReceiver()
         self._decoder = FrameDecoder(max_frame=config.max_frame)
         self._out = bytearray()
         self._events: list[Event] = []
@@ -217,6 +241,7 @@ class Link:
 
     def start(self, now: float) -> list[Event]:
         """Begin the handshake (device: HELLO; gateway: HELLO_REQUEST)."""
+        self._now = now
         if self.state is LinkState.IDLE:
             self._enter_handshake(now)
         return self._take_events()
@@ -231,6 +256,7 @@ class Link:
         """
         if self.state is LinkState.REFUSED:
             return []
+        self._now = self._line_free_at = now
         self._decoder.reset()
         self._out.clear()
         if self.state is LinkState.UP:
@@ -241,6 +267,7 @@ class Link:
 
     def receive_data(self, data: bytes, now: float) -> list[Event]:
         """Feed bytes read from the transport, in any split. Never raises on bad input."""
+        self._now = now
         self.stats.bytes_received += len(data)
         frames = self._decoder.feed(data)
         self._mirror_decoder_stats()
@@ -252,6 +279,7 @@ class Link:
 
     def on_timer(self, now: float) -> list[Event]:
         """Call at or after ``next_deadline()``; harmless to call early or often."""
+        self._now = now
         if self.state is LinkState.HANDSHAKE:
             if self._next_hello is not None and now >= self._next_hello:
                 self._send_handshake_probe(now)
@@ -274,16 +302,17 @@ class Link:
         Raises ``WrongRoleError`` (not this role's message or a link-control message),
         ``MessageTooLargeError`` (frame above the peer's limit) and ``QueueFullError``.
         """
+        self._now = now
         if not message.SEQUENCED:
             raise WrongRoleError(f"{type(message).__name__} is sent by the link itself")
         if self.role not in message.SENDERS:
             raise WrongRoleError(f"a {self.role} does not send {type(message).__name__}")
         payload = message.to_bytes()
         limit = self.send_limit
-        if len(payload) + FRAME_OVERHEAD > limit:
+        size = self._wire_size(message, payload)
+        if size > limit:
             raise MessageTooLargeError(
-                f"{type(message).__name__} needs {len(payload) + FRAME_OVERHEAD} bytes,"
-                f" limit {limit}"
+                f"{type(message).__name__} needs {size} bytes, limit {limit}"
             )
         if len(self._queue) >= self.config.max_queue:
             raise QueueFullError(f"{len(self._queue)} messages queued")
@@ -394,6 +423,16 @@ class Link:
         return len(self._held)
 
     @property
+    def features(self) -> int:
+        """Optional features of the current session (``FEATURE_*`` bits), 0 before it."""
+        return self._features
+
+    @property
+    def task_handles(self) -> bool:
+        """True if this session sends task output as TASK_DATA (feature TASK_HANDLES)."""
+        return bool(self._features & FEATURE_TASK_HANDLES)
+
+    @property
     def peer_hello(self) -> Hello | None:
         """The device's facts: its own HELLO (device side) or the accepted one (gateway)."""
         return self._own_hello if self.role is Role.DEVICE else self._peer_hello
@@ -482,6 +521,12 @@ class Link:
             self._settle(seq, held=False)
             self._reject(frame, ErrorCode.WRONG_DIRECTION, f"a {peer_role} may not send this")
             return
+        try:
+            message = self._handles_in.decode(message)
+        except UnboundHandleError as exc:
+            self._settle(seq, held=False)
+            self._reject(frame, ErrorCode.MALFORMED, str(exc))
+            return
         held = int(message.TYPE) in self._hold_types
         self._settle(seq, held=held)
         self.stats.messages_delivered += 1
@@ -524,12 +569,15 @@ class Link:
         for _ in range(acked):
             item = self._unacked.popleft()
             if not item.retransmitted:
-                sample = now - item.sent_at
+                sample = max(now - item.sent_at, 0.0)
         if sample is not None:
             self._rtt.sample(sample)
         else:
             self._rtt.restore()
-        self._retransmit_at = now + self._rtt.rto if self._unacked else None
+        # The timer runs for the oldest unacked frame from when it has left the line.
+        self._retransmit_at = (
+            max(now, self._unacked[0].sent_at) + self._rtt.rto if self._unacked else None
+        )
 
     def _maybe_fast_retransmit(self, now: float) -> None:
         """A pure ACK that does not advance means the peer saw a gap (go-back-N receivers ack
@@ -569,7 +617,7 @@ class Link:
             return
         if self._ping_sent_at is None or pong.nonce != self._ping_nonce:
             return  # an old or foreign PONG: no trustworthy RTT
-        rtt = now - self._ping_sent_at
+        rtt = max(now - self._ping_sent_at, 0.0)
         self._ping_sent_at = None
         backed_off = self._rtt.rto
         self._rtt.sample(rtt)
@@ -673,7 +721,9 @@ class Link:
             heartbeat_ms=round(self.config.heartbeat_interval * 1000),
             link_lost_ms=round(self.config.link_lost_timeout * 1000),
             attempt=hello.attempt,
+            features=hello.features & self.config.features,
         )
+        self._features = self._welcome.features
         self._emit(self._welcome)
         self._enter_up(hello, self._welcome, resume, now)
 
@@ -700,6 +750,7 @@ class Link:
         self._session_id = self._last_session = welcome.session_id
         self._peer_max_frame = welcome.max_frame
         self._peer_window = welcome.window
+        self._features = welcome.features & self.config.features
         if welcome.heartbeat_ms:
             self._heartbeat_interval = welcome.heartbeat_ms / 1000
         if welcome.link_lost_ms:
@@ -727,6 +778,8 @@ class Link:
         self._next_seq = 0
         self._rx_next = 0
         self._rx_ack = 0
+        self._handles_out.reset()
+        self._handles_in.reset()
         self._held.clear()
         self._rx_epoch += 1  # receipts of the old numbering must not release new frames
         self._retransmit_at = None
@@ -759,6 +812,7 @@ class Link:
             window=self.config.window,
             last_session=self._last_session,
             attempt=self._attempt,
+            features=self.config.features,
         )
 
     def _lose_link(self, now: float, reason: str, *, probe: bool = True) -> None:
@@ -780,7 +834,7 @@ class Link:
         limit = self._peer_max_frame or MAX_FRAME_CEILING
         while self._queue and len(self._unacked) < self.window:
             item = self._queue.popleft()
-            if len(item.payload) + FRAME_OVERHEAD > limit:
+            if self._wire_size(item.message, item.payload) > limit:
                 # Built for a larger frame than this peer takes (a gateway that restarted with
                 # a smaller max_frame): split output, cut texts; drop only what cannot fit.
                 parts = refit(item.message, limit)
@@ -791,51 +845,83 @@ class Link:
                 for part in reversed(parts):
                     self._queue.appendleft(_Outgoing(part, part.to_bytes()))
                 continue
+            self._encode_for_wire(item, limit)
             item.seq = self._next_seq
             self._next_seq = seq_add(self._next_seq, 1)
-            item.sent_at = now
             self._unacked.append(item)
-            self._emit_sequenced(item)
+            item.sent_at = self._emit_sequenced(item)
             if self._retransmit_at is None:
-                self._retransmit_at = now + self._rtt.rto
+                self._retransmit_at = item.sent_at + self._rtt.rto
+
+    def _wire_size(self, message: Message, payload: bytes) -> int:
+        """The frame `message` needs: a TASK_OUTPUT is sized as the TASK_DATA it will travel as
+        when the session has task handles (its binding frame is split if need be)."""
+        if self.task_handles and isinstance(message, TaskOutput):
+            id_len = len(message.task_id.encode("utf-8", "surrogateescape"))
+            # The task id (str header and bytes) becomes a one-byte handle.
+            return len(payload) - str_header_size(id_len) - id_len + 1 + FRAME_OVERHEAD
+        return len(payload) + FRAME_OVERHEAD
+
+    def _encode_for_wire(self, item: _Outgoing, limit: int) -> None:
+        """Decide the frame for `item` as it gets its sequence number: a TASK_OUTPUT travels as
+        TASK_DATA once this session bound its task's handle (the first one binds it)."""
+        message = item.message
+        if not (self.task_handles and isinstance(message, TaskOutput)):
+            item.wire_type, item.wire_payload = message.TYPE, item.payload
+            return
+        wired, rest = self._handles_out.encode(message, limit)
+        if rest is not None:
+            # The binding frame took part of the data; the rest follows as the next frame.
+            item.message = message = replace(
+                message, data=message.data[: rest.offset - message.offset]
+            )
+            item.payload = message.to_bytes()
+            self._queue.appendleft(_Outgoing(rest, rest.to_bytes()))
+        item.wire_type, item.wire_payload = wired.TYPE, wired.to_bytes()
 
     def _retransmit(self, now: float, *, backoff: bool = True) -> None:
         """Go-back-N: resend every unacked frame from the oldest."""
         for item in self._unacked:
             item.retransmitted = True
-            item.sent_at = now
             self.stats.retransmits += 1
-            self._emit_sequenced(item)
+            item.sent_at = self._emit_sequenced(item)
         if backoff:
             self._rtt.backoff()
-        self._retransmit_at = now + self._rtt.rto if self._unacked else None
+        self._retransmit_at = self._unacked[0].sent_at + self._rtt.rto if self._unacked else None
 
     def _send_ping(self, now: float) -> None:
         self._ping_nonce = (self._ping_nonce + 1) & 0xFFFFFFFF
-        self._ping_sent_at = now
         self._next_ping = now + self._heartbeat_interval
-        self._emit(Ping(self._ping_nonce))
+        self._ping_sent_at = self._emit(Ping(self._ping_nonce))
 
-    def _emit_sequenced(self, item: _Outgoing) -> None:
+    def _emit_sequenced(self, item: _Outgoing) -> float:
         flags = FrameFlags.SEQ | FrameFlags.ACK
-        frame = Frame(self._version, item.message.TYPE, flags, item.seq, self._rx_ack, item.payload)
+        frame = Frame(
+            self._version, item.wire_type, flags, item.seq, self._rx_ack, item.wire_payload
+        )
         self._ack_pending = False
-        self._write(frame)
+        return self._write(frame)
 
-    def _emit(self, message: Message) -> None:
-        """Send an unsequenced message now (link control)."""
+    def _emit(self, message: Message) -> float:
+        """Send an unsequenced message now (link control); returns when it will have left."""
         if message.TYPE in _HANDSHAKE_TYPES:
             frame = Frame(HANDSHAKE_HEADER_VERSION, message.TYPE, FrameFlags.NONE, 0, 0, b"")
         else:
             frame = Frame(self._version, message.TYPE, FrameFlags.ACK, 0, self._rx_ack, b"")
             self._ack_pending = False
-        self._write(replace(frame, payload=message.to_bytes()))
+        return self._write(replace(frame, payload=message.to_bytes()))
 
-    def _write(self, frame: Frame) -> None:
+    def _write(self, frame: Frame) -> float:
+        """Queue a frame's bytes; returns when its last byte will have left the line (now, if
+        the line rate is unknown)."""
         data = frame.to_bytes()
         self.stats.frames_sent += 1
         self.stats.bytes_sent += len(data)
         self._out += data
+        if self.config.line_rate <= 0:
+            return self._now
+        self._line_free_at = max(self._line_free_at, self._now) + len(data) / self.config.line_rate
+        return self._line_free_at
 
     # --- helpers --------------------------------------------------------------------------------
 

@@ -60,6 +60,7 @@ class MessageType(IntEnum):
     EXEC_RESULT = 0x24
     DEVICE_LOG = 0x25
     EXEC_OUTPUT = 0x26
+    TASK_DATA = 0x27
     ERROR = 0x30
 
 
@@ -95,6 +96,7 @@ _TASK_ID = Str(c.MAX_TASK_ID, allow_empty=False)
 _NAME = Str(c.MAX_NAME, allow_empty=False)
 _ARG = Str(c.MAX_ARG)
 _DATA = Bin(c.MAX_BYTES_FIELD)
+_HANDLE = UInt(c.MAX_TASK_HANDLE)
 
 
 @dataclass(frozen=True)
@@ -378,6 +380,9 @@ class Hello(Message):
     vendor: str = field(default="", metadata=wire(14, Str(c.MAX_DEVICE_ID)))
     product: str = field(default="", metadata=wire(15, Str(c.MAX_DEVICE_ID)))
     serial: str = field(default="", metadata=wire(16, Str(c.MAX_DEVICE_ID)))
+    #: Optional features the device speaks (bitmask, ``FEATURE_*``); the gateway accepts a
+    #: subset in WELCOME ``features``. Absent: none.
+    features: int = field(default=0, metadata=wire(17, U32, omit_default=True))
 
 
 @dataclass(frozen=True, slots=True)
@@ -398,6 +403,8 @@ class Welcome(Message):
     link_lost_ms: int = field(metadata=wire(7, U32))
     #: The HELLO ``attempt`` this answers; a device ignores WELCOMEs for other attempts.
     attempt: int = field(default=0, metadata=wire(8, U32))
+    #: The HELLO's ``features`` the gateway accepts for this session (never more than offered).
+    features: int = field(default=0, metadata=wire(9, U32, omit_default=True))
 
 
 @dataclass(frozen=True, slots=True)
@@ -552,6 +559,24 @@ class TaskOutput(Message):
     stream: OutputStream = field(metadata=wire(2, EnumCodec(OutputStream)))
     offset: int = field(metadata=wire(3, U64))
     data: bytes = field(metadata=wire(4, _DATA))
+    #: With the TASK_HANDLES feature: binds this handle to ``task_id`` for the rest of the
+    #: session, so later output of the task can travel as TASK_DATA. Absent: no binding.
+    handle: int | None = field(default=None, metadata=wire(5, _HANDLE, omit_default=True))
+
+
+@dataclass(frozen=True, slots=True)
+class TaskData(Message):
+    """TASK_OUTPUT naming its task by a handle that an earlier TASK_OUTPUT of this session bound
+    (feature TASK_HANDLES): a byte instead of a 40-byte task id in every output frame. The
+    receiving link turns it back into a TaskOutput; applications never see one."""
+
+    TYPE = MessageType.TASK_DATA
+    SENDERS = _DEVICE
+
+    handle: int = field(metadata=wire(1, _HANDLE))
+    stream: OutputStream = field(metadata=wire(2, EnumCodec(OutputStream)))
+    offset: int = field(metadata=wire(3, U64))
+    data: bytes = field(metadata=wire(4, _DATA))
 
 
 @dataclass(frozen=True, slots=True)
@@ -644,6 +669,7 @@ MESSAGE_CLASSES: dict[int, type[Message]] = {
         ExecResult,
         DeviceLog,
         ExecOutput,
+        TaskData,
         Error,
     )
 }

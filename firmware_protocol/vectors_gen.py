@@ -21,7 +21,7 @@ import msgpack
 from cobs import cobs
 
 from .budget import task_list_page
-from .constants import MAX_FRAME_CEILING, MAX_WINDOW, MIN_FRAME, Role
+from .constants import FEATURE_TASK_HANDLES, MAX_FRAME_CEILING, MAX_WINDOW, MIN_FRAME, Role
 from .crc import CRC32_CHECK, crc32
 from .errors import FieldError, MessageError, UnknownMessageTypeError
 from .fields import Bin, Bool, Codec, Optional, Seq, SInt, Str, StrPairs, UInt
@@ -53,6 +53,7 @@ from .messages import (
     Refuse,
     StartTask,
     StopTask,
+    TaskData,
     TaskExited,
     TaskInfo,
     TaskList,
@@ -93,8 +94,9 @@ HELLO = Hello(
     vendor="Raspberry Pi",
     product="Pico",
     serial="E6614103E7A1B22C",
+    features=FEATURE_TASK_HANDLES,
 )
-WELCOME = Welcome(1, 0x5E55104E, 1024, 8, False, 2000, 6000)
+WELCOME = Welcome(1, 0x5E55104E, 1024, 8, False, 2000, 6000, features=FEATURE_TASK_HANDLES)
 
 
 def sample_messages() -> list[tuple[str, Message]]:
@@ -127,6 +129,11 @@ def sample_messages() -> list[tuple[str, Message]]:
         ("task_exited_self", TaskExited(0, "pod-1/echo", 0, "completed", 6, 0)),
         ("task_output_stdout", TaskOutput("pod-1/blink", OutputStream.STDOUT, 0, b"on\n")),
         ("task_output_stderr", TaskOutput("pod-1/blink", OutputStream.STDERR, 1 << 40, b"\x00")),
+        (
+            "task_output_binding",
+            TaskOutput("pod-1/blink", OutputStream.STDOUT, 0, b"on\n", handle=0),
+        ),
+        ("task_data", TaskData(0, OutputStream.STDOUT, 3, b"off\n")),
         (
             "task_list",
             TaskList(
@@ -325,6 +332,8 @@ def invalid_message_vectors() -> dict[str, Any]:
         ("unknown_stream", frame(0x22, {1: "t", 2: 3, 3: 0, 4: b""})),
         ("data_not_bin", frame(0x22, {1: "t", 2: 1, 3: 0, 4: "text"})),
         ("exec_empty_argv", frame(0x13, {0: 1, 1: []})),
+        ("task_data_handle_too_large", frame(0x27, {1: 128, 2: 1, 3: 0, 4: b""})),
+        ("task_output_handle_too_large", frame(0x22, {1: "t", 2: 1, 3: 0, 4: b"", 5: 128})),
         ("hello_no_versions", frame(0x01, {**HELLO.to_wire(), 1: []})),
         ("hello_window_zero", frame(0x01, {**HELLO.to_wire(), 10: 0})),
         ("hello_frame_too_small", frame(0x01, {**HELLO.to_wire(), 9: 64})),

@@ -75,7 +75,12 @@ def timers_from_config(
     values: Mapping[str, float],
 ) -> tuple[SessionConfig, BackoffPolicy, float]:
     """Split the [link] table into protocol, session, reconnect and restart timers."""
-    link_fields = {f.name for f in dataclasses.fields(LinkConfig)} - {"versions"}
+    # Not timers: versions and optional features are the protocol's, a line rate is per device.
+    link_fields = {f.name for f in dataclasses.fields(LinkConfig)} - {
+        "versions",
+        "features",
+        "line_rate",
+    }
     # hold_output stays on for the gateway: acknowledging output before it is on disk is
     # only for probes and tools, never a setting.
     session_fields = {f.name for f in dataclasses.fields(SessionConfig)} - {

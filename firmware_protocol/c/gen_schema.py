@@ -18,6 +18,8 @@ from firmware_protocol import fields as f
 from firmware_protocol import messages as m
 
 OUTPUT = Path(__file__).parent / "src" / "wl_schema.c"
+# Highest map key the C decoder indexes (WL_MAX_KEY in src/wl_internal.h).
+WL_MAX_KEY = 17
 
 _UINT_KINDS = {
     0xFF: "WL_K_U8",
@@ -117,7 +119,7 @@ def generate() -> str:
         rows: list[_Row] = []
         nested: list[type] = []
         for spec in m.wire_specs(cls):
-            assert spec.key <= 16, (cls, spec.key)
+            assert spec.key <= WL_MAX_KEY, (cls, spec.key)
             row = _Row(spec.key, spec.name, spec.required)
             _describe(row, spec.codec, nested)
             rows.append(row)

@@ -26,7 +26,6 @@ from firmware_protocol import (
     Hello,
     Link,
     LinkConfig,
-    LinkUp,
     ListTasks,
     Load,
     Message,
@@ -49,6 +48,7 @@ from firmware_protocol import (
     fit_exec_result,
     max_exec_output_data,
     max_output_data,
+    max_task_data,
     task_list_page,
 )
 from firmware_protocol.events import Event
@@ -97,7 +97,6 @@ class _Task:
     exit_reported: bool = False
     stop_request: int = 0  # STOP_TASK request id to answer with the exit report
     kill_at: float | None = None
-    chunk: int = 16  # largest TASK_OUTPUT data that fits one frame for this task id
     # Place in the task table for LIST_TASKS paging: grows with every task created this boot,
     # so a cursor stays valid while tasks are forgotten and new ones are appended.
     position: int = 0
@@ -160,11 +159,18 @@ class EmulatedDevice:
         self._loop = asyncio.get_running_loop()
         self._rng = random.Random(seed)
         base = link_config or LinkConfig()
+        line_rate = base.line_rate
+        if not line_rate and profile.baud and profile.line_aware_timers:
+            line_rate = profile.baud / 10  # 8N1: ten bit times per byte
         self._link_config = dataclasses.replace(
             base,
             max_frame=profile.max_frame,
             window=min(profile.rx_window, 64),
             versions=profile.protocol_versions or base.versions,
+            features=base.features
+            if profile.protocol_features is None
+            else profile.protocol_features,
+            line_rate=line_rate,
         )
         self._on_tty_change = on_tty_change
         self._log = logging.LoggerAdapter(_log, {"device": self.device_id})
@@ -334,19 +340,22 @@ class EmulatedDevice:
             vendor=p.vendor,
             product=p.product,
             serial=p.serial,
+            features=self._link_config.features,
         )
         link = Link(Role.DEVICE, self._link_config, hello=hello)
         self._handle_events(link.start(self._loop.time()))
         return link
 
-    def _output_capacity(self, task_id: str) -> int:
-        """Largest TASK_OUTPUT data for `task_id` that fits the frames we send: the gateway's
-        largest, and no larger than our own (a device's buffers are as large as it declares).
-
-        Sized for the largest possible offset, so chunks stay valid as the stream grows: full
-        frames are what make goodput approach the line rate."""
+    def _output_capacity(self, task_id: str, offset: int) -> int:
+        """Largest TASK_OUTPUT data for `task_id` at stream position `offset` that fits the
+        frames we send: the gateway's largest, and no larger than our own (a device's buffers
+        are as large as it declares). With task handles the output travels as TASK_DATA, one
+        byte for the task instead of its id (the link splits the binding frame if need be):
+        full frames are what make goodput approach the line rate."""
         frame = min(self._link.send_limit, self._link_config.max_frame)
-        return max_output_data(frame, len(task_id.encode()))
+        if self._link.task_handles:
+            return max_task_data(frame, offset=offset)
+        return max_output_data(frame, len(task_id.encode()), offset=offset)
 
     def _on_line_bytes(self, data: bytes) -> None:
         if self.hung or self._closed:
@@ -363,10 +372,6 @@ class EmulatedDevice:
             if isinstance(event, MessageReceived):
                 self.received.append(event.message)
                 self._on_message(event.message)
-            elif isinstance(event, LinkUp):
-                # The gateway's max_frame (event.welcome) bounds everything we send from now.
-                for task in self._tasks.values():
-                    task.chunk = self._output_capacity(task.task_id)
             elif isinstance(event, PeerReset):
                 self._log.debug("%s: new gateway session %08x", self.device_id, event.new_id)
 
@@ -485,7 +490,10 @@ class EmulatedDevice:
                 for number, stream in task.streams.items():
                     if not stream.pending or link.queued >= MAX_QUEUED_OUTPUT:
                         continue
-                    chunk = bytes(stream.pending[: task.chunk])
+                    # Sized when sent: the gateway's max_frame (from WELCOME) and whether
+                    # the session has task handles bound what fits.
+                    size = self._output_capacity(task.task_id, stream.sent)
+                    chunk = bytes(stream.pending[:size])
                     message = TaskOutput(
                         task_id=task.task_id,
                         stream=OutputStream(number),
@@ -656,7 +664,6 @@ class EmulatedDevice:
             msg.app,
             run,
             {1: _Stream(), STDERR: _Stream()},
-            chunk=self._output_capacity(msg.task_id),
             position=self._next_position,
         )
         self._next_position += 1

@@ -16,6 +16,8 @@ Example (TOML):
     baud = 115200               # pace each direction to baud/10 bytes/s; omit for unthrottled
     output_buffer = 65536       # per-task bytes of unacknowledged output kept for a reconnect
     remembered_tasks = 16       # finished tasks kept for LIST_TASKS (oldest forgotten first)
+    protocol_features = 0       # optional protocol features offered; omit for all (task handles)
+    line_aware_timers = false   # retransmit timers from queueing, not the line (old firmware)
 """
 
 from __future__ import annotations
@@ -61,6 +63,13 @@ class DeviceProfile:
     # Sends a streamed EXEC's output as EXEC_OUTPUT frames; False: a first-revision firmware
     # that answers every EXEC with one EXEC_RESULT, cut to fit (PROTOCOL.md section 9).
     streamed_exec: bool = True
+    # Optional protocol features offered in HELLO (FEATURE_* bits); None: all the library
+    # speaks, 0: a firmware of before them (e.g. task output without task handles).
+    protocol_features: int | None = None
+    # With `baud`, the firmware knows its UART's rate and times retransmissions from when a
+    # frame has left the line (LinkConfig.line_rate); False: from when it was queued, as
+    # firmware did before.
+    line_aware_timers: bool = True
     extra: Mapping[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:

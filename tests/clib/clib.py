@@ -235,6 +235,8 @@ class Timers:
     link_lost: int = 0
     #: Not a timer: wirelet_set_output_frame_max() (bytes, 0 = the gateway's max_frame).
     output_frame_max: int = 0
+    #: Not a timer: config.line_bytes_per_s (0 = unknown: timers run from queueing).
+    line_rate: int = 0
 
 
 STAT_NAMES = (
@@ -284,7 +286,7 @@ class CDevice:
             identity.serial,
         )
         ident = (ctypes.c_char_p * 7)(*(s.encode() if s is not None else None for s in strings))
-        t = (ctypes.c_uint32 * 7)(
+        t = (ctypes.c_uint32 * 8)(
             timers.rto_initial,
             timers.rto_min,
             timers.rto_max,
@@ -292,6 +294,7 @@ class CDevice:
             timers.heartbeat,
             timers.link_lost,
             timers.output_frame_max,
+            timers.line_rate,
         )
         handle = self._lib.wlt_dev_create(
             ident, identity.memory_total, apps.encode(), boot_id, exec_kind, t, self._ms(now)

@@ -37,9 +37,15 @@ class ScriptedGateway:
         return [parse(f) for f in self.take()]
 
     def welcome(
-        self, *, attempt: int = 1, max_frame: int = 1024, window: int = 8, session: int = SESSION
+        self,
+        *,
+        attempt: int = 1,
+        max_frame: int = 1024,
+        window: int = 8,
+        session: int = SESSION,
+        features: int = 0,
     ) -> list[Frame]:
-        welcome = Welcome(1, session, max_frame, window, False, 2000, 6000, attempt)
+        welcome = Welcome(1, session, max_frame, window, False, 2000, 6000, attempt, features)
         return self.feed_frame(Frame(1, welcome.TYPE, FrameFlags.NONE, 0, 0, welcome.to_bytes()))
 
     def feed_frame(self, frame: Frame) -> list[Frame]:

@@ -6,12 +6,14 @@ from __future__ import annotations
 
 import itertools
 import json
+from dataclasses import replace
 from typing import Any
 
 import msgpack
 import pytest
 
 from firmware_protocol import (
+    FEATURE_TASK_HANDLES,
     Error,
     ErrorCode,
     Exec,
@@ -27,6 +29,7 @@ from firmware_protocol import (
     Pong,
     StartTask,
     StopTask,
+    TaskData,
     TaskExited,
     TaskList,
     TaskOutput,
@@ -39,7 +42,7 @@ from firmware_protocol.messages import request_id_of
 from firmware_protocol.vectors_gen import VECTORS
 
 from .clib import CDevice, Identity, Library
-from .gateway_script import ScriptedGateway
+from .gateway_script import SESSION, ScriptedGateway
 
 
 def vectors(name: str) -> dict[str, Any]:
@@ -391,6 +394,64 @@ def test_output_beyond_the_buffer_waits_for_acks_and_loses_nothing(
     assert offsets == sorted(set(offsets))  # each chunk once, in order
     assert data == b"".join(b"line %05d\n" % i for i in range(600))
     assert exited is not None and exited.stdout_end == len(data)
+
+
+def _output_by_handle(gw: ScriptedGateway, frames: list[Frame]) -> list[TaskOutput]:
+    """TASK_OUTPUT and TASK_DATA frames as a gateway link resolves them (checking that every
+    handle was bound by an earlier frame)."""
+    bound: dict[int, str] = {}
+    out = []
+    for message in (parse(f) for f in frames if f.sequenced):
+        if isinstance(message, TaskOutput):
+            if message.handle is not None:
+                bound[message.handle] = message.task_id
+            out.append(replace(message, handle=None))
+        elif isinstance(message, TaskData):
+            assert message.handle in bound, "TASK_DATA before its binding"
+            out.append(
+                TaskOutput(bound[message.handle], message.stream, message.offset, message.data)
+            )
+    return out
+
+
+def test_output_goes_by_handle_once_bound_and_is_bound_again_for_a_new_gateway(
+    library: Library,
+) -> None:
+    """With TASK_HANDLES in WELCOME the first frame binds the task's slot as its handle and
+    the rest are TASK_DATA; a new gateway session (fresh start) gets a binding first again."""
+    device = CDevice(library, apps="lines")
+    gw = ScriptedGateway(device)
+    gw.take()
+    gw.welcome(max_frame=256, features=FEATURE_TASK_HANDLES)
+    gw.send(StartTask(1, "0b5e1c2a-7d3f-4e6b-9a1c-2f4d6e8a0b1c/0/0", "lines", ("lines", "300")))
+    for step in range(400):
+        gw.ack()
+        gw.poll(0.01 + step * 0.001)
+    frames = [f for f in gw.frames if f.type in (TaskOutput.TYPE, TaskData.TYPE)]
+    assert [f.type for f in frames[:2]] == [TaskOutput.TYPE, TaskData.TYPE]
+    # Only the first (and its retransmissions: same seq) names the task.
+    assert {f.seq for f in frames if f.type == TaskOutput.TYPE} == {frames[0].seq}
+    assert max(len(f.raw()) for f in frames) <= 256
+    got = _output_by_handle(gw, gw.frames)
+    assert b"".join(m.data for m in got) == b"".join(b"line %05d\n" % i for i in range(300))
+    assert [m.offset for m in got] == sorted({m.offset for m in got})
+
+    # Output sent by handle and never acknowledged is kept for the next gateway; that one
+    # starts a fresh sequence space and knows no handle, so the device binds again first.
+    gw.send(StartTask(2, "pod-2/lines", "lines", ("lines", "50")))
+    for step in range(5):
+        gw.poll(1.0 + step * 0.001)
+    assert TaskData.TYPE in [f.type for f in gw.take() + gw.frames[-3:]]
+    gw2 = ScriptedGateway(device)
+    gw2.welcome(max_frame=256, features=FEATURE_TASK_HANDLES, session=SESSION + 1)
+    for step in range(200):
+        gw2.ack()
+        gw2.poll(2.0 + step * 0.001)
+    again = [f for f in gw2.frames if f.type in (TaskOutput.TYPE, TaskData.TYPE)]
+    assert again[0].type == TaskOutput.TYPE
+    assert TaskOutput.from_bytes(again[0].payload).handle is not None
+    got = _output_by_handle(gw2, gw2.frames)
+    assert b"".join(m.data for m in got) == b"".join(b"line %05d\n" % i for i in range(50))
 
 
 def frame_size(message: ExecOutput) -> int:

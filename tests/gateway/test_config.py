@@ -151,7 +151,7 @@ def test_link_timers_split_and_unknown_timer_is_an_error() -> None:
     assert session.hold_output
     assert restart.initial_s == 2.0
     assert retry == 5.0
-    for bad in ("hold_output", "heartbeat", "release_timeout"):
+    for bad in ("hold_output", "heartbeat", "release_timeout", "features", "line_rate"):
         with pytest.raises(ConfigError, match=f"link.{bad}: unknown timer"):
             timers_from_config({bad: 1.0})
 
@@ -214,7 +214,8 @@ def test_link_keys_are_exactly_what_the_gateway_splits() -> None:
     from gateway.config import LINK_KEYS
     from gateway.link.session import SessionConfig
 
-    link_fields = {f.name for f in dataclasses.fields(LinkConfig)} - {"versions"}
+    not_timers = {"versions", "features", "line_rate"}
+    link_fields = {f.name for f in dataclasses.fields(LinkConfig)} - not_timers
     session_fields = {f.name for f in dataclasses.fields(SessionConfig)} - {
         "backoff",
         "link",

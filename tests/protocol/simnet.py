@@ -24,8 +24,16 @@ class LossyChannel:
     jitter: float = 0.0
     #: False: the line is cut (everything sent is lost).
     connected: bool = True
+    #: Bytes per second the line carries (a UART: baud / 10); 0: no serialization time. Frames
+    #: queue behind each other as in a UART's transmit buffer and arrive when their last byte
+    #: has crossed.
+    rate: float = 0.0
+    #: Nothing is delivered before this time (the receiving host stalls; bytes wait in its
+    #: buffers and arrive together).
+    hold_until: float = 0.0
     _in_flight: list[tuple[float, int, bytes]] = field(default_factory=list)
     _counter: int = 0
+    _line_free_at: float = 0.0
 
     def send(self, data: bytes, now: float) -> None:
         if not data or not self.connected:
@@ -58,15 +66,20 @@ class LossyChannel:
         return int(math.log(1 - u) / math.log(1 - self.bit_error_rate))
 
     def _schedule(self, frame: bytes, now: float) -> None:
+        if self.rate > 0:
+            self._line_free_at = max(self._line_free_at, now) + len(frame) / self.rate
+            now = self._line_free_at
         at = now + self.delay + self.rng.random() * self.jitter
         self._counter += 1
         heapq.heappush(self._in_flight, (at, self._counter, frame))
 
     def next_delivery(self) -> float | None:
-        return self._in_flight[0][0] if self._in_flight else None
+        return max(self._in_flight[0][0], self.hold_until) if self._in_flight else None
 
     def pop_due(self, now: float) -> bytes:
         out = bytearray()
+        if now < self.hold_until:
+            return b""
         while self._in_flight and self._in_flight[0][0] <= now:
             out += heapq.heappop(self._in_flight)[2]
         return bytes(out)

@@ -229,6 +229,7 @@ struct wirelet_device {
     uint8_t tx_inflight; /* records at the head of tx_buf sent and not yet acknowledged */
     uint8_t open_task;   /* task slot and stream of the output record still growing */
     uint8_t open_stream;
+    uint8_t features;    /* optional protocol features of this session (HELLO & WELCOME) */
     uint16_t peer_max_frame;
     uint16_t tx_next_seq;  /* seq of the next record put in flight */
     uint16_t rx_next;      /* next seq expected from the gateway (our ack) */
@@ -249,12 +250,15 @@ struct wirelet_device {
     uint32_t next_ping;
     uint32_t ping_nonce;
     uint32_t ping_sent_at;
+    uint32_t line_rate;    /* wirelet_set_line_rate(), bytes/s; 0: unknown */
+    uint32_t line_free_at; /* ms: when the bytes written so far will have left the line */
     uint32_t retransmit_at;
     uint32_t srtt8, rttvar8, rto; /* ms (srtt and rttvar in 1/8 ms) */
     uint32_t clock;               /* ms at the last feed/poll */
     uint32_t age;
     uint32_t tx_sent_at[WIRELET_WINDOW];
     uint8_t tx_retx[WIRELET_WINDOW];
+    uint8_t tx_form[WIRELET_WINDOW]; /* how each record in flight went out (task handles) */
     wirelet_stats stats;
     wirelet_task tasks[WIRELET_TASK_SLOTS];
     uint8_t rx_buf[WIRELET_MAX_FRAME + WIRELET_MAX_FRAME / 254 + 1]; /* one COBS block */
@@ -305,6 +309,13 @@ const wirelet_stats *wirelet_get_stats(const wirelet_device *dev);
  * large ones keep failing their CRC: at a bit error rate of 1e-3 a 512-byte frame arrives intact
  * 2% of the time, a 96-byte one 45%. Kept across wirelet_reboot(). */
 void wirelet_set_output_frame_max(wirelet_device *dev, uint16_t bytes);
+
+/* The rate the UART sends at, in bytes per second (baud / 10 for 8N1; 0, the default: unknown
+ * or fast, e.g. USB). Set it when hal->write only queues bytes for a slow UART: a frame then
+ * counts as sent once its last byte has left the line, so the retransmission timer and RTT
+ * samples leave out the time frames wait behind others (PROTOCOL.md section 6, "Timers on a
+ * slow line"). Kept across wirelet_reboot(). */
+void wirelet_set_line_rate(wirelet_device *dev, uint32_t bytes_per_s);
 
 /* This boot's id (random, non-zero; new on every boot). */
 uint32_t wirelet_boot_id(const wirelet_device *dev);

@@ -29,7 +29,17 @@ enum { T_FREE = 0, T_RUNNING = 1, T_STOPPING = 2, T_FINISHED = 3 };
 #define TF_STOPPED 0x08 /* ended after a STOP_TASK */
 #define TF_STOP_CALLED 0x10
 #define TF_BLOCKED 0x20 /* a write found no room: not stepped until records are freed */
+#define TF_BOUND 0x40   /* this sequence space bound handle = slot to the task (TASK_HANDLES) */
 
+/* Optional protocol features we offer in HELLO (PROTOCOL.md section 5). */
+#define FEATURE_TASK_HANDLES 0x01u
+#define OUR_FEATURES FEATURE_TASK_HANDLES
+/* How a TASK_OUTPUT record goes out: as stored (the task id), binding its handle (the handle,
+ * 0..127: key 5 added), or as TASK_DATA naming the handle (FORM_BY_HANDLE | handle). */
+#define FORM_STORED 0xFFu
+#define FORM_BY_HANDLE 0x80u
+#define MAX_HANDLE 127u
+#define BINDING_SIZE 2u /* key 5 and a handle below 128 */
 #define PROTOCOL_VERSION 1
 #define REC_HDR 2 /* record length prefix */
 #define NO_OPEN 0xFFFFu
@@ -95,8 +105,19 @@ static void hal_sink(void *ctx, const uint8_t *data, size_t len)
     hal->write(hal->ctx, data, len);
 }
 
-/* Write header+payload (already in `frame`) with its CRC, COBS-encoded. */
-static void transmit(wirelet_device *d, const uint8_t *frame, size_t len)
+/* `bytes` more went to the UART: when they will have left it (ms). Without a line rate, now. */
+static uint32_t departure(wirelet_device *d, size_t bytes)
+{
+    uint32_t rate = d->line_rate;
+    if (!rate) return d->clock;
+    if (due(d->clock, d->line_free_at)) d->line_free_at = d->clock;
+    d->line_free_at += (uint32_t)((bytes * 1000u + rate - 1u) / rate);
+    return d->line_free_at;
+}
+
+/* Write header+payload (already in `frame`) with its CRC, COBS-encoded; returns when its last
+ * byte will have left the line. */
+static uint32_t transmit(wirelet_device *d, const uint8_t *frame, size_t len)
 {
     uint8_t crc[4];
     uint32_t c = wl_crc32_update(0, frame, len);
@@ -104,8 +125,14 @@ static void transmit(wirelet_device *d, const uint8_t *frame, size_t len)
     crc[1] = (uint8_t)(c >> 16);
     crc[2] = (uint8_t)(c >> 8);
     crc[3] = (uint8_t)c;
-    wl_cobs_write(frame, len, crc, 4, hal_sink, d);
     d->stats.frames_sent++;
+    return departure(d, wl_cobs_write(frame, len, crc, 4, hal_sink, d));
+}
+
+/* Milliseconds from `then` to now, 0 if `then` is still ahead (a frame not yet off the line). */
+static uint32_t since(const wirelet_device *d, uint32_t then)
+{
+    return due(d->clock, then) ? d->clock - then : 0;
 }
 
 static void put_header(uint8_t *h, uint8_t type, uint8_t flags, uint16_t seq, uint16_t ack)
@@ -142,24 +169,24 @@ static void ctrl_writer(wirelet_device *d, wl_writer *w)
     wl_w_init(w, d->tx_buf + d->tx_used + WL_HEADER, room < limit ? room : limit);
 }
 
-static void emit_ctrl(wirelet_device *d, uint8_t type, wl_writer *w)
+static uint32_t emit_ctrl(wirelet_device *d, uint8_t type, wl_writer *w)
 {
     uint8_t *frame = d->tx_buf + d->tx_used;
-    if (w->overflow) return;
+    if (w->overflow) return d->clock;
     if (type <= WL_HELLO_REQUEST) {
         put_header(frame, type, 0, 0, 0); /* handshake frames: version 1, no ack */
     } else {
         put_header(frame, type, WL_FLAG_ACK, 0, d->rx_next);
         d->flags &= (uint8_t)~DF_ACK_PENDING;
     }
-    transmit(d, frame, WL_HEADER + w->len);
+    return transmit(d, frame, WL_HEADER + w->len);
 }
 
 static void encode_hello(const wirelet_device *d, wl_writer *w)
 {
     const wirelet_config *c = d->config;
     uint8_t i;
-    wl_w_map(w, 16);
+    wl_w_map(w, 17);
     wl_w_uint(w, 1);
     wl_w_array(w, 1);
     wl_w_uint(w, PROTOCOL_VERSION);
@@ -194,6 +221,8 @@ static void encode_hello(const wirelet_device *d, wl_writer *w)
     wl_w_cstr(w, c->product);
     wl_w_uint(w, 16);
     wl_w_cstr(w, c->serial);
+    wl_w_uint(w, 17);
+    wl_w_uint(w, OUR_FEATURES);
 }
 
 static void send_hello(wirelet_device *d)
@@ -281,14 +310,13 @@ static void send_ping(wirelet_device *d)
 {
     wl_writer w;
     d->ping_nonce++;
-    d->ping_sent_at = d->clock;
     d->flags |= DF_PING_OUT;
     d->next_ping = d->clock + d->heartbeat_ms;
     ctrl_writer(d, &w);
     wl_w_map(&w, 1);
     wl_w_uint(&w, 1);
     wl_w_uint(&w, d->ping_nonce);
-    emit_ctrl(d, WL_PING, &w);
+    d->ping_sent_at = emit_ctrl(d, WL_PING, &w);
 }
 
 static void send_ack(wirelet_device *d)
@@ -395,13 +423,97 @@ static void queue_error_rom(wirelet_device *d, uint32_t request_id, uint8_t code
     queue_error(d, request_id, code, text, n, msg_type);
 }
 
-/* Put a record in flight: sequence number, current ack, CRC, out. */
-static void send_record(wirelet_device *d, size_t at, uint16_t seq)
+/* Where the task id of a TASK_OUTPUT record's payload is ({1: id, 2: .., 3: .., 4: ..} as
+ * wirelet_write builds it): offset of its bytes in the frame, and length. 0 if not that shape. */
+static int output_task_id(const uint8_t *frame, size_t len, size_t *id_at, size_t *id_len)
+{
+    const uint8_t *p = frame + WL_HEADER;
+    size_t head;
+    if (len < WL_HEADER + 4 || p[0] != 0x84 || p[1] != 0x01) return 0;
+    if ((p[2] & 0xE0) == 0xA0) {
+        *id_len = p[2] & 0x1Fu;
+        head = 1;
+    } else if (p[2] == 0xD9) {
+        *id_len = p[3];
+        head = 2;
+    } else {
+        return 0;
+    }
+    *id_at = WL_HEADER + 2 + head;
+    return *id_at + *id_len <= len;
+}
+
+static wirelet_task *find_task(wirelet_device *d, const uint8_t *id, size_t n);
+
+/* Decide how the record at `at` goes out as it gets its sequence number. With task handles,
+ * a task's output names the task by its slot once a frame of this sequence space bound it:
+ * frames arrive in order, so the gateway has seen the binding before. */
+static uint8_t choose_form(wirelet_device *d, size_t at)
+{
+    const uint8_t *frame = d->tx_buf + at + REC_HDR;
+    size_t len = rec_len(d, at), id_at, id_len;
+    wirelet_task *t;
+    uint8_t slot;
+    if (!(d->features & FEATURE_TASK_HANDLES) || frame[1] != WL_TASK_OUTPUT) return FORM_STORED;
+    if (!output_task_id(frame, len, &id_at, &id_len)) return FORM_STORED;
+    t = find_task(d, frame + id_at, id_len);
+    if (!t) return FORM_STORED; /* forgotten task: its id says it all */
+    slot = (uint8_t)(t - d->tasks);
+    if (slot > MAX_HANDLE) return FORM_STORED;
+    if (t->flags & TF_BOUND) return (uint8_t)(FORM_BY_HANDLE | slot);
+    /* Built before the session's features were known: no room for the binding key. */
+    if (len + WL_CRC + BINDING_SIZE > frame_limit(d)) return FORM_STORED;
+    t->flags |= TF_BOUND;
+    return slot;
+}
+
+/* Put a record in flight: sequence number, current ack, CRC, out; `form` from choose_form. */
+static uint32_t send_record(wirelet_device *d, size_t at, uint16_t seq, uint8_t form)
 {
     uint8_t *frame = d->tx_buf + at + REC_HDR;
+    size_t len = rec_len(d, at), id_at = 0, id_len = 0, n = 0, i;
+    uint8_t head[WL_HEADER], prefix[3], suffix[2], crc[4];
+    uint32_t c = 0;
+    wl_piece pieces[5];
     put_header(frame, frame[1], WL_FLAG_SEQ | WL_FLAG_ACK, seq, d->rx_next);
     d->flags &= (uint8_t)~DF_ACK_PENDING;
-    transmit(d, frame, rec_len(d, at));
+    if (form == FORM_STORED || !output_task_id(frame, len, &id_at, &id_len)) {
+        return transmit(d, frame, len);
+    }
+    for (i = 0; i < WL_HEADER; i++) head[i] = frame[i];
+    pieces[n].data = head;
+    pieces[n++].len = WL_HEADER;
+    if (form & FORM_BY_HANDLE) {
+        /* TASK_DATA {1: handle, 2: stream, 3: offset, 4: data}: the task id gives way. */
+        head[1] = WL_TASK_DATA;
+        prefix[0] = 0x84;
+        prefix[1] = 0x01;
+        prefix[2] = (uint8_t)(form & MAX_HANDLE);
+        pieces[n].data = prefix;
+        pieces[n++].len = 3;
+        pieces[n].data = frame + id_at + id_len;
+        pieces[n++].len = len - id_at - id_len;
+    } else {
+        /* The stored TASK_OUTPUT with key 5 binding the handle: one more map entry. */
+        prefix[0] = 0x85;
+        pieces[n].data = prefix;
+        pieces[n++].len = 1;
+        pieces[n].data = frame + WL_HEADER + 1;
+        pieces[n++].len = len - WL_HEADER - 1;
+        suffix[0] = 0x05;
+        suffix[1] = form;
+        pieces[n].data = suffix;
+        pieces[n++].len = 2;
+    }
+    for (i = 0; i < n; i++) c = wl_crc32_update(c, pieces[i].data, pieces[i].len);
+    crc[0] = (uint8_t)(c >> 24);
+    crc[1] = (uint8_t)(c >> 16);
+    crc[2] = (uint8_t)(c >> 8);
+    crc[3] = (uint8_t)c;
+    pieces[n].data = crc;
+    pieces[n++].len = 4;
+    d->stats.frames_sent++;
+    return departure(d, wl_cobs_write_pieces(pieces, n, hal_sink, d));
 }
 
 static uint8_t send_window(const wirelet_device *d)
@@ -434,14 +546,15 @@ static void pump(wirelet_device *d)
             d->stats.rejected++;
             continue;
         }
-        d->tx_sent_at[d->tx_inflight] = d->clock;
         d->tx_retx[d->tx_inflight] = 0;
-        send_record(d, at, d->tx_next_seq);
+        d->tx_form[d->tx_inflight] = choose_form(d, at);
+        d->tx_sent_at[d->tx_inflight] = send_record(d, at, d->tx_next_seq, d->tx_form[d->tx_inflight]);
         d->tx_next_seq++;
         d->tx_inflight++;
         if (!(d->flags & DF_RTX_ARMED)) {
+            /* The timer of the oldest frame runs from when it has left the line. */
             d->flags |= DF_RTX_ARMED;
-            d->retransmit_at = d->clock + d->rto;
+            d->retransmit_at = d->tx_sent_at[d->tx_inflight - 1] + d->rto;
         }
         at += REC_HDR + len;
     }
@@ -454,15 +567,14 @@ static void retransmit(wirelet_device *d, int backoff)
     for (i = 0; i < d->tx_inflight; i++) {
         uint8_t *frame = d->tx_buf + at + REC_HDR;
         d->tx_retx[i] = 1;
-        d->tx_sent_at[i] = d->clock;
         d->stats.retransmits++;
-        send_record(d, at, (uint16_t)((frame[3] << 8) | frame[4]));
+        d->tx_sent_at[i] = send_record(d, at, (uint16_t)((frame[3] << 8) | frame[4]), d->tx_form[i]);
         at += REC_HDR + rec_len(d, at);
     }
     if (backoff) d->rto = clamp_rto(d, d->rto * 2);
     if (d->tx_inflight) {
         d->flags |= DF_RTX_ARMED;
-        d->retransmit_at = d->clock + d->rto;
+        d->retransmit_at = d->tx_sent_at[0] + d->rto;
     } else {
         d->flags &= (uint8_t)~DF_RTX_ARMED;
     }
@@ -480,13 +592,13 @@ static void on_ack(wirelet_device *d, uint16_t ack, int pure)
     if (acked == 0 && pure) {
         /* A gap report: resend at once once the oldest frame had a round trip to arrive. */
         uint32_t wait = (d->flags & DF_RTT_VALID) ? d->srtt8 / 8 : cfg_ms(d->config->rto_min_ms, 100);
-        if (d->clock - d->tx_sent_at[0] >= wait) retransmit(d, 0);
+        if (due(d->clock, d->tx_sent_at[0]) && since(d, d->tx_sent_at[0]) >= wait) retransmit(d, 0);
         return;
     }
     if (acked == 0 || acked > d->tx_inflight) return; /* stale or duplicate */
     for (i = 0; i < acked; i++) {
         if (!d->tx_retx[i]) {
-            sample = d->clock - d->tx_sent_at[i];
+            sample = since(d, d->tx_sent_at[i]);
             clean = 1;
         }
     }
@@ -495,6 +607,7 @@ static void on_ack(wirelet_device *d, uint16_t ack, int pure)
     for (i = acked; i < d->tx_inflight; i++) {
         d->tx_sent_at[i - acked] = d->tx_sent_at[i];
         d->tx_retx[i - acked] = d->tx_retx[i];
+        d->tx_form[i - acked] = d->tx_form[i];
     }
     d->tx_inflight = (uint8_t)(d->tx_inflight - acked);
     if (clean)
@@ -502,7 +615,8 @@ static void on_ack(wirelet_device *d, uint16_t ack, int pure)
     else
         rtt_restore(d);
     if (d->tx_inflight) {
-        d->retransmit_at = d->clock + d->rto;
+        /* From now, or from when the oldest frame left if it has not yet. */
+        d->retransmit_at = (due(d->clock, d->tx_sent_at[0]) ? d->clock : d->tx_sent_at[0]) + d->rto;
         d->flags |= DF_RTX_ARMED;
     } else {
         d->flags &= (uint8_t)~DF_RTX_ARMED;
@@ -537,8 +651,10 @@ static void lose_link(wirelet_device *d)
 /* Fresh session: both directions restart at 0; unacknowledged records are queued again. */
 static void restart_sequence_space(wirelet_device *d)
 {
-    uint8_t i;
+    size_t i;
     for (i = 0; i < WIRELET_WINDOW; i++) d->tx_retx[i] = 0;
+    /* The gateway of the new sequence space knows no handle: bind them again. */
+    for (i = 0; i < WIRELET_TASK_SLOTS; i++) d->tasks[i].flags &= (uint8_t)~TF_BOUND;
     d->tx_inflight = 0;
     d->tx_next_seq = 0;
     d->rx_next = 0;
@@ -564,6 +680,7 @@ static void on_welcome(wirelet_device *d, const wl_msg *m)
     d->session_id = session;
     d->peer_max_frame = (uint16_t)wl_get_uint(m, 3, WL_MIN_FRAME);
     d->peer_window = (uint8_t)wl_get_uint(m, 4, 1);
+    d->features = (uint8_t)(wl_get_uint(m, 9, 0) & OUR_FEATURES);
     if (wl_get_uint(m, 6, 0)) d->heartbeat_ms = (uint32_t)wl_get_uint(m, 6, 0);
     if (wl_get_uint(m, 7, 0)) d->link_lost_ms = (uint32_t)wl_get_uint(m, 7, 0);
     d->stats.handshakes++;
@@ -629,7 +746,8 @@ static void finish(wirelet_device *d, wirelet_task *t, int32_t code, uint8_t how
     if (d->tx_open != NO_OPEN && d->open_task == (uint8_t)(t - d->tasks)) close_open(d);
     t->status = T_FINISHED;
     t->exit_code = code;
-    t->flags = (uint8_t)((t->flags & TF_STOP_CALLED) | how | (t->stop_request ? TF_STOPPED : 0));
+    t->flags = (uint8_t)((t->flags & (TF_STOP_CALLED | TF_BOUND)) | how |
+                         (t->stop_request ? TF_STOPPED : 0));
     t->age = ++d->age;
     if (!queue_exit_report(d, t, t->stop_request)) t->flags |= TF_EXIT_PENDING | TF_BLOCKED;
 }
@@ -1087,7 +1205,7 @@ static void on_pong(wirelet_device *d, const wl_msg *m)
     uint32_t rtt, backed_off;
     if (!(d->flags & DF_PING_OUT) || (uint32_t)wl_get_uint(m, 1, 0) != d->ping_nonce) return;
     d->flags &= (uint8_t)~DF_PING_OUT;
-    rtt = d->clock - d->ping_sent_at;
+    rtt = since(d, d->ping_sent_at);
     backed_off = d->rto;
     rtt_sample(d, rtt);
     /* A PONG proves the line works, not that the gateway takes our frames: keep a backoff. */
@@ -1207,13 +1325,17 @@ static void do_reboot(wirelet_device *d)
     const wirelet_config *config = d->config;
     const wirelet_hal *hal = d->hal;
     uint16_t output_max = d->output_max;
+    uint32_t line_rate = d->line_rate;
     if (hal->reboot) hal->reboot(hal->ctx);
     /* Still here (a host build): restart as after a boot. */
     wirelet_init(d, config, hal);
     d->output_max = output_max;
+    d->line_rate = line_rate;
 }
 
 void wirelet_set_output_frame_max(wirelet_device *dev, uint16_t bytes) { dev->output_max = bytes; }
+
+void wirelet_set_line_rate(wirelet_device *dev, uint32_t bytes_per_s) { dev->line_rate = bytes_per_s; }
 
 void wirelet_poll(wirelet_device *dev)
 {
@@ -1367,6 +1489,8 @@ size_t wirelet_write(wirelet_task *task, uint8_t stream, const void *data, size_
     while (taken < len) {
         size_t n, room = output_room(d), rlen, at, limit = output_limit(d);
         uint8_t *frame;
+        /* Room for the key that binds the task's handle, should this frame carry it. */
+        if (d->features & FEATURE_TASK_HANDLES) limit -= BINDING_SIZE;
         if (d->tx_open == NO_OPEN || d->open_task != slot || d->open_stream != stream) {
             size_t head = output_overhead(task, stream);
             wl_writer w;

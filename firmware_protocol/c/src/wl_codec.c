@@ -119,31 +119,47 @@ static void cobs_put(cobs_out *o, uint8_t b)
     }
 }
 
-size_t wl_cobs_write(const uint8_t *data, size_t len, const uint8_t *tail, size_t tail_len,
-                     wl_sink out, void *ctx)
+/* Byte `k` of the pieces laid end to end. */
+static uint8_t piece_at(const wl_piece *pieces, size_t k)
+{
+    while (k >= pieces->len) k -= (pieces++)->len;
+    return pieces->data[k];
+}
+
+size_t wl_cobs_write_pieces(const wl_piece *pieces, size_t count, wl_sink out, void *ctx)
 {
     cobs_out o;
-    size_t total = len + tail_len, i = 0;
+    size_t total = 0, i = 0, p;
+    for (p = 0; p < count; p++) total += pieces[p].len;
     o.used = 0;
     o.total = 0;
     o.sink = out;
     o.ctx = ctx;
-#define COBS_AT(k) ((k) < len ? data[k] : tail[(k)-len])
     for (;;) {
-        size_t start = i, count = 0, k;
-        while (i < total && COBS_AT(i) != 0 && count < 254) {
+        size_t start = i, count_nz = 0, k;
+        while (i < total && piece_at(pieces, i) != 0 && count_nz < 254) {
             i++;
-            count++;
+            count_nz++;
         }
-        cobs_put(&o, (uint8_t)(count + 1));
-        for (k = start; k < start + count; k++) cobs_put(&o, COBS_AT(k));
+        cobs_put(&o, (uint8_t)(count_nz + 1));
+        for (k = start; k < start + count_nz; k++) cobs_put(&o, piece_at(pieces, k));
         if (i >= total) break;
-        if (count < 254) i++; /* the zero this block stands for */
+        if (count_nz < 254) i++; /* the zero this block stands for */
     }
-#undef COBS_AT
     cobs_put(&o, 0);
     if (o.used) out(ctx, o.chunk, o.used);
     return o.total;
+}
+
+size_t wl_cobs_write(const uint8_t *data, size_t len, const uint8_t *tail, size_t tail_len,
+                     wl_sink out, void *ctx)
+{
+    wl_piece pieces[2];
+    pieces[0].data = data;
+    pieces[0].len = len;
+    pieces[1].data = tail;
+    pieces[1].len = tail_len;
+    return wl_cobs_write_pieces(pieces, 2, out, ctx);
 }
 
 /* --- frame reception -------------------------------------------------------------------------- */

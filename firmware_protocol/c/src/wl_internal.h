@@ -57,6 +57,7 @@ enum {
     WL_EXEC_RESULT = 0x24,
     WL_DEVICE_LOG = 0x25,
     WL_EXEC_OUTPUT = 0x26,
+    WL_TASK_DATA = 0x27,
     WL_ERROR = 0x30
 };
 
@@ -77,6 +78,12 @@ int wl_cobs_decode(uint8_t *buf, size_t len);
 typedef void (*wl_sink)(void *ctx, const uint8_t *data, size_t len);
 size_t wl_cobs_write(const uint8_t *data, size_t len, const uint8_t *tail, size_t tail_len,
                      wl_sink out, void *ctx);
+/* The same over `count` pieces encoded as one run of bytes (a frame assembled on the fly). */
+typedef struct wl_piece {
+    const uint8_t *data;
+    size_t len;
+} wl_piece;
+size_t wl_cobs_write_pieces(const wl_piece *pieces, size_t count, wl_sink out, void *ctx);
 
 /* Largest COBS block a max_frame-byte frame can become (without the delimiter). */
 #define WL_COBS_LIMIT(max_frame) ((max_frame) + (max_frame) / 254 + 1)
@@ -143,7 +150,7 @@ int wl_mp_read(const uint8_t *buf, size_t len, size_t *pos, wl_item *it);
 int wl_mp_skip(const uint8_t *buf, size_t len, size_t *pos);
 
 /* --- message schemas and validation ------------------------------------------------------------ */
-#define WL_MAX_KEY 16
+#define WL_MAX_KEY 17
 #define WL_ABSENT 0xFFFFu
 
 typedef struct wl_schema wl_schema;

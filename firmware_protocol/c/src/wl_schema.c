@@ -18,6 +18,7 @@ static const char wl_n_attempt[] WL_ROM = "attempt";
 static const char wl_n_vendor[] WL_ROM = "vendor";
 static const char wl_n_product[] WL_ROM = "product";
 static const char wl_n_serial[] WL_ROM = "serial";
+static const char wl_n_features[] WL_ROM = "features";
 static const char wl_n_Hello[] WL_ROM = "Hello";
 static const char wl_n_version[] WL_ROM = "version";
 static const char wl_n_session_id[] WL_ROM = "session_id";
@@ -59,6 +60,7 @@ static const char wl_n_stderr_end[] WL_ROM = "stderr_end";
 static const char wl_n_TaskExited[] WL_ROM = "TaskExited";
 static const char wl_n_offset[] WL_ROM = "offset";
 static const char wl_n_data[] WL_ROM = "data";
+static const char wl_n_handle[] WL_ROM = "handle";
 static const char wl_n_TaskOutput[] WL_ROM = "TaskOutput";
 static const char wl_n_next_cursor[] WL_ROM = "next_cursor";
 static const char wl_n_running[] WL_ROM = "running";
@@ -73,6 +75,7 @@ static const char wl_n_text[] WL_ROM = "text";
 static const char wl_n_uptime_ms[] WL_ROM = "uptime_ms";
 static const char wl_n_DeviceLog[] WL_ROM = "DeviceLog";
 static const char wl_n_ExecOutput[] WL_ROM = "ExecOutput";
+static const char wl_n_TaskData[] WL_ROM = "TaskData";
 static const char wl_n_message[] WL_ROM = "message";
 static const char wl_n_msg_type[] WL_ROM = "msg_type";
 static const char wl_n_Error[] WL_ROM = "Error";
@@ -94,9 +97,10 @@ static const wl_field wl_f_Hello[] WL_ROM = {
     {14, WL_K_STR, 0, 0, 0, 64, wl_n_vendor, NULL},
     {15, WL_K_STR, 0, 0, 0, 64, wl_n_product, NULL},
     {16, WL_K_STR, 0, 0, 0, 64, wl_n_serial, NULL},
+    {17, WL_K_U32, 0, 0, 0, 0, wl_n_features, NULL},
 };
 
-static const wl_schema wl_s_Hello WL_ROM = {wl_n_Hello, wl_f_Hello, 16, WL_BY_DEVICE};
+static const wl_schema wl_s_Hello WL_ROM = {wl_n_Hello, wl_f_Hello, 17, WL_BY_DEVICE};
 
 static const wl_field wl_f_Welcome[] WL_ROM = {
     {1, WL_K_U8, WL_F_REQUIRED, 0, 0, 0, wl_n_version, NULL},
@@ -107,9 +111,10 @@ static const wl_field wl_f_Welcome[] WL_ROM = {
     {6, WL_K_U32, WL_F_REQUIRED, 0, 0, 0, wl_n_heartbeat_ms, NULL},
     {7, WL_K_U32, WL_F_REQUIRED, 0, 0, 0, wl_n_link_lost_ms, NULL},
     {8, WL_K_U32, 0, 0, 0, 0, wl_n_attempt, NULL},
+    {9, WL_K_U32, 0, 0, 0, 0, wl_n_features, NULL},
 };
 
-static const wl_schema wl_s_Welcome WL_ROM = {wl_n_Welcome, wl_f_Welcome, 8, WL_BY_GATEWAY};
+static const wl_schema wl_s_Welcome WL_ROM = {wl_n_Welcome, wl_f_Welcome, 9, WL_BY_GATEWAY};
 
 static const wl_field wl_f_Refuse[] WL_ROM = {
     {1, WL_K_U16, WL_F_REQUIRED, 0, 0, 0, wl_n_code, NULL},
@@ -210,9 +215,10 @@ static const wl_field wl_f_TaskOutput[] WL_ROM = {
     {2, WL_K_RANGE, WL_F_REQUIRED, 0, 1, 2, wl_n_stream, NULL},
     {3, WL_K_U64, WL_F_REQUIRED, 0, 0, 0, wl_n_offset, NULL},
     {4, WL_K_BIN, WL_F_REQUIRED, 0, 0, 4096, wl_n_data, NULL},
+    {5, WL_K_RANGE, 0, 0, 0, 127, wl_n_handle, NULL},
 };
 
-static const wl_schema wl_s_TaskOutput WL_ROM = {wl_n_TaskOutput, wl_f_TaskOutput, 4, WL_BY_DEVICE};
+static const wl_schema wl_s_TaskOutput WL_ROM = {wl_n_TaskOutput, wl_f_TaskOutput, 5, WL_BY_DEVICE};
 
 static const wl_field wl_f_TaskInfo[] WL_ROM = {
     {1, WL_K_STR, WL_F_REQUIRED | WL_F_NONEMPTY, 0, 0, 48, wl_n_task_id, NULL},
@@ -262,6 +268,15 @@ static const wl_field wl_f_ExecOutput[] WL_ROM = {
 
 static const wl_schema wl_s_ExecOutput WL_ROM = {wl_n_ExecOutput, wl_f_ExecOutput, 4, WL_BY_DEVICE};
 
+static const wl_field wl_f_TaskData[] WL_ROM = {
+    {1, WL_K_RANGE, WL_F_REQUIRED, 0, 0, 127, wl_n_handle, NULL},
+    {2, WL_K_RANGE, WL_F_REQUIRED, 0, 1, 2, wl_n_stream, NULL},
+    {3, WL_K_U64, WL_F_REQUIRED, 0, 0, 0, wl_n_offset, NULL},
+    {4, WL_K_BIN, WL_F_REQUIRED, 0, 0, 4096, wl_n_data, NULL},
+};
+
+static const wl_schema wl_s_TaskData WL_ROM = {wl_n_TaskData, wl_f_TaskData, 4, WL_BY_DEVICE};
+
 static const wl_field wl_f_Error[] WL_ROM = {
     {0, WL_K_U32, WL_F_REQUIRED, 0, 0, 0, wl_n_request_id, NULL},
     {1, WL_K_U16, WL_F_REQUIRED, 0, 0, 0, wl_n_code, NULL},
@@ -292,6 +307,7 @@ const wl_schema *wl_schema_for(uint8_t type)
     case 0x24: return &wl_s_ExecResult;
     case 0x25: return &wl_s_DeviceLog;
     case 0x26: return &wl_s_ExecOutput;
+    case 0x27: return &wl_s_TaskData;
     case 0x30: return &wl_s_Error;
     default: return NULL;
     }

@@ -277,6 +277,25 @@ int wlt_reencode(uint8_t type, const uint8_t *p, size_t n, uint8_t *out, size_t 
         wl_enc_task_output_head(&w, (const char *)s1, a, (uint8_t)wl_get_uint(&m, 2, 0),
                                 wl_get_uint(&m, 3, 0), b);
         wl_w_raw(&w, s2, b);
+        if (wl_has(&m, 5)) {
+            /* A binding frame, as send_record makes it from the stored record. */
+            out[0] = 0x85;
+            wl_w_uint(&w, 5);
+            wl_w_uint(&w, wl_get_uint(&m, 5, 0));
+        }
+        break;
+    case WL_TASK_DATA:
+        s2 = wl_get_bytes(&m, 4, &b);
+        wl_w_map(&w, 4);
+        wl_w_uint(&w, 1);
+        wl_w_uint(&w, wl_get_uint(&m, 1, 0));
+        wl_w_uint(&w, 2);
+        wl_w_uint(&w, wl_get_uint(&m, 2, 0));
+        wl_w_uint(&w, 3);
+        wl_w_uint(&w, wl_get_uint(&m, 3, 0));
+        wl_w_uint(&w, 4);
+        wl_w_bin_header(&w, b);
+        wl_w_raw(&w, s2, b);
         break;
     case WL_TASK_LIST: {
         uint32_t count = wl_get_container(&m, 1, &pos), i;
@@ -635,7 +654,7 @@ static int find_impl(const char *impl, wirelet_app *app)
  * exec_kind: 0 none, 1 reference, 2 golden-vector, 3 more output than fits. timers_ms: rto_initial, rto_min, rto_max,
  * hello_interval, heartbeat, link_lost (0 = default), then output_frame_max. */
 void *wlt_dev_create(const char *const identity[7], uint32_t memory_total, const char *apps,
-                     uint32_t boot_id, int exec_kind, const uint32_t timers_ms[7],
+                     uint32_t boot_id, int exec_kind, const uint32_t timers_ms[8],
                      uint32_t now_ms)
 {
     harness *h = (harness *)calloc(1, sizeof *h);
@@ -699,6 +718,7 @@ void *wlt_dev_create(const char *const identity[7], uint32_t memory_total, const
     h->now = now_ms;
     wirelet_init(&h->dev, &h->cfg, &h->hal);
     wirelet_set_output_frame_max(&h->dev, (uint16_t)timers_ms[6]);
+    wirelet_set_line_rate(&h->dev, timers_ms[7]);
     return h;
 }
 

@@ -141,6 +141,8 @@ void setup() {
     start_wake_timer();
     Serial.begin(BAUD);
     wirelet_init(&dev, &config, &hal);
+    /* 8N1: ten bit times per byte. Retransmission timers count from when a frame has left. */
+    wirelet_set_line_rate(&dev, BAUD / 10u);
 }
 
 void loop() {

@@ -164,6 +164,9 @@ int main(void) {
     SYST_CSR = 7u; /* processor clock, interrupt, enable */
 
     wirelet_init(&dev, &config, &hal);
+    /* 8N1: ten bit times per byte; hal_write blocks on the UART, so a window of frames leaves
+     * well after the poll that wrote it. Retransmission timers count from when a frame has left. */
+    wirelet_set_line_rate(&dev, 115200u / 10u);
     for (;;) {
         n = 0;
         while (rx_tail != rx_head && n < sizeof chunk) {
