@@ -10,20 +10,18 @@ line arriving in the middle of a partial stdout line still gets its own timestam
 from __future__ import annotations
 
 import asyncio
-import itertools
 import logging
 import os
-import re
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from gateway.logs import layout
+from gateway.logs import blocks, layout
 from gateway.logs.changes import ChangeSignal
-from gateway.logs.cri import Stream, parse_record
+from gateway.logs.cri import Stream
 from gateway.logs.errors import LogNotFound
 from gateway.logs.tail import find_tail_start
-from gateway.logs.timestamps import format_rfc3339nano
+from gateway.logs.timestamps import parse_rfc3339
 
 logger = logging.getLogger(__name__)
 
@@ -37,17 +35,6 @@ DEFAULT_POLL_INTERVAL = 0.1
 SIGNALLED_RECHECK_INTERVAL = 0.5
 # Large reads: a whole-log fetch costs one thread hop and one formatting pass per read.
 _READ_SIZE = 1024 * 1024
-# The content of every record in a block of complete records, in one C-level pass, used when
-# no option needs a record's timestamp. `_FULL_CONTENT` fits blocks of F records only (the
-# common case: no tuples to build); `_CONTENT` yields F records' content with its newline and
-# P records' without (one group per record, the other empty). A block where some line matches
-# neither (a malformed record, a multi-tag field) is formatted record by record.
-_FULL_CONTENT = re.compile(rb"[0-9][^ \n]* (?:stdout|stderr) F ([^\n]*\n)")
-# With timestamps: each F record's stamp and space, then its content. The writer stamps
-# records in the format `kubectl logs --timestamps` shows (RFC3339Nano, UTC), so the stamp is
-# copied as is; a block with P records, whose stamps depend on line state, goes record by record.
-_STAMPED_FULL_CONTENT = re.compile(rb"([0-9][^ \n]* )(?:stdout|stderr) F ([^\n]*\n)")
-_CONTENT = re.compile(rb"[0-9][^ \n]* (?:stdout|stderr) (?:F ([^\n]*\n)|P ([^\n]*)\n)")
 
 
 @dataclass(frozen=True, slots=True)
@@ -259,46 +246,6 @@ def _reopen_if_rotated(path: Path, cursor: _Cursor | None) -> _Cursor | None:
     return _Cursor(path, fd)
 
 
-def _strip_header_runs(block: bytes) -> bytes | None:
-    """The content of a block of F records made of runs sharing one header, or None.
-
-    The writer stamps every record of one write (a frame of device output, often dozens of
-    lines) with the same timestamp, so a block is a few runs of identical headers. Each run is
-    stripped with a handful of C-level calls (find, count, replace) instead of work per line;
-    a run is only taken when every line in it carries its header, so a stdout run interleaved
-    with stderr, a P record or anything unexpected hands the block to the regular expressions.
-    """
-    pieces = []
-    pos = 0
-    size = len(block)
-    # How far ahead to look for the end of a run: twice the last run, so the search costs about
-    # as much as the run itself (a run longer than that continues as the next one).
-    reach = 4096
-    while pos < size:
-        stream_at = block.find(b" ", pos) + 1
-        tag_at = block.find(b" ", stream_at) + 1
-        content_at = block.find(b" ", tag_at) + 1
-        line_end = block.find(b"\n", pos)
-        if (
-            not 0 < stream_at < tag_at < content_at <= line_end
-            or block[tag_at:content_at] != b"F "
-            or block[stream_at : tag_at - 1] not in (b"stdout", b"stderr")
-            or not block[pos : pos + 1].isdigit()
-        ):
-            return None
-        marker = b"\n" + block[pos:content_at]  # this header at the start of a later line
-        last = block.rfind(marker, line_end, min(size, content_at + reach))
-        end = line_end + 1 if last < 0 else block.find(b"\n", last + 1) + 1
-        run = block[content_at:end]
-        # Every line of the run must start with the header: one more line than markers.
-        if run.count(marker) + 1 != run.count(b"\n"):
-            return None
-        pieces.append(run.replace(marker, b"\n"))
-        reach = max(4096, 2 * (end - pos))
-        pos = end
-    return b"".join(pieces)
-
-
 class _Formatter:
     """Turns CRI records into `kubectl logs` output, applying since, timestamps and limit."""
 
@@ -307,28 +254,50 @@ class _Formatter:
         self._since_ns = since_ns
         self._remaining = limit_bytes
         self._at_line_start = dict.fromkeys(Stream, True)
+        # Nanoseconds of the stamps seen lately: the records of one write share theirs.
+        self._stamps: dict[bytes, int] = {}
 
     def is_exhausted(self) -> bool:
         return self._remaining is not None and self._remaining <= 0
 
     def format(self, block: bytes) -> bytes:
         """The output for a block of complete records (each ended by a newline)."""
-        if self._timestamps and self._since_ns is None and all(self._at_line_start.values()):
-            stamped = _STAMPED_FULL_CONTENT.findall(block)
-            if len(stamped) == block.count(b"\n"):
-                return self._limit(b"".join(itertools.chain.from_iterable(stamped)))
-        elif not self._timestamps and self._since_ns is None:
-            stripped = _strip_header_runs(block)
-            if stripped is not None:
-                return self._limit(stripped)
-            count = block.count(b"\n")
-            full = _FULL_CONTENT.findall(block)
-            if len(full) == count:
-                return self._limit(b"".join(full))
-            records = _CONTENT.findall(block)
-            if len(records) == count:
-                return self._limit(b"".join(itertools.chain.from_iterable(records)))
-        return self._format_records(block)
+        output: bytes | None = None
+        if self._since_ns is not None:
+            output = self._format_records(block)
+        elif not self._timestamps:
+            # Whole blocks in a few C-level passes (gateway.logs.blocks).
+            output = blocks.content(block)
+        else:
+            output = self._stamped(block)
+        return self._limit(output if output is not None else self._format_records(block))
+
+    def _stamped(self, block: bytes) -> bytes:
+        """With timestamps: the stretches of F records between P records as whole blocks; each
+        P record, and what follows it until every stream is at a line start again (a line's
+        stamp is its first record's), record by record."""
+        pieces = []
+        position = 0
+        for start, _ in blocks.partial_records(block):
+            if start < position:
+                continue  # taken record by record already
+            pieces.append(self._stamped_stretch(block[position:start]))
+            position = start
+            while position < len(block):
+                end = block.index(b"\n", position) + 1
+                pieces.append(self._format_records(block[position:end]))
+                position = end
+                if all(self._at_line_start.values()):
+                    break
+        pieces.append(self._stamped_stretch(block[position:]))
+        return b"".join(pieces)
+
+    def _stamped_stretch(self, stretch: bytes) -> bytes:
+        if all(self._at_line_start.values()):
+            output = blocks.stamped_content(stretch)
+            if output is not None:
+                return output
+        return self._format_records(stretch)
 
     def _limit(self, output: bytes) -> bytes:
         if self._remaining is None:
@@ -338,27 +307,46 @@ class _Formatter:
         return output
 
     def _format_records(self, block: bytes) -> bytes:
+        """Record by record: what defines the output (the block paths must agree with it)."""
         out = bytearray()
         # Only "\n" ends a record: content may hold a lone "\r" (splitlines would cut there).
         lines = block.split(b"\n")
         lines.pop()  # empty: the block ends with a newline
         for line in lines:
-            try:
-                record = parse_record(line)
-            except ValueError:
+            fields = line.split(b" ", 3)
+            stream = _STREAMS.get(fields[1]) if len(fields) >= 3 else None
+            stamp = self._stamp_ns(fields[0]) if stream is not None else None
+            if stream is None or stamp is None:
                 logger.debug("skipping malformed log record %r", line[:80])
                 continue
-            if self._since_ns is not None and record.timestamp_ns < self._since_ns:
+            if self._since_ns is not None and stamp < self._since_ns:
                 continue
-            piece = record.content if record.partial else record.content + b"\n"
-            if self._timestamps and self._at_line_start[record.stream]:
-                piece = format_rfc3339nano(record.timestamp_ns).encode() + b" " + piece
-            self._at_line_start[record.stream] = not record.partial
-            if self._remaining is not None:
-                if len(piece) >= self._remaining:
-                    out += piece[: self._remaining]
-                    self._remaining = 0
-                    break
-                self._remaining -= len(piece)
-            out += piece
+            # The tag field may carry several ':'-separated tags; only P/F is defined today.
+            partial = b"P" in fields[2].split(b":")
+            content = fields[3] if len(fields) == 4 else b""
+            if self._timestamps and self._at_line_start[stream]:
+                # As written: the writer stamps in the format --timestamps shows.
+                out += fields[0] + b" "
+            out += content
+            if not partial:
+                out += b"\n"
+            self._at_line_start[stream] = not partial
         return bytes(out)
+
+    def _stamp_ns(self, stamp: bytes) -> int | None:
+        """The stamp in nanoseconds, None if it is not an RFC3339 time."""
+        ns = self._stamps.get(stamp)
+        if ns is None:
+            try:
+                ns = parse_rfc3339(stamp)
+            except ValueError:
+                return None
+            if len(self._stamps) >= _STAMP_CACHE_SIZE:
+                self._stamps.clear()
+            self._stamps[stamp] = ns
+        return ns
+
+
+_STREAMS = {stream.value.encode(): stream for stream in Stream}
+# Distinct stamps remembered per read (a block holds a few hundred: one per write).
+_STAMP_CACHE_SIZE = 4096
