@@ -22,12 +22,13 @@ from pathlib import Path
 from gateway.logs import layout, offsets
 from gateway.logs.changes import ChangeSignal
 from gateway.logs.config import LogConfig
-from gateway.logs.cri import Stream, Tag, encode_record
+from gateway.logs.cri import Stream, Tag, encode_record, record_header
 from gateway.logs.errors import LogWriterClosed
 from gateway.logs.timestamps import format_rotation_suffix, now_ns
 
 logger = logging.getLogger(__name__)
 
+_CR = ord("\r")
 _FILE_MODE = 0o640
 _OPEN_FLAGS = (
     os.O_RDWR | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC
@@ -104,19 +105,21 @@ class ContainerLogWriter:
         def ending_at(stop: int) -> int | None:
             return None if base is None else base + stop
 
+        # One header for every record of this chunk (they share its arrival time): formatting
+        # a stamp per line cost more than everything else the loop does for device output.
+        full_header = record_header(timestamp, stream, Tag.FULL)
         start = 0
-        while True:
-            newline = buffer.find(b"\n", start)
-            if newline < 0:
-                break
-            line = bytes(buffer[start:newline])
+        while (newline := buffer.find(b"\n", start)) >= 0:
             # Serial consoles end lines with CRLF; the CR is line-ending noise, not content.
-            if line.endswith(b"\r"):
-                line = line[:-1]
-            parts = _split_line(timestamp, stream, line, limit)
-            for index, record in enumerate(parts[:-1]):
-                records.append((record, stream, ending_at(start + (index + 1) * limit)))
-            records.append((parts[-1], stream, ending_at(newline + 1)))
+            stop = newline - 1 if newline > start and buffer[newline - 1] == _CR else newline
+            if stop - start <= limit:
+                record = full_header + buffer[start:stop] + b"\n"
+                records.append((record, stream, ending_at(newline + 1)))
+            else:
+                parts = _split_line(timestamp, stream, bytes(buffer[start:stop]), limit)
+                for index, record in enumerate(parts[:-1]):
+                    records.append((record, stream, ending_at(start + (index + 1) * limit)))
+                records.append((parts[-1], stream, ending_at(newline + 1)))
             start = newline + 1
         # An unterminated line that grows past the limit goes out as P records now.
         while len(buffer) - start >= limit:
