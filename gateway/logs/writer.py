@@ -75,6 +75,10 @@ class ContainerLogWriter:
         # nothing new: a previous gateway process may have written it without the sync, and
         # output is acknowledged as on disk on the strength of what the file holds.
         self._synced = False
+        # Records written (by `publish` or a flush) that no completed sync covers yet.
+        self._written_unsynced = False
+        # A publish that failed: every later flush fails with it (its records are lost).
+        self._publish_error: OSError | None = None
 
     @property
     def path(self) -> Path:
@@ -150,6 +154,12 @@ class ContainerLogWriter:
         self._queue_partials()
         await asyncio.to_thread(self._drain, after_write)
 
+    async def publish(self) -> None:
+        """Write the complete records queued so far without waiting for a sync: followers
+        read them now. Nothing is durable (nor may be acknowledged) until `flush()` returns.
+        Raises OSError."""
+        await asyncio.to_thread(self._publish)
+
     async def close(self) -> None:
         """Flush everything, then close the file. Idempotent."""
         if self._closed:
@@ -198,34 +208,73 @@ class ContainerLogWriter:
 
     def _drain(self, after_write: Callable[[], None] | None = None) -> None:
         with self._io_lock:
-            with self._buffer_lock:
-                records, self._pending = self._pending, []
-            if not records and (self._synced or not self.path.exists()):
+            if self._publish_error is not None:
+                # What that publish took from the queue is not (all) in the file: this flush
+                # must not report it durable.
+                raise self._publish_error
+            records = self._take_pending()
+            if records:
+                self._write_records(records)
+            elif not self._written_unsynced and (self._synced or not self.path.exists()):
                 if after_write is not None:
                     after_write()
                 return
             if self._fd is None:
                 self._open()
-            batch: list[tuple[bytes, Stream, int | None]] = []
-            batch_size = 0
-            for item in records:
-                queued = self._size + batch_size
-                if queued > 0 and queued + len(item[0]) > self._config.max_bytes:
-                    self._write_batch(batch)
-                    batch, batch_size = [], 0
-                    self._rotate()
-                batch.append(item)
-                batch_size += len(item[0])
-            if batch:
-                self._write_batch(batch)
-            if records and self._changes is not None:
-                # Readable now, like a kubelet's log files; acknowledged only after the sync.
-                self._changes.notify()
             if after_write is not None:
                 after_write()
-            if self._config.fsync and self._fd is not None:
-                os.fdatasync(self._fd)
-            self._synced = True
+            self._written_unsynced = False
+            sync_fd = os.dup(self._fd) if self._config.fsync and self._fd is not None else None
+        if sync_fd is not None:
+            # Outside the I/O lock: output that arrives meanwhile is written (`publish`, the
+            # next flush) and readable without waiting for this sync, which can take tens of
+            # milliseconds on a busy disk. The duplicate keeps the file open if a rotation
+            # closes it meanwhile (the rotation syncs it too).
+            try:
+                os.fdatasync(sync_fd)
+            except OSError:
+                with self._io_lock:
+                    self._written_unsynced = True
+                raise
+            finally:
+                os.close(sync_fd)
+        self._synced = True
+
+    def _publish(self) -> None:
+        with self._io_lock:
+            records = self._take_pending()
+            if records:
+                try:
+                    self._write_records(records)
+                except OSError as exc:
+                    self._publish_error = exc
+                    raise
+
+    def _take_pending(self) -> list[tuple[bytes, Stream, int | None]]:
+        with self._buffer_lock:
+            records, self._pending = self._pending, []
+        return records
+
+    def _write_records(self, records: list[tuple[bytes, Stream, int | None]]) -> None:
+        """Write records to the file, rotating before one would take it past max_bytes."""
+        if self._fd is None:
+            self._open()
+        batch: list[tuple[bytes, Stream, int | None]] = []
+        batch_size = 0
+        for item in records:
+            queued = self._size + batch_size
+            if queued > 0 and queued + len(item[0]) > self._config.max_bytes:
+                self._write_batch(batch)
+                batch, batch_size = [], 0
+                self._rotate()
+            batch.append(item)
+            batch_size += len(item[0])
+        if batch:
+            self._write_batch(batch)
+        self._written_unsynced = True
+        if self._changes is not None:
+            # Readable now, like a kubelet's log files; acknowledged only after the sync.
+            self._changes.notify()
 
     def _write_batch(self, batch: list[tuple[bytes, Stream, int | None]]) -> None:
         """Write records to the current file, the offsets record ahead of them."""

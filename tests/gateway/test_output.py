@@ -9,6 +9,8 @@ import threading
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
+
 from gateway.logs import ContainerLogWriter, LogConfig, LogStore, read_logs
 from gateway.logs.offsets import load_offsets
 from gateway.runtime.output import InstanceLog, OutputSpooler
@@ -50,6 +52,10 @@ class StuckWriter(ContainerLogWriter):
         self.entered.set()
         await asyncio.to_thread(self.disk.wait)
         await super().flush(after_write)
+
+    async def publish(self) -> None:
+        await asyncio.to_thread(self.disk.wait)
+        await super().publish()
 
 
 def instance_log(
@@ -103,6 +109,43 @@ async def test_a_stuck_disk_holds_the_acknowledgement_until_the_output_is_on_dis
     await device.until(task, "stdout", 8)
     assert await log_text(store, UID) == b"one\ntwo\n"
     assert load_offsets(container_dir, 0)["stdout"] == 8
+    await output.finish()
+
+
+async def test_output_arriving_during_a_slow_sync_is_readable_before_it_is_acknowledged(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A flush waits for the disk's sync (tens of milliseconds on a busy disk); what arrives
+    meanwhile is written at once, so `kubectl logs -f` shows it without waiting for that sync,
+    and acknowledged only once a sync covers it."""
+    syncing, synced = threading.Event(), threading.Event()
+    real_fdatasync = os.fdatasync
+
+    def slow_fdatasync(fd: int) -> None:
+        syncing.set()
+        synced.wait()
+        real_fdatasync(fd)
+
+    monkeypatch.setattr(os, "fdatasync", slow_fdatasync)
+    store = LogStore(LogConfig(root=tmp_path))
+    device = DeviceAcks()
+    output = instance_log(store, device)
+    task = str(output.name)
+
+    output.take("stdout", 0, b"one\n")
+    await asyncio.to_thread(syncing.wait, WAIT)  # the first flush waits for its sync
+    output.take("stdout", 4, b"two\n")
+    written = store.changes.signal(store.container_dir("default", "pod-0f6c", UID, "app"))
+    async with asyncio.timeout(WAIT):
+        while True:
+            seen = written.generation
+            if await log_text(store, UID) == b"one\ntwo\n":
+                break
+            await written.wait_past(seen)
+    assert device.acked == {}  # readable, not yet durable
+
+    synced.set()
+    await device.until(task, "stdout", 8)
     await output.finish()
 
 
