@@ -35,6 +35,8 @@ DEFAULT_POLL_INTERVAL = 0.1
 SIGNALLED_RECHECK_INTERVAL = 0.5
 # Large reads: a whole-log fetch costs one thread hop and one formatting pass per read.
 _READ_SIZE = 1024 * 1024
+# A follower's read on the event loop (see _drain): lines that just arrived.
+_FOLLOW_READ_SIZE = 64 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,16 +141,16 @@ async def _follow(  # noqa: PLR0912 (the follow loop: drain, rotation, stop and 
             running = await source.is_running()
             progressed = False
             if cursor is not None:
-                async for chunk in _drain(cursor, formatter):
+                async for chunk in _drain(cursor, formatter, follow=True):
                     progressed = True
                     yield chunk
             if formatter.is_exhausted():
                 return
-            replacement = await asyncio.to_thread(_reopen_if_rotated, path, cursor)
+            replacement = _reopen_if_rotated(path, cursor)
             if replacement is not None:
                 if cursor is not None:
                     # The writer renamed it away; collect what landed before the rename.
-                    async for chunk in _drain(cursor, formatter):
+                    async for chunk in _drain(cursor, formatter, follow=True):
                         yield chunk
                 opened.append(replacement)
                 cursor = replacement
@@ -170,25 +172,39 @@ async def _follow(  # noqa: PLR0912 (the follow loop: drain, rotation, stop and 
             own.close()
 
 
-async def _drain(cursor: _Cursor, formatter: _Formatter) -> AsyncIterator[bytes]:
-    """Format and yield every complete record from the cursor's offset to end of file."""
+async def _drain(
+    cursor: _Cursor, formatter: _Formatter, *, follow: bool = False
+) -> AsyncIterator[bytes]:
+    """Format and yield every complete record from the cursor's offset to end of file.
+
+    A follower's first read is done on the event loop: it reads what the writer has just
+    written, from the page cache, in microseconds, where a hop to a worker thread and back
+    costs two scheduling waits on a busy host for every line. A backlog larger than that read
+    goes on in worker threads."""
+    size = _FOLLOW_READ_SIZE if follow else _READ_SIZE
     while not formatter.is_exhausted():
-        # Read and format in one worker call: a fetch of a large log does not hold the event
-        # loop for the formatting of each megabyte (other devices' output keeps flowing).
-        read_any, output = await asyncio.to_thread(_read_and_format, cursor, formatter)
-        if not read_any:
-            return
+        if follow:
+            read, output = _read_and_format(cursor, formatter, size)
+        else:
+            # Read and format in one worker call: a fetch of a large log does not hold the
+            # event loop for the formatting of each megabyte (other devices' output keeps
+            # flowing).
+            read, output = await asyncio.to_thread(_read_and_format, cursor, formatter, size)
         if output:
             yield output
+        if read < size:
+            return  # the end of the file, as of this read
+        follow, size = False, _READ_SIZE
 
 
-def _read_and_format(cursor: _Cursor, formatter: _Formatter) -> tuple[bool, bytes]:
-    """Read the next chunk at the cursor: (whether there was anything to read, the output of
-    the complete records read so far)."""
-    data = os.pread(cursor.fd, _READ_SIZE, cursor.offset)
+def _read_and_format(cursor: _Cursor, formatter: _Formatter, size: int) -> tuple[int, bytes]:
+    """Read up to `size` bytes at the cursor: (bytes read, the output of the complete records
+    read so far)."""
+    data = os.pread(cursor.fd, size, cursor.offset)
     if not data:
-        return False, b""
-    cursor.offset += len(data)
+        return 0, b""
+    read = len(data)
+    cursor.offset += read
     if cursor.remainder:
         data = bytes(cursor.remainder) + data
         cursor.remainder.clear()
@@ -197,7 +213,7 @@ def _read_and_format(cursor: _Cursor, formatter: _Formatter) -> tuple[bool, byte
         # A record still being written: kept until the rest of it is read.
         cursor.remainder += data[last_newline + 1 :]
         data = data[: last_newline + 1]
-    return True, formatter.format(data) if data else b""
+    return read, formatter.format(data) if data else b""
 
 
 class _Cursor:
@@ -235,8 +251,13 @@ def _open_all(paths: list[Path]) -> list[_Cursor]:
 
 
 def _reopen_if_rotated(path: Path, cursor: _Cursor | None) -> _Cursor | None:
-    """A cursor on the file now at `path` if it is not the one `cursor` reads, else None."""
+    """A cursor on the file now at `path` if it is not the one `cursor` reads, else None.
+
+    Called on the event loop after each follow read: a stat of a file the writer just
+    touched (its inode is cached) costs microseconds; only a rotation opens a file."""
     try:
+        if cursor is not None and os.stat(path).st_ino == cursor.inode:
+            return None
         fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     except FileNotFoundError:
         return None  # rotated away and nothing new written yet

@@ -1,8 +1,10 @@
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import itertools
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -296,6 +298,44 @@ async def test_follower_is_woken_by_a_write_without_polling(container_dir: Path)
         consumer.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await consumer
+
+
+async def test_a_follower_reads_new_lines_without_a_worker_thread(container_dir: Path) -> None:
+    """New lines reach a follower even while every worker thread is busy (a disk's syncs, a
+    large fetch): its reads of what was just written run on the event loop."""
+    loop = asyncio.get_running_loop()
+    workers = concurrent.futures.ThreadPoolExecutor(max_workers=1)
+    loop.set_default_executor(workers)
+    signal = LogChanges().signal(container_dir)
+    _raw_log(container_dir, b"2023-11-14T22:13:20Z stdout F before\n")
+    received = asyncio.Queue[bytes]()
+
+    async def consume() -> None:
+        async for chunk in read_logs(
+            LogSource(container_dir, 0, Running(), signal), follow=True, poll_interval=_NEVER
+        ):
+            if chunk:
+                received.put_nowait(chunk)
+
+    consumer = asyncio.create_task(consume(), name="follow-consumer")
+    busy = threading.Event()
+    occupied: asyncio.Future[bool] | None = None
+    try:
+        async with asyncio.timeout(10):
+            assert await received.get() == b"before\n"
+            occupied = loop.run_in_executor(None, busy.wait)  # the only worker, held
+            with (container_dir / "0.log").open("ab") as log:
+                log.write(b"2023-11-14T22:13:21Z stdout F after\n")
+            signal.notify()
+            assert await received.get() == b"after\n"
+    finally:
+        busy.set()
+        consumer.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await consumer
+        if occupied is not None:
+            await occupied
+        workers.shutdown()
 
 
 async def test_written_bytes_are_readable_before_the_sync(container_dir: Path) -> None:
