@@ -10,6 +10,7 @@ line arriving in the middle of a partial stdout line still gets its own timestam
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
@@ -99,8 +100,11 @@ async def read_logs(
         for index in range(start_index, len(cursors)):
             cursor = cursors[index]
             cursor.offset = start_offset if index == start_index else 0
-            async for chunk in _drain(cursor, formatter):
-                yield chunk
+            # Closed here, not left to the garbage collector: its read ahead must finish before
+            # the files are closed below.
+            async with contextlib.aclosing(_drain(cursor, formatter)) as drained:
+                async for chunk in drained:
+                    yield chunk
             if formatter.is_exhausted():
                 return
         if follow and not previous:
@@ -141,17 +145,21 @@ async def _follow(  # noqa: PLR0912 (the follow loop: drain, rotation, stop and 
             running = await source.is_running()
             progressed = False
             if cursor is not None:
-                async for chunk in _drain(cursor, formatter, follow=True):
-                    progressed = True
-                    yield chunk
+                async with contextlib.aclosing(_drain(cursor, formatter, follow=True)) as drained:
+                    async for chunk in drained:
+                        progressed = True
+                        yield chunk
             if formatter.is_exhausted():
                 return
             replacement = _reopen_if_rotated(path, cursor)
             if replacement is not None:
                 if cursor is not None:
                     # The writer renamed it away; collect what landed before the rename.
-                    async for chunk in _drain(cursor, formatter, follow=True):
-                        yield chunk
+                    async with contextlib.aclosing(
+                        _drain(cursor, formatter, follow=True)
+                    ) as drained:
+                        async for chunk in drained:
+                            yield chunk
                 opened.append(replacement)
                 cursor = replacement
                 continue
@@ -174,7 +182,7 @@ async def _follow(  # noqa: PLR0912 (the follow loop: drain, rotation, stop and 
 
 async def _drain(
     cursor: _Cursor, formatter: _Formatter, *, follow: bool = False
-) -> AsyncIterator[bytes]:
+) -> AsyncGenerator[bytes, None]:
     """Format and yield every complete record from the cursor's offset to end of file.
 
     A follower's first read is done on the event loop: it reads what the writer has just
@@ -182,19 +190,42 @@ async def _drain(
     costs two scheduling waits on a busy host for every line. A backlog larger than that read
     goes on in worker threads."""
     size = _FOLLOW_READ_SIZE if follow else _READ_SIZE
-    while not formatter.is_exhausted():
-        if follow:
-            read, output = _read_and_format(cursor, formatter, size)
-        else:
-            # Read and format in one worker call: a fetch of a large log does not hold the
-            # event loop for the formatting of each megabyte (other devices' output keeps
-            # flowing).
-            read, output = await asyncio.to_thread(_read_and_format, cursor, formatter, size)
+    if follow:
+        read, output = _read_and_format(cursor, formatter, size)
         if output:
             yield output
         if read < size:
             return  # the end of the file, as of this read
-        follow, size = False, _READ_SIZE
+        size = _READ_SIZE
+    # Read and format in worker threads: a fetch of a large log does not hold the event loop
+    # for the formatting of each megabyte (other devices' output keeps flowing). The next
+    # block is read and formatted while the consumer sends this one.
+    ahead: asyncio.Future[tuple[int, bytes]] | None = None
+    try:
+        while not formatter.is_exhausted():
+            if ahead is None:
+                ahead = _read_ahead(cursor, formatter, size)
+            read, output = await ahead
+            ahead = None
+            if read < size:
+                if output:
+                    yield output
+                return  # the end of the file, as of this read
+            if not formatter.is_exhausted():
+                ahead = _read_ahead(cursor, formatter, size)
+            if output:
+                yield output
+    finally:
+        if ahead is not None:
+            # It reads the cursor's file: done before the caller may close it.
+            with contextlib.suppress(Exception):
+                await asyncio.shield(ahead)
+
+
+def _read_ahead(
+    cursor: _Cursor, formatter: _Formatter, size: int
+) -> asyncio.Future[tuple[int, bytes]]:
+    return asyncio.ensure_future(asyncio.to_thread(_read_and_format, cursor, formatter, size))
 
 
 def _read_and_format(cursor: _Cursor, formatter: _Formatter, size: int) -> tuple[int, bytes]:

@@ -446,3 +446,18 @@ async def test_runs_of_shared_headers_format_like_single_records(
     out = await collect(read_logs(source(container_dir), **options))
     lines = tuple(line + b"\n" for record in records for line in record.split(b"\n")[:-1])
     assert out == _expected_output(lines, options)
+
+
+async def test_a_log_of_several_reads_is_read_whole_and_can_be_left_early(
+    container_dir: Path,
+) -> None:
+    """Blocks are read and formatted one ahead of the consumer; all arrive, in order, and a
+    consumer that stops after the first leaves no read running on a closed file."""
+    lines = [b"%015d" % i for i in range(200_000)]  # 8 MB of records: several 1 MiB reads
+    _raw_log(container_dir, *(b"2023-11-14T22:13:20Z stdout F " + line + b"\n" for line in lines))
+    assert await collect(read_logs(source(container_dir))) == b"\n".join(lines) + b"\n"
+
+    chunks = read_logs(source(container_dir))
+    async with contextlib.aclosing(chunks):
+        first = await anext(chunks)
+    assert first and b"\n".join(lines).startswith(first)
