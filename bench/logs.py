@@ -7,15 +7,19 @@ app (a `counter` whose lines carry the device's wall time when the line was prod
 line every 50 ms on a device paced at 115200 baud; `kubectl logs -f` reads them through the API
 server and the gateway's kubelet API, and each line's latency is its arrival time minus its stamp
 (p50, p99 per run, over the lines produced after the first one arrived; median and min..max
-over runs).
+over runs). First with nothing else going on; then (2 runs, quick 1) while each gateway writes
+the flood below from another of its devices, which shows what other devices' output costs a
+follower (each run records whether its gateway's flood was still going when it ended).
 
-Throughput: a `flood` pod on an unthrottled device writes 50 MB of output (quick: 8); once it
-has exited, the whole log is fetched through the API server's `pods/log` (which proxies the
+Throughput: a `flood` pod on an unthrottled device writes 16 MiB of 16-byte lines (quick: 8),
+some 50 MB of CRI records: the 5 files of 10 MiB a container's log is kept at. Once it has
+exited, the whole log is fetched through the API server's `pods/log` (which proxies the
 gateway's `/containerLogs`) and directly from the gateway's kubelet endpoint (with the API
-server's kubelet-client certificate), MB/s of response body over repeated fetches. Beside them,
-the API server proxy's own ceiling: a static file of the same size served by a plain HTTPS
-server (bench/static_file_server.py) behind a node object of its own, fetched through the node
-proxy (the same kubelet leg as pods/log) and directly.
+server's kubelet-client certificate), in MB/s of response body (what the user receives) over
+repeated fetches, and the same in MB/s of the CRI files read. Beside them, the API server
+proxy's own ceiling: a static file of the body's size served by a plain HTTPS server
+(bench/static_file_server.py) as the log of a pod on a node object of its own, fetched through
+`pods/log` (the same kubelet leg) and directly.
 
 `--baseline TREE` also runs the gateway of another source tree (`git archive main | tar -x -C
 TREE`) beside this one, on its own devices in the same control plane; the two take turns run by
@@ -267,6 +271,8 @@ async def _run(  # noqa: PLR0912, PLR0915 (one benchmark scene, set up and measu
         DeviceProfile(device_id="fast", baud=None, output_buffer=1 << 20),
     ]
     latency: dict[str, list[dict[str, Any]]] = {v.label: [] for v in variants}
+    busy: dict[str, list[dict[str, Any]]] = {v.label: [] for v in variants}
+    busy_repeats = 1 if quick else 2
     fetch: dict[str, dict[str, list[float]]] = {
         v.label: {"api": [], "direct": []} for v in variants
     }
@@ -296,11 +302,8 @@ async def _run(  # noqa: PLR0912, PLR0915 (one benchmark scene, set up and measu
             await wait_nodes_ready(api, names, 120)
             for v in variants:
                 await common.make_namespace(api, v.namespace)
-                await api.create(
-                    f"/api/v1/namespaces/{v.namespace}/pods",
-                    _pod("flood", v.fast, "flood", [str(flood)]),
-                )
-            # Follow latency, the gateways taking turns run by run.
+            # Follow latency, the gateways taking turns run by run: first with nothing else
+            # going on, then while a flood on another device of each gateway is being written.
             for i in range(repeats):
                 for v in variants:
                     result = await follow_latency(
@@ -310,6 +313,25 @@ async def _run(  # noqa: PLR0912, PLR0915 (one benchmark scene, set up and measu
                     say(
                         f"  [{v.label}] logs -f latency run {i}: p50 {result['p50_ms']:.1f} ms,"
                         f" p99 {result['p99_ms']:.1f} ms over {result['count']:.0f} lines"
+                    )
+            for v in variants:
+                await api.create(
+                    f"/api/v1/namespaces/{v.namespace}/pods",
+                    _pod("flood", v.fast, "flood", [str(flood)]),
+                )
+            for i in range(busy_repeats):
+                for v in variants:
+                    result = await follow_latency(
+                        cl, api, v.namespace, v.paced, lines=lines, tag=f"busy{i}"
+                    )
+                    flood_pod = await api.get(f"/api/v1/namespaces/{v.namespace}/pods/flood")
+                    phase = (flood_pod.get("status") or {}).get("phase")
+                    result["flood_still_running_after"] = phase in (None, "Pending", "Running")
+                    busy[v.label].append(result)
+                    say(
+                        f"  [{v.label}] logs -f latency during the flood, run {i}: p50"
+                        f" {result['p50_ms']:.1f} ms, p99 {result['p99_ms']:.1f} ms over"
+                        f" {result['count']:.0f} lines (flood {phase} after it)"
                     )
             # Whole-log fetches: through the API server, directly, and the static ceiling.
             for v in variants:
@@ -381,6 +403,13 @@ async def _run(  # noqa: PLR0912, PLR0915 (one benchmark scene, set up and measu
                 "p99_ms": spread(r["p99_ms"] for r in runs),
                 "runs": runs,
             },
+            # The same while the gateway writes a flood from another device (the flood may
+            # end before a run does: each run says whether it was still going after it).
+            "follow_latency_during_flood": {
+                "p50_ms": spread(r["p50_ms"] for r in busy[v.label]),
+                "p99_ms": spread(r["p99_ms"] for r in busy[v.label]),
+                "runs": busy[v.label],
+            },
             "fetch_mb_per_s": {k: spread(r) for k, r in fetch[v.label].items()},
             # The same fetches counted in bytes of the CRI files read (records with headers).
             "fetch_file_mb_per_s": {
@@ -397,11 +426,14 @@ async def _run(  # noqa: PLR0912, PLR0915 (one benchmark scene, set up and measu
     )
     for label, figures in report["variants"].items():
         f = figures["follow_latency"]
+        b = figures["follow_latency_during_flood"]
         m = figures["fetch_mb_per_s"]
         d = figures["fetch_file_mb_per_s"]
         say(
             f"[{label}] logs -f: device line → kubectl p50 {common.fmt(f['p50_ms'], ' ms')}, "
-            f"p99 {common.fmt(f['p99_ms'], ' ms')}; fetch through the API server "
+            f"p99 {common.fmt(f['p99_ms'], ' ms')} (during a flood: p50 "
+            f"{common.fmt(b['p50_ms'], ' ms')}, p99 {common.fmt(b['p99_ms'], ' ms')}); "
+            "fetch through the API server "
             f"{common.fmt(m['api'], ' MB/s')} (file {d['api']['median']:.1f} MB/s), direct "
             f"{common.fmt(m['direct'], ' MB/s')} (file {d['direct']['median']:.1f} MB/s)"
         )

@@ -17,12 +17,11 @@ from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from gateway.logs import blocks, layout
+from gateway.logs import layout
 from gateway.logs.changes import ChangeSignal
-from gateway.logs.cri import Stream
 from gateway.logs.errors import LogNotFound
+from gateway.logs.formatter import Formatter
 from gateway.logs.tail import find_tail_start
-from gateway.logs.timestamps import parse_rfc3339
 
 logger = logging.getLogger(__name__)
 
@@ -38,6 +37,8 @@ SIGNALLED_RECHECK_INTERVAL = 0.5
 _READ_SIZE = 1024 * 1024
 # A follower's read on the event loop (see _drain): lines that just arrived.
 _FOLLOW_READ_SIZE = 64 * 1024
+# Reads of a content file (gateway.logs.content): copied as they are.
+_CONTENT_READ_SIZE = 4 * 1024 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,7 +85,7 @@ async def read_logs(
     paths = layout.instance_log_files(source.container_dir, restart) if restart >= 0 else []
     if previous and not paths:
         raise LogNotFound(f"no log of a previous instance in {source.container_dir}")
-    formatter = _Formatter(timestamps=timestamps, since_ns=since_ns, limit_bytes=limit_bytes)
+    formatter = Formatter(timestamps=timestamps, since_ns=since_ns, limit_bytes=limit_bytes)
     if poll_interval is None:
         poll_interval = (
             DEFAULT_POLL_INTERVAL if source.changes is None else SIGNALLED_RECHECK_INTERVAL
@@ -97,18 +98,21 @@ async def read_logs(
             start_index, start_offset = await asyncio.to_thread(find_tail_start, sizes, tail_lines)
         if announce_ready:
             yield b""
+        current_path = layout.current_log_file(source.container_dir, restart)
         for index in range(start_index, len(cursors)):
             cursor = cursors[index]
             cursor.offset = start_offset if index == start_index else 0
-            # Closed here, not left to the garbage collector: its read ahead must finish before
+            # A whole rotated file without options: its content file, if written, as it is.
+            plain = cursor.offset == 0 and not timestamps and since_ns is None
+            # Closed here, not left to the garbage collector: a read ahead must finish before
             # the files are closed below.
-            async with contextlib.aclosing(_drain(cursor, formatter)) as drained:
-                async for chunk in drained:
+            read = _read_file(cursor, formatter, plain and cursor.path != current_path)
+            async with contextlib.aclosing(read) as chunks:
+                async for chunk in chunks:
                     yield chunk
             if formatter.is_exhausted():
                 return
         if follow and not previous:
-            current_path = layout.current_log_file(source.container_dir, restart)
             live = cursors[-1] if cursors and cursors[-1].path == current_path else None
             async for chunk in _follow(
                 source,
@@ -128,7 +132,7 @@ async def _follow(  # noqa: PLR0912 (the follow loop: drain, rotation, stop and 
     source: LogSource,
     path: Path,
     cursor: _Cursor | None,
-    formatter: _Formatter,
+    formatter: Formatter,
     *,
     stop: Callable[[], bool] | None,
     poll_interval: float,
@@ -181,7 +185,7 @@ async def _follow(  # noqa: PLR0912 (the follow loop: drain, rotation, stop and 
 
 
 async def _drain(
-    cursor: _Cursor, formatter: _Formatter, *, follow: bool = False
+    cursor: _Cursor, formatter: Formatter, *, follow: bool = False
 ) -> AsyncGenerator[bytes, None]:
     """Format and yield every complete record from the cursor's offset to end of file.
 
@@ -223,12 +227,42 @@ async def _drain(
 
 
 def _read_ahead(
-    cursor: _Cursor, formatter: _Formatter, size: int
+    cursor: _Cursor, formatter: Formatter, size: int
 ) -> asyncio.Future[tuple[int, bytes]]:
     return asyncio.ensure_future(asyncio.to_thread(_read_and_format, cursor, formatter, size))
 
 
-def _read_and_format(cursor: _Cursor, formatter: _Formatter, size: int) -> tuple[int, bytes]:
+async def _read_file(
+    cursor: _Cursor, formatter: Formatter, from_content: bool
+) -> AsyncGenerator[bytes, None]:
+    """One file from the cursor's offset: its content file as it is (`from_content`, when one
+    was written: gateway.logs.content), else its records formatted."""
+    content_fd = await asyncio.to_thread(_open_content, cursor.path) if from_content else None
+    if content_fd is None:
+        async with contextlib.aclosing(_drain(cursor, formatter)) as drained:
+            async for chunk in drained:
+                yield chunk
+        return
+    try:
+        offset = 0
+        while not formatter.is_exhausted():
+            data = await asyncio.to_thread(os.pread, content_fd, _CONTENT_READ_SIZE, offset)
+            if not data:
+                return
+            offset += len(data)
+            yield formatter.limit(data)
+    finally:
+        os.close(content_fd)
+
+
+def _open_content(rotated: Path) -> int | None:
+    try:
+        return os.open(layout.content_file(rotated), os.O_RDONLY | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return None
+
+
+def _read_and_format(cursor: _Cursor, formatter: Formatter, size: int) -> tuple[int, bytes]:
     """Read up to `size` bytes at the cursor: (bytes read, the output of the complete records
     read so far)."""
     data = os.pread(cursor.fd, size, cursor.offset)
@@ -296,109 +330,3 @@ def _reopen_if_rotated(path: Path, cursor: _Cursor | None) -> _Cursor | None:
         os.close(fd)
         return None
     return _Cursor(path, fd)
-
-
-class _Formatter:
-    """Turns CRI records into `kubectl logs` output, applying since, timestamps and limit."""
-
-    def __init__(self, *, timestamps: bool, since_ns: int | None, limit_bytes: int | None):
-        self._timestamps = timestamps
-        self._since_ns = since_ns
-        self._remaining = limit_bytes
-        self._at_line_start = dict.fromkeys(Stream, True)
-        # Nanoseconds of the stamps seen lately: the records of one write share theirs.
-        self._stamps: dict[bytes, int] = {}
-
-    def is_exhausted(self) -> bool:
-        return self._remaining is not None and self._remaining <= 0
-
-    def format(self, block: bytes) -> bytes:
-        """The output for a block of complete records (each ended by a newline)."""
-        output: bytes | None = None
-        if self._since_ns is not None:
-            output = self._format_records(block)
-        elif not self._timestamps:
-            # Whole blocks in a few C-level passes (gateway.logs.blocks).
-            output = blocks.content(block)
-        else:
-            output = self._stamped(block)
-        return self._limit(output if output is not None else self._format_records(block))
-
-    def _stamped(self, block: bytes) -> bytes:
-        """With timestamps: the stretches of F records between P records as whole blocks; each
-        P record, and what follows it until every stream is at a line start again (a line's
-        stamp is its first record's), record by record."""
-        pieces = []
-        position = 0
-        for start, _ in blocks.partial_records(block):
-            if start < position:
-                continue  # taken record by record already
-            pieces.append(self._stamped_stretch(block[position:start]))
-            position = start
-            while position < len(block):
-                end = block.index(b"\n", position) + 1
-                pieces.append(self._format_records(block[position:end]))
-                position = end
-                if all(self._at_line_start.values()):
-                    break
-        pieces.append(self._stamped_stretch(block[position:]))
-        return b"".join(pieces)
-
-    def _stamped_stretch(self, stretch: bytes) -> bytes:
-        if all(self._at_line_start.values()):
-            output = blocks.stamped_content(stretch)
-            if output is not None:
-                return output
-        return self._format_records(stretch)
-
-    def _limit(self, output: bytes) -> bytes:
-        if self._remaining is None:
-            return output
-        output = output[: self._remaining]
-        self._remaining -= len(output)
-        return output
-
-    def _format_records(self, block: bytes) -> bytes:
-        """Record by record: what defines the output (the block paths must agree with it)."""
-        out = bytearray()
-        # Only "\n" ends a record: content may hold a lone "\r" (splitlines would cut there).
-        lines = block.split(b"\n")
-        lines.pop()  # empty: the block ends with a newline
-        for line in lines:
-            fields = line.split(b" ", 3)
-            stream = _STREAMS.get(fields[1]) if len(fields) >= 3 else None
-            stamp = self._stamp_ns(fields[0]) if stream is not None else None
-            if stream is None or stamp is None:
-                logger.debug("skipping malformed log record %r", line[:80])
-                continue
-            if self._since_ns is not None and stamp < self._since_ns:
-                continue
-            # The tag field may carry several ':'-separated tags; only P/F is defined today.
-            partial = b"P" in fields[2].split(b":")
-            content = fields[3] if len(fields) == 4 else b""
-            if self._timestamps and self._at_line_start[stream]:
-                # As written: the writer stamps in the format --timestamps shows.
-                out += fields[0] + b" "
-            out += content
-            if not partial:
-                out += b"\n"
-            self._at_line_start[stream] = not partial
-        return bytes(out)
-
-    def _stamp_ns(self, stamp: bytes) -> int | None:
-        """The stamp in nanoseconds, None if it is not an RFC3339 time."""
-        ns = self._stamps.get(stamp)
-        if ns is None:
-            try:
-                ns = parse_rfc3339(stamp)
-            except ValueError:
-                return None
-            if len(self._stamps) >= _STAMP_CACHE_SIZE:
-                self._stamps.clear()
-            self._stamps[stamp] = ns
-        return ns
-
-
-_STREAMS = {stream.value.encode(): stream for stream in Stream}
-# Distinct stamps remembered per read (a block holds a few hundred: one per write).
-_STAMP_CACHE_SIZE = 4096

@@ -19,7 +19,7 @@ import threading
 from collections.abc import Callable
 from pathlib import Path
 
-from gateway.logs import layout, offsets
+from gateway.logs import content, layout, offsets
 from gateway.logs.changes import ChangeSignal
 from gateway.logs.config import LogConfig
 from gateway.logs.cri import Stream, Tag, encode_record, record_header
@@ -79,6 +79,10 @@ class ContainerLogWriter:
         self._written_unsynced = False
         # A publish that failed: every later flush fails with it (its records are lost).
         self._publish_error: OSError | None = None
+        # Rotated files whose content file (gateway.logs.content) is still to be written, and
+        # the task writing them (off the flush path: acknowledgements do not wait for it).
+        self._rotated: list[Path] = []
+        self._content_job: asyncio.Task[None] | None = None
 
     @property
     def path(self) -> Path:
@@ -153,12 +157,14 @@ class ContainerLogWriter:
         """
         self._queue_partials()
         await asyncio.to_thread(self._drain, after_write)
+        self._start_content_job()
 
     async def publish(self) -> None:
         """Write the complete records queued so far without waiting for a sync: followers
         read them now. Nothing is durable (nor may be acknowledged) until `flush()` returns.
         Raises OSError."""
         await asyncio.to_thread(self._publish)
+        self._start_content_job()
 
     async def close(self) -> None:
         """Flush everything, then close the file. Idempotent."""
@@ -167,6 +173,7 @@ class ContainerLogWriter:
         await self.flush()
         self._closed = True
         await asyncio.to_thread(self._close_file)
+        await self._content_written()
         self._announce_end()
 
     async def abandon(self) -> None:
@@ -178,6 +185,7 @@ class ContainerLogWriter:
         for buffer in self._partial.values():
             buffer.clear()
         await asyncio.to_thread(self._close_file)
+        await self._content_written()
         self._announce_end()
 
     def _announce_end(self) -> None:
@@ -191,6 +199,36 @@ class ContainerLogWriter:
         """flush() for callers outside the event loop (shutdown paths, tools)."""
         self._queue_partials()
         self._drain()
+        self._write_contents()
+
+    def _start_content_job(self) -> None:
+        if self._rotated and self._content_job is None:
+            self._content_job = asyncio.ensure_future(self._content_loop())
+            self._content_job.set_name(f"log contents {self.container_dir.name}")
+
+    async def _content_loop(self) -> None:
+        try:
+            while self._rotated:  # checked on the loop: a rotation meanwhile is not missed
+                await asyncio.to_thread(self._write_contents)
+        finally:
+            self._content_job = None
+
+    async def _content_written(self) -> None:
+        if self._content_job is not None:
+            await asyncio.shield(self._content_job)
+
+    def _write_contents(self) -> None:
+        """Write the content files of the files rotated so far (worker thread)."""
+        while True:
+            with self._buffer_lock:
+                if not self._rotated:
+                    return
+                rotated = self._rotated.pop(0)
+            try:
+                content.write_content_file(rotated, fsync=self._config.fsync)
+            except OSError as exc:
+                # Only a speed-up is lost: reads of that file format its records instead.
+                logger.warning("cannot write the content file of %s: %s", rotated, exc)
 
     def _queue_partials(self) -> None:
         timestamp = self._clock()
@@ -330,6 +368,8 @@ class ContainerLogWriter:
         )
         os.rename(self.path, target)
         logger.debug("rotated %s to %s", self.path, target.name)
+        with self._buffer_lock:
+            self._rotated.append(target)
         self._prune()
         self._open()
 
@@ -338,6 +378,7 @@ class ContainerLogWriter:
         excess = len(rotated) - self._config.max_rotated_files
         for old in rotated[: max(excess, 0)]:
             old.unlink(missing_ok=True)
+            content.remove_content_file(old)
 
     def _sync_dir(self) -> None:
         # A new or renamed file is only durable once its directory entry is.

@@ -6,7 +6,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from gateway.logs import blocks
-from gateway.logs.reader import _Formatter
+from gateway.logs.formatter import Formatter
 
 _STAMPS = (b"2023-11-14T22:13:20Z", b"2023-11-14T22:13:20.5Z", b"2023-11-14T22:13:21.000000001Z")
 # Content that looks like headers, tags and stamps must not be taken for them.
@@ -23,7 +23,7 @@ _ODD = st.sampled_from([b"not a record\n", b"2023-11-14T22:13:20Z stdout P:x tag
 
 
 def _by_records(block: bytes, *, timestamps: bool) -> bytes:
-    return _Formatter(timestamps=timestamps, since_ns=None, limit_bytes=None)._format_records(block)
+    return Formatter(timestamps=timestamps, since_ns=None, limit_bytes=None).format_records(block)
 
 
 @settings(max_examples=300, deadline=None)
@@ -41,12 +41,12 @@ def test_stamped_blocks_match_records_across_block_boundaries(
     records: list[bytes], split: int
 ) -> None:
     """With timestamps, P records carry the line state from one block to the next."""
-    fast = _Formatter(timestamps=True, since_ns=None, limit_bytes=None)
-    slow = _Formatter(timestamps=True, since_ns=None, limit_bytes=None)
+    fast = Formatter(timestamps=True, since_ns=None, limit_bytes=None)
+    slow = Formatter(timestamps=True, since_ns=None, limit_bytes=None)
     first, second = b"".join(records[:split]), b"".join(records[split:])
-    assert fast.format(first) + fast.format(second) == slow._format_records(
+    assert fast.format(first) + fast.format(second) == slow.format_records(
         first
-    ) + slow._format_records(second)
+    ) + slow.format_records(second)
 
 
 def test_blocks_with_p_records_take_the_block_path() -> None:
