@@ -89,8 +89,49 @@ async def _wait_phase(api: KubeApi, path: str, phases: tuple[str, ...], within: 
     raise TimeoutError(f"{path} not in {phases}")
 
 
+class _Stamped:
+    """Latencies of stamped lines on one stream: lines produced after the first one arrived
+    (that one shows the stream was open then; earlier lines are history, not latency)."""
+
+    def __init__(self) -> None:
+        self.latencies: list[float] = []
+        self.attached: float | None = None
+
+    def line(self, raw: bytes) -> None:
+        now = time.time()
+        parts = raw.split()
+        if len(parts) != 2:
+            return
+        stamp = float(parts[1])
+        if self.attached is None:
+            self.attached = now
+        elif stamp >= self.attached:
+            self.latencies.append(now - stamp)
+
+
+async def _follow_directly(
+    session: aiohttp.ClientSession, url: str, stamped: _Stamped, until: asyncio.Event
+) -> None:
+    """The same log followed from the gateway's kubelet port, without the API server and
+    kubectl: what the gateway's own part of the latency is."""
+    async with session.get(url) as response:
+        response.raise_for_status()
+        while not until.is_set():
+            raw = await response.content.readline()
+            if not raw:
+                return
+            stamped.line(raw)
+
+
 async def follow_latency(
-    cluster: LocalCluster, api: KubeApi, namespace: str, node: str, *, lines: int, tag: str
+    cluster: LocalCluster,
+    api: KubeApi,
+    namespace: str,
+    node: str,
+    *,
+    lines: int,
+    tag: str,
+    direct: tuple[aiohttp.ClientSession, int] | None = None,
 ) -> dict[str, Any]:
     name = f"stamp-{tag}"
     await api.create(
@@ -111,31 +152,33 @@ async def follow_latency(
         stderr=asyncio.subprocess.DEVNULL,
     )
     assert proc.stdout is not None
-    latencies: list[float] = []
-    attached: float | None = None
+    via_kubectl, directly = _Stamped(), _Stamped()
+    done = asyncio.Event()
+    side: asyncio.Task[None] | None = None
+    if direct is not None:
+        session, port = direct
+        url = f"https://127.0.0.1:{port}/containerLogs/{namespace}/{name}/main?follow=true"
+        side = asyncio.create_task(_follow_directly(session, url, directly, done))
     try:
         async with asyncio.timeout(60 + lines * STAMP_INTERVAL_MS / 1000):
             while True:
                 raw = await proc.stdout.readline()
                 if not raw:
                     break
-                now = time.time()
-                parts = raw.split()
-                if len(parts) != 2:
-                    continue
-                stamp = float(parts[1])
-                # Lines already in the log when the stream attached are history, not latency:
-                # only lines produced after the first line arrived (the stream was open then)
-                # are counted.
-                if attached is None:
-                    attached = now
-                elif stamp >= attached:
-                    latencies.append(now - stamp)
+                via_kubectl.line(raw)
     finally:
+        done.set()
         with contextlib.suppress(ProcessLookupError):
             proc.kill()
         await proc.wait()
-    return common.latency_summary(latencies)
+        if side is not None:
+            side.cancel()
+            with contextlib.suppress(asyncio.CancelledError, aiohttp.ClientError):
+                await side
+    result: dict[str, Any] = dict(common.latency_summary(via_kubectl.latencies))
+    if direct is not None:
+        result["direct"] = common.latency_summary(directly.latencies)
+    return result
 
 
 async def _fetch(session: aiohttp.ClientSession, url: str, headers: Mapping[str, str]) -> float:
@@ -302,17 +345,28 @@ async def _run(  # noqa: PLR0912, PLR0915 (one benchmark scene, set up and measu
             await wait_nodes_ready(api, names, 120)
             for v in variants:
                 await common.make_namespace(api, v.namespace)
+            direct = _kubelet_client(cl)
+            stack.push_async_callback(direct.close)
+            paced_port = {v.label: await _kubelet_port(api, v.paced) for v in variants}
             # Follow latency, the gateways taking turns run by run: first with nothing else
             # going on, then while a flood on another device of each gateway is being written.
             for i in range(repeats):
                 for v in variants:
                     result = await follow_latency(
-                        cl, api, v.namespace, v.paced, lines=lines, tag=f"{i}"
+                        cl,
+                        api,
+                        v.namespace,
+                        v.paced,
+                        lines=lines,
+                        tag=f"{i}",
+                        direct=(direct, paced_port[v.label]),
                     )
                     latency[v.label].append(result)
                     say(
                         f"  [{v.label}] logs -f latency run {i}: p50 {result['p50_ms']:.1f} ms,"
                         f" p99 {result['p99_ms']:.1f} ms over {result['count']:.0f} lines"
+                        f" (gateway's port directly: p50 {result['direct']['p50_ms']:.1f} ms,"
+                        f" p99 {result['direct']['p99_ms']:.1f} ms)"
                     )
             for v in variants:
                 await api.create(
@@ -322,7 +376,13 @@ async def _run(  # noqa: PLR0912, PLR0915 (one benchmark scene, set up and measu
             for i in range(busy_repeats):
                 for v in variants:
                     result = await follow_latency(
-                        cl, api, v.namespace, v.paced, lines=lines, tag=f"busy{i}"
+                        cl,
+                        api,
+                        v.namespace,
+                        v.paced,
+                        lines=lines,
+                        tag=f"busy{i}",
+                        direct=(direct, paced_port[v.label]),
                     )
                     flood_pod = await api.get(f"/api/v1/namespaces/{v.namespace}/pods/flood")
                     phase = (flood_pod.get("status") or {}).get("phase")
@@ -331,14 +391,14 @@ async def _run(  # noqa: PLR0912, PLR0915 (one benchmark scene, set up and measu
                     say(
                         f"  [{v.label}] logs -f latency during the flood, run {i}: p50"
                         f" {result['p50_ms']:.1f} ms, p99 {result['p99_ms']:.1f} ms over"
-                        f" {result['count']:.0f} lines (flood {phase} after it)"
+                        f" {result['count']:.0f} lines (flood {phase} after it; directly: p50"
+                        f" {result['direct']['p50_ms']:.1f} ms, p99"
+                        f" {result['direct']['p99_ms']:.1f} ms)"
                     )
             # Whole-log fetches: through the API server, directly, and the static ceiling.
             for v in variants:
                 path = f"/api/v1/namespaces/{v.namespace}/pods/flood"
                 await _wait_phase(api, path, ("Succeeded", "Failed"), 600)
-            direct = _kubelet_client(cl)
-            stack.push_async_callback(direct.close)
             via_api = api._client()
             api_headers = await api._headers("text/plain")
             urls: dict[str, dict[str, str]] = {}
@@ -401,6 +461,10 @@ async def _run(  # noqa: PLR0912, PLR0915 (one benchmark scene, set up and measu
             "follow_latency": {
                 "p50_ms": spread(r["p50_ms"] for r in runs),
                 "p99_ms": spread(r["p99_ms"] for r in runs),
+                # The same lines followed at the gateway's kubelet port, without the API
+                # server and kubectl: the gateway's own part.
+                "direct_p50_ms": spread(r["direct"]["p50_ms"] for r in runs),
+                "direct_p99_ms": spread(r["direct"]["p99_ms"] for r in runs),
                 "runs": runs,
             },
             # The same while the gateway writes a flood from another device (the flood may
@@ -431,7 +495,9 @@ async def _run(  # noqa: PLR0912, PLR0915 (one benchmark scene, set up and measu
         d = figures["fetch_file_mb_per_s"]
         say(
             f"[{label}] logs -f: device line → kubectl p50 {common.fmt(f['p50_ms'], ' ms')}, "
-            f"p99 {common.fmt(f['p99_ms'], ' ms')} (during a flood: p50 "
+            f"p99 {common.fmt(f['p99_ms'], ' ms')} (at the gateway's port: p50 "
+            f"{common.fmt(f['direct_p50_ms'], ' ms')}, p99 {common.fmt(f['direct_p99_ms'], ' ms')})"
+            f" (during a flood: p50 "
             f"{common.fmt(b['p50_ms'], ' ms')}, p99 {common.fmt(b['p99_ms'], ' ms')}); "
             "fetch through the API server "
             f"{common.fmt(m['api'], ' MB/s')} (file {d['api']['median']:.1f} MB/s), direct "
