@@ -159,6 +159,11 @@ class ContainerLogWriter:
         await asyncio.to_thread(self._drain, after_write)
         self._start_content_job()
 
+    @property
+    def followed(self) -> bool:
+        """Whether a follower waits for this log's next bytes (`publish` is worth its cost)."""
+        return self._changes is not None and self._changes.followed
+
     async def publish(self) -> None:
         """Write the complete records queued so far without waiting for a sync: followers
         read them now. Nothing is durable (nor may be acknowledged) until `flush()` returns.

@@ -210,10 +210,11 @@ class InstanceLog:
         if self._flusher is None:
             self._flusher = asyncio.ensure_future(self._flush())
             self._flusher.set_name(f"{self.label}:flush {self.task_id}")
-        elif self._publisher is None:
+        elif self._publisher is None and self.writer.followed:
             # A flush is in progress, most of it waiting for the disk's sync: what came
             # meanwhile is written now, so `kubectl logs -f` shows it without waiting for that
-            # sync; the next flush makes it durable and acknowledges it.
+            # sync; the next flush makes it durable and acknowledges it. Only while someone
+            # follows: otherwise the next flush writes it, and a flood costs no extra writes.
             self._publisher = asyncio.ensure_future(self._publish())
             self._publisher.set_name(f"{self.label}:publish {self.task_id}")
 
