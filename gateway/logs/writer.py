@@ -83,6 +83,7 @@ class ContainerLogWriter:
         # the task writing them (off the flush path: acknowledgements do not wait for it).
         self._rotated: list[Path] = []
         self._content_job: asyncio.Task[None] | None = None
+        self._contents_checked = False  # rotated files without content looked for (first open)
 
     @property
     def path(self) -> Path:
@@ -353,6 +354,16 @@ class ContainerLogWriter:
             self._write_all(b"\n")
         if created:
             self._sync_dir()
+        if not self._contents_checked:
+            # Files rotated before a crash (or by a gateway without content files) get theirs.
+            self._contents_checked = True
+            missing = [
+                path
+                for path in layout.rotated_log_files(self.container_dir, self.restart)
+                if not layout.content_file(path).exists()
+            ]
+            with self._buffer_lock:
+                self._rotated[:0] = missing
 
     def _write_all(self, data: bytes) -> None:
         assert self._fd is not None

@@ -82,3 +82,19 @@ def test_no_content_file_for_a_rotated_file_that_is_gone(tmp_path: Path) -> None
     gone = tmp_path / "0.log.20231114-221320"
     assert write_content_file(gone) is None
     assert not content_file(gone).exists()
+
+
+async def test_rotated_files_without_content_get_it_when_the_log_is_continued(
+    make_writer: MakeWriter, clock: FakeClock, container_dir: Path
+) -> None:
+    """A gateway that crashed before writing a content file (or one from before content
+    files) leaves rotated files without; the next writer of that log writes them."""
+    await _rotating_log(make_writer, clock)
+    rotated = rotated_log_files(container_dir, 0)
+    for path in rotated:
+        content_file(path).unlink()
+    continued = make_writer(max_bytes=300, max_rotated_files=3)
+    continued.write(Stream.STDOUT, b"after the restart\n")
+    await continued.close()
+    for path in rotated_log_files(container_dir, 0):
+        assert content_file(path).read_bytes() == _formatted(path)
