@@ -6,8 +6,14 @@ I/O (os.write, rename on rotation, fdatasync) in a worker thread via asyncio.to_
 because one fdatasync costs 0.1-20 ms depending on the disk and would stall every device.
 
 Ordering: the worker takes the pending records and writes them while holding `_io_lock`,
-so whichever flush runs first writes everything queued before it, in order. A flush whose
-caller is cancelled still completes in its thread, and no later flush can overtake it.
+so whichever flush (or publish) runs first writes everything queued before it, in order. A
+flush whose caller is cancelled still completes in its thread, and no later flush can overtake
+it. The fdatasync runs after `_io_lock` is released, so records that arrive meanwhile can be
+written (`publish()`) and read without waiting for it; a flush returns only once a sync that
+began after its own write has completed.
+
+After a rotation, a background task writes the rotated file's content file
+(gateway.logs.content); `close()` waits for it.
 """
 
 from __future__ import annotations
