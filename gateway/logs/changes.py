@@ -26,6 +26,11 @@ class ChangeSignal:
         self._lock = threading.Lock()
         self._waiters: set[asyncio.Future[None]] = set()
 
+    @property
+    def followed(self) -> bool:
+        """Whether a follower is waiting for the next change (it has read everything)."""
+        return bool(self._waiters)
+
     def notify(self) -> None:
         """Something changed; callable from any thread."""
         with self._lock:

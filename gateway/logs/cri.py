@@ -35,12 +35,16 @@ class CriRecord:
         return self.tag is Tag.PARTIAL
 
     def to_bytes(self) -> bytes:
-        head = f"{format_rfc3339nano(self.timestamp_ns)} {self.stream} {self.tag} "
-        return head.encode() + self.content + b"\n"
+        return record_header(self.timestamp_ns, self.stream, self.tag) + self.content + b"\n"
 
 
 def encode_record(timestamp_ns: int, stream: Stream, tag: Tag, content: bytes) -> bytes:
     return CriRecord(timestamp_ns, stream, tag, content).to_bytes()
+
+
+def record_header(timestamp_ns: int, stream: Stream, tag: Tag) -> bytes:
+    """`<timestamp> <stream> <tag> `: what precedes the content of such a record."""
+    return f"{format_rfc3339nano(timestamp_ns)} {stream} {tag} ".encode()
 
 
 def parse_record(line: bytes) -> CriRecord:

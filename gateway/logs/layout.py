@@ -85,6 +85,16 @@ def instance_log_files(container_dir: Path, restart: int) -> list[Path]:
     return files
 
 
+# Beside a container's files, the formatted content of its rotated files (gateway.logs.content):
+# a hidden directory, and names without `.log`, so no shipper's pattern takes them for logs.
+CONTENT_DIR_NAME = ".content"
+
+
+def content_file(rotated: Path) -> Path:
+    """Where the content of the rotated file `rotated` is kept: `.content/<restart>.<suffix>`."""
+    return rotated.parent / CONTENT_DIR_NAME / rotated.name.replace(".log.", ".", 1)
+
+
 def rotated_name(container_dir: Path, restart: int, suffix: str) -> Path:
     """A free name for rotating `<restart>.log` away at the time given by `suffix`."""
     candidate = container_dir / f"{restart}.log.{suffix}"

@@ -10,20 +10,18 @@ line arriving in the middle of a partial stdout line still gets its own timestam
 from __future__ import annotations
 
 import asyncio
-import itertools
+import contextlib
 import logging
 import os
-import re
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from gateway.logs import layout
 from gateway.logs.changes import ChangeSignal
-from gateway.logs.cri import Stream, parse_record
 from gateway.logs.errors import LogNotFound
+from gateway.logs.formatter import Formatter
 from gateway.logs.tail import find_tail_start
-from gateway.logs.timestamps import format_rfc3339nano
 
 logger = logging.getLogger(__name__)
 
@@ -37,17 +35,10 @@ DEFAULT_POLL_INTERVAL = 0.1
 SIGNALLED_RECHECK_INTERVAL = 0.5
 # Large reads: a whole-log fetch costs one thread hop and one formatting pass per read.
 _READ_SIZE = 1024 * 1024
-# The content of every record in a block of complete records, in one C-level pass, used when
-# no option needs a record's timestamp. `_FULL_CONTENT` fits blocks of F records only (the
-# common case: no tuples to build); `_CONTENT` yields F records' content with its newline and
-# P records' without (one group per record, the other empty). A block where some line matches
-# neither (a malformed record, a multi-tag field) is formatted record by record.
-_FULL_CONTENT = re.compile(rb"[0-9][^ \n]* (?:stdout|stderr) F ([^\n]*\n)")
-# With timestamps: each F record's stamp and space, then its content. The writer stamps
-# records in the format `kubectl logs --timestamps` shows (RFC3339Nano, UTC), so the stamp is
-# copied as is; a block with P records, whose stamps depend on line state, goes record by record.
-_STAMPED_FULL_CONTENT = re.compile(rb"([0-9][^ \n]* )(?:stdout|stderr) F ([^\n]*\n)")
-_CONTENT = re.compile(rb"[0-9][^ \n]* (?:stdout|stderr) (?:F ([^\n]*\n)|P ([^\n]*)\n)")
+# A follower's read on the event loop (see _drain): lines that just arrived.
+_FOLLOW_READ_SIZE = 64 * 1024
+# Reads of a content file (gateway.logs.content): copied as they are.
+_CONTENT_READ_SIZE = 4 * 1024 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,7 +85,7 @@ async def read_logs(
     paths = layout.instance_log_files(source.container_dir, restart) if restart >= 0 else []
     if previous and not paths:
         raise LogNotFound(f"no log of a previous instance in {source.container_dir}")
-    formatter = _Formatter(timestamps=timestamps, since_ns=since_ns, limit_bytes=limit_bytes)
+    formatter = Formatter(timestamps=timestamps, since_ns=since_ns, limit_bytes=limit_bytes)
     if poll_interval is None:
         poll_interval = (
             DEFAULT_POLL_INTERVAL if source.changes is None else SIGNALLED_RECHECK_INTERVAL
@@ -107,15 +98,21 @@ async def read_logs(
             start_index, start_offset = await asyncio.to_thread(find_tail_start, sizes, tail_lines)
         if announce_ready:
             yield b""
+        current_path = layout.current_log_file(source.container_dir, restart)
         for index in range(start_index, len(cursors)):
             cursor = cursors[index]
             cursor.offset = start_offset if index == start_index else 0
-            async for chunk in _drain(cursor, formatter):
-                yield chunk
+            # A whole rotated file without options: its content file, if written, as it is.
+            plain = cursor.offset == 0 and not timestamps and since_ns is None
+            # Closed here, not left to the garbage collector: a read ahead must finish before
+            # the files are closed below.
+            read = _read_file(cursor, formatter, plain and cursor.path != current_path)
+            async with contextlib.aclosing(read) as chunks:
+                async for chunk in chunks:
+                    yield chunk
             if formatter.is_exhausted():
                 return
         if follow and not previous:
-            current_path = layout.current_log_file(source.container_dir, restart)
             live = cursors[-1] if cursors and cursors[-1].path == current_path else None
             async for chunk in _follow(
                 source,
@@ -135,7 +132,7 @@ async def _follow(  # noqa: PLR0912 (the follow loop: drain, rotation, stop and 
     source: LogSource,
     path: Path,
     cursor: _Cursor | None,
-    formatter: _Formatter,
+    formatter: Formatter,
     *,
     stop: Callable[[], bool] | None,
     poll_interval: float,
@@ -152,17 +149,21 @@ async def _follow(  # noqa: PLR0912 (the follow loop: drain, rotation, stop and 
             running = await source.is_running()
             progressed = False
             if cursor is not None:
-                async for chunk in _drain(cursor, formatter):
-                    progressed = True
-                    yield chunk
+                async with contextlib.aclosing(_drain(cursor, formatter, follow=True)) as drained:
+                    async for chunk in drained:
+                        progressed = True
+                        yield chunk
             if formatter.is_exhausted():
                 return
-            replacement = await asyncio.to_thread(_reopen_if_rotated, path, cursor)
+            replacement = _reopen_if_rotated(path, cursor)
             if replacement is not None:
                 if cursor is not None:
                     # The writer renamed it away; collect what landed before the rename.
-                    async for chunk in _drain(cursor, formatter):
-                        yield chunk
+                    async with contextlib.aclosing(
+                        _drain(cursor, formatter, follow=True)
+                    ) as drained:
+                        async for chunk in drained:
+                            yield chunk
                 opened.append(replacement)
                 cursor = replacement
                 continue
@@ -183,25 +184,92 @@ async def _follow(  # noqa: PLR0912 (the follow loop: drain, rotation, stop and 
             own.close()
 
 
-async def _drain(cursor: _Cursor, formatter: _Formatter) -> AsyncIterator[bytes]:
-    """Format and yield every complete record from the cursor's offset to end of file."""
-    while not formatter.is_exhausted():
-        # Read and format in one worker call: a fetch of a large log does not hold the event
-        # loop for the formatting of each megabyte (other devices' output keeps flowing).
-        read_any, output = await asyncio.to_thread(_read_and_format, cursor, formatter)
-        if not read_any:
-            return
+async def _drain(
+    cursor: _Cursor, formatter: Formatter, *, follow: bool = False
+) -> AsyncGenerator[bytes, None]:
+    """Format and yield every complete record from the cursor's offset to end of file.
+
+    A follower's first read is done on the event loop: it reads what the writer has just
+    written, from the page cache, in microseconds, where a hop to a worker thread and back
+    costs two scheduling waits on a busy host for every line. A backlog larger than that read
+    goes on in worker threads."""
+    size = _FOLLOW_READ_SIZE if follow else _READ_SIZE
+    if follow:
+        read, output = _read_and_format(cursor, formatter, size)
         if output:
             yield output
+        if read < size:
+            return  # the end of the file, as of this read
+        size = _READ_SIZE
+    # Read and format in worker threads: a fetch of a large log does not hold the event loop
+    # for the formatting of each megabyte (other devices' output keeps flowing). The next
+    # block is read and formatted while the consumer sends this one.
+    ahead: asyncio.Future[tuple[int, bytes]] | None = None
+    try:
+        while not formatter.is_exhausted():
+            if ahead is None:
+                ahead = _read_ahead(cursor, formatter, size)
+            read, output = await ahead
+            ahead = None
+            if read < size:
+                if output:
+                    yield output
+                return  # the end of the file, as of this read
+            if not formatter.is_exhausted():
+                ahead = _read_ahead(cursor, formatter, size)
+            if output:
+                yield output
+    finally:
+        if ahead is not None:
+            # It reads the cursor's file: done before the caller may close it.
+            with contextlib.suppress(Exception):
+                await asyncio.shield(ahead)
 
 
-def _read_and_format(cursor: _Cursor, formatter: _Formatter) -> tuple[bool, bytes]:
-    """Read the next chunk at the cursor: (whether there was anything to read, the output of
-    the complete records read so far)."""
-    data = os.pread(cursor.fd, _READ_SIZE, cursor.offset)
+def _read_ahead(
+    cursor: _Cursor, formatter: Formatter, size: int
+) -> asyncio.Future[tuple[int, bytes]]:
+    return asyncio.ensure_future(asyncio.to_thread(_read_and_format, cursor, formatter, size))
+
+
+async def _read_file(
+    cursor: _Cursor, formatter: Formatter, from_content: bool
+) -> AsyncGenerator[bytes, None]:
+    """One file from the cursor's offset: its content file as it is (`from_content`, when one
+    was written: gateway.logs.content), else its records formatted."""
+    content_fd = await asyncio.to_thread(_open_content, cursor.path) if from_content else None
+    if content_fd is None:
+        async with contextlib.aclosing(_drain(cursor, formatter)) as drained:
+            async for chunk in drained:
+                yield chunk
+        return
+    try:
+        offset = 0
+        while not formatter.is_exhausted():
+            data = await asyncio.to_thread(os.pread, content_fd, _CONTENT_READ_SIZE, offset)
+            if not data:
+                return
+            offset += len(data)
+            yield formatter.limit(data)
+    finally:
+        os.close(content_fd)
+
+
+def _open_content(rotated: Path) -> int | None:
+    try:
+        return os.open(layout.content_file(rotated), os.O_RDONLY | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return None
+
+
+def _read_and_format(cursor: _Cursor, formatter: Formatter, size: int) -> tuple[int, bytes]:
+    """Read up to `size` bytes at the cursor: (bytes read, the output of the complete records
+    read so far)."""
+    data = os.pread(cursor.fd, size, cursor.offset)
     if not data:
-        return False, b""
-    cursor.offset += len(data)
+        return 0, b""
+    read = len(data)
+    cursor.offset += read
     if cursor.remainder:
         data = bytes(cursor.remainder) + data
         cursor.remainder.clear()
@@ -210,7 +278,7 @@ def _read_and_format(cursor: _Cursor, formatter: _Formatter) -> tuple[bool, byte
         # A record still being written: kept until the rest of it is read.
         cursor.remainder += data[last_newline + 1 :]
         data = data[: last_newline + 1]
-    return True, formatter.format(data) if data else b""
+    return read, formatter.format(data) if data else b""
 
 
 class _Cursor:
@@ -248,8 +316,13 @@ def _open_all(paths: list[Path]) -> list[_Cursor]:
 
 
 def _reopen_if_rotated(path: Path, cursor: _Cursor | None) -> _Cursor | None:
-    """A cursor on the file now at `path` if it is not the one `cursor` reads, else None."""
+    """A cursor on the file now at `path` if it is not the one `cursor` reads, else None.
+
+    Called on the event loop after each follow read: a stat of a file the writer just
+    touched (its inode is cached) costs microseconds; only a rotation opens a file."""
     try:
+        if cursor is not None and os.stat(path).st_ino == cursor.inode:
+            return None
         fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     except FileNotFoundError:
         return None  # rotated away and nothing new written yet
@@ -257,108 +330,3 @@ def _reopen_if_rotated(path: Path, cursor: _Cursor | None) -> _Cursor | None:
         os.close(fd)
         return None
     return _Cursor(path, fd)
-
-
-def _strip_header_runs(block: bytes) -> bytes | None:
-    """The content of a block of F records made of runs sharing one header, or None.
-
-    The writer stamps every record of one write (a frame of device output, often dozens of
-    lines) with the same timestamp, so a block is a few runs of identical headers. Each run is
-    stripped with a handful of C-level calls (find, count, replace) instead of work per line;
-    a run is only taken when every line in it carries its header, so a stdout run interleaved
-    with stderr, a P record or anything unexpected hands the block to the regular expressions.
-    """
-    pieces = []
-    pos = 0
-    size = len(block)
-    # How far ahead to look for the end of a run: twice the last run, so the search costs about
-    # as much as the run itself (a run longer than that continues as the next one).
-    reach = 4096
-    while pos < size:
-        stream_at = block.find(b" ", pos) + 1
-        tag_at = block.find(b" ", stream_at) + 1
-        content_at = block.find(b" ", tag_at) + 1
-        line_end = block.find(b"\n", pos)
-        if (
-            not 0 < stream_at < tag_at < content_at <= line_end
-            or block[tag_at:content_at] != b"F "
-            or block[stream_at : tag_at - 1] not in (b"stdout", b"stderr")
-            or not block[pos : pos + 1].isdigit()
-        ):
-            return None
-        marker = b"\n" + block[pos:content_at]  # this header at the start of a later line
-        last = block.rfind(marker, line_end, min(size, content_at + reach))
-        end = line_end + 1 if last < 0 else block.find(b"\n", last + 1) + 1
-        run = block[content_at:end]
-        # Every line of the run must start with the header: one more line than markers.
-        if run.count(marker) + 1 != run.count(b"\n"):
-            return None
-        pieces.append(run.replace(marker, b"\n"))
-        reach = max(4096, 2 * (end - pos))
-        pos = end
-    return b"".join(pieces)
-
-
-class _Formatter:
-    """Turns CRI records into `kubectl logs` output, applying since, timestamps and limit."""
-
-    def __init__(self, *, timestamps: bool, since_ns: int | None, limit_bytes: int | None):
-        self._timestamps = timestamps
-        self._since_ns = since_ns
-        self._remaining = limit_bytes
-        self._at_line_start = dict.fromkeys(Stream, True)
-
-    def is_exhausted(self) -> bool:
-        return self._remaining is not None and self._remaining <= 0
-
-    def format(self, block: bytes) -> bytes:
-        """The output for a block of complete records (each ended by a newline)."""
-        if self._timestamps and self._since_ns is None and all(self._at_line_start.values()):
-            stamped = _STAMPED_FULL_CONTENT.findall(block)
-            if len(stamped) == block.count(b"\n"):
-                return self._limit(b"".join(itertools.chain.from_iterable(stamped)))
-        elif not self._timestamps and self._since_ns is None:
-            stripped = _strip_header_runs(block)
-            if stripped is not None:
-                return self._limit(stripped)
-            count = block.count(b"\n")
-            full = _FULL_CONTENT.findall(block)
-            if len(full) == count:
-                return self._limit(b"".join(full))
-            records = _CONTENT.findall(block)
-            if len(records) == count:
-                return self._limit(b"".join(itertools.chain.from_iterable(records)))
-        return self._format_records(block)
-
-    def _limit(self, output: bytes) -> bytes:
-        if self._remaining is None:
-            return output
-        output = output[: self._remaining]
-        self._remaining -= len(output)
-        return output
-
-    def _format_records(self, block: bytes) -> bytes:
-        out = bytearray()
-        # Only "\n" ends a record: content may hold a lone "\r" (splitlines would cut there).
-        lines = block.split(b"\n")
-        lines.pop()  # empty: the block ends with a newline
-        for line in lines:
-            try:
-                record = parse_record(line)
-            except ValueError:
-                logger.debug("skipping malformed log record %r", line[:80])
-                continue
-            if self._since_ns is not None and record.timestamp_ns < self._since_ns:
-                continue
-            piece = record.content if record.partial else record.content + b"\n"
-            if self._timestamps and self._at_line_start[record.stream]:
-                piece = format_rfc3339nano(record.timestamp_ns).encode() + b" " + piece
-            self._at_line_start[record.stream] = not record.partial
-            if self._remaining is not None:
-                if len(piece) >= self._remaining:
-                    out += piece[: self._remaining]
-                    self._remaining = 0
-                    break
-                self._remaining -= len(piece)
-            out += piece
-        return bytes(out)

@@ -6,8 +6,14 @@ I/O (os.write, rename on rotation, fdatasync) in a worker thread via asyncio.to_
 because one fdatasync costs 0.1-20 ms depending on the disk and would stall every device.
 
 Ordering: the worker takes the pending records and writes them while holding `_io_lock`,
-so whichever flush runs first writes everything queued before it, in order. A flush whose
-caller is cancelled still completes in its thread, and no later flush can overtake it.
+so whichever flush (or publish) runs first writes everything queued before it, in order. A
+flush whose caller is cancelled still completes in its thread, and no later flush can overtake
+it. The fdatasync runs after `_io_lock` is released, so records that arrive meanwhile can be
+written (`publish()`) and read without waiting for it; a flush returns only once a sync that
+began after its own write has completed.
+
+After a rotation, a background task writes the rotated file's content file
+(gateway.logs.content); `close()` waits for it.
 """
 
 from __future__ import annotations
@@ -19,15 +25,16 @@ import threading
 from collections.abc import Callable
 from pathlib import Path
 
-from gateway.logs import layout, offsets
+from gateway.logs import content, layout, offsets
 from gateway.logs.changes import ChangeSignal
 from gateway.logs.config import LogConfig
-from gateway.logs.cri import Stream, Tag, encode_record
+from gateway.logs.cri import Stream, Tag, encode_record, record_header
 from gateway.logs.errors import LogWriterClosed
 from gateway.logs.timestamps import format_rotation_suffix, now_ns
 
 logger = logging.getLogger(__name__)
 
+_CR = ord("\r")
 _FILE_MODE = 0o640
 _OPEN_FLAGS = (
     os.O_RDWR | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC
@@ -74,6 +81,15 @@ class ContainerLogWriter:
         # nothing new: a previous gateway process may have written it without the sync, and
         # output is acknowledged as on disk on the strength of what the file holds.
         self._synced = False
+        # Records written (by `publish` or a flush) that no completed sync covers yet.
+        self._written_unsynced = False
+        # A publish that failed: every later flush fails with it (its records are lost).
+        self._publish_error: OSError | None = None
+        # Rotated files whose content file (gateway.logs.content) is still to be written, and
+        # the task writing them (off the flush path: acknowledgements do not wait for it).
+        self._rotated: list[Path] = []
+        self._content_job: asyncio.Task[None] | None = None
+        self._contents_checked = False  # rotated files without content looked for (first open)
 
     @property
     def path(self) -> Path:
@@ -104,19 +120,21 @@ class ContainerLogWriter:
         def ending_at(stop: int) -> int | None:
             return None if base is None else base + stop
 
+        # One header for every record of this chunk (they share its arrival time): formatting
+        # a stamp per line cost more than everything else the loop does for device output.
+        full_header = record_header(timestamp, stream, Tag.FULL)
         start = 0
-        while True:
-            newline = buffer.find(b"\n", start)
-            if newline < 0:
-                break
-            line = bytes(buffer[start:newline])
+        while (newline := buffer.find(b"\n", start)) >= 0:
             # Serial consoles end lines with CRLF; the CR is line-ending noise, not content.
-            if line.endswith(b"\r"):
-                line = line[:-1]
-            parts = _split_line(timestamp, stream, line, limit)
-            for index, record in enumerate(parts[:-1]):
-                records.append((record, stream, ending_at(start + (index + 1) * limit)))
-            records.append((parts[-1], stream, ending_at(newline + 1)))
+            stop = newline - 1 if newline > start and buffer[newline - 1] == _CR else newline
+            if stop - start <= limit:
+                record = full_header + buffer[start:stop] + b"\n"
+                records.append((record, stream, ending_at(newline + 1)))
+            else:
+                parts = _split_line(timestamp, stream, bytes(buffer[start:stop]), limit)
+                for index, record in enumerate(parts[:-1]):
+                    records.append((record, stream, ending_at(start + (index + 1) * limit)))
+                records.append((parts[-1], stream, ending_at(newline + 1)))
             start = newline + 1
         # An unterminated line that grows past the limit goes out as P records now.
         while len(buffer) - start >= limit:
@@ -146,6 +164,19 @@ class ContainerLogWriter:
         """
         self._queue_partials()
         await asyncio.to_thread(self._drain, after_write)
+        self._start_content_job()
+
+    @property
+    def followed(self) -> bool:
+        """Whether a follower waits for this log's next bytes (`publish` is worth its cost)."""
+        return self._changes is not None and self._changes.followed
+
+    async def publish(self) -> None:
+        """Write the complete records queued so far without waiting for a sync: followers
+        read them now. Nothing is durable (nor may be acknowledged) until `flush()` returns.
+        Raises OSError."""
+        await asyncio.to_thread(self._publish)
+        self._start_content_job()
 
     async def close(self) -> None:
         """Flush everything, then close the file. Idempotent."""
@@ -154,6 +185,7 @@ class ContainerLogWriter:
         await self.flush()
         self._closed = True
         await asyncio.to_thread(self._close_file)
+        await self._content_written()
         self._announce_end()
 
     async def abandon(self) -> None:
@@ -165,6 +197,7 @@ class ContainerLogWriter:
         for buffer in self._partial.values():
             buffer.clear()
         await asyncio.to_thread(self._close_file)
+        await self._content_written()
         self._announce_end()
 
     def _announce_end(self) -> None:
@@ -178,6 +211,36 @@ class ContainerLogWriter:
         """flush() for callers outside the event loop (shutdown paths, tools)."""
         self._queue_partials()
         self._drain()
+        self._write_contents()
+
+    def _start_content_job(self) -> None:
+        if self._rotated and self._content_job is None:
+            self._content_job = asyncio.ensure_future(self._content_loop())
+            self._content_job.set_name(f"log contents {self.container_dir.name}")
+
+    async def _content_loop(self) -> None:
+        try:
+            while self._rotated:  # checked on the loop: a rotation meanwhile is not missed
+                await asyncio.to_thread(self._write_contents)
+        finally:
+            self._content_job = None
+
+    async def _content_written(self) -> None:
+        if self._content_job is not None:
+            await asyncio.shield(self._content_job)
+
+    def _write_contents(self) -> None:
+        """Write the content files of the files rotated so far (worker thread)."""
+        while True:
+            with self._buffer_lock:
+                if not self._rotated:
+                    return
+                rotated = self._rotated.pop(0)
+            try:
+                content.write_content_file(rotated, fsync=self._config.fsync)
+            except OSError as exc:
+                # Only a speed-up is lost: reads of that file format its records instead.
+                logger.warning("cannot write the content file of %s: %s", rotated, exc)
 
     def _queue_partials(self) -> None:
         timestamp = self._clock()
@@ -195,34 +258,73 @@ class ContainerLogWriter:
 
     def _drain(self, after_write: Callable[[], None] | None = None) -> None:
         with self._io_lock:
-            with self._buffer_lock:
-                records, self._pending = self._pending, []
-            if not records and (self._synced or not self.path.exists()):
+            if self._publish_error is not None:
+                # What that publish took from the queue is not (all) in the file: this flush
+                # must not report it durable.
+                raise self._publish_error
+            records = self._take_pending()
+            if records:
+                self._write_records(records)
+            elif not self._written_unsynced and (self._synced or not self.path.exists()):
                 if after_write is not None:
                     after_write()
                 return
             if self._fd is None:
                 self._open()
-            batch: list[tuple[bytes, Stream, int | None]] = []
-            batch_size = 0
-            for item in records:
-                queued = self._size + batch_size
-                if queued > 0 and queued + len(item[0]) > self._config.max_bytes:
-                    self._write_batch(batch)
-                    batch, batch_size = [], 0
-                    self._rotate()
-                batch.append(item)
-                batch_size += len(item[0])
-            if batch:
-                self._write_batch(batch)
-            if records and self._changes is not None:
-                # Readable now, like a kubelet's log files; acknowledged only after the sync.
-                self._changes.notify()
             if after_write is not None:
                 after_write()
-            if self._config.fsync and self._fd is not None:
-                os.fdatasync(self._fd)
-            self._synced = True
+            self._written_unsynced = False
+            sync_fd = os.dup(self._fd) if self._config.fsync and self._fd is not None else None
+        if sync_fd is not None:
+            # Outside the I/O lock: output that arrives meanwhile is written (`publish`, the
+            # next flush) and readable without waiting for this sync, which can take tens of
+            # milliseconds on a busy disk. The duplicate keeps the file open if a rotation
+            # closes it meanwhile (the rotation syncs it too).
+            try:
+                os.fdatasync(sync_fd)
+            except OSError:
+                with self._io_lock:
+                    self._written_unsynced = True
+                raise
+            finally:
+                os.close(sync_fd)
+        self._synced = True
+
+    def _publish(self) -> None:
+        with self._io_lock:
+            records = self._take_pending()
+            if records:
+                try:
+                    self._write_records(records)
+                except OSError as exc:
+                    self._publish_error = exc
+                    raise
+
+    def _take_pending(self) -> list[tuple[bytes, Stream, int | None]]:
+        with self._buffer_lock:
+            records, self._pending = self._pending, []
+        return records
+
+    def _write_records(self, records: list[tuple[bytes, Stream, int | None]]) -> None:
+        """Write records to the file, rotating before one would take it past max_bytes."""
+        if self._fd is None:
+            self._open()
+        batch: list[tuple[bytes, Stream, int | None]] = []
+        batch_size = 0
+        for item in records:
+            queued = self._size + batch_size
+            if queued > 0 and queued + len(item[0]) > self._config.max_bytes:
+                self._write_batch(batch)
+                batch, batch_size = [], 0
+                self._rotate()
+            batch.append(item)
+            batch_size += len(item[0])
+        if batch:
+            self._write_batch(batch)
+        self._written_unsynced = True
+        if self._changes is not None:
+            # Readable now, like a kubelet's log files; acknowledged only after the sync.
+            self._changes.notify()
 
     def _write_batch(self, batch: list[tuple[bytes, Stream, int | None]]) -> None:
         """Write records to the current file, the offsets record ahead of them."""
@@ -258,6 +360,16 @@ class ContainerLogWriter:
             self._write_all(b"\n")
         if created:
             self._sync_dir()
+        if not self._contents_checked:
+            # Files rotated before a crash (or by a gateway without content files) get theirs.
+            self._contents_checked = True
+            missing = [
+                path
+                for path in layout.rotated_log_files(self.container_dir, self.restart)
+                if not layout.content_file(path).exists()
+            ]
+            with self._buffer_lock:
+                self._rotated[:0] = missing
 
     def _write_all(self, data: bytes) -> None:
         assert self._fd is not None
@@ -278,6 +390,8 @@ class ContainerLogWriter:
         )
         os.rename(self.path, target)
         logger.debug("rotated %s to %s", self.path, target.name)
+        with self._buffer_lock:
+            self._rotated.append(target)
         self._prune()
         self._open()
 
@@ -286,6 +400,7 @@ class ContainerLogWriter:
         excess = len(rotated) - self._config.max_rotated_files
         for old in rotated[: max(excess, 0)]:
             old.unlink(missing_ok=True)
+            content.remove_content_file(old)
 
     def _sync_dir(self) -> None:
         # A new or renamed file is only durable once its directory entry is.

@@ -166,6 +166,7 @@ class InstanceLog:
         self._replayed: set[str] = set()  # spooled task ids the next flush makes redundant
         self._dirty = False
         self._flusher: asyncio.Task[None] | None = None
+        self._publisher: asyncio.Task[None] | None = None
 
     def resume(self) -> None:
         """Continue a log a previous gateway process wrote: its offsets say what it holds, so
@@ -209,6 +210,21 @@ class InstanceLog:
         if self._flusher is None:
             self._flusher = asyncio.ensure_future(self._flush())
             self._flusher.set_name(f"{self.label}:flush {self.task_id}")
+        elif self._publisher is None and self.writer.followed:
+            # A flush is in progress, most of it waiting for the disk's sync: what came
+            # meanwhile is written now, so `kubectl logs -f` shows it without waiting for that
+            # sync; the next flush makes it durable and acknowledges it. Only while someone
+            # follows: otherwise the next flush writes it, and a flood costs no extra writes.
+            self._publisher = asyncio.ensure_future(self._publish())
+            self._publisher.set_name(f"{self.label}:publish {self.task_id}")
+
+    async def _publish(self) -> None:
+        try:
+            await self.writer.publish()
+        except OSError:
+            pass  # the writer fails the next flush with it, which fails the log over
+        finally:
+            self._publisher = None
 
     async def _flush(self) -> None:
         """Coalesce: one flush covers every chunk that arrived while the previous one ran."""
@@ -249,6 +265,8 @@ class InstanceLog:
         """Everything received is durable (log or spool) and acknowledged; the file is closed."""
         while self._flusher is not None:
             await self._flusher
+        if self._publisher is not None:
+            await self._publisher
         if self.failed is None:
             try:
                 await self.writer.close()

@@ -4,10 +4,13 @@ known; a stuck disk holds the acknowledgement, a failed log spools instead of bl
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import threading
 from collections.abc import Callable
 from pathlib import Path
+
+import pytest
 
 from gateway.logs import ContainerLogWriter, LogConfig, LogStore, read_logs
 from gateway.logs.offsets import load_offsets
@@ -50,6 +53,10 @@ class StuckWriter(ContainerLogWriter):
         self.entered.set()
         await asyncio.to_thread(self.disk.wait)
         await super().flush(after_write)
+
+    async def publish(self) -> None:
+        await asyncio.to_thread(self.disk.wait)
+        await super().publish()
 
 
 def instance_log(
@@ -103,6 +110,57 @@ async def test_a_stuck_disk_holds_the_acknowledgement_until_the_output_is_on_dis
     await device.until(task, "stdout", 8)
     assert await log_text(store, UID) == b"one\ntwo\n"
     assert load_offsets(container_dir, 0)["stdout"] == 8
+    await output.finish()
+
+
+async def test_a_follower_sees_output_arriving_during_a_slow_sync_before_it_is_acknowledged(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A flush waits for the disk's sync (tens of milliseconds on a busy disk); while someone
+    follows the log, what arrives meanwhile is written at once, so `kubectl logs -f` shows it
+    without waiting for that sync; it is acknowledged only once a sync covers it."""
+    syncing, synced = threading.Event(), threading.Event()
+    real_fdatasync = os.fdatasync
+
+    def slow_fdatasync(fd: int) -> None:
+        syncing.set()
+        synced.wait()
+        real_fdatasync(fd)
+
+    monkeypatch.setattr(os, "fdatasync", slow_fdatasync)
+    store = LogStore(LogConfig(root=tmp_path))
+    device = DeviceAcks()
+    output = instance_log(store, device)
+    task = str(output.name)
+
+    async def running() -> bool:
+        return True
+
+    source = store.source("default", "pod-0f6c", UID, "app", restart=0, is_running=running)
+    received: asyncio.Queue[bytes] = asyncio.Queue()
+
+    async def follow() -> None:
+        async for chunk in read_logs(source, follow=True):
+            if chunk:
+                received.put_nowait(chunk)
+
+    follower = asyncio.create_task(follow(), name="follower")
+    try:
+        output.take("stdout", 0, b"one\n")
+        await asyncio.to_thread(syncing.wait, WAIT)  # the first flush waits for its sync
+        async with asyncio.timeout(WAIT):
+            assert await received.get() == b"one\n"
+            while not output.writer.followed:  # noqa: ASYNC110 (the follower settles into its wait)
+                await asyncio.sleep(0.001)
+            output.take("stdout", 4, b"two\n")
+            assert await received.get() == b"two\n"
+        assert device.acked == {}  # readable, not yet durable
+    finally:
+        follower.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await follower
+        synced.set()
+    await device.until(task, "stdout", 8)
     await output.finish()
 
 

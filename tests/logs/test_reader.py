@@ -1,8 +1,10 @@
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import itertools
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -298,6 +300,44 @@ async def test_follower_is_woken_by_a_write_without_polling(container_dir: Path)
             await consumer
 
 
+async def test_a_follower_reads_new_lines_without_a_worker_thread(container_dir: Path) -> None:
+    """New lines reach a follower even while every worker thread is busy (a disk's syncs, a
+    large fetch): its reads of what was just written run on the event loop."""
+    loop = asyncio.get_running_loop()
+    workers = concurrent.futures.ThreadPoolExecutor(max_workers=1)
+    loop.set_default_executor(workers)
+    signal = LogChanges().signal(container_dir)
+    _raw_log(container_dir, b"2023-11-14T22:13:20Z stdout F before\n")
+    received = asyncio.Queue[bytes]()
+
+    async def consume() -> None:
+        async for chunk in read_logs(
+            LogSource(container_dir, 0, Running(), signal), follow=True, poll_interval=_NEVER
+        ):
+            if chunk:
+                received.put_nowait(chunk)
+
+    consumer = asyncio.create_task(consume(), name="follow-consumer")
+    busy = threading.Event()
+    occupied: asyncio.Future[bool] | None = None
+    try:
+        async with asyncio.timeout(10):
+            assert await received.get() == b"before\n"
+            occupied = loop.run_in_executor(None, busy.wait)  # the only worker, held
+            with (container_dir / "0.log").open("ab") as log:
+                log.write(b"2023-11-14T22:13:21Z stdout F after\n")
+            signal.notify()
+            assert await received.get() == b"after\n"
+    finally:
+        busy.set()
+        consumer.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await consumer
+        if occupied is not None:
+            await occupied
+        workers.shutdown()
+
+
 async def test_written_bytes_are_readable_before_the_sync(container_dir: Path) -> None:
     """Followers are woken after the write and before fdatasync (the writer's after_write
     hook runs in between): the file already holds the record then."""
@@ -406,3 +446,18 @@ async def test_runs_of_shared_headers_format_like_single_records(
     out = await collect(read_logs(source(container_dir), **options))
     lines = tuple(line + b"\n" for record in records for line in record.split(b"\n")[:-1])
     assert out == _expected_output(lines, options)
+
+
+async def test_a_log_of_several_reads_is_read_whole_and_can_be_left_early(
+    container_dir: Path,
+) -> None:
+    """Blocks are read and formatted one ahead of the consumer; all arrive, in order, and a
+    consumer that stops after the first leaves no read running on a closed file."""
+    lines = [b"%015d" % i for i in range(200_000)]  # 8 MB of records: several 1 MiB reads
+    _raw_log(container_dir, *(b"2023-11-14T22:13:20Z stdout F " + line + b"\n" for line in lines))
+    assert await collect(read_logs(source(container_dir))) == b"\n".join(lines) + b"\n"
+
+    chunks = read_logs(source(container_dir))
+    async with contextlib.aclosing(chunks):
+        first = await anext(chunks)
+    assert first and b"\n".join(lines).startswith(first)

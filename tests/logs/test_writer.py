@@ -1,12 +1,14 @@
 from __future__ import annotations
 
+import asyncio
 import os
+import threading
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from gateway.logs import ContainerLogWriter, LogWriterClosed, Stream, parse_record
+from gateway.logs import ContainerLogWriter, LogConfig, LogWriterClosed, Stream, parse_record
 from gateway.logs.layout import rotated_log_files
 
 from .conftest import FakeClock
@@ -164,3 +166,76 @@ async def test_write_after_close_is_an_error(make_writer: MakeWriter) -> None:
     await writer.close()  # idempotent
     with pytest.raises(LogWriterClosed):
         writer.write(Stream.STDOUT, b"late\n")
+
+
+# ---- publish: readable before durable -----------------------------------------------------
+
+
+class SyncSpy:
+    """os.fdatasync that counts its calls and, while `hold` is clear, waits (a slow disk)."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+        self.entered = threading.Event()
+        self.hold = threading.Event()
+        self.hold.set()
+        self._real = os.fdatasync
+
+    def __call__(self, fd: int) -> None:
+        self.calls += 1
+        self.entered.set()
+        self.hold.wait()
+        self._real(fd)
+
+
+@pytest.fixture
+def sync_spy(monkeypatch: pytest.MonkeyPatch) -> SyncSpy:
+    spy = SyncSpy()
+    monkeypatch.setattr(os, "fdatasync", spy)
+    return spy
+
+
+async def test_publish_writes_without_a_sync_and_the_next_flush_syncs_it(
+    make_writer: MakeWriter, sync_spy: SyncSpy
+) -> None:
+    writer = make_writer()
+    writer.write(Stream.STDOUT, b"now\nhalf")
+    await writer.publish()
+    # Complete records only: the unterminated line waits for a flush (which acknowledges).
+    assert records(writer.path) == [("stdout", "F", b"now")]
+    assert sync_spy.calls == 0
+    await writer.flush()  # nothing new but the partial line; the published record is synced
+    assert sync_spy.calls == 1
+    assert records(writer.path) == [("stdout", "F", b"now"), ("stdout", "P", b"half")]
+    await writer.close()
+
+
+async def test_records_are_written_while_an_earlier_flush_waits_for_its_sync(
+    make_writer: MakeWriter, sync_spy: SyncSpy
+) -> None:
+    """The sync runs outside the writer's I/O lock: a slow disk's sync does not hold back
+    what followers can read (without that, this publish would wait for the sync)."""
+    writer = make_writer()
+    writer.write(Stream.STDOUT, b"one\n")
+    sync_spy.hold.clear()
+    flushing = asyncio.ensure_future(writer.flush())
+    await asyncio.to_thread(sync_spy.entered.wait, 30)
+    writer.write(Stream.STDOUT, b"two\n")
+    await asyncio.wait_for(writer.publish(), 30)
+    assert records(writer.path) == [("stdout", "F", b"one"), ("stdout", "F", b"two")]
+    assert not flushing.done()
+    sync_spy.hold.set()
+    await flushing
+    await writer.close()
+
+
+async def test_a_failed_publish_fails_the_next_flush(tmp_path: Path, clock: FakeClock) -> None:
+    """Records a publish took but could not write must not be reported durable."""
+    blocked = tmp_path / "default_pod_uid"
+    blocked.write_bytes(b"")  # a file where the pod's log directory should be
+    writer = ContainerLogWriter(blocked / "app", 0, LogConfig(root=tmp_path), clock=clock)
+    writer.write(Stream.STDOUT, b"lost\n")
+    with pytest.raises(NotADirectoryError):
+        await writer.publish()
+    with pytest.raises(NotADirectoryError):
+        await writer.flush()
