@@ -40,7 +40,7 @@ async def run_cluster(names: list[str], quick: bool, with_vk: bool = True) -> di
     await asyncio.to_thread(cluster.start)
     repeats = 2 if quick else None
     jobs: dict[str, Callable[[], Any]] = {
-        "pods": lambda: pods.run(cluster, quick, repeats or 3, with_vk),
+        "pods": lambda: pods.run(cluster, quick, repeats or pods.FULL_REPEATS, with_vk),
         "scale": lambda: scale.run(cluster, quick),
         "logs": lambda: logs.run(cluster, quick, repeats or 5),
         "recovery": lambda: recovery.run(cluster, quick, repeats or 5),
