@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from gateway.config import loopback_settings
-from gateway.kube.api import KubeApi, load_configuration
+from gateway.kube.api import KubeApi, KubeApiError, load_configuration
 from hil.cluster.build import KUBERNETES_VERSION
 from hil.cluster.local import LocalCluster
 
@@ -119,6 +119,18 @@ def write_result(name: str, report: dict[str, Any]) -> Path:
     return path
 
 
+def tail_lines(path: Path, count: int) -> list[str]:
+    """The last `count` lines of a (log) file; [] when it cannot be read."""
+    try:
+        with path.open("rb") as file:
+            file.seek(0, os.SEEK_END)
+            file.seek(max(file.tell() - 64 * 1024, 0))
+            text = file.read().decode(errors="replace")
+    except OSError:
+        return []
+    return text.splitlines()[-count:]
+
+
 def say(message: str) -> None:
     print(message, flush=True)
 
@@ -147,6 +159,13 @@ async def admin_api(cluster: LocalCluster) -> KubeApi:
 
 async def make_namespace(api: KubeApi, name: str) -> None:
     await api.create("/api/v1/namespaces", {"metadata": {"name": name}})
+    # Pods need the namespace's default service account, which the controller manager creates;
+    # on a busy control plane (deleting the last run's namespace) that took over a minute.
+    # Creating it here is what the controller would do; a 409 says it was first.
+    with contextlib.suppress(KubeApiError):
+        await api.create(
+            f"/api/v1/namespaces/{name}/serviceaccounts", {"metadata": {"name": "default"}}
+        )
     for _ in range(600):
         try:
             await api.get(f"/api/v1/namespaces/{name}/serviceaccounts/default")

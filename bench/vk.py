@@ -21,6 +21,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from bench.common import tail_lines
 from hil.cluster.build import cache_root
 from hil.cluster.local import LocalCluster, free_port
 
@@ -118,6 +119,23 @@ class VkFleet:
             )
             log.close()
             self.procs.append(proc)
+
+    def describe(self) -> str:
+        """Which processes exited (with their codes) and the last lines of one of their logs:
+        the cause of nodes that never got Ready."""
+        exited = [
+            (name, proc.returncode)
+            for name, proc in zip(self.names, self.procs, strict=True)
+            if proc.returncode is not None
+        ]
+        if not exited:
+            return f"  all {len(self.procs)} virtual-kubelet processes running"
+        codes = ", ".join(f"{name}: {code}" for name, code in exited[:10])
+        first = exited[0][0]
+        lines = [f"  {len(exited)} of {len(self.procs)} virtual-kubelet processes exited ({codes})"]
+        lines.append(f"  last lines of {first}.log:")
+        lines += [f"    {line[:300]}" for line in tail_lines(self.workdir / f"{first}.log", 5)]
+        return "\n".join(lines)
 
     def rss_mb(self) -> float:
         total = 0

@@ -61,6 +61,12 @@ _RUNTIME_KEYS = {
 # The API budget each served device adds (see Gateway._scale_api_budget).
 QPS_PER_DEVICE = 5.0
 BURST_PER_DEVICE = 10
+# Pod status writes each served device allows in flight, up to a cap (see _scale_api_budget);
+# the main client's connection pool is sized to hold them next to leases, node status, the
+# final deletes and the pod watch.
+STATUS_WRITERS_PER_DEVICE = 2
+STATUS_WRITERS_MAX = 128
+API_CONNECTIONS = 256
 _RECONNECT_KEYS = {"reconnect_initial_s": "initial", "reconnect_max_s": "maximum"}
 # The gateway's heartbeat (see gateway.config.LINK_DEFAULTS). The gateway accepts frames of
 # 1 KB (the protocol's default is 512, for small devices): a device declaring 1 KB or more gets
@@ -239,7 +245,9 @@ class Gateway:
         """Every part, in start order; each registers its teardown on `stack` as it comes up."""
         cfg = self.config
         configuration = await load_configuration(cfg.kube.kubeconfig, private)
-        api = KubeApi(configuration, qps=cfg.kube.qps, burst=cfg.kube.burst)
+        api = KubeApi(
+            configuration, qps=cfg.kube.qps, burst=cfg.kube.burst, connections=API_CONNECTIONS
+        )
         stack.push_async_callback(api.close)
         auth_client = ApiClient(configuration)
         stack.push_async_callback(auth_client.close)
@@ -385,11 +393,17 @@ class Gateway:
         A fixed 50 QPS cannot even carry the lease renewals of 500 devices (0.1/s each) next to
         status writes, so renewals ran late. Each device adds what one virtual-kubelet process
         gets by default (client-go: 5 QPS, burst 10); the limiter only caps, it never adds load.
+        Pod status writes in flight grow the same way (a kubelet writes its own pods' statuses
+        beside the others'): with a fixed 8, 1000 pod starts on 50 devices queued for seconds
+        behind a busy API server's answers.
         """
         limiter = self.parts.api.limiter
         served = len(self.nodes)
         limiter.rate = max(self.config.kube.qps, QPS_PER_DEVICE * served)
         limiter.capacity = float(max(self.config.kube.burst, BURST_PER_DEVICE * served))
+        self.parts.controller.set_status_writers(
+            min(STATUS_WRITERS_PER_DEVICE * served, STATUS_WRITERS_MAX)
+        )
 
     def _on_device_problem(self, key: str, reason: str, message: str) -> None:
         """A device cannot be opened (permission, busy): a Warning Event on its node, or on the

@@ -141,8 +141,16 @@ def forget_credential_files(private_dir: Path) -> None:
 class KubeApi:
     """JSON requests and watches against one API server."""
 
-    def __init__(self, configuration: Configuration, *, qps: float = 50.0, burst: int = 100):
+    def __init__(
+        self,
+        configuration: Configuration,
+        *,
+        qps: float = 50.0,
+        burst: int = 100,
+        connections: int = 64,
+    ):
         self.configuration = configuration
+        self.connections = connections  # requests in flight at once (HTTP/1.1: one each)
         self.base = (configuration.host or "").rstrip("/")
         self.limiter = RateLimiter(qps, burst)
         context = ssl.create_default_context(cafile=configuration.ssl_ca_cert)
@@ -158,7 +166,7 @@ class KubeApi:
 
     def _client(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
-            connector = aiohttp.TCPConnector(ssl=self._ssl, limit=64)
+            connector = aiohttp.TCPConnector(ssl=self._ssl, limit=self.connections)
             self._session = aiohttp.ClientSession(connector=connector)
         return self._session
 

@@ -45,7 +45,10 @@ STATUS_COALESCE_S = 0.05
 # ends the wait (written STATUS_COALESCE_S later); a slow or refused start shows its waiting
 # state after this long.
 STATUS_FIRST_COALESCE_S = 0.25
-# Status writes in flight at once; the client's QPS limiter paces them further.
+# Status writes in flight at once, at least; the gateway raises it with the devices it serves
+# (`set_status_writers`), as each kubelet writes its own pods' statuses. A write waits for the
+# API server (tens to hundreds of ms on a busy one), so with a fixed few in flight a thousand
+# pod starts queue behind each other. The client's QPS limiter paces them further.
 STATUS_WRITERS = 8
 # A container waiting for a missing ConfigMap or Secret is re-checked this often (the kubelet
 # re-syncs a pod about every 10 s); tests shorten it through config.
@@ -146,6 +149,8 @@ class PodController:
             STATUS_COALESCE_S, STATUS_FIRST_COALESCE_S
         )
         self._in_flight: dict[str, asyncio.Task[None]] = {}  # uid -> its status write
+        self.status_writers = STATUS_WRITERS
+        self._writer_slot_freed: asyncio.Event | None = None
         self.status_writes = 0
         self.status_skipped = 0
         self._background = TaskSet("pods")
@@ -524,33 +529,48 @@ class PodController:
     def _spawn_write(self, uid: str, body: dict[str, Any]) -> None:
         self._background.spawn(self._write_status(uid, body), f"status {uid}")
 
+    def set_status_writers(self, count: int) -> None:
+        """Allow `count` status writes in flight at once (never fewer than STATUS_WRITERS);
+        writes already in flight finish when it shrinks."""
+        self.status_writers = max(STATUS_WRITERS, count)
+        self._wake_writer()
+
+    def _wake_writer(self) -> None:
+        if self._writer_slot_freed is not None:
+            self._writer_slot_freed.set()
+
     async def run_status_writer(self) -> None:
         """Write queued pods' statuses as a pipeline: each pod once its coalescing window has
-        passed, oldest first, up to STATUS_WRITERS writes in flight, at most one per pod."""
-        slots = asyncio.Semaphore(STATUS_WRITERS)
+        passed, oldest first, up to `status_writers` writes in flight, at most one per pod."""
+        freed = self._writer_slot_freed = asyncio.Event()
+        busy = 0
+
+        def release(_task: asyncio.Task[None]) -> None:
+            nonlocal busy
+            busy -= 1
+            freed.set()
+
         while True:
-            await slots.acquire()
-            try:
-                uid = await self.status_queue.get()
-            except BaseException:
-                slots.release()
-                raise
-            task = self._background.spawn(self._write_queued(uid, slots), f"status {uid}")
+            while busy >= self.status_writers:
+                freed.clear()
+                await freed.wait()
+            uid = await self.status_queue.get()
+            busy += 1
+            task = self._background.spawn(self._write_queued(uid), f"status {uid}")
             self._in_flight[uid] = task
+            task.add_done_callback(release)
             task.add_done_callback(functools.partial(self._write_done, uid))
 
     def _write_done(self, uid: str, task: asyncio.Task[None]) -> None:
         if self._in_flight.get(uid) is task:
             del self._in_flight[uid]
 
-    async def _write_queued(self, uid: str, slots: asyncio.Semaphore) -> None:
+    async def _write_queued(self, uid: str) -> None:
         error: Exception | None = None
         try:
             await self._write_status(uid)
         except (KubeApiError, OSError, TimeoutError) as exc:
             error = exc
-        finally:
-            slots.release()
         state = self.pods.get(uid)
         if state is None or state.finishing:
             self.status_queue.done(uid)

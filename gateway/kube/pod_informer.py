@@ -1,8 +1,9 @@
 """One list+watch of pods for all of the gateway's nodes, rather than one watch per node.
 
-Field selectors cannot say "nodeName in (a, b, …)", so the informer watches every pod and keeps
-those bound to a node this gateway serves. It relists after a 410 Gone and on reconnect, and diffs
-the relist against its store so a delete missed while disconnected is still delivered.
+Field selectors cannot say "nodeName in (a, b, …)", so the informer watches every bound pod
+(`spec.nodeName!=`) and keeps those bound to a node this gateway serves. It relists after a
+410 Gone and on reconnect, and diffs the relist against its store so a delete missed while
+disconnected is still delivered.
 """
 
 from __future__ import annotations
@@ -19,6 +20,9 @@ from gateway.kube.api import KubeApi, KubeApiError
 log = logging.getLogger(__name__)
 
 PODS_PATH = "/api/v1/pods"
+# Only bound pods: the API server leaves out the scheduler's work (each pod's unbound create
+# and the updates before its binding), which this gateway would decode only to drop.
+BOUND_PODS = {"fieldSelector": "spec.nodeName!="}
 # Pause before re-listing after the watch failed for any reason other than history compaction.
 RELIST_BACKOFF_S = (0.5, 1.0, 2.0, 5.0, 10.0)
 
@@ -63,7 +67,7 @@ class PodInformer:
                 self.handler("ADDED", pod)
 
     async def _list(self) -> str:
-        listing = await self.api.get(PODS_PATH)
+        listing = await self.api.get(PODS_PATH, **BOUND_PODS)
         seen: set[str] = set()
         for pod in listing.get("items") or []:
             seen.add(pod_uid(pod))
@@ -79,7 +83,7 @@ class PodInformer:
             try:
                 version = await self._list()
                 while True:
-                    async for event in self.api.watch(PODS_PATH, version):
+                    async for event in self.api.watch(PODS_PATH, version, **BOUND_PODS):
                         obj = event.get("object") or {}
                         if event["type"] == "BOOKMARK":
                             version = obj["metadata"]["resourceVersion"]

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from bench import common
-from bench.pods import StuckRun, one_run
+from bench.pods import Size, StuckRun, _unless_stuck, one_run, wait_nodes_ready
 from hil.cluster.local import LocalCluster
 
 pytestmark = pytest.mark.integration
@@ -28,3 +30,26 @@ async def test_pods_that_never_run_are_reported_with_phase_conditions_and_events
     assert "PodScheduled=False (Unschedulable" in message
     assert "FailedScheduling" in message
     assert "stuck by phase: 2 Pending" in message
+
+
+async def test_nodes_that_never_get_ready_are_reported_with_the_processes_state(
+    cluster: LocalCluster,
+) -> None:
+    api = await common.admin_api(cluster)
+    try:
+        with pytest.raises(StuckRun) as stuck:
+            await wait_nodes_ready(api, ["t-no-such-node"], 1, lambda: "  gateway: exited with 1")
+    finally:
+        await api.close()
+    message = str(stuck.value)
+    assert message.startswith("1 of 1 nodes not Ready within 1s (1 never registered)")
+    assert "t-no-such-node" in message
+    assert message.endswith("\n  gateway: exited with 1")
+
+
+async def test_any_error_of_one_implementations_run_is_a_failure_with_its_cause() -> None:
+    async def broken() -> dict[str, Any]:
+        raise RuntimeError("namespace x: no default service account")
+
+    result = await _unless_stuck("wirelet", Size(2, 1), broken())
+    assert result == {"failed": "RuntimeError: namespace x: no default service account"}

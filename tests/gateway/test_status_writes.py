@@ -108,3 +108,41 @@ async def test_the_final_delete_is_retried_until_it_passes() -> None:
         await until("three deletes", lambda: len(api.deletes) == 3)
         await asyncio.sleep(0)
         assert len(api.deletes) == 3
+
+
+class HeldApi(RefusingApi):
+    """Holds every PATCH until `release` is set, counting those in flight."""
+
+    def __init__(self) -> None:
+        super().__init__(patch=[200])
+        self.in_flight = 0
+        self.release = asyncio.Event()
+
+    async def patch(self, path: str, body: Any, *, kind: str = "merge") -> None:
+        self.in_flight += 1
+        await self.release.wait()
+        self.in_flight -= 1
+
+
+def pod(index: int) -> tuple[str, PodState]:
+    uid = f"{UID[:-4]}{index:04d}"
+    raw = {**POD, "metadata": {"uid": uid, "namespace": "ns", "name": f"p{index}"}}
+    return uid, PodState(PodView.parse(raw), preparing=[ContainerStatus("c", "echo")])
+
+
+async def test_status_writes_in_flight_follow_the_writer_count() -> None:
+    api = HeldApi()
+    async with controller_with(api) as controller:
+        uids = []
+        for index in range(3 * pod_controller.STATUS_WRITERS):
+            uid, state = pod(index)
+            controller.pods[uid] = state
+            uids.append(uid)
+            controller.changed(uid)
+        await until("the first writes", lambda: api.in_flight == pod_controller.STATUS_WRITERS)
+        controller.set_status_writers(2 * pod_controller.STATUS_WRITERS)
+        await until("more writes", lambda: api.in_flight == 2 * pod_controller.STATUS_WRITERS)
+        controller.set_status_writers(1)  # never below the floor; writes in flight go on
+        assert controller.status_writers == pod_controller.STATUS_WRITERS
+        api.release.set()
+        await until("every pod written", lambda: controller.status_writes == len(uids))

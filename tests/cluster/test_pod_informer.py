@@ -1,0 +1,57 @@
+"""The gateway's pod informer against the real API server: it is sent bound pods only."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from typing import Any
+
+from kubernetes_asyncio import client
+
+from gateway.kube.api import KubeApi, load_configuration
+from gateway.kube.pod_informer import PodInformer
+from hil.cluster.local import LocalCluster
+
+
+class RecordingInformer(PodInformer):
+    """Records the name of every pod the API server sends, before the informer filters."""
+
+    def __init__(self, api: KubeApi) -> None:
+        super().__init__(api, lambda _node: True, lambda _kind, _pod: None)
+        self.received: list[str] = []
+        self.bound_seen = asyncio.Event()
+
+    def _deliver(self, kind: str, pod: dict[str, Any]) -> None:
+        self.received.append(pod["metadata"]["name"])
+        if pod["metadata"]["name"] == "bound":
+            self.bound_seen.set()
+        super()._deliver(kind, pod)
+
+
+def pod(name: str, **spec: Any) -> dict[str, Any]:
+    return {
+        "metadata": {"name": name},
+        "spec": {"containers": [{"name": "c", "image": "echo"}], **spec},
+    }
+
+
+async def test_unbound_pods_are_not_sent_to_the_informer(
+    cluster: LocalCluster, api: client.ApiClient, namespace: str
+) -> None:
+    path = f"/api/v1/namespaces/{namespace}/pods"
+    async with KubeApi(await load_configuration(str(cluster.kubeconfig))) as kube:
+        informer = RecordingInformer(kube)
+        watching = asyncio.create_task(informer.run(), name="informer")
+        try:
+            await informer.synced.wait()
+            # No node has this label: the scheduler leaves the pod unbound.
+            await kube.create(path, pod("unbound", nodeSelector={"no-such": "node"}))
+            await kube.create(path, pod("bound", nodeName="t-informer-node"))
+            await asyncio.wait_for(informer.bound_seen.wait(), 60)
+            # Watch events come in resourceVersion order: had the unbound pod been sent, it
+            # would have come before the bound one.
+            assert "unbound" not in informer.received
+        finally:
+            watching.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await watching
