@@ -280,7 +280,20 @@ class PodController:
         )
 
     def _admit(self, binding: NodeBinding, state: PodState) -> None:
-        """The kubelet's admission: reject a pod the node's allocatable cannot hold."""
+        """The kubelet's admission: reject a pod the node's allocatable cannot hold, or one
+        whose spec a device cannot honour."""
+        init = [str(c.get("name")) for c in state.view.raw["spec"].get("initContainers") or []]
+        if init:
+            # Running the containers without them would break the pod's contract (an init
+            # container is a precondition), so fail clearly as the kubelet does a pod it
+            # cannot run.
+            self._reject(
+                state,
+                "InitContainersNotSupported",
+                f"init containers ({', '.join(init)}) cannot run on a wirelet device node; "
+                "do their work in the pod's containers or schedule the pod on another node",
+            )
+            return
         others = [
             s
             for s in self.pods.values()

@@ -156,6 +156,22 @@ async def test_a_pod_asking_more_cpu_than_the_device_has_fails_out_of_cpu(
     assert "requested: 4000, used: 0, capacity: 1000" in pod["status"]["message"]
 
 
+async def test_a_pod_with_an_init_container_fails_and_its_containers_never_start(
+    wirelet: Wirelet,
+) -> None:
+    # Init containers were ignored: the main container ran although its init container
+    # (a precondition) never did.
+    created = await wirelet.create_pod(
+        "with-init", "echo", extra={"initContainers": [{"name": "setup", "image": "exit"}]}
+    )
+    pod = await wirelet.wait_pod_phase("with-init", "Failed")
+    assert pod["status"]["reason"] == "InitContainersNotSupported"
+    assert "InitContainersNotSupported" in {
+        e["reason"] for e in await wirelet.events_for("with-init")
+    }
+    assert starts_of(wirelet, created["metadata"]["uid"]) == []
+
+
 async def test_logs_follow_streams_device_output(wirelet: Wirelet) -> None:
     await wirelet.create_pod("ticker", "counter", ["6", "200"])
     await wirelet.wait_container(

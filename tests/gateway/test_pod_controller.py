@@ -147,6 +147,20 @@ async def test_cpu_requests_are_admitted_against_allocatable(tmp_path: Path) -> 
         assert rig.controller.pods[fits["metadata"]["uid"]].admitted
 
 
+async def test_a_pod_with_init_containers_fails_instead_of_running_without_them(
+    tmp_path: Path,
+) -> None:
+    async with controller_rig(tmp_path) as rig:
+        pod = make_pod("init")
+        pod["spec"]["initContainers"] = [{"name": "migrate", "image": "registry/exit:1"}]
+        rig.controller.on_pod("ADDED", pod)
+        await until("written", lambda: rig.api.statuses("init"))
+        status = rig.api.statuses("init")[-1]
+        assert (status["phase"], status["reason"]) == ("Failed", "InitContainersNotSupported")
+        assert "init containers (migrate)" in status["message"]
+        assert rig.device.runtime.snapshot(pod["metadata"]["uid"]) is None  # nothing started
+
+
 async def test_finished_pods_take_no_room(tmp_path: Path) -> None:
     async with controller_rig(tmp_path, {"pods": "1"}) as rig:
         done = make_pod("done", status={"phase": "Succeeded"})
