@@ -21,7 +21,7 @@ from typing import Any
 from firmware_protocol import LinkConfig
 from hil.emulator.control import ControlServer, control_socket_path
 from hil.emulator.device import EmulatedDevice
-from hil.emulator.device_link import point_device_link
+from hil.emulator.device_link import link_name, point_device_link
 from hil.emulator.faults import FaultSettings, Misbehaviour
 from hil.emulator.profile import DeviceProfile
 
@@ -114,7 +114,7 @@ class EmulatedFleet:
         return list(self._devices.values())
 
     def symlink(self, device_id: str) -> Path:
-        return self.directory / device_id
+        return self.directory / link_name(device_id)
 
     # --- symlinks ----------------------------------------------------------------------------
 

@@ -17,7 +17,7 @@ from hil.emulator.apps import APPS, FLOOD_LINE, flood_bytes
 from hil.emulator.control import control_socket_path, send_control_async
 from hil.emulator.faults import FaultSettings
 from hil.emulator.fleet import EmulatedFleet
-from hil.emulator.profile import ProfileError, fleet_profiles, load_profile
+from hil.emulator.profile import DeviceProfile, ProfileError, fleet_profiles, load_profile
 from tests.link.helpers import FAST_LINK, FAST_SESSION
 
 
@@ -79,6 +79,18 @@ async def test_fleet_links_follow_plug_state(tmp_path: Path) -> None:
         assert os.readlink(tmp_path / "emu-0001") == new
         assert control_socket_path(tmp_path).exists()
     assert sorted(os.listdir(tmp_path)) == []  # links and socket removed on close
+
+
+async def test_every_device_id_gets_a_visible_link(tmp_path: Path) -> None:
+    # An id with '/' (the protocol allows it; the gateway cleans it into a node name) made the
+    # emulator fail at start with "No such file or directory"; a leading '.' hid the link.
+    ids = ["acme/board_1", ".hidden", "50%"]
+    profiles = [DeviceProfile(device_id=i) for i in ids]
+    async with EmulatedFleet(tmp_path, profiles, link_config=FAST_LINK) as fleet:
+        visible = sorted(n for n in os.listdir(tmp_path) if not n.startswith("."))
+        assert visible == ["%2Ehidden", "50%25", "acme%2Fboard_1"]
+        for device in fleet.devices:
+            assert os.readlink(fleet.symlink(device.device_id)) == device.tty
 
 
 async def test_control_socket_drives_devices(tmp_path: Path) -> None:
