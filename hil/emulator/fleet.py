@@ -27,6 +27,9 @@ from hil.emulator.profile import DeviceProfile
 
 _log = logging.getLogger(__name__)
 
+# What a control request may hold (hil/emulator/control.py sends them).
+_CONTROL_FIELDS = frozenset({"op", "device", "faults", "clear", "misbehaviour"})
+
 
 class EmulatedFleet:
     def __init__(
@@ -125,6 +128,12 @@ class EmulatedFleet:
 
     async def _handle_control(self, request: dict[str, Any]) -> dict[str, Any]:  # noqa: PLR0912 (one branch per control command)
         op = request.get("op")
+        # A misplaced field (a fault given beside "faults") would otherwise be ignored with ok.
+        unknown = set(request) - _CONTROL_FIELDS
+        if unknown:
+            raise ValueError(
+                f"unknown field(s) {sorted(unknown)}; known: {sorted(_CONTROL_FIELDS)}"
+            )
         if op == "list":
             return {"ok": True, "devices": [self._describe(d) for d in self._devices.values()]}
         device = self.device(str(request.get("device", "")))

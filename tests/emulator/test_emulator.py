@@ -127,6 +127,15 @@ async def test_control_socket_drives_devices(tmp_path: Path) -> None:
             tmp_path, {"op": "fault", "device": "emu-0000", "faults": {"drop": 2}}
         )
         assert not bad["ok"] and "drop" in bad["error"]
+        # A fault beside "faults", or true for a probability, was taken with ok and ignored
+        # (or turned into 1.0).
+        bad = await send_control_async(tmp_path, {"op": "fault", "device": "emu-0000", "drop": 1})
+        assert not bad["ok"] and "unknown field(s) ['drop']" in bad["error"]
+        bad = await send_control_async(
+            tmp_path, {"op": "fault", "device": "emu-0000", "faults": {"duplicate": True}}
+        )
+        assert not bad["ok"] and "duplicate: expected a number, got True" in bad["error"]
+        assert fleet.device("emu-0000").faults == FaultSettings(drop=0.25, delay_ms=5)
 
         reply = await send_control_async(
             tmp_path,
