@@ -7,6 +7,7 @@ form, so an operator can fix it without reading code.
 from __future__ import annotations
 
 import ipaddress
+import math
 import re
 import tomllib
 from collections.abc import Mapping
@@ -235,8 +236,13 @@ class _Reader:
         value = self.get(key)
         if value is None:
             return default
-        if isinstance(value, bool) or not isinstance(value, int | float) or value < minimum:
-            raise self._fail(key, f"a number >= {minimum:g}", value)
+        # not (value >= minimum) also refuses nan, which compares false with everything.
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, int | float)
+            or not minimum <= value < math.inf
+        ):
+            raise self._fail(key, f"a finite number >= {minimum:g}", value)
         return float(value)
 
     def integer(self, key: str, default: int, *, minimum: int, maximum: int) -> int:
@@ -268,7 +274,7 @@ class _Reader:
             if isinstance(value, bool) or not isinstance(value, int | float):
                 raise self._fail(key, expected, value)
         too_low = value <= spec.minimum if spec.minimum_open else value < spec.minimum
-        if too_low or value > spec.maximum:
+        if too_low or value > spec.maximum or math.isnan(value):
             raise self._fail(key, expected, value)
         return float(value) if not spec.integer else int(value)
 

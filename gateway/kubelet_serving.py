@@ -54,6 +54,15 @@ async def serving_context(
                 "kubelet.tls_cert/tls_key to a certificate from that CA, or "
                 "kubelet.server_tls_bootstrap = true)"
             )
+    if not cfg.client_ca:
+        # The API server calls kubelets with a client certificate (--kubelet-client-certificate);
+        # without a CA to check it every `kubectl logs`/`exec` through it gets 401.
+        log.warning(
+            "no kubelet.client_ca configured: client certificates are not accepted, so the API "
+            "server's requests (kubectl logs, exec, attach) are refused with 401 unless they "
+            "carry a bearer token; set kubelet.client_ca to the CA that signed the API "
+            "server's --kubelet-client-certificate (kubeadm: /etc/kubernetes/pki/ca.crt)"
+        )
     context = server_ssl_context(cert, key, Path(cfg.client_ca) if cfg.client_ca else None)
     if not cfg.server_tls_bootstrap:
         return context, None

@@ -200,3 +200,14 @@ def test_sigkilled_gateway_leaves_no_key_in_the_temp_dir(tmp_path: Path) -> None
     assert key_material(temp) == []
     assert key_material(state) == []
     assert (state / "gateway-id").read_text().strip()
+
+
+def test_demo_device_hint_runs_as_printed(tmp_path: Path) -> None:
+    # It printed `python -m hil.emulator ...`: outside the venv that is another Python (no
+    # module hil) or no command at all.
+    from gateway.commands.demo import device_ctl_hint
+
+    argv = [*device_ctl_hint(tmp_path).split()[:-2], "list"]  # "demo-0 unplug|..." -> list
+    assert argv[0] == sys.executable
+    out = subprocess.run(argv, capture_output=True, text=True, cwd="/", check=False)
+    assert "No module named" not in out.stderr

@@ -103,7 +103,7 @@ async def _run(cluster: Any, workdir: Path, count: int, check: bool) -> int:
         print("  kubectl describe pod counter")
         print(f"  kubectl apply -f {EXAMPLES}/job.yaml -f {EXAMPLES}/deployment.yaml")
         print("  kubectl delete pod counter")
-        print(f"\n  devices: python -m hil.emulator ctl {device_dir} demo-0 unplug|replug|reboot")
+        print(f"\n  devices: {device_ctl_hint(device_dir)}")
         print("\nCtrl-C to stop.\n", flush=True)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
@@ -111,6 +111,12 @@ async def _run(cluster: Any, workdir: Path, count: int, check: bool) -> int:
             loop.add_signal_handler(sig, stop.set)
         await stop.wait()
     return 0
+
+
+def device_ctl_hint(device_dir: Path) -> str:
+    """The emulator's ctl command with this interpreter (the venv's, which has `hil`), since a
+    bare `python` may be another Python, or none at all."""
+    return f"{sys.executable} -m hil.emulator ctl {device_dir} demo-0 unplug|replug|reboot"
 
 
 async def _check(gateway: Gateway, kubeconfig: str) -> int:

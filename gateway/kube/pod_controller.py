@@ -285,7 +285,20 @@ class PodController:
         )
 
     def _admit(self, binding: NodeBinding, state: PodState) -> None:
-        """The kubelet's admission: reject a pod the node's allocatable cannot hold."""
+        """The kubelet's admission: reject a pod the node's allocatable cannot hold, or one
+        whose spec a device cannot honour."""
+        init = [str(c.get("name")) for c in state.view.raw["spec"].get("initContainers") or []]
+        if init:
+            # Running the containers without them would break the pod's contract (an init
+            # container is a precondition), so fail clearly as the kubelet does a pod it
+            # cannot run.
+            self._reject(
+                state,
+                "InitContainersNotSupported",
+                f"init containers ({', '.join(init)}) cannot run on a wirelet device node; "
+                "do their work in the pod's containers or schedule the pod on another node",
+            )
+            return
         others = [
             s
             for s in self.pods.values()
@@ -295,25 +308,31 @@ class PodController:
             and not s.view.terminal
         ]
         checks = [("pods", Decimal(1), Decimal(len(others)))]
-        try:
-            requested = sum((c.memory_request() for c in state.view.regular_containers), Decimal(0))
-            used = sum(
-                (c.memory_request() for s in others for c in s.view.regular_containers),
-                Decimal(0),
-            )
-        except ValueError as exc:
-            self._reject(state, "InvalidResources", str(exc))
-            return
-        if requested:
-            checks.append(("memory", requested, used))
+        for resource in ("cpu", "memory"):
+            try:
+                requested = sum(
+                    (c.request(resource) for c in state.view.regular_containers), Decimal(0)
+                )
+                used = sum(
+                    (c.request(resource) for s in others for c in s.view.regular_containers),
+                    Decimal(0),
+                )
+            except ValueError as exc:
+                self._reject(state, "InvalidResources", str(exc))
+                return
+            if requested:
+                checks.append((resource, requested, used))
         for resource, want, used_now in checks:
             capacity = parse_quantity(binding.allocatable.get(resource, "0"))
             if used_now + want > capacity:
+                # The kubelet's figures: whole numbers, CPU in millicores.
+                unit = 1000 if resource == "cpu" else 1
+                want_n, used_n, cap_n = (int(q * unit) for q in (want, used_now, capacity))
                 self._reject(
                     state,
                     f"OutOf{resource}",
-                    f"Node didn't have enough resource: {resource}, requested: {want}, "
-                    f"used: {used_now}, capacity: {capacity}",
+                    f"Node didn't have enough resource: {resource}, requested: {want_n}, "
+                    f"used: {used_n}, capacity: {cap_n}",
                 )
                 return
         state.admitted = True

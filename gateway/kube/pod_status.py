@@ -162,7 +162,8 @@ def pod_status(
         "podIP": host_ip,
         "podIPs": [{"ip": host_ip}],
         "startTime": rfc3339(start_time),
-        "qosClass": "BestEffort",
+        # No qosClass: the API server sets it from the requests when the pod is created and
+        # refuses (422) any other value, so the merge patch leaves it as it is.
         "containerStatuses": [container_status_json(c) for c in containers],
     }
     if ephemeral:

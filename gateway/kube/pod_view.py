@@ -58,10 +58,15 @@ class ContainerView:
 
     def memory_request(self) -> Decimal:
         """requests.memory (else limits.memory) in bytes; ValueError if not a quantity."""
+        return self.request("memory")
+
+    def request(self, resource: str) -> Decimal:
+        """requests[resource] (else limits[resource], as the API server defaults it), in base
+        units (bytes, cores); ValueError if not a quantity."""
         resources = self.raw.get("resources") or {}
-        value = (resources.get("requests") or {}).get("memory") or (
+        value = (resources.get("requests") or {}).get(resource) or (
             resources.get("limits") or {}
-        ).get("memory")
+        ).get(resource)
         return parse_quantity(value) if value else Decimal(0)
 
 

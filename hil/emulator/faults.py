@@ -41,6 +41,10 @@ class FaultSettings:
         unknown = set(data) - known
         if unknown:
             raise ValueError(f"unknown fault setting(s) {sorted(unknown)}; known: {sorted(known)}")
+        for key, value in data.items():
+            # true would pass float() as 1.0: a typo must not turn on a fault.
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                raise ValueError(f"{key}: expected a number, got {value!r}")
         return cls(**{k: float(v) for k, v in data.items()})
 
     def to_mapping(self) -> dict[str, float]:

@@ -21,11 +21,14 @@ from typing import Any
 from firmware_protocol import LinkConfig
 from hil.emulator.control import ControlServer, control_socket_path
 from hil.emulator.device import EmulatedDevice
-from hil.emulator.device_link import point_device_link
+from hil.emulator.device_link import link_name, point_device_link
 from hil.emulator.faults import FaultSettings, Misbehaviour
 from hil.emulator.profile import DeviceProfile
 
 _log = logging.getLogger(__name__)
+
+# What a control request may hold (hil/emulator/control.py sends them).
+_CONTROL_FIELDS = frozenset({"op", "device", "faults", "clear", "misbehaviour"})
 
 
 class EmulatedFleet:
@@ -114,7 +117,7 @@ class EmulatedFleet:
         return list(self._devices.values())
 
     def symlink(self, device_id: str) -> Path:
-        return self.directory / device_id
+        return self.directory / link_name(device_id)
 
     # --- symlinks ----------------------------------------------------------------------------
 
@@ -125,6 +128,12 @@ class EmulatedFleet:
 
     async def _handle_control(self, request: dict[str, Any]) -> dict[str, Any]:  # noqa: PLR0912 (one branch per control command)
         op = request.get("op")
+        # A misplaced field (a fault given beside "faults") would otherwise be ignored with ok.
+        unknown = set(request) - _CONTROL_FIELDS
+        if unknown:
+            raise ValueError(
+                f"unknown field(s) {sorted(unknown)}; known: {sorted(_CONTROL_FIELDS)}"
+            )
         if op == "list":
             return {"ok": True, "devices": [self._describe(d) for d in self._devices.values()]}
         device = self.device(str(request.get("device", "")))

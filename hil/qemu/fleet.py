@@ -15,7 +15,7 @@ from types import TracebackType
 from typing import Any
 
 from hil.emulator.control import ControlServer, control_socket_path
-from hil.emulator.device_link import point_device_link
+from hil.emulator.device_link import link_name, point_device_link
 from hil.qemu.board import QemuBoard
 from hil.qemu.firmware import FirmwareImage, build_firmware
 from hil.qemu.targets import TARGETS, Target
@@ -114,7 +114,7 @@ class QemuFleet:
         return list(self._boards.values())
 
     def symlink(self, device_id: str) -> Path:
-        return self.directory / device_id
+        return self.directory / link_name(device_id)
 
     def _update_symlink(self, board: QemuBoard) -> None:
         point_device_link(self.directory, board.device_id, board.tty)

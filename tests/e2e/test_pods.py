@@ -128,6 +128,50 @@ async def test_pod_that_does_not_fit_fails_admission(wirelet: Wirelet) -> None:
     assert "Node didn't have enough resource: memory" in pod["status"]["message"]
 
 
+async def test_a_pod_with_requests_that_fit_runs_and_keeps_its_qos_class(
+    wirelet: Wirelet,
+) -> None:
+    # The API server sets qosClass (Burstable here) at creation and refuses any other value:
+    # a status naming BestEffort was refused (422) and the pod stayed Pending for ever.
+    node = wirelet.node(wirelet.fleet.devices[0].profile.device_id)
+    await wirelet.wait_node(node)
+    small = {"requests": {"cpu": "100m", "memory": "1Ki"}}
+    extra = {"containers": [{"name": "main", "image": "echo", "resources": small}]}
+    await wirelet.create_pod("fits", "echo", node=node, extra=extra)
+    pod = await wirelet.wait_pod_phase("fits", "Succeeded")
+    assert pod["status"]["qosClass"] == "Burstable"
+
+
+async def test_a_pod_asking_more_cpu_than_the_device_has_fails_out_of_cpu(
+    wirelet: Wirelet,
+) -> None:
+    node = wirelet.node(wirelet.fleet.devices[0].profile.device_id)
+    await wirelet.wait_node(node)
+    extra = {
+        "containers": [{"name": "main", "image": "echo", "resources": {"requests": {"cpu": "4"}}}]
+    }
+    await wirelet.create_pod("cpu-hungry", "echo", node=node, extra=extra)
+    pod = await wirelet.wait_pod_phase("cpu-hungry", "Failed")
+    assert pod["status"]["reason"] == "OutOfcpu"
+    assert "requested: 4000, used: 0, capacity: 1000" in pod["status"]["message"]
+
+
+async def test_a_pod_with_an_init_container_fails_and_its_containers_never_start(
+    wirelet: Wirelet,
+) -> None:
+    # Init containers were ignored: the main container ran although its init container
+    # (a precondition) never did.
+    created = await wirelet.create_pod(
+        "with-init", "echo", extra={"initContainers": [{"name": "setup", "image": "exit"}]}
+    )
+    pod = await wirelet.wait_pod_phase("with-init", "Failed")
+    assert pod["status"]["reason"] == "InitContainersNotSupported"
+    assert "InitContainersNotSupported" in {
+        e["reason"] for e in await wirelet.events_for("with-init")
+    }
+    assert starts_of(wirelet, created["metadata"]["uid"]) == []
+
+
 async def test_logs_follow_streams_device_output(wirelet: Wirelet) -> None:
     await wirelet.create_pod("ticker", "counter", ["6", "200"])
     await wirelet.wait_container(

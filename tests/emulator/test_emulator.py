@@ -17,7 +17,7 @@ from hil.emulator.apps import APPS, FLOOD_LINE, flood_bytes
 from hil.emulator.control import control_socket_path, send_control_async
 from hil.emulator.faults import FaultSettings
 from hil.emulator.fleet import EmulatedFleet
-from hil.emulator.profile import ProfileError, fleet_profiles, load_profile
+from hil.emulator.profile import DeviceProfile, ProfileError, fleet_profiles, load_profile
 from tests.link.helpers import FAST_LINK, FAST_SESSION
 
 
@@ -81,6 +81,18 @@ async def test_fleet_links_follow_plug_state(tmp_path: Path) -> None:
     assert sorted(os.listdir(tmp_path)) == []  # links and socket removed on close
 
 
+async def test_every_device_id_gets_a_visible_link(tmp_path: Path) -> None:
+    # An id with '/' (the protocol allows it; the gateway cleans it into a node name) made the
+    # emulator fail at start with "No such file or directory"; a leading '.' hid the link.
+    ids = ["acme/board_1", ".hidden", "50%"]
+    profiles = [DeviceProfile(device_id=i) for i in ids]
+    async with EmulatedFleet(tmp_path, profiles, link_config=FAST_LINK) as fleet:
+        visible = sorted(n for n in os.listdir(tmp_path) if not n.startswith("."))
+        assert visible == ["%2Ehidden", "50%25", "acme%2Fboard_1"]
+        for device in fleet.devices:
+            assert os.readlink(fleet.symlink(device.device_id)) == device.tty
+
+
 async def test_control_socket_drives_devices(tmp_path: Path) -> None:
     async with EmulatedFleet(tmp_path, fleet_profiles(2), link_config=FAST_LINK) as fleet:
         listing = await send_control_async(tmp_path, {"op": "list"})
@@ -115,6 +127,15 @@ async def test_control_socket_drives_devices(tmp_path: Path) -> None:
             tmp_path, {"op": "fault", "device": "emu-0000", "faults": {"drop": 2}}
         )
         assert not bad["ok"] and "drop" in bad["error"]
+        # A fault beside "faults", or true for a probability, was taken with ok and ignored
+        # (or turned into 1.0).
+        bad = await send_control_async(tmp_path, {"op": "fault", "device": "emu-0000", "drop": 1})
+        assert not bad["ok"] and "unknown field(s) ['drop']" in bad["error"]
+        bad = await send_control_async(
+            tmp_path, {"op": "fault", "device": "emu-0000", "faults": {"duplicate": True}}
+        )
+        assert not bad["ok"] and "duplicate: expected a number, got True" in bad["error"]
+        assert fleet.device("emu-0000").faults == FaultSettings(drop=0.25, delay_ms=5)
 
         reply = await send_control_async(
             tmp_path,

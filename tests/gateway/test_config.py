@@ -98,6 +98,10 @@ def test_full_file_loads(tmp_path: Path) -> None:
         ("colour = 'blue'", "unknown key 'colour' in top level"),
         ("[nodes]\nlease_renew_interval_s = 50", "must be shorter than nodes.lease_duration_s"),
         ("[nodes", "not valid TOML"),
+        ("[kube]\nqps = nan", "kube.qps: expected a finite number >= 0.1, got nan"),
+        ("[nodes]\nremove_after_s = inf", "nodes.remove_after_s: expected a finite number"),
+        ("[kubelet]\nexec_timeout_s = nan", "kubelet.exec_timeout_s: expected a finite number"),
+        ("[ssh]\npoll_interval_s = -inf", "ssh.poll_interval_s: expected a finite number"),
     ],
 )
 def test_mistakes_name_key_and_expected_form(tmp_path: Path, text: str, fragment: str) -> None:
@@ -181,6 +185,8 @@ def test_gateway_accepts_frames_of_1_kb_by_default() -> None:
         ("request_timeout = -1", "link.request_timeout: expected a number of seconds > 0"),
         ("config_retry_s = 'soon'", "link.config_retry_s: expected a number of seconds > 0"),
         ("stop_slack = -1", "link.stop_slack: expected a number of seconds from 0"),
+        ("heartbeat_interval = nan", "link.heartbeat_interval: expected a number of seconds > 0"),
+        ("stop_slack = nan", "link.stop_slack: expected a number of seconds from 0"),
         ("heartbeat_interval = true", "link.heartbeat_interval: expected a number of seconds"),
         ("heartbeat_intervall = 1", "link.heartbeat_intervall: unknown key; known:"),
         ("link_lost_timeout = 2", "link.heartbeat_interval (5) must be smaller than"),

@@ -133,6 +133,34 @@ async def test_memory_requests_are_admitted_against_allocatable(
         assert rig.controller.pods[fits["metadata"]["uid"]].admitted
 
 
+async def test_cpu_requests_are_admitted_against_allocatable(tmp_path: Path) -> None:
+    async with controller_rig(tmp_path, {"pods": "10", "cpu": "1"}) as rig:
+        fits, refused = make_pod("fits"), make_pod("refused")
+        fits["spec"]["containers"][0]["resources"] = {"requests": {"cpu": "600m"}}
+        refused["spec"]["containers"][0]["resources"] = {"limits": {"cpu": "500m"}}
+        rig.controller.on_pod("ADDED", fits)
+        rig.controller.on_pod("ADDED", refused)
+        await until("written", lambda: rig.api.statuses("refused"))
+        status = rig.api.statuses("refused")[-1]
+        assert status["reason"] == "OutOfcpu"
+        assert "requested: 500, used: 600, capacity: 1000" in status["message"]
+        assert rig.controller.pods[fits["metadata"]["uid"]].admitted
+
+
+async def test_a_pod_with_init_containers_fails_instead_of_running_without_them(
+    tmp_path: Path,
+) -> None:
+    async with controller_rig(tmp_path) as rig:
+        pod = make_pod("init")
+        pod["spec"]["initContainers"] = [{"name": "migrate", "image": "registry/exit:1"}]
+        rig.controller.on_pod("ADDED", pod)
+        await until("written", lambda: rig.api.statuses("init"))
+        status = rig.api.statuses("init")[-1]
+        assert (status["phase"], status["reason"]) == ("Failed", "InitContainersNotSupported")
+        assert "init containers (migrate)" in status["message"]
+        assert rig.device.runtime.snapshot(pod["metadata"]["uid"]) is None  # nothing started
+
+
 async def test_finished_pods_take_no_room(tmp_path: Path) -> None:
     async with controller_rig(tmp_path, {"pods": "1"}) as rig:
         done = make_pod("done", status={"phase": "Succeeded"})

@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import logging
+from dataclasses import replace
+from pathlib import Path
+
 import pytest
 
-from gateway.config import config_from_mapping, parse_port_range
+from gateway.config import KubeletApiConfig, config_from_mapping, parse_port_range
 from gateway.errors import ConfigError
+from gateway.kubelet_serving import serving_context
+from gateway.serving_cert import self_signed
 
 
 def test_port_ranges() -> None:
@@ -39,3 +45,20 @@ def test_defaults() -> None:
     assert kubelet.node_ports == "10251-12250"
     assert (kubelet.exec_timeout_s, kubelet.idle_timeout_s) == (30.0, 30.0)
     assert not kubelet.server_tls_bootstrap
+
+
+async def test_a_gateway_without_a_client_ca_says_the_api_servers_calls_will_get_401(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Without it every `kubectl logs` through the API server was a bare 401 with nothing in
+    # the gateway's log to say why.
+    cert, key = self_signed(tmp_path, "127.0.0.1")
+    ca_less = KubeletApiConfig(tls_cert=str(cert), tls_key=str(key))
+    with caplog.at_level(logging.WARNING, "gateway.kubelet_serving"):
+        await serving_context(ca_less, None, tmp_path, tmp_path, "127.0.0.1")  # type: ignore[arg-type]
+    assert "no kubelet.client_ca configured" in caplog.text
+    caplog.clear()
+    with_ca = replace(ca_less, client_ca=str(cert))
+    with caplog.at_level(logging.WARNING, "gateway.kubelet_serving"):
+        await serving_context(with_ca, None, tmp_path, tmp_path, "127.0.0.1")  # type: ignore[arg-type]
+    assert "client_ca" not in caplog.text
