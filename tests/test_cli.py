@@ -61,6 +61,26 @@ def test_run_with_unreadable_kubeconfig_is_a_clear_error(tmp_path: object) -> No
     assert str(missing) in out.stderr
 
 
+@pytest.mark.parametrize("content", ["garbage\n", "clusters: 5\n", ""])
+def test_run_with_a_kubeconfig_of_the_wrong_shape_is_a_clear_error(
+    tmp_path: Path, content: str
+) -> None:
+    """YAML that is not a kubeconfig (a word, a number where a list belongs, nothing at all):
+    a config error naming the file with exit 2, never a traceback."""
+    bad = tmp_path / "bad.kubeconfig"
+    bad.write_text(content)
+    out = subprocess.run(
+        [sys.executable, "-m", "gateway.cli", "run", "--kubeconfig", str(bad)],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+    )
+    assert out.returncode == 2, out.stderr
+    assert "Traceback" not in out.stderr
+    assert str(bad) in out.stderr
+
+
 # --- flags get the config file's checks (exit 2, a clear message, never a traceback) ---------
 
 

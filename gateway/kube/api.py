@@ -117,7 +117,9 @@ async def load_configuration(
                 client_configuration=configuration,
                 temp_file_path=str(private_dir) if private_dir else None,
             )
-    except (ConfigException, OSError, ValueError) as exc:
+    # TypeError/AttributeError/KeyError: YAML of the wrong shape (a word, `clusters: 5`, an
+    # empty file) reaches the loader's code as the wrong types.
+    except (ConfigException, OSError, ValueError, TypeError, AttributeError, KeyError) as exc:
         where = kubeconfig or os.environ.get("KUBECONFIG") or "~/.kube/config"
         raise ConfigError(
             f"kube.kubeconfig: cannot load credentials from {where}: {exc} "

@@ -538,6 +538,14 @@ class DeviceSession:
                     # Unanswered (a reply lost, a device busy after a reset): without the list
                     # nothing is adopted or settled, so ask again while the link lasts.
                     self._log.warning("reconcile failed: %s; asking again", exc)
+                except DeviceProtocolError as exc:
+                    # A device whose task list is broken cannot be reconciled in place: end
+                    # the connection, so the node shows the link down with this reason and
+                    # the handshake asks again (backing off) instead of trusting stale tasks.
+                    self._log.warning("reconcile failed: %s; dropping the connection", exc)
+                    self._last_error = exc
+                    self._connection_lost(f"reconcile failed: {exc}")
+                    return
                 except LinkError as exc:
                     self._log.warning("reconcile failed: %s", exc)
                     return

@@ -15,8 +15,9 @@ import pytest
 from firmware_protocol import ListTasks
 from gateway.errors import DeviceProtocolError
 from gateway.link import output_ledger, task_list
-from gateway.link.events import Reconciled, TaskExited, TaskOutput
+from gateway.link.events import Reconciled, SessionStateChanged, TaskExited, TaskOutput
 from gateway.link.session import DeviceSession
+from gateway.link.state import SessionState
 from hil.emulator.device import EmulatedDevice
 from hil.emulator.fleet import EmulatedFleet
 from hil.emulator.profile import DeviceProfile
@@ -176,6 +177,32 @@ async def test_a_task_list_cursor_that_does_not_grow_is_refused_at_once(tmp_path
                 await session.wait_up(WAIT)
             assert "0 task(s) and next_cursor 1" in str(info.value)
         assert len(list_requests(device)) >= 1
+
+
+async def test_a_broken_task_list_after_a_reboot_drops_the_connection(tmp_path: Path) -> None:
+    """A device that reboots while connected and then answers LIST_TASKS with a broken list
+    cannot be reconciled in place: the session ends the connection (the node shows the link
+    down with the reason) rather than keeping tasks the device no longer runs."""
+    async with EmulatedFleet(tmp_path, [board()], link_config=SMALL_LINK) as fleet:
+        device = fleet.device("board")
+        async with session_for(tmp_path, "board", SMALL_SESSION) as session:
+            await session.wait_up(WAIT)
+            sub = session.subscribe()
+            await session.start_task("t", "forever", ["forever", "1000"])
+            device.misbehaviour.endless_task_list = True
+            device.reboot()
+            down = await next_matching(
+                sub,
+                lambda e: (
+                    isinstance(e, SessionStateChanged)
+                    and e.new is SessionState.DOWN
+                    and "reconcile failed" in e.reason
+                ),
+            )
+            sub.close()
+            assert isinstance(down, SessionStateChanged)
+            assert "task list" in down.reason
+            assert isinstance(session.last_error, DeviceProtocolError)
 
 
 async def acknowledge_all_output(session: DeviceSession) -> None:
