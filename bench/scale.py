@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import itertools
+import sys
 import tempfile
 import time
 import uuid
@@ -51,8 +52,21 @@ def _renew_time(lease: dict[str, Any]) -> float | None:
     return datetime.strptime(text.replace("Z", "+0000"), "%Y-%m-%dT%H:%M:%S.%f%z").timestamp()
 
 
+async def _profile(pid: int, seconds: float, path: Path) -> asyncio.subprocess.Process:
+    """py-spy over the steady window only (start-up would swamp the idle profile)."""
+    spy = str(Path(sys.executable).parent / "py-spy")
+    argv = [spy, "record", "-p", str(pid), "-d", str(int(seconds)), "-f", "raw", "-o", str(path)]
+    return await asyncio.create_subprocess_exec(*argv, stdout=asyncio.subprocess.DEVNULL)
+
+
 async def one_size(
-    cluster: LocalCluster, api: KubeApi, devices: int, window: float, workdir: Path
+    cluster: LocalCluster,
+    api: KubeApi,
+    devices: int,
+    window: float,
+    workdir: Path,
+    *,
+    profile: Path | None = None,
 ) -> dict[str, Any]:
     prefix = f"sc{uuid.uuid4().hex[:4]}-"
     names = [f"{prefix}emu-{i:04d}" for i in range(devices)]
@@ -84,9 +98,12 @@ async def one_size(
                 samplers[component] = ProcSampler(pid)
         for sampler in samplers.values():
             sampler.start()
+        spy = await _profile(gateway.pid, window, profile) if profile else None
         window_start = time.time()
         await asyncio.sleep(window)
         window_end = time.time()
+        if spy is not None:
+            await spy.wait()
         for sampler in samplers.values():
             await sampler.stop()
     finally:
@@ -143,6 +160,7 @@ async def run(
     quick: bool,
     window: float | None = None,
     devices: list[int] | None = None,
+    profile: Path | None = None,
 ) -> dict[str, Any]:
     window_s = window or (20.0 if quick else 60.0)
     results = []
@@ -151,7 +169,8 @@ async def run(
         try:
             for count in devices or sizes(quick):
                 with tempfile.TemporaryDirectory(prefix="wirelet-bench-scale-") as tmp:
-                    results.append(await one_size(cl, api, count, window_s, Path(tmp)))
+                    spy = profile.with_suffix(f".{count}.txt") if profile else None
+                    results.append(await one_size(cl, api, count, window_s, Path(tmp), profile=spy))
         finally:
             await api.close()
     return {
@@ -170,8 +189,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--quick", action="store_true", help="50 devices, 20 s window")
     parser.add_argument("--window", type=float, help="steady window in seconds (60; quick 20)")
     parser.add_argument("--devices", type=int, nargs="*", help="override the sizes")
+    parser.add_argument(
+        "--profile", type=Path, help="py-spy the gateway over each window: PATH.<devices>.txt"
+    )
     args = parser.parse_args(argv)
-    report = asyncio.run(run(None, args.quick, args.window, args.devices))
+    report = asyncio.run(run(None, args.quick, args.window, args.devices, args.profile))
     common.write_result("scale", report)
 
 
