@@ -42,7 +42,7 @@ class _Connection(asyncio.Protocol):
         self._head: tuple[int, str, dict[str, str]] | None = None
         self._body_at = 0  # where the body starts in the buffer
         self._length: int | None = None  # Content-Length; None: chunked or until close
-        self._chunked = False
+        self._chunked: _Dechunker | None = None
         self.answered = False  # some of the answer to the current request has arrived
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -53,7 +53,7 @@ class _Connection(asyncio.Protocol):
         self.closed = True
         waiter = self._waiter
         if waiter is not None and not waiter.done():
-            if self._head is not None and self._length is None and not self._chunked:
+            if self._head is not None and self._length is None and self._chunked is None:
                 self._finish(bytes(self._buffer[self._body_at :]))  # body ends at close
             else:
                 waiter.set_exception(HttpConnectionError(f"connection closed: {exc or 'EOF'}"))
@@ -100,14 +100,15 @@ class _Connection(asyncio.Protocol):
                 headers[name.strip().lower()] = value.strip()
             self._head = (int(status), reason[0] if reason else "", headers)
             self._body_at = end + 4
-            self._chunked = "chunked" in headers.get("transfer-encoding", "").lower()
+            chunked = "chunked" in headers.get("transfer-encoding", "").lower()
+            self._chunked = _Dechunker(self._body_at) if chunked else None
             length = headers.get("content-length")
-            self._length = int(length) if length is not None and not self._chunked else None
+            self._length = int(length) if length is not None and not chunked else None
         if self._length is not None:
             if len(self._buffer) - self._body_at >= self._length:
                 self._finish(bytes(self._buffer[self._body_at : self._body_at + self._length]))
-        elif self._chunked:
-            body = _dechunk(self._buffer, self._body_at)
+        elif self._chunked is not None:
+            body = self._chunked.feed(self._buffer)
             if body is not None:
                 self._finish(body)
 
@@ -116,7 +117,7 @@ class _Connection(asyncio.Protocol):
         status, reason, headers = self._head
         waiter, self._waiter = self._waiter, None
         if headers.get("connection", "").lower() == "close" or (
-            self._length is None and not self._chunked
+            self._length is None and self._chunked is None
         ):
             self.abort()
         if not waiter.done():
@@ -128,23 +129,28 @@ class _Connection(asyncio.Protocol):
             self.transport.abort()
 
 
-def _dechunk(buffer: bytearray, start: int) -> bytes | None:
-    """The body of a complete chunked message from `start`; None while more is to come."""
-    out = bytearray()
-    at = start
-    while True:
-        line_end = buffer.find(b"\r\n", at)
-        if line_end < 0:
-            return None
-        size = int(bytes(buffer[at:line_end]).split(b";", 1)[0], 16)
-        at = line_end + 2
-        if size == 0:
-            # Trailers (none expected) end with an empty line.
-            return bytes(out) if buffer.find(b"\r\n", at) >= 0 else None
-        if len(buffer) < at + size + 2:
-            return None
-        out += buffer[at : at + size]
-        at += size + 2
+class _Dechunker:
+    """A chunked body, decoded as its bytes arrive (each byte looked at once)."""
+
+    def __init__(self, start: int) -> None:
+        self.at = start  # the next chunk's size line in the buffer
+        self.body = bytearray()
+
+    def feed(self, buffer: bytearray) -> bytes | None:
+        """The whole body once the last chunk is in; None while more is to come."""
+        while True:
+            line_end = buffer.find(b"\r\n", self.at)
+            if line_end < 0:
+                return None
+            size = int(bytes(buffer[self.at : line_end]).split(b";", 1)[0], 16)
+            data_at = line_end + 2
+            if size == 0:
+                # Trailers (none expected) end with an empty line.
+                return bytes(self.body) if buffer.find(b"\r\n", data_at) >= 0 else None
+            if len(buffer) < data_at + size + 2:
+                return None
+            self.body += buffer[data_at : data_at + size]
+            self.at = data_at + size + 2
 
 
 class Http1Pool:
