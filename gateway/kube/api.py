@@ -267,6 +267,22 @@ class KubeApi:
     async def get(self, path: str, **query: Any) -> Any:
         return await self.request("GET", path, query=query)
 
+    async def get_text(self, path: str) -> str:
+        """A text answer (`/metrics`, `/readyz`): one attempt, errors raised as KubeApiError."""
+        await self.limiter.acquire()
+        self.requests += 1
+        headers = await self._headers("application/json")
+        headers["Accept"] = "text/plain"
+        try:
+            async with asyncio.timeout(REQUEST_TIMEOUT_S):
+                response = await self._http().request("GET", path, headers, b"")
+        except (HttpConnectionError, TimeoutError) as exc:
+            raise KubeApiError(0, type(exc).__name__, str(exc), "GET", path) from exc
+        text = response.body.decode(errors="replace")
+        if response.status >= 400:
+            raise KubeApiError(response.status, response.reason, text, "GET", path)
+        return text
+
     async def create(self, path: str, body: Any) -> Any:
         return await self.request("POST", path, body=body)
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import ssl
 from dataclasses import dataclass
+from typing import cast
 from urllib.parse import urlsplit
 
 # Largest header block accepted: an API server's answer headers are a few hundred bytes.
@@ -46,8 +47,8 @@ class _Connection(asyncio.Protocol):
         self.answered = False  # some of the answer to the current request has arrived
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        # uvloop's TLS transport is not an asyncio.Transport subclass, yet has its methods.
+        self.transport = cast(asyncio.Transport, transport)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True

@@ -7,6 +7,7 @@ import asyncio
 import uuid
 
 import pytest
+import uvloop
 
 from gateway.kube.api import KubeApi, KubeApiError, load_configuration
 from hil.cluster.local import LocalCluster
@@ -71,3 +72,15 @@ async def test_a_connection_closed_while_idle_is_replaced_without_an_error(
         assert (await api.get("/api/v1/namespaces/default"))["metadata"]["name"] == "default"
         assert pool.connections_made == 2
         assert api.retries == 0
+
+
+def test_requests_work_on_uvloop_as_the_gateway_runs(cluster: LocalCluster) -> None:
+    """The gateway runs on uvloop, whose TLS transport is its own class."""
+
+    async def round_trip() -> tuple[str, int]:
+        async with await _api(cluster) as api:
+            await api.get("/api/v1/namespaces/default")
+            namespace = await api.get("/api/v1/namespaces/default")
+            return namespace["metadata"]["name"], api._http().connections_made
+
+    assert uvloop.run(round_trip()) == ("default", 1)
