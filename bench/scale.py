@@ -55,8 +55,12 @@ from hil.cluster.local import LocalCluster
 
 LEASES = "/apis/coordination.k8s.io/v1/namespaces/kube-node-lease/leases"
 SLICE_S = 5.0
-SETTLE_S = 5.0  # after the last node is Ready, before the steady window starts
 IDLE_WINDOW_S = 15.0  # the control plane on its own, before any gateway
+# New nodes keep the controller manager busy after they are Ready (it GETs and PATCHes each to
+# lift the not-ready taint and posts an event; at its own QPS that takes ~25 s per 100 nodes):
+# the steady window starts once that traffic is done.
+CONTROLLER_NODE_TRAFFIC = ("GET nodes", "PATCH nodes", "POST events")
+SETTLE_POLL_S = 5.0
 TARGETS = {"cpu_percent_max": 10.0, "rss_mb_max": 200.0, "lease_on_time_share_min": 1.0}
 
 # A kubelet's steady API requests per node, from its defaults (pkg/kubelet, client-go):
@@ -144,6 +148,23 @@ async def measure_idle(cluster: LocalCluster, api: KubeApi) -> Idle:
     return idle
 
 
+async def settle(api: KubeApi, idle: Idle, nodes: int) -> tuple[float, bool]:
+    """Wait until the controllers are done with the new nodes (their node requests and events
+    below a trickle); the seconds waited and whether they were done within the bound."""
+    started = time.monotonic()
+    bound = 60.0 + 0.4 * nodes
+    trickle = max(0.5, 0.002 * nodes)
+    before = await request_counts(api)
+    while time.monotonic() - started < bound:
+        await asyncio.sleep(SETTLE_POLL_S)
+        after = await request_counts(api)
+        busy = idle.less(rates(before, after, SETTLE_POLL_S))
+        if sum(busy.get(k, 0.0) for k in CONTROLLER_NODE_TRAFFIC) < trickle:
+            return time.monotonic() - started, True
+        before = after
+    return time.monotonic() - started, False
+
+
 def _control_plane_samplers(cluster: LocalCluster) -> dict[str, ProcSampler]:
     return {
         component: ProcSampler(pid)
@@ -198,7 +219,12 @@ async def one_run(
         await _start_hosts(cluster, run, prefixes, workdir, emulators=emulators, gateways=gateways)
         ready_s = await wait_nodes_ready(api, names, 120 + len(names))
         say(f"  {_label(run)}: all nodes Ready {ready_s:.1f}s after the gateways started")
-        await asyncio.sleep(SETTLE_S)
+        settle_s, settled = await settle(api, idle, len(names))
+        say(
+            f"  the controllers were done with the new nodes {settle_s:.0f}s later"
+            if settled
+            else f"  the controllers were still busy with the new nodes after {settle_s:.0f}s"
+        )
         samplers = {f"gateway{g}": ProcSampler(gw.pid) for g, gw in enumerate(gateways)}
         samplers |= {f"emulator{g}": ProcSampler(em.pid) for g, em in enumerate(emulators)}
         samplers |= _control_plane_samplers(cluster)
@@ -233,6 +259,8 @@ async def one_run(
         "devices": run.devices,  # per gateway
         "tree": run.tree,
         "nodes_ready_s": ready_s,
+        "settle_s": settle_s,
+        "settled": settled,
         "window_s": window,
         # The busiest gateway's slices (one gateway: its own).
         "gateway_cpu_percent": max(
