@@ -36,8 +36,11 @@ def _scale_section(sc: dict[str, Any]) -> list[str]:
         "| --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for r in sc["results"]:
-        others = r["others_cpu_percent"]
         tree = " (baseline)" if r.get("tree") == "baseline" else ""
+        if r.get("failed"):
+            out.append(f"| {r.get('gateways', 1)} x {r['devices']}{tree} | {r['failed']} |")
+            continue
+        others = r["others_cpu_percent"]
         out.append(
             f"| {r.get('gateways', 1)} x {r['devices']}{tree} | {r['nodes_ready_s']:.1f} | "
             f"{_f(r['gateway_cpu_percent'])} | {_f(r['gateway_rss_mb'], 0)} | "

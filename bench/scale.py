@@ -33,12 +33,15 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import itertools
+import os
 import sys
 import tempfile
 import time
 import uuid
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -217,14 +220,9 @@ async def one_run(
     await leases.start()
     try:
         await _start_hosts(cluster, run, prefixes, workdir, emulators=emulators, gateways=gateways)
-        ready_s = await wait_nodes_ready(api, names, 120 + len(names))
-        say(f"  {_label(run)}: all nodes Ready {ready_s:.1f}s after the gateways started")
-        settle_s, settled = await settle(api, idle, len(names))
-        say(
-            f"  the controllers were done with the new nodes {settle_s:.0f}s later"
-            if settled
-            else f"  the controllers were still busy with the new nodes after {settle_s:.0f}s"
-        )
+        steady = await _until_steady(api, idle, run, names)
+        if steady.get("failed"):
+            return {"gateways": run.gateways, "devices": run.devices, "tree": run.tree, **steady}
         samplers = {f"gateway{g}": ProcSampler(gw.pid) for g, gw in enumerate(gateways)}
         samplers |= {f"emulator{g}": ProcSampler(em.pid) for g, em in enumerate(emulators)}
         samplers |= _control_plane_samplers(cluster)
@@ -258,9 +256,7 @@ async def one_run(
         "gateways": run.gateways,
         "devices": run.devices,  # per gateway
         "tree": run.tree,
-        "nodes_ready_s": ready_s,
-        "settle_s": settle_s,
-        "settled": settled,
+        **steady,
         "window_s": window,
         # The busiest gateway's slices (one gateway: its own).
         "gateway_cpu_percent": max(
@@ -319,6 +315,39 @@ async def _start_hosts(
         gateways.append(common.gateway_child(config, host / "gateway.log", source=run.source))
     for gateway in gateways:
         await gateway.start()
+
+
+async def _until_steady(api: KubeApi, idle: Idle, run: Run, names: list[str]) -> dict[str, Any]:
+    """Every node Ready, then the controllers done with them; or why not (a stuck run is a
+    result with its cause, and the next run still goes)."""
+    bound = 60.0 + 0.3 * len(names)
+    try:
+        ready_s = await wait_nodes_ready(api, names, bound)
+    except TimeoutError:
+        failed = f"not every node Ready within {bound:.0f}s: see the gateway logs"
+        say(f"  {_label(run)}: FAILED: {failed}")
+        return {"failed": failed}
+    say(f"  {_label(run)}: all nodes Ready {ready_s:.1f}s after the gateways started")
+    settle_s, settled = await settle(api, idle, len(names))
+    say(
+        f"  the controllers were done with the new nodes {settle_s:.0f}s later"
+        if settled
+        else f"  the controllers were still busy with the new nodes after {settle_s:.0f}s"
+    )
+    return {"nodes_ready_s": ready_s, "settle_s": settle_s, "settled": settled}
+
+
+@contextlib.contextmanager
+def _workdir() -> Iterator[str]:
+    """A run's directory, deleted after it unless WIRELET_BENCH_KEEP names where to keep it
+    (the gateways' and emulators' logs of a run to look into)."""
+    keep = os.environ.get("WIRELET_BENCH_KEEP")
+    if keep:
+        Path(keep).mkdir(parents=True, exist_ok=True)
+        yield tempfile.mkdtemp(prefix="scale-", dir=keep)
+        return
+    with tempfile.TemporaryDirectory(prefix="wirelet-bench-scale-") as tmp:
+        yield tmp
 
 
 def _lease_gaps(
@@ -447,13 +476,15 @@ async def run(
         try:
             idle = await measure_idle(cl, api)
             for one in plan:
-                with tempfile.TemporaryDirectory(prefix="wirelet-bench-scale-") as tmp:
+                with _workdir() as tmp:
                     results.append(
                         await one_run(cl, api, one, window=window_s, idle=idle, workdir=Path(tmp))
                     )
         finally:
             await api.close()
-    singles = [r for r in results if r["gateways"] == 1 and r["tree"] == "this"]
+    singles = [
+        r for r in results if r["gateways"] == 1 and r["tree"] == "this" and not r.get("failed")
+    ]
     limit = api_server_limit(max(singles, key=lambda r: r["devices"]), idle) if singles else {}
     return {
         "benchmark": "scale",
@@ -469,6 +500,11 @@ async def run(
         },
         "results": results,
         "api_server_limit": limit,
+        "failed": "; ".join(
+            f"{_label(Run(r['gateways'], r['devices'], r['tree']))}: {r['failed']}"
+            for r in results
+            if r.get("failed")
+        ),
     }
 
 
