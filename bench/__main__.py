@@ -28,6 +28,58 @@ CLUSTER = ("pods", "scale", "logs", "recovery", "ssh")
 ALL = LINK + CLUSTER
 
 
+def _scale_section(sc: dict[str, Any]) -> list[str]:
+    out = ["## Scale (one gateway; several on one control plane)", ""]
+    out += [
+        "| gateways x devices | all Ready s | gateway CPU % of a core | RSS MB | leases on time "
+        "| API requests/s | apiserver CPU % | etcd CPU % |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for r in sc["results"]:
+        tree = " (baseline)" if r.get("tree") == "baseline" else ""
+        if r.get("failed"):
+            out.append(f"| {r.get('gateways', 1)} x {r['devices']}{tree} | {r['failed']} |")
+            continue
+        others = r["others_cpu_percent"]
+        out.append(
+            f"| {r.get('gateways', 1)} x {r['devices']}{tree} | {r['nodes_ready_s']:.1f} | "
+            f"{_f(r['gateway_cpu_percent'])} | {_f(r['gateway_rss_mb'], 0)} | "
+            f"{r['lease_on_time']}/{r['lease_renewals']} | "
+            f"{r.get('api_requests_per_s_total', float('nan')):.1f} | "
+            f"{_f(others['kube-apiserver']) if 'kube-apiserver' in others else '—'} | "
+            f"{_f(others['etcd']) if 'etcd' in others else '—'} |"
+        )
+    t = sc["targets"]
+    out += [
+        "",
+        f"Targets at 1000 devices: CPU < {t['cpu_percent_max']:g}% of a core, RSS < "
+        f"{t['rss_mb_max']:g} MB, every lease on time; with several gateways every lease on time. "
+        "Gateway CPU of several gateways: the busiest one's.",
+        "",
+    ]
+    limit = sc.get("api_server_limit") or {}
+    if limit:
+        out += [
+            f"What a deployment hits first ({limit['devices']} devices on one gateway): "
+            f"{limit['requests_per_s_per_device']:.3f} API requests/s per device in steady state "
+            f"(a kubelet: {limit['kubelet_requests_per_s_per_node']:.3f}, "
+            f"{limit['kubelet_requests_per_s_per_node_with_node_get']:.3f} for kubelets that GET "
+            f"their Node every 10 s); the API server spends "
+            f"{limit['apiserver_cpu_ms_per_request']:.2f} ms of CPU per request, "
+            f"{10 * limit['apiserver_cpu_percent_per_device'] * 100:.1f}% of a core per 1000 "
+            f"devices against the gateway's "
+            f"{10 * limit['gateway_cpu_percent_per_device'] * 100:.1f}%. One core carries "
+            f"{limit['devices_per_apiserver_core']:.0f} devices on the API server, "
+            f"{limit['devices_per_gateway_core']:.0f} on the gateway: the **"
+            f"{limit['first_limit']}** is the limit first. The default budget "
+            f"({limit['default_qps_per_device']:g} QPS per device, as a kubelet's client) would "
+            f"ask more than one API-server core answers from "
+            f"{limit['devices_where_budget_exceeds_one_apiserver_core']:.0f} devices on.",
+            "",
+        ]
+    return out
+
+
 def run_link(name: str, quick: bool) -> bool:
     argv = [sys.executable, "-m", f"bench.{name}", *(["--quick"] if quick else [])]
     common.say(f"== {name}")
@@ -166,25 +218,7 @@ def summary_markdown(names: list[str]) -> str:  # noqa: PLR0912, PLR0915 (one se
         out.append("")
     sc = _load("scale") if "scale" in names else None
     if sc:
-        out += ["## Scale (one gateway)", ""]
-        out += [
-            "| devices | all Ready s | gateway CPU % of a core | RSS MB | leases on time "
-            "| apiserver CPU % | etcd CPU % |",
-            "| --- | --- | --- | --- | --- | --- | --- |",
-        ]
-        for r in sc["results"]:
-            others = r["others_cpu_percent"]
-            out.append(
-                f"| {r['devices']} | {r['nodes_ready_s']:.1f} | {_f(r['gateway_cpu_percent'])} | "
-                f"{_f(r['gateway_rss_mb'], 0)} | {r['lease_on_time']}/{r['lease_renewals']} | "
-                f"{_f(others['kube-apiserver']) if 'kube-apiserver' in others else '—'} | "
-                f"{_f(others['etcd']) if 'etcd' in others else '—'} |"
-            )
-        out += [
-            "",
-            "Targets at 1000 devices: CPU < 20% of a core, RSS < 300 MB, every lease on time.",
-            "",
-        ]
+        out += _scale_section(sc)
     lg = _load("logs") if "logs" in names else None
     if lg:
         out += ["## Logs", ""]

@@ -1,47 +1,90 @@
-"""Scale: many emulated devices on one gateway.
+"""Scale: many emulated devices on one gateway, several gateways on one control plane, and what
+the API server pays per device.
 
-    python -m bench.scale [--quick] [--window SECONDS]
+    python -m bench.scale [--quick] [--window SECONDS] [--devices N ...]
+                          [--gateways G --per-gateway N] [--baseline TREE] [--profile PATH]
 
-For 100, 500 and 1000 devices (quick: 50) in one `python -m hil.emulator` process and one gateway
-process (`python -m gateway.cli run`, default config: lease renewed every 10 s, node status at
-least every 60 s):
+Runs, each with the shipped defaults (lease renewed every 10 s, node status re-posted every
+5 min unchanged, per-node kubelet endpoints):
 
-- time from the gateway's start until every node is Ready (watched);
-- the gateway's steady-state CPU (% of one core, from /proc utime+stime) and RSS over a window
-  after all nodes are Ready, median and min..max over 5-second slices; the API server's, etcd's
-  and the emulator's CPU over the same window, since on a small host they share the cores;
-- the share of lease renewals made on time: every gap between consecutive `renewTime`s of a
-  node's Lease (watched in kube-node-lease) within the renew interval plus the gateway's grace.
+- one gateway with 100 and 1000 devices (quick: 50; `--devices` for others), in one
+  `python -m hil.emulator` process and one gateway process (`python -m gateway.cli run`);
+- 3 gateways x 300 devices (quick: 2 x 25) on the same control plane, each its own process,
+  state_dir, device directory and emulator, as three hosts would run them.
+
+For each run: the time from the gateways' start until every node is Ready (watched); then the
+wait until the controller manager is done with the new nodes (it GETs and PATCHes each node and
+posts an event, at its own QPS: minutes for 1000 nodes, which a window started at once would
+count as steady load); each gateway's steady-state CPU (% of one core, from /proc utime+stime)
+and RSS over the window that follows, median and min..max over 5-second slices; the API
+server's, etcd's and the emulators' CPU over the same window; the share of lease renewals made
+on time (every gap between consecutive `renewTime`s of a node's Lease, watched, within the
+renew interval plus the gateway's grace); and the API requests the gateways sent in the
+window, from the API server's own `apiserver_request_total` less its rate over an idle window
+measured first (the controllers' and scheduler's own traffic).
+
+From the largest one-gateway run: requests/s per device (against a kubelet's), the API server's
+CPU per request and per device, and how many devices one gateway serves before the API server
+(rather than the gateway) runs out of a core, in steady state and at the default QPS budget.
+
+`--baseline TREE` runs every one-gateway size with the gateway of another source tree first
+(`git worktree add /tmp/main main`, say): a before/after from the same run.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import itertools
+import os
+import sys
 import tempfile
 import time
 import uuid
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from bench import common
-from bench.common import ProcSampler, Watcher, say, spread
+from bench.common import Child, ProcSampler, Watcher, say, spread
 from bench.pods import wait_nodes_ready
-from gateway.config import NodeConfig
+from gateway.app import BURST_PER_DEVICE, QPS_PER_DEVICE
+from gateway.config import KubeConfig, NodeConfig
 from gateway.kube.api import KubeApi
 from gateway.kube.node_agent import LEASE_LATE_GRACE_S
 from hil.cluster.local import LocalCluster
 
 LEASES = "/apis/coordination.k8s.io/v1/namespaces/kube-node-lease/leases"
 SLICE_S = 5.0
-SETTLE_S = 5.0  # after the last node is Ready, before the steady window starts
-TARGETS = {"cpu_percent_max": 20.0, "rss_mb_max": 300.0, "lease_on_time_share_min": 1.0}
+IDLE_WINDOW_S = 15.0  # the control plane on its own, before any gateway
+# New nodes keep the controller manager busy after they are Ready (it GETs and PATCHes each to
+# lift the not-ready taint and posts an event; at its own QPS that takes ~25 s per 100 nodes):
+# the steady window starts once that traffic is done.
+CONTROLLER_NODE_TRAFFIC = ("GET nodes", "PATCH nodes", "POST events")
+SETTLE_POLL_S = 5.0
+TARGETS = {"cpu_percent_max": 10.0, "rss_mb_max": 200.0, "lease_on_time_share_min": 1.0}
+
+# A kubelet's steady API requests per node, from its defaults (pkg/kubelet, client-go):
+# the node Lease is renewed (PUT) every 10 s (a quarter of the 40 s lease); node status is
+# computed every 10 s (nodeStatusUpdateFrequency) and PATCHed when changed or every 5 min
+# (nodeStatusReportFrequency); before it read its Node from an informer, every status
+# computation was a GET of the Node from the API server's cache (0.1/s); its ~6 watches (its
+# Node, its pods, services, runtime classes, CSI drivers, its pods' config maps and secrets)
+# are re-opened every 5-10 min (client-go's reflector timeout), and stay open meanwhile.
+KUBELET_REQUESTS_PER_S = {
+    "lease renew (PUT)": 0.1,
+    "node status (PATCH, unchanged)": 1 / 300,
+    "watches re-opened (~6, every 5-10 min)": 6 / 450,
+}
+KUBELET_OLD_NODE_GET_PER_S = 0.1  # kubelets that GET their Node every status computation
 
 
 def sizes(quick: bool) -> list[int]:
-    return [50] if quick else [100, 500, 1000]
+    return [50] if quick else [100, 1000]
 
 
 def _renew_time(lease: dict[str, Any]) -> float | None:
@@ -51,13 +94,118 @@ def _renew_time(lease: dict[str, Any]) -> float | None:
     return datetime.strptime(text.replace("Z", "+0000"), "%Y-%m-%dT%H:%M:%S.%f%z").timestamp()
 
 
-async def one_size(
-    cluster: LocalCluster, api: KubeApi, devices: int, window: float, workdir: Path
+# -- the API server's request counters --------------------------------------------------------
+
+
+async def request_counts(api: KubeApi) -> Counter[str]:
+    """`apiserver_request_total` summed by verb and resource: "PATCH leases", ..."""
+    counts: Counter[str] = Counter()
+    for line in (await api.get_text("/metrics")).splitlines():
+        if not line.startswith("apiserver_request_total{"):
+            continue
+        labels_text, _, value = line.rpartition(" ")
+        labels = dict(
+            part.split("=", 1)
+            for part in labels_text[len("apiserver_request_total{") : -1].split(",")
+        )
+        resource = labels.get("resource", '""').strip('"')
+        sub = labels.get("subresource", '""').strip('"')
+        key = f"{labels.get('verb', '').strip(chr(34))} {resource}{'/' + sub if sub else ''}"
+        counts[key] += int(float(value))
+    return counts
+
+
+def rates(before: Counter[str], after: Counter[str], seconds: float) -> dict[str, float]:
+    return {k: (after[k] - before[k]) / seconds for k in after if after[k] > before[k]}
+
+
+@dataclass
+class Idle:
+    """The control plane without gateways: its own request rate and CPU."""
+
+    request_rates: dict[str, float] = field(default_factory=dict)
+    cpu_percent: dict[str, float] = field(default_factory=dict)
+
+    def less(self, window: dict[str, float]) -> dict[str, float]:
+        """A window's request rates less the idle ones: what the gateways sent."""
+        above = {k: v - self.request_rates.get(k, 0.0) for k, v in window.items()}
+        return {k: v for k, v in above.items() if v > 0.05}
+
+
+async def measure_idle(cluster: LocalCluster, api: KubeApi) -> Idle:
+    samplers = _control_plane_samplers(cluster)
+    for sampler in samplers.values():
+        sampler.start()
+    before, started = await request_counts(api), time.monotonic()
+    await asyncio.sleep(IDLE_WINDOW_S)
+    after = await request_counts(api)
+    elapsed = time.monotonic() - started
+    for sampler in samplers.values():
+        await sampler.stop()
+    idle = Idle(
+        rates(before, after, elapsed),
+        {k: s.cpu_percent_total() for k, s in samplers.items()},
+    )
+    say(
+        f"  idle control plane: {sum(idle.request_rates.values()):.1f} requests/s; "
+        + ", ".join(f"{k} {v:.1f}%" for k, v in idle.cpu_percent.items())
+    )
+    return idle
+
+
+async def settle(api: KubeApi, idle: Idle, nodes: int) -> tuple[float, bool]:
+    """Wait until the controllers are done with the new nodes (their node requests and events
+    below a trickle); the seconds waited and whether they were done within the bound."""
+    started = time.monotonic()
+    bound = 60.0 + 0.4 * nodes
+    trickle = max(0.5, 0.002 * nodes)
+    before = await request_counts(api)
+    while time.monotonic() - started < bound:
+        await asyncio.sleep(SETTLE_POLL_S)
+        after = await request_counts(api)
+        busy = idle.less(rates(before, after, SETTLE_POLL_S))
+        if sum(busy.get(k, 0.0) for k in CONTROLLER_NODE_TRAFFIC) < trickle:
+            return time.monotonic() - started, True
+        before = after
+    return time.monotonic() - started, False
+
+
+def _control_plane_samplers(cluster: LocalCluster) -> dict[str, ProcSampler]:
+    return {
+        component: ProcSampler(pid)
+        for component, pid in cluster.pids.items()
+        if component in ("kube-apiserver", "etcd")
+    }
+
+
+# -- one run: G gateways x N devices ----------------------------------------------------------
+
+
+async def _profile(pid: int, seconds: float, path: Path) -> asyncio.subprocess.Process:
+    """py-spy over the steady window only (start-up would swamp the idle profile)."""
+    spy = str(Path(sys.executable).parent / "py-spy")
+    argv = [spy, "record", "-p", str(pid), "-d", str(int(seconds)), "-f", "raw", "-o", str(path)]
+    return await asyncio.create_subprocess_exec(*argv, stdout=asyncio.subprocess.DEVNULL)
+
+
+@dataclass
+class Run:
+    """What one run is: `gateways` gateways with `devices` devices each."""
+
+    gateways: int
+    devices: int
+    tree: str = "this"  # "this", or "baseline" (the gateway of --baseline's tree)
+    source: Path | None = None
+    profile: Path | None = None
+
+
+async def one_run(
+    cluster: LocalCluster, api: KubeApi, run: Run, *, window: float, idle: Idle, workdir: Path
 ) -> dict[str, Any]:
-    prefix = f"sc{uuid.uuid4().hex[:4]}-"
-    names = [f"{prefix}emu-{i:04d}" for i in range(devices)]
-    wanted = set(names)
     interval = NodeConfig().lease_renew_interval_s
+    prefixes = [f"sc{uuid.uuid4().hex[:4]}{g}-" for g in range(run.gateways)]
+    names = [f"{p}emu-{i:04d}" for p in prefixes for i in range(run.devices)]
+    wanted = set(names)
     renewals: dict[str, list[float]] = {n: [] for n in names}
 
     def on_lease(_kind: str, obj: dict[str, Any], _now: float) -> None:
@@ -68,74 +216,235 @@ async def one_size(
             if not seen or seen[-1] != stamp:
                 seen.append(stamp)
 
-    emulator = await common.start_emulator(workdir / "devices", devices, workdir / "emulator.log")
-    config = common.gateway_config(cluster, workdir / "gw", workdir / "devices", prefix)
-    gateway = common.gateway_child(config, workdir / "gateway.log")
-    leases = Watcher(api, f"{LEASES}", on_lease)
+    emulators: list[Child] = []
+    gateways: list[Child] = []
+    leases = Watcher(api, LEASES, on_lease)
     await leases.start()
     try:
-        await gateway.start()
-        ready_s = await wait_nodes_ready(api, names, 120 + devices)
-        say(f"  {devices} devices: all nodes Ready {ready_s:.1f}s after the gateway started")
-        await asyncio.sleep(SETTLE_S)
-        samplers = {"gateway": ProcSampler(gateway.pid), "emulator": ProcSampler(emulator.pid)}
-        for component, pid in cluster.pids.items():
-            if component in ("kube-apiserver", "etcd"):
-                samplers[component] = ProcSampler(pid)
+        await _start_hosts(cluster, run, prefixes, workdir, emulators=emulators, gateways=gateways)
+        steady = await _until_steady(api, idle, run, names)
+        if steady.get("failed"):
+            return {"gateways": run.gateways, "devices": run.devices, "tree": run.tree, **steady}
+        samplers = {f"gateway{g}": ProcSampler(gw.pid) for g, gw in enumerate(gateways)}
+        samplers |= {f"emulator{g}": ProcSampler(em.pid) for g, em in enumerate(emulators)}
+        samplers |= _control_plane_samplers(cluster)
         for sampler in samplers.values():
             sampler.start()
-        window_start = time.time()
+        spy = await _profile(gateways[0].pid, window, run.profile) if run.profile else None
+        counts_before, counted_from, window_start = (
+            await request_counts(api),
+            time.monotonic(),
+            time.time(),
+        )
         await asyncio.sleep(window)
         window_end = time.time()
+        counts_after = await request_counts(api)
+        counted_s = time.monotonic() - counted_from
+        if spy is not None:
+            await spy.wait()
         for sampler in samplers.values():
             await sampler.stop()
     finally:
         await leases.stop()
-        await gateway.stop()
-        await emulator.stop()
+        for child in gateways + emulators:
+            await child.stop()
         await common.delete_nodes(api, names)
         await common.delete_all(api, (f"{LEASES}/{name}" for name in names))
-    gaps: list[float] = []
-    renewing = 0
-    for stamps in renewals.values():
-        inside = [t for t in stamps if window_start - interval - 2 <= t <= window_end]
-        renewing += any(t >= window_start for t in inside)
-        gaps += [b - a for a, b in itertools.pairwise(inside) if b >= window_start]
+    gaps, renewing = _lease_gaps(renewals, window_start, window_end, interval)
     on_time = sum(g <= interval + LEASE_LATE_GRACE_S for g in gaps)
-    gw = samplers["gateway"]
+    gateway_rates = idle.less(rates(counts_before, counts_after, counted_s))
+    per_gateway_cpu = [samplers[f"gateway{g}"] for g in range(run.gateways)]
     result: dict[str, Any] = {
-        "devices": devices,
-        "nodes_ready_s": ready_s,
+        "gateways": run.gateways,
+        "devices": run.devices,  # per gateway
+        "tree": run.tree,
+        **steady,
         "window_s": window,
-        "gateway_cpu_percent": spread(gw.cpu_percent_slices(SLICE_S)),
-        "gateway_rss_mb": spread(gw.rss_mb()),
+        # The busiest gateway's slices (one gateway: its own).
+        "gateway_cpu_percent": max(
+            (spread(s.cpu_percent_slices(SLICE_S)) for s in per_gateway_cpu),
+            key=lambda s: s["median"],
+        ),
+        "gateway_cpu_percent_each": [s.cpu_percent_total() for s in per_gateway_cpu],
+        "gateway_rss_mb": spread(max(s.rss_mb()) for s in per_gateway_cpu),
         "lease_renewals": len(gaps),
         "lease_on_time": on_time,
         "lease_on_time_share": on_time / len(gaps) if gaps else float("nan"),
         "lease_gap_s": common.latency_summary(gaps) if gaps else {},
         "nodes_renewing_in_window": renewing,
+        "api_requests_per_s": dict(sorted(gateway_rates.items(), key=lambda kv: -kv[1])),
+        "api_requests_per_s_total": sum(gateway_rates.values()),
         "others_cpu_percent": {
-            k: spread(s.cpu_percent_slices(SLICE_S)) for k, s in samplers.items() if k != "gateway"
+            k: spread(s.cpu_percent_slices(SLICE_S))
+            for k, s in samplers.items()
+            if not k.startswith(("gateway", "emulator"))
+        },
+        "emulators_cpu_percent": sum(
+            s.cpu_percent_total() for k, s in samplers.items() if k.startswith("emulator")
+        ),
+        "control_plane_cpu_percent": {
+            k: s.cpu_percent_total()
+            for k, s in samplers.items()
+            if not k.startswith(("gateway", "emulator"))
         },
     }
     result["targets_met"] = {
         "cpu": result["gateway_cpu_percent"]["median"] < TARGETS["cpu_percent_max"],
         "rss": result["gateway_rss_mb"]["max"] < TARGETS["rss_mb_max"],
-        "leases": bool(gaps) and on_time == len(gaps) and renewing == devices,
+        "leases": bool(gaps) and on_time == len(gaps) and renewing == len(names),
     }
     _print(result)
     return result
 
 
+async def _start_hosts(
+    cluster: LocalCluster,
+    run: Run,
+    prefixes: list[str],
+    workdir: Path,
+    *,
+    emulators: list[Child],
+    gateways: list[Child],
+) -> None:
+    """One emulator and one gateway per host, each with its own state_dir, device directory
+    and logs; appended as started, so the caller stops what did start."""
+    for g, prefix in enumerate(prefixes):
+        host = workdir / f"host{g}"
+        emulators.append(
+            await common.start_emulator(host / "devices", run.devices, host / "emulator.log")
+        )
+        config = common.gateway_config(cluster, host / "gw", host / "devices", prefix)
+        gateways.append(common.gateway_child(config, host / "gateway.log", source=run.source))
+    for gateway in gateways:
+        await gateway.start()
+
+
+async def _until_steady(api: KubeApi, idle: Idle, run: Run, names: list[str]) -> dict[str, Any]:
+    """Every node Ready, then the controllers done with them; or why not (a stuck run is a
+    result with its cause, and the next run still goes)."""
+    bound = 60.0 + 0.3 * len(names)
+    try:
+        ready_s = await wait_nodes_ready(api, names, bound)
+    except TimeoutError:
+        failed = f"not every node Ready within {bound:.0f}s: see the gateway logs"
+        say(f"  {_label(run)}: FAILED: {failed}")
+        return {"failed": failed}
+    say(f"  {_label(run)}: all nodes Ready {ready_s:.1f}s after the gateways started")
+    settle_s, settled = await settle(api, idle, len(names))
+    say(
+        f"  the controllers were done with the new nodes {settle_s:.0f}s later"
+        if settled
+        else f"  the controllers were still busy with the new nodes after {settle_s:.0f}s"
+    )
+    return {"nodes_ready_s": ready_s, "settle_s": settle_s, "settled": settled}
+
+
+@contextlib.contextmanager
+def _workdir() -> Iterator[str]:
+    """A run's directory, deleted after it unless WIRELET_BENCH_KEEP names where to keep it
+    (the gateways' and emulators' logs of a run to look into)."""
+    keep = os.environ.get("WIRELET_BENCH_KEEP")
+    if keep:
+        Path(keep).mkdir(parents=True, exist_ok=True)
+        yield tempfile.mkdtemp(prefix="scale-", dir=keep)
+        return
+    with tempfile.TemporaryDirectory(prefix="wirelet-bench-scale-") as tmp:
+        yield tmp
+
+
+def _lease_gaps(
+    renewals: dict[str, list[float]], start: float, end: float, interval: float
+) -> tuple[list[float], int]:
+    """Gaps between consecutive renewals ending in the window; how many nodes renewed in it."""
+    gaps: list[float] = []
+    renewing = 0
+    for stamps in renewals.values():
+        inside = [t for t in stamps if start - interval - 2 <= t <= end]
+        renewing += any(t >= start for t in inside)
+        gaps += [b - a for a, b in itertools.pairwise(inside) if b >= start]
+    return gaps, renewing
+
+
+def _label(run: Run) -> str:
+    count = f"{run.devices} devices" if run.gateways == 1 else f"{run.gateways} x {run.devices}"
+    return count + (" [baseline]" if run.tree == "baseline" else "")
+
+
 def _print(r: dict[str, Any]) -> None:
     others = ", ".join(f"{k} {common.fmt(v, '%')}" for k, v in r["others_cpu_percent"].items())
+    who = "gateway" if r["gateways"] == 1 else f"busiest of {r['gateways']} gateways"
+    label = _label(Run(r["gateways"], r["devices"], r["tree"]))
     say(
-        f"  {r['devices']:5d} devices: Ready in {r['nodes_ready_s']:.1f}s; gateway CPU "
+        f"  {label}: Ready in {r['nodes_ready_s']:.1f}s; {who} CPU "
         f"{common.fmt(r['gateway_cpu_percent'], '%')} of one core, RSS "
         f"{common.fmt(r['gateway_rss_mb'], ' MB')}; leases on time {r['lease_on_time']}/"
         f"{r['lease_renewals']} ({100 * r['lease_on_time_share']:.1f}%), "
-        f"{r['nodes_renewing_in_window']} nodes renewing; [{others}]"
+        f"{r['nodes_renewing_in_window']} nodes renewing; {r['api_requests_per_s_total']:.1f} "
+        f"API requests/s; [{others}, emulators {r['emulators_cpu_percent']:.1f}%]"
     )
+
+
+# -- what a deployment hits first -------------------------------------------------------------
+
+
+def api_server_limit(result: dict[str, Any], idle: Idle) -> dict[str, Any]:
+    """From one one-gateway run: requests/s per device, the API server's CPU per request and per
+    device (above its idle CPU), and the device counts at which the API server and the gateway
+    would each need a whole core; and at the default QPS budget (QPS_PER_DEVICE per device),
+    the count beyond which the budget asks more of the API server than one core answers."""
+    devices = result["devices"]
+    per_s = result["api_requests_per_s_total"]
+    apiserver = result["control_plane_cpu_percent"].get("kube-apiserver", float("nan"))
+    apiserver_above_idle = apiserver - idle.cpu_percent.get("kube-apiserver", 0.0)
+    gateway = result["gateway_cpu_percent"]["median"]
+    cpu_ms_per_request = 10.0 * apiserver_above_idle / per_s if per_s else float("nan")
+    kubelet = sum(KUBELET_REQUESTS_PER_S.values())
+    figure = {
+        "devices": devices,
+        "requests_per_s_per_device": per_s / devices,
+        "kubelet_requests_per_s_per_node": kubelet,
+        "kubelet_requests_per_s_per_node_with_node_get": kubelet + KUBELET_OLD_NODE_GET_PER_S,
+        "kubelet_requests": KUBELET_REQUESTS_PER_S,
+        "apiserver_cpu_percent_above_idle": apiserver_above_idle,
+        "apiserver_cpu_ms_per_request": cpu_ms_per_request,
+        "apiserver_cpu_percent_per_device": apiserver_above_idle / devices,
+        "gateway_cpu_percent_per_device": gateway / devices,
+        "devices_per_apiserver_core": 100.0 * devices / apiserver_above_idle,
+        "devices_per_gateway_core": 100.0 * devices / gateway,
+        "default_qps_per_device": QPS_PER_DEVICE,
+        "default_burst_per_device": BURST_PER_DEVICE,
+        "default_qps_floor": KubeConfig().qps,
+        # The budget lets a gateway of N devices ask QPS_PER_DEVICE * N requests/s (start-up,
+        # re-lists, a burst of pod changes); one API-server core answers 1000/cpu_ms of them.
+        "devices_where_budget_exceeds_one_apiserver_core": (
+            1000.0 / cpu_ms_per_request / QPS_PER_DEVICE if per_s else float("nan")
+        ),
+        "budget_apiserver_cpu_percent_per_device": QPS_PER_DEVICE * cpu_ms_per_request / 10.0,
+    }
+    figure["first_limit"] = (
+        "API server"
+        if figure["devices_per_apiserver_core"] < figure["devices_per_gateway_core"]
+        else "gateway"
+    )
+    say(
+        f"  what a deployment hits first ({devices} devices on one gateway): "
+        f"{figure['requests_per_s_per_device']:.3f} API requests/s per device (a kubelet: "
+        f"{kubelet:.3f}, {kubelet + KUBELET_OLD_NODE_GET_PER_S:.3f} with its node GETs); the API "
+        f"server spends {cpu_ms_per_request:.2f} ms of CPU per request, "
+        f"{figure['apiserver_cpu_percent_per_device'] * 1000:.1f}% of a core per 1000 devices "
+        f"(the gateway {figure['gateway_cpu_percent_per_device'] * 1000:.1f}%); one core "
+        f"carries {figure['devices_per_apiserver_core']:.0f} devices' steady traffic on the API "
+        f"server, {figure['devices_per_gateway_core']:.0f} on the gateway: the "
+        f"{figure['first_limit']} runs out first. The default budget ({QPS_PER_DEVICE:g} QPS "
+        f"per device) exceeds what one API-server core answers from "
+        f"{figure['devices_where_budget_exceeds_one_apiserver_core']:.0f} devices on "
+        f"({figure['budget_apiserver_cpu_percent_per_device']:.1f}% of a core per device if "
+        "used in full)."
+    )
+    return figure
+
+
+# -- the benchmark ----------------------------------------------------------------------------
 
 
 async def run(
@@ -143,17 +452,42 @@ async def run(
     quick: bool,
     window: float | None = None,
     devices: list[int] | None = None,
+    *,
+    gateways: int | None = None,
+    per_gateway: int | None = None,
+    baseline: Path | None = None,
+    profile: Path | None = None,
 ) -> dict[str, Any]:
     window_s = window or (20.0 if quick else 60.0)
+    multi = (
+        gateways if gateways is not None else (2 if quick else 3),
+        per_gateway or (25 if quick else 300),
+    )
+    plan: list[Run] = []
+    for count in devices or sizes(quick):
+        spy = profile.with_suffix(f".{count}.txt") if profile else None
+        if baseline is not None:
+            base_spy = profile.with_suffix(f".{count}.baseline.txt") if profile else None
+            plan.append(Run(1, count, "baseline", baseline, base_spy))
+        plan.append(Run(1, count, profile=spy))
+    if multi[0] > 1:
+        plan.append(Run(*multi))
     results = []
     async with common.cluster_or(cluster) as cl:
         api = await common.admin_api(cl)
         try:
-            for count in devices or sizes(quick):
-                with tempfile.TemporaryDirectory(prefix="wirelet-bench-scale-") as tmp:
-                    results.append(await one_size(cl, api, count, window_s, Path(tmp)))
+            idle = await measure_idle(cl, api)
+            for one in plan:
+                with _workdir() as tmp:
+                    results.append(
+                        await one_run(cl, api, one, window=window_s, idle=idle, workdir=Path(tmp))
+                    )
         finally:
             await api.close()
+    singles = [
+        r for r in results if r["gateways"] == 1 and r["tree"] == "this" and not r.get("failed")
+    ]
+    limit = api_server_limit(max(singles, key=lambda r: r["devices"]), idle) if singles else {}
     return {
         "benchmark": "scale",
         "machine": common.machine(),
@@ -161,17 +495,51 @@ async def run(
         "targets": TARGETS,
         "lease_renew_interval_s": NodeConfig().lease_renew_interval_s,
         "lease_late_grace_s": LEASE_LATE_GRACE_S,
+        "idle_control_plane": {
+            "request_rates": idle.request_rates,
+            "cpu_percent": idle.cpu_percent,
+            "window_s": IDLE_WINDOW_S,
+        },
         "results": results,
+        "api_server_limit": limit,
+        "failed": "; ".join(
+            f"{_label(Run(r['gateways'], r['devices'], r['tree']))}: {r['failed']}"
+            for r in results
+            if r.get("failed")
+        ),
     }
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m bench.scale", description=__doc__)
-    parser.add_argument("--quick", action="store_true", help="50 devices, 20 s window")
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.scale",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--quick", action="store_true", help="50 devices, 2 x 25, 20 s window")
     parser.add_argument("--window", type=float, help="steady window in seconds (60; quick 20)")
-    parser.add_argument("--devices", type=int, nargs="*", help="override the sizes")
+    parser.add_argument("--devices", type=int, nargs="*", help="one-gateway sizes (100 1000)")
+    parser.add_argument("--gateways", type=int, help="gateways of the multi run (3; 0: none)")
+    parser.add_argument("--per-gateway", type=int, help="devices per gateway there (300)")
+    parser.add_argument("--baseline", type=Path, help="another source tree: its gateway first")
+    parser.add_argument(
+        "--profile", type=Path, help="py-spy the gateway over each window: PATH.<devices>.txt"
+    )
     args = parser.parse_args(argv)
-    report = asyncio.run(run(None, args.quick, args.window, args.devices))
+    started = time.monotonic()
+    report = asyncio.run(
+        run(
+            None,
+            args.quick,
+            args.window,
+            args.devices,
+            gateways=args.gateways,
+            per_gateway=args.per_gateway,
+            baseline=args.baseline,
+            profile=args.profile,
+        )
+    )
+    report["elapsed_s"] = time.monotonic() - started
     common.write_result("scale", report)
 
 

@@ -231,6 +231,7 @@ class Link:
         # Heartbeat.
         self._last_heard = 0.0
         self._next_ping: float | None = None
+        self._peer_ping_at: float | None = None  # gateway: when the device last pinged
         self._ping_nonce = 0
         self._ping_sent_at: float | None = None
         self._load: Load | None = None
@@ -291,7 +292,8 @@ class Link:
                 return self._take_events()
             if self._retransmit_at is not None and now >= self._retransmit_at:
                 self._retransmit(now)
-            if self._next_ping is not None and now >= self._next_ping:
+            due = self._next_ping is not None and now >= self._next_ping
+            if due and not self._ping_deferred(now):
                 self._send_ping(now)
         return self._take_events()
 
@@ -482,7 +484,7 @@ class Link:
         if frame.sequenced:
             self._on_sequenced(frame)
         elif msg_type == MessageType.PING:
-            self._on_ping(frame)
+            self._on_ping(frame, now)
         elif msg_type == MessageType.PONG:
             self._on_pong(frame, now)
         elif msg_type != MessageType.ACK:
@@ -588,7 +590,7 @@ class Link:
             self.stats.fast_retransmits += 1
             self._retransmit(now, backoff=False)
 
-    def _on_ping(self, frame: Frame) -> None:
+    def _on_ping(self, frame: Frame, now: float) -> None:
         try:
             ping = Ping.from_bytes(frame.payload)
         except MessageError as exc:
@@ -607,6 +609,24 @@ class Link:
                 )
             load = fitted[2]
         self._emit(Pong(ping.nonce, load))
+        if self.role is Role.GATEWAY and self._next_ping is not None:
+            # The gateway's PING rides with its PONG when due within half an interval: one
+            # write instead of two per heartbeat (1000 devices: 200 writes/s fewer). Its next
+            # one is set a quarter interval late, so that the device's next PING comes first
+            # again (see _ping_deferred); a device that stops pinging gets one every 1.25.
+            self._peer_ping_at = now
+            if self._next_ping - now <= self._heartbeat_interval / 2:
+                self._send_ping(now)
+                self._next_ping = now + self._heartbeat_interval * 1.25
+
+    def _ping_deferred(self, now: float) -> bool:
+        """Gateway: our PING is due, but the device pinged within the last interval; wait for
+        its next PING (due by then) and answer it together with ours."""
+        peer = self._peer_ping_at
+        if self.role is not Role.GATEWAY or peer is None or now - peer >= self._heartbeat_interval:
+            return False
+        self._next_ping = peer + self._heartbeat_interval * 1.25
+        return True
 
     def _on_pong(self, frame: Frame, now: float) -> None:
         try:
@@ -763,6 +783,7 @@ class Link:
         self._next_hello = None
         self._last_heard = now
         self._next_ping = now + self._heartbeat_interval
+        self._peer_ping_at = None
         self._ping_sent_at = None
         self._ack_pending = False
         self._events.append(LinkUp(hello, welcome, resumed))

@@ -1,8 +1,10 @@
 """A small JSON client for the Kubernetes API: rate-limited, retrying, with raw dicts and watches.
 
 kubernetes_asyncio loads the credentials (kubeconfig, in-cluster service account, exec plugins and
-token refresh); requests go through one aiohttp session so that watches stream line by line and
-objects stay plain JSON (no model classes to convert for every pod event).
+token refresh); objects stay plain JSON (no model classes to convert for every pod event).
+Requests go through a lean keep-alive HTTP/1.1 pool (`gateway.kube.http1`: at 1000 devices the
+~100 lease renewals a second made aiohttp's per-request cost the gateway's largest); watches
+go through one aiohttp session, which streams them line by line.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from kubernetes_asyncio.config import kube_config as kubeconfig_loader
 from kubernetes_asyncio.config.config_exception import ConfigException
 
 from gateway.errors import ConfigError, WireletError
+from gateway.kube.http1 import Http1Pool, HttpConnectionError
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +44,7 @@ REQUEST_TIMEOUT_S = 30.0
 # Answers that the same request can never turn into a success: a malformed (400) or invalid
 # (422) object, a refused permission (403), a method or body the server does not take, a body
 # too large. Never retried here, and callers must not loop on them either.
+USER_AGENT = "wirelet-gateway"
 PERMANENT_STATUSES = frozenset({400, 403, 405, 406, 413, 415, 422})
 
 
@@ -70,6 +74,18 @@ class KubeApiError(WireletError):
     def permanent(self) -> bool:
         """Trying the same request again cannot succeed (see PERMANENT_STATUSES)."""
         return self.status in PERMANENT_STATUSES
+
+
+def _decode(status: int, body: bytes) -> Any:
+    """The answer's JSON; an error answer that is not JSON (a proxy's page) as its text."""
+    if not body:
+        return None
+    try:
+        return json.loads(body)
+    except json.JSONDecodeError:
+        if status < 400:
+            raise  # a success must be JSON: a broken answer, asked again
+        return body.decode(errors="replace")
 
 
 class RateLimiter:
@@ -162,7 +178,8 @@ class KubeApi:
             context.check_hostname = False
             context.verify_mode = ssl.CERT_NONE
         self._ssl = context
-        self._session: aiohttp.ClientSession | None = None
+        self._session: aiohttp.ClientSession | None = None  # watches
+        self._pool: Http1Pool | None = None  # every other request
         self.retries = 0  # figure for benchmarks and logs
         self.requests = 0  # requests sent, retries included (figures; tests bound API load)
 
@@ -172,7 +189,15 @@ class KubeApi:
             self._session = aiohttp.ClientSession(connector=connector)
         return self._session
 
+    def _http(self) -> Http1Pool:
+        if self._pool is None:
+            self._pool = Http1Pool(self.base, self._ssl, limit=self.connections)
+        return self._pool
+
     async def close(self) -> None:
+        if self._pool is not None:
+            self._pool.close()
+            self._pool = None
         if self._session is not None:
             await self._session.close()
             self._session = None
@@ -184,7 +209,11 @@ class KubeApi:
         await self.close()
 
     async def _headers(self, content_type: str) -> dict[str, str]:
-        headers = {"Accept": "application/json", "Content-Type": content_type}
+        headers = {
+            "Accept": "application/json",
+            "Content-Type": content_type,
+            "User-Agent": USER_AGENT,
+        }
         token = await self.configuration.get_api_key_with_prefix("authorization")
         if token:
             headers["Authorization"] = token
@@ -213,33 +242,26 @@ class KubeApi:
         4xx answers other than 429 raise KubeApiError at once: conflicts (409) and missing objects
         (404) are the caller's to decide; `.permanent` ones must not be retried by anyone.
         """
-        data = None if body is None else json.dumps(body)
-        url = self._url(path, query)
+        data = b"" if body is None else json.dumps(body).encode()
+        target = self._url(path, query)[len(self.base) :]
         delay = RETRY_BASE_S
         for attempt in range(1, MAX_ATTEMPTS + 1):
             await self.limiter.acquire()
             self.requests += 1
             try:
-                async with self._client().request(
-                    method,
-                    url,
-                    data=data,
-                    headers=await self._headers(content_type),
-                    timeout=aiohttp.ClientTimeout(total=REQUEST_TIMEOUT_S),
-                ) as response:
-                    text = await response.text()
-                    payload = json.loads(text) if text else None
-                    if response.status < 400:
-                        return payload
-                    error = KubeApiError(
-                        response.status, response.reason or "", payload, method, path
-                    )
-                    retry_after = response.headers.get("Retry-After")
-            except (aiohttp.ClientError, TimeoutError, json.JSONDecodeError) as exc:
+                headers = await self._headers(content_type)
+                async with asyncio.timeout(REQUEST_TIMEOUT_S):
+                    response = await self._http().request(method, target, headers, data)
+                payload = _decode(response.status, response.body)
+            except (HttpConnectionError, TimeoutError, json.JSONDecodeError) as exc:
                 if attempt == MAX_ATTEMPTS:
                     raise KubeApiError(0, type(exc).__name__, str(exc), method, path) from exc
                 log.debug("%s %s failed (%s), retrying", method, path, exc)
             else:
+                if response.status < 400:
+                    return payload
+                error = KubeApiError(response.status, response.reason, payload, method, path)
+                retry_after = response.headers.get("retry-after")
                 if error.status != 429 and error.status < 500:
                     raise error
                 if attempt == MAX_ATTEMPTS:
@@ -254,6 +276,22 @@ class KubeApi:
 
     async def get(self, path: str, **query: Any) -> Any:
         return await self.request("GET", path, query=query)
+
+    async def get_text(self, path: str) -> str:
+        """A text answer (`/metrics`, `/readyz`): one attempt, errors raised as KubeApiError."""
+        await self.limiter.acquire()
+        self.requests += 1
+        headers = await self._headers("application/json")
+        headers["Accept"] = "text/plain"
+        try:
+            async with asyncio.timeout(REQUEST_TIMEOUT_S):
+                response = await self._http().request("GET", path, headers, b"")
+        except (HttpConnectionError, TimeoutError) as exc:
+            raise KubeApiError(0, type(exc).__name__, str(exc), "GET", path) from exc
+        text = response.body.decode(errors="replace")
+        if response.status >= 400:
+            raise KubeApiError(response.status, response.reason, text, "GET", path)
+        return text
 
     async def create(self, path: str, body: Any) -> Any:
         return await self.request("POST", path, body=body)

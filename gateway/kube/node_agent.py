@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import random
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -43,6 +44,13 @@ LEASE_NAMESPACE = "kube-node-lease"
 LEASE_LATE_GRACE_S = 1.0
 # Back-off between attempts after an API failure: from 0.5 s, doubling, at most 30 s (jittered).
 API_BACKOFF = RetryPolicy(initial=0.5, maximum=30.0, jitter=0.5)
+
+
+def renewal_delay(interval: float, first: bool, draw: Callable[[], float] = random.random) -> float:
+    """Seconds until the next lease renewal. The first after the link comes up waits a random
+    half to whole interval: devices that came up together (a gateway's start, a USB hub
+    plugged in) would otherwise renew in one burst every interval for as long as they run."""
+    return interval * (0.5 + 0.5 * draw()) if first else interval
 
 
 def micro_time(moment: datetime) -> str:
@@ -503,8 +511,9 @@ class NodeAgent:
         elif self._next_lease is None or now >= self._next_lease:
             if self._next_lease is not None and now - self._next_lease > LEASE_LATE_GRACE_S:
                 self.lease_late += 1
+            first = self._next_lease is None
             await self.renew_lease()
-            self._next_lease = now + self.config.lease_renew_interval_s
+            self._next_lease = now + renewal_delay(self.config.lease_renew_interval_s, first)
         deadline = self._last_status + self.config.status_interval_s
         if self._next_lease is not None:
             deadline = min(deadline, self._next_lease)

@@ -3,6 +3,7 @@ reordering and bit errors; restarts on either side; silence; refusal; misuse err
 
 from __future__ import annotations
 
+import itertools
 import random
 from dataclasses import dataclass, field, replace
 
@@ -173,6 +174,47 @@ def test_heartbeat_measures_rtt_and_carries_load() -> None:
     assert beats and beats[-1].load == Load(mem_used=1234, cpu_permille=50)
     assert beats[-1].rtt == pytest.approx(0.01, abs=1e-6)
     assert rec.of("device", HeartbeatAnswered)[-1].load is None
+
+
+def test_gateway_pings_with_its_pong_once_locked_to_the_devices_pings() -> None:
+    """The gateway's PING rides with its PONG to the device's PING: one write per heartbeat
+    from the gateway instead of two, and load reports still arrive every interval."""
+    sim, rec = make_sim(seed=2)
+    sim.device.set_load(Load(mem_used=1, cpu_permille=1))
+    writes: list[tuple[float, bytes]] = []
+    send = sim.to_device.send
+
+    def counting(data: bytes, now: float) -> None:
+        if data:
+            writes.append((now, data))
+        send(data, now)
+
+    sim.to_device.send = counting  # type: ignore[method-assign]
+    sim.run_until(5.0)
+    start = sim.now
+    beats_before = len(rec.of("gateway", HeartbeatAnswered))
+    sim.run_until(start + 20.0)
+    steady = [data for t, data in writes if t >= start]
+    assert len(steady) <= 21  # one write per 1 s heartbeat (two, uncoalesced)
+    assert all(data.count(b"\x00") == 2 for data in steady)  # PONG and PING together
+    answered = [t for t, e in rec.events["gateway"] if isinstance(e, HeartbeatAnswered)]
+    assert len(answered) - beats_before >= 19
+    assert all(b - a <= 1.5 * CONFIG.heartbeat_interval for a, b in itertools.pairwise(answered))
+    # The device still pings on its own clock and gets its answers.
+    assert len(rec.of("device", HeartbeatAnswered)) >= 20
+
+
+def test_gateway_pings_on_its_own_when_the_device_does_not() -> None:
+    sim, rec = make_sim(seed=2)
+    sim.run_until(3.0)
+    sim.device._next_ping = None  # a device that only answers
+    start = sim.now
+    sim.run_until(start + 10.0)
+    answered = [t for t, e in rec.events["gateway"] if isinstance(e, HeartbeatAnswered)]
+    later = [t for t in answered if t > start]
+    assert len(later) >= 7
+    assert all(b - a <= 1.3 * CONFIG.heartbeat_interval for a, b in itertools.pairwise(later))
+    assert sim.gateway.is_up
 
 
 def test_silent_peer_is_reported_lost_after_the_timeout() -> None:
