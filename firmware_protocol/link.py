@@ -11,11 +11,9 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Collection
 from dataclasses import dataclass, replace
-from enum import Enum
 
 from .budget import fit_error, fit_load, refit, str_header_size, truncate_utf8
 from .constants import (
-    DEFAULT_MAX_FRAME,
     FEATURE_TASK_HANDLES,
     FRAME_OVERHEAD,
     HANDSHAKE_HEADER_VERSION,
@@ -23,8 +21,6 @@ from .constants import (
     MAX_TEXT,
     MAX_WINDOW,
     MIN_FRAME,
-    SUPPORTED_FEATURES,
-    SUPPORTED_VERSIONS,
     Role,
 )
 from .errors import (
@@ -46,6 +42,7 @@ from .events import (
 )
 from .framing import DecoderStats, Frame, FrameDecoder, FrameFlags
 from .handles import HandleReceiver, HandleSender, UnboundHandleError
+from .link_config import LinkConfig, LinkState, LinkStats
 from .messages import (
     Ack,
     Error,
@@ -63,72 +60,12 @@ from .messages import (
     parse,
     request_id_of,
 )
+from .receive_window import Arrival, ReceiveWindow
 from .rtt import RttEstimator
 from .seqnum import seq_add, seq_diff
 
-
-@dataclass(frozen=True, slots=True)
-class LinkConfig:
-    """Every tunable of the link. Times in seconds. Tests shorten them freely."""
-
-    #: Largest frame (header + payload + CRC, before COBS) this side accepts; declared to the peer.
-    max_frame: int = DEFAULT_MAX_FRAME
-    #: Sequenced frames this side can buffer unprocessed (declared to the peer), and the most it
-    #: keeps in flight itself: the effective send window is min(own, peer's).
-    window: int = 4
-    #: Messages waiting behind a full window before ``send`` raises ``QueueFullError``.
-    max_queue: int = 64
-    #: Retransmission timeout before any RTT sample: generous for a 9600-baud UART.
-    rto_initial: float = 0.5
-    #: Floor of the adaptive timeout: USB-CDC RTTs are a few ms, but hosts stall.
-    rto_min: float = 0.1
-    #: Ceiling of the adaptive timeout after exponential backoff.
-    rto_max: float = 4.0
-    #: PING period while the link is up; also bounds how stale a device load report can be.
-    heartbeat_interval: float = 2.0
-    #: Silence (no valid frame) after which the link is reported lost: three missed heartbeats.
-    link_lost_timeout: float = 6.0
-    #: Repeat period of HELLO (device) / HELLO_REQUEST (gateway) while the handshake is pending.
-    hello_interval: float = 0.5
-    #: Protocol versions offered (device) or accepted (gateway), newest first.
-    versions: tuple[int, ...] = SUPPORTED_VERSIONS
-    #: Optional features offered (device) or accepted (gateway), ``FEATURE_*`` bits; a session
-    #: uses those both sides name (HELLO and WELCOME ``features``).
-    features: int = SUPPORTED_FEATURES
-    #: Bytes per second the line carries in this side's sending direction (a UART: baud / 10),
-    #: 0 if unknown or fast (USB). When known, frames count as sent when their last byte has
-    #: left, not when handed to the transport: the retransmission timer and RTT samples then
-    #: ignore the time frames wait behind others on a slow line (PROTOCOL.md section 6).
-    line_rate: float = 0.0
-
-
-class LinkState(Enum):
-    IDLE = "idle"  # constructed, start() not called yet
-    HANDSHAKE = "handshake"  # device: sending HELLO; gateway: waiting for HELLO
-    UP = "up"
-    REFUSED = "refused"  # device only: the gateway refused us; terminal
-
-
-@dataclass(slots=True)
-class LinkStats:
-    """Figures for metrics and tests. Counters only grow."""
-
-    frames_sent: int = 0
-    frames_received: int = 0
-    bytes_sent: int = 0
-    bytes_received: int = 0
-    retransmits: int = 0
-    #: Go-back-N resends triggered by a gap report (pure ACK without progress).
-    fast_retransmits: int = 0
-    duplicates: int = 0
-    out_of_order: int = 0
-    undecodable: int = 0
-    bad_version: int = 0
-    link_losses: int = 0
-    # Decoder drops are mirrored here so one object carries every figure.
-    crc_errors: int = 0
-    framing_errors: int = 0
-    messages_delivered: int = 0
+# LinkConfig, LinkState and LinkStats live in link_config; importing them from here still works.
+__all__ = ["Link", "LinkConfig", "LinkState", "LinkStats"]
 
 
 @dataclass(slots=True)
@@ -219,15 +156,8 @@ class Link:
         self._unacked: deque[_Outgoing] = deque()
         self._queue: deque[_Outgoing] = deque()
         self._retransmit_at: float | None = None
-        # Receiving side. _rx_next: the next seq to deliver. _rx_ack: the ack we send, the first
-        # seq not yet released; _held[i] = [seq, released] for every seq from _rx_ack up to
-        # _rx_next (only non-empty while a held message is unreleased). _rx_epoch tells receipts
-        # of an earlier sequence space (before a fresh start) from current ones.
-        self._rx_next = 0
-        self._rx_ack = 0
-        self._held: deque[list[int]] = deque()
-        self._rx_epoch = 0
-        self._ack_pending = False
+        # Receiving side: in-order delivery, the ack we send, held messages.
+        self._rx = ReceiveWindow()
         # Heartbeat.
         self._last_heard = 0.0
         self._next_ping: float | None = None
@@ -325,18 +255,7 @@ class Link:
         """The application is done with a held message (e.g. its output is on disk): the ack
         may now cover it, once every earlier held message is released too. Receipts of an
         earlier sequence space, unknown or repeated ones are ignored."""
-        epoch, seq = receipt >> 16, receipt & 0xFFFF
-        if epoch != self._rx_epoch or not self._held:
-            return
-        index = seq_diff(seq, self._held[0][0])
-        if not 0 <= index < len(self._held):
-            return
-        self._held[index][1] = 1
-        if index == 0:
-            while self._held and self._held[0][1]:
-                self._held.popleft()
-            self._rx_ack = self._held[0][0] if self._held else self._rx_next
-            self._ack_pending = True
+        self._rx.release(receipt)
 
     def set_load(self, load: Load | None) -> None:
         """Device: the load to attach to PONGs from now on."""
@@ -350,7 +269,7 @@ class Link:
         Adds a pure ACK if sequenced frames were received and no outgoing frame has carried
         their acknowledgement yet, so replies the application sent first piggyback the ack.
         """
-        if self._ack_pending and self.state is LinkState.UP:
+        if self._rx.ack_pending and self.state is LinkState.UP:
             self._emit(Ack())
         data = bytes(self._out)
         self._out.clear()
@@ -359,7 +278,7 @@ class Link:
     @property
     def has_output(self) -> bool:
         """True if ``data_to_send()`` would return bytes (frames, or a pending pure ACK)."""
-        return bool(self._out) or (self._ack_pending and self.state is LinkState.UP)
+        return bool(self._out) or (self._rx.ack_pending and self.state is LinkState.UP)
 
     def next_deadline(self) -> float | None:
         """When ``on_timer`` must next be called, None if nothing is pending."""
@@ -422,7 +341,7 @@ class Link:
     def held(self) -> int:
         """Sequenced frames received and delivered but not yet acknowledged because a held
         message among them awaits ``release``. The peer can send ``window - held`` more."""
-        return len(self._held)
+        return self._rx.held
 
     @property
     def features(self) -> int:
@@ -493,56 +412,38 @@ class Link:
             self._events.append(MessageRejected(msg_type, "unknown unsequenced message type"))
 
     def _on_sequenced(self, frame: Frame) -> None:
-        distance = seq_diff(frame.seq, self._rx_next)
-        if distance < 0:
+        arrival = self._rx.arrive(frame.seq)
+        if arrival is Arrival.DUPLICATE:
             self.stats.duplicates += 1
-            # Re-ack a duplicate the ack already covers: the sender missed our ack. One that is
-            # delivered but held gets no answer: an ack that does not advance would be a gap
-            # report and draw a fast retransmit; the ack follows the release.
-            if seq_diff(frame.seq, self._rx_ack) < 0:
-                self._ack_pending = True
             return
-        if distance > 0:
+        if arrival is Arrival.GAP:
             self.stats.out_of_order += 1  # go-back-N: the sender resends from the gap
-            self._ack_pending = True  # the gap report
             return
         seq = frame.seq
-        self._rx_next = seq_add(self._rx_next, 1)
         try:
             message = parse(frame)
         except UnknownMessageTypeError as exc:
-            self._settle(seq, held=False)
+            self._rx.settle(seq, held=False)
             self._reject(frame, ErrorCode.UNSUPPORTED, str(exc))
             return
         except MessageError as exc:
-            self._settle(seq, held=False)
+            self._rx.settle(seq, held=False)
             self._reject(frame, ErrorCode.MALFORMED, str(exc))
             return
         peer_role = Role.DEVICE if self.role is Role.GATEWAY else Role.GATEWAY
         if peer_role not in message.SENDERS:
-            self._settle(seq, held=False)
+            self._rx.settle(seq, held=False)
             self._reject(frame, ErrorCode.WRONG_DIRECTION, f"a {peer_role} may not send this")
             return
         try:
             message = self._handles_in.decode(message)
         except UnboundHandleError as exc:
-            self._settle(seq, held=False)
+            self._rx.settle(seq, held=False)
             self._reject(frame, ErrorCode.MALFORMED, str(exc))
             return
-        held = int(message.TYPE) in self._hold_types
-        self._settle(seq, held=held)
+        receipt = self._rx.settle(seq, held=int(message.TYPE) in self._hold_types)
         self.stats.messages_delivered += 1
-        receipt = (self._rx_epoch << 16) | seq if held else None
         self._events.append(MessageReceived(message, receipt))
-
-    def _settle(self, seq: int, *, held: bool) -> None:
-        """Account for the in-order frame ``seq`` just consumed: acknowledge it now, or keep it
-        (and everything after it) out of the ack until released."""
-        if held or self._held:
-            self._held.append([seq, 0 if held else 1])
-        else:
-            self._rx_ack = self._rx_next
-            self._ack_pending = True
 
     def _reject(self, frame: Frame, code: ErrorCode, text: str) -> None:
         self.stats.undecodable += 1
@@ -785,7 +686,7 @@ class Link:
         self._next_ping = now + self._heartbeat_interval
         self._peer_ping_at = None
         self._ping_sent_at = None
-        self._ack_pending = False
+        self._rx.ack_pending = False
         self._events.append(LinkUp(hello, welcome, resumed))
         if self._unacked:
             self._retransmit(now, backoff=False)
@@ -797,12 +698,9 @@ class Link:
             item.retransmitted = False
             self._queue.appendleft(item)
         self._next_seq = 0
-        self._rx_next = 0
-        self._rx_ack = 0
+        self._rx.restart()
         self._handles_out.reset()
         self._handles_in.reset()
-        self._held.clear()
-        self._rx_epoch += 1  # receipts of the old numbering must not release new frames
         self._retransmit_at = None
 
     def _enter_handshake(self, now: float) -> None:
@@ -918,9 +816,9 @@ class Link:
     def _emit_sequenced(self, item: _Outgoing) -> float:
         flags = FrameFlags.SEQ | FrameFlags.ACK
         frame = Frame(
-            self._version, item.wire_type, flags, item.seq, self._rx_ack, item.wire_payload
+            self._version, item.wire_type, flags, item.seq, self._rx.ack, item.wire_payload
         )
-        self._ack_pending = False
+        self._rx.ack_pending = False
         return self._write(frame)
 
     def _emit(self, message: Message) -> float:
@@ -928,8 +826,8 @@ class Link:
         if message.TYPE in _HANDSHAKE_TYPES:
             frame = Frame(HANDSHAKE_HEADER_VERSION, message.TYPE, FrameFlags.NONE, 0, 0, b"")
         else:
-            frame = Frame(self._version, message.TYPE, FrameFlags.ACK, 0, self._rx_ack, b"")
-            self._ack_pending = False
+            frame = Frame(self._version, message.TYPE, FrameFlags.ACK, 0, self._rx.ack, b"")
+            self._rx.ack_pending = False
         return self._write(replace(frame, payload=message.to_bytes()))
 
     def _write(self, frame: Frame) -> float:
