@@ -8,14 +8,12 @@ messages with ``send(message, now)``. Collect bytes to write with ``data_to_send
 
 from __future__ import annotations
 
-from collections import deque
 from collections.abc import Collection
-from dataclasses import dataclass, replace
+from dataclasses import replace
 
-from .budget import fit_error, fit_load, refit, str_header_size, truncate_utf8
+from .budget import fit_error, fit_load, refit, truncate_utf8
 from .constants import (
     FEATURE_TASK_HANDLES,
-    FRAME_OVERHEAD,
     HANDSHAKE_HEADER_VERSION,
     MAX_FRAME_CEILING,
     MAX_TEXT,
@@ -41,7 +39,7 @@ from .events import (
     Refused,
 )
 from .framing import DecoderStats, Frame, FrameDecoder, FrameFlags
-from .handles import HandleReceiver, HandleSender, UnboundHandleError
+from .handles import HandleReceiver, UnboundHandleError
 from .link_config import LinkConfig, LinkState, LinkStats
 from .messages import (
     Ack,
@@ -55,34 +53,15 @@ from .messages import (
     Ping,
     Pong,
     Refuse,
-    TaskOutput,
     Welcome,
     parse,
     request_id_of,
 )
 from .receive_window import Arrival, ReceiveWindow
-from .rtt import RttEstimator
-from .seqnum import seq_add, seq_diff
+from .send_window import Outgoing, SendWindow
 
 # LinkConfig, LinkState and LinkStats live in link_config; importing them from here still works.
 __all__ = ["Link", "LinkConfig", "LinkState", "LinkStats"]
-
-
-@dataclass(slots=True)
-class _Outgoing:
-    """A sequenced message with its encoded payload, and its sequence number once sent."""
-
-    message: Message
-    payload: bytes
-    seq: int = 0
-    #: When its last byte left (line_rate known) or was handed out.
-    sent_at: float = 0.0
-    #: What goes on the wire, set as the sequence number is assigned (a TASK_OUTPUT may
-    #: travel as TASK_DATA, see handles.py).
-    wire_type: int = 0
-    wire_payload: bytes = b""
-    #: Karn's rule: an ack for a retransmitted frame is no RTT sample.
-    retransmitted: bool = False
 
 
 class Link:
@@ -98,7 +77,7 @@ class Link:
     ``release(receipt)``. Other types are acknowledged on delivery, as by default.
     """
 
-    def __init__(  # noqa: PLR0915 (every field of the state machine, set in one place)
+    def __init__(
         self,
         role: Role,
         config: LinkConfig | None = None,
@@ -131,12 +110,10 @@ class Link:
         self._line_free_at = 0.0
         # Features of the current session (HELLO offer & WELCOME acceptance) and task handles.
         self._features = 0
-        self._handles_out = HandleSender()
         self._handles_in = HandleReceiver()
         self._decoder = FrameDecoder(max_frame=config.max_frame)
         self._out = bytearray()
         self._events: list[Event] = []
-        self._rtt = RttEstimator(config.rto_initial, config.rto_min, config.rto_max)
         # Handshake results.
         self._version = config.versions[0]
         self._peer_hello: Hello | None = None  # gateway: the HELLO accepted last
@@ -151,11 +128,8 @@ class Link:
         self._hello_interval = config.hello_interval
         self._next_hello: float | None = None
         self._last_hello_request = -1e300
-        # Sending side of the sequence space.
-        self._next_seq = 0
-        self._unacked: deque[_Outgoing] = deque()
-        self._queue: deque[_Outgoing] = deque()
-        self._retransmit_at: float | None = None
+        # Sending side: queue, window, acks, retransmission timer.
+        self._tx = SendWindow(config)
         # Receiving side: in-order delivery, the ack we send, held messages.
         self._rx = ReceiveWindow()
         # Heartbeat.
@@ -220,7 +194,7 @@ class Link:
             if now >= self._last_heard + self._link_lost_timeout:
                 self._lose_link(now, f"nothing heard for {now - self._last_heard:.3f} s")
                 return self._take_events()
-            if self._retransmit_at is not None and now >= self._retransmit_at:
+            if self._tx.retransmit_at is not None and now >= self._tx.retransmit_at:
                 self._retransmit(now)
             due = self._next_ping is not None and now >= self._next_ping
             if due and not self._ping_deferred(now):
@@ -241,14 +215,14 @@ class Link:
             raise WrongRoleError(f"a {self.role} does not send {type(message).__name__}")
         payload = message.to_bytes()
         limit = self.send_limit
-        size = self._wire_size(message, payload)
+        size = SendWindow.wire_size(message, payload, task_handles=self.task_handles)
         if size > limit:
             raise MessageTooLargeError(
                 f"{type(message).__name__} needs {size} bytes, limit {limit}"
             )
-        if len(self._queue) >= self.config.max_queue:
-            raise QueueFullError(f"{len(self._queue)} messages queued")
-        self._queue.append(_Outgoing(message, payload))
+        if len(self._tx.queue) >= self.config.max_queue:
+            raise QueueFullError(f"{len(self._tx.queue)} messages queued")
+        self._tx.queue.append(Outgoing(message, payload))
         self._pump(now)
 
     def release(self, receipt: int) -> None:
@@ -287,8 +261,8 @@ class Link:
         if self.state is not LinkState.UP:
             return None
         candidates = [self._last_heard + self._link_lost_timeout]
-        if self._retransmit_at is not None:
-            candidates.append(self._retransmit_at)
+        if self._tx.retransmit_at is not None:
+            candidates.append(self._tx.retransmit_at)
         if self._next_ping is not None:
             candidates.append(self._next_ping)
         return min(candidates)
@@ -308,12 +282,12 @@ class Link:
     @property
     def srtt(self) -> float | None:
         """Smoothed round-trip time in seconds, None before the first sample."""
-        return self._rtt.srtt
+        return self._tx.rtt.srtt
 
     @property
     def rto(self) -> float:
         """Current retransmission timeout in seconds."""
-        return self._rtt.rto
+        return self._tx.rtt.rto
 
     @property
     def window(self) -> int:
@@ -325,17 +299,17 @@ class Link:
         """Sequenced frames that may be sent now without waiting for acks (0 while down)."""
         if self.state is not LinkState.UP:
             return 0
-        return max(self.window - len(self._unacked) - len(self._queue), 0)
+        return max(self.window - len(self._tx.unacked) - len(self._tx.queue), 0)
 
     @property
     def queued(self) -> int:
         """Sequenced messages waiting for window space (not yet sent)."""
-        return len(self._queue)
+        return len(self._tx.queue)
 
     @property
     def unacked(self) -> int:
         """Sequenced messages sent and not yet acknowledged."""
-        return len(self._unacked)
+        return len(self._tx.unacked)
 
     @property
     def held(self) -> int:
@@ -398,8 +372,10 @@ class Link:
             self.stats.bad_version += 1
             return
         self._last_heard = now
-        if frame.has_ack:
-            self._on_ack(frame.ack, now, pure=msg_type == MessageType.ACK)
+        pure = msg_type == MessageType.ACK
+        if frame.has_ack and self._tx.on_ack(frame.ack, now, pure=pure):
+            self.stats.fast_retransmits += 1
+            self._retransmit(now, backoff=False)
         if frame.sequenced:
             self._on_sequenced(frame)
         elif msg_type == MessageType.PING:
@@ -456,40 +432,8 @@ class Link:
             ),
             self.send_limit,
         )
-        if len(self._queue) < self.config.max_queue:
-            self._queue.append(_Outgoing(reply, reply.to_bytes()))
-
-    def _on_ack(self, ack: int, now: float, *, pure: bool) -> None:
-        if not self._unacked:
-            return
-        acked = seq_diff(ack, self._unacked[0].seq)
-        if acked == 0 and pure:
-            self._maybe_fast_retransmit(now)
-            return
-        if not 0 < acked <= len(self._unacked):
-            return  # stale or duplicate ack
-        sample: float | None = None
-        for _ in range(acked):
-            item = self._unacked.popleft()
-            if not item.retransmitted:
-                sample = max(now - item.sent_at, 0.0)
-        if sample is not None:
-            self._rtt.sample(sample)
-        else:
-            self._rtt.restore()
-        # The timer runs for the oldest unacked frame from when it has left the line.
-        self._retransmit_at = (
-            max(now, self._unacked[0].sent_at) + self._rtt.rto if self._unacked else None
-        )
-
-    def _maybe_fast_retransmit(self, now: float) -> None:
-        """A pure ACK that does not advance means the peer saw a gap (go-back-N receivers ack
-        every out-of-order frame). Resend at once instead of waiting for the timer, but only
-        when the oldest frame has had a round trip to arrive, so crossing acks do not trigger."""
-        oldest = self._unacked[0]
-        if now - oldest.sent_at >= (self._rtt.srtt or self.config.rto_min):
-            self.stats.fast_retransmits += 1
-            self._retransmit(now, backoff=False)
+        if len(self._tx.queue) < self.config.max_queue:
+            self._tx.queue.append(Outgoing(reply, reply.to_bytes()))
 
     def _on_ping(self, frame: Frame, now: float) -> None:
         try:
@@ -540,13 +484,13 @@ class Link:
             return  # an old or foreign PONG: no trustworthy RTT
         rtt = max(now - self._ping_sent_at, 0.0)
         self._ping_sent_at = None
-        backed_off = self._rtt.rto
-        self._rtt.sample(rtt)
-        if self._unacked and self._unacked[0].retransmitted:
+        backed_off = self._tx.rtt.rto
+        self._tx.rtt.sample(rtt)
+        if self._tx.unacked and self._tx.unacked[0].retransmitted:
             # A PONG proves the line works, not that the peer takes our frames (it may hold
             # them until released, section 6): undoing the backoff every heartbeat would
             # resend the whole window several times per heartbeat. An ack restores it.
-            self._rtt.keep_at_least(backed_off)
+            self._tx.rtt.keep_at_least(backed_off)
         self._events.append(HeartbeatAnswered(rtt, pong.load))
 
     # --- handshake ------------------------------------------------------------------------------
@@ -623,9 +567,7 @@ class Link:
         if not resume:
             if self._peer_boot_id not in (0, hello.boot_id):
                 # Commands were meant for the previous boot: hand them back to the application.
-                dropped = tuple(o.message for o in (*self._unacked, *self._queue))
-                self._unacked.clear()
-                self._queue.clear()
+                dropped = self._tx.drop_all()
                 self._events.append(PeerReset(self._peer_boot_id, hello.boot_id, dropped))
             self._restart_sequence_space()
         self._version = version
@@ -688,26 +630,20 @@ class Link:
         self._ping_sent_at = None
         self._rx.ack_pending = False
         self._events.append(LinkUp(hello, welcome, resumed))
-        if self._unacked:
+        if self._tx.unacked:
             self._retransmit(now, backoff=False)
 
     def _restart_sequence_space(self) -> None:
         """Both directions restart at seq 0; unacked messages go back to the queue's head."""
-        while self._unacked:
-            item = self._unacked.pop()
-            item.retransmitted = False
-            self._queue.appendleft(item)
-        self._next_seq = 0
+        self._tx.restart()
         self._rx.restart()
-        self._handles_out.reset()
         self._handles_in.reset()
-        self._retransmit_at = None
 
     def _enter_handshake(self, now: float) -> None:
         self.state = LinkState.HANDSHAKE
         self._attempt = (self._attempt + 1) & 0xFFFFFFFF
         self._hello_interval = self.config.hello_interval
-        self._retransmit_at = None
+        self._tx.retransmit_at = None
         self._next_ping = None
         self._send_handshake_probe(now)
 
@@ -741,7 +677,7 @@ class Link:
             self._enter_handshake(now)
         else:
             self.state = LinkState.HANDSHAKE
-            self._retransmit_at = None
+            self._tx.retransmit_at = None
             self._next_ping = None
 
     # --- sending --------------------------------------------------------------------------------
@@ -751,9 +687,10 @@ class Link:
         if self.state is not LinkState.UP:
             return
         limit = self._peer_max_frame or MAX_FRAME_CEILING
-        while self._queue and len(self._unacked) < self.window:
-            item = self._queue.popleft()
-            if self._wire_size(item.message, item.payload) > limit:
+        handles = self.task_handles
+        while self._tx.queue and len(self._tx.unacked) < self.window:
+            item = self._tx.queue.popleft()
+            if SendWindow.wire_size(item.message, item.payload, task_handles=handles) > limit:
                 # Built for a larger frame than this peer takes (a gateway that restarted with
                 # a smaller max_frame): split output, cut texts; drop only what cannot fit.
                 parts = refit(item.message, limit)
@@ -762,58 +699,26 @@ class Link:
                         MessageRejected(item.message.TYPE, "too large for the peer's max_frame")
                     )
                 for part in reversed(parts):
-                    self._queue.appendleft(_Outgoing(part, part.to_bytes()))
+                    self._tx.queue.appendleft(Outgoing(part, part.to_bytes()))
                 continue
-            self._encode_for_wire(item, limit)
-            item.seq = self._next_seq
-            self._next_seq = seq_add(self._next_seq, 1)
-            self._unacked.append(item)
+            self._tx.number(item, limit, task_handles=handles)
             item.sent_at = self._emit_sequenced(item)
-            if self._retransmit_at is None:
-                self._retransmit_at = item.sent_at + self._rtt.rto
-
-    def _wire_size(self, message: Message, payload: bytes) -> int:
-        """The frame `message` needs: a TASK_OUTPUT is sized as the TASK_DATA it will travel as
-        when the session has task handles (its binding frame is split if need be)."""
-        if self.task_handles and isinstance(message, TaskOutput):
-            id_len = len(message.task_id.encode("utf-8", "surrogateescape"))
-            # The task id (str header and bytes) becomes a one-byte handle.
-            return len(payload) - str_header_size(id_len) - id_len + 1 + FRAME_OVERHEAD
-        return len(payload) + FRAME_OVERHEAD
-
-    def _encode_for_wire(self, item: _Outgoing, limit: int) -> None:
-        """Decide the frame for `item` as it gets its sequence number: a TASK_OUTPUT travels as
-        TASK_DATA once this session bound its task's handle (the first one binds it)."""
-        message = item.message
-        if not (self.task_handles and isinstance(message, TaskOutput)):
-            item.wire_type, item.wire_payload = message.TYPE, item.payload
-            return
-        wired, rest = self._handles_out.encode(message, limit)
-        if rest is not None:
-            # The binding frame took part of the data; the rest follows as the next frame.
-            item.message = message = replace(
-                message, data=message.data[: rest.offset - message.offset]
-            )
-            item.payload = message.to_bytes()
-            self._queue.appendleft(_Outgoing(rest, rest.to_bytes()))
-        item.wire_type, item.wire_payload = wired.TYPE, wired.to_bytes()
+            self._tx.sent(item)
 
     def _retransmit(self, now: float, *, backoff: bool = True) -> None:
         """Go-back-N: resend every unacked frame from the oldest."""
-        for item in self._unacked:
+        for item in self._tx.unacked:
             item.retransmitted = True
             self.stats.retransmits += 1
             item.sent_at = self._emit_sequenced(item)
-        if backoff:
-            self._rtt.backoff()
-        self._retransmit_at = self._unacked[0].sent_at + self._rtt.rto if self._unacked else None
+        self._tx.resent(backoff=backoff)
 
     def _send_ping(self, now: float) -> None:
         self._ping_nonce = (self._ping_nonce + 1) & 0xFFFFFFFF
         self._next_ping = now + self._heartbeat_interval
         self._ping_sent_at = self._emit(Ping(self._ping_nonce))
 
-    def _emit_sequenced(self, item: _Outgoing) -> float:
+    def _emit_sequenced(self, item: Outgoing) -> float:
         flags = FrameFlags.SEQ | FrameFlags.ACK
         frame = Frame(
             self._version, item.wire_type, flags, item.seq, self._rx.ack, item.wire_payload
