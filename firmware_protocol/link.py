@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Collection
 from dataclasses import replace
 
-from .budget import fit_error, fit_load, refit, truncate_utf8
+from .budget import fit_error, refit, truncate_utf8
 from .constants import (
     FEATURE_TASK_HANDLES,
     HANDSHAKE_HEADER_VERSION,
@@ -40,6 +40,7 @@ from .events import (
 )
 from .framing import DecoderStats, Frame, FrameDecoder, FrameFlags
 from .handles import HandleReceiver, UnboundHandleError
+from .heartbeat import Heartbeat
 from .link_config import LinkConfig, LinkState, LinkStats
 from .messages import (
     Ack,
@@ -123,7 +124,6 @@ class Link:
         self._attempt = 0  # device: handshake attempt number, echoed in WELCOME
         self._peer_max_frame: int | None = None
         self._peer_window = 1
-        self._heartbeat_interval = config.heartbeat_interval
         self._link_lost_timeout = config.link_lost_timeout
         self._hello_interval = config.hello_interval
         self._next_hello: float | None = None
@@ -132,15 +132,9 @@ class Link:
         self._tx = SendWindow(config)
         # Receiving side: in-order delivery, the ack we send, held messages.
         self._rx = ReceiveWindow()
-        # Heartbeat.
+        # Liveness: the last valid frame heard, and the PING/PONG heartbeat.
         self._last_heard = 0.0
-        self._next_ping: float | None = None
-        self._peer_ping_at: float | None = None  # gateway: when the device last pinged
-        self._ping_nonce = 0
-        self._ping_sent_at: float | None = None
-        self._load: Load | None = None
-        # (load, frame limit, that load trimmed to the limit): PONGs reuse the trimming.
-        self._fitted_load: tuple[Load, int, Load] | None = None
+        self._beat = Heartbeat(role, config.heartbeat_interval)
 
     # --- inputs -------------------------------------------------------------------------------
 
@@ -196,8 +190,7 @@ class Link:
                 return self._take_events()
             if self._tx.retransmit_at is not None and now >= self._tx.retransmit_at:
                 self._retransmit(now)
-            due = self._next_ping is not None and now >= self._next_ping
-            if due and not self._ping_deferred(now):
+            if self._beat.due(now):
                 self._send_ping(now)
         return self._take_events()
 
@@ -233,7 +226,7 @@ class Link:
 
     def set_load(self, load: Load | None) -> None:
         """Device: the load to attach to PONGs from now on."""
-        self._load = load
+        self._beat.load = load
 
     # --- outputs ------------------------------------------------------------------------------
 
@@ -263,9 +256,18 @@ class Link:
         candidates = [self._last_heard + self._link_lost_timeout]
         if self._tx.retransmit_at is not None:
             candidates.append(self._tx.retransmit_at)
-        if self._next_ping is not None:
-            candidates.append(self._next_ping)
+        if self._beat.next_ping is not None:
+            candidates.append(self._beat.next_ping)
         return min(candidates)
+
+    @property
+    def _next_ping(self) -> float | None:
+        """When this side's next PING is due (tests silence a device's own heartbeat here)."""
+        return self._beat.next_ping
+
+    @_next_ping.setter
+    def _next_ping(self, at: float | None) -> None:
+        self._beat.next_ping = at
 
     # --- figures ------------------------------------------------------------------------------
 
@@ -442,36 +444,9 @@ class Link:
             self.stats.undecodable += 1
             self._events.append(MessageRejected(frame.type, str(exc)))
             return
-        load = self._load if self.role is Role.DEVICE else None
-        if load is not None and load.tasks:
-            # Per-task figures of many tasks would not fit: send those that do.
-            fitted = self._fitted_load
-            if fitted is None or fitted[0] is not load or fitted[1] != self.send_limit:
-                fitted = self._fitted_load = (
-                    load,
-                    self.send_limit,
-                    fit_load(load, self.send_limit),
-                )
-            load = fitted[2]
-        self._emit(Pong(ping.nonce, load))
-        if self.role is Role.GATEWAY and self._next_ping is not None:
-            # The gateway's PING rides with its PONG when due within half an interval: one
-            # write instead of two per heartbeat (1000 devices: 200 writes/s fewer). Its next
-            # one is set a quarter interval late, so that the device's next PING comes first
-            # again (see _ping_deferred); a device that stops pinging gets one every 1.25.
-            self._peer_ping_at = now
-            if self._next_ping - now <= self._heartbeat_interval / 2:
-                self._send_ping(now)
-                self._next_ping = now + self._heartbeat_interval * 1.25
-
-    def _ping_deferred(self, now: float) -> bool:
-        """Gateway: our PING is due, but the device pinged within the last interval; wait for
-        its next PING (due by then) and answer it together with ours."""
-        peer = self._peer_ping_at
-        if self.role is not Role.GATEWAY or peer is None or now - peer >= self._heartbeat_interval:
-            return False
-        self._next_ping = peer + self._heartbeat_interval * 1.25
-        return True
+        self._emit(self._beat.pong(ping, self.send_limit))
+        if self._beat.rides_with_pong(now):
+            self._send_ping(now, riding=True)
 
     def _on_pong(self, frame: Frame, now: float) -> None:
         try:
@@ -480,10 +455,9 @@ class Link:
             self.stats.undecodable += 1
             self._events.append(MessageRejected(frame.type, str(exc)))
             return
-        if self._ping_sent_at is None or pong.nonce != self._ping_nonce:
+        rtt = self._beat.answered(pong, now)
+        if rtt is None:
             return  # an old or foreign PONG: no trustworthy RTT
-        rtt = max(now - self._ping_sent_at, 0.0)
-        self._ping_sent_at = None
         backed_off = self._tx.rtt.rto
         self._tx.rtt.sample(rtt)
         if self._tx.unacked and self._tx.unacked[0].retransmitted:
@@ -615,7 +589,7 @@ class Link:
         self._peer_window = welcome.window
         self._features = welcome.features & self.config.features
         if welcome.heartbeat_ms:
-            self._heartbeat_interval = welcome.heartbeat_ms / 1000
+            self._beat.interval = welcome.heartbeat_ms / 1000
         if welcome.link_lost_ms:
             self._link_lost_timeout = welcome.link_lost_ms / 1000
         self._welcome = welcome
@@ -625,9 +599,7 @@ class Link:
         self.state = LinkState.UP
         self._next_hello = None
         self._last_heard = now
-        self._next_ping = now + self._heartbeat_interval
-        self._peer_ping_at = None
-        self._ping_sent_at = None
+        self._beat.start(now)
         self._rx.ack_pending = False
         self._events.append(LinkUp(hello, welcome, resumed))
         if self._tx.unacked:
@@ -644,7 +616,7 @@ class Link:
         self._attempt = (self._attempt + 1) & 0xFFFFFFFF
         self._hello_interval = self.config.hello_interval
         self._tx.retransmit_at = None
-        self._next_ping = None
+        self._beat.stop()
         self._send_handshake_probe(now)
 
     def _send_handshake_probe(self, now: float, *, reschedule: bool = True) -> None:
@@ -678,7 +650,7 @@ class Link:
         else:
             self.state = LinkState.HANDSHAKE
             self._tx.retransmit_at = None
-            self._next_ping = None
+            self._beat.stop()
 
     # --- sending --------------------------------------------------------------------------------
 
@@ -713,10 +685,8 @@ class Link:
             item.sent_at = self._emit_sequenced(item)
         self._tx.resent(backoff=backoff)
 
-    def _send_ping(self, now: float) -> None:
-        self._ping_nonce = (self._ping_nonce + 1) & 0xFFFFFFFF
-        self._next_ping = now + self._heartbeat_interval
-        self._ping_sent_at = self._emit(Ping(self._ping_nonce))
+    def _send_ping(self, now: float, *, riding: bool = False) -> None:
+        self._beat.sent(self._emit(self._beat.ping(now, riding=riding)))
 
     def _emit_sequenced(self, item: Outgoing) -> float:
         flags = FrameFlags.SEQ | FrameFlags.ACK
