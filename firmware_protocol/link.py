@@ -40,6 +40,7 @@ from .events import (
 )
 from .framing import DecoderStats, Frame, FrameDecoder, FrameFlags
 from .handles import HandleReceiver, UnboundHandleError
+from .handshake import Handshake
 from .heartbeat import Heartbeat
 from .link_config import LinkConfig, LinkState, LinkStats
 from .messages import (
@@ -94,40 +95,19 @@ class Link:
             raise ValueError(f"window {config.window} outside 1..{MAX_WINDOW}")
         if not MIN_FRAME <= config.max_frame <= MAX_FRAME_CEILING:
             raise ValueError(f"max_frame {config.max_frame} outside {MIN_FRAME}..")
-        if role is Role.DEVICE:
-            if hello is None:
-                raise ValueError("a device link needs its HELLO facts")
-            self._own_hello: Hello | None = hello
-            self._session_id = 0
-        else:
-            if session_id is None or not 0 < session_id <= 0xFFFFFFFF:
-                raise ValueError("a gateway link needs a non-zero u32 session_id")
-            self._own_hello = None
-            self._session_id = session_id
+        # Session negotiation: what was offered and agreed, the probe timer.
+        self._hs = Handshake(role, config, hello, session_id)
         self.stats = LinkStats()
         self.state = LinkState.IDLE
         # The latest time an input gave us, and when our last byte will have left the line.
         self._now = 0.0
         self._line_free_at = 0.0
-        # Features of the current session (HELLO offer & WELCOME acceptance) and task handles.
-        self._features = 0
+        # Task handles the peer bound in this session (TASK_DATA back to TASK_OUTPUT).
         self._handles_in = HandleReceiver()
         self._decoder = FrameDecoder(max_frame=config.max_frame)
         self._out = bytearray()
         self._events: list[Event] = []
-        # Handshake results.
-        self._version = config.versions[0]
-        self._peer_hello: Hello | None = None  # gateway: the HELLO accepted last
-        self._welcome: Welcome | None = None  # both: the WELCOME of the current session
-        self._last_session = 0  # device: session id of the last WELCOME accepted this boot
-        self._peer_boot_id = 0  # gateway: boot id of the device of the current session
-        self._attempt = 0  # device: handshake attempt number, echoed in WELCOME
-        self._peer_max_frame: int | None = None
-        self._peer_window = 1
         self._link_lost_timeout = config.link_lost_timeout
-        self._hello_interval = config.hello_interval
-        self._next_hello: float | None = None
-        self._last_hello_request = -1e300
         # Sending side: queue, window, acks, retransmission timer.
         self._tx = SendWindow(config)
         # Receiving side: in-order delivery, the ack we send, held messages.
@@ -180,7 +160,7 @@ class Link:
         """Call at or after ``next_deadline()``; harmless to call early or often."""
         self._now = now
         if self.state is LinkState.HANDSHAKE:
-            if self._next_hello is not None and now >= self._next_hello:
+            if self._hs.next_probe is not None and now >= self._hs.next_probe:
                 self._send_handshake_probe(now)
         elif self.state is LinkState.UP:
             # Compare with the very sum next_deadline() returns: float subtraction could
@@ -250,7 +230,7 @@ class Link:
     def next_deadline(self) -> float | None:
         """When ``on_timer`` must next be called, None if nothing is pending."""
         if self.state is LinkState.HANDSHAKE:
-            return self._next_hello
+            return self._hs.next_probe
         if self.state is not LinkState.UP:
             return None
         candidates = [self._last_heard + self._link_lost_timeout]
@@ -279,7 +259,7 @@ class Link:
     def send_limit(self) -> int:
         """Largest frame this side may send: the peer's declared ``max_frame`` once known
         (before the first handshake, this side's own)."""
-        return self._peer_max_frame or self.config.max_frame
+        return self._hs.peer_max_frame or self.config.max_frame
 
     @property
     def srtt(self) -> float | None:
@@ -294,7 +274,7 @@ class Link:
     @property
     def window(self) -> int:
         """Effective send window: min(own, peer's declared)."""
-        return min(self.config.window, self._peer_window)
+        return min(self.config.window, self._hs.peer_window)
 
     @property
     def credits(self) -> int:
@@ -322,32 +302,33 @@ class Link:
     @property
     def features(self) -> int:
         """Optional features of the current session (``FEATURE_*`` bits), 0 before it."""
-        return self._features
+        return self._hs.features
 
     @property
     def task_handles(self) -> bool:
         """True if this session sends task output as TASK_DATA (feature TASK_HANDLES)."""
-        return bool(self._features & FEATURE_TASK_HANDLES)
+        return bool(self._hs.features & FEATURE_TASK_HANDLES)
 
     @property
     def peer_hello(self) -> Hello | None:
         """The device's facts: its own HELLO (device side) or the accepted one (gateway)."""
-        return self._own_hello if self.role is Role.DEVICE else self._peer_hello
+        hs = self._hs
+        return hs.own_hello if self.role is Role.DEVICE else hs.peer_hello
 
     @property
     def welcome(self) -> Welcome | None:
         """The WELCOME of the current (or last) session."""
-        return self._welcome
+        return self._hs.welcome
 
     @property
     def version(self) -> int:
         """Negotiated protocol version (the preferred one before the handshake)."""
-        return self._version
+        return self._hs.version
 
     @property
     def session_id(self) -> int:
         """Gateway session id of the current session, 0 before the first handshake (device)."""
-        return self._session_id
+        return self._hs.session_id
 
     @property
     def decoder_stats(self) -> DecoderStats:
@@ -366,11 +347,11 @@ class Link:
             if (
                 self.role is Role.GATEWAY
                 and self.state is LinkState.HANDSHAKE
-                and now - self._last_hello_request >= self.config.rto_min
+                and now - self._hs.last_hello_request >= self.config.rto_min
             ):
                 self._send_handshake_probe(now, reschedule=False)
             return
-        if frame.version != self._version:
+        if frame.version != self._hs.version:
             self.stats.bad_version += 1
             return
         self._last_heard = now
@@ -499,27 +480,26 @@ class Link:
                 self._device_on_welcome(message, now)
         elif isinstance(message, Refuse) and self.state is LinkState.HANDSHAKE:
             self.state = LinkState.REFUSED
-            self._next_hello = None
+            self._hs.settled()
             self._events.append(
                 Refused(message.code, message.reason, message.versions, by_peer=True)
             )
 
     def _gateway_on_hello(self, hello: Hello, now: float) -> None:
-        if hello == self._peer_hello and self._welcome is not None:
-            # A repeat of the HELLO that opened this session: our WELCOME was lost or crossed
-            # it. Repeat the WELCOME and keep all sequence state, whatever happened since:
-            # deciding afresh could reset one side only and desynchronise the seq spaces.
-            self._emit(self._welcome)
+        hs = self._hs
+        if hs.repeats_session(hello):
+            # Our WELCOME was lost or crossed the HELLO: repeat it and keep all sequence state,
+            # whatever happened since: deciding afresh could reset one side only and
+            # desynchronise the seq spaces.
+            assert hs.welcome is not None
+            self._emit(hs.welcome)
             if self.state is not LinkState.UP:
-                self._enter_up(hello, self._welcome, True, now)
+                self._enter_up(hello, hs.welcome, True, now)
             return
-        last = self._peer_hello
-        if last is not None and hello.boot_id == last.boot_id and hello.attempt < last.attempt:
-            # An older handshake attempt of this boot, delayed in the transport: answering it
-            # could reset one side only.
+        if hs.is_stale(hello):
             return
-        common = set(hello.versions) & set(self.config.versions)
-        if not common:
+        version = hs.common_version(hello)
+        if version is None:
             reason = "no common protocol version"
             refuse = Refuse(ErrorCode.NO_COMMON_VERSION, reason, self.config.versions)
             self._emit(refuse)
@@ -529,75 +509,49 @@ class Link:
             if self.state is LinkState.UP:
                 self._lose_link(now, "device offered no common version")
             return
-        version = max(common)
-        resume = (
-            self._peer_boot_id == hello.boot_id
-            and hello.last_session == self._session_id
-            and self._version == version
-        )
+        resume = hs.resumes(hello, version)
         if self.state is LinkState.UP:
             # No HELLO_REQUEST: the device is handshaking already, WELCOME follows at once.
             self._lose_link(now, "device started a new handshake", probe=False)
         if not resume:
-            if self._peer_boot_id not in (0, hello.boot_id):
+            if hs.peer_boot_id not in (0, hello.boot_id):
                 # Commands were meant for the previous boot: hand them back to the application.
                 dropped = self._tx.drop_all()
-                self._events.append(PeerReset(self._peer_boot_id, hello.boot_id, dropped))
+                self._events.append(PeerReset(hs.peer_boot_id, hello.boot_id, dropped))
             self._restart_sequence_space()
-        self._version = version
-        self._peer_boot_id = hello.boot_id
-        self._peer_hello = hello
-        self._peer_max_frame = hello.max_frame
-        self._peer_window = hello.window
-        self._welcome = Welcome(
-            version=version,
-            session_id=self._session_id,
-            max_frame=self.config.max_frame,
-            window=self.config.window,
-            resume=resume,
-            heartbeat_ms=round(self.config.heartbeat_interval * 1000),
-            link_lost_ms=round(self.config.link_lost_timeout * 1000),
-            attempt=hello.attempt,
-            features=hello.features & self.config.features,
-        )
-        self._features = self._welcome.features
-        self._emit(self._welcome)
-        self._enter_up(hello, self._welcome, resume, now)
+        welcome = hs.accept_hello(hello, version, resume)
+        self._emit(welcome)
+        self._enter_up(hello, welcome, resume, now)
 
     def _device_on_welcome(self, welcome: Welcome, now: float) -> None:
-        assert self._own_hello is not None
-        if welcome.attempt != self._attempt:
-            return  # answers an earlier HELLO of ours, delayed or duplicated: not this handshake
+        hs = self._hs
+        if not hs.answers_this_attempt(welcome):
+            return
         if welcome.version not in self.config.versions:
             reason = f"gateway chose version {welcome.version}, not offered"
             self._emit(Refuse(ErrorCode.NO_COMMON_VERSION, reason, self.config.versions))
             self.state = LinkState.REFUSED
-            self._next_hello = None
+            hs.settled()
             self._events.append(
                 Refused(ErrorCode.NO_COMMON_VERSION, reason, (welcome.version,), by_peer=False)
             )
             return
-        resume = welcome.resume and welcome.session_id == self._last_session
+        resume = hs.welcome_resumes(welcome)
         if not resume:
-            if self._last_session not in (0, welcome.session_id):
+            if hs.last_session not in (0, welcome.session_id):
                 # A new gateway session: keep our reports (output must not be lost), renumber.
-                self._events.append(PeerReset(self._last_session, welcome.session_id, ()))
+                self._events.append(PeerReset(hs.last_session, welcome.session_id, ()))
             self._restart_sequence_space()
-        self._version = welcome.version
-        self._session_id = self._last_session = welcome.session_id
-        self._peer_max_frame = welcome.max_frame
-        self._peer_window = welcome.window
-        self._features = welcome.features & self.config.features
+        hs.accept_welcome(welcome)
         if welcome.heartbeat_ms:
             self._beat.interval = welcome.heartbeat_ms / 1000
         if welcome.link_lost_ms:
             self._link_lost_timeout = welcome.link_lost_ms / 1000
-        self._welcome = welcome
-        self._enter_up(self._hello_to_send(), welcome, resume, now)
+        self._enter_up(hs.hello_to_send(), welcome, resume, now)
 
     def _enter_up(self, hello: Hello, welcome: Welcome, resumed: bool, now: float) -> None:
         self.state = LinkState.UP
-        self._next_hello = None
+        self._hs.settled()
         self._last_heard = now
         self._beat.start(now)
         self._rx.ack_pending = False
@@ -613,34 +567,13 @@ class Link:
 
     def _enter_handshake(self, now: float) -> None:
         self.state = LinkState.HANDSHAKE
-        self._attempt = (self._attempt + 1) & 0xFFFFFFFF
-        self._hello_interval = self.config.hello_interval
+        self._hs.begin()
         self._tx.retransmit_at = None
         self._beat.stop()
         self._send_handshake_probe(now)
 
     def _send_handshake_probe(self, now: float, *, reschedule: bool = True) -> None:
-        if self.role is Role.DEVICE:
-            self._emit(self._hello_to_send())
-        else:
-            self._emit(HelloRequest())
-            self._last_hello_request = now
-        if reschedule:
-            self._next_hello = now + self._hello_interval
-            # Back off toward the heartbeat period so an absent peer costs little.
-            self._hello_interval = min(self._hello_interval * 2, self.config.heartbeat_interval)
-
-    def _hello_to_send(self) -> Hello:
-        assert self._own_hello is not None
-        return replace(
-            self._own_hello,
-            versions=self.config.versions,
-            max_frame=self.config.max_frame,
-            window=self.config.window,
-            last_session=self._last_session,
-            attempt=self._attempt,
-            features=self.config.features,
-        )
+        self._emit(self._hs.probe(now, reschedule=reschedule))
 
     def _lose_link(self, now: float, reason: str, *, probe: bool = True) -> None:
         self.stats.link_losses += 1
@@ -658,7 +591,7 @@ class Link:
         """Move queued messages into the window while there is room."""
         if self.state is not LinkState.UP:
             return
-        limit = self._peer_max_frame or MAX_FRAME_CEILING
+        limit = self._hs.peer_max_frame or MAX_FRAME_CEILING
         handles = self.task_handles
         while self._tx.queue and len(self._tx.unacked) < self.window:
             item = self._tx.queue.popleft()
@@ -691,7 +624,7 @@ class Link:
     def _emit_sequenced(self, item: Outgoing) -> float:
         flags = FrameFlags.SEQ | FrameFlags.ACK
         frame = Frame(
-            self._version, item.wire_type, flags, item.seq, self._rx.ack, item.wire_payload
+            self._hs.version, item.wire_type, flags, item.seq, self._rx.ack, item.wire_payload
         )
         self._rx.ack_pending = False
         return self._write(frame)
@@ -701,7 +634,7 @@ class Link:
         if message.TYPE in _HANDSHAKE_TYPES:
             frame = Frame(HANDSHAKE_HEADER_VERSION, message.TYPE, FrameFlags.NONE, 0, 0, b"")
         else:
-            frame = Frame(self._version, message.TYPE, FrameFlags.ACK, 0, self._rx.ack, b"")
+            frame = Frame(self._hs.version, message.TYPE, FrameFlags.ACK, 0, self._rx.ack, b"")
             self._rx.ack_pending = False
         return self._write(replace(frame, payload=message.to_bytes()))
 
