@@ -42,6 +42,7 @@ from .framing import DecoderStats, Frame, FrameDecoder, FrameFlags
 from .handles import HandleReceiver, UnboundHandleError
 from .handshake import Handshake
 from .heartbeat import Heartbeat
+from .line_writer import LineWriter
 from .link_config import LinkConfig, LinkState, LinkStats
 from .messages import (
     Ack,
@@ -99,13 +100,11 @@ class Link:
         self._hs = Handshake(role, config, hello, session_id)
         self.stats = LinkStats()
         self.state = LinkState.IDLE
-        # The latest time an input gave us, and when our last byte will have left the line.
-        self._now = 0.0
-        self._line_free_at = 0.0
+        # Bytes for the transport, and when our last byte will have left the line.
+        self._line = LineWriter(config.line_rate, self.stats)
         # Task handles the peer bound in this session (TASK_DATA back to TASK_OUTPUT).
         self._handles_in = HandleReceiver()
         self._decoder = FrameDecoder(max_frame=config.max_frame)
-        self._out = bytearray()
         self._events: list[Event] = []
         self._link_lost_timeout = config.link_lost_timeout
         # Sending side: queue, window, acks, retransmission timer.
@@ -120,7 +119,7 @@ class Link:
 
     def start(self, now: float) -> list[Event]:
         """Begin the handshake (device: HELLO; gateway: HELLO_REQUEST)."""
-        self._now = now
+        self._line.now = now
         if self.state is LinkState.IDLE:
             self._enter_handshake(now)
         return self._take_events()
@@ -135,9 +134,8 @@ class Link:
         """
         if self.state is LinkState.REFUSED:
             return []
-        self._now = self._line_free_at = now
+        self._line.reset(now)
         self._decoder.reset()
-        self._out.clear()
         if self.state is LinkState.UP:
             self._lose_link(now, "transport reconnected")
         else:
@@ -146,7 +144,7 @@ class Link:
 
     def receive_data(self, data: bytes, now: float) -> list[Event]:
         """Feed bytes read from the transport, in any split. Never raises on bad input."""
-        self._now = now
+        self._line.now = now
         self.stats.bytes_received += len(data)
         frames = self._decoder.feed(data)
         self._mirror_decoder_stats()
@@ -158,7 +156,7 @@ class Link:
 
     def on_timer(self, now: float) -> list[Event]:
         """Call at or after ``next_deadline()``; harmless to call early or often."""
-        self._now = now
+        self._line.now = now
         if self.state is LinkState.HANDSHAKE:
             if self._hs.next_probe is not None and now >= self._hs.next_probe:
                 self._send_handshake_probe(now)
@@ -181,7 +179,7 @@ class Link:
         Raises ``WrongRoleError`` (not this role's message or a link-control message),
         ``MessageTooLargeError`` (frame above the peer's limit) and ``QueueFullError``.
         """
-        self._now = now
+        self._line.now = now
         if not message.SEQUENCED:
             raise WrongRoleError(f"{type(message).__name__} is sent by the link itself")
         if self.role not in message.SENDERS:
@@ -218,14 +216,12 @@ class Link:
         """
         if self._rx.ack_pending and self.state is LinkState.UP:
             self._emit(Ack())
-        data = bytes(self._out)
-        self._out.clear()
-        return data
+        return self._line.take()
 
     @property
     def has_output(self) -> bool:
         """True if ``data_to_send()`` would return bytes (frames, or a pending pure ACK)."""
-        return bool(self._out) or (self._rx.ack_pending and self.state is LinkState.UP)
+        return self._line.pending or (self._rx.ack_pending and self.state is LinkState.UP)
 
     def next_deadline(self) -> float | None:
         """When ``on_timer`` must next be called, None if nothing is pending."""
@@ -627,7 +623,7 @@ class Link:
             self._hs.version, item.wire_type, flags, item.seq, self._rx.ack, item.wire_payload
         )
         self._rx.ack_pending = False
-        return self._write(frame)
+        return self._line.write(frame)
 
     def _emit(self, message: Message) -> float:
         """Send an unsequenced message now (link control); returns when it will have left."""
@@ -636,19 +632,7 @@ class Link:
         else:
             frame = Frame(self._hs.version, message.TYPE, FrameFlags.ACK, 0, self._rx.ack, b"")
             self._rx.ack_pending = False
-        return self._write(replace(frame, payload=message.to_bytes()))
-
-    def _write(self, frame: Frame) -> float:
-        """Queue a frame's bytes; returns when its last byte will have left the line (now, if
-        the line rate is unknown)."""
-        data = frame.to_bytes()
-        self.stats.frames_sent += 1
-        self.stats.bytes_sent += len(data)
-        self._out += data
-        if self.config.line_rate <= 0:
-            return self._now
-        self._line_free_at = max(self._line_free_at, self._now) + len(data) / self.config.line_rate
-        return self._line_free_at
+        return self._line.write(replace(frame, payload=message.to_bytes()))
 
     # --- helpers --------------------------------------------------------------------------------
 
