@@ -4,6 +4,13 @@ Sans-I/O: it never reads a clock or touches a port. Feed it received bytes with
 ``receive_data(data, now)`` and timer expiries with ``on_timer(now)``; both return events. Queue
 messages with ``send(message, now)``. Collect bytes to write with ``data_to_send()`` and wake up at
 ``next_deadline()``.
+
+``Link`` runs the state machine and dispatches frames; each part of its state has one owner:
+``handshake.Handshake`` (session negotiation), ``send_window.SendWindow`` (queue, window, acks,
+retransmission timer), ``receive_window.ReceiveWindow`` (in-order delivery, the ack, held
+messages), ``heartbeat.Heartbeat`` (PING/PONG), ``line_writer.LineWriter`` (outgoing bytes,
+line-rate accounting) and ``handles`` (task handles). ``LinkConfig``, ``LinkState`` and
+``LinkStats`` live in ``link_config`` and are importable from here.
 """
 
 from __future__ import annotations
@@ -63,7 +70,6 @@ from .messages import (
 from .receive_window import Arrival, ReceiveWindow
 from .send_window import Outgoing, SendWindow
 
-# LinkConfig, LinkState and LinkStats live in link_config; importing them from here still works.
 __all__ = ["Link", "LinkConfig", "LinkState", "LinkStats"]
 
 
