@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import os
 import random
@@ -21,6 +20,7 @@ from typing import Any
 from urllib.parse import urlencode
 
 import aiohttp
+import orjson
 from kubernetes_asyncio import config as kube_config
 from kubernetes_asyncio.client import Configuration
 from kubernetes_asyncio.config import kube_config as kubeconfig_loader
@@ -211,7 +211,9 @@ class KubeApi:
         4xx answers other than 429 raise KubeApiError at once: conflicts (409) and missing objects
         (404) are the caller's to decide; `.permanent` ones must not be retried by anyone.
         """
-        data = None if body is None else json.dumps(body)
+        # orjson: the pod watch and status writes are most of the gateway's JSON work with many
+        # pods; it decodes and encodes several times faster than the json module.
+        data = None if body is None else orjson.dumps(body, option=orjson.OPT_NON_STR_KEYS)
         url = self._url(path, query)
         delay = RETRY_BASE_S
         for attempt in range(1, MAX_ATTEMPTS + 1):
@@ -225,15 +227,15 @@ class KubeApi:
                     headers=await self._headers(content_type),
                     timeout=aiohttp.ClientTimeout(total=REQUEST_TIMEOUT_S),
                 ) as response:
-                    text = await response.text()
-                    payload = json.loads(text) if text else None
+                    raw = await response.read()
+                    payload = orjson.loads(raw) if raw else None
                     if response.status < 400:
                         return payload
                     error = KubeApiError(
                         response.status, response.reason or "", payload, method, path
                     )
                     retry_after = response.headers.get("Retry-After")
-            except (aiohttp.ClientError, TimeoutError, json.JSONDecodeError) as exc:
+            except (aiohttp.ClientError, TimeoutError, orjson.JSONDecodeError) as exc:
                 if attempt == MAX_ATTEMPTS:
                     raise KubeApiError(0, type(exc).__name__, str(exc), method, path) from exc
                 log.debug("%s %s failed (%s), retrying", method, path, exc)
@@ -289,12 +291,12 @@ class KubeApi:
         ) as response:
             if response.status >= 400:
                 text = await response.text()
-                payload = json.loads(text) if text.startswith("{") else text
+                payload = orjson.loads(text) if text.startswith("{") else text
                 raise KubeApiError(response.status, response.reason or "", payload, "WATCH", path)
             async for line in response.content:
                 if not line.strip():
                     continue
-                event = json.loads(line)
+                event = orjson.loads(line)
                 if event.get("type") == "ERROR":
                     status = event.get("object") or {}
                     raise KubeApiError(
