@@ -143,6 +143,9 @@ class PodController:
         self.lookup = ApiObjectLookup(api)
         self.nodes: dict[str, NodeBinding] = {}
         self.pods: dict[str, PodState] = {}
+        # Admitted pods by node name: admission counts a node's pods, and scanning every pod
+        # of the gateway for each new one made a 1000-pod start quadratic.
+        self._admitted: dict[str, set[str]] = {}
         # Pods whose status is to be written, by uid (pods yet without a status on record
         # wait STATUS_FIRST_COALESCE_S), at most one write per pod in flight.
         self.status_queue: CoalescingQueue[str] = CoalescingQueue(
@@ -230,6 +233,7 @@ class PodController:
         uid = view.uid
         if kind == "DELETED":
             state = self.pods.pop(uid, None)
+            self._admitted.get(view.node_name, set()).discard(uid)
             binding = self.nodes.get(view.node_name)
             if state and state.prepare_task:
                 state.prepare_task.cancel()
@@ -286,13 +290,11 @@ class PodController:
 
     def _admit(self, binding: NodeBinding, state: PodState) -> None:
         """The kubelet's admission: reject a pod the node's allocatable cannot hold."""
+        admitted = self._admitted.setdefault(binding.name, set())
         others = [
             s
-            for s in self.pods.values()
-            if s is not state
-            and s.view.node_name == binding.name
-            and s.admitted
-            and not s.view.terminal
+            for uid in admitted
+            if (s := self.pods.get(uid)) is not None and s is not state and not s.view.terminal
         ]
         checks = [("pods", Decimal(1), Decimal(len(others)))]
         try:
@@ -317,6 +319,7 @@ class PodController:
                 )
                 return
         state.admitted = True
+        admitted.add(state.view.uid)
 
     def _reject(self, state: PodState, reason: str, message: str) -> None:
         state.rejected = True
