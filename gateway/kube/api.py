@@ -205,8 +205,13 @@ class KubeApi:
         body: Any = None,
         query: Mapping[str, Any] | None = None,
         content_type: str = "application/json",
+        answer: bool = True,
     ) -> Any:
         """One API call with retries on 429 (honouring Retry-After), 5xx and connection errors.
+
+        `answer=False`: the caller does not use a successful answer, which is not decoded (None
+        is returned). A pod status PATCH or delete answers with the whole pod, as large as a
+        watch event and, with many pods, as much decoding.
 
         4xx answers other than 429 raise KubeApiError at once: conflicts (409) and missing objects
         (404) are the caller's to decide; `.permanent` ones must not be retried by anyone.
@@ -228,6 +233,8 @@ class KubeApi:
                     timeout=aiohttp.ClientTimeout(total=REQUEST_TIMEOUT_S),
                 ) as response:
                     raw = await response.read()
+                    if response.status < 400 and not answer:
+                        return None
                     payload = orjson.loads(raw) if raw else None
                     if response.status < 400:
                         return payload
@@ -258,16 +265,18 @@ class KubeApi:
     async def create(self, path: str, body: Any) -> Any:
         return await self.request("POST", path, body=body)
 
-    async def patch(self, path: str, body: Any, *, kind: str = "strategic") -> Any:
+    async def patch(
+        self, path: str, body: Any, *, kind: str = "strategic", answer: bool = True
+    ) -> Any:
         types = {
             "strategic": "application/strategic-merge-patch+json",
             "merge": "application/merge-patch+json",
             "json": "application/json-patch+json",
         }
-        return await self.request("PATCH", path, body=body, content_type=types[kind])
+        return await self.request("PATCH", path, body=body, content_type=types[kind], answer=answer)
 
-    async def delete(self, path: str, body: Any = None) -> Any:
-        return await self.request("DELETE", path, body=body)
+    async def delete(self, path: str, body: Any = None, *, answer: bool = True) -> Any:
+        return await self.request("DELETE", path, body=body, answer=answer)
 
     async def watch(
         self, path: str, resource_version: str, **query: Any

@@ -67,9 +67,12 @@ class PodApi(Protocol):
 
     async def get(self, path: str) -> Any: ...
 
-    async def patch(self, path: str, body: Any, *, kind: str = "merge") -> Any: ...
+    # answer=False: the controller does not read the answer (see KubeApi.request).
+    async def patch(
+        self, path: str, body: Any, *, kind: str = "merge", answer: bool = True
+    ) -> Any: ...
 
-    async def delete(self, path: str, body: Any = None) -> Any: ...
+    async def delete(self, path: str, body: Any = None, *, answer: bool = True) -> Any: ...
 
 
 @dataclass
@@ -452,7 +455,7 @@ class PodController:
         failures = 0
         while self.pods.get(view.uid) is state:
             try:
-                await self.api.delete(path, body)
+                await self.api.delete(path, body, answer=False)
                 return
             except KubeApiError as exc:
                 if exc.not_found or exc.conflict:
@@ -515,7 +518,7 @@ class PodController:
         path = f"/api/v1/namespaces/{view.namespace}/pods/{view.name}/status"
         patch = {"metadata": {"uid": view.uid}, "status": status}
         try:
-            await self.api.patch(path, patch, kind="merge")
+            await self.api.patch(path, patch, kind="merge", answer=False)
         except KubeApiError as exc:
             if exc.status in (404, 409):
                 return  # the pod is gone (or replaced by one of the same name)
