@@ -67,9 +67,12 @@ class PodApi(Protocol):
 
     async def get(self, path: str) -> Any: ...
 
-    async def patch(self, path: str, body: Any, *, kind: str = "merge") -> Any: ...
+    # answer=False: the controller does not read the answer (see KubeApi.request).
+    async def patch(
+        self, path: str, body: Any, *, kind: str = "merge", answer: bool = True
+    ) -> Any: ...
 
-    async def delete(self, path: str, body: Any = None) -> Any: ...
+    async def delete(self, path: str, body: Any = None, *, answer: bool = True) -> Any: ...
 
 
 @dataclass
@@ -143,6 +146,9 @@ class PodController:
         self.lookup = ApiObjectLookup(api)
         self.nodes: dict[str, NodeBinding] = {}
         self.pods: dict[str, PodState] = {}
+        # Admitted pods by node name: admission counts a node's pods, and scanning every pod
+        # of the gateway for each new one made a 1000-pod start quadratic.
+        self._admitted: dict[str, set[str]] = {}
         # Pods whose status is to be written, by uid (pods yet without a status on record
         # wait STATUS_FIRST_COALESCE_S), at most one write per pod in flight.
         self.status_queue: CoalescingQueue[str] = CoalescingQueue(
@@ -230,6 +236,7 @@ class PodController:
         uid = view.uid
         if kind == "DELETED":
             state = self.pods.pop(uid, None)
+            self._admitted.get(view.node_name, set()).discard(uid)
             binding = self.nodes.get(view.node_name)
             if state and state.prepare_task:
                 state.prepare_task.cancel()
@@ -299,13 +306,11 @@ class PodController:
                 "do their work in the pod's containers or schedule the pod on another node",
             )
             return
+        admitted = self._admitted.setdefault(binding.name, set())
         others = [
             s
-            for s in self.pods.values()
-            if s is not state
-            and s.view.node_name == binding.name
-            and s.admitted
-            and not s.view.terminal
+            for uid in admitted
+            if (s := self.pods.get(uid)) is not None and s is not state and not s.view.terminal
         ]
         checks = [("pods", Decimal(1), Decimal(len(others)))]
         for resource in ("cpu", "memory"):
@@ -336,6 +341,7 @@ class PodController:
                 )
                 return
         state.admitted = True
+        admitted.add(state.view.uid)
 
     def _reject(self, state: PodState, reason: str, message: str) -> None:
         state.rejected = True
@@ -468,7 +474,7 @@ class PodController:
         failures = 0
         while self.pods.get(view.uid) is state:
             try:
-                await self.api.delete(path, body)
+                await self.api.delete(path, body, answer=False)
                 return
             except KubeApiError as exc:
                 if exc.not_found or exc.conflict:
@@ -531,7 +537,7 @@ class PodController:
         path = f"/api/v1/namespaces/{view.namespace}/pods/{view.name}/status"
         patch = {"metadata": {"uid": view.uid}, "status": status}
         try:
-            await self.api.patch(path, patch, kind="merge")
+            await self.api.patch(path, patch, kind="merge", answer=False)
         except KubeApiError as exc:
             if exc.status in (404, 409):
                 return  # the pod is gone (or replaced by one of the same name)

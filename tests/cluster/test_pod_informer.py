@@ -6,9 +6,10 @@ import asyncio
 import contextlib
 from typing import Any
 
+import pytest
 from kubernetes_asyncio import client
 
-from gateway.kube.api import KubeApi, load_configuration
+from gateway.kube.api import KubeApi, KubeApiError, load_configuration
 from gateway.kube.pod_informer import PodInformer
 from hil.cluster.local import LocalCluster
 
@@ -55,3 +56,23 @@ async def test_unbound_pods_are_not_sent_to_the_informer(
             watching.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await watching
+
+
+async def test_answers_not_wanted_are_not_decoded(
+    cluster: LocalCluster, api: client.ApiClient, namespace: str
+) -> None:
+    """answer=False: the request is made (the server applies it), its answer is dropped."""
+    path = f"/api/v1/namespaces/{namespace}/pods"
+    async with KubeApi(await load_configuration(str(cluster.kubeconfig))) as kube:
+        await kube.create(path, pod("answerless", nodeName="t-answer-node"))
+        patch = {"metadata": {"labels": {"patched": "yes"}}}
+        assert await kube.patch(f"{path}/answerless", patch, kind="merge", answer=False) is None
+        patched = await kube.get(f"{path}/answerless")
+        assert patched["metadata"]["labels"] == {"patched": "yes"}
+        assert (
+            await kube.delete(f"{path}/answerless", {"gracePeriodSeconds": 0}, answer=False) is None
+        )
+        # A refused request still raises, answer or not.
+        with pytest.raises(KubeApiError) as refused:
+            await kube.patch(f"{path}/no-such-pod", patch, kind="merge", answer=False)
+        assert refused.value.not_found

@@ -309,12 +309,12 @@ class MemoryApi:
             raise KubeApiError(404, "NotFound", {"message": "not found"}, "GET", path)
         return self.objects[path]
 
-    async def patch(self, path: str, body: Any, *, kind: str = "merge") -> Any:
+    async def patch(self, path: str, body: Any, *, kind: str = "merge", answer: bool = True) -> Any:
         self._answer("PATCH", path)
         self.patches.append((path, body))
         return self._merged(path, body)
 
-    async def delete(self, path: str, body: Any = None) -> Any:
+    async def delete(self, path: str, body: Any = None, *, answer: bool = True) -> Any:
         self._answer("DELETE", path)
         self.deletes.append((path, body))
         return {}

@@ -249,11 +249,13 @@ async def test_changes_during_a_write_are_written_once_after_it(tmp_path: Path) 
         api_patch = rig.api.patch
         calls = 0
 
-        async def slow_patch(path: str, body: Any, *, kind: str = "merge") -> Any:
+        async def slow_patch(
+            path: str, body: Any, *, kind: str = "merge", answer: bool = True
+        ) -> Any:
             nonlocal calls
             calls += 1
             await gate.wait()
-            return await api_patch(path, body, kind=kind)
+            return await api_patch(path, body, kind=kind, answer=answer)
 
         rig.api.patch = slow_patch  # type: ignore[method-assign]
         pod = make_pod(policy="Always")

@@ -42,10 +42,12 @@ class RefusingApi:
         if status >= 400:
             raise KubeApiError(status, "Refused", {"message": "no"}, method, path)
 
-    async def patch(self, path: str, body: Any, *, kind: str = "merge") -> None:
+    async def patch(
+        self, path: str, body: Any, *, kind: str = "merge", answer: bool = True
+    ) -> None:
         self._answer(self.patch_answers, self.patches, "PATCH", path)
 
-    async def delete(self, path: str, body: Any = None) -> None:
+    async def delete(self, path: str, body: Any = None, *, answer: bool = True) -> None:
         self._answer(self.delete_answers, self.deletes, "DELETE", path)
 
 
@@ -118,7 +120,9 @@ class HeldApi(RefusingApi):
         self.in_flight = 0
         self.release = asyncio.Event()
 
-    async def patch(self, path: str, body: Any, *, kind: str = "merge") -> None:
+    async def patch(
+        self, path: str, body: Any, *, kind: str = "merge", answer: bool = True
+    ) -> None:
         self.in_flight += 1
         await self.release.wait()
         self.in_flight -= 1
