@@ -462,6 +462,11 @@ class DeviceRuntime:
             if not record.deleting and not record.failure and self.link_up:
                 self._schedule_restart(record, index, start_error=str(exc))
             return
+        # The kubelet's pair for a container that runs: the device creates and starts a task in
+        # one step, so both events go out once it confirms.
+        self._event(
+            record.spec.uid, status.name, "Normal", "Created", f"Created container: {status.name}"
+        )
         self._event(
             record.spec.uid,
             status.name,

@@ -198,7 +198,7 @@ async def test_node_and_pod_events_and_describe_node(wirelet: Wirelet) -> None:
 
     async def pod_events() -> dict[str, str] | None:
         events = {e["reason"]: e["message"] for e in await wirelet.events_for("described")}
-        return events if {"Pulled", "Started"} <= set(events) else None
+        return events if {"Pulled", "Created", "Started"} <= set(events) else None
 
     events = await wirelet.wait_for("pod events", pod_events)
     assert 'Container image "forever" already present on machine' in events["Pulled"]

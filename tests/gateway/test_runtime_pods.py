@@ -388,3 +388,13 @@ async def test_only_running_tasks_of_pods_that_are_gone_are_orphans(tmp_path: Pa
     assert rig.runtime.stop_orphans({known}) == [f"{gone}/0/0"]
     await until("stopped", lambda: rig.device.stops == [(f"{gone}/0/0", 0.0)])
     await rig.runtime.close()
+
+
+async def test_a_started_container_gets_the_kubelets_events_in_order(tmp_path: Path) -> None:
+    """Pulled, Created, Started: what `kubectl describe pod` shows for a kubelet's container."""
+    rig = RuntimeRig.create(tmp_path)
+    spec = pod_spec()
+    rig.runtime.sync_pod(spec)
+    await _running(rig, spec.uid)
+    await until("events", lambda: "Started" in rig.reasons())
+    assert rig.reasons()[:3] == ["Pulled", "Created", "Started"]
