@@ -112,3 +112,15 @@ async def test_probe_never_makes_a_device_discard_output(tmp_path: Path) -> None
                 out += event.data
         sub.close()
     assert bytes(out) == flood_bytes(0, total)
+
+
+async def test_devices_names_a_protocol_version_mismatch(tmp_path: Path) -> None:
+    """A device that speaks only a protocol version this gateway does not: the row says so
+    (the versions on each side), not just that it did not come up."""
+    profiles = fleet_profiles(1)
+    profiles[0] = dataclasses.replace(profiles[0], protocol_versions=(99,))
+    async with EmulatedFleet(tmp_path, profiles, link_config=FAST_LINK):
+        code, table = await asyncio.to_thread(run_cli, "--dir", str(tmp_path), "--wait", "3")
+    assert code == 1
+    row = table.splitlines()[1]
+    assert "[99]" in row, table
