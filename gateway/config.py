@@ -557,6 +557,10 @@ def load_config(
         raise ConfigError(f"{source}: cannot read config file: {exc.strerror}") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{source}: not valid TOML: {exc}") from None
+    if overrides:
+        # The file on its own first: a wrong value in it is an error even when a flag replaces
+        # it this time (the next run without the flag would meet it).
+        config_from_mapping(data, source)
     return config_from_mapping(data, source, overrides, flags)
 
 

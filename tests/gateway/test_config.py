@@ -254,3 +254,10 @@ def test_shipped_example_config_loads() -> None:
     cfg = load_config(example)
     assert cfg.devices.udev
     assert cfg.gateway.state_dir == "/var/lib/wirelet"
+
+
+def test_a_bad_file_value_is_an_error_even_when_a_flag_replaces_it(tmp_path: Path) -> None:
+    path = write(tmp_path, '[devices]\ndirs = "/x"\n')
+    with pytest.raises(ConfigError, match=r"devices\.dirs") as info:
+        load_config(path, {"devices": {"dirs": ["/y"]}}, {"devices.dirs": "--dir"})
+    assert str(path) in str(info.value)
