@@ -156,13 +156,16 @@ def summary_markdown(names: list[str]) -> str:  # noqa: PLR0912, PLR0915 (one se
     goodput = _load("link_goodput") if "link_goodput" in names else None
     if goodput:
         out += ["## Link goodput (task output over a pty)", ""]
-        out += ["| line | goodput kB/s | % of baud/10 | wire efficiency |"]
-        out += ["| --- | --- | --- | --- |"]
+        out += ["| line | firmware | goodput kB/s | % of baud/10 | wire efficiency |"]
+        out += ["| --- | --- | --- | --- | --- |"]
         for r in goodput["results"]:
             pct = r.get("percent_of_line")
             rate = {k: r[f"goodput_Bps_{k}"] / 1000 for k in ("median", "min", "max")}
+            # "current": this tree's device side; "before": without task handles and
+            # line-aware timers, measured in the same run as the baseline.
             out.append(
-                f"| {r['case']} | {_f(rate)} | {_f(pct) if pct else '—'} | "
+                f"| {r['case']} | {r.get('firmware', 'current')} | {_f(rate)} | "
+                f"{_f(pct) if pct else '—'} | "
                 f"{r['efficiency_percent']:.1f}% |"
             )
         out += [
@@ -170,8 +173,9 @@ def summary_markdown(names: list[str]) -> str:  # noqa: PLR0912, PLR0915 (one se
             "Target ≥ 90% of baud/10 at 115200 (512-byte frames): "
             f"{'met' if goodput.get('target_115200_met') else 'NOT met'}; ≥ 95% for a device "
             "declaring frames of 1 KB or more: "
-            f"{'met' if goodput.get('target_large_frames_met') else 'NOT met'}. Every frame "
-            "carries a task id as the gateway makes them (40 bytes).",
+            f"{'met' if goodput.get('target_large_frames_met') else 'NOT met'}. The current "
+            "firmware names a task's output by a one-byte task handle, the one of before by "
+            "the task id as the gateway makes them (40 bytes).",
             "",
         ]
     pod = _load("pods") if "pods" in names else None
