@@ -21,7 +21,7 @@ from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from firmware_protocol import MessageTooLargeError
-from gateway.errors import DeviceRejected, LinkDown, SessionClosed, WireletError
+from gateway.errors import DeviceRejected, LinkDown, LinkTimeout, SessionClosed, WireletError
 from gateway.link.events import (
     ANY_APP,
     Reconciled,
@@ -456,6 +456,22 @@ class DeviceRuntime:
         self._open_instance(record, name)
         self._spawn(self._start_on_device(record, index, name), f"start {name}")
 
+    async def _settle_unanswered(self, task_id: str) -> None:
+        """Ask the device's task list until it settles an unanswered START (see `reconciled`),
+        backing off; a link that drops meanwhile settles it with the next handshake's list."""
+        delay = 0.5
+        while task_id in self._unconfirmed and self.link_up:
+            try:
+                tasks = await self.device.list_tasks()
+            except WireletError as exc:
+                log.warning("%s: task list for the start of %s: %s", self.label, task_id, exc)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 30.0)
+                continue
+            if task_id in self._unconfirmed:
+                self.reconciled(tasks)
+            return
+
     def _mark_used(self, record: PodRecord, name: TaskName) -> None:
         """Record on disk, before START goes out, that this task id is used (see
         `_instance_used`): a gateway that dies now must not let its successor reuse it."""
@@ -490,6 +506,17 @@ class DeviceRuntime:
                     f"start not confirmed ({exc}); the device's task list will tell",
                 )
                 self.on_change(record.spec.uid)
+                return
+            if isinstance(exc, LinkTimeout):
+                # Unanswered: the device may have run it (and even finished it). Sending START
+                # again with this id could run it twice; its task list says what happened.
+                self._unconfirmed.add(str(name))
+                status.state = ContainerState.waiting(
+                    "ContainerCreating",
+                    f"start not confirmed ({exc}); asking the device's task list",
+                )
+                self.on_change(record.spec.uid)
+                self._spawn(self._settle_unanswered(str(name)), f"settle {name}")
                 return
             await self._drop_instance(str(name))
             if isinstance(exc, DeviceRejected):

@@ -455,3 +455,38 @@ async def test_a_started_container_gets_the_kubelets_events_in_order(tmp_path: P
     await _running(rig, spec.uid)
     await until("events", lambda: "Started" in rig.reasons())
     assert rig.reasons()[:3] == ["Pulled", "Created", "Started"]
+
+
+async def test_an_unanswered_start_is_settled_by_the_task_list_never_sent_again(
+    tmp_path: Path,
+) -> None:
+    """START ran on the device but its answer never came (a timeout, the link still up): the
+    runtime asks the task list instead of retrying START with the same id, which would run the
+    task a second time if it had meanwhile finished."""
+    rig = RuntimeRig.create(tmp_path)
+    rig.device.unanswered_starts.add("echo")
+    spec = pod_spec(policy=Policy.NEVER)
+    rig.runtime.sync_pod(spec)
+    task_id = await _running(rig, spec.uid)
+    assert rig.device.starts == [task_id]
+
+
+async def test_an_unanswered_start_that_already_ended_is_settled_as_its_exit(
+    tmp_path: Path,
+) -> None:
+    rig = RuntimeRig.create(tmp_path)
+    rig.device.unanswered_starts.add("echo")
+    original = rig.device.list_tasks
+
+    async def ended_by_then() -> list[TaskInfo]:
+        for task_id in list(rig.device.tasks):
+            rig.device.ended(task_id, 0)
+        return list(await original())
+
+    rig.device.list_tasks = ended_by_then  # type: ignore[method-assign]
+    spec = pod_spec(policy=Policy.NEVER)
+    rig.runtime.sync_pod(spec)
+    await until(
+        "succeeded", lambda: pod_phase(Policy.NEVER, rig.pod(spec.uid).containers) == "Succeeded"
+    )
+    assert len(rig.device.starts) == 1
