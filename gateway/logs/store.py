@@ -37,6 +37,32 @@ class LogStore:
             directory, restart, self.config, changes=self.changes.signal(directory)
         )
 
+    def mark_instance(
+        self, namespace: str, pod: str, uid: str, container: str, restart: int
+    ) -> None:
+        """Create the (empty) log of a container instance before its task is started: the
+        record that its task id was used, which outlives a gateway crash (see `instance_used`)."""
+        directory = self.container_dir(namespace, pod, uid, container)
+        directory.mkdir(parents=True, exist_ok=True)
+        layout.current_log_file(directory, restart).touch()
+
+    def unmark_instance(
+        self, namespace: str, pod: str, uid: str, container: str, restart: int
+    ) -> None:
+        """The device refused the instance's start: its id was not used. An empty log goes."""
+        current = layout.current_log_file(
+            self.container_dir(namespace, pod, uid, container), restart
+        )
+        if current.exists() and current.stat().st_size == 0:
+            current.unlink(missing_ok=True)
+
+    def instance_used(
+        self, namespace: str, pod: str, uid: str, container: str, restart: int
+    ) -> bool:
+        """Whether a gateway started (or tried to start) this container instance: its log exists."""
+        directory = self.container_dir(namespace, pod, uid, container)
+        return bool(layout.instance_log_files(directory, restart))
+
     def source(
         self,
         namespace: str,

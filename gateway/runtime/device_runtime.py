@@ -21,7 +21,7 @@ from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from firmware_protocol import MessageTooLargeError
-from gateway.errors import DeviceRejected, LinkDown, SessionClosed, WireletError
+from gateway.errors import DeviceRejected, LinkDown, LinkTimeout, SessionClosed, WireletError
 from gateway.link.events import (
     ANY_APP,
     Reconciled,
@@ -262,15 +262,20 @@ class DeviceRuntime:
             restarts, state = record.spec.prior[index]
         else:
             latest = self._latest_device_task(record.spec.uid, index)
-            if latest is None:
-                return False
-            restarts, state = latest, None
+            if latest is None and not self._instance_used(record, index, 0, None):
+                return False  # never started
+            restarts, state = latest or 0, None
         status = record.containers[index]
         status.restart_count = restarts
         info = self._device_task(record.spec.uid, index, restarts)
         if info is not None and info.running:
             return False  # still running on the device: adopted
         now = datetime.now(UTC)
+        if info is None and self._instance_used(record, index, restarts, state):
+            # A previous gateway started this instance (its log exists) and died before any
+            # status said so, and the device no longer knows the task (it rebooted meanwhile):
+            # it ran and was lost. Starting its task id again would run it a second time.
+            state = ContainerState(ContainerPhase.RUNNING)
         if info is not None:
             # It ended while no gateway listened; the device still knows how.
             code = info.exit_code if info.exit_code is not None else LOST_EXIT_CODE
@@ -291,7 +296,7 @@ class DeviceRuntime:
                 return True
             status.last_state = state
         elif state.phase is ContainerPhase.RUNNING:
-            status.last_state = ContainerState(
+            lost = ContainerState(
                 ContainerPhase.TERMINATED,
                 reason="Lost",
                 message="the task was gone from the device when the gateway came back",
@@ -300,10 +305,30 @@ class DeviceRuntime:
                 finished_at=now,
                 task_id=str(TaskName(record.spec.uid, index, restarts)),
             )
+            if not record.policy(index).restarts_after(LOST_EXIT_CODE):
+                status.state = lost  # as a task lost while the gateway runs: policy applies
+                return True
+            status.last_state = lost
         elif restarts == 0:
             return False  # waiting, never ran
         status.restart_count = restarts + 1  # the next instance gets a new log file
         return False
+
+    def _instance_used(
+        self, record: PodRecord, index: int, restart: int, state: ContainerState | None
+    ) -> bool:
+        """Whether the instance about to be started as `restart` was started before, though
+        its status (none, or waiting before its first run) does not say so: its log exists
+        (`_start` creates it before sending START)."""
+        if state is not None and (state.phase is not ContainerPhase.WAITING or restart != 0):
+            return False
+        spec = record.spec
+        container = spec.containers[index].container
+        try:
+            return self.logs.instance_used(spec.namespace, spec.name, spec.uid, container, restart)
+        except OSError as exc:
+            log.warning("%s: cannot tell whether %s ran: %s", self.label, container, exc)
+            return False
 
     def _latest_device_task(self, uid: str, index: int) -> int | None:
         """The highest restart count of the device's tasks for this container, if any."""
@@ -427,8 +452,43 @@ class DeviceRuntime:
             return
         status.state = ContainerState.waiting("ContainerCreating")
         status.task_id = str(name)
+        self._mark_used(record, name)
         self._open_instance(record, name)
         self._spawn(self._start_on_device(record, index, name), f"start {name}")
+
+    async def _settle_unanswered(self, task_id: str) -> None:
+        """Ask the device's task list until it settles an unanswered START (see `reconciled`),
+        backing off; a link that drops meanwhile settles it with the next handshake's list."""
+        delay = 0.5
+        while task_id in self._unconfirmed and self.link_up:
+            try:
+                tasks = await self.device.list_tasks()
+            except WireletError as exc:
+                log.warning("%s: task list for the start of %s: %s", self.label, task_id, exc)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 30.0)
+                continue
+            if task_id in self._unconfirmed:
+                self.reconciled(tasks)
+            return
+
+    def _mark_used(self, record: PodRecord, name: TaskName) -> None:
+        """Record on disk, before START goes out, that this task id is used (see
+        `_instance_used`): a gateway that dies now must not let its successor reuse it."""
+        spec = record.spec
+        container = spec.containers[name.container_index].container
+        try:
+            self.logs.mark_instance(spec.namespace, spec.name, spec.uid, container, name.restart)
+        except OSError as exc:
+            # The log writer reports the same trouble as its output arrives (LogWriteFailed).
+            log.warning("%s: cannot create the log of %s: %s", self.label, name, exc)
+
+    def _unmark_used(self, record: PodRecord, name: TaskName) -> None:
+        """The device refused the START: the task id is free after all (see `_mark_used`)."""
+        spec = record.spec
+        container = spec.containers[name.container_index].container
+        with contextlib.suppress(OSError):
+            self.logs.unmark_instance(spec.namespace, spec.name, spec.uid, container, name.restart)
 
     async def _start_on_device(self, record: PodRecord, index: int, name: TaskName) -> None:
         spec = record.spec.containers[index]
@@ -447,7 +507,20 @@ class DeviceRuntime:
                 )
                 self.on_change(record.spec.uid)
                 return
+            if isinstance(exc, LinkTimeout):
+                # Unanswered: the device may have run it (and even finished it). Sending START
+                # again with this id could run it twice; its task list says what happened.
+                self._unconfirmed.add(str(name))
+                status.state = ContainerState.waiting(
+                    "ContainerCreating",
+                    f"start not confirmed ({exc}); asking the device's task list",
+                )
+                self.on_change(record.spec.uid)
+                self._spawn(self._settle_unanswered(str(name)), f"settle {name}")
+                return
             await self._drop_instance(str(name))
+            if isinstance(exc, DeviceRejected):
+                self._unmark_used(record, name)
             if status.task_id == str(name):
                 status.task_id = None
             too_large = isinstance(exc.__cause__, MessageTooLargeError)

@@ -211,3 +211,30 @@ async def test_sigkill_at_many_points_of_a_flood_loses_and_repeats_no_line(
             f"{len(seen)} lines, expected {FLOOD_LINES}; first difference at line {first_bad}: "
             f"{seen[first_bad - 2 : first_bad + 3]}"
         )
+
+
+async def test_a_task_lost_in_a_reboot_while_the_gateway_was_down_is_not_started_again(
+    external: tuple[Wirelet, GatewayProcess],
+) -> None:
+    """The gateway dies right after starting a task (before it wrote any status), the device
+    reboots while no gateway listens: its task list is empty, yet the task id was used. The
+    new gateway must not start that id again (the device would run it a second time): the
+    instance ran and was lost, and the restart policy says what follows."""
+    wirelet, process = external
+    device = wirelet.fleet.devices[0]
+    node = wirelet.node(device.profile.device_id)
+    await wirelet.wait_node(node)
+    created = await wirelet.create_pod("rebooted", "counter", ["30", "20"], node=node)
+    task_id = f"{created['metadata']['uid']}/0/0"
+
+    # Killed as soon as the device took the START: before any status says the container ran.
+    async with asyncio.timeout(60):
+        while device.starts[task_id] < 1:  # noqa: ASYNC110 (the emulator signals no starts)
+            await asyncio.sleep(0.002)
+    await process.kill()
+    device.reboot()
+    await process.start()
+    pod = await wirelet.wait_pod_phase("rebooted", "Succeeded", "Failed")
+    assert device.starts[task_id] == 1, "the restarted gateway started a used task id again"
+    terminated = pod["status"]["containerStatuses"][0]["state"]["terminated"]
+    assert (terminated["reason"], terminated["exitCode"]) == ("Lost", 137), terminated

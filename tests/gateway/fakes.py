@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from gateway.errors import DeviceRejected, WireletError
+from gateway.errors import DeviceRejected, LinkTimeout, WireletError
 from gateway.kube.api import KubeApiError
 from gateway.link.events import (
     DeviceFacts,
@@ -80,6 +80,8 @@ class FakeDevice:
         self.stops: list[tuple[str, float]] = []
         self.acks: list[tuple[str, str, int]] = []
         self.start_errors: dict[str, WireletError] = {}  # app -> what START answers
+        # Apps whose START the device runs but whose answer never arrives (LinkTimeout).
+        self.unanswered_starts: set[str] = set()
         self.confirm_starts = True
 
     def _report(self, event: TaskStarted | TaskExited | TaskLost) -> None:
@@ -100,6 +102,8 @@ class FakeDevice:
         if error is not None:
             raise error
         self.tasks[task_id] = TaskInfo(task_id, app, True, None, 0, 0)
+        if app in self.unanswered_starts:
+            raise LinkTimeout(f"no answer to the start of {task_id}")
         if self.confirm_starts:
             self._report(TaskStarted(task_id))
 

@@ -292,6 +292,63 @@ async def test_after_a_gateway_restart_a_task_that_ended_meanwhile_keeps_its_exi
     await rig.runtime.close()
 
 
+@pytest.mark.parametrize(("policy", "next_task"), [(Policy.NEVER, None), (Policy.ALWAYS, "0/1")])
+@pytest.mark.parametrize("prior", ["none", "waiting"])
+async def test_a_task_started_just_before_a_crash_and_lost_in_a_reboot_is_not_started_again(
+    tmp_path: Path, policy: RestartPolicy, next_task: str | None, prior: str
+) -> None:
+    """A gateway sends START and dies before any status says the container ran (none, or the
+    first one: waiting); the device reboots while no gateway listens, so its task list is
+    empty. The next gateway must not send START with that task id again (the device would run
+    it a second time): the instance ran and was lost, and the restart policy applies."""
+    spec = pod_spec(policy=policy)
+    first = RuntimeRig.create(tmp_path)
+    first.runtime.sync_pod(spec)
+    await until("started", lambda: first.device.starts == [f"{spec.uid}/0/0"])
+    # The next gateway: same log directory, a rebooted device that lists nothing.
+    rig = RuntimeRig.create(tmp_path, listed=[])
+    recorded = {"none": (), "waiting": _prior(spec.uid, 0, ContainerState.waiting("x"))}
+    rig.runtime.sync_pod(dataclasses.replace(spec, prior=recorded[prior]))
+    status = rig.pod(spec.uid).containers[0]
+    if next_task is None:
+        assert (status.state.reason, status.state.exit_code) == ("Lost", LOST_EXIT_CODE)
+        assert status.state.task_id == f"{spec.uid}/0/0"
+        assert rig.device.starts == []
+    else:
+        assert await _running(rig, spec.uid) == f"{spec.uid}/{next_task}"
+        assert rig.device.starts == [f"{spec.uid}/{next_task}"]
+    await rig.runtime.close()
+    await first.runtime.close()
+
+
+async def test_a_start_the_device_refused_leaves_its_task_id_free(tmp_path: Path) -> None:
+    """A refused START did not use the task id: a gateway restarted meanwhile starts it."""
+    spec = pod_spec(policy=Policy.NEVER)
+    first = RuntimeRig.create(tmp_path)
+    first.device.start_errors["echo"] = DeviceRejected("no free task slot", code="NO_SLOT")
+    first.runtime.sync_pod(spec)
+    await until(
+        "refused", lambda: first.pod(spec.uid).containers[0].state.reason == "RunContainerError"
+    )
+    await first.runtime.close()
+    rig = RuntimeRig.create(tmp_path, listed=[])
+    rig.runtime.sync_pod(dataclasses.replace(spec, prior=_prior(spec.uid, 0, None)))
+    assert await _running(rig, spec.uid) == f"{spec.uid}/0/0"
+    await rig.runtime.close()
+
+
+async def test_after_a_gateway_restart_a_lost_task_of_a_never_pod_is_not_restarted(
+    tmp_path: Path,
+) -> None:
+    rig = RuntimeRig.create(tmp_path, listed=[])
+    spec = pod_spec(policy=Policy.NEVER)
+    rig.runtime.sync_pod(dataclasses.replace(spec, prior=_prior(spec.uid, 0, RAN)))
+    status = rig.pod(spec.uid).containers[0]
+    assert (status.state.reason, status.state.exit_code) == ("Lost", LOST_EXIT_CODE)
+    assert rig.device.starts == []
+    await rig.runtime.close()
+
+
 # --- lost tasks, deletes, orphans -------------------------------------------------------------
 
 
@@ -398,3 +455,38 @@ async def test_a_started_container_gets_the_kubelets_events_in_order(tmp_path: P
     await _running(rig, spec.uid)
     await until("events", lambda: "Started" in rig.reasons())
     assert rig.reasons()[:3] == ["Pulled", "Created", "Started"]
+
+
+async def test_an_unanswered_start_is_settled_by_the_task_list_never_sent_again(
+    tmp_path: Path,
+) -> None:
+    """START ran on the device but its answer never came (a timeout, the link still up): the
+    runtime asks the task list instead of retrying START with the same id, which would run the
+    task a second time if it had meanwhile finished."""
+    rig = RuntimeRig.create(tmp_path)
+    rig.device.unanswered_starts.add("echo")
+    spec = pod_spec(policy=Policy.NEVER)
+    rig.runtime.sync_pod(spec)
+    task_id = await _running(rig, spec.uid)
+    assert rig.device.starts == [task_id]
+
+
+async def test_an_unanswered_start_that_already_ended_is_settled_as_its_exit(
+    tmp_path: Path,
+) -> None:
+    rig = RuntimeRig.create(tmp_path)
+    rig.device.unanswered_starts.add("echo")
+    original = rig.device.list_tasks
+
+    async def ended_by_then() -> list[TaskInfo]:
+        for task_id in list(rig.device.tasks):
+            rig.device.ended(task_id, 0)
+        return list(await original())
+
+    rig.device.list_tasks = ended_by_then  # type: ignore[method-assign]
+    spec = pod_spec(policy=Policy.NEVER)
+    rig.runtime.sync_pod(spec)
+    await until(
+        "succeeded", lambda: pod_phase(Policy.NEVER, rig.pod(spec.uid).containers) == "Succeeded"
+    )
+    assert len(rig.device.starts) == 1
