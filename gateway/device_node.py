@@ -298,6 +298,14 @@ class DeviceNode:
                 EARLY_TASKS_LIMIT,
             )
             self._early.dropped_output = self._early.dropped_tasks = 0
+        binding = self.controller.nodes.get(self.name) if self.name else None
+        if binding is not None and binding.runtime is not None:
+            self._replay_early()
+        # else `_attach` replays them once the pods are handed over: an exit replayed before
+        # its pod is known would be dropped, and the pod adopted as running forever.
+
+    def _replay_early(self) -> None:
+        assert self.runtime is not None
         for pending in self._early.drain():
             self.runtime.handle(pending)
 
@@ -308,6 +316,7 @@ class DeviceNode:
         self.controller.attach_runtime(
             self.name, self.runtime, known_pods=self.informer_synced.is_set()
         )
+        self._replay_early()
         if not self.informer_synced.is_set():
             self._tasks.spawn(self._orphans_after_sync(), f"orphans {self.name}")
 

@@ -185,6 +185,37 @@ async def test_events_after_the_node_is_ours_go_straight_to_the_runtime(
         assert rig.runtime.handled == [TaskExited("a", 1, "exited", 0, 0)]
 
 
+async def test_an_exit_reported_before_the_node_is_served_ends_its_adopted_pod(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The handshake's task list says a task runs; it ends before the node is claimed (a
+    restarted gateway waits for its lease): the exit waits for the pods to be handed over,
+    or the pod would be adopted as running and never end."""
+    async with node_rig(tmp_path, monkeypatch) as rig:
+        uid = "0b5e7c4e-0000-4000-8000-000000000002"
+        rig.controller.on_pod(
+            "ADDED",
+            {
+                "metadata": {"uid": uid, "namespace": "ns", "name": "p"},
+                "spec": {
+                    "nodeName": rig.name,
+                    "restartPolicy": "Never",
+                    "containers": [{"name": "c", "image": "registry/echo:1.0"}],
+                },
+            },
+        )
+        task_id = str(TaskName(uid, 0, 0))
+        rig.link.running(task_id)
+        rig.link.connect()  # UP, then the task list: running
+        rig.link.exit(task_id, 0)  # before the node agent has claimed the node
+
+        def ended() -> bool:
+            snapshot = rig.node.runtime.snapshot(uid) if rig.node.runtime else None
+            return snapshot is not None and snapshot.containers[0].state.phase.value == "terminated"
+
+        await until("the pod's container ended", ended)
+
+
 # --- link state -> node conditions ---------------------------------------------------------------
 
 

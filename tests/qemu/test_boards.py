@@ -132,13 +132,20 @@ async def test_gateway_sigkill_and_restart_every_line_exactly_once(
     qemu_setup: QemuSetup, wirelet: Wirelet
 ) -> None:
     names = {}
-    for target in _targets(qemu_setup):
-        node = wirelet.node(qemu_setup.boards.ids[target])
+    nodes = {t: wirelet.node(qemu_setup.boards.ids[t]) for t in _targets(qemu_setup)}
+    # Every board Ready before any pod: a board still reconnecting after the previous test's
+    # fault must not let the other's counter finish before this test sees it running.
+    for node in nodes.values():
         await wirelet.wait_node(node)
+    for target, node in nodes.items():
         names[target] = f"survivor-{target}"
-        await wirelet.create_pod(names[target], "counter", ["40", "50"], node=node)
-    for name in names.values():
-        await wirelet.wait_container(name, lambda c: "running" in c["state"])
+        # 40 lines 0.2 s apart: still running when the gateway is killed, on a busy host too.
+        await wirelet.create_pod(names[target], "counter", ["40", "200"], node=node)
+    # Both at once: a board slow to take its START must not make the test miss the other
+    # board's counter while it runs.
+    await asyncio.gather(
+        *(wirelet.wait_container(n, lambda c: "running" in c["state"]) for n in names.values())
+    )
     qemu_setup.gateway.kill()
     await asyncio.sleep(0.5)  # the boards keep printing while no gateway listens
     qemu_setup.gateway.start()
