@@ -32,6 +32,10 @@ class FrameFlags(IntFlag):
     ACK = 0x02
 
 
+_SEQ_BIT = int(FrameFlags.SEQ)
+_ACK_BIT = int(FrameFlags.ACK)
+
+
 def max_encoded_size(max_frame: int) -> int:
     """Bytes a COBS block of a ``max_frame``-byte frame can take, without the delimiter."""
     return max_frame + max_frame // 254 + 1
@@ -48,13 +52,14 @@ class Frame:
     ack: int
     payload: bytes
 
+    # On plain ints: IntFlag's own `&` is Python code, and runs for every frame.
     @property
     def sequenced(self) -> bool:
-        return bool(self.flags & FrameFlags.SEQ)
+        return bool(int(self.flags) & _SEQ_BIT)
 
     @property
     def has_ack(self) -> bool:
-        return bool(self.flags & FrameFlags.ACK)
+        return bool(int(self.flags) & _ACK_BIT)
 
     def raw(self) -> bytes:
         """Header + payload + CRC, before COBS."""

@@ -633,12 +633,13 @@ class Link:
 
     def _emit(self, message: Message) -> float:
         """Send an unsequenced message now (link control); returns when it will have left."""
+        payload = message.to_bytes()
         if message.TYPE in _HANDSHAKE_TYPES:
-            frame = Frame(HANDSHAKE_HEADER_VERSION, message.TYPE, FrameFlags.NONE, 0, 0, b"")
+            frame = Frame(HANDSHAKE_HEADER_VERSION, message.TYPE, FrameFlags.NONE, 0, 0, payload)
         else:
-            frame = Frame(self._hs.version, message.TYPE, FrameFlags.ACK, 0, self._rx.ack, b"")
+            frame = Frame(self._hs.version, message.TYPE, FrameFlags.ACK, 0, self._rx.ack, payload)
             self._rx.ack_pending = False
-        return self._line.write(replace(frame, payload=message.to_bytes()))
+        return self._line.write(frame)
 
     # --- helpers --------------------------------------------------------------------------------
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import abc
 from collections.abc import Awaitable, Callable
+from typing import NoReturn
 
 
 class Transport(abc.ABC):
@@ -33,6 +34,13 @@ class Transport(abc.ABC):
     @abc.abstractmethod
     async def read(self) -> bytes:
         """Wait for and return at least one byte. Raises `TransportClosed` once the port is gone."""
+
+    async def pump(self, on_data: Callable[[bytes], None]) -> NoReturn:
+        """Hand every batch of received bytes to `on_data`, in order, until the port is gone
+        (`TransportClosed`) or `on_data` raises (that exception). Transports that can call
+        `on_data` from their own receive callback override this: no task wake-up per read."""
+        while True:
+            on_data(await self.read())
 
     @abc.abstractmethod
     async def write(self, data: bytes) -> None:

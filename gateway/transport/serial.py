@@ -10,6 +10,7 @@ import logging
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import NoReturn
 
 import serial
 import serial_asyncio_fast
@@ -51,12 +52,22 @@ class _Receiver(asyncio.Protocol):
         self._can_write = asyncio.Event()
         self._can_write.set()
         self._reading_paused = False
+        # While pump() runs: received bytes go straight to its callback (no task wake-up per
+        # read, at 1000 devices ~1000 a second), and its end (port gone, callback failed) here.
+        self._sink: Callable[[bytes], None] | None = None
+        self._sink_done: asyncio.Future[NoReturn] | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
         self.transport = transport
 
     def data_received(self, data: bytes) -> None:
+        if self._sink is not None:
+            try:
+                self._sink(data)
+            except BaseException as exc:  # the pump's caller gets it, as from a read loop
+                self._end_sink(exc)
+            return
         self.chunks.append(data)
         self.buffered += len(data)
         if self.buffered > READ_BUFFER_HIGH_WATER and self.transport and not self._reading_paused:
@@ -67,6 +78,7 @@ class _Receiver(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         if not self.lost.done():
             self.lost.set_result(exc)
+        self._end_sink(TransportClosed(f"port closed: {exc or 'closed'}"))
         self._can_write.set()
         self._wake()
 
@@ -80,6 +92,35 @@ class _Receiver(asyncio.Protocol):
         if self._data_waiter is not None and not self._data_waiter.done():
             self._data_waiter.set_result(None)
 
+    def attach(self, sink: Callable[[bytes], None]) -> asyncio.Future[NoReturn]:
+        """Deliver received bytes to `sink` from now on; the future fails with the reason it
+        stopped (the port gone, or what `sink` raised)."""
+        done: asyncio.Future[NoReturn] = asyncio.get_running_loop().create_future()
+        if self.lost.done():
+            done.set_exception(TransportClosed(f"port closed: {self.lost.result() or 'closed'}"))
+            return done
+        self._sink, self._sink_done = sink, done
+        if self._reading_paused and self.transport is not None:
+            self._reading_paused = False
+            self.transport.resume_reading()
+        return done
+
+    def detach(self) -> None:
+        self._sink = self._sink_done = None
+
+    def _end_sink(self, exc: BaseException) -> None:
+        done = self._sink_done
+        self.detach()
+        if done is not None and not done.done():
+            done.set_exception(exc)
+
+    def take(self) -> bytes:
+        """Every byte received and not yet read (b"" if none)."""
+        data = b"".join(self.chunks)
+        self.chunks.clear()
+        self.buffered = 0
+        return data
+
     async def next_bytes(self) -> bytes:
         while not self.chunks:
             if self.lost.done():
@@ -89,9 +130,7 @@ class _Receiver(asyncio.Protocol):
                 await self._data_waiter
             finally:
                 self._data_waiter = None
-        data = b"".join(self.chunks)
-        self.chunks.clear()
-        self.buffered = 0
+        data = self.take()
         if self._reading_paused and self.transport is not None and not self.lost.done():
             self._reading_paused = False
             self.transport.resume_reading()
@@ -102,7 +141,8 @@ class _Receiver(asyncio.Protocol):
 
 
 class _Serial(serial.Serial):  # type: ignore[misc]
-    """pyserial's Serial whose non-blocking read never calls select().
+    """pyserial's Serial whose non-blocking read never calls select(), and whose non-blocking
+    write is one system call.
 
     pyserial's POSIX `read` select()s on the fd before reading even with timeout 0, and select()
     cannot take a descriptor >= FD_SETSIZE (1024): a gateway serving a few hundred devices has
@@ -127,6 +167,21 @@ class _Serial(serial.Serial):  # type: ignore[misc]
                 "(device disconnected or multiple access on port?)"
             )
         return data
+
+    def write(self, data: bytes) -> int:
+        """Non-blocking (write timeout 0, as the asyncio transport sets it): one os.write.
+        pyserial's own builds a timeout object per call and, with the tty full, spins on
+        EAGAIN instead of saying so; BlockingIOError lets the asyncio transport buffer."""
+        if self._write_timeout != 0 or not self.is_open:
+            return super().write(data)  # type: ignore[no-any-return]
+        try:
+            return os.write(self.fd, data)
+        except BlockingIOError:
+            raise
+        except InterruptedError:
+            raise BlockingIOError(errno.EINTR, "interrupted") from None
+        except OSError as exc:
+            raise serial.SerialException(f"write failed: {exc}") from exc
 
 
 def _open_serial(path: str, settings: SerialSettings) -> serial.Serial:
@@ -190,6 +245,18 @@ class SerialTransport(Transport):
 
     async def read(self) -> bytes:
         return await self._rx.next_bytes()
+
+    async def pump(self, on_data: Callable[[bytes], None]) -> NoReturn:
+        """`on_data` called from the receive callback itself (see `Transport.pump`)."""
+        earlier = self._rx.take()
+        if earlier:
+            on_data(earlier)
+        done = self._rx.attach(on_data)
+        try:
+            await done
+        finally:
+            self._rx.detach()
+        raise AssertionError("unreachable: the future only ever fails")
 
     @property
     def ready_to_write(self) -> bool:
