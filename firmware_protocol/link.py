@@ -16,7 +16,6 @@ line-rate accounting) and ``handles`` (task handles). ``LinkConfig``, ``LinkStat
 from __future__ import annotations
 
 from collections.abc import Collection
-from dataclasses import replace
 
 from .budget import fit_error, refit, truncate_utf8
 from .constants import (

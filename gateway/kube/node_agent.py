@@ -53,6 +53,16 @@ def renewal_delay(interval: float, first: bool, draw: Callable[[], float] = rand
     return interval * (0.5 + 0.5 * draw()) if first else interval
 
 
+def status_report_delay(
+    interval: float, first: bool, draw: Callable[[], float] = random.random
+) -> float:
+    """Seconds until node status is re-posted unchanged. After the node's first status write, a
+    random half to whole interval, as for the lease: nodes registered together (1000 devices
+    at a gateway's start) would otherwise re-post all at once every interval, a burst of
+    writes for the API server and a spike of the gateway's CPU every 5 minutes."""
+    return renewal_delay(interval, first, draw)
+
+
 def micro_time(moment: datetime) -> str:
     return moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
@@ -92,6 +102,7 @@ class NodeAgent:
         events: EventRecorder | None = None,
         on_owned: Callable[[], None] | None = None,
         on_lost: Callable[[str], None] | None = None,
+        draw: Callable[[], float] = random.random,
     ) -> None:
         self.api = api
         self.name = name
@@ -118,7 +129,9 @@ class NodeAgent:
         self._waiter: asyncio.Future[None] | None = None  # the loop's sleep, cut short by _signal
         # The status as last written but for its conditions (None: write everything next time).
         self._status_rest: dict[str, Any] | None = None
-        self._last_status = 0.0
+        self._draw = draw  # spreads the first re-post of status (status_report_delay)
+        self.status_written_at: float | None = None  # loop time of the last status write
+        self.status_due = 0.0  # loop time of the next unchanged re-post
         self._next_lease: float | None = None  # None while the link is down: no renewals
         self._went_down = False  # the link was up once and is down now
         self._recheck_owner = False  # link back up: someone may have taken the node meanwhile
@@ -338,8 +351,13 @@ class NodeAgent:
             await self._deleted_while_attached()
             return
         self._status_rest = rest
+        now_loop = asyncio.get_running_loop().time()
+        first = self.status_written_at is None
         self.status_writes += 1
-        self._last_status = asyncio.get_running_loop().time()
+        self.status_written_at = now_loop
+        self.status_due = now_loop + status_report_delay(
+            self.config.status_interval_s, first, self._draw
+        )
         owner = ((node.get("metadata") or {}).get("annotations") or {}).get(OWNER_ANNOTATION)
         if owner and owner != self.owner:
             self._lose(owner)
@@ -498,7 +516,7 @@ class NodeAgent:
             await self.ensure_node()  # another gateway may have taken the node while we were down
             if not self.owned:
                 return
-        if self._wake.is_set() or now - self._last_status >= self.config.status_interval_s:
+        if self._wake.is_set() or now >= self.status_due:
             self._wake.clear()
             # A stale NotReady must not overwrite the status of the gateway that took over.
             if self._lease_may_have_expired() and not await self.still_owner():
@@ -514,7 +532,7 @@ class NodeAgent:
             first = self._next_lease is None
             await self.renew_lease()
             self._next_lease = now + renewal_delay(self.config.lease_renew_interval_s, first)
-        deadline = self._last_status + self.config.status_interval_s
+        deadline = self.status_due
         if self._next_lease is not None:
             deadline = min(deadline, self._next_lease)
         if self._down_since is not None and self.config.remove_after_s > 0:

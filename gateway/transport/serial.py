@@ -169,9 +169,10 @@ class _Serial(serial.Serial):  # type: ignore[misc]
         return data
 
     def write(self, data: bytes) -> int:
-        """Non-blocking (write timeout 0, as the asyncio transport sets it): one os.write.
-        pyserial's own builds a timeout object per call and, with the tty full, spins on
-        EAGAIN instead of saying so; BlockingIOError lets the asyncio transport buffer."""
+        """Non-blocking (write timeout 0, as the asyncio transport sets it): one os.write,
+        which is all pyserial's own does then, less its per-call set-up (a heartbeat per
+        device every few seconds goes through here). EAGAIN is BlockingIOError, which the
+        asyncio transport buffers."""
         if self._write_timeout != 0 or not self.is_open:
             return super().write(data)  # type: ignore[no-any-return]
         try:

@@ -28,6 +28,7 @@ from hil.cluster.local import LocalCluster
 from hil.emulator.fleet import EmulatedFleet
 from hil.emulator.profile import DeviceProfile
 from tests.e2e.conftest import WAIT, Wirelet, _admin_configuration, _delete_nodes, gateway_config
+from tests.gateway.fakes import until
 
 pytestmark = pytest.mark.integration
 
@@ -106,6 +107,47 @@ async def test_a_node_the_api_server_refuses_is_not_sent_again(cluster: LocalClu
                 f"/apis/coordination.k8s.io/v1/namespaces/{LEASE_NAMESPACE}/leases/Not_A_Valid_Node"
             )
         assert exc.value.not_found
+
+
+async def test_the_first_unchanged_status_repost_is_spread_later_ones_keep_the_interval(
+    cluster: LocalCluster,
+) -> None:
+    """Nodes registered together must not re-post their status together every interval: the
+    first re-post waits a random half to whole interval (here the draw is fixed: half), every
+    later one the whole interval, counted from the last write (a change writes at once)."""
+    facts = NodeFacts(
+        device_id="spread",
+        vendor="",
+        product="",
+        serial="",
+        firmware_name="fw",
+        firmware_version="1",
+        transport="serial",
+        task_slots=1,
+        memory_bytes=1024,
+        apps=(),
+    )
+    interval = 600.0  # no re-post happens during the test: only changes write
+    config = NodeConfig(status_interval_s=interval)
+    name = "status-spread"
+    async with KubeApi(await _admin_configuration(cluster)) as api:
+        agent = NodeAgent(
+            api, name, facts, config, node_ip="127.0.0.1", kubelet_port=1, draw=lambda: 0.0
+        )
+        agent.set_link(True, "KubeletReady", "up")
+        runner = asyncio.create_task(agent.run())
+        try:
+            await until("the first status write", lambda: agent.status_writes >= 1)
+            assert agent.status_written_at is not None
+            assert agent.status_due - agent.status_written_at == pytest.approx(interval / 2)
+            agent.set_link(False, "DeviceDisconnected", "unplugged")  # a change: written now
+            await until("the status write of the change", lambda: agent.status_writes >= 2)
+            assert agent.status_due - agent.status_written_at == pytest.approx(interval)
+        finally:
+            runner.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await runner
+            await _delete_nodes(api, [name])
 
 
 def serving(node: DeviceNode) -> bool:

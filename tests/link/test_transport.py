@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import tty
 from pathlib import Path
 
 import pytest
@@ -10,6 +12,7 @@ import pytest
 from gateway.errors import PortBusy, PortNotFound, TransportClosed
 from gateway.transport.serial import SerialSettings, SerialTransport
 from hil.emulator.pty_port import PtyPort
+from tests.gateway.fakes import until
 from tests.link.helpers import WAIT
 
 
@@ -72,3 +75,67 @@ async def test_missing_port_and_exclusive_open(tmp_path: Path) -> None:
 async def _read_until_closed(transport: SerialTransport) -> None:
     while await transport.read():
         pass  # the emulator sent nothing more; anything here is stale
+
+
+def _raw_pty() -> tuple[int, str]:
+    """A pty in raw mode, its master side read (or not) by the test itself."""
+    master, slave = os.openpty()
+    tty.setraw(slave)
+    path = os.ttyname(slave)
+    os.close(slave)
+    os.set_blocking(master, False)
+    return master, path
+
+
+async def test_pump_hands_over_earlier_bytes_first_then_each_read_in_order() -> None:
+    master, path = _raw_pty()
+    transport = await SerialTransport.open(path)
+    try:
+        os.write(master, b"before ")
+        # Queued by the receive callback while nobody reads yet.
+        await until("the first bytes queued", lambda: transport._rx.buffered >= len(b"before "))
+        received = bytearray()
+        in_tasks: list[asyncio.Task[object] | None] = []
+        done = asyncio.Event()
+
+        def on_data(data: bytes) -> None:
+            received.extend(data)
+            in_tasks.append(asyncio.current_task())
+            if received.endswith(b"end"):
+                done.set()
+
+        pump = asyncio.create_task(transport.pump(on_data))
+        for word in (b"one ", b"two ", b"end"):
+            os.write(master, word)
+        async with asyncio.timeout(WAIT):
+            await done.wait()
+        assert bytes(received) == b"before one two end"
+        # The bytes after the first batch came straight from the receive callback, not through
+        # a task woken for each read.
+        assert in_tasks[0] is pump and in_tasks[1:] and set(in_tasks[1:]) == {None}
+        os.close(master)  # the cable is pulled: the pump ends with it
+        master = -1
+        with pytest.raises(TransportClosed):
+            await asyncio.wait_for(pump, WAIT)
+    finally:
+        if master >= 0:
+            os.close(master)
+        await transport.close()
+
+
+async def test_pump_ends_with_what_its_callback_raised() -> None:
+    master, path = _raw_pty()
+    transport = await SerialTransport.open(path)
+    try:
+
+        def on_data(data: bytes) -> None:
+            raise ValueError(f"cannot take {data!r}")
+
+        pump = asyncio.create_task(transport.pump(on_data))
+        os.write(master, b"bad")
+        with pytest.raises(ValueError, match="cannot take"):
+            await asyncio.wait_for(pump, WAIT)
+        assert transport.is_open  # the transport itself is fine; its owner decides
+    finally:
+        os.close(master)
+        await transport.close()
