@@ -66,6 +66,7 @@ IDLE_WINDOW_S = 15.0  # the control plane on its own, before any gateway
 # the steady window starts once that traffic is done.
 CONTROLLER_NODE_TRAFFIC = ("GET nodes", "PATCH nodes", "POST events")
 SETTLE_POLL_S = 5.0
+SETTLE_QUIET_POLLS = 2
 TARGETS = {"cpu_percent_max": 10.0, "rss_mb_max": 200.0, "lease_on_time_share_min": 1.0}
 
 # A kubelet's steady API requests per node, from its defaults (pkg/kubelet, client-go):
@@ -160,11 +161,13 @@ async def settle(api: KubeApi, idle: Idle, nodes: int) -> tuple[float, bool]:
     bound = 60.0 + 0.4 * nodes
     trickle = max(0.5, 0.002 * nodes)
     before = await request_counts(api)
+    quiet = 0  # polls in a row below the trickle: one alone can fall in a lull of a burst
     while time.monotonic() - started < bound:
         await asyncio.sleep(SETTLE_POLL_S)
         after = await request_counts(api)
         busy = idle.less(rates(before, after, SETTLE_POLL_S))
-        if sum(busy.get(k, 0.0) for k in CONTROLLER_NODE_TRAFFIC) < trickle:
+        quiet = quiet + 1 if sum(busy.get(k, 0.0) for k in CONTROLLER_NODE_TRAFFIC) < trickle else 0
+        if quiet >= SETTLE_QUIET_POLLS:
             return time.monotonic() - started, True
         before = after
     return time.monotonic() - started, False
