@@ -199,7 +199,9 @@ class KubeApi:
 
     def _http(self) -> Http1Pool:
         if self._pool is None:
-            self._pool = Http1Pool(self.base, self._ssl, limit=self.connections)
+            self._pool = Http1Pool(
+                self.base, self._ssl, limit=self.connections, timeout=REQUEST_TIMEOUT_S
+            )
         return self._pool
 
     async def close(self) -> None:
@@ -265,8 +267,8 @@ class KubeApi:
             self.requests += 1
             try:
                 headers = await self._headers(content_type)
-                async with asyncio.timeout(REQUEST_TIMEOUT_S):
-                    response = await self._http().request(method, target, headers, data)
+                # Timed by the pool (REQUEST_TIMEOUT_S from a connection on): TimeoutError.
+                response = await self._http().request(method, target, headers, data)
                 if response.status < 400 and not answer:
                     return None
                 payload = _decode(response.status, response.body)

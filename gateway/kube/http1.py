@@ -143,6 +143,14 @@ class _Connection(asyncio.Protocol):
         if not waiter.done():
             waiter.set_result(HttpResponse(status, reason, head, body))
 
+    def time_out(self, after: float) -> None:
+        """No (whole) answer in time: the request fails with TimeoutError, the connection is
+        closed (a late answer must not be taken for the next request's)."""
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_exception(TimeoutError(f"no answer within {after:.0f} s"))
+        self.abort()
+
     def abort(self) -> None:
         self.closed = True
         if self.transport is not None:
@@ -176,7 +184,13 @@ class _Dechunker:
 class Http1Pool:
     """Keep-alive connections to one server, at most `limit` at once; requests wait for one."""
 
-    def __init__(self, base_url: str, ssl_context: ssl.SSLContext | None, limit: int = 64) -> None:
+    def __init__(
+        self,
+        base_url: str,
+        ssl_context: ssl.SSLContext | None,
+        limit: int = 64,
+        timeout: float = 30.0,
+    ) -> None:
         parts = urlsplit(base_url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ValueError(f"not an http(s) URL: {base_url!r}")
@@ -191,17 +205,24 @@ class Http1Pool:
         self._slots = asyncio.Semaphore(limit)
         self._all: set[_Connection] = set()
         self.connections_made = 0  # figure for tests and benchmarks: keep-alive works
+        # Seconds a request may take once it has a connection (connect, then send and answer).
+        # Exchanges in flight are timed by one sweep a fraction of that apart, not by a timer
+        # each: at 1000 devices ~100 lease renewals a second each armed and cancelled one.
+        self.timeout = timeout
+        self._in_flight: dict[_Connection, float] = {}  # -> the loop time it times out at
+        self._sweep: asyncio.TimerHandle | None = None
 
     async def _connect(self) -> _Connection:
         loop = asyncio.get_running_loop()
         try:
-            _, conn = await loop.create_connection(
-                _Connection,
-                self.host,
-                self.port,
-                ssl=self._ssl,
-                server_hostname=self.host if self._ssl else None,
-            )
+            async with asyncio.timeout(self.timeout):
+                _, conn = await loop.create_connection(
+                    _Connection,
+                    self.host,
+                    self.port,
+                    ssl=self._ssl,
+                    server_hostname=self.host if self._ssl else None,
+                )
         except (OSError, ssl.SSLError) as exc:
             raise HttpConnectionError(f"connect to {self.host}:{self.port}: {exc}") from exc
         self.connections_made += 1
@@ -220,8 +241,9 @@ class Http1Pool:
     ) -> HttpResponse:
         """One request on an idle connection (or a new one). A kept-alive connection the server
         closed in the meantime fails before any answer: the request goes once more on a new
-        connection, as the server cannot have acted on it. The caller bounds the time (a cancelled
-        request closes its connection)."""
+        connection, as the server cannot have acted on it. Once it has a connection, a request
+        taking longer than `timeout` fails with TimeoutError (a cancelled one closes its
+        connection too)."""
         data = self._encode(method, target, headers, body)
         async with self._slots:
             while self._idle:
@@ -237,19 +259,44 @@ class Http1Pool:
             return await self._exchange(await self._connect(), data)
 
     async def _exchange(self, conn: _Connection, data: bytes) -> HttpResponse:
+        loop = asyncio.get_running_loop()
+        self._in_flight[conn] = loop.time() + self.timeout
+        if self._sweep is None:
+            self._sweep = loop.call_later(self._sweep_every, self._time_out_late)
         try:
             response = await conn.send(data)
         except BaseException:
             conn.abort()
             self._all.discard(conn)
             raise
+        finally:
+            del self._in_flight[conn]
         if conn.closed:
             self._all.discard(conn)
         else:
             self._idle.append(conn)
         return response
 
+    @property
+    def _sweep_every(self) -> float:
+        return min(1.0, self.timeout / 10)
+
+    def _time_out_late(self) -> None:
+        """Fail the exchanges past their time (their connections are closed); again a sweep
+        later while any is in flight."""
+        self._sweep = None
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        for conn, deadline in list(self._in_flight.items()):
+            if now >= deadline:
+                conn.time_out(self.timeout)
+        if self._in_flight:
+            self._sweep = loop.call_later(self._sweep_every, self._time_out_late)
+
     def close(self) -> None:
+        if self._sweep is not None:
+            self._sweep.cancel()
+            self._sweep = None
         for conn in self._all:
             conn.abort()
         self._all.clear()
