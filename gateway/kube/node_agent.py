@@ -54,13 +54,14 @@ def renewal_delay(interval: float, first: bool, draw: Callable[[], float] = rand
 
 
 def status_report_delay(
-    interval: float, first: bool, draw: Callable[[], float] = random.random
+    interval: float, changed: bool, draw: Callable[[], float] = random.random
 ) -> float:
-    """Seconds until node status is re-posted unchanged. After the node's first status write, a
-    random half to whole interval, as for the lease: nodes registered together (1000 devices
-    at a gateway's start) would otherwise re-post all at once every interval, a burst of
-    writes for the API server and a spike of the gateway's CPU every 5 minutes."""
-    return renewal_delay(interval, first, draw)
+    """Seconds until node status is re-posted unchanged. After a write for a change, a random
+    half to whole interval; after an unchanged re-post, the whole interval. Nodes whose status
+    changed together (1000 devices coming up at a gateway's start) would otherwise re-post all
+    at once every interval from then on: a burst of 1000 writes every 5 minutes, which delays
+    the lease renewals queued behind it."""
+    return renewal_delay(interval, changed, draw)
 
 
 def micro_time(moment: datetime) -> str:
@@ -129,7 +130,7 @@ class NodeAgent:
         self._waiter: asyncio.Future[None] | None = None  # the loop's sleep, cut short by _signal
         # The status as last written but for its conditions (None: write everything next time).
         self._status_rest: dict[str, Any] | None = None
-        self._draw = draw  # spreads the first re-post of status (status_report_delay)
+        self._draw = draw  # spreads re-posts after a change (status_report_delay)
         self.status_written_at: float | None = None  # loop time of the last status write
         self.status_due = 0.0  # loop time of the next unchanged re-post
         self._next_lease: float | None = None  # None while the link is down: no renewals
@@ -203,6 +204,7 @@ class NodeAgent:
                 self._event("Normal", "NodeReady", self.message or "device link up")
             if self.on_owned is not None:
                 self.on_owned()
+        self._wake.clear()  # this write carries every change so far
         await self.write_status()
         return None
 
@@ -320,7 +322,8 @@ class NodeAgent:
         if wait is not None:
             self._lose(self.refused_by or "?")
 
-    async def write_status(self) -> None:
+    async def write_status(self, *, changed: bool = True) -> None:
+        """Patch the node's status; `changed=False`: the periodic re-post of an unchanged one."""
         now = datetime.now(UTC)
         ready = ready_condition(
             self.link_up,
@@ -352,11 +355,10 @@ class NodeAgent:
             return
         self._status_rest = rest
         now_loop = asyncio.get_running_loop().time()
-        first = self.status_written_at is None
         self.status_writes += 1
         self.status_written_at = now_loop
         self.status_due = now_loop + status_report_delay(
-            self.config.status_interval_s, first, self._draw
+            self.config.status_interval_s, changed, self._draw
         )
         owner = ((node.get("metadata") or {}).get("annotations") or {}).get(OWNER_ANNOTATION)
         if owner and owner != self.owner:
@@ -517,11 +519,12 @@ class NodeAgent:
             if not self.owned:
                 return
         if self._wake.is_set() or now >= self.status_due:
+            changed = self._wake.is_set()
             self._wake.clear()
             # A stale NotReady must not overwrite the status of the gateway that took over.
             if self._lease_may_have_expired() and not await self.still_owner():
                 return
-            await self.write_status()
+            await self.write_status(changed=changed)
         if not self.owned:
             return
         if not self.link_up:

@@ -109,12 +109,12 @@ async def test_a_node_the_api_server_refuses_is_not_sent_again(cluster: LocalClu
         assert exc.value.not_found
 
 
-async def test_the_first_unchanged_status_repost_is_spread_later_ones_keep_the_interval(
+async def test_status_reposts_after_a_change_are_spread_unchanged_ones_keep_the_interval(
     cluster: LocalCluster,
 ) -> None:
-    """Nodes registered together must not re-post their status together every interval: the
-    first re-post waits a random half to whole interval (here the draw is fixed: half), every
-    later one the whole interval, counted from the last write (a change writes at once)."""
+    """Nodes whose status changed together must not re-post it together every interval from
+    then on: after a write for a change the next re-post waits a random half to whole interval
+    (here the draw is fixed: half), after an unchanged re-post the whole interval."""
     facts = NodeFacts(
         device_id="spread",
         vendor="",
@@ -127,7 +127,7 @@ async def test_the_first_unchanged_status_repost_is_spread_later_ones_keep_the_i
         memory_bytes=1024,
         apps=(),
     )
-    interval = 600.0  # no re-post happens during the test: only changes write
+    interval = 4.0
     config = NodeConfig(status_interval_s=interval)
     name = "status-spread"
     async with KubeApi(await _admin_configuration(cluster)) as api:
@@ -142,6 +142,9 @@ async def test_the_first_unchanged_status_repost_is_spread_later_ones_keep_the_i
             assert agent.status_due - agent.status_written_at == pytest.approx(interval / 2)
             agent.set_link(False, "DeviceDisconnected", "unplugged")  # a change: written now
             await until("the status write of the change", lambda: agent.status_writes >= 2)
+            assert agent.status_due - agent.status_written_at == pytest.approx(interval / 2)
+            # Nothing changes from here: the re-post half an interval on is an unchanged one.
+            await until("the unchanged re-post", lambda: agent.status_writes >= 3)
             assert agent.status_due - agent.status_written_at == pytest.approx(interval)
         finally:
             runner.cancel()
