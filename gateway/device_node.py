@@ -283,6 +283,7 @@ class DeviceNode:
     def _on_reconciled(self, event: Reconciled) -> None:
         """The device's task list (every handshake): what may be adopted, what is orphaned."""
         self._reconciled = event
+        self._refresh_facts()
         if not self._ensure_node():
             return
         assert self.runtime is not None
@@ -303,6 +304,19 @@ class DeviceNode:
             self._replay_early()
         # else `_attach` replays them once the pods are handed over: an exit replayed before
         # its pod is known would be dropped, and the pod adopted as running forever.
+
+    def _refresh_facts(self) -> None:
+        """Every handshake tells the device's facts again: a reboot (new boot id) or new
+        firmware (version, apps, slots, memory) reaches the node and what runs on it."""
+        facts = self.session.facts
+        if facts is None or self.agent is None:
+            return
+        self.agent.set_facts(node_facts(facts))
+        if self.runtime is not None:
+            self.runtime.device_changed(facts.apps, facts.max_frame)
+        binding = self.controller.nodes.get(self.name) if self.name else None
+        if binding is not None:
+            binding.allocatable = node_capacity(self.agent.facts, self.config.nodes)
 
     def _replay_early(self) -> None:
         assert self.runtime is not None

@@ -128,6 +128,8 @@ class NodeAgent:
         self.removed = False  # deleted after nodes.remove_after_s without its device
         self._down_since: float | None = None
         self._pending_removal: asyncio.Future[None] | None = None
+        # The facts' labels and annotations as the node has them (set when it is claimed).
+        self._written_metadata: dict[str, dict[str, str]] | None = None
 
     @property
     def _path(self) -> str:
@@ -157,6 +159,21 @@ class NodeAgent:
         if changed:
             self._signal()
 
+    def set_facts(self, facts: NodeFacts) -> None:
+        """The device's facts from its latest handshake. A new boot id is the kubelet's
+        `Rebooted` event; changed firmware, apps or capacity reach the node's labels and
+        status with the next write."""
+        if facts == self.facts:
+            return
+        if self.facts.boot_id and facts.boot_id != self.facts.boot_id:
+            self._event(
+                "Warning",
+                "Rebooted",
+                f"Node {self.name} has been rebooted, boot id: {facts.boot_id:08x}",
+            )
+        self.facts = facts
+        self._signal()
+
     def _signal(self) -> None:
         self._wake.set()
         waiter = self._waiter
@@ -181,6 +198,7 @@ class NodeAgent:
             return wait
         self._lease_version = None
         self._status_rest = None
+        self._written_metadata = manifest_facts_metadata(manifest)
         self.refused_by = None
         if not self.owned:
             self.owned = True
@@ -344,6 +362,28 @@ class NodeAgent:
         if owner and owner != self.owner:
             self._lose(owner)
 
+    async def _write_metadata(self) -> None:
+        """Labels and annotations made from the device's facts, when they changed since the
+        node was claimed (new firmware): a merge patch, with labels no longer made removed."""
+        written = self._written_metadata
+        if written is None:
+            return
+        manifest = node_manifest(self.name, self.facts, self.config, owner=self.owner)
+        current = manifest_facts_metadata(manifest)
+        if current == written:
+            return
+        patch: dict[str, dict[str, str | None]] = {}
+        for part in ("labels", "annotations"):
+            old, new = written[part], current[part]
+            changed: dict[str, str | None] = {
+                key: value for key, value in new.items() if old.get(key) != value
+            }
+            changed.update({key: None for key in old if key not in new})
+            if changed:
+                patch[part] = changed
+        await self.api.patch(self._path, {"metadata": patch}, kind="merge")
+        self._written_metadata = current
+
     async def renew_lease(self) -> None:
         """Renew (or create) the Lease: a merge patch of its spec carrying the resourceVersion
         last written, so a concurrent change still conflicts (409) as a full update would."""
@@ -503,6 +543,7 @@ class NodeAgent:
             # A stale NotReady must not overwrite the status of the gateway that took over.
             if self._lease_may_have_expired() and not await self.still_owner():
                 return
+            await self._write_metadata()
             await self.write_status()
         if not self.owned:
             return
@@ -573,3 +614,16 @@ class NodeAgent:
 def _resolve(waiter: asyncio.Future[None]) -> None:
     if not waiter.done():
         waiter.set_result(None)
+
+
+def manifest_facts_metadata(manifest: dict[str, Any]) -> dict[str, dict[str, str]]:
+    """The labels and annotations of a node manifest (what the device's facts decide)."""
+    meta = manifest["metadata"]
+    return {
+        "labels": dict(meta.get("labels") or {}),
+        "annotations": {
+            key: value
+            for key, value in (meta.get("annotations") or {}).items()
+            if key != OWNER_ANNOTATION
+        },
+    }
