@@ -171,6 +171,9 @@ class DeviceNode:
         # Output that arrives before the runtime exists is made durable at once (see _handle).
         self.spooler = OutputSpooler(logs.spool, session, label=path)
         self._early = EarlyEvents()
+        # Devices seen on this path before the one there now (a board swapped behind the same
+        # USB-serial adapter): node name -> its agent, runtime and whether it was served.
+        self._away: dict[str, tuple[NodeAgent, DeviceRuntime | None, bool]] = {}
 
     async def run(self) -> None:
         events = self.session.subscribe()
@@ -186,6 +189,7 @@ class DeviceNode:
                 events.close()
 
     def _handle(self, event: SessionEvent) -> None:
+        self._check_identity()
         if isinstance(event, Reconciled):
             self._on_reconciled(event)
         elif isinstance(event, SessionStateChanged):
@@ -202,6 +206,39 @@ class DeviceNode:
             # Other task events before the handshake's task list says who the device is (a
             # re-sent exit report, say): kept per task, replayed to the runtime once it exists.
             self._early.add(event)
+
+    def _check_identity(self) -> None:
+        """Another device answered on this path (a board swapped behind the same adapter or
+        port): the node of the one before goes NotReady and keeps its pods, as for a device
+        that is away; the new one gets its own node. Checked before any event reaches a
+        runtime, so no task of one device is ever taken for the other's."""
+        facts = self.session.facts
+        agent = self.agent
+        if facts is None or agent is None or self.name is None:
+            return
+        before = agent.facts.device_id
+        if facts.device_id == before:
+            return
+        log.warning(
+            "%s: device %s answers here now, not %s: node %s goes NotReady (its pods wait for "
+            "that device), device %s is served as its own node",
+            self.path,
+            facts.device_id,
+            before,
+            self.name,
+            facts.device_id,
+        )
+        agent.set_link(
+            False, "DeviceReplaced", f"device {facts.device_id} took its place on {self.path}"
+        )
+        if self.runtime is not None and self.served:
+            self.runtime.link_changed(False)
+            self.controller.set_node_ready(self.name, False)
+        self.registry.release(self.name, self.path)
+        self._away[self.name] = (agent, self.runtime, self.served)
+        self.name, self.agent, self.runtime, self.served = None, None, None, False
+        self._reconciled = None
+        self._early = EarlyEvents()
 
     def _ensure_node(self) -> bool:
         """Start claiming the node on the first handshake; True once it is ours to serve."""
@@ -222,7 +259,16 @@ class DeviceNode:
             )
             return False
         self.name = name
-        self.agent = NodeAgent(
+        away = self._away.pop(name, None)
+        if away is not None:  # that device is back on this path: its node, as it was left
+            agent, self.runtime, self.served = away
+            self.agent = agent
+            agent.set_facts(node_facts(facts))
+            # After this handshake's task list is handled: bind it if it was claimed while
+            # away, else tell it (and the pods) the link is up.
+            asyncio.get_running_loop().call_soon(self._back_on_this_path, agent)
+            return self.served
+        agent = self.agent = NodeAgent(
             self.api,
             name,
             node_facts(facts),
@@ -231,14 +277,34 @@ class DeviceNode:
             kubelet_port=self._kubelet_port(name),
             owner=self.settings.owner,
             events=self.events,
-            on_owned=self._on_owned,
-            on_lost=self._on_lost,
+            on_owned=lambda: self._on_owned_by(agent),
+            on_lost=lambda owner: self._on_lost_by(agent, owner),
         )
+        if self._link_up:  # a device that took another's place: the link is up already
+            self._report_link_up(agent)
         self._tasks.spawn(self.agent.run(), f"node {name}")
         return False
 
-    def _on_owned(self) -> None:
+    def _report_link_up(self, agent: NodeAgent) -> None:
+        port = self.session.facts.port if self.session.facts else "?"
+        agent.set_link(True, "KubeletReady", f"device link up on {port}")
+
+    def _back_on_this_path(self, agent: NodeAgent) -> None:
+        if agent is not self.agent or not self._link_up:
+            return
+        self._report_link_up(agent)
+        if not self.served:
+            if agent.owned:
+                self._on_owned_by(agent)
+            return
+        assert self.runtime is not None
+        self.runtime.lose_unlisted()
+        self._serve_link(True)
+
+    def _on_owned_by(self, agent: NodeAgent) -> None:
         """The node is ours (claimed by the agent): bind it, and hand over what waited."""
+        if agent is not self.agent:
+            return  # the node of a device no longer on this path
         assert self.agent is not None and self.name is not None
         self.served = True
         if self.runtime is None:
@@ -263,8 +329,10 @@ class DeviceNode:
         if self._link_up:
             self._serve_link(True)
 
-    def _on_lost(self, owner: str) -> None:
+    def _on_lost_by(self, agent: NodeAgent, owner: str) -> None:
         """Another gateway took the node over: this device's tasks are no longer ours to run."""
+        if agent is not self.agent:
+            return
         if self.runtime is not None and self.served:
             self.runtime.link_changed(False)
         self.served = False
@@ -351,8 +419,7 @@ class DeviceNode:
             return
         self._link_up = up
         if up:
-            port = self.session.facts.port if self.session.facts else "?"
-            self.agent.set_link(True, "KubeletReady", f"device link up on {port}")
+            self._report_link_up(self.agent)
         else:
             self.agent.set_link(
                 False, "DeviceDisconnected", f"device link down: {event.reason or event.new.value}"
@@ -369,7 +436,9 @@ class DeviceNode:
         self.controller.set_node_ready(self.name, up)
 
     async def close(self) -> None:
-        if self.runtime is not None:
-            await self.runtime.close()
+        runtimes = [self.runtime, *(runtime for _, runtime, _ in self._away.values())]
+        for runtime in runtimes:
+            if runtime is not None:
+                await runtime.close()
         await self.spooler.close()
         await self._tasks.stop()

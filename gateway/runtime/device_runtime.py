@@ -790,6 +790,27 @@ class DeviceRuntime:
                     f"exit {task_id}",
                 )
 
+    def lose_unlisted(self) -> None:
+        """The device is back after another device answered on its path (the session took
+        that for a reboot and forgot this device's tasks): containers whose task the device's
+        task list no longer has are lost, as after a reboot."""
+        listed = self._device_tasks or {}
+        for record in list(self._pods.values()):
+            for status in record.containers:
+                task_id = status.task_id
+                if task_id is None or task_id in listed or task_id in self._unconfirmed:
+                    continue
+                self._spawn(
+                    self._finished(
+                        task_id,
+                        LOST_EXIT_CODE,
+                        "Lost",
+                        "the device's task list no longer has it (it was away)",
+                        lost=True,
+                    ),
+                    f"lost {task_id}",
+                )
+
     async def _start_again(self, record: PodRecord, index: int, task_id: str) -> None:
         """The device never got this START: start the container anew (once the link is up)."""
         await self._drop_instance(task_id)
