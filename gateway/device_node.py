@@ -174,6 +174,7 @@ class DeviceNode:
         # Devices seen on this path before the one there now (a board swapped behind the same
         # USB-serial adapter): node name -> its agent, runtime and whether it was served.
         self._away: dict[str, tuple[NodeAgent, DeviceRuntime | None, bool]] = {}
+        self._agent_tasks: dict[str, asyncio.Task[None]] = {}  # node name -> its agent's loop
 
     async def run(self) -> None:
         events = self.session.subscribe()
@@ -250,14 +251,29 @@ class DeviceNode:
         name = node_name_for(self.config.nodes, facts.device_id)
         owner = self.registry.claim(name, self.path)
         if owner is not None:
-            log.error(
-                "%s: device %s is already served through %s; ignoring this path "
-                "(two links to one device?)",
+            other = self.registry.get(owner)
+            if other is None or not other.away_with(name):
+                log.error(
+                    "%s: device %s is already served through %s; ignoring this path "
+                    "(two links to one device?)",
+                    self.path,
+                    facts.device_id,
+                    owner,
+                )
+                return False
+            log.warning(
+                "%s: device %s answers here now, its link on %s is down (moved to another "
+                "port?): node %s is served from this path",
                 self.path,
                 facts.device_id,
                 owner,
+                name,
             )
-            return False
+            other.hand_over(name)
+            self.registry.claim(name, self.path)
+        for other in list(self.registry.values()):
+            if other is not self and other.away_with(name):
+                other.hand_over(name)  # kept aside there after another device took its place
         self.name = name
         away = self._away.pop(name, None)
         if away is not None:  # that device is back on this path: its node, as it was left
@@ -282,8 +298,40 @@ class DeviceNode:
         )
         if self._link_up:  # a device that took another's place: the link is up already
             self._report_link_up(agent)
-        self._tasks.spawn(self.agent.run(), f"node {name}")
+        self._agent_tasks[name] = self._tasks.spawn(agent.run(), f"node {name}")
         return False
+
+    def away_with(self, name: str) -> bool:
+        """Node `name` is this path's (now, or kept aside) and its device is not here."""
+        return name in self._away or (self.name == name and not self._link_up)
+
+    def hand_over(self, name: str) -> None:
+        """Node `name`'s device answers on another path now: stop serving it from here. Its
+        agent stops, its runtime closes, and its pods wait for the runtime of the other path,
+        which takes them up as a restarted gateway would (the device's task list, the pods'
+        recorded status)."""
+        if self.name == name:
+            runtime = self.runtime
+            self.name, self.agent, self.runtime, self.served = None, None, None, False
+            self._reconciled = None
+            self._early = EarlyEvents()
+        else:
+            _, runtime, _ = self._away.pop(name)
+        self.registry.release(name, self.path)
+        self.controller.detach_runtime(name)
+        self._tasks.spawn(
+            self._retire(self._agent_tasks.pop(name, None), runtime), f"retire {name}"
+        )
+
+    async def _retire(
+        self, agent_task: asyncio.Task[None] | None, runtime: DeviceRuntime | None
+    ) -> None:
+        if agent_task is not None:
+            agent_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await agent_task
+        if runtime is not None:
+            await runtime.close()
 
     def _report_link_up(self, agent: NodeAgent) -> None:
         port = self.session.facts.port if self.session.facts else "?"
@@ -409,6 +457,8 @@ class DeviceNode:
 
     def _on_link(self, event: SessionStateChanged) -> None:
         up = event.new is SessionState.UP
+        if event.new in (SessionState.UP, SessionState.DOWN, SessionState.CLOSED):
+            self._link_up = up  # also before the node is ours: see away_with
         if up:
             self._ensure_node()
         if self.agent is None or self.name is None:

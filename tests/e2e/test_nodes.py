@@ -27,6 +27,7 @@ from gateway.kube.node_agent import LEASE_NAMESPACE, NodeAgent
 from gateway.kube.node_object import NodeFacts
 from gateway.names import is_label_value
 from hil.cluster.local import LocalCluster
+from hil.emulator.device_link import point_device_link
 from hil.emulator.fleet import EmulatedFleet
 from hil.emulator.profile import DeviceProfile
 from tests.e2e.conftest import WAIT, Wirelet, _admin_configuration, _delete_nodes, gateway_config
@@ -294,3 +295,37 @@ async def test_another_board_on_the_same_port_is_its_own_node_and_the_first_keep
         )
     finally:
         device.profile = dataclasses.replace(device.profile, device_id=first_id)
+
+
+async def test_a_board_moved_to_another_port_while_away_is_its_node_again_with_its_pod(
+    wirelet: Wirelet,
+) -> None:
+    """Unplugged from one port and plugged into another (a new path, as by-path names or an
+    explicit tty give): the node is served from the new path, and the pod whose task kept
+    running on the board is adopted there, not restarted."""
+    device = wirelet.fleet.devices[0]
+    device_id = device.profile.device_id
+    node = wirelet.node(device_id)
+    await wirelet.wait_node(node)
+    await wirelet.create_pod("mover", "counter", ["100000", "50"], node=node, restart="Always")
+    await wirelet.wait_container("mover", lambda c: "running" in c["state"])
+    device.unplug()
+    await wirelet.wait_node(node, "False")
+    device._on_tty_change = lambda d: point_device_link(
+        wirelet.device_dir, f"moved-{device_id}", d.tty
+    )
+    device.plug()
+    await wirelet.wait_node(node, "True")
+    before = len((await wirelet.kubectl("logs", "-n", wirelet.namespace, "mover")).split())
+
+    async def more_output() -> bool:
+        logs = await wirelet.kubectl("logs", "-n", wirelet.namespace, "mover")
+        return len(logs.split()) > before + 5
+
+    await wirelet.wait_for("output through the new port", more_output)
+    pod = await wirelet.pod("mover")
+    assert pod is not None
+    status = pod["status"]["containerStatuses"][0]
+    assert status["restartCount"] == 0 and "running" in status["state"], status
+    started = [m.task_id for m in device.received if isinstance(m, StartTask)]
+    assert len(started) == 1, started
