@@ -171,6 +171,10 @@ class DeviceNode:
         # Output that arrives before the runtime exists is made durable at once (see _handle).
         self.spooler = OutputSpooler(logs.spool, session, label=path)
         self._early = EarlyEvents()
+        # Devices seen on this path before the one there now (a board swapped behind the same
+        # USB-serial adapter): node name -> its agent, runtime and whether it was served.
+        self._away: dict[str, tuple[NodeAgent, DeviceRuntime | None, bool]] = {}
+        self._agent_tasks: dict[str, asyncio.Task[None]] = {}  # node name -> its agent's loop
 
     async def run(self) -> None:
         events = self.session.subscribe()
@@ -186,6 +190,7 @@ class DeviceNode:
                 events.close()
 
     def _handle(self, event: SessionEvent) -> None:
+        self._check_identity()
         if isinstance(event, Reconciled):
             self._on_reconciled(event)
         elif isinstance(event, SessionStateChanged):
@@ -203,6 +208,39 @@ class DeviceNode:
             # re-sent exit report, say): kept per task, replayed to the runtime once it exists.
             self._early.add(event)
 
+    def _check_identity(self) -> None:
+        """Another device answered on this path (a board swapped behind the same adapter or
+        port): the node of the one before goes NotReady and keeps its pods, as for a device
+        that is away; the new one gets its own node. Checked before any event reaches a
+        runtime, so no task of one device is ever taken for the other's."""
+        facts = self.session.facts
+        agent = self.agent
+        if facts is None or agent is None or self.name is None:
+            return
+        before = agent.facts.device_id
+        if facts.device_id == before:
+            return
+        log.warning(
+            "%s: device %s answers here now, not %s: node %s goes NotReady (its pods wait for "
+            "that device), device %s is served as its own node",
+            self.path,
+            facts.device_id,
+            before,
+            self.name,
+            facts.device_id,
+        )
+        agent.set_link(
+            False, "DeviceReplaced", f"device {facts.device_id} took its place on {self.path}"
+        )
+        if self.runtime is not None and self.served:
+            self.runtime.link_changed(False)
+            self.controller.set_node_ready(self.name, False)
+        self.registry.release(self.name, self.path)
+        self._away[self.name] = (agent, self.runtime, self.served)
+        self.name, self.agent, self.runtime, self.served = None, None, None, False
+        self._reconciled = None
+        self._early = EarlyEvents()
+
     def _ensure_node(self) -> bool:
         """Start claiming the node on the first handshake; True once it is ours to serve."""
         if self.name is not None:
@@ -213,16 +251,40 @@ class DeviceNode:
         name = node_name_for(self.config.nodes, facts.device_id)
         owner = self.registry.claim(name, self.path)
         if owner is not None:
-            log.error(
-                "%s: device %s is already served through %s; ignoring this path "
-                "(two links to one device?)",
+            other = self.registry.get(owner)
+            if other is None or not other.away_with(name):
+                log.error(
+                    "%s: device %s is already served through %s; ignoring this path "
+                    "(two links to one device?)",
+                    self.path,
+                    facts.device_id,
+                    owner,
+                )
+                return False
+            log.warning(
+                "%s: device %s answers here now, its link on %s is down (moved to another "
+                "port?): node %s is served from this path",
                 self.path,
                 facts.device_id,
                 owner,
+                name,
             )
-            return False
+            other.hand_over(name)
+            self.registry.claim(name, self.path)
+        for other in list(self.registry.values()):
+            if other is not self and other.away_with(name):
+                other.hand_over(name)  # kept aside there after another device took its place
         self.name = name
-        self.agent = NodeAgent(
+        away = self._away.pop(name, None)
+        if away is not None:  # that device is back on this path: its node, as it was left
+            agent, self.runtime, self.served = away
+            self.agent = agent
+            agent.set_facts(node_facts(facts))
+            # After this handshake's task list is handled: bind it if it was claimed while
+            # away, else tell it (and the pods) the link is up.
+            asyncio.get_running_loop().call_soon(self._back_on_this_path, agent)
+            return self.served
+        agent = self.agent = NodeAgent(
             self.api,
             name,
             node_facts(facts),
@@ -231,14 +293,66 @@ class DeviceNode:
             kubelet_port=self._kubelet_port(name),
             owner=self.settings.owner,
             events=self.events,
-            on_owned=self._on_owned,
-            on_lost=self._on_lost,
+            on_owned=lambda: self._on_owned_by(agent),
+            on_lost=lambda owner: self._on_lost_by(agent, owner),
         )
-        self._tasks.spawn(self.agent.run(), f"node {name}")
+        if self._link_up:  # a device that took another's place: the link is up already
+            self._report_link_up(agent)
+        self._agent_tasks[name] = self._tasks.spawn(agent.run(), f"node {name}")
         return False
 
-    def _on_owned(self) -> None:
+    def away_with(self, name: str) -> bool:
+        """Node `name` is this path's (now, or kept aside) and its device is not here."""
+        return name in self._away or (self.name == name and not self._link_up)
+
+    def hand_over(self, name: str) -> None:
+        """Node `name`'s device answers on another path now: stop serving it from here. Its
+        agent stops, its runtime closes, and its pods wait for the runtime of the other path,
+        which takes them up as a restarted gateway would (the device's task list, the pods'
+        recorded status)."""
+        if self.name == name:
+            runtime = self.runtime
+            self.name, self.agent, self.runtime, self.served = None, None, None, False
+            self._reconciled = None
+            self._early = EarlyEvents()
+        else:
+            _, runtime, _ = self._away.pop(name)
+        self.registry.release(name, self.path)
+        self.controller.detach_runtime(name)
+        self._tasks.spawn(
+            self._retire(self._agent_tasks.pop(name, None), runtime), f"retire {name}"
+        )
+
+    async def _retire(
+        self, agent_task: asyncio.Task[None] | None, runtime: DeviceRuntime | None
+    ) -> None:
+        if agent_task is not None:
+            agent_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await agent_task
+        if runtime is not None:
+            await runtime.close()
+
+    def _report_link_up(self, agent: NodeAgent) -> None:
+        port = self.session.facts.port if self.session.facts else "?"
+        agent.set_link(True, "KubeletReady", f"device link up on {port}")
+
+    def _back_on_this_path(self, agent: NodeAgent) -> None:
+        if agent is not self.agent or not self._link_up:
+            return
+        self._report_link_up(agent)
+        if not self.served:
+            if agent.owned:
+                self._on_owned_by(agent)
+            return
+        assert self.runtime is not None
+        self.runtime.lose_unlisted()
+        self._serve_link(True)
+
+    def _on_owned_by(self, agent: NodeAgent) -> None:
         """The node is ours (claimed by the agent): bind it, and hand over what waited."""
+        if agent is not self.agent:
+            return  # the node of a device no longer on this path
         assert self.agent is not None and self.name is not None
         self.served = True
         if self.runtime is None:
@@ -263,8 +377,10 @@ class DeviceNode:
         if self._link_up:
             self._serve_link(True)
 
-    def _on_lost(self, owner: str) -> None:
+    def _on_lost_by(self, agent: NodeAgent, owner: str) -> None:
         """Another gateway took the node over: this device's tasks are no longer ours to run."""
+        if agent is not self.agent:
+            return
         if self.runtime is not None and self.served:
             self.runtime.link_changed(False)
         self.served = False
@@ -283,6 +399,7 @@ class DeviceNode:
     def _on_reconciled(self, event: Reconciled) -> None:
         """The device's task list (every handshake): what may be adopted, what is orphaned."""
         self._reconciled = event
+        self._refresh_facts()
         if not self._ensure_node():
             return
         assert self.runtime is not None
@@ -303,6 +420,19 @@ class DeviceNode:
             self._replay_early()
         # else `_attach` replays them once the pods are handed over: an exit replayed before
         # its pod is known would be dropped, and the pod adopted as running forever.
+
+    def _refresh_facts(self) -> None:
+        """Every handshake tells the device's facts again: a reboot (new boot id) or new
+        firmware (version, apps, slots, memory) reaches the node and what runs on it."""
+        facts = self.session.facts
+        if facts is None or self.agent is None:
+            return
+        self.agent.set_facts(node_facts(facts))
+        if self.runtime is not None:
+            self.runtime.device_changed(facts.apps, facts.max_frame)
+        binding = self.controller.nodes.get(self.name) if self.name else None
+        if binding is not None:
+            binding.allocatable = node_capacity(self.agent.facts, self.config.nodes)
 
     def _replay_early(self) -> None:
         assert self.runtime is not None
@@ -327,6 +457,8 @@ class DeviceNode:
 
     def _on_link(self, event: SessionStateChanged) -> None:
         up = event.new is SessionState.UP
+        if event.new in (SessionState.UP, SessionState.DOWN, SessionState.CLOSED):
+            self._link_up = up  # also before the node is ours: see away_with
         if up:
             self._ensure_node()
         if self.agent is None or self.name is None:
@@ -337,8 +469,7 @@ class DeviceNode:
             return
         self._link_up = up
         if up:
-            port = self.session.facts.port if self.session.facts else "?"
-            self.agent.set_link(True, "KubeletReady", f"device link up on {port}")
+            self._report_link_up(self.agent)
         else:
             self.agent.set_link(
                 False, "DeviceDisconnected", f"device link down: {event.reason or event.new.value}"
@@ -355,7 +486,9 @@ class DeviceNode:
         self.controller.set_node_ready(self.name, up)
 
     async def close(self) -> None:
-        if self.runtime is not None:
-            await self.runtime.close()
+        runtimes = [self.runtime, *(runtime for _, runtime, _ in self._away.values())]
+        for runtime in runtimes:
+            if runtime is not None:
+                await runtime.close()
         await self.spooler.close()
         await self._tasks.stop()

@@ -29,6 +29,11 @@ class NodeRegistry(Mapping[str, N], Generic[N]):
         owner = self._owner.setdefault(name, path)
         return None if owner == path else owner
 
+    def release(self, name: str, path: str) -> None:
+        """`path` no longer leads to node `name`'s device (another device answers there)."""
+        if self._owner.get(name) == path:
+            del self._owner[name]
+
     def by_name(self, name: str) -> N | None:
         """The object serving node `name`, if any path has claimed it."""
         path = self._owner.get(name)

@@ -142,6 +142,8 @@ class NodeAgent:
         self.removed = False  # deleted after nodes.remove_after_s without its device
         self._down_since: float | None = None
         self._pending_removal: asyncio.Future[None] | None = None
+        # The facts' labels and annotations as the node has them (set when it is claimed).
+        self._written_metadata: dict[str, dict[str, str]] | None = None
 
     @property
     def _path(self) -> str:
@@ -171,6 +173,21 @@ class NodeAgent:
         if changed:
             self._signal()
 
+    def set_facts(self, facts: NodeFacts) -> None:
+        """The device's facts from its latest handshake. A new boot id is the kubelet's
+        `Rebooted` event; changed firmware, apps or capacity reach the node's labels and
+        status with the next write."""
+        if facts == self.facts:
+            return
+        if self.facts.boot_id and facts.boot_id != self.facts.boot_id:
+            self._event(
+                "Warning",
+                "Rebooted",
+                f"Node {self.name} has been rebooted, boot id: {facts.boot_id:08x}",
+            )
+        self.facts = facts
+        self._signal()
+
     def _signal(self) -> None:
         self._wake.set()
         waiter = self._waiter
@@ -183,7 +200,8 @@ class NodeAgent:
         """Make this gateway the node's owner: create the node, adopt it (ours, or unowned), or
         take it over once its owner's lease has expired. None: owned now (status written);
         otherwise the seconds to wait before asking again."""
-        manifest = node_manifest(self.name, self.facts, self.config, owner=self.owner)
+        facts = self.facts
+        manifest = node_manifest(self.name, facts, self.config, owner=self.owner)
         try:
             node = await self.api.get(self._path)
         except KubeApiError as exc:
@@ -195,6 +213,7 @@ class NodeAgent:
             return wait
         self._lease_version = None
         self._status_rest = None
+        self._written_metadata = manifest_facts_metadata(manifest)
         self.refused_by = None
         if not self.owned:
             self.owned = True
@@ -204,7 +223,8 @@ class NodeAgent:
                 self._event("Normal", "NodeReady", self.message or "device link up")
             if self.on_owned is not None:
                 self.on_owned()
-        self._wake.clear()  # this write carries every change so far
+        if self.facts is facts:  # else the new facts' labels still need their write
+            self._wake.clear()  # this write carries every change so far
         await self.write_status()
         return None
 
@@ -363,6 +383,28 @@ class NodeAgent:
         owner = ((node.get("metadata") or {}).get("annotations") or {}).get(OWNER_ANNOTATION)
         if owner and owner != self.owner:
             self._lose(owner)
+
+    async def _write_metadata(self) -> None:
+        """Labels and annotations made from the device's facts, when they changed since the
+        node was claimed (new firmware): a merge patch, with labels no longer made removed."""
+        written = self._written_metadata
+        if written is None:
+            return
+        manifest = node_manifest(self.name, self.facts, self.config, owner=self.owner)
+        current = manifest_facts_metadata(manifest)
+        if current == written:
+            return
+        patch: dict[str, dict[str, str | None]] = {}
+        for part in ("labels", "annotations"):
+            old, new = written[part], current[part]
+            changed: dict[str, str | None] = {
+                key: value for key, value in new.items() if old.get(key) != value
+            }
+            changed.update({key: None for key in old if key not in new})
+            if changed:
+                patch[part] = changed
+        await self.api.patch(self._path, {"metadata": patch}, kind="merge")
+        self._written_metadata = current
 
     async def renew_lease(self) -> None:
         """Renew (or create) the Lease: a merge patch of its spec carrying the resourceVersion
@@ -524,6 +566,7 @@ class NodeAgent:
             # A stale NotReady must not overwrite the status of the gateway that took over.
             if self._lease_may_have_expired() and not await self.still_owner():
                 return
+            await self._write_metadata()
             await self.write_status(changed=changed)
         if not self.owned:
             return
@@ -594,3 +637,16 @@ class NodeAgent:
 def _resolve(waiter: asyncio.Future[None]) -> None:
     if not waiter.done():
         waiter.set_result(None)
+
+
+def manifest_facts_metadata(manifest: dict[str, Any]) -> dict[str, dict[str, str]]:
+    """The labels and annotations of a node manifest (what the device's facts decide)."""
+    meta = manifest["metadata"]
+    return {
+        "labels": dict(meta.get("labels") or {}),
+        "annotations": {
+            key: value
+            for key, value in (meta.get("annotations") or {}).items()
+            if key != OWNER_ANNOTATION
+        },
+    }

@@ -188,6 +188,21 @@ class PodController:
         if known_pods:
             self.stop_orphans(node_name)
 
+    def detach_runtime(self, node_name: str) -> None:
+        """The node's runtime is gone (its device answers on another of the gateway's paths):
+        its pods wait, unsynced, for the runtime that `attach_runtime` hands them to next."""
+        binding = self.nodes.get(node_name)
+        if binding is None:
+            return
+        binding.runtime = None
+        binding.node_ready = False
+        for _uid, state in self._on_node(node_name):
+            if state.prepare_task is not None:
+                state.prepare_task.cancel()
+                state.prepare_task = None
+            state.synced = False
+            state.synced_containers = 0
+
     def stop_orphans(self, node_name: str) -> None:
         """Stop the device's tasks whose pods the API no longer has (after the first list)."""
         runtime = self.nodes[node_name].runtime

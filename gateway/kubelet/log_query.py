@@ -58,6 +58,9 @@ def _bool(params: Mapping[str, str], name: str) -> bool:
     raise BadLogQuery(f"{name}: expected true or false, got {value!r}")
 
 
+INT64_MAX = (1 << 63) - 1
+
+
 def _int(params: Mapping[str, str], name: str, *, minimum: int) -> int | None:
     value = params.get(name)
     if value is None:
@@ -68,4 +71,6 @@ def _int(params: Mapping[str, str], name: str, *, minimum: int) -> int | None:
         raise BadLogQuery(f"{name}: expected an integer, got {value!r}") from None
     if number < minimum:
         raise BadLogQuery(f"{name}: must be at least {minimum}, got {number}")
+    if number > INT64_MAX:  # the kubelet parses these as int64
+        raise BadLogQuery(f"{name}: {value!r} is out of range (at most {INT64_MAX})")
     return number

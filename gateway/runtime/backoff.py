@@ -1,4 +1,5 @@
-"""The kubelet's container restart back-off: immediate first restart, then 10 s doubling to 5 min.
+"""The kubelet's back-offs: container restarts (immediate first restart, then 10 s doubling to
+5 min) and image pulls (10 s doubling to 5 min; for a device, an app it does not offer).
 
 A container that ran longer than `reset_after_s` since its last restart starts over at the
 initial delay. All three numbers are config so tests can make them short.
@@ -35,4 +36,18 @@ class RestartBackoff:
         self.delay = min(
             self.policy.initial_s if current == 0.0 else current * 2, self.policy.max_s
         )
+        return current
+
+
+class PullBackoff:
+    """Per container: how long to wait before asking again for an app the device lacked (the
+    kubelet's image pull back-off, same numbers as the restart back-off)."""
+
+    def __init__(self, policy: BackoffPolicy) -> None:
+        self.policy = policy
+        self._next = policy.initial_s
+
+    def next_delay(self) -> float:
+        current = self._next
+        self._next = min(current * 2, self.policy.max_s)
         return current

@@ -33,7 +33,7 @@ from gateway.link.events import (
     TaskStarted,
 )
 from gateway.logs.store import LogStore
-from gateway.runtime.backoff import BackoffPolicy, RestartBackoff
+from gateway.runtime.backoff import BackoffPolicy, PullBackoff, RestartBackoff
 from gateway.runtime.model import (
     DEFAULT_GRACE_PERIOD_S,
     ContainerPhase,
@@ -112,6 +112,8 @@ class PodRecord:
     deleting: bool = False
     grace_s: float = DEFAULT_GRACE_PERIOD_S
     restart_timers: dict[int, asyncio.TimerHandle] = field(default_factory=dict)
+    # Containers whose app the device did not offer: their image pull back-off.
+    pull_backoffs: dict[int, PullBackoff] = field(default_factory=dict)
     # (reason, message) once a container can never run: the pod is Failed, nothing restarts.
     failure: tuple[str, str] | None = None
 
@@ -415,14 +417,10 @@ class DeviceRuntime:
                 "ContainerCreating", f"not started: {record.failure[1]}"
             )
             return
-        if task_spec.app not in self.apps and ANY_APP not in self.apps:
-            status.state = ContainerState.waiting(
-                "ErrImagePull",
-                f'app "{task_spec.app}" (image "{task_spec.image}") is not offered by this '
-                f"device; it offers: {', '.join(self.apps) or 'nothing'}",
-            )
-            self._event(record.spec.uid, status.name, "Warning", "Failed", status.state.message)
+        if not self._offers(task_spec.app):
+            self._app_missing(record, index)
             return
+        record.pull_backoffs.pop(index, None)
         # The kubelet's event for an image already on the machine: the app is on the device.
         self._event(
             record.spec.uid,
@@ -455,6 +453,61 @@ class DeviceRuntime:
         self._mark_used(record, name)
         self._open_instance(record, name)
         self._spawn(self._start_on_device(record, index, name), f"start {name}")
+
+    def _offers(self, app: str) -> bool:
+        return app in self.apps or ANY_APP in self.apps
+
+    def _app_missing(self, record: PodRecord, index: int) -> None:
+        """As the kubelet with an image it cannot pull: `ErrImagePull`, then `ImagePullBackOff`
+        until the next attempt, 10 s doubling to 5 min (the restart back-off's numbers). A
+        device that comes back offering the app (new firmware) starts it at once."""
+        status = record.containers[index]
+        task_spec = record.spec.containers[index]
+        status.state = ContainerState.waiting(
+            "ErrImagePull",
+            f'app "{task_spec.app}" (image "{task_spec.image}") is not offered by this '
+            f"device; it offers: {', '.join(self.apps) or 'nothing'}",
+        )
+        self._event(record.spec.uid, status.name, "Warning", "Failed", status.state.message)
+        backoff = record.pull_backoffs.setdefault(index, PullBackoff(self.backoff))
+        delay = backoff.next_delay()
+        record.restart_timers[index] = self._loop.call_later(
+            delay / 2, self._pull_backing_off, record.spec.uid, index, delay / 2
+        )
+
+    def _pull_backing_off(self, uid: str, index: int, remaining: float) -> None:
+        record = self._pods.get(uid)
+        if record is None or record.deleting or record.failure is not None:
+            return
+        status = record.containers[index]
+        message = f'Back-off pulling image "{record.spec.containers[index].image}"'
+        status.state = ContainerState.waiting("ImagePullBackOff", message)
+        self._event(uid, status.name, "Normal", "BackOff", message)
+        record.restart_timers[index] = self._loop.call_later(
+            remaining, self._pull_again, uid, index
+        )
+        self.on_change(uid)
+
+    def _pull_again(self, uid: str, index: int) -> None:
+        record = self._pods.get(uid)
+        if record is None or record.deleting or record.failure is not None:
+            return
+        record.restart_timers.pop(index, None)
+        self._start(record, index)
+        self.on_change(uid)
+
+    def device_changed(self, apps: Sequence[str], max_frame: int | None) -> None:
+        """The device's facts after a handshake (new firmware may offer other apps, or take
+        other frames): containers waiting for an app it offers now start without waiting out
+        their back-off."""
+        self.apps = tuple(apps)
+        self.max_frame = max_frame
+        for record in list(self._pods.values()):
+            for index in list(record.pull_backoffs):
+                timer = record.restart_timers.get(index)
+                if timer is not None and self._offers(record.spec.containers[index].app):
+                    timer.cancel()
+                    self._pull_again(record.spec.uid, index)
 
     async def _settle_unanswered(self, task_id: str) -> None:
         """Ask the device's task list until it settles an unanswered START (see `reconciled`),
@@ -735,6 +788,27 @@ class DeviceRuntime:
                 self._spawn(
                     self._finished(task_id, code, "exited while disconnected", "", lost=False),
                     f"exit {task_id}",
+                )
+
+    def lose_unlisted(self) -> None:
+        """The device is back after another device answered on its path (the session took
+        that for a reboot and forgot this device's tasks): containers whose task the device's
+        task list no longer has are lost, as after a reboot."""
+        listed = self._device_tasks or {}
+        for record in list(self._pods.values()):
+            for status in record.containers:
+                task_id = status.task_id
+                if task_id is None or task_id in listed or task_id in self._unconfirmed:
+                    continue
+                self._spawn(
+                    self._finished(
+                        task_id,
+                        LOST_EXIT_CODE,
+                        "Lost",
+                        "the device's task list no longer has it (it was away)",
+                        lost=True,
+                    ),
+                    f"lost {task_id}",
                 )
 
     async def _start_again(self, record: PodRecord, index: int, task_id: str) -> None:

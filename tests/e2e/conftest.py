@@ -14,7 +14,7 @@ import subprocess
 import sys
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -98,6 +98,8 @@ class Wirelet:
     namespace: str
     device_dir: Path
     config: GatewayConfig
+    # Nodes a test made besides its devices' (deleted with theirs once the gateway stopped).
+    extra_nodes: list[str] = field(default_factory=list)
 
     def node(self, device_id: str) -> str:
         return node_name_for(self.config.nodes if self.config else NodeConfig(), device_id)
@@ -286,7 +288,8 @@ async def running_gateway(
         finally:
             # After the gateway stopped, or it would re-create the nodes it still serves; a
             # stale Ready node would attract the next test's pods.
-            await _delete_nodes(api, [env.node(d.profile.device_id) for d in fleet.devices])
+            nodes = [env.node(d.profile.device_id) for d in fleet.devices]
+            await _delete_nodes(api, nodes + env.extra_nodes)
             await api.delete(f"/api/v1/namespaces/{namespace}")
 
 

@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from firmware_protocol import StartTask
 from gateway.app import Gateway
 from gateway.config import NodeConfig, node_name_for
 from gateway.device_node import DeviceNode
@@ -25,6 +27,7 @@ from gateway.kube.node_agent import LEASE_NAMESPACE, NodeAgent
 from gateway.kube.node_object import NodeFacts
 from gateway.names import is_label_value
 from hil.cluster.local import LocalCluster
+from hil.emulator.device_link import point_device_link
 from hil.emulator.fleet import EmulatedFleet
 from hil.emulator.profile import DeviceProfile
 from tests.e2e.conftest import WAIT, Wirelet, _admin_configuration, _delete_nodes, gateway_config
@@ -292,3 +295,82 @@ async def test_owner_whose_device_was_gone_past_its_lease_does_not_take_the_node
                     assert await second.node_ready(name) == "True"
         finally:
             await _delete_nodes(api, [name])
+
+
+async def test_another_board_on_the_same_port_is_its_own_node_and_the_first_keeps_its_pods(
+    wirelet: Wirelet,
+) -> None:
+    """A board swapped behind the same USB-serial adapter (same path, another device id): the
+    first board's node goes NotReady with its pod waiting for it, nothing of it runs on the
+    second board, which gets its own node; the first board back on that path is its node
+    again, and its pod (lost in the swap) restarts there."""
+    device = wirelet.fleet.devices[0]
+    first_id = device.profile.device_id
+    first_node, second_node = wirelet.node(first_id), wirelet.node(f"{first_id}-b")
+    await wirelet.wait_node(first_node)
+    pod = await wirelet.create_pod("stays", "forever", ["1000"], node=first_node, restart="Always")
+    uid = pod["metadata"]["uid"]
+    await wirelet.wait_container("stays", lambda c: "running" in c["state"])
+    wirelet.extra_nodes.append(second_node)
+    try:
+        device.profile = dataclasses.replace(device.profile, device_id=f"{first_id}-b")
+        device.reboot()
+        await wirelet.wait_node(second_node, "True")
+        await wirelet.wait_node(first_node, "False")
+        node = await wirelet.api.get(f"/api/v1/nodes/{first_node}")
+        ready = next(c for c in node["status"]["conditions"] if c["type"] == "Ready")
+        assert ready["reason"] == "DeviceReplaced" and f"{first_id}-b" in ready["message"]
+        await wirelet.create_pod("second", "echo", ["hi"], node=second_node)
+        await wirelet.wait_pod_phase("second", "Succeeded")
+        started = [m.task_id for m in device.received if isinstance(m, StartTask)]
+        assert sum(task_id.startswith(uid) for task_id in started) == 1, started
+        waiting = await wirelet.pod("stays")
+        assert waiting is not None and waiting["spec"]["nodeName"] == first_node
+        assert waiting["status"]["containerStatuses"][0]["ready"] is False
+
+        device.profile = dataclasses.replace(device.profile, device_id=first_id)
+        device.reboot()
+        await wirelet.wait_node(first_node, "True")
+        await wirelet.wait_node(second_node, "False")
+        back = await wirelet.wait_container(
+            "stays", lambda c: c["restartCount"] >= 1 and "running" in c["state"]
+        )
+        assert back["status"]["containerStatuses"][0]["lastState"]["terminated"]["reason"] == (
+            "Lost"
+        )
+    finally:
+        device.profile = dataclasses.replace(device.profile, device_id=first_id)
+
+
+async def test_a_board_moved_to_another_port_while_away_is_its_node_again_with_its_pod(
+    wirelet: Wirelet,
+) -> None:
+    """Unplugged from one port and plugged into another (a new path, as by-path names or an
+    explicit tty give): the node is served from the new path, and the pod whose task kept
+    running on the board is adopted there, not restarted."""
+    device = wirelet.fleet.devices[0]
+    device_id = device.profile.device_id
+    node = wirelet.node(device_id)
+    await wirelet.wait_node(node)
+    await wirelet.create_pod("mover", "counter", ["100000", "50"], node=node, restart="Always")
+    await wirelet.wait_container("mover", lambda c: "running" in c["state"])
+    device.unplug()
+    await wirelet.wait_node(node, "False")
+    device._on_tty_change = lambda d: point_device_link(
+        wirelet.device_dir, f"moved-{device_id}", d.tty
+    )
+    device.plug()
+    await wirelet.wait_node(node, "True")
+    before = len((await wirelet.kubectl("logs", "-n", wirelet.namespace, "mover")).split())
+
+    async def more_output() -> bool:
+        logs = await wirelet.kubectl("logs", "-n", wirelet.namespace, "mover")
+        return len(logs.split()) > before + 5
+
+    await wirelet.wait_for("output through the new port", more_output)
+    pod = await wirelet.pod("mover")
+    assert pod is not None
+    status = pod["status"]["containerStatuses"][0]
+    assert status["restartCount"] == 0 and "running" in status["state"], status
+    started = [m.task_id for m in device.received if isinstance(m, StartTask)]
+    assert len(started) == 1, started

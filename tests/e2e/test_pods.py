@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import dataclasses
 from typing import Any
 
 import pytest
 
 from firmware_protocol import StartTask, StopTask
+from hil.emulator.profile import ALL_APPS
 
 from .conftest import Wirelet
 
@@ -92,6 +94,40 @@ async def test_unknown_app_waits_with_reason_listing_apps(wirelet: Wirelet) -> N
     assert "counter" in message  # lists what the device offers
     assert pod["status"]["phase"] == "Pending"
     assert "Failed" in {e["reason"] for e in await wirelet.events_for("nosuch")}
+
+
+@pytest.mark.device_profile(apps=("echo", "forever"))
+async def test_new_firmware_reaches_the_node_and_starts_the_pod_that_waited_for_its_app(
+    wirelet: Wirelet,
+) -> None:
+    """A board re-flashed with firmware that offers the app: the node shows the new firmware
+    and boot id (and the kubelet's Rebooted event), and the pod waiting in ErrImagePull /
+    ImagePullBackOff starts without waiting out its back-off."""
+    device = wirelet.fleet.devices[0]
+    node = wirelet.node(device.profile.device_id)
+    await wirelet.wait_node(node)
+    await wirelet.create_pod("flashed", "counter", ["1000", "100"], node=node)
+    await wirelet.wait_container(
+        "flashed", lambda c: c["state"].get("waiting", {}).get("reason") == "ErrImagePull"
+    )
+    before = await wirelet.api.get(f"/api/v1/nodes/{node}")
+    device.profile = dataclasses.replace(device.profile, apps=ALL_APPS, firmware_version="0.2.0")
+    device.reboot()
+    await wirelet.wait_container("flashed", lambda c: "running" in c["state"])
+
+    async def node_updated() -> dict[str, Any] | None:
+        got = await wirelet.api.get(f"/api/v1/nodes/{node}")
+        labels = got["metadata"]["labels"]
+        return got if labels.get("wirelet.io/firmware-version") == "0.2.0" else None
+
+    after = await wirelet.wait_for("the node's new firmware", node_updated)
+    assert "counter" in after["metadata"]["annotations"]["wirelet.io/apps"].split(",")
+    assert after["status"]["nodeInfo"]["bootID"] != before["status"]["nodeInfo"]["bootID"]
+    events = await wirelet.api.get(
+        "/api/v1/namespaces/default/events", fieldSelector=f"involvedObject.name={node}"
+    )
+    rebooted = [e for e in events["items"] if e["reason"] == "Rebooted"]
+    assert rebooted and after["status"]["nodeInfo"]["bootID"] in rebooted[0]["message"]
 
 
 async def test_missing_secret_waits_then_starts_when_created(wirelet: Wirelet) -> None:

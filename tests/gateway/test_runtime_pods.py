@@ -12,6 +12,7 @@ import pytest
 from gateway.errors import DeviceRejected
 from gateway.kube.pod_status import pod_phase
 from gateway.link.events import TaskInfo
+from gateway.runtime.backoff import BackoffPolicy
 from gateway.runtime.device_runtime import LOST_EXIT_CODE, START_ERROR_EXIT_CODE
 from gateway.runtime.model import (
     ContainerPhase,
@@ -167,6 +168,48 @@ async def test_an_app_the_device_does_not_offer_waits_as_err_image_pull(tmp_path
     assert 'app "blink"' in state.message and "counter" in state.message
     assert rig.device.starts == []
     assert "Failed" in rig.reasons()
+    await rig.runtime.close()
+
+
+async def test_a_missing_app_alternates_err_image_pull_and_image_pull_back_off(
+    tmp_path: Path,
+) -> None:
+    """As the kubelet with an image it cannot pull: ErrImagePull, then ImagePullBackOff until
+    the next attempt, which fails again; every attempt is a Failed event, every wait a BackOff."""
+    rig = RuntimeRig.create(
+        tmp_path, apps=("counter",), backoff=BackoffPolicy(initial_s=0.05, max_s=0.1)
+    )
+    spec = pod_spec("blink")
+    rig.runtime.sync_pod(spec)
+    seen: list[str] = []
+
+    def reason() -> str:
+        return rig.pod(spec.uid).containers[0].state.reason
+
+    def record() -> bool:
+        if not seen or seen[-1] != reason():
+            seen.append(reason())
+        return len(seen) >= 4
+
+    await until("two attempts and two back-offs", record)
+    assert seen[:4] == ["ErrImagePull", "ImagePullBackOff", "ErrImagePull", "ImagePullBackOff"]
+    assert 'Back-off pulling image "blink"' in rig.pod(spec.uid).containers[0].state.message
+    assert rig.reasons().count("Failed") >= 2 and "BackOff" in rig.reasons()
+    assert rig.device.starts == []
+    assert rig.pod(spec.uid).containers[0].restart_count == 0
+    await rig.runtime.close()
+
+
+async def test_new_firmware_offering_the_app_starts_the_waiting_container_at_once(
+    tmp_path: Path,
+) -> None:
+    rig = RuntimeRig.create(tmp_path, apps=("counter",))  # back-off of an hour
+    spec = pod_spec("blink")
+    rig.runtime.sync_pod(spec)
+    assert rig.pod(spec.uid).containers[0].state.reason == "ErrImagePull"
+    rig.runtime.device_changed(("counter", "blink"), None)
+    await _running(rig, spec.uid)
+    assert rig.device.starts == [f"{spec.uid}/0/0"]
     await rig.runtime.close()
 
 

@@ -93,6 +93,8 @@ def test_log_query_defaults_and_values() -> None:
         {"follow": "yes"},
         {"tailLines": "-1"},
         {"tailLines": "x"},
+        {"tailLines": "99999999999999999999"},
+        {"limitBytes": str(1 << 63)},
         {"limitBytes": "0"},
         {"sinceSeconds": "0"},
         {"sinceTime": "yesterday"},

@@ -109,6 +109,33 @@ def test_usb_source_reports_matches_once_follows_replugs_and_removals() -> None:
     assert sink.found[0].details["port_path"] == "1-1.2"
 
 
+def test_a_device_seen_before_its_serial_is_written_gets_one_key() -> None:
+    """sysfs shows a new device's attributes one by one: a scan that sees it before its serial
+    must not serve it by port (a second session once the serial appears)."""
+    source = UsbSource([UsbSelector.parse("cafe:4001")])
+    sink = Sink()
+    half_written = UsbDeviceInfo("1-1.2", 1, 7, "cafe", "4001", "")
+    source.scan(sink, [half_written])
+    source.scan(sink, [BOARD])
+    source.scan(sink, [BOARD])
+    assert sink.events == [("added", "usb:cafe:4001:WL0001", "/dev/bus/usb/001/007")]
+
+
+def test_a_device_without_a_serial_is_served_by_port_from_the_second_scan_on() -> None:
+    source = UsbSource([UsbSelector.parse("cafe:4001")])
+    sink = Sink()
+    no_serial = UsbDeviceInfo("1-4", 1, 9, "cafe", "4001", "")
+    source.scan(sink, [no_serial])
+    assert sink.events == []
+    source.scan(sink, [no_serial])
+    source.scan(sink, [no_serial])
+    source.scan(sink, [])
+    assert sink.events == [
+        ("added", "usb:path:1-4", "/dev/bus/usb/001/009"),
+        ("removed", "usb:path:1-4", "usb"),
+    ]
+
+
 def test_udev_serves_a_tagged_usb_device_with_a_wirelet_interface() -> None:
     props = {
         "WIRELET_DEVICE": "1",

@@ -137,12 +137,25 @@ class UsbSource:
         self.sysfs = sysfs
         self.ready = asyncio.Event()
         self._present: dict[str, str] = {}  # key -> node
+        # Nodes seen without a serial in the last scan (see `scan`).
+        self._serial_less: set[str] = set()
 
     def scan(self, sink: DeviceSink, devices: Sequence[UsbDeviceInfo]) -> None:
         seen: dict[str, UsbDeviceInfo] = {}
+        serial_less: set[str] = set()
         for device in devices:
-            if any(selector.matches(device) for selector in self.selectors):
-                seen.setdefault(device.key, device)
+            if not any(selector.matches(device) for selector in self.selectors):
+                continue
+            if not device.serial:
+                # sysfs writes a new device's attributes one by one: a scan may see it before
+                # its `serial`. Keyed by port then, it would get a second session once the
+                # serial shows; so a device without one is taken only when it still has none
+                # in the next scan (one scan interval later).
+                serial_less.add(device.node)
+                if device.node not in self._serial_less and device.key not in self._present:
+                    continue
+            seen.setdefault(device.key, device)
+        self._serial_less = serial_less
         for key in [k for k in self._present if k not in seen]:
             del self._present[key]
             sink.device_removed(key, self.name)
