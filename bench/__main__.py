@@ -21,7 +21,6 @@ from pathlib import Path
 from typing import Any
 
 from bench import common, logs, pods, recovery, scale, ssh
-from hil.cluster.local import LocalCluster
 
 LINK = ("codec", "link_goodput", "firmware_size", "qemu_goodput")
 CLUSTER = ("pods", "scale", "logs", "recovery", "ssh")
@@ -88,7 +87,7 @@ def run_link(name: str, quick: bool) -> bool:
 
 async def run_cluster(names: list[str], quick: bool, with_vk: bool = True) -> dict[str, bool]:
     ok: dict[str, bool] = {}
-    cluster = LocalCluster()
+    cluster = common.bench_cluster()
     await asyncio.to_thread(cluster.start)
     repeats = 2 if quick else None
     jobs: dict[str, Callable[[], Any]] = {

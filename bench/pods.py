@@ -137,11 +137,9 @@ async def one_run(
 ) -> dict[str, Any]:
     namespace = f"bench-pods-{tag}-{uuid.uuid4().hex[:6]}"
     await common.make_namespace(api, namespace)
-    created: dict[str, float] = {}
-    running: dict[str, float] = {}
-    bound: dict[str, float] = {}
-    deleting: dict[str, float] = {}
-    gone: dict[str, float] = {}
+    # Each pod's moments (wall time): reported is the node's first status write.
+    moments: list[dict[str, float]] = [{} for _ in range(6)]
+    created, bound, reported, running, deleting, gone = moments
     latest: dict[str, dict[str, Any]] = {}  # each pod as last seen, to say why it is stuck
 
     def on_event(kind: str, obj: dict[str, Any], now: float) -> None:
@@ -152,6 +150,8 @@ async def one_run(
             return
         if (obj.get("spec") or {}).get("nodeName"):
             bound.setdefault(name, now)
+        if (obj.get("status") or {}).get("containerStatuses"):
+            reported.setdefault(name, now)
         if (obj.get("status") or {}).get("phase") == "Running":
             running.setdefault(name, now)
 
@@ -180,14 +180,38 @@ async def one_run(
                 f"{len(stuck)} of {count} pods not {what} within {within:.0f}s:\n{cause}"
             ) from None
 
+    writes_before = await api_writes(api)
     try:
         await asyncio.gather(*(create(n) for n in names))
         await wait_all("Running", running)
+        writes_started = await api_writes(api)
         await asyncio.gather(*(delete(n) for n in names))
         await wait_all("gone", gone)
+        writes_after = await api_writes(api)
     finally:
         await watcher.stop()
         await common.delete_namespace(api, namespace)
+    return _figures(
+        names,
+        {"created": created, "bound": bound, "reported": reported, "running": running},
+        {"deleting": deleting, "gone": gone},
+        (writes_before, writes_started, writes_after),
+    )
+
+
+def _figures(
+    names: list[str],
+    start: dict[str, dict[str, float]],
+    end: dict[str, dict[str, float]],
+    writes: tuple[dict[str, float], dict[str, float], dict[str, float]],
+) -> dict[str, Any]:
+    """One run's figures from each pod's moments (wall time) and the API server's counts."""
+    count = len(names)
+    created, bound, reported, running = (
+        start[k] for k in ("created", "bound", "reported", "running")
+    )
+    deleting, gone = end["deleting"], end["gone"]
+    writes_before, writes_started, writes_after = writes
     start_lat = [running[n] - created[n] for n in names]
     delete_lat = [gone[n] - deleting[n] for n in names]
     first = min(created.values())
@@ -196,9 +220,55 @@ async def one_run(
         # The scheduler's share (same for both) and the node's share of create→Running.
         "create_to_bound": common.latency_summary([bound[n] - created[n] for n in names]),
         "bound_to_running": common.latency_summary([running[n] - bound[n] for n in names]),
+        # The node's first status write: how long it took to react to the binding at all.
+        "bound_to_reported": common.latency_summary(
+            [reported.get(n, running[n]) - bound[n] for n in names]
+        ),
         "pods_per_s": count / (max(running.values()) - first),
         "delete_to_gone": common.latency_summary(delete_lat),
         "delete_pods_per_s": count / (max(gone.values()) - min(deleting.values())),
+        # API writes per pod (everyone's: the benchmark's create and delete, the scheduler's
+        # binding and event, the node's status writes and events) until all Running, then
+        # from the deletes until all gone.
+        "api_writes_per_pod_start": writes_per_pod(writes_before, writes_started, count),
+        "api_writes_per_pod_delete": writes_per_pod(writes_started, writes_after, count),
+    }
+
+
+# The API server's own count of requests, by resource, subresource and verb: what a run's pods
+# cost it (status writes and events per pod, the node implementation's share beside the rest).
+WRITE_VERBS = ("POST", "PUT", "PATCH", "DELETE")
+
+
+async def api_writes(api: KubeApi) -> dict[str, float]:
+    """`resource[/subresource] VERB` -> requests so far, for writes to pods and events."""
+    text = await api.get_text("/metrics")
+    counts: dict[str, float] = {}
+    for line in text.splitlines():
+        if not line.startswith("apiserver_request_total{"):
+            continue
+        labels_text, _, value = line.rpartition(" ")
+        labels = dict(
+            part.split("=", 1)
+            for part in labels_text[len("apiserver_request_total{") : -1].split(",")
+        )
+        resource = labels.get("resource", "").strip('"')
+        verb = labels.get("verb", "").strip('"')
+        if resource not in ("pods", "events") or verb not in WRITE_VERBS:
+            continue
+        sub = labels.get("subresource", "").strip('"')
+        key = f"{resource}{'/' + sub if sub else ''} {verb}"
+        counts[key] = counts.get(key, 0.0) + float(value)
+    return counts
+
+
+def writes_per_pod(
+    before: dict[str, float], after: dict[str, float], count: int
+) -> dict[str, float]:
+    return {
+        key: round((after[key] - before.get(key, 0.0)) / count, 2)
+        for key in sorted(after)
+        if after[key] > before.get(key, 0.0)
     }
 
 
@@ -254,7 +324,13 @@ async def describe_stuck(
 
 def summarize(runs: list[dict[str, Any]]) -> dict[str, Any]:
     out: dict[str, Any] = {"runs": runs}
-    for key in ("create_to_running", "create_to_bound", "bound_to_running", "delete_to_gone"):
+    for key in (
+        "create_to_running",
+        "create_to_bound",
+        "bound_to_running",
+        "bound_to_reported",
+        "delete_to_gone",
+    ):
         out[key] = {p: spread(r[key][p] for r in runs) for p in ("p50_ms", "p95_ms", "p99_ms")}
     out["pods_per_s"] = spread(r["pods_per_s"] for r in runs)
     out["delete_pods_per_s"] = spread(r["delete_pods_per_s"] for r in runs)
@@ -340,8 +416,17 @@ def _print_run(who: str, size: Size, run: dict[str, Any]) -> None:
         f"create→Running p50 {c['p50_ms']:7.0f} p95 {c['p95_ms']:7.0f} p99 {c['p99_ms']:7.0f} ms, "
         f"{run['pods_per_s']:6.1f} pods/s; delete→gone p50 {d['p50_ms']:7.0f} "
         f"p99 {d['p99_ms']:7.0f} ms; "
-        f"bound→Running p50 {run['bound_to_running']['p50_ms']:.0f} ms"
+        f"create→bound p50 {run['create_to_bound']['p50_ms']:.0f} ms, "
+        f"bound→first status p50 {run['bound_to_reported']['p50_ms']:.0f} ms, "
+        f"bound→Running p50 {run['bound_to_running']['p50_ms']:.0f} "
+        f"p99 {run['bound_to_running']['p99_ms']:.0f} ms\n"
+        f"    API writes per pod, start: {_writes(run['api_writes_per_pod_start'])}; "
+        f"delete: {_writes(run['api_writes_per_pod_delete'])}"
     )
+
+
+def _writes(per_pod: dict[str, float]) -> str:
+    return ", ".join(f"{key} {n:g}" for key, n in per_pod.items()) or "none"
 
 
 def ratios(w: dict[str, Any], v: dict[str, Any]) -> dict[str, float]:
