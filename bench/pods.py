@@ -5,14 +5,19 @@
 N pods (100 and 1000) spread by the scheduler over M nodes. For wirelet the nodes are M emulated
 devices (one `python -m hil.emulator` process) served by one gateway (`python -m gateway.cli run`,
 default config); for the baseline they are M virtual-kubelet mock nodes, one process each, as
-virtual-kubelet runs. The two run one after the other on the same control plane, with the same
-pods: app `forever` (so they stay Running), the provider toleration, and a node affinity that
-picks the implementation under test. Nothing else differs.
+virtual-kubelet runs. They take turns on the same control plane, in rounds (each round runs each
+implementation once, on fresh nodes, in the opposite order to the round before: the shared host's
+load drifts, and that drift must not fall between them), with the same pods: app `forever` (so
+they stay Running), the provider toleration, and a node affinity that picks the implementation
+under test. Nothing else differs. The control plane is the benchmarks' (bench.common.bench_cluster):
+its scheduler's API budget is raised so that it is not what sets the pace.
 
 Per run: create→Running latency (from just before the create request to the watch event showing
 phase Running; the pod's creationTimestamp has one-second resolution, too coarse for this),
 pods/s (N over first create to last Running), and delete→gone latency (delete request to the
-watch's DELETED event). Median and min..max over the repeats.
+watch's DELETED event). Median and min..max over the repeats. Beside them, to see where time
+goes: create→bound (the scheduler), bound→first status (the node's first status write) and
+bound→Running, and the API server's count of writes per pod (status writes, events).
 """
 
 from __future__ import annotations
@@ -461,30 +466,9 @@ async def run(
         try:
             for size in sizes(quick):
                 with tempfile.TemporaryDirectory(prefix="wirelet-bench-pods-") as tmp:
-                    work = Path(tmp)
-                    entry: dict[str, Any] = {"pods": size.pods, "nodes": size.nodes}
-                    if OPTIONS.baseline is not None:
-                        entry["wirelet_baseline"] = await _unless_stuck(
-                            "wirelet (baseline)",
-                            size,
-                            run_wirelet(
-                                cl, api, size, repeats, work / "b", source=OPTIONS.baseline
-                            ),
-                        )
-                    entry["wirelet"] = await _unless_stuck(
-                        "wirelet", size, run_wirelet(cl, api, size, repeats, work / "w")
+                    entry = await _measure_size(
+                        cl, api, size, repeats, Path(tmp), vk_missing=vk_missing
                     )
-                    if vk_missing is None:
-                        entry["virtual_kubelet"] = await _unless_stuck(
-                            "virtual-kubelet", size, run_vk(cl, api, size, repeats, work / "v")
-                        )
-                        if not any("failed" in entry[k] for k in ("wirelet", "virtual_kubelet")):
-                            entry["ratio_wirelet_over_vk"] = ratios(
-                                entry["wirelet"], entry["virtual_kubelet"]
-                            )
-                        base = entry.get("wirelet_baseline", {"failed": "not run"})
-                        if not any("failed" in r for r in (base, entry["virtual_kubelet"])):
-                            entry["ratio_baseline_over_vk"] = ratios(base, entry["virtual_kubelet"])
                     results.append(entry)
                     _print_entry(entry)
         finally:
@@ -507,6 +491,80 @@ async def run(
         "targets": TARGETS,
         "results": results,
     }
+
+
+async def _measure_size(
+    cl: LocalCluster,
+    api: KubeApi,
+    size: Size,
+    repeats: int,
+    work: Path,
+    *,
+    vk_missing: str | None,
+) -> dict[str, Any]:
+    """Every implementation at one size, in rounds: each round runs each of them once (with its
+    own fresh nodes), in the opposite order to the round before. The host is shared and its
+    load drifts over minutes; all repeats of one implementation, then all of the next, put
+    that drift between them and into their ratio."""
+    measures: dict[str, Measure] = {}
+    if OPTIONS.baseline is not None:
+        source = OPTIONS.baseline
+        measures["wirelet_baseline"] = lambda i: run_wirelet(
+            cl, api, size, 1, work / f"b{i}", source=source
+        )
+    measures["wirelet"] = lambda i: run_wirelet(cl, api, size, 1, work / f"w{i}")
+    if vk_missing is None:
+        measures["virtual_kubelet"] = lambda i: run_vk(cl, api, size, 1, work / f"v{i}")
+    return await in_rounds(measures, size, repeats)
+
+
+Measure = Callable[[int], Coroutine[Any, Any, dict[str, Any]]]
+
+
+async def in_rounds(measures: dict[str, Measure], size: Size, repeats: int) -> dict[str, Any]:
+    """`repeats` rounds of every measure (keys of WHO) once, each round in the opposite order
+    to the one before; one that fails is reported so and left out of the later rounds."""
+    rounds: dict[str, list[dict[str, Any]]] = {key: [] for key in measures}
+    failed: dict[str, dict[str, Any]] = {}
+    for i in range(repeats):
+        order = list(measures) if i % 2 == 0 else list(reversed(measures))
+        for key in order:
+            if key in failed:
+                continue
+            got = await _unless_stuck(WHO[key], size, measures[key](i))
+            if "failed" in got:
+                failed[key] = got
+            else:
+                rounds[key].append(got)
+    entry: dict[str, Any] = {"pods": size.pods, "nodes": size.nodes, "order": "interleaved"}
+    for key, done in rounds.items():
+        entry[key] = failed.get(key) or _merge_rounds(done)
+    vk = entry.get("virtual_kubelet", {"failed": "not run"})
+    for key, ratio in (
+        ("wirelet", "ratio_wirelet_over_vk"),
+        ("wirelet_baseline", "ratio_baseline_over_vk"),
+    ):
+        if key in entry and "failed" not in entry[key] and "failed" not in vk:
+            entry[ratio] = ratios(entry[key], vk)
+    return entry
+
+
+WHO = {
+    "wirelet_baseline": "wirelet (baseline)",
+    "wirelet": "wirelet",
+    "virtual_kubelet": "virtual-kubelet",
+}
+
+
+def _merge_rounds(got: list[dict[str, Any]]) -> dict[str, Any]:
+    """One implementation's rounds as one result: figures over all its runs; start-up and
+    memory figures of each round listed."""
+    runs = [run for one in got for run in one["runs"]]
+    merged = summarize(runs)
+    for key in ("nodes_ready_s", "gateway_rss_mb", "processes_rss_mb"):
+        if key in got[0]:
+            merged[key] = spread(one[key] for one in got)
+    return merged
 
 
 async def _unless_stuck(

@@ -1,0 +1,71 @@
+"""bench.pods measures the implementations in alternating rounds, not one after the other."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from bench.pods import Measure, Size, StuckRun, in_rounds
+
+
+def _run(p50_ms: float) -> dict[str, Any]:
+    summary = {"p50_ms": p50_ms, "p95_ms": p50_ms, "p99_ms": p50_ms}
+    return {
+        "create_to_running": summary,
+        "create_to_bound": summary,
+        "bound_to_running": summary,
+        "bound_to_reported": summary,
+        "delete_to_gone": summary,
+        "pods_per_s": 1000 / p50_ms,
+        "delete_pods_per_s": 1000 / p50_ms,
+    }
+
+
+async def test_rounds_alternate_their_order_and_merge_every_run() -> None:
+    calls: list[tuple[str, int]] = []
+
+    def measure(key: str, p50_ms: float) -> Measure:
+        async def one(i: int) -> dict[str, Any]:
+            calls.append((key, i))
+            return {"nodes_ready_s": 1.0, "runs": [_run(p50_ms + i)]}
+
+        return one
+
+    measures = {
+        "wirelet_baseline": measure("wirelet_baseline", 300),
+        "wirelet": measure("wirelet", 100),
+        "virtual_kubelet": measure("virtual_kubelet", 200),
+    }
+    entry = await in_rounds(measures, Size(10, 2), 3)
+    assert calls == [
+        ("wirelet_baseline", 0),
+        ("wirelet", 0),
+        ("virtual_kubelet", 0),
+        ("virtual_kubelet", 1),
+        ("wirelet", 1),
+        ("wirelet_baseline", 1),
+        ("wirelet_baseline", 2),
+        ("wirelet", 2),
+        ("virtual_kubelet", 2),
+    ]
+    assert len(entry["wirelet"]["runs"]) == 3
+    assert entry["wirelet"]["create_to_running"]["p50_ms"]["median"] == 101
+    assert entry["ratio_wirelet_over_vk"]["p50"] == 101 / 201
+    assert entry["ratio_baseline_over_vk"]["p50"] == 301 / 201
+
+
+async def test_an_implementation_that_gets_stuck_is_left_out_of_later_rounds() -> None:
+    calls: list[str] = []
+
+    async def stuck(_i: int) -> dict[str, Any]:
+        calls.append("virtual_kubelet")
+        raise StuckRun("3 of 10 pods not Running within 600s")
+
+    async def fine(_i: int) -> dict[str, Any]:
+        calls.append("wirelet")
+        return {"runs": [_run(100)]}
+
+    entry = await in_rounds({"wirelet": fine, "virtual_kubelet": stuck}, Size(10, 2), 2)
+    assert calls == ["wirelet", "virtual_kubelet", "wirelet"]
+    assert entry["virtual_kubelet"] == {"failed": "3 of 10 pods not Running within 600s"}
+    assert len(entry["wirelet"]["runs"]) == 2
+    assert "ratio_wirelet_over_vk" not in entry
