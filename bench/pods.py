@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import dataclasses
 import tempfile
 import time
@@ -138,7 +139,13 @@ class StuckRun(TimeoutError):
 
 
 async def one_run(
-    api: KubeApi, count: int, wirelet: bool, tag: str, *, within: float = TIMEOUT_S
+    api: KubeApi,
+    count: int,
+    wirelet: bool,
+    tag: str,
+    *,
+    within: float = TIMEOUT_S,
+    cpu: CpuReader = lambda: {},
 ) -> dict[str, Any]:
     namespace = f"bench-pods-{tag}-{uuid.uuid4().hex[:6]}"
     await common.make_namespace(api, namespace)
@@ -185,14 +192,14 @@ async def one_run(
                 f"{len(stuck)} of {count} pods not {what} within {within:.0f}s:\n{cause}"
             ) from None
 
-    writes_before = await api_writes(api)
+    writes_before = await _snapshot(api, cpu)
     try:
         await asyncio.gather(*(create(n) for n in names))
         await wait_all("Running", running)
-        writes_started = await api_writes(api)
+        writes_started = await _snapshot(api, cpu)
         await asyncio.gather(*(delete(n) for n in names))
         await wait_all("gone", gone)
-        writes_after = await api_writes(api)
+        writes_after = await _snapshot(api, cpu)
     finally:
         await watcher.stop()
         await common.delete_namespace(api, namespace)
@@ -208,7 +215,7 @@ def _figures(
     names: list[str],
     start: dict[str, dict[str, float]],
     end: dict[str, dict[str, float]],
-    writes: tuple[dict[str, float], dict[str, float], dict[str, float]],
+    writes: tuple[Snapshot, Snapshot, Snapshot],
 ) -> dict[str, Any]:
     """One run's figures from each pod's moments (wall time) and the API server's counts."""
     count = len(names)
@@ -235,9 +242,32 @@ def _figures(
         # API writes per pod (everyone's: the benchmark's create and delete, the scheduler's
         # binding and event, the node's status writes and events) until all Running, then
         # from the deletes until all gone.
-        "api_writes_per_pod_start": writes_per_pod(writes_before, writes_started, count),
-        "api_writes_per_pod_delete": writes_per_pod(writes_started, writes_after, count),
+        "api_writes_per_pod_start": writes_per_pod(writes_before[0], writes_started[0], count),
+        "api_writes_per_pod_delete": writes_per_pod(writes_started[0], writes_after[0], count),
+        # CPU of the node side's processes (and the emulated devices') per pod, in ms, over
+        # the same two spans: what each implementation spends on a pod.
+        "cpu_ms_per_pod_start": writes_per_pod(writes_before[1], writes_started[1], count / 1e3),
+        "cpu_ms_per_pod_delete": writes_per_pod(writes_started[1], writes_after[1], count / 1e3),
     }
+
+
+# CPU seconds so far of the processes under test, by role ("node": the gateway or every
+# virtual-kubelet, "devices": the emulator).
+CpuReader = Callable[[], dict[str, float]]
+Snapshot = tuple[dict[str, float], dict[str, float]]  # API writes, CPU seconds
+
+
+async def _snapshot(api: KubeApi, cpu: CpuReader) -> Snapshot:
+    return await api_writes(api), cpu()
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    """utime + stime of the processes (0 for one that is gone)."""
+    total = 0.0
+    for pid in pids:
+        with contextlib.suppress(OSError):
+            total += common.ProcSampler(pid).read()[1]
+    return total
 
 
 # The API server's own count of requests, by resource, subresource and verb: what a run's pods
@@ -268,8 +298,9 @@ async def api_writes(api: KubeApi) -> dict[str, float]:
 
 
 def writes_per_pod(
-    before: dict[str, float], after: dict[str, float], count: int
+    before: dict[str, float], after: dict[str, float], count: float
 ) -> dict[str, float]:
+    """What each counter grew by, per pod (counters that did not grow are left out)."""
     return {
         key: round((after[key] - before.get(key, 0.0)) / count, 2)
         for key in sorted(after)
@@ -370,7 +401,18 @@ async def run_wirelet(
         )
         runs = []
         for i in range(repeats):
-            runs.append(await one_run(api, size.pods, True, f"w{i}"))
+            runs.append(
+                await one_run(
+                    api,
+                    size.pods,
+                    True,
+                    f"w{i}",
+                    cpu=lambda: {
+                        "node": cpu_seconds([gateway.pid]),
+                        "devices": cpu_seconds([emulator.pid]),
+                    },
+                )
+            )
             _print_run(who, size, runs[-1])
         sampler = common.ProcSampler(gateway.pid)
         rss = sampler.read()[2] / 1e6
@@ -392,7 +434,15 @@ async def run_vk(
         ready_s = await wait_nodes_ready(api, fleet.names, TIMEOUT_S, fleet.describe)
         runs = []
         for i in range(repeats):
-            runs.append(await one_run(api, size.pods, False, f"v{i}"))
+            runs.append(
+                await one_run(
+                    api,
+                    size.pods,
+                    False,
+                    f"v{i}",
+                    cpu=lambda: {"node": cpu_seconds([p.pid for p in fleet.procs])},
+                )
+            )
             _print_run("virtual-kubelet", size, runs[-1])
         rss = fleet.rss_mb()
     finally:
@@ -426,7 +476,9 @@ def _print_run(who: str, size: Size, run: dict[str, Any]) -> None:
         f"bound→Running p50 {run['bound_to_running']['p50_ms']:.0f} "
         f"p99 {run['bound_to_running']['p99_ms']:.0f} ms\n"
         f"    API writes per pod, start: {_writes(run['api_writes_per_pod_start'])}; "
-        f"delete: {_writes(run['api_writes_per_pod_delete'])}"
+        f"delete: {_writes(run['api_writes_per_pod_delete'])}\n"
+        f"    CPU ms per pod, start: {_writes(run['cpu_ms_per_pod_start'])}; "
+        f"delete: {_writes(run['cpu_ms_per_pod_delete'])}"
     )
 
 
