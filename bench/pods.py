@@ -244,6 +244,8 @@ def _figures(
         # from the deletes until all gone.
         "api_writes_per_pod_start": writes_per_pod(writes_before[0], writes_started[0], count),
         "api_writes_per_pod_delete": writes_per_pod(writes_started[0], writes_after[0], count),
+        "api_write_ms_start": write_latency_ms(writes_before[0], writes_started[0]),
+        "api_write_ms_delete": write_latency_ms(writes_started[0], writes_after[0]),
         # CPU of the node side's processes (and the emulated devices') per pod, in ms, over
         # the same two spans: what each implementation spends on a pod.
         "cpu_ms_per_pod_start": writes_per_pod(writes_before[1], writes_started[1], count / 1e3),
@@ -275,26 +277,49 @@ def cpu_seconds(pids: list[int]) -> float:
 WRITE_VERBS = ("POST", "PUT", "PATCH", "DELETE")
 
 
+_COUNTERS = {
+    "apiserver_request_total{": "",
+    # The API server's time per request (to its answer), as a sum and a count: their growth
+    # over a span is the mean latency of that kind of write in the span.
+    "apiserver_request_duration_seconds_sum{": "|sum",
+    "apiserver_request_duration_seconds_count{": "|count",
+}
+
+
 async def api_writes(api: KubeApi) -> dict[str, float]:
-    """`resource[/subresource] VERB` -> requests so far, for writes to pods and events."""
+    """`resource[/subresource] VERB` -> requests so far, for writes to pods and events (and
+    `... VERB|sum`, `|count`: seconds the API server took on them, how many it timed)."""
     text = await api.get_text("/metrics")
     counts: dict[str, float] = {}
     for line in text.splitlines():
-        if not line.startswith("apiserver_request_total{"):
+        prefix = next((p for p in _COUNTERS if line.startswith(p)), None)
+        if prefix is None:
             continue
         labels_text, _, value = line.rpartition(" ")
         labels = dict(
-            part.split("=", 1)
-            for part in labels_text[len("apiserver_request_total{") : -1].split(",")
+            part.split("=", 1) for part in labels_text[len(prefix) : -1].split(",") if "=" in part
         )
         resource = labels.get("resource", "").strip('"')
         verb = labels.get("verb", "").strip('"')
         if resource not in ("pods", "events") or verb not in WRITE_VERBS:
             continue
         sub = labels.get("subresource", "").strip('"')
-        key = f"{resource}{'/' + sub if sub else ''} {verb}"
+        key = f"{resource}{'/' + sub if sub else ''} {verb}{_COUNTERS[prefix]}"
         counts[key] = counts.get(key, 0.0) + float(value)
     return counts
+
+
+def write_latency_ms(before: dict[str, float], after: dict[str, float]) -> dict[str, float]:
+    """Mean API server time per request of each kind of write made between the two readings."""
+    out = {}
+    for key in sorted(k for k in after if k.endswith("|count")):
+        count = after[key] - before.get(key, 0.0)
+        if count > 0:
+            total = after[key[: -len("|count")] + "|sum"] - before.get(
+                key[: -len("|count")] + "|sum", 0.0
+            )
+            out[key[: -len("|count")]] = round(1000 * total / count, 1)
+    return out
 
 
 def writes_per_pod(
@@ -304,7 +329,7 @@ def writes_per_pod(
     return {
         key: round((after[key] - before.get(key, 0.0)) / count, 2)
         for key in sorted(after)
-        if after[key] > before.get(key, 0.0)
+        if after[key] > before.get(key, 0.0) and "|" not in key
     }
 
 
@@ -477,6 +502,8 @@ def _print_run(who: str, size: Size, run: dict[str, Any]) -> None:
         f"p99 {run['bound_to_running']['p99_ms']:.0f} ms\n"
         f"    API writes per pod, start: {_writes(run['api_writes_per_pod_start'])}; "
         f"delete: {_writes(run['api_writes_per_pod_delete'])}\n"
+        f"    API server ms per write, start: {_writes(run['api_write_ms_start'])}; "
+        f"delete: {_writes(run['api_write_ms_delete'])}\n"
         f"    CPU ms per pod, start: {_writes(run['cpu_ms_per_pod_start'])}; "
         f"delete: {_writes(run['cpu_ms_per_pod_delete'])}"
     )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from bench.pods import Measure, Size, StuckRun, in_rounds
+from bench.pods import Measure, Size, StuckRun, in_rounds, write_latency_ms
 
 
 def _run(p50_ms: float) -> dict[str, Any]:
@@ -69,3 +69,16 @@ async def test_an_implementation_that_gets_stuck_is_left_out_of_later_rounds() -
     assert entry["virtual_kubelet"] == {"failed": "3 of 10 pods not Running within 600s"}
     assert len(entry["wirelet"]["runs"]) == 2
     assert "ratio_wirelet_over_vk" not in entry
+
+
+def test_write_latency_is_the_mean_over_the_span_of_each_kind_of_write() -> None:
+    before = {"pods/status PATCH|sum": 1.0, "pods/status PATCH|count": 10.0}
+    after = {
+        "pods/status PATCH|sum": 3.0,
+        "pods/status PATCH|count": 20.0,
+        "events POST|sum": 0.5,
+        "events POST|count": 5.0,
+        "pods DELETE|sum": 9.0,  # none made in the span: left out
+        "pods DELETE|count": 0.0,
+    }
+    assert write_latency_ms(before, after) == {"events POST": 100.0, "pods/status PATCH": 200.0}
