@@ -193,6 +193,7 @@ def summary_markdown(names: list[str]) -> str:  # noqa: PLR0912, PLR0915 (one se
                 if "failed" in r:
                     cause = r["failed"].splitlines()[0]
                     out.append(f"| {e['pods']} / {e['nodes']} | {who} | FAILED: {cause} |")
+                if not r.get("runs"):
                     continue
                 c = r["create_to_running"]
                 out.append(

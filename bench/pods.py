@@ -602,9 +602,11 @@ Measure = Callable[[int], Coroutine[Any, Any, dict[str, Any]]]
 
 async def in_rounds(measures: dict[str, Measure], size: Size, repeats: int) -> dict[str, Any]:
     """`repeats` rounds of every measure (keys of WHO) once, each round in the opposite order
-    to the one before; one that fails is reported so and left out of the later rounds."""
+    to the one before. One that fails is left out of the later rounds; the figures of its rounds
+    that completed are kept (a virtual-kubelet that crashes in round 3 must not lose rounds 1
+    and 2) with the failure beside them, and the run counts as failed."""
     rounds: dict[str, list[dict[str, Any]]] = {key: [] for key in measures}
-    failed: dict[str, dict[str, Any]] = {}
+    failed: dict[str, str] = {}
     for i in range(repeats):
         order = list(measures) if i % 2 == 0 else list(reversed(measures))
         for key in order:
@@ -612,18 +614,20 @@ async def in_rounds(measures: dict[str, Measure], size: Size, repeats: int) -> d
                 continue
             got = await _unless_stuck(WHO[key], size, measures[key](i))
             if "failed" in got:
-                failed[key] = got
+                failed[key] = f"round {i + 1}: {got['failed']}"
             else:
                 rounds[key].append(got)
     entry: dict[str, Any] = {"pods": size.pods, "nodes": size.nodes, "order": "interleaved"}
     for key, done in rounds.items():
-        entry[key] = failed.get(key) or _merge_rounds(done)
+        entry[key] = _merge_rounds(done) if done else {}
+        if key in failed:
+            entry[key]["failed"] = failed[key]
     vk = entry.get("virtual_kubelet", {"failed": "not run"})
     for key, ratio in (
         ("wirelet", "ratio_wirelet_over_vk"),
         ("wirelet_baseline", "ratio_baseline_over_vk"),
     ):
-        if key in entry and "failed" not in entry[key] and "failed" not in vk:
+        if entry.get(key, {}).get("runs") and vk.get("runs"):
             entry[ratio] = ratios(entry[key], vk)
     return entry
 
@@ -675,10 +679,12 @@ def _print_entry(entry: dict[str, Any]) -> None:
         r = entry[key]
         if "failed" in r:
             say(f"  {who:>15}: FAILED, {r['failed'].splitlines()[0]}")
+        if not r.get("runs"):
             continue
         c = r["create_to_running"]
         say(
-            f"  {who:>15}: create→Running p50 {common.fmt(c['p50_ms'], ' ms', 0)}, "
+            f"  {who:>15}: {len(r['runs'])} runs, create→Running p50 "
+            f"{common.fmt(c['p50_ms'], ' ms', 0)}, "
             f"p95 {common.fmt(c['p95_ms'], ' ms', 0)}, p99 {common.fmt(c['p99_ms'], ' ms', 0)}; "
             f"{common.fmt(r['pods_per_s'], ' pods/s')}; delete→gone p50 "
             f"{common.fmt(r['delete_to_gone']['p50_ms'], ' ms', 0)}, "

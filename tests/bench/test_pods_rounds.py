@@ -53,21 +53,44 @@ async def test_rounds_alternate_their_order_and_merge_every_run() -> None:
     assert entry["ratio_baseline_over_vk"]["p50"] == 301 / 201
 
 
-async def test_an_implementation_that_gets_stuck_is_left_out_of_later_rounds() -> None:
+async def test_one_stuck_keeps_its_rounds_before_and_misses_later_ones() -> None:
     calls: list[str] = []
 
+    async def stuck_in_round_two(i: int) -> dict[str, Any]:
+        calls.append(f"virtual_kubelet {i}")
+        if i == 1:
+            raise StuckRun("3 of 10 pods not gone within 600s")
+        return {"runs": [_run(200)]}
+
+    async def fine(i: int) -> dict[str, Any]:
+        calls.append(f"wirelet {i}")
+        return {"runs": [_run(100)]}
+
+    measures = {"wirelet": fine, "virtual_kubelet": stuck_in_round_two}
+    entry = await in_rounds(measures, Size(10, 2), 3)
+    assert calls == [
+        "wirelet 0",
+        "virtual_kubelet 0",
+        "virtual_kubelet 1",
+        "wirelet 1",
+        "wirelet 2",
+    ]
+    vk = entry["virtual_kubelet"]
+    assert vk["failed"] == "round 2: 3 of 10 pods not gone within 600s"
+    assert len(vk["runs"]) == 1  # round 1 kept
+    assert len(entry["wirelet"]["runs"]) == 3
+    assert entry["ratio_wirelet_over_vk"]["p50"] == 100 / 200
+
+
+async def test_an_implementation_stuck_in_its_first_round_has_no_figures() -> None:
     async def stuck(_i: int) -> dict[str, Any]:
-        calls.append("virtual_kubelet")
-        raise StuckRun("3 of 10 pods not Running within 600s")
+        raise StuckRun("nodes not Ready")
 
     async def fine(_i: int) -> dict[str, Any]:
-        calls.append("wirelet")
         return {"runs": [_run(100)]}
 
     entry = await in_rounds({"wirelet": fine, "virtual_kubelet": stuck}, Size(10, 2), 2)
-    assert calls == ["wirelet", "virtual_kubelet", "wirelet"]
-    assert entry["virtual_kubelet"] == {"failed": "3 of 10 pods not Running within 600s"}
-    assert len(entry["wirelet"]["runs"]) == 2
+    assert entry["virtual_kubelet"] == {"failed": "round 1: nodes not Ready"}
     assert "ratio_wirelet_over_vk" not in entry
 
 
