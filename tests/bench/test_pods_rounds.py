@@ -66,7 +66,7 @@ async def test_one_stuck_keeps_its_rounds_before_and_misses_later_ones() -> None
         calls.append(f"wirelet {i}")
         return {"runs": [_run(100)]}
 
-    measures = {"wirelet": fine, "virtual_kubelet": stuck_in_round_two}
+    measures: dict[str, Measure] = {"wirelet": fine, "virtual_kubelet": stuck_in_round_two}
     entry = await in_rounds(measures, Size(10, 2), 3)
     assert calls == [
         "wirelet 0",
