@@ -21,7 +21,6 @@ from pathlib import Path
 from typing import Any
 
 from bench import common, logs, pods, recovery, scale, ssh
-from hil.cluster.local import LocalCluster
 
 LINK = ("codec", "link_goodput", "firmware_size", "qemu_goodput")
 CLUSTER = ("pods", "scale", "logs", "recovery", "ssh")
@@ -88,7 +87,7 @@ def run_link(name: str, quick: bool) -> bool:
 
 async def run_cluster(names: list[str], quick: bool, with_vk: bool = True) -> dict[str, bool]:
     ok: dict[str, bool] = {}
-    cluster = LocalCluster()
+    cluster = common.bench_cluster()
     await asyncio.to_thread(cluster.start)
     repeats = 2 if quick else None
     jobs: dict[str, Callable[[], Any]] = {
@@ -194,6 +193,7 @@ def summary_markdown(names: list[str]) -> str:  # noqa: PLR0912, PLR0915 (one se
                 if "failed" in r:
                     cause = r["failed"].splitlines()[0]
                     out.append(f"| {e['pods']} / {e['nodes']} | {who} | FAILED: {cause} |")
+                if not r.get("runs"):
                     continue
                 c = r["create_to_running"]
                 out.append(

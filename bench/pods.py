@@ -5,20 +5,26 @@
 N pods (100 and 1000) spread by the scheduler over M nodes. For wirelet the nodes are M emulated
 devices (one `python -m hil.emulator` process) served by one gateway (`python -m gateway.cli run`,
 default config); for the baseline they are M virtual-kubelet mock nodes, one process each, as
-virtual-kubelet runs. The two run one after the other on the same control plane, with the same
-pods: app `forever` (so they stay Running), the provider toleration, and a node affinity that
-picks the implementation under test. Nothing else differs.
+virtual-kubelet runs. They take turns on the same control plane, in rounds (each round runs each
+implementation once, on fresh nodes, in the opposite order to the round before: the shared host's
+load drifts, and that drift must not fall between them), with the same pods: app `forever` (so
+they stay Running), the provider toleration, and a node affinity that picks the implementation
+under test. Nothing else differs. The control plane is the benchmarks' (bench.common.bench_cluster):
+its scheduler's API budget is raised so that it is not what sets the pace.
 
 Per run: create→Running latency (from just before the create request to the watch event showing
 phase Running; the pod's creationTimestamp has one-second resolution, too coarse for this),
 pods/s (N over first create to last Running), and delete→gone latency (delete request to the
-watch's DELETED event). Median and min..max over the repeats.
+watch's DELETED event). Median and min..max over the repeats. Beside them, to see where time
+goes: create→bound (the scheduler), bound→first status (the node's first status write) and
+bound→Running, and the API server's count of writes per pod (status writes, events).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import dataclasses
 import tempfile
 import time
@@ -133,15 +139,19 @@ class StuckRun(TimeoutError):
 
 
 async def one_run(
-    api: KubeApi, count: int, wirelet: bool, tag: str, *, within: float = TIMEOUT_S
+    api: KubeApi,
+    count: int,
+    wirelet: bool,
+    tag: str,
+    *,
+    within: float = TIMEOUT_S,
+    cpu: CpuReader = lambda: {},
 ) -> dict[str, Any]:
     namespace = f"bench-pods-{tag}-{uuid.uuid4().hex[:6]}"
     await common.make_namespace(api, namespace)
-    created: dict[str, float] = {}
-    running: dict[str, float] = {}
-    bound: dict[str, float] = {}
-    deleting: dict[str, float] = {}
-    gone: dict[str, float] = {}
+    # Each pod's moments (wall time): reported is the node's first status write.
+    moments: list[dict[str, float]] = [{} for _ in range(6)]
+    created, bound, reported, running, deleting, gone = moments
     latest: dict[str, dict[str, Any]] = {}  # each pod as last seen, to say why it is stuck
 
     def on_event(kind: str, obj: dict[str, Any], now: float) -> None:
@@ -152,6 +162,8 @@ async def one_run(
             return
         if (obj.get("spec") or {}).get("nodeName"):
             bound.setdefault(name, now)
+        if (obj.get("status") or {}).get("containerStatuses"):
+            reported.setdefault(name, now)
         if (obj.get("status") or {}).get("phase") == "Running":
             running.setdefault(name, now)
 
@@ -180,14 +192,38 @@ async def one_run(
                 f"{len(stuck)} of {count} pods not {what} within {within:.0f}s:\n{cause}"
             ) from None
 
+    writes_before = await _snapshot(api, cpu)
     try:
         await asyncio.gather(*(create(n) for n in names))
         await wait_all("Running", running)
+        writes_started = await _snapshot(api, cpu)
         await asyncio.gather(*(delete(n) for n in names))
         await wait_all("gone", gone)
+        writes_after = await _snapshot(api, cpu)
     finally:
         await watcher.stop()
         await common.delete_namespace(api, namespace)
+    return _figures(
+        names,
+        {"created": created, "bound": bound, "reported": reported, "running": running},
+        {"deleting": deleting, "gone": gone},
+        (writes_before, writes_started, writes_after),
+    )
+
+
+def _figures(
+    names: list[str],
+    start: dict[str, dict[str, float]],
+    end: dict[str, dict[str, float]],
+    writes: tuple[Snapshot, Snapshot, Snapshot],
+) -> dict[str, Any]:
+    """One run's figures from each pod's moments (wall time) and the API server's counts."""
+    count = len(names)
+    created, bound, reported, running = (
+        start[k] for k in ("created", "bound", "reported", "running")
+    )
+    deleting, gone = end["deleting"], end["gone"]
+    writes_before, writes_started, writes_after = writes
     start_lat = [running[n] - created[n] for n in names]
     delete_lat = [gone[n] - deleting[n] for n in names]
     first = min(created.values())
@@ -196,9 +232,104 @@ async def one_run(
         # The scheduler's share (same for both) and the node's share of create→Running.
         "create_to_bound": common.latency_summary([bound[n] - created[n] for n in names]),
         "bound_to_running": common.latency_summary([running[n] - bound[n] for n in names]),
+        # The node's first status write: how long it took to react to the binding at all.
+        "bound_to_reported": common.latency_summary(
+            [reported.get(n, running[n]) - bound[n] for n in names]
+        ),
         "pods_per_s": count / (max(running.values()) - first),
         "delete_to_gone": common.latency_summary(delete_lat),
         "delete_pods_per_s": count / (max(gone.values()) - min(deleting.values())),
+        # API writes per pod (everyone's: the benchmark's create and delete, the scheduler's
+        # binding and event, the node's status writes and events) until all Running, then
+        # from the deletes until all gone.
+        "api_writes_per_pod_start": writes_per_pod(writes_before[0], writes_started[0], count),
+        "api_writes_per_pod_delete": writes_per_pod(writes_started[0], writes_after[0], count),
+        "api_write_ms_start": write_latency_ms(writes_before[0], writes_started[0]),
+        "api_write_ms_delete": write_latency_ms(writes_started[0], writes_after[0]),
+        # CPU of the node side's processes (and the emulated devices') per pod, in ms, over
+        # the same two spans: what each implementation spends on a pod.
+        "cpu_ms_per_pod_start": writes_per_pod(writes_before[1], writes_started[1], count / 1e3),
+        "cpu_ms_per_pod_delete": writes_per_pod(writes_started[1], writes_after[1], count / 1e3),
+    }
+
+
+# CPU seconds so far of the processes under test, by role ("node": the gateway or every
+# virtual-kubelet, "devices": the emulator).
+CpuReader = Callable[[], dict[str, float]]
+Snapshot = tuple[dict[str, float], dict[str, float]]  # API writes, CPU seconds
+
+
+async def _snapshot(api: KubeApi, cpu: CpuReader) -> Snapshot:
+    return await api_writes(api), cpu()
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    """utime + stime of the processes (0 for one that is gone)."""
+    total = 0.0
+    for pid in pids:
+        with contextlib.suppress(OSError):
+            total += common.ProcSampler(pid).read()[1]
+    return total
+
+
+# The API server's own count of requests, by resource, subresource and verb: what a run's pods
+# cost it (status writes and events per pod, the node implementation's share beside the rest).
+WRITE_VERBS = ("POST", "PUT", "PATCH", "DELETE")
+
+
+_COUNTERS = {
+    "apiserver_request_total{": "",
+    # The API server's time per request (to its answer), as a sum and a count: their growth
+    # over a span is the mean latency of that kind of write in the span.
+    "apiserver_request_duration_seconds_sum{": "|sum",
+    "apiserver_request_duration_seconds_count{": "|count",
+}
+
+
+async def api_writes(api: KubeApi) -> dict[str, float]:
+    """`resource[/subresource] VERB` -> requests so far, for writes to pods and events (and
+    `... VERB|sum`, `|count`: seconds the API server took on them, how many it timed)."""
+    text = await api.get_text("/metrics")
+    counts: dict[str, float] = {}
+    for line in text.splitlines():
+        prefix = next((p for p in _COUNTERS if line.startswith(p)), None)
+        if prefix is None:
+            continue
+        labels_text, _, value = line.rpartition(" ")
+        labels = dict(
+            part.split("=", 1) for part in labels_text[len(prefix) : -1].split(",") if "=" in part
+        )
+        resource = labels.get("resource", "").strip('"')
+        verb = labels.get("verb", "").strip('"')
+        if resource not in ("pods", "events") or verb not in WRITE_VERBS:
+            continue
+        sub = labels.get("subresource", "").strip('"')
+        key = f"{resource}{'/' + sub if sub else ''} {verb}{_COUNTERS[prefix]}"
+        counts[key] = counts.get(key, 0.0) + float(value)
+    return counts
+
+
+def write_latency_ms(before: dict[str, float], after: dict[str, float]) -> dict[str, float]:
+    """Mean API server time per request of each kind of write made between the two readings."""
+    out = {}
+    for key in sorted(k for k in after if k.endswith("|count")):
+        count = after[key] - before.get(key, 0.0)
+        if count > 0:
+            total = after[key[: -len("|count")] + "|sum"] - before.get(
+                key[: -len("|count")] + "|sum", 0.0
+            )
+            out[key[: -len("|count")]] = round(1000 * total / count, 1)
+    return out
+
+
+def writes_per_pod(
+    before: dict[str, float], after: dict[str, float], count: float
+) -> dict[str, float]:
+    """What each counter grew by, per pod (counters that did not grow are left out)."""
+    return {
+        key: round((after[key] - before.get(key, 0.0)) / count, 2)
+        for key in sorted(after)
+        if after[key] > before.get(key, 0.0) and "|" not in key
     }
 
 
@@ -254,7 +385,13 @@ async def describe_stuck(
 
 def summarize(runs: list[dict[str, Any]]) -> dict[str, Any]:
     out: dict[str, Any] = {"runs": runs}
-    for key in ("create_to_running", "create_to_bound", "bound_to_running", "delete_to_gone"):
+    for key in (
+        "create_to_running",
+        "create_to_bound",
+        "bound_to_running",
+        "bound_to_reported",
+        "delete_to_gone",
+    ):
         out[key] = {p: spread(r[key][p] for r in runs) for p in ("p50_ms", "p95_ms", "p99_ms")}
     out["pods_per_s"] = spread(r["pods_per_s"] for r in runs)
     out["delete_pods_per_s"] = spread(r["delete_pods_per_s"] for r in runs)
@@ -289,7 +426,18 @@ async def run_wirelet(
         )
         runs = []
         for i in range(repeats):
-            runs.append(await one_run(api, size.pods, True, f"w{i}"))
+            runs.append(
+                await one_run(
+                    api,
+                    size.pods,
+                    True,
+                    f"w{i}",
+                    cpu=lambda: {
+                        "node": cpu_seconds([gateway.pid]),
+                        "devices": cpu_seconds([emulator.pid]),
+                    },
+                )
+            )
             _print_run(who, size, runs[-1])
         sampler = common.ProcSampler(gateway.pid)
         rss = sampler.read()[2] / 1e6
@@ -311,7 +459,15 @@ async def run_vk(
         ready_s = await wait_nodes_ready(api, fleet.names, TIMEOUT_S, fleet.describe)
         runs = []
         for i in range(repeats):
-            runs.append(await one_run(api, size.pods, False, f"v{i}"))
+            runs.append(
+                await one_run(
+                    api,
+                    size.pods,
+                    False,
+                    f"v{i}",
+                    cpu=lambda: {"node": cpu_seconds([p.pid for p in fleet.procs])},
+                )
+            )
             _print_run("virtual-kubelet", size, runs[-1])
         rss = fleet.rss_mb()
     finally:
@@ -340,8 +496,21 @@ def _print_run(who: str, size: Size, run: dict[str, Any]) -> None:
         f"create→Running p50 {c['p50_ms']:7.0f} p95 {c['p95_ms']:7.0f} p99 {c['p99_ms']:7.0f} ms, "
         f"{run['pods_per_s']:6.1f} pods/s; delete→gone p50 {d['p50_ms']:7.0f} "
         f"p99 {d['p99_ms']:7.0f} ms; "
-        f"bound→Running p50 {run['bound_to_running']['p50_ms']:.0f} ms"
+        f"create→bound p50 {run['create_to_bound']['p50_ms']:.0f} ms, "
+        f"bound→first status p50 {run['bound_to_reported']['p50_ms']:.0f} ms, "
+        f"bound→Running p50 {run['bound_to_running']['p50_ms']:.0f} "
+        f"p99 {run['bound_to_running']['p99_ms']:.0f} ms\n"
+        f"    API writes per pod, start: {_writes(run['api_writes_per_pod_start'])}; "
+        f"delete: {_writes(run['api_writes_per_pod_delete'])}\n"
+        f"    API server ms per write, start: {_writes(run['api_write_ms_start'])}; "
+        f"delete: {_writes(run['api_write_ms_delete'])}\n"
+        f"    CPU ms per pod, start: {_writes(run['cpu_ms_per_pod_start'])}; "
+        f"delete: {_writes(run['cpu_ms_per_pod_delete'])}"
     )
+
+
+def _writes(per_pod: dict[str, float]) -> str:
+    return ", ".join(f"{key} {n:g}" for key, n in per_pod.items()) or "none"
 
 
 def ratios(w: dict[str, Any], v: dict[str, Any]) -> dict[str, float]:
@@ -376,30 +545,9 @@ async def run(
         try:
             for size in sizes(quick):
                 with tempfile.TemporaryDirectory(prefix="wirelet-bench-pods-") as tmp:
-                    work = Path(tmp)
-                    entry: dict[str, Any] = {"pods": size.pods, "nodes": size.nodes}
-                    if OPTIONS.baseline is not None:
-                        entry["wirelet_baseline"] = await _unless_stuck(
-                            "wirelet (baseline)",
-                            size,
-                            run_wirelet(
-                                cl, api, size, repeats, work / "b", source=OPTIONS.baseline
-                            ),
-                        )
-                    entry["wirelet"] = await _unless_stuck(
-                        "wirelet", size, run_wirelet(cl, api, size, repeats, work / "w")
+                    entry = await _measure_size(
+                        cl, api, size, repeats, Path(tmp), vk_missing=vk_missing
                     )
-                    if vk_missing is None:
-                        entry["virtual_kubelet"] = await _unless_stuck(
-                            "virtual-kubelet", size, run_vk(cl, api, size, repeats, work / "v")
-                        )
-                        if not any("failed" in entry[k] for k in ("wirelet", "virtual_kubelet")):
-                            entry["ratio_wirelet_over_vk"] = ratios(
-                                entry["wirelet"], entry["virtual_kubelet"]
-                            )
-                        base = entry.get("wirelet_baseline", {"failed": "not run"})
-                        if not any("failed" in r for r in (base, entry["virtual_kubelet"])):
-                            entry["ratio_baseline_over_vk"] = ratios(base, entry["virtual_kubelet"])
                     results.append(entry)
                     _print_entry(entry)
         finally:
@@ -422,6 +570,84 @@ async def run(
         "targets": TARGETS,
         "results": results,
     }
+
+
+async def _measure_size(
+    cl: LocalCluster,
+    api: KubeApi,
+    size: Size,
+    repeats: int,
+    work: Path,
+    *,
+    vk_missing: str | None,
+) -> dict[str, Any]:
+    """Every implementation at one size, in rounds: each round runs each of them once (with its
+    own fresh nodes), in the opposite order to the round before. The host is shared and its
+    load drifts over minutes; all repeats of one implementation, then all of the next, put
+    that drift between them and into their ratio."""
+    measures: dict[str, Measure] = {}
+    if OPTIONS.baseline is not None:
+        source = OPTIONS.baseline
+        measures["wirelet_baseline"] = lambda i: run_wirelet(
+            cl, api, size, 1, work / f"b{i}", source=source
+        )
+    measures["wirelet"] = lambda i: run_wirelet(cl, api, size, 1, work / f"w{i}")
+    if vk_missing is None:
+        measures["virtual_kubelet"] = lambda i: run_vk(cl, api, size, 1, work / f"v{i}")
+    return await in_rounds(measures, size, repeats)
+
+
+Measure = Callable[[int], Coroutine[Any, Any, dict[str, Any]]]
+
+
+async def in_rounds(measures: dict[str, Measure], size: Size, repeats: int) -> dict[str, Any]:
+    """`repeats` rounds of every measure (keys of WHO) once, each round in the opposite order
+    to the one before. One that fails is left out of the later rounds; the figures of its rounds
+    that completed are kept (a virtual-kubelet that crashes in round 3 must not lose rounds 1
+    and 2) with the failure beside them, and the run counts as failed."""
+    rounds: dict[str, list[dict[str, Any]]] = {key: [] for key in measures}
+    failed: dict[str, str] = {}
+    for i in range(repeats):
+        order = list(measures) if i % 2 == 0 else list(reversed(measures))
+        for key in order:
+            if key in failed:
+                continue
+            got = await _unless_stuck(WHO[key], size, measures[key](i))
+            if "failed" in got:
+                failed[key] = f"round {i + 1}: {got['failed']}"
+            else:
+                rounds[key].append(got)
+    entry: dict[str, Any] = {"pods": size.pods, "nodes": size.nodes, "order": "interleaved"}
+    for key, done in rounds.items():
+        entry[key] = _merge_rounds(done) if done else {}
+        if key in failed:
+            entry[key]["failed"] = failed[key]
+    vk = entry.get("virtual_kubelet", {"failed": "not run"})
+    for key, ratio in (
+        ("wirelet", "ratio_wirelet_over_vk"),
+        ("wirelet_baseline", "ratio_baseline_over_vk"),
+    ):
+        if entry.get(key, {}).get("runs") and vk.get("runs"):
+            entry[ratio] = ratios(entry[key], vk)
+    return entry
+
+
+WHO = {
+    "wirelet_baseline": "wirelet (baseline)",
+    "wirelet": "wirelet",
+    "virtual_kubelet": "virtual-kubelet",
+}
+
+
+def _merge_rounds(got: list[dict[str, Any]]) -> dict[str, Any]:
+    """One implementation's rounds as one result: figures over all its runs; start-up and
+    memory figures of each round listed."""
+    runs = [run for one in got for run in one["runs"]]
+    merged = summarize(runs)
+    for key in ("nodes_ready_s", "gateway_rss_mb", "processes_rss_mb"):
+        if key in got[0]:
+            merged[key] = spread(one[key] for one in got)
+    return merged
 
 
 async def _unless_stuck(
@@ -453,10 +679,12 @@ def _print_entry(entry: dict[str, Any]) -> None:
         r = entry[key]
         if "failed" in r:
             say(f"  {who:>15}: FAILED, {r['failed'].splitlines()[0]}")
+        if not r.get("runs"):
             continue
         c = r["create_to_running"]
         say(
-            f"  {who:>15}: create→Running p50 {common.fmt(c['p50_ms'], ' ms', 0)}, "
+            f"  {who:>15}: {len(r['runs'])} runs, create→Running p50 "
+            f"{common.fmt(c['p50_ms'], ' ms', 0)}, "
             f"p95 {common.fmt(c['p95_ms'], ' ms', 0)}, p99 {common.fmt(c['p99_ms'], ' ms', 0)}; "
             f"{common.fmt(r['pods_per_s'], ' pods/s')}; delete→gone p50 "
             f"{common.fmt(r['delete_to_gone']['p50_ms'], ' ms', 0)}, "

@@ -4,7 +4,7 @@ kubernetes_asyncio loads the credentials (kubeconfig, in-cluster service account
 token refresh); objects stay plain JSON (no model classes to convert for every pod event).
 Requests go through a lean keep-alive HTTP/1.1 pool (`gateway.kube.http1`: at 1000 devices the
 ~100 lease renewals a second made aiohttp's per-request cost the gateway's largest); watches
-go through one aiohttp session, which streams them line by line.
+go through one aiohttp session, split into events here (`watch_lines`).
 """
 
 from __future__ import annotations
@@ -352,9 +352,7 @@ class KubeApi:
                 text = await response.text()
                 payload = orjson.loads(text) if text.startswith("{") else text
                 raise KubeApiError(response.status, response.reason or "", payload, "WATCH", path)
-            async for line in response.content:
-                if not line.strip():
-                    continue
+            async for line in watch_lines(response.content):
                 event = orjson.loads(line)
                 if event.get("type") == "ERROR":
                     status = event.get("object") or {}
@@ -366,3 +364,31 @@ class KubeApi:
                         path,
                     )
                 yield event
+
+
+async def watch_lines(stream: aiohttp.StreamReader) -> AsyncIterator[bytes]:
+    """The non-blank lines of a watch stream, one event each, whatever their size.
+
+    Read as the chunks arrive and split here: aiohttp's readline refuses a line over its buffer
+    limit (512 KiB; LineTooLong, which is not a ValueError), and a pod that large (big env
+    values; the API server stores up to ~1.5 MB) bound to any node ended the gateway's pod
+    watch for good. Per chunk it is also cheaper than readline's per-line buffer walk when many
+    events arrive at once.
+    """
+    partial: list[bytes] = []  # the start of a line that continues in a later chunk
+    async for chunk in stream.iter_any():
+        start = 0
+        while (end := chunk.find(b"\n", start)) >= 0:
+            if partial:
+                partial.append(chunk[start:end])
+                line = b"".join(partial)
+                partial.clear()
+            else:
+                line = chunk[start:end]
+            start = end + 1
+            if line.strip():
+                yield line
+        if start < len(chunk):
+            partial.append(chunk[start:])
+    if partial and (line := b"".join(partial)).strip():
+        yield line  # the server ended the stream without a final newline

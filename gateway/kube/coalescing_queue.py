@@ -8,7 +8,9 @@ queue and kopf's per-object queues serve their controllers:
 - a key being processed is never handed out again: changes meanwhile are remembered and queued
   once `done` is called, so there is at most one write per key in flight;
 - a key with nothing on record yet (`first=True`) waits a longer window, cut short by the next
-  add, so the change that usually follows within milliseconds is folded in;
+  add, so the change that usually follows within milliseconds is folded in; that add makes the
+  key due at once (it has waited already: the kubelet's status manager, too, writes a change as
+  soon as it is told of it), ahead of keys still in their window;
 - `retry_after` hands a key out again after a back-off, whatever changes meanwhile.
 """
 
@@ -28,16 +30,17 @@ class CoalescingQueue(Generic[K]):
         # Key -> loop time of its first add since it last came out, oldest first.
         self._queued: dict[K, float] = {}
         self._queued_first: dict[K, float] = {}  # keys with nothing on record yet
+        self._due: dict[K, None] = {}  # keys due now (a first add's follow-up), in order
         self._processing: set[K] = set()
         self._again: dict[K, float] = {}  # processing keys added meanwhile
         self._retries: dict[K, asyncio.TimerHandle] = {}
         self._waiter: asyncio.Future[None] | None = None
 
     def __contains__(self, key: object) -> bool:
-        return key in self._queued or key in self._queued_first
+        return key in self._queued or key in self._queued_first or key in self._due
 
     def __len__(self) -> int:
-        return len(self._queued) + len(self._queued_first)
+        return len(self._queued) + len(self._queued_first) + len(self._due)
 
     def processing(self, key: K) -> bool:
         """Handed out and not yet done (or waiting for its retry)."""
@@ -48,10 +51,10 @@ class CoalescingQueue(Generic[K]):
         if key in self._processing:
             self._again.setdefault(key, now)
             return
-        if key in self._queued:
+        if key in self._queued or key in self._due:
             return
         if self._queued_first.pop(key, None) is not None:
-            self._queued[key] = now  # the change that follows the first: both in one go
+            self._due[key] = None  # the change that follows the first: both in one go, now
         elif first:
             self._queued_first[key] = now
         else:
@@ -62,6 +65,11 @@ class CoalescingQueue(Generic[K]):
         """The key whose window ends first, once it has ended; it is processing until `done`."""
         loop = asyncio.get_running_loop()
         while True:
+            if self._due:
+                key = next(iter(self._due))
+                del self._due[key]
+                self._processing.add(key)
+                return key
             due: float | None = None
             queue: dict[K, float] | None = None
             for candidate, window in (
@@ -112,6 +120,7 @@ class CoalescingQueue(Generic[K]):
         """Drop the key's pending adds and retry (a key being processed stays so until done)."""
         self._queued.pop(key, None)
         self._queued_first.pop(key, None)
+        self._due.pop(key, None)
         self._again.pop(key, None)
         retry = self._retries.pop(key, None)
         if retry is not None:

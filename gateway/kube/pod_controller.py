@@ -42,8 +42,8 @@ log = logging.getLogger(__name__)
 STATUS_COALESCE_S = 0.05
 # A pod's first status (ContainerCreating) waits this long for the change that usually follows
 # within milliseconds (the device confirms the start): one write instead of two. A second change
-# ends the wait (written STATUS_COALESCE_S later); a slow or refused start shows its waiting
-# state after this long.
+# ends the wait and is written at once (no STATUS_COALESCE_S on top: every pod start paid it); a
+# slow or refused start shows its waiting state after this long.
 STATUS_FIRST_COALESCE_S = 0.25
 # Status writes in flight at once, at least; the gateway raises it with the devices it serves
 # (`set_status_writers`), as each kubelet writes its own pods' statuses. A write waits for the

@@ -27,6 +27,16 @@ _LOOPBACK = "127.0.0.1"
 _LEASES = "/apis/coordination.k8s.io/v1/namespaces/kube-system/leases/"
 
 
+# Controller-manager and scheduler each run once: there is no one to fail over to, so losing the
+# leader lease only ends the component (it exits). With the defaults (renew within 10 s) a
+# loaded 2-core host did that mid-benchmark, and no node ever lost its not-ready taint again.
+_LEADER_ELECTION = (
+    "--leader-elect-lease-duration=120s",
+    "--leader-elect-renew-deadline=100s",
+    "--leader-elect-retry-period=2s",
+)
+
+
 class ClusterError(RuntimeError):
     """The control plane did not come up, or a component died."""
 
@@ -52,11 +62,15 @@ class LocalCluster:
         *,
         binaries: Binaries | None = None,
         die_with_parent: bool = True,
+        scheduler_qps: float | None = None,
     ) -> None:
         self._owns_run_dir = run_dir is None
         self.run_dir = Path(run_dir or tempfile.mkdtemp(prefix="wirelet-cluster-"))
         self._binaries = binaries
         self._die_with_parent = die_with_parent
+        # The scheduler's API budget (client-go QPS, burst twice that); None: its default (50,
+        # burst 100), which binds at most ~50 pods/s after the first 100.
+        self.scheduler_qps = scheduler_qps
         self._procs: dict[str, subprocess.Popen[bytes]] = {}
         self.pki_dir = self.run_dir / "pki"
         self.log_dir = self.run_dir / "logs"
@@ -67,6 +81,7 @@ class LocalCluster:
         self.api_port = 0
         self.server = ""
         self.etcd_url = ""
+        self.scheduler_port = 0  # its /configz and /healthz (HTTPS), once started
         self._ca: CertificateAuthority | None = None
 
     @classmethod
@@ -329,6 +344,7 @@ class LocalCluster:
                 f"--cert-dir={self.run_dir / 'controller-manager-certs'}",
                 "--controllers=*",
                 "--leader-elect=true",
+                *_LEADER_ELECTION,
                 # CSR signing uses the cluster CA, so signed certificates chain to ca.crt.
                 f"--cluster-signing-cert-file={self.ca_cert}",
                 f"--cluster-signing-key-file={self.ca_key}",
@@ -342,6 +358,11 @@ class LocalCluster:
 
     def _start_scheduler(self, binaries: Binaries) -> None:
         kubeconfig = self.run_dir / "scheduler.kubeconfig"
+        budget = []
+        if self.scheduler_qps is not None:
+            burst = max(1, round(2 * self.scheduler_qps))
+            budget = [f"--kube-api-qps={self.scheduler_qps:g}", f"--kube-api-burst={burst}"]
+        self.scheduler_port = free_port()
         self._spawn(
             "kube-scheduler",
             [
@@ -350,9 +371,11 @@ class LocalCluster:
                 f"--authentication-kubeconfig={kubeconfig}",
                 f"--authorization-kubeconfig={kubeconfig}",
                 f"--bind-address={_LOOPBACK}",
-                f"--secure-port={free_port()}",
+                f"--secure-port={self.scheduler_port}",
                 "--leader-elect=true",
+                *_LEADER_ELECTION,
                 "--profiling=false",
+                *budget,
             ],
         )
 

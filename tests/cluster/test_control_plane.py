@@ -6,7 +6,9 @@ import asyncio
 import base64
 import datetime
 import json
+import ssl
 import subprocess
+import urllib.request
 import uuid
 from pathlib import Path
 
@@ -197,6 +199,33 @@ async def test_controller_manager_and_scheduler_hold_leader_leases(api: client.A
             break
         await asyncio.sleep(0.25)
     assert set(holders) == {"kube-controller-manager", "kube-scheduler"}
+
+
+async def test_leader_leases_outlast_a_loaded_api_server(api: client.ApiClient) -> None:
+    # Each component runs once: a lease lost to a slow renewal would only end it (the
+    # controller-manager exited mid-benchmark with the default 15 s lease and 10 s deadline).
+    coordination = client.CoordinationV1Api(api)
+    for lease_name in ("kube-controller-manager", "kube-scheduler"):
+        lease = await coordination.read_namespaced_lease(lease_name, "kube-system")
+        assert lease.spec.lease_duration_seconds == 120, lease_name
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(240)
+def test_scheduler_budget_is_configurable() -> None:
+    """A cluster started with scheduler_qps runs its scheduler with that client budget (its
+    /configz, the configuration in effect); the default cluster keeps the scheduler's own."""
+    with LocalCluster(scheduler_qps=500) as cluster:
+        context = ssl.create_default_context()
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE  # the scheduler's self-signed serving certificate
+        context.load_cert_chain(cluster.admin.cert, cluster.admin.key)
+        url = f"https://127.0.0.1:{cluster.scheduler_port}/configz"
+        with urllib.request.urlopen(url, timeout=10, context=context) as answer:
+            configz = json.loads(answer.read())
+    connection = configz["componentconfig"]["clientConnection"]
+    assert connection["qps"] == 500
+    assert connection["burst"] == 1000
 
 
 async def test_client_without_permissions_is_forbidden(

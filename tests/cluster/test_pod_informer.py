@@ -58,6 +58,40 @@ async def test_unbound_pods_are_not_sent_to_the_informer(
                 await watching
 
 
+async def test_a_pod_larger_than_a_read_buffer_keeps_the_watch_going(
+    cluster: LocalCluster, api: client.ApiClient, namespace: str
+) -> None:
+    """A watch event of 600 KB (a pod with a big env value) is delivered, and so are the events
+    after it: aiohttp's readline refused lines over 512 KiB and the watch ended for good."""
+    path = f"/api/v1/namespaces/{namespace}/pods"
+    async with KubeApi(await load_configuration(str(cluster.kubeconfig))) as kube:
+        informer = RecordingInformer(kube)
+        watching = asyncio.create_task(informer.run(), name="informer")
+        try:
+            await informer.synced.wait()
+            big = pod("big", nodeName="t-informer-node")
+            big["spec"]["containers"][0]["env"] = [{"name": "BLOB", "value": "x" * 600_000}]
+            await kube.create(path, big)
+            await kube.create(path, pod("bound", nodeName="t-informer-node"))
+            ours: dict[str, dict[str, Any]] = {}
+            for _ in range(600):  # this namespace's pods (another test's may come and go)
+                ours = {
+                    p["metadata"]["name"]: p
+                    for p in informer.store.values()
+                    if p["metadata"]["namespace"] == namespace
+                }
+                if "bound" in ours:
+                    break
+                await asyncio.sleep(0.1)
+            assert set(ours) == {"big", "bound"}
+            assert not watching.done()
+            assert len(ours["big"]["spec"]["containers"][0]["env"][0]["value"]) == 600_000
+        finally:
+            watching.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await watching
+
+
 async def test_answers_not_wanted_are_not_decoded(
     cluster: LocalCluster, api: client.ApiClient, namespace: str
 ) -> None:

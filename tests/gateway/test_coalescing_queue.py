@@ -53,6 +53,30 @@ async def test_a_first_add_waits_its_longer_window_unless_another_add_follows() 
     assert await _next(queue) == "new"
 
 
+async def test_the_change_after_a_first_add_is_due_at_once_ahead_of_windows() -> None:
+    # Both windows an hour: only a key due at once can come out.
+    queue: CoalescingQueue[str] = CoalescingQueue(HOUR, HOUR)
+    queue.add("waiting")  # in its (hour-long) window
+    queue.add("new", first=True)
+    getter = asyncio.ensure_future(queue.get())
+    await asyncio.sleep(0)
+    assert not getter.done()
+    queue.add("new")  # the device confirmed the start: write both now
+    assert await asyncio.wait_for(getter, 10.0) == "new"
+    assert "waiting" in queue and "new" not in queue and queue.processing("new")
+    queue.add("new")  # a change while its write is in flight: remembered, as for any key
+    queue.done("new")
+    assert "new" in queue
+
+
+async def test_forget_drops_a_key_that_was_due_at_once() -> None:
+    queue: CoalescingQueue[str] = CoalescingQueue(HOUR, HOUR)
+    queue.add("new", first=True)
+    queue.add("new")
+    queue.forget("new")
+    assert "new" not in queue and len(queue) == 0
+
+
 async def test_a_waiting_get_wakes_up_for_a_new_key() -> None:
     queue: CoalescingQueue[str] = CoalescingQueue(0.0, HOUR)
     getter = asyncio.ensure_future(queue.get())
