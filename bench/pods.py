@@ -146,7 +146,10 @@ async def one_run(
     *,
     within: float = TIMEOUT_S,
     cpu: CpuReader = lambda: {},
+    why: Callable[[], str] = lambda: "",
 ) -> dict[str, Any]:
+    """`why`: what the processes serving the nodes say (which exited, their last lines), for
+    the report of a stuck run."""
     namespace = f"bench-pods-{tag}-{uuid.uuid4().hex[:6]}"
     await common.make_namespace(api, namespace)
     # Each pod's moments (wall time): reported is the node's first status write.
@@ -188,8 +191,12 @@ async def one_run(
         except TimeoutError:
             stuck = [n for n in names if n not in done]
             cause = await describe_stuck(api, namespace, stuck, latest)
+            processes = why()
+            # The processes' state first: a serving process that exited is the cause to read.
+            brief = f" ({processes.splitlines()[0].strip()})" if processes else ""
             raise StuckRun(
-                f"{len(stuck)} of {count} pods not {what} within {within:.0f}s:\n{cause}"
+                f"{len(stuck)} of {count} pods not {what} within {within:.0f}s{brief}:\n{cause}"
+                + (f"\n{processes}" if processes else "")
             ) from None
 
     writes_before = await _snapshot(api, cpu)
@@ -436,6 +443,7 @@ async def run_wirelet(
                         "node": cpu_seconds([gateway.pid]),
                         "devices": cpu_seconds([emulator.pid]),
                     },
+                    why=lambda: _process_state(gateway, emulator),
                 )
             )
             _print_run(who, size, runs[-1])
@@ -466,6 +474,7 @@ async def run_vk(
                     False,
                     f"v{i}",
                     cpu=lambda: {"node": cpu_seconds([p.pid for p in fleet.procs])},
+                    why=fleet.describe,
                 )
             )
             _print_run("virtual-kubelet", size, runs[-1])

@@ -32,6 +32,26 @@ async def test_pods_that_never_run_are_reported_with_phase_conditions_and_events
     assert "stuck by phase: 2 Pending" in message
 
 
+async def test_a_stuck_run_names_the_serving_process_that_exited_first(
+    cluster: LocalCluster,
+) -> None:
+    """A virtual-kubelet process that crashed mid-run leaves its pods: the failure's first
+    line (the one summary.md shows) says which process exited, the details follow."""
+    api = await common.admin_api(cluster)
+    state = "  1 of 50 virtual-kubelet processes exited (vk-0038: 2)\n  last lines of vk-0038.log:"
+    try:
+        with pytest.raises(StuckRun) as stuck:
+            await one_run(api, 1, False, "crashed", within=3, why=lambda: state)
+    finally:
+        await api.close()
+    message = str(stuck.value)
+    first_line = message.splitlines()[0]
+    assert first_line == (
+        "1 of 1 pods not Running within 3s (1 of 50 virtual-kubelet processes exited (vk-0038: 2)):"
+    )
+    assert message.endswith(state)
+
+
 async def test_nodes_that_never_get_ready_are_reported_with_the_processes_state(
     cluster: LocalCluster,
 ) -> None:
