@@ -46,7 +46,7 @@ import aiohttp
 
 from bench import common
 from bench.common import say, spread
-from bench.pods import wait_nodes_ready
+from bench.stuck import wait_nodes_ready
 from gateway.kube.api import KubeApi
 from hil.cluster.local import LocalCluster, free_port
 from hil.emulator.apps import APPS, CounterApp

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import dataclasses
 import tempfile
 import time
@@ -35,6 +34,16 @@ from typing import Any
 
 from bench import common
 from bench.common import Watcher, say, spread
+from bench.pods_report import TARGETS, print_entry, print_run, ratios
+from bench.run_costs import (
+    CpuReader,
+    Snapshot,
+    cpu_seconds,
+    snapshot,
+    write_latency_ms,
+    writes_per_pod,
+)
+from bench.stuck import StuckRun, describe_stuck, process_state, wait_nodes_ready
 from bench.vk import VkBuildError, VkFleet, build
 from gateway.kube.api import KubeApi, KubeApiError
 from hil.cluster.local import LocalCluster
@@ -46,7 +55,6 @@ TIMEOUT_S = 600.0
 # implementation on the shared 2-core host, so 2 keeps the benchmark near 10 minutes.
 FULL_REPEATS = 2
 # Issue 16: wirelet / virtual-kubelet in the same run, at every size.
-TARGETS = {"throughput_ratio_min": 1.2, "p50_ratio_max": 1.0, "p99_ratio_max": 1.0}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -94,48 +102,6 @@ def pod_body(name: str, wirelet: bool) -> dict[str, Any]:
             },
         },
     }
-
-
-async def wait_nodes_ready(
-    api: KubeApi, names: list[str], within: float, why: Callable[[], str] = lambda: ""
-) -> float:
-    """Seconds until every named node is Ready (watched); StuckRun naming the nodes that are
-    not, with what `why` tells about the processes serving them, if that takes over `within`."""
-    wanted = set(names)
-    ready: set[str] = set()
-    seen: set[str] = set()
-
-    def on_event(kind: str, obj: dict[str, Any], _now: float) -> None:
-        name = obj["metadata"]["name"]
-        if name in wanted:
-            seen.add(name)
-            if kind != "DELETED" and common.node_ready(obj):
-                ready.add(name)
-            else:
-                ready.discard(name)
-
-    started = time.monotonic()
-    watcher = Watcher(api, "/api/v1/nodes", on_event)
-    await watcher.start()
-    try:
-        await common.wait_until("nodes Ready", lambda: ready >= wanted, within)
-    except TimeoutError:
-        missing = sorted(wanted - ready)
-        never = [n for n in missing if n not in seen]
-        raise StuckRun(
-            f"{len(missing)} of {len(names)} nodes not Ready within {within:.0f}s "
-            f"({len(never)} never registered): {', '.join(missing[:10])}"
-            + (" ..." if len(missing) > 10 else "")
-            + (f"\n{why()}" if why() else "")
-        ) from None
-    finally:
-        await watcher.stop()
-    return time.monotonic() - started
-
-
-class StuckRun(TimeoutError):
-    """A run whose nodes did not get Ready, or whose pods did not all get Running, or all go,
-    within the bound; the message says which nodes or pods, and what is known of why."""
 
 
 async def one_run(
@@ -199,14 +165,14 @@ async def one_run(
                 + (f"\n{processes}" if processes else "")
             ) from None
 
-    writes_before = await _snapshot(api, cpu)
+    writes_before = await snapshot(api, cpu)
     try:
         await asyncio.gather(*(create(n) for n in names))
         await wait_all("Running", running)
-        writes_started = await _snapshot(api, cpu)
+        writes_started = await snapshot(api, cpu)
         await asyncio.gather(*(delete(n) for n in names))
         await wait_all("gone", gone)
-        writes_after = await _snapshot(api, cpu)
+        writes_after = await snapshot(api, cpu)
     finally:
         await watcher.stop()
         await common.delete_namespace(api, namespace)
@@ -260,136 +226,6 @@ def _figures(
     }
 
 
-# CPU seconds so far of the processes under test, by role ("node": the gateway or every
-# virtual-kubelet, "devices": the emulator).
-CpuReader = Callable[[], dict[str, float]]
-Snapshot = tuple[dict[str, float], dict[str, float]]  # API writes, CPU seconds
-
-
-async def _snapshot(api: KubeApi, cpu: CpuReader) -> Snapshot:
-    return await api_writes(api), cpu()
-
-
-def cpu_seconds(pids: list[int]) -> float:
-    """utime + stime of the processes (0 for one that is gone)."""
-    total = 0.0
-    for pid in pids:
-        with contextlib.suppress(OSError):
-            total += common.ProcSampler(pid).read()[1]
-    return total
-
-
-# The API server's own count of requests, by resource, subresource and verb: what a run's pods
-# cost it (status writes and events per pod, the node implementation's share beside the rest).
-WRITE_VERBS = ("POST", "PUT", "PATCH", "DELETE")
-
-
-_COUNTERS = {
-    "apiserver_request_total{": "",
-    # The API server's time per request (to its answer), as a sum and a count: their growth
-    # over a span is the mean latency of that kind of write in the span.
-    "apiserver_request_duration_seconds_sum{": "|sum",
-    "apiserver_request_duration_seconds_count{": "|count",
-}
-
-
-async def api_writes(api: KubeApi) -> dict[str, float]:
-    """`resource[/subresource] VERB` -> requests so far, for writes to pods and events (and
-    `... VERB|sum`, `|count`: seconds the API server took on them, how many it timed)."""
-    text = await api.get_text("/metrics")
-    counts: dict[str, float] = {}
-    for line in text.splitlines():
-        prefix = next((p for p in _COUNTERS if line.startswith(p)), None)
-        if prefix is None:
-            continue
-        labels_text, _, value = line.rpartition(" ")
-        labels = dict(
-            part.split("=", 1) for part in labels_text[len(prefix) : -1].split(",") if "=" in part
-        )
-        resource = labels.get("resource", "").strip('"')
-        verb = labels.get("verb", "").strip('"')
-        if resource not in ("pods", "events") or verb not in WRITE_VERBS:
-            continue
-        sub = labels.get("subresource", "").strip('"')
-        key = f"{resource}{'/' + sub if sub else ''} {verb}{_COUNTERS[prefix]}"
-        counts[key] = counts.get(key, 0.0) + float(value)
-    return counts
-
-
-def write_latency_ms(before: dict[str, float], after: dict[str, float]) -> dict[str, float]:
-    """Mean API server time per request of each kind of write made between the two readings."""
-    out = {}
-    for key in sorted(k for k in after if k.endswith("|count")):
-        count = after[key] - before.get(key, 0.0)
-        if count > 0:
-            total = after[key[: -len("|count")] + "|sum"] - before.get(
-                key[: -len("|count")] + "|sum", 0.0
-            )
-            out[key[: -len("|count")]] = round(1000 * total / count, 1)
-    return out
-
-
-def writes_per_pod(
-    before: dict[str, float], after: dict[str, float], count: float
-) -> dict[str, float]:
-    """What each counter grew by, per pod (counters that did not grow are left out)."""
-    return {
-        key: round((after[key] - before.get(key, 0.0)) / count, 2)
-        for key in sorted(after)
-        if after[key] > before.get(key, 0.0) and "|" not in key
-    }
-
-
-STUCK_PODS_SHOWN = 10  # the first few stuck pods in detail; the rest counted by phase
-
-
-async def describe_stuck(
-    api: KubeApi, namespace: str, stuck: list[str], latest: dict[str, dict[str, Any]]
-) -> str:
-    """Which pods are stuck and why, as far as the API tells: for each of the first few its
-    node, phase, deletion mark, conditions that are not True and its last events; then how
-    many of all the stuck pods are in each phase."""
-    try:
-        events = (await api.get(f"/api/v1/namespaces/{namespace}/events")).get("items") or []
-    except Exception as exc:  # the API may be what is broken: say so and go on
-        events = []
-        note = f"  (events not readable: {exc})"
-    else:
-        note = ""
-    by_pod: dict[str, list[dict[str, Any]]] = {}
-    for event in events:
-        by_pod.setdefault((event.get("involvedObject") or {}).get("name", ""), []).append(event)
-    lines: list[str] = []
-    phases: dict[str, int] = {}
-    for name in stuck:
-        pod = latest.get(name) or {}
-        status = pod.get("status") or {}
-        phase = status.get("phase") or "unseen"
-        phases[phase] = phases.get(phase, 0) + 1
-        if len(lines) >= STUCK_PODS_SHOWN:
-            continue
-        node = (pod.get("spec") or {}).get("nodeName") or "unbound"
-        deleting = " deleting" if (pod.get("metadata") or {}).get("deletionTimestamp") else ""
-        conditions = ", ".join(
-            f"{c.get('type')}={c.get('status')}"
-            + (f" ({c.get('reason')}: {c.get('message', '')[:80]})" if c.get("reason") else "")
-            for c in status.get("conditions") or []
-            if c.get("status") != "True"
-        )
-        last = sorted(
-            by_pod.get(name, []),
-            key=lambda e: e.get("lastTimestamp") or e.get("eventTime") or "",
-        )[-3:]
-        said = "; ".join(f"{e.get('reason')}: {(e.get('message') or '')[:120]}" for e in last)
-        lines.append(
-            f"  {name} on {node}: {phase}{deleting}"
-            + (f"; not true: {conditions}" if conditions else "")
-            + (f"; events: {said}" if said else "; no events")
-        )
-    counts = ", ".join(f"{n} {phase}" for phase, n in sorted(phases.items()))
-    return "\n".join([*lines, f"  stuck by phase: {counts}{note}"])
-
-
 def summarize(runs: list[dict[str, Any]]) -> dict[str, Any]:
     out: dict[str, Any] = {"runs": runs}
     for key in (
@@ -429,7 +265,7 @@ async def run_wirelet(
     try:
         await gateway.start()
         ready_s = await wait_nodes_ready(
-            api, names, TIMEOUT_S, lambda: _process_state(gateway, emulator)
+            api, names, TIMEOUT_S, lambda: process_state(gateway, emulator)
         )
         runs = []
         for i in range(repeats):
@@ -443,10 +279,10 @@ async def run_wirelet(
                         "node": cpu_seconds([gateway.pid]),
                         "devices": cpu_seconds([emulator.pid]),
                     },
-                    why=lambda: _process_state(gateway, emulator),
+                    why=lambda: process_state(gateway, emulator),
                 )
             )
-            _print_run(who, size, runs[-1])
+            print_run(who, size, runs[-1])
         sampler = common.ProcSampler(gateway.pid)
         rss = sampler.read()[2] / 1e6
     finally:
@@ -477,63 +313,12 @@ async def run_vk(
                     why=fleet.describe,
                 )
             )
-            _print_run("virtual-kubelet", size, runs[-1])
+            print_run("virtual-kubelet", size, runs[-1])
         rss = fleet.rss_mb()
     finally:
         await fleet.stop()
         await common.delete_nodes(api, fleet.names)
     return {"nodes_ready_s": ready_s, "processes_rss_mb": rss, **summarize(runs)}
-
-
-def _process_state(*children: common.Child) -> str:
-    """Whether each child still runs, and the last lines of the log of any that exited."""
-    lines = []
-    for child in children:
-        code = child.proc.returncode if child.proc is not None else None
-        if code is None:
-            lines.append(f"  {child.name}: running")
-            continue
-        lines.append(f"  {child.name}: exited with {code}; last lines of {child.log_path}:")
-        lines += [f"    {line}" for line in common.tail_lines(child.log_path, 5)]
-    return "\n".join(lines)
-
-
-def _print_run(who: str, size: Size, run: dict[str, Any]) -> None:
-    c, d = run["create_to_running"], run["delete_to_gone"]
-    say(
-        f"  {who:>15} {size.pods:5d} pods / {size.nodes:3d} nodes: "
-        f"create→Running p50 {c['p50_ms']:7.0f} p95 {c['p95_ms']:7.0f} p99 {c['p99_ms']:7.0f} ms, "
-        f"{run['pods_per_s']:6.1f} pods/s; delete→gone p50 {d['p50_ms']:7.0f} "
-        f"p99 {d['p99_ms']:7.0f} ms; "
-        f"create→bound p50 {run['create_to_bound']['p50_ms']:.0f} ms, "
-        f"bound→first status p50 {run['bound_to_reported']['p50_ms']:.0f} ms, "
-        f"bound→Running p50 {run['bound_to_running']['p50_ms']:.0f} "
-        f"p99 {run['bound_to_running']['p99_ms']:.0f} ms\n"
-        f"    API writes per pod, start: {_writes(run['api_writes_per_pod_start'])}; "
-        f"delete: {_writes(run['api_writes_per_pod_delete'])}\n"
-        f"    API server ms per write, start: {_writes(run['api_write_ms_start'])}; "
-        f"delete: {_writes(run['api_write_ms_delete'])}\n"
-        f"    CPU ms per pod, start: {_writes(run['cpu_ms_per_pod_start'])}; "
-        f"delete: {_writes(run['cpu_ms_per_pod_delete'])}"
-    )
-
-
-def _writes(per_pod: dict[str, float]) -> str:
-    return ", ".join(f"{key} {n:g}" for key, n in per_pod.items()) or "none"
-
-
-def ratios(w: dict[str, Any], v: dict[str, Any]) -> dict[str, float]:
-    return {
-        "throughput": w["pods_per_s"]["median"] / v["pods_per_s"]["median"],
-        "p50": w["create_to_running"]["p50_ms"]["median"]
-        / v["create_to_running"]["p50_ms"]["median"],
-        "p99": w["create_to_running"]["p99_ms"]["median"]
-        / v["create_to_running"]["p99_ms"]["median"],
-        "delete_p50": w["delete_to_gone"]["p50_ms"]["median"]
-        / v["delete_to_gone"]["p50_ms"]["median"],
-        "delete_p99": w["delete_to_gone"]["p99_ms"]["median"]
-        / v["delete_to_gone"]["p99_ms"]["median"],
-    }
 
 
 async def run(
@@ -558,7 +343,7 @@ async def run(
                         cl, api, size, repeats, Path(tmp), vk_missing=vk_missing
                     )
                     results.append(entry)
-                    _print_entry(entry)
+                    print_entry(entry)
         finally:
             await api.close()
     failures = [
@@ -674,43 +459,6 @@ async def _unless_stuck(
         cause = f"{type(exc).__name__}: {exc}"
     say(f"  {who} FAILED at {size.pods} pods / {size.nodes} nodes: {cause}")
     return {"failed": cause}
-
-
-def _print_entry(entry: dict[str, Any]) -> None:
-    say(f"pods {entry['pods']} over {entry['nodes']} nodes (median (min..max) over repeats):")
-    for key, who in (
-        ("wirelet_baseline", "wirelet (baseline)"),
-        ("wirelet", "wirelet"),
-        ("virtual_kubelet", "virtual-kubelet"),
-    ):
-        if key not in entry:
-            continue
-        r = entry[key]
-        if "failed" in r:
-            say(f"  {who:>15}: FAILED, {r['failed'].splitlines()[0]}")
-        if not r.get("runs"):
-            continue
-        c = r["create_to_running"]
-        say(
-            f"  {who:>15}: {len(r['runs'])} runs, create→Running p50 "
-            f"{common.fmt(c['p50_ms'], ' ms', 0)}, "
-            f"p95 {common.fmt(c['p95_ms'], ' ms', 0)}, p99 {common.fmt(c['p99_ms'], ' ms', 0)}; "
-            f"{common.fmt(r['pods_per_s'], ' pods/s')}; delete→gone p50 "
-            f"{common.fmt(r['delete_to_gone']['p50_ms'], ' ms', 0)}, "
-            f"p99 {common.fmt(r['delete_to_gone']['p99_ms'], ' ms', 0)}"
-        )
-    for key, who in (("ratio_baseline_over_vk", "baseline"), ("ratio_wirelet_over_vk", "wirelet")):
-        if key not in entry:
-            continue
-        q = entry[key]
-        t = TARGETS
-        say(
-            f"  {who} / virtual-kubelet: throughput {q['throughput']:.2f}x "
-            f"(target >= {t['throughput_ratio_min']}), p50 {q['p50']:.2f}x "
-            f"(target <= {t['p50_ratio_max']}), p99 {q['p99']:.2f}x "
-            f"(target <= {t['p99_ratio_max']}); delete p50 {q['delete_p50']:.2f}x, "
-            f"p99 {q['delete_p99']:.2f}x"
-        )
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -25,8 +25,8 @@ from typing import Any
 
 from bench import common
 from bench.common import Watcher, say, spread
-from bench.pods import wait_nodes_ready
 from bench.scale import LEASES, _renew_time
+from bench.stuck import wait_nodes_ready
 from gateway.kube.api import KubeApi
 from hil.cluster.local import LocalCluster
 from hil.emulator.fleet import EmulatedFleet

@@ -51,7 +51,7 @@ from typing import Any
 
 from bench import common
 from bench.common import Child, ProcSampler, Watcher, say, spread
-from bench.pods import wait_nodes_ready
+from bench.stuck import wait_nodes_ready
 from gateway.app import BURST_PER_DEVICE, QPS_PER_DEVICE
 from gateway.config import KubeConfig, NodeConfig
 from gateway.kube.api import KubeApi

@@ -28,7 +28,7 @@ from typing import Any
 from bench import common
 from bench.common import say, spread
 from bench.logs import STAMP_INTERVAL_MS, StampApp
-from bench.pods import wait_nodes_ready
+from bench.stuck import wait_nodes_ready
 from gateway.kube.api import KubeApi
 from hil.cluster.local import LocalCluster
 from hil.emulator.apps import APPS

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from bench.pods import Measure, Size, StuckRun, in_rounds, write_latency_ms
+from bench.pods import Measure, Size, in_rounds
+from bench.run_costs import write_latency_ms
+from bench.stuck import StuckRun
 
 
 def _run(p50_ms: float) -> dict[str, Any]:

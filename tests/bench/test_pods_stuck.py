@@ -7,7 +7,8 @@ from typing import Any
 import pytest
 
 from bench import common
-from bench.pods import Size, StuckRun, _unless_stuck, one_run, wait_nodes_ready
+from bench.pods import Size, _unless_stuck, one_run
+from bench.stuck import StuckRun, wait_nodes_ready
 from hil.cluster.local import LocalCluster
 
 pytestmark = pytest.mark.integration
