@@ -82,10 +82,10 @@ async def test_64_byte_device_id_gives_a_ready_node_with_valid_labels(
     assert node["status"]["nodeInfo"]["bootID"]  # the device's boot id, not empty
 
 
-async def test_a_node_the_api_server_refuses_is_not_sent_again(cluster: LocalCluster) -> None:
-    """422 (an invalid name) ends the agent after a bounded number of calls: no loop, no Lease."""
-    facts = NodeFacts(
-        device_id="x",
+def bare_facts(device_id: str) -> NodeFacts:
+    """A device's facts with nothing but its id and one task slot."""
+    return NodeFacts(
+        device_id=device_id,
         vendor="",
         product="",
         serial="",
@@ -96,6 +96,11 @@ async def test_a_node_the_api_server_refuses_is_not_sent_again(cluster: LocalClu
         memory_bytes=1024,
         apps=(),
     )
+
+
+async def test_a_node_the_api_server_refuses_is_not_sent_again(cluster: LocalCluster) -> None:
+    """422 (an invalid name) ends the agent after a bounded number of calls: no loop, no Lease."""
+    facts = bare_facts("x")
     config = NodeConfig(lease_renew_interval_s=0.05, status_interval_s=0.05)
     async with KubeApi(await _admin_configuration(cluster)) as api:
         agent = NodeAgent(
@@ -118,18 +123,7 @@ async def test_status_reposts_after_a_change_are_spread_unchanged_ones_keep_the_
     """Nodes whose status changed together must not re-post it together every interval from
     then on: after a write for a change the next re-post waits a random half to whole interval
     (here the draw is fixed: half), after an unchanged re-post the whole interval."""
-    facts = NodeFacts(
-        device_id="spread",
-        vendor="",
-        product="",
-        serial="",
-        firmware_name="fw",
-        firmware_version="1",
-        transport="serial",
-        task_slots=1,
-        memory_bytes=1024,
-        apps=(),
-    )
+    facts = bare_facts("spread")
     interval = 4.0
     config = NodeConfig(status_interval_s=interval)
     name = "status-spread"
