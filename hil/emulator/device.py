@@ -253,6 +253,11 @@ class EmulatedDevice:
         self.hung = False
         self._service()
 
+    def stop_reading(self) -> None:
+        """Firmware that no longer reads its UART: the gateway's bytes pile up in the tty until
+        its writes block (with `hang`, the device sends nothing of its own either)."""
+        self.port.stop_reading()
+
     def set_faults(self, faults: FaultSettings) -> None:
         self._rx_line.settings = faults
         self._tx_line.settings = faults

@@ -30,6 +30,8 @@ from firmware_protocol import (
     MessageTooLargeError,
     OutputStream,
     PeerReset,
+    Ping,
+    Pong,
     QueueFullError,
     Refused,
     Role,
@@ -339,6 +341,25 @@ def _up_pair() -> tuple[Link, Link]:
 
 def _reply_of(link: Link) -> list[Message]:
     return [parse(f) for f in FrameDecoder().feed(link.data_to_send())]
+
+
+def test_pings_faster_than_the_transport_takes_bytes_get_one_pong_for_the_latest() -> None:
+    """A peer that floods PINGs and does not read: one PONG per write, answering the newest
+    PING, instead of a PONG per PING piling up behind a full tty (memory without bound)."""
+    gateway, _ = _up_pair()
+    flood = b"".join(
+        Frame(1, Ping.TYPE, FrameFlags.NONE, 0, 0, Ping(nonce).to_bytes()).to_bytes()
+        for nonce in range(1, 5001)
+    )
+    gateway.receive_data(flood, 1.0)  # nobody drains meanwhile: the transport is full
+    pongs = [m for m in _reply_of(gateway) if isinstance(m, Pong)]
+    assert [p.nonce for p in pongs] == [5000]
+    assert gateway.stats.pings_coalesced == 4999
+    gateway.receive_data(
+        Frame(1, Ping.TYPE, FrameFlags.NONE, 0, 0, Ping(9).to_bytes()).to_bytes(), 1.1
+    )
+    assert gateway.has_output
+    assert [p.nonce for p in _reply_of(gateway) if isinstance(p, Pong)] == [9]
 
 
 def test_unknown_sequenced_type_gets_unsupported_error() -> None:
