@@ -385,9 +385,12 @@ class Link:
             self._events.append(MessageRejected(msg_type, "unknown unsequenced message type"))
 
     def _on_sequenced(self, frame: Frame) -> None:
-        arrival = self._rx.arrive(frame.seq)
+        arrival = self._rx.arrive(frame.seq, self.config.window)
         if arrival is Arrival.DUPLICATE:
             self.stats.duplicates += 1
+            return
+        if arrival is Arrival.OVERRUN:
+            self.stats.overruns += 1
             return
         if arrival is Arrival.GAP:
             self.stats.out_of_order += 1  # go-back-N: the sender resends from the gap

@@ -592,3 +592,27 @@ def test_release_is_per_message_and_receipts_expire_with_the_sequence_space() ->
     sim.flush()
     app.run(0.1)
     assert sim.gateway.held == 3 and sim.device.unacked == 3
+
+
+def test_frames_beyond_the_declared_window_are_dropped_until_the_ack_advances() -> None:
+    """A device that ignores the window and keeps sending while its output is held (a slow
+    disk): the gateway takes `window` frames, not everything sent (memory without bound); an
+    honest sender never goes past it, and what was dropped is taken once released."""
+    app = held_sim(seed=3, delay=0.0)
+    app.frozen = True
+    gateway, first = app.sim.gateway, app.sim.gateway._rx.next
+
+    def output(i: int) -> bytes:
+        message = TaskOutput("t", OutputStream.STDOUT, i, b"x")
+        flags = FrameFlags.SEQ | FrameFlags.ACK
+        return Frame(1, message.TYPE, flags, (first + i) % 65536, 0, message.to_bytes()).to_bytes()
+
+    events = gateway.receive_data(b"".join(output(i) for i in range(100)), 40.0)
+    receipts = [e.receipt for e in events if isinstance(e, MessageReceived)]
+    assert len(receipts) == CONFIG.window
+    # The first frame past the window is an overrun; those after it are ahead of it (a gap).
+    assert (gateway.stats.overruns, gateway.stats.out_of_order) == (1, 100 - CONFIG.window - 1)
+    assert receipts[0] is not None
+    gateway.release(receipts[0])
+    taken = gateway.receive_data(output(CONFIG.window), 40.1)
+    assert [e.message.offset for e in taken if isinstance(e, MessageReceived)] == [CONFIG.window]
