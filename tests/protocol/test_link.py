@@ -615,4 +615,5 @@ def test_frames_beyond_the_declared_window_are_dropped_until_the_ack_advances() 
     assert receipts[0] is not None
     gateway.release(receipts[0])
     taken = gateway.receive_data(output(CONFIG.window), 40.1)
-    assert [e.message.offset for e in taken if isinstance(e, MessageReceived)] == [CONFIG.window]
+    messages = [e.message for e in taken if isinstance(e, MessageReceived)]
+    assert messages == [TaskOutput("t", OutputStream.STDOUT, CONFIG.window, b"x")]
