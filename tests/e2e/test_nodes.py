@@ -243,6 +243,40 @@ async def test_event_for_an_object_with_a_253_character_name_is_written(
         await api.delete(f"/api/v1/namespaces/default/events/{event['metadata']['name']}")
 
 
+async def test_an_object_gets_25_events_then_one_per_5_minutes_as_the_kubelets(
+    cluster: LocalCluster,
+) -> None:
+    """client-go's spam filter: a device rebooting in a loop (a new message each time) or a
+    crash-looping pod cannot spend the API budget every node shares on its events."""
+    async with KubeApi(await _admin_configuration(cluster)) as api:
+        recorder = EventRecorder(api, "test-host")
+        flapping = ObjectRef("Node", "", "spam-node", "spam-node")
+        quiet = ObjectRef("Node", "", "quiet-node", "quiet-node")
+        for boot in range(100):
+            recorder.record(flapping, "Warning", "Rebooted", f"rebooted, boot id {boot}")
+        recorder.record(flapping, "Normal", "NodeReady", "another type has its own bucket")
+        recorder.record(quiet, "Warning", "Rebooted", "rebooted, boot id 1")
+        await recorder.drain()
+        try:
+            for name, expected in (("spam-node", 26), ("quiet-node", 1)):
+                listing = await api.get(
+                    "/api/v1/namespaces/default/events",
+                    fieldSelector=f"involvedObject.name={name}",
+                )
+                assert len(listing["items"]) == expected
+            assert recorder.spam.filtered == 75
+        finally:
+            for name in ("spam-node", "quiet-node"):
+                listing = await api.get(
+                    "/api/v1/namespaces/default/events",
+                    fieldSelector=f"involvedObject.name={name}",
+                )
+                for event in listing["items"]:
+                    await api.delete(
+                        f"/api/v1/namespaces/default/events/{event['metadata']['name']}"
+                    )
+
+
 async def test_owner_whose_device_was_gone_past_its_lease_does_not_take_the_node_back(
     cluster: LocalCluster, tmp_path: Path
 ) -> None:
