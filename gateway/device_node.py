@@ -213,6 +213,13 @@ class DeviceNode:
             # re-sent exit report, say): kept per task, replayed to the runtime once it exists.
             self._early.add(event)
 
+    def _memory(self) -> tuple[int, int] | None:
+        """The device's memory in use (last heartbeat) and total (handshake), bytes."""
+        load, facts = self.session.load, self.session.facts
+        if load is None or facts is None:
+            return None
+        return load.memory_bytes, facts.memory_bytes
+
     def _firmware_line(self, event: DeviceLogLine) -> None:
         """To the gateway's log, and to the node's firmware log file (served under the node's
         `/logs/`) once the device's node is known."""
@@ -309,6 +316,7 @@ class DeviceNode:
             events=self.events,
             on_owned=lambda: self._on_owned_by(agent),
             on_lost=lambda owner: self._on_lost_by(agent, owner),
+            memory_of=self._memory,
         )
         if self._link_up:  # a device that took another's place: the link is up already
             self._report_link_up(agent)
