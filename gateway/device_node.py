@@ -222,11 +222,8 @@ class DeviceNode:
 
     def _firmware_line(self, event: DeviceLogLine) -> None:
         """To the gateway's log, and to the node's firmware log file (served under the node's
-        `/logs/`) once the device's node is known."""
-        if self.name is None:
-            self.firmware.detach()
-        else:
-            self.firmware.attach(self.logs.firmware_log(self.name))
+        `/logs/`): attached when the device's node is named (`_ensure_node`), lines before
+        that kept until then."""
         self.firmware.line(event.level, event.text, event.uptime_ms)
 
     def _check_identity(self) -> None:
@@ -259,6 +256,7 @@ class DeviceNode:
         self.registry.release(self.name, self.path)
         self._away[self.name] = (agent, self.runtime, self.served)
         self.name, self.agent, self.runtime, self.served = None, None, None, False
+        self.firmware.detach()
         self._reconciled = None
         self._early = EarlyEvents()
 
@@ -296,6 +294,7 @@ class DeviceNode:
             if other is not self and other.away_with(name):
                 other.hand_over(name)  # kept aside there after another device took its place
         self.name = name
+        self.firmware.attach(self.logs.firmware_log(name))  # with the lines logged until now
         away = self._away.pop(name, None)
         if away is not None:  # that device is back on this path: its node, as it was left
             agent, self.runtime, self.served = away
@@ -335,6 +334,7 @@ class DeviceNode:
         if self.name == name:
             runtime = self.runtime
             self.name, self.agent, self.runtime, self.served = None, None, None, False
+            self.firmware.detach()
             self._reconciled = None
             self._early = EarlyEvents()
         else:

@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from gateway.logs.firmware import FIRMWARE_DIR_NAME, FirmwareLog
 from hil.qemu.targets import TARGETS
 from tests.e2e.conftest import Wirelet
 
@@ -46,6 +47,26 @@ async def test_nodes_ready_with_the_boards_facts(qemu_setup: QemuSetup, wirelet:
         vendor = {"cortex-m": "ARM", "avr": "Arduino"}[target]
         assert labels["wirelet.io/vendor"] == vendor, (TARGETS[target].description, labels)
         assert int(obj["status"]["capacity"]["pods"]) >= 1
+
+
+async def test_the_cortex_m_firmwares_log_line_is_in_its_nodes_firmware_log(
+    qemu_setup: QemuSetup, wirelet: Wirelet
+) -> None:
+    """The reference firmware logs a line per boot (wirelet_log, DEVICE_LOG): it reaches the
+    node's firmware log, which the node's kubelet API serves under /logs/."""
+    device_id = qemu_setup.boards.ids.get("cortex-m")
+    if device_id is None:
+        pytest.skip("no Cortex-M board in this run")
+    node = wirelet.node(device_id)
+    await wirelet.wait_node(node)
+    log_root = qemu_setup.gateway.config.parent / "pods"  # gateway_settings' log_dir
+    log = FirmwareLog(log_root / FIRMWARE_DIR_NAME / node)
+
+    async def logged() -> bool:
+        return log.path.is_file() and " INFO [uptime " in log.path.read_text()
+
+    await wirelet.wait_for("the board's log line", logged)
+    assert "wirelet-reference " in log.path.read_text() and " up\n" in log.path.read_text()
 
 
 async def test_pod_runs_to_completion_with_its_exit_code(

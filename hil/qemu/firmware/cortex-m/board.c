@@ -149,6 +149,7 @@ static wirelet_config config = {
 int main(void) {
     uint8_t chunk[64];
     size_t n, i;
+    int greeted = 0; /* the boot's log line is queued (once the link is up) */
     for (i = 0; i + 1 < sizeof device_id && wirelet_board_identity.id[i] != '\0'; i++)
         device_id[i] = wirelet_board_identity.id[i];
     device_id[i] = '\0';
@@ -183,6 +184,9 @@ int main(void) {
             wirelet_feed(&dev, chunk, n);
         }
         wirelet_poll(&dev);
+        /* A firmware log line per boot (DEVICE_LOG): the node's /logs/firmware.log shows it. */
+        if (!greeted && wirelet_is_up(&dev))
+            greeted = wirelet_log(&dev, WIRELET_LOG_INFO, "wirelet-reference " FIRMWARE_VERSION " up");
         if (n == 0 && wirelet_idle_ms(&dev) > 0) {
             /* sleep with interrupts masked, so a byte arriving now still ends the WFI */
             __asm volatile("cpsid i");
