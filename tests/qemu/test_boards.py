@@ -47,6 +47,9 @@ async def test_nodes_ready_with_the_boards_facts(qemu_setup: QemuSetup, wirelet:
         vendor = {"cortex-m": "ARM", "avr": "Arduino"}[target]
         assert labels["wirelet.io/vendor"] == vendor, (TARGETS[target].description, labels)
         assert int(obj["status"]["capacity"]["pods"]) >= 1
+        # The board's RAM, as the firmware reports it (its memory in use is counted against it).
+        memory = {"cortex-m": "32Ki", "avr": "8Ki"}[target]
+        assert obj["status"]["capacity"]["memory"] == memory
 
 
 async def test_the_cortex_m_firmwares_log_line_is_in_its_nodes_firmware_log(

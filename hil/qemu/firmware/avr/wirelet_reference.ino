@@ -134,7 +134,7 @@ void setup() {
     config.vendor = "Arduino";
     config.product = "Mega 2560";
     config.serial = device_id;
-    config.memory_total = 2048;
+    config.memory_total = RAMEND - RAMSTART + 1;  // the ATmega2560's 8 KiB of SRAM, which hal_mem_used counts in
     config.apps = reference_apps;
     config.app_count = REFERENCE_APP_COUNT;
     start_ms_timer();
