@@ -54,6 +54,12 @@ TIMEOUT_S = 600.0
 # Runs per size at full size (`make bench` too): 1000 pods take 2-4 minutes per run and
 # implementation on the shared 2-core host, so 2 keeps the benchmark near 10 minutes.
 FULL_REPEATS = 2
+# Sizes of at most SMALL_SIZE_PODS pods get SMALL_SIZE_REPEATS rounds unless --repeats says
+# otherwise: a 100-pod round takes under a minute per implementation, and its create→Running
+# p50 moves by 2x between rounds with the shared host's load (mostly in create→bound, the
+# scheduler's share, the same for both), so 2 rounds cannot tell a 1.3x ratio from noise.
+SMALL_SIZE_PODS = 100
+SMALL_SIZE_REPEATS = 6
 # Issue 16: wirelet / virtual-kubelet in the same run, at every size.
 
 
@@ -68,9 +74,17 @@ class Options:
     gateway_qps: int | None = None  # None: the gateway's default [kube] qps (--gateway-qps)
     sizes: list[Size] | None = None  # --sizes
     baseline: Path | None = None  # --baseline TREE: that tree's gateway measured too
+    fixed_repeats: bool = False  # --repeats given: every size gets exactly that many
 
 
 OPTIONS = Options()
+
+
+def repeats_at(size: Size, repeats: int, quick: bool) -> int:
+    """Rounds at `size`: small sizes get SMALL_SIZE_REPEATS at least (cheap, and noisy)."""
+    if quick or OPTIONS.fixed_repeats or size.pods > SMALL_SIZE_PODS:
+        return repeats
+    return max(repeats, SMALL_SIZE_REPEATS)
 
 
 def sizes(quick: bool) -> list[Size]:
@@ -339,8 +353,9 @@ async def run(
         try:
             for size in sizes(quick):
                 with tempfile.TemporaryDirectory(prefix="wirelet-bench-pods-") as tmp:
+                    rounds = repeats_at(size, repeats, quick)
                     entry = await _measure_size(
-                        cl, api, size, repeats, Path(tmp), vk_missing=vk_missing
+                        cl, api, size, rounds, Path(tmp), vk_missing=vk_missing
                     )
                     results.append(entry)
                     print_entry(entry)
@@ -464,7 +479,11 @@ async def _unless_stuck(
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.pods", description=__doc__)
     common.add_run_options(
-        parser, quick_help="20 pods over 5 nodes", repeats=(FULL_REPEATS, 2), what="runs per size"
+        parser,
+        quick_help="20 pods over 5 nodes",
+        repeats=(FULL_REPEATS, 2),
+        what=f"runs per size; without it, sizes of up to {SMALL_SIZE_PODS} pods get "
+        f"{SMALL_SIZE_REPEATS}",
     )
     parser.add_argument("--no-vk", action="store_true", help="skip the virtual-kubelet baseline")
     parser.add_argument("--gateway-qps", type=int, help="the gateway's [kube] qps (burst 2x)")
@@ -478,6 +497,7 @@ def main(argv: list[str] | None = None) -> None:
     )
     args = parser.parse_args(argv)
     repeats = common.repeats_of(args)
+    OPTIONS.fixed_repeats = args.repeats is not None
     OPTIONS.gateway_qps = args.gateway_qps
     OPTIONS.baseline = args.baseline.resolve() if args.baseline else None
     if args.sizes:

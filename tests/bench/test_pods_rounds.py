@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+
+from bench import pods
 from bench.pods import Measure, Size, in_rounds
 from bench.run_costs import write_latency_ms
 from bench.stuck import StuckRun
@@ -107,3 +110,14 @@ def test_write_latency_is_the_mean_over_the_span_of_each_kind_of_write() -> None
         "pods DELETE|count": 0.0,
     }
     assert write_latency_ms(before, after) == {"events POST": 100.0, "pods/status PATCH": 200.0}
+
+
+def test_small_sizes_get_more_rounds_unless_repeats_is_given(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(pods.OPTIONS, "fixed_repeats", False)
+    assert pods.repeats_at(Size(100, 10), 2, quick=False) == pods.SMALL_SIZE_REPEATS
+    assert pods.repeats_at(Size(1000, 50), 2, quick=False) == 2
+    assert pods.repeats_at(Size(20, 5), 2, quick=True) == 2
+    monkeypatch.setattr(pods.OPTIONS, "fixed_repeats", True)
+    assert pods.repeats_at(Size(100, 10), 4, quick=False) == 4
