@@ -1,8 +1,9 @@
 """The heartbeat of an up link: when to PING, what a PONG carries, and the RTT a PONG proves.
 
-Pure bookkeeping for ``Link``, which writes the frames. Both ends PING every interval; the
-gateway lets its PING ride with the PONG it owes the device when both are due close together,
-so a steady link costs one write per heartbeat in each direction.
+Pure bookkeeping for ``Link``, which writes the frames. Both ends PING every interval. The
+gateway lets its PING ride with every second PONG it owes the device when both are due close
+together: a steady link then costs the gateway one write per device PING and one PONG to read
+every second interval (PROTOCOL.md section 7).
 
 PING and PONG payloads are built here as msgpack maps directly, the bytes ``Ping(...)`` and
 ``Pong(...).to_bytes()`` give (a test holds them equal): one is sent per interval per device.
@@ -28,6 +29,7 @@ class Heartbeat:
         self.interval = interval
         self.next_ping: float | None = None
         self._peer_ping_at: float | None = None  # gateway: when the device last pinged
+        self._rode = False  # gateway: our PING rode with the last PONG
         self._nonce = 0
         self._sent_at: float | None = None
         #: Device: the load attached to PONGs.
@@ -39,6 +41,7 @@ class Heartbeat:
         """The link came up: first PING one interval from now, no PING outstanding."""
         self.next_ping = now + self.interval
         self._peer_ping_at = None
+        self._rode = False
         self._sent_at = None
 
     def stop(self) -> None:
@@ -87,13 +90,21 @@ class Heartbeat:
         return payload
 
     def rides_with_pong(self, now: float) -> bool:
-        """Gateway, having answered the device's PING: True if our own PING, due within half
-        an interval, should go in the same write (1000 devices: 200 writes/s fewer). A device
-        that stops pinging still gets one every 1.25 intervals."""
+        """Gateway, having answered the device's PING: True if our own PING should go in the
+        same write. It rides with every second PONG, when it is due within half an interval:
+        the device's PONG (its load, our RTT sample) comes back every second interval, and
+        the device still hears from us every interval (the PONGs). The PONG in between goes
+        alone and puts our PING off to 1.25 intervals after it, so a device that stops
+        pinging still gets one by then."""
         if self.role is not Role.GATEWAY or self.next_ping is None:
             return False
         self._peer_ping_at = now
-        return self.next_ping - now <= self.interval / 2
+        if self._rode:
+            self._rode = False
+            self.next_ping = now + self.interval * 1.25
+            return False
+        self._rode = self.next_ping - now <= self.interval / 2
+        return self._rode
 
     def answered(self, nonce: int, now: float) -> float | None:
         """The round trip a PONG of ``nonce`` proves, None for an old or foreign PONG."""
