@@ -234,12 +234,15 @@ class Link:
             return self._hs.next_probe
         if self.state is not LinkState.UP:
             return None
-        candidates = [self._last_heard + self._link_lost_timeout]
-        if self._tx.retransmit_at is not None:
-            candidates.append(self._tx.retransmit_at)
-        if self._beat.next_ping is not None:
-            candidates.append(self._beat.next_ping)
-        return min(candidates)
+        # No list and min(): the driver asks after every batch of bytes received.
+        deadline = self._last_heard + self._link_lost_timeout
+        retransmit_at = self._tx.retransmit_at
+        if retransmit_at is not None and retransmit_at < deadline:
+            deadline = retransmit_at
+        next_ping = self._beat.next_ping
+        if next_ping is not None and next_ping < deadline:
+            deadline = next_ping
+        return deadline
 
     @property
     def _next_ping(self) -> float | None:
