@@ -33,8 +33,6 @@ import argparse
 import asyncio
 import contextlib
 import dataclasses
-import ssl
-import sys
 import tempfile
 import time
 import uuid
@@ -46,9 +44,17 @@ import aiohttp
 
 from bench import common
 from bench.common import say, spread
+from bench.log_fetch import (
+    StaticCeiling,
+    body_size,
+    fetch_mb_s,
+    kubelet_client,
+    kubelet_port,
+    log_pod,
+)
 from bench.stuck import wait_nodes_ready
 from gateway.kube.api import KubeApi
-from hil.cluster.local import LocalCluster, free_port
+from hil.cluster.local import LocalCluster
 from hil.emulator.apps import APPS, CounterApp
 from hil.emulator.fleet import EmulatedFleet
 from hil.emulator.profile import DeviceProfile
@@ -64,20 +70,6 @@ class StampApp(CounterApp):
 
     def line(self, n: int) -> str:
         return f"{n} {time.time():.6f}\n"
-
-
-def _pod(name: str, node: str, image: str, args: list[str]) -> dict[str, Any]:
-    return {
-        "apiVersion": "v1",
-        "kind": "Pod",
-        "metadata": {"name": name},
-        "spec": {
-            "restartPolicy": "Never",
-            "nodeName": node,
-            "containers": [{"name": "main", "image": image, "args": args}],
-            "tolerations": [{"key": "virtual-kubelet.io/provider", "operator": "Exists"}],
-        },
-    }
 
 
 async def _wait_phase(api: KubeApi, path: str, phases: tuple[str, ...], within: float) -> None:
@@ -137,7 +129,7 @@ async def follow_latency(
     name = f"stamp-{tag}"
     await api.create(
         f"/api/v1/namespaces/{namespace}/pods",
-        _pod(name, node, "counter", [str(lines), str(STAMP_INTERVAL_MS)]),
+        log_pod(name, node, "counter", [str(lines), str(STAMP_INTERVAL_MS)]),
     )
     path = f"/api/v1/namespaces/{namespace}/pods/{name}"
     await _wait_phase(api, path, ("Running", "Succeeded"), 60)
@@ -180,83 +172,6 @@ async def follow_latency(
     if direct is not None:
         result["direct"] = common.latency_summary(directly.latencies)
     return result
-
-
-async def _fetch(session: aiohttp.ClientSession, url: str, headers: Mapping[str, str]) -> float:
-    """MB/s of one whole-body GET (read in large chunks, as kubectl does)."""
-    started = time.perf_counter()
-    got = 0
-    async with session.get(url, headers=headers) as response:
-        if response.status != 200:
-            raise RuntimeError(f"GET {url}: {response.status} {(await response.text())[:300]}")
-        async for chunk in response.content.iter_chunked(1 << 20):
-            got += len(chunk)
-    return got / (time.perf_counter() - started) / 1e6
-
-
-async def _body_size(session: aiohttp.ClientSession, url: str, headers: Mapping[str, str]) -> int:
-    async with session.get(url, headers=headers) as response:
-        response.raise_for_status()
-        return len(await response.read())
-
-
-def _kubelet_client(cluster: LocalCluster) -> aiohttp.ClientSession:
-    """A client presenting the API server's own kubelet-client certificate: what the API server
-    uses on the kubelet leg, so a direct fetch is authorized the same way."""
-    context = ssl.create_default_context(cafile=str(cluster.ca_cert))
-    pki = cluster.pki_dir
-    context.load_cert_chain(pki / "kubelet-client.crt", pki / "kubelet-client.key")
-    return aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=context))
-
-
-async def _kubelet_port(api: KubeApi, node: str) -> int:
-    status = (await api.get(f"/api/v1/nodes/{node}")).get("status") or {}
-    return int(status["daemonEndpoints"]["kubeletEndpoint"]["Port"])
-
-
-class StaticCeiling:
-    """A static file of the log's size served as the log of a pod on a node object of its own:
-    fetched through the API server's `pods/log` (the same path as the gateway's logs: kubelet
-    leg, TLS, client certificate) and directly, it gives the proxy's own ceiling beside the
-    gateway's figure. (The node proxy would be simpler but refuses loopback addresses.)"""
-
-    def __init__(
-        self, cluster: LocalCluster, api: KubeApi, work: Path, node: str, namespace: str
-    ) -> None:
-        self.cluster, self.api, self.work, self.node = cluster, api, work, node
-        self.namespace = namespace
-        self.port = free_port()
-        self.child: common.Child | None = None
-
-    async def start(self, size: int) -> None:
-        path = self.work / "static.txt"
-        line = b"static ceiling line of the same size as the log body\n"
-        path.write_bytes((line * (size // len(line) + 1))[:size])
-        cert, key = self.cluster.sign_serving_cert(["127.0.0.1", "localhost"], self.work / "static")
-        argv = [sys.executable, "-m", "bench.static_file_server", str(path), str(cert), str(key)]
-        self.child = common.Child(
-            "static", [*argv, str(self.port)], self.work / "static.log", None, keep=("ready",)
-        )
-        await self.child.start()
-        await self.child.wait_line("ready", 30)
-        await self.api.create("/api/v1/nodes", {"metadata": {"name": self.node}})
-        status = {
-            "addresses": [{"type": "InternalIP", "address": "127.0.0.1"}],
-            "daemonEndpoints": {"kubeletEndpoint": {"Port": self.port}},
-        }
-        await self.api.patch(f"/api/v1/nodes/{self.node}/status", {"status": status}, kind="merge")
-        pod = _pod("static", self.node, "static", [])
-        await self.api.create(f"/api/v1/namespaces/{self.namespace}/pods", pod)
-
-    @property
-    def log_path(self) -> str:
-        return f"/api/v1/namespaces/{self.namespace}/pods/static/log"
-
-    async def stop(self) -> None:
-        if self.child is not None:
-            await self.child.stop()
-        with contextlib.suppress(Exception):
-            await self.api.delete(f"/api/v1/nodes/{self.node}")
 
 
 @dataclasses.dataclass
@@ -354,9 +269,9 @@ async def _run(  # noqa: PLR0912, PLR0915 (one benchmark scene, set up and measu
             await wait_nodes_ready(api, names, 120)
             for v in variants:
                 await common.make_namespace(api, v.namespace)
-            direct = _kubelet_client(cl)
+            direct = kubelet_client(cl)
             stack.push_async_callback(direct.close)
-            paced_port = {v.label: await _kubelet_port(api, v.paced) for v in variants}
+            paced_port = {v.label: await kubelet_port(api, v.paced) for v in variants}
             # Follow latency, the gateways taking turns run by run: first with nothing else
             # going on, then while a flood on another device of each gateway is being written.
             for i in range(repeats):
@@ -380,7 +295,7 @@ async def _run(  # noqa: PLR0912, PLR0915 (one benchmark scene, set up and measu
             for v in variants:
                 await api.create(
                     f"/api/v1/namespaces/{v.namespace}/pods",
-                    _pod("flood", v.fast, "flood", [str(flood)]),
+                    log_pod("flood", v.fast, "flood", [str(flood)]),
                 )
             for i in range(busy_repeats):
                 for v in variants:
@@ -412,13 +327,13 @@ async def _run(  # noqa: PLR0912, PLR0915 (one benchmark scene, set up and measu
             api_headers = await api._headers("text/plain")
             urls: dict[str, dict[str, str]] = {}
             for v in variants:
-                port = await _kubelet_port(api, v.fast)
+                port = await kubelet_port(api, v.fast)
                 urls[v.label] = {
                     "api": f"{api.base}/api/v1/namespaces/{v.namespace}/pods/flood/log",
                     "direct": f"https://127.0.0.1:{port}/containerLogs/{v.namespace}/flood/main",
                 }
             for v in variants:
-                body_of[v.label] = await _body_size(via_api, urls[v.label]["api"], api_headers)
+                body_of[v.label] = await body_size(via_api, urls[v.label]["api"], api_headers)
                 file_of[v.label] = sum(
                     f.stat().st_size
                     for f in (work / v.label / "gw" / "pods").glob(
@@ -434,13 +349,13 @@ async def _run(  # noqa: PLR0912, PLR0915 (one benchmark scene, set up and measu
             for _ in range(repeats):
                 for v in variants:
                     fetch[v.label]["api"].append(
-                        await _fetch(via_api, urls[v.label]["api"], api_headers)
+                        await fetch_mb_s(via_api, urls[v.label]["api"], api_headers)
                     )
                     fetch[v.label]["direct"].append(
-                        await _fetch(direct, urls[v.label]["direct"], {})
+                        await fetch_mb_s(direct, urls[v.label]["direct"], {})
                     )
-                ceiling["api"].append(await _fetch(via_api, static_urls["api"], api_headers))
-                ceiling["direct"].append(await _fetch(direct, static_urls["direct"], {}))
+                ceiling["api"].append(await fetch_mb_s(via_api, static_urls["api"], api_headers))
+                ceiling["direct"].append(await fetch_mb_s(direct, static_urls["direct"], {}))
         finally:
             await static.stop()
             for gateway in gateways:

@@ -119,6 +119,10 @@ class Link:
         # Liveness: the last valid frame heard, and the PING/PONG heartbeat.
         self._last_heard = 0.0
         self._beat = Heartbeat(role, config.heartbeat_interval)
+        # The latest PING not answered yet: its PONG is built when the transport takes bytes, so
+        # a peer that floods PINGs and does not read gets one PONG per write, not one per PING
+        # piling up behind a full tty (the pinger only counts the latest nonce's PONG anyway).
+        self._pong_due: Ping | None = None
 
     # --- inputs -------------------------------------------------------------------------------
 
@@ -140,6 +144,7 @@ class Link:
         if self.state is LinkState.REFUSED:
             return []
         self._line.reset(now)
+        self._pong_due = None
         self._decoder.reset()
         if self.state is LinkState.UP:
             self._lose_link(now, "transport reconnected")
@@ -219,6 +224,11 @@ class Link:
         Adds a pure ACK if sequenced frames were received and no outgoing frame has carried
         their acknowledgement yet, so replies the application sent first piggyback the ack.
         """
+        if self._pong_due is not None:
+            if self.state is LinkState.UP:
+                payload = self._beat.pong(self._pong_due.nonce, self.send_limit)
+                self._emit_control(MessageType.PONG, payload)
+            self._pong_due = None
         if self._rx.ack_pending and self.state is LinkState.UP:
             self._emit(Ack())
         return self._line.take()
@@ -226,7 +236,11 @@ class Link:
     @property
     def has_output(self) -> bool:
         """True if ``data_to_send()`` would return bytes (frames, or a pending pure ACK)."""
-        return self._line.pending or (self._rx.ack_pending and self.state is LinkState.UP)
+        return (
+            self._line.pending
+            or self._pong_due is not None
+            or (self._rx.ack_pending and self.state is LinkState.UP)
+        )
 
     def next_deadline(self) -> float | None:
         """When ``on_timer`` must next be called, None if nothing is pending."""
@@ -375,9 +389,12 @@ class Link:
             self._events.append(MessageRejected(msg_type, "unknown unsequenced message type"))
 
     def _on_sequenced(self, frame: Frame) -> None:
-        arrival = self._rx.arrive(frame.seq)
+        arrival = self._rx.arrive(frame.seq, self.config.window)
         if arrival is Arrival.DUPLICATE:
             self.stats.duplicates += 1
+            return
+        if arrival is Arrival.OVERRUN:
+            self.stats.overruns += 1
             return
         if arrival is Arrival.GAP:
             self.stats.out_of_order += 1  # go-back-N: the sender resends from the gap
@@ -429,7 +446,9 @@ class Link:
             self.stats.undecodable += 1
             self._events.append(MessageRejected(frame.type, str(exc)))
             return
-        self._emit_control(MessageType.PONG, self._beat.pong(ping.nonce, self.send_limit))
+        if self._pong_due is not None:
+            self.stats.pings_coalesced += 1
+        self._pong_due = ping
         if self._beat.rides_with_pong(now):
             self._send_ping(now, riding=True)
 

@@ -71,3 +71,7 @@ class LinkStats:
     crc_errors: int = 0
     framing_errors: int = 0
     messages_delivered: int = 0
+    #: PINGs answered by a later PING's PONG: they came faster than the transport took bytes.
+    pings_coalesced: int = 0
+    #: In-order frames dropped because the sender had more than our declared window unacked.
+    overruns: int = 0

@@ -19,6 +19,9 @@ class Arrival(Enum):
     DUPLICATE = "duplicate"  # delivered already
     GAP = "gap"  # ahead of a missing frame: go-back-N drops it, the sender resends
     NEXT = "next"  # the one expected: consumed, to be delivered
+    # The one expected, but far beyond the window this side declared (unacknowledged frames
+    # the sender may have): a sender that ignores the window is not let fill our memory.
+    OVERRUN = "overrun"
 
 
 class ReceiveWindow:
@@ -40,8 +43,11 @@ class ReceiveWindow:
         """Frames delivered but kept out of the ack until released."""
         return len(self._held)
 
-    def arrive(self, seq: int) -> Arrival:
-        """Classify a sequenced frame; a ``NEXT`` one is consumed and must be ``settle``d."""
+    def arrive(self, seq: int, window: int) -> Arrival:
+        """Classify a sequenced frame; a ``NEXT`` one is consumed and must be ``settle``d.
+        ``window``: the frames we declared we can hold unacknowledged. A sender may overshoot
+        it by as much again (an implementation counting differently loses nothing); beyond
+        that the frame is an ``OVERRUN``."""
         distance = seq_diff(seq, self.next)
         if distance < 0:
             # Re-ack a duplicate the ack already covers: the sender missed our ack. One that is
@@ -53,6 +59,8 @@ class ReceiveWindow:
         if distance > 0:
             self.ack_pending = True  # the gap report
             return Arrival.GAP
+        if seq_diff(seq, self.ack) >= 2 * window:
+            return Arrival.OVERRUN  # dropped unprocessed: resent once the ack advances
         self.next = seq_add(self.next, 1)
         return Arrival.NEXT
 

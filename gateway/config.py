@@ -115,6 +115,12 @@ class NodeConfig:
     # nodeStatusReportFrequency default: the Lease, not the status, is the heartbeat.
     status_interval_s: float = 300.0
     remove_after_s: float = 0.0  # remove a node whose device is gone this long; 0 keeps it NotReady
+    # MemoryPressure while the device reports less free memory than this share of its total,
+    # and until none was seen for pressure_transition_s (the kubelet's 5 minutes). Off (0) by
+    # default: what firmware counts as memory in use differs (heap only, or static data and
+    # the whole stack), so the threshold is the operator's call for the devices at hand.
+    memory_pressure_percent: float = 0.0
+    pressure_transition_s: float = 300.0
     labels: Mapping[str, str] = field(default_factory=dict)
 
     def capacity_for(self, device_id: str) -> dict[str, str]:
@@ -411,8 +417,20 @@ def config_from_mapping(  # noqa: PLR0912, PLR0915 (one check per section and ke
             "status_interval_s", NodeConfig.status_interval_s, minimum=0.05
         ),
         remove_after_s=nodes_t.number("remove_after_s", NodeConfig.remove_after_s),
+        memory_pressure_percent=nodes_t.number(
+            "memory_pressure_percent", NodeConfig.memory_pressure_percent
+        ),
+        pressure_transition_s=nodes_t.number(
+            "pressure_transition_s", NodeConfig.pressure_transition_s
+        ),
         labels=labels,
     )
+    if nodes.memory_pressure_percent > 100:
+        raise nodes_t._fail(
+            "memory_pressure_percent",
+            "a share of memory from 0 to 100",
+            nodes.memory_pressure_percent,
+        )
     if nodes.lease_renew_interval_s >= nodes.lease_duration_s:
         raise ConfigError(
             f"{source}: nodes.lease_renew_interval_s ({nodes.lease_renew_interval_s:g}) must be "

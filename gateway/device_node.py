@@ -24,6 +24,7 @@ from gateway.kube.node_object import NodeFacts, node_capacity
 from gateway.kube.pod_controller import NodeBinding, PodController
 from gateway.link.events import (
     DeviceFacts,
+    DeviceLogLine,
     Reconciled,
     SessionEvent,
     SessionStateChanged,
@@ -34,6 +35,7 @@ from gateway.link.events import (
 )
 from gateway.link.session import DeviceSession
 from gateway.link.state import SessionState
+from gateway.logs.firmware import FirmwareLogger
 from gateway.logs.store import LogStore
 from gateway.node_registry import NodeRegistry
 from gateway.runtime.backoff import BackoffPolicy
@@ -171,6 +173,7 @@ class DeviceNode:
         # Output that arrives before the runtime exists is made durable at once (see _handle).
         self.spooler = OutputSpooler(logs.spool, session, label=path)
         self._early = EarlyEvents()
+        self.firmware = FirmwareLogger(path)  # the device's DEVICE_LOG lines
         # Devices seen on this path before the one there now (a board swapped behind the same
         # USB-serial adapter): node name -> its agent, runtime and whether it was served.
         self._away: dict[str, tuple[NodeAgent, DeviceRuntime | None, bool]] = {}
@@ -191,7 +194,9 @@ class DeviceNode:
 
     def _handle(self, event: SessionEvent) -> None:
         self._check_identity()
-        if isinstance(event, Reconciled):
+        if isinstance(event, DeviceLogLine):
+            self._firmware_line(event)
+        elif isinstance(event, Reconciled):
             self._on_reconciled(event)
         elif isinstance(event, SessionStateChanged):
             self._on_link(event)
@@ -207,6 +212,22 @@ class DeviceNode:
             # Other task events before the handshake's task list says who the device is (a
             # re-sent exit report, say): kept per task, replayed to the runtime once it exists.
             self._early.add(event)
+
+    def _memory(self) -> tuple[int, int] | None:
+        """The device's memory in use (last heartbeat) and total (handshake), bytes."""
+        load, facts = self.session.load, self.session.facts
+        if load is None or facts is None:
+            return None
+        return load.memory_bytes, facts.memory_bytes
+
+    def _firmware_line(self, event: DeviceLogLine) -> None:
+        """To the gateway's log, and to the node's firmware log file (served under the node's
+        `/logs/`) once the device's node is known."""
+        if self.name is None:
+            self.firmware.detach()
+        else:
+            self.firmware.attach(self.logs.firmware_log(self.name))
+        self.firmware.line(event.level, event.text, event.uptime_ms)
 
     def _check_identity(self) -> None:
         """Another device answered on this path (a board swapped behind the same adapter or
@@ -295,6 +316,7 @@ class DeviceNode:
             events=self.events,
             on_owned=lambda: self._on_owned_by(agent),
             on_lost=lambda owner: self._on_lost_by(agent, owner),
+            memory_of=self._memory,
         )
         if self._link_up:  # a device that took another's place: the link is up already
             self._report_link_up(agent)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any, Protocol
 
 from gateway.errors import DeviceRejected, LinkError, LinkTimeout
@@ -143,6 +144,11 @@ class GatewayProvider:
         if not binding.node_ready:
             return f"the device of node {node} is not connected"
         return ""
+
+    def node_log_files(self, node: str) -> Sequence[Path]:
+        if node not in self.controller.nodes:
+            return []
+        return self.logs.firmware_log(node).files()
 
     async def running_pods(self) -> list[dict[str, Any]]:
         result = []

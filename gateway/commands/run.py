@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from gateway.app import Gateway
+from gateway.commands.log_limits import RepeatLimit
 from gateway.config import GatewayConfig, load_config
 from gateway.config_ssh import parse_host_flag
 from gateway.errors import ConfigError, WireletError
@@ -148,6 +149,8 @@ def setup_logging(verbose: int) -> None:
     )
     if verbose < 1:
         logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+        for handler in logging.getLogger().handlers:
+            handler.addFilter(RepeatLimit())
 
 
 async def serve_until_signalled(gateway: Gateway) -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -24,6 +25,12 @@ EVENT_NAME_MAX = 253
 # letting a flapping device grow memory without bound.
 QUEUE_LIMIT = 10_000
 COMPONENT = "wirelet"
+# client-go's spam filter, which the kubelet's events pass: per object (and event type) 25 at
+# once, then one per 5 minutes; repeats count too. A device that reboots in a loop or a pod
+# crash-looping on it cannot spend the gateway's API budget, shared by every node, on events.
+SPAM_BURST = 25
+SPAM_REFILL_S = 300.0
+SPAM_KEYS = 4096  # objects tracked, the least recently seen forgotten first (client-go's LRU)
 
 
 @dataclass(frozen=True)
@@ -47,6 +54,29 @@ class ObjectRef:
         return ObjectRef("Node", "", name, name)
 
 
+class SpamFilter:
+    """A token bucket per object and event type (client-go's EventSourceObjectSpamFilter)."""
+
+    def __init__(self, burst: int = SPAM_BURST, refill_s: float = SPAM_REFILL_S) -> None:
+        self.burst = burst
+        self.refill_s = refill_s
+        self._buckets: dict[tuple[str, ...], tuple[float, float]] = {}  # key -> tokens, at
+        self.filtered = 0
+
+    def allows(self, obj: ObjectRef, kind: str) -> bool:
+        key = (obj.kind, obj.namespace, obj.name, obj.uid, obj.api_version, kind)
+        now = time.monotonic()
+        tokens, at = self._buckets.pop(key, (float(self.burst), now))
+        tokens = min(float(self.burst), tokens + (now - at) / self.refill_s)
+        allowed = tokens >= 1.0
+        self._buckets[key] = (tokens - 1.0 if allowed else tokens, now)  # now most recent
+        if len(self._buckets) > SPAM_KEYS:
+            self._buckets.pop(next(iter(self._buckets)))
+        if not allowed:
+            self.filtered += 1
+        return allowed
+
+
 def _stamp(moment: datetime) -> str:
     return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
 
@@ -60,11 +90,15 @@ class EventRecorder:
         self.queue: asyncio.Queue[tuple[ObjectRef, str, str, str, datetime]] = asyncio.Queue()
         self.written: dict[tuple[str, str, str], tuple[str, str, int]] = {}
         self.dropped = 0
+        self.spam = SpamFilter()
 
     def record(self, obj: ObjectRef, kind: str, reason: str, message: str) -> None:
         """kind is "Normal" or "Warning"; never blocks, never raises."""
         if self.queue.qsize() >= QUEUE_LIMIT:
             self.dropped += 1
+            return
+        if not self.spam.allows(obj, kind):
+            log.debug("event %s for %s/%s filtered as spam", reason, obj.namespace, obj.name)
             return
         log.debug("event %s %s/%s %s: %s", kind, obj.namespace, obj.name, reason, message)
         self.queue.put_nowait((obj, kind, reason, message, datetime.now(UTC)))

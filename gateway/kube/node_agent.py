@@ -28,9 +28,11 @@ from typing import Any
 from gateway.config import NodeConfig
 from gateway.kube.api import KubeApi, KubeApiError
 from gateway.kube.events import EventRecorder, ObjectRef
+from gateway.kube.memory_pressure import MemoryPressure
 from gateway.kube.node_object import (
     OWNER_ANNOTATION,
     NodeFacts,
+    memory_condition,
     node_manifest,
     node_status,
     ready_condition,
@@ -103,6 +105,7 @@ class NodeAgent:
         events: EventRecorder | None = None,
         on_owned: Callable[[], None] | None = None,
         on_lost: Callable[[str], None] | None = None,
+        memory_of: Callable[[], tuple[int, int] | None] | None = None,
         draw: Callable[[], float] = random.random,
     ) -> None:
         self.api = api
@@ -115,6 +118,10 @@ class NodeAgent:
         self.events = events
         self.on_owned = on_owned  # called when this gateway becomes the node's owner
         self.on_lost = on_lost  # called with the new owner when another gateway took the node
+        # The device's memory in use and total (bytes) as last reported, None if unknown: read
+        # at every lease renewal, as the kubelet's eviction manager samples every 10 s.
+        self.memory_of = memory_of
+        self.memory = MemoryPressure(config.memory_pressure_percent, config.pressure_transition_s)
         self.link_up = False
         self.reason = "DeviceConnecting"
         self.message = "waiting for the device's handshake"
@@ -187,6 +194,14 @@ class NodeAgent:
             )
         self.facts = facts
         self._signal()
+
+    def _check_memory(self) -> None:
+        reading = self.memory_of() if self.memory_of is not None else None
+        if reading is None or not self.memory.observe(*reading):
+            return
+        state = "NodeHasInsufficientMemory" if self.memory.pressure else "NodeHasSufficientMemory"
+        self._event("Normal", state, f"Node {self.name} status is now: {state}")
+        self._signal()  # written at once, as any change
 
     def _signal(self) -> None:
         self._wake.set()
@@ -360,6 +375,11 @@ class NodeAgent:
             ready=ready,
             now=now,
             boot=self.boot,
+            memory=(
+                memory_condition(self.memory.pressure, self.memory.message, now, self.memory.since)
+                if self.memory_of is not None and self.memory.percent > 0
+                else None
+            ),
         )
         # Like the kubelet's two-way patch: when only the conditions (their heartbeat times)
         # changed since the last write, send only them (merged by type); the Node is the same.
@@ -576,6 +596,7 @@ class NodeAgent:
             if self._next_lease is not None and now - self._next_lease > LEASE_LATE_GRACE_S:
                 self.lease_late += 1
             first = self._next_lease is None
+            self._check_memory()
             await self.renew_lease()
             self._next_lease = now + renewal_delay(self.config.lease_renew_interval_s, first)
         deadline = self.status_due

@@ -87,12 +87,27 @@ def ready_condition(
     }
 
 
-# The kubelet's reasons when there is no pressure; a device reports none of these kinds.
+# The kubelet's reasons when there is no pressure (a device reports no disk or PID figures;
+# memory, see memory_condition, when it reports its memory in use).
 _NO_PRESSURE_REASON = {
     "MemoryPressure": "KubeletHasSufficientMemory",
     "DiskPressure": "KubeletHasNoDiskPressure",
     "PIDPressure": "KubeletHasSufficientPID",
 }
+
+
+def memory_condition(
+    pressure: bool, message: str, now: datetime, since: datetime
+) -> dict[str, Any]:
+    """MemoryPressure with the kubelet's reasons; the message says what the device reports."""
+    return {
+        "type": "MemoryPressure",
+        "status": "True" if pressure else "False",
+        "reason": "KubeletHasInsufficientMemory" if pressure else "KubeletHasSufficientMemory",
+        "message": message,
+        "lastHeartbeatTime": now.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "lastTransitionTime": since.strftime("%Y-%m-%dT%H:%M:%SZ"),
+    }
 
 
 def _pressure(kind: str, now: datetime, boot: datetime) -> dict[str, Any]:
@@ -119,14 +134,16 @@ def node_status(
     ready: dict[str, Any],
     now: datetime,
     boot: datetime,
+    memory: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
+    """`memory`: the MemoryPressure condition (memory_condition); None: no pressure reported."""
     capacity = node_capacity(facts, config)
     return {
         "capacity": capacity,
         "allocatable": dict(capacity),
         "conditions": [
             ready,
-            _pressure("MemoryPressure", now, boot),
+            memory or _pressure("MemoryPressure", now, boot),
             _pressure("DiskPressure", now, boot),
             _pressure("PIDPressure", now, boot),
         ],

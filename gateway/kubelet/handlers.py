@@ -11,6 +11,7 @@ import contextlib
 import json
 import logging
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from aiohttp import web
@@ -59,6 +60,8 @@ class KubeletHandlers:
         app.router.add_get(CONTAINER_LOGS_PATH, self.container_logs)
         app.router.add_get("/stats/summary", self.stats_summary)
         app.router.add_get("/metrics/resource", self.metrics_resource)
+        app.router.add_get("/logs/", self.node_logs)
+        app.router.add_get("/logs/{name}", self.node_log_file)
         StreamingHandlers(self._provider, self.find_pod, self._stopping).register(app)
 
     # ---- which nodes a request concerns (for authorization) -----------------------------
@@ -96,6 +99,27 @@ class KubeletHandlers:
         return self.served_nodes(request) or [""]
 
     # ---- endpoints -------------------------------------------------------------------
+
+    def _node_logs(self, request: web.Request) -> dict[str, Path]:
+        node = self.scope(request)
+        if node is None:
+            raise web.HTTPNotFound(
+                text="node logs are served on each node's own port: "
+                "kubectl get --raw /api/v1/nodes/NODE/proxy/logs/\n"
+            )
+        return {path.name: path for path in self._provider.node_log_files(node)}
+
+    async def node_logs(self, request: web.Request) -> web.Response:
+        """The node's log files, listed as the kubelet's `/logs/` (a directory index)."""
+        links = "".join(f'<a href="{n}">{n}</a>\n' for n in sorted(self._node_logs(request)))
+        return web.Response(text=f"<pre>\n{links}</pre>\n", content_type="text/html")
+
+    async def node_log_file(self, request: web.Request) -> web.StreamResponse:
+        name = request.match_info["name"]
+        path = self._node_logs(request).get(name)
+        if path is None:
+            raise web.HTTPNotFound(text=f"no log {name!r} on this node: see /logs/\n")
+        return web.FileResponse(path, headers={"Content-Type": "text/plain; charset=utf-8"})
 
     async def healthz(self, request: web.Request) -> web.Response:
         """A node's port: that node's health (its device connected); the gateway's own port:

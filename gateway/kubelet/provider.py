@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Protocol
 
 from gateway.kubelet.stats import NodeStats
@@ -62,6 +63,11 @@ class KubeletProvider(Protocol):
 
     def node_problem(self, node: str) -> str:
         """Why the node is not healthy (its device is not connected...), "" when it is."""
+        ...
+
+    def node_log_files(self, node: str) -> Sequence[Path]:
+        """The node's own log files (its firmware's log), what `/logs/` lists: as a kubelet
+        host's /var/log. Names are unique; empty when the device has logged nothing."""
         ...
 
     async def running_pods(self) -> list[JsonObject]:

@@ -111,7 +111,19 @@ class Reconciled:
 
 
 TaskEvent = TaskStarted | TaskOutput | TaskExited | TaskLost
-SessionEvent = TaskEvent | SessionStateChanged | Reconciled
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceLogLine:
+    """A line of the firmware's own log (DEVICE_LOG): level 0 debug, 1 info, 2 warning,
+    3 error (higher: error too); the device's uptime when it logged it, 0 if not sent."""
+
+    level: int
+    text: str
+    uptime_ms: int
+
+
+SessionEvent = TaskEvent | SessionStateChanged | Reconciled | DeviceLogLine
 
 
 @dataclass(slots=True)

@@ -48,6 +48,7 @@ from gateway.link.connection import Connection
 from gateway.link.events import (
     DeviceFacts,
     DeviceLoad,
+    DeviceLogLine,
     SessionEvent,
     SessionStateChanged,
     SessionStats,
@@ -668,6 +669,8 @@ class DeviceSession:
                 exec_stream.feed(message)
         elif isinstance(message, wire.TaskStarted | wire.TaskExited):
             self._on_task_report(message, is_reply=waiter is not None)
+        elif isinstance(message, wire.DeviceLog):
+            self._fanout.emit(DeviceLogLine(message.level, message.text, message.uptime_ms))
         elif isinstance(message, wire.Error):
             self._log.debug(
                 "device error %d for request %d: %s",

@@ -8,6 +8,7 @@ from pathlib import Path
 from gateway.logs import cleanup, layout
 from gateway.logs.changes import LogChanges
 from gateway.logs.config import LogConfig
+from gateway.logs.firmware import FIRMWARE_DIR_NAME, FirmwareLog
 from gateway.logs.reader import LogSource
 from gateway.logs.spool import OutputSpool
 from gateway.logs.writer import ContainerLogWriter
@@ -24,6 +25,10 @@ class LogStore:
         self.spool = OutputSpool(config.root / SPOOL_DIR_NAME, fsync=config.fsync)
         # Writers announce new bytes here; followers of the same container wait on it.
         self.changes = LogChanges()
+
+    def firmware_log(self, node: str) -> FirmwareLog:
+        """The node's firmware log (its device's DEVICE_LOG lines), served under `/logs/`."""
+        return FirmwareLog(self.config.root / FIRMWARE_DIR_NAME / node)
 
     def container_dir(self, namespace: str, pod: str, uid: str, container: str) -> Path:
         return layout.container_log_dir(self.config.root, namespace, pod, uid, container)

@@ -13,12 +13,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import logging
 from collections.abc import Callable, Coroutine, Sequence
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import Any
 
 from firmware_protocol import MessageTooLargeError
 from gateway.errors import DeviceRejected, LinkDown, LinkTimeout, SessionClosed, WireletError
@@ -34,110 +32,32 @@ from gateway.link.events import (
 )
 from gateway.logs.store import LogStore
 from gateway.runtime.backoff import BackoffPolicy, PullBackoff, RestartBackoff
+from gateway.runtime.instance_logs import InstanceLogs
 from gateway.runtime.model import (
-    DEFAULT_GRACE_PERIOD_S,
     ContainerPhase,
     ContainerState,
     ContainerStatus,
     PodSnapshot,
     PodSpecView,
-    RestartPolicy,
 )
-from gateway.runtime.output import InstanceLog, OutputSpooler
+from gateway.runtime.output import OutputSpooler
+from gateway.runtime.records import (
+    LOST_EXIT_CODE,
+    START_ERROR_EXIT_CODE,
+    DeviceTasks,
+    EventSink,
+    PodRecord,
+)
+from gateway.runtime.resume import InstanceUsed, resume_prior, running_task
 from gateway.runtime.start_request import start_request_problem
+from gateway.runtime.stops import TaskStops
 from gateway.runtime.task_ids import TaskName, parse_task_id
 from gateway.tasks import TaskSet
 
 log = logging.getLogger(__name__)
 
-# Exit code the kubelet reports for a container killed by SIGKILL; used when a task is lost.
-LOST_EXIT_CODE = 137
-# A stop the device has not confirmed (no answer in time, link busy, an error) is sent again
-# after this back-off, doubling, until the device reports the task gone or is gone itself.
-STOP_RETRY_INITIAL_S = 0.2
-STOP_RETRY_MAX_S = 10.0
 # Device answers to START that say it can never run as asked: retrying cannot help.
 PERMANENT_START_ERRORS = frozenset({"MALFORMED", "TOO_LARGE"})
-# Exit code the kubelet reports for a container that could not be started (StartError).
-START_ERROR_EXIT_CODE = 128
-
-
-class DeviceTasks(Protocol):
-    """The runtime's seam towards a device: all it asks of a backend (the serial link's
-    `DeviceSession` today; any other backend implements the same four calls).
-
-    What comes back from the device goes the other way, through the runtime's entry points:
-    `handle(event)` for task events (TaskStarted, TaskOutput, TaskExited, TaskLost),
-    `reconciled(tasks)` for the task list after each (re)connect, `link_changed(up)`.
-    """
-
-    async def start_task(
-        self,
-        task_id: str,
-        app: str,
-        argv: Sequence[str],
-        env: Sequence[tuple[str, str]],
-        *,
-        working_dir: str = "",
-    ) -> None:
-        """Start `app`; return once the device accepted. Refusals raise DeviceRejected with the
-        device's code (MALFORMED and TOO_LARGE are permanent: the pod fails); other
-        WireletErrors are retried with the restart back-off."""
-        ...
-
-    async def stop_task(self, task_id: str, grace_s: float) -> None:
-        """Ask a task to end (forced after `grace_s`); return once the device
-        reports it ended. DeviceRejected("NO_SUCH_TASK") if it has no such task; any other
-        WireletError makes the runtime send the stop again, SessionClosed ends trying."""
-        ...
-
-    async def list_tasks(self) -> Sequence[TaskInfo]:
-        """The device's tasks now: running ones and ended ones it still remembers."""
-        ...
-
-    def ack_output(self, task_id: str, stream: str, offset: int) -> None:
-        """Output of `stream` up to byte `offset` is stored: the device may free it."""
-        ...
-
-
-EventSink = Callable[[str, str | None, str, str, str], None]  # uid, container, type, reason, msg
-
-
-@dataclass
-class PodRecord:
-    spec: PodSpecView
-    containers: list[ContainerStatus]
-    backoffs: list[RestartBackoff]
-    started_at: datetime
-    deleting: bool = False
-    grace_s: float = DEFAULT_GRACE_PERIOD_S
-    restart_timers: dict[int, asyncio.TimerHandle] = field(default_factory=dict)
-    # Containers whose app the device did not offer: their image pull back-off.
-    pull_backoffs: dict[int, PullBackoff] = field(default_factory=dict)
-    # (reason, message) once a container can never run: the pod is Failed, nothing restarts.
-    failure: tuple[str, str] | None = None
-
-    def snapshot(self) -> PodSnapshot:
-        return PodSnapshot(
-            self.spec,
-            self.started_at,
-            tuple(dataclasses.replace(status) for status in self.containers),
-            self.failure,
-        )
-
-    def policy(self, index: int) -> RestartPolicy:
-        """Ephemeral containers are never restarted, whatever the pod's policy."""
-        if self.spec.containers[index].ephemeral:
-            return RestartPolicy.NEVER
-        return self.spec.restart_policy
-
-
-@dataclass
-class _Stop:
-    """A stop in progress for one task: its grace period and the task that retries it."""
-
-    grace_s: float
-    task: asyncio.Task[None] | None = None
 
 
 class DeviceRuntime:
@@ -165,17 +85,18 @@ class DeviceRuntime:
         self.label = label
         self.max_frame = max_frame  # the largest frame the device receives (its HELLO)
         self._pods: dict[str, PodRecord] = {}
-        self.instances: dict[str, InstanceLog] = {}
-        self.late: dict[str, InstanceLog] = {}  # logs for output of already-finished tasks
         # Output of our tasks whose pod is not known yet goes to the spool (gateway.runtime.output).
         self.spooler = spooler or OutputSpooler(logs.spool, device, label=label)
+        self.instances = InstanceLogs(logs, device, self.spooler, self._pods, on_event, label=label)
         self._up = asyncio.Event()
-        self.stopping: dict[str, _Stop] = {}  # task id -> its stop, until the device confirms
+        self._tasks = TaskSet(label)
+        self.stops = TaskStops(
+            device, self._up, self._tasks.spawn, already_gone=self._already_gone, label=label
+        )
         self._device_tasks: dict[str, TaskInfo] | None = None  # from the last task list
         # Task ids whose START failed with the link: the device may have got it (the link
         # resends it on resume). Its reports, or else the next task list, say how it went.
         self._unconfirmed: set[str] = set()
-        self._tasks = TaskSet(label)
         self._loop = asyncio.get_running_loop()
 
     @property
@@ -206,10 +127,7 @@ class DeviceRuntime:
             for timer in record.restart_timers.values():
                 timer.cancel()
         await self._tasks.stop()
-        for instance in [*self.instances.values(), *self.late.values()]:
-            await instance.finish()
-        self.instances.clear()
-        self.late.clear()
+        await self.instances.close()
         await self.spooler.close()
 
     def _event(self, uid: str, container: str | None, kind: str, reason: str, msg: str) -> None:
@@ -230,7 +148,7 @@ class DeviceRuntime:
             )
             self._pods[spec.uid] = record
             self._add_containers(record, spec)
-            self._replay_spooled(spec.uid)
+            self.instances.replay_spooled(spec.uid)
         elif len(spec.containers) > len(record.containers):
             # Ephemeral containers added (`kubectl debug`): they are appended, never changed or
             # removed, so the existing indexes (and task ids) stay as they are.
@@ -250,115 +168,37 @@ class DeviceRuntime:
         if record.deleting or record.failure:
             return
         for index in range(first, len(spec.containers)):
-            if self._resume_prior(record, index):
+            used = self._instance_used(record, index)
+            if resume_prior(record, index, self._device_tasks or {}, used):
                 continue
             self._adopt_or_start(record, index)
 
-    def _resume_prior(self, record: PodRecord, index: int) -> bool:
-        """Continue from the API's status after a gateway restart; True if finished for good.
-        Without a status on record (the last gateway died before writing it) the device's task
-        list tells: its latest task of this container is that status, so a task that ended
-        while no gateway listened is never started a second time."""
-        state: ContainerState | None
-        if index < len(record.spec.prior):
-            restarts, state = record.spec.prior[index]
-        else:
-            latest = self._latest_device_task(record.spec.uid, index)
-            if latest is None and not self._instance_used(record, index, 0, None):
-                return False  # never started
-            restarts, state = latest or 0, None
-        status = record.containers[index]
-        status.restart_count = restarts
-        info = self._device_task(record.spec.uid, index, restarts)
-        if info is not None and info.running:
-            return False  # still running on the device: adopted
-        now = datetime.now(UTC)
-        if info is None and self._instance_used(record, index, restarts, state):
-            # A previous gateway started this instance (its log exists) and died before any
-            # status said so, and the device no longer knows the task (it rebooted meanwhile):
-            # it ran and was lost. Starting its task id again would run it a second time.
-            state = ContainerState(ContainerPhase.RUNNING)
-        if info is not None:
-            # It ended while no gateway listened; the device still knows how.
-            code = info.exit_code if info.exit_code is not None else LOST_EXIT_CODE
-            state = ContainerState(
-                ContainerPhase.TERMINATED,
-                reason="Completed" if code == 0 else "Error",
-                message="exited while the gateway was away",
-                exit_code=code,
-                started_at=state.started_at if state else None,
-                finished_at=now,
-                task_id=info.task_id,
-            )
-        if state is None:
-            return False  # never started
-        if state.phase is ContainerPhase.TERMINATED:
-            if not record.policy(index).restarts_after(state.exit_code):
-                status.state = state
-                return True
-            status.last_state = state
-        elif state.phase is ContainerPhase.RUNNING:
-            lost = ContainerState(
-                ContainerPhase.TERMINATED,
-                reason="Lost",
-                message="the task was gone from the device when the gateway came back",
-                exit_code=LOST_EXIT_CODE,
-                started_at=state.started_at,
-                finished_at=now,
-                task_id=str(TaskName(record.spec.uid, index, restarts)),
-            )
-            if not record.policy(index).restarts_after(LOST_EXIT_CODE):
-                status.state = lost  # as a task lost while the gateway runs: policy applies
-                return True
-            status.last_state = lost
-        elif restarts == 0:
-            return False  # waiting, never ran
-        status.restart_count = restarts + 1  # the next instance gets a new log file
-        return False
-
-    def _instance_used(
-        self, record: PodRecord, index: int, restart: int, state: ContainerState | None
-    ) -> bool:
+    def _instance_used(self, record: PodRecord, index: int) -> InstanceUsed:
         """Whether the instance about to be started as `restart` was started before, though
         its status (none, or waiting before its first run) does not say so: its log exists
         (`_start` creates it before sending START)."""
-        if state is not None and (state.phase is not ContainerPhase.WAITING or restart != 0):
-            return False
         spec = record.spec
         container = spec.containers[index].container
-        try:
-            return self.logs.instance_used(spec.namespace, spec.name, spec.uid, container, restart)
-        except OSError as exc:
-            log.warning("%s: cannot tell whether %s ran: %s", self.label, container, exc)
-            return False
 
-    def _latest_device_task(self, uid: str, index: int) -> int | None:
-        """The highest restart count of the device's tasks for this container, if any."""
-        restarts = [
-            name.restart
-            for name in map(parse_task_id, self._device_tasks or {})
-            if name is not None and (name.pod_uid, name.container_index) == (uid, index)
-        ]
-        return max(restarts, default=None)
+        def used(restart: int, state: ContainerState | None) -> bool:
+            if state is not None and (state.phase is not ContainerPhase.WAITING or restart != 0):
+                return False
+            try:
+                return self.logs.instance_used(
+                    spec.namespace, spec.name, spec.uid, container, restart
+                )
+            except OSError as exc:
+                log.warning("%s: cannot tell whether %s ran: %s", self.label, container, exc)
+                return False
 
-    def _device_task(self, uid: str, index: int, restart: int) -> TaskInfo | None:
-        for task_id, info in (self._device_tasks or {}).items():
-            name = parse_task_id(task_id)
-            if name == TaskName(uid, index, restart):
-                return info
-        return None
+        return used
 
     def _adopt_or_start(self, record: PodRecord, index: int) -> None:
-        for task_id, info in (self._device_tasks or {}).items():
-            name = parse_task_id(task_id)
-            if (
-                name
-                and info.running
-                and (name.pod_uid, name.container_index) == (record.spec.uid, index)
-            ):
-                self._adopt(record, index, name, info)
-                return
-        self._start(record, index)
+        running = running_task(self._device_tasks or {}, record.spec.uid, index)
+        if running is not None:
+            self._adopt(record, index, *running)
+        else:
+            self._start(record, index)
 
     def _adopt(self, record: PodRecord, index: int, name: TaskName, info: TaskInfo) -> None:
         """A task that kept running while the gateway was away: carry on, do not start again."""
@@ -371,43 +211,8 @@ class DeviceRuntime:
         record.backoffs[index].started(self._loop.time())
         # The device re-sends what no gateway acknowledged; what the log already holds (flushed
         # just before a crash, unacknowledged) is known by offset and not written twice.
-        self._open_instance(record, name).resume()
+        self.instances.open(record, name).resume()
         log.info("%s: adopted running task %s", self.label, name)
-
-    def _open_instance(self, record: PodRecord, name: TaskName) -> InstanceLog:
-        instance = self._instance_log(record, name)
-        self.instances[str(name)] = instance
-        return instance
-
-    def _instance_log(self, record: PodRecord, name: TaskName) -> InstanceLog:
-        spec = record.spec
-        container = spec.containers[name.container_index].container
-        writer = self.logs.open_writer(spec.namespace, spec.name, spec.uid, container, name.restart)
-        return InstanceLog(
-            name,
-            writer,
-            self.device,
-            self.spooler,
-            on_failure=self._log_failed,
-            label=self.label,
-        )
-
-    def _log_failed(self, instance: InstanceLog, error: OSError) -> None:
-        """A log that cannot be written must not stall the device: its output is spooled."""
-        name = instance.name
-        record = self._pods.get(name.pod_uid)
-        container = (
-            record.spec.containers[name.container_index].container
-            if record is not None and name.container_index < len(record.spec.containers)
-            else None
-        )
-        message = (
-            f"cannot write the log of container {container or name.container_index} "
-            f"({instance.writer.path}): {error}; its output is kept in "
-            f"{self.spooler.spool.directory} until the pod is deleted"
-        )
-        log.error("%s: %s", self.label, message)
-        self._event(name.pod_uid, container, "Warning", "LogWriteFailed", message)
 
     def _start(self, record: PodRecord, index: int) -> None:
         status = record.containers[index]
@@ -451,7 +256,7 @@ class DeviceRuntime:
         status.state = ContainerState.waiting("ContainerCreating")
         status.task_id = str(name)
         self._mark_used(record, name)
-        self._open_instance(record, name)
+        self.instances.open(record, name)
         self._spawn(self._start_on_device(record, index, name), f"start {name}")
 
     def _offers(self, app: str) -> bool:
@@ -571,7 +376,7 @@ class DeviceRuntime:
                 self.on_change(record.spec.uid)
                 self._spawn(self._settle_unanswered(str(name)), f"settle {name}")
                 return
-            await self._drop_instance(str(name))
+            await self.instances.drop(str(name))
             if isinstance(exc, DeviceRejected):
                 self._unmark_used(record, name)
             if status.task_id == str(name):
@@ -657,7 +462,7 @@ class DeviceRuntime:
         record.restart_timers.clear()
         for status in record.containers:
             if status.task_id and status.task_id in self.instances:
-                if status.task_id not in self.stopping:
+                if status.task_id not in self.stops:
                     self._event(
                         record.spec.uid,
                         status.name,
@@ -665,57 +470,7 @@ class DeviceRuntime:
                         "Killing",
                         f"Stopping container {status.name}",
                     )
-                self._request_stop(status.task_id, record.grace_s)
-
-    def _request_stop(self, task_id: str, grace_s: float) -> None:
-        """Stop `task_id` and keep at it until the device confirms (see _stop_until_gone).
-        Asking again changes nothing, unless with a shorter grace period (e.g. `--now`)."""
-        current = self.stopping.get(task_id)
-        if current is not None:
-            if grace_s >= current.grace_s:
-                return
-            if current.task is not None:
-                current.task.cancel()
-        stop = _Stop(grace_s)
-        self.stopping[task_id] = stop
-        stop.task = self._spawn(self._stop_until_gone(task_id, stop), f"stop {task_id}")
-
-    async def _stop_until_gone(self, task_id: str, stop: _Stop) -> None:
-        """Send STOP until the device reports the task gone: its exit report (TASK_EXITED, also
-        delivered as an event), or NO_SUCH_TASK (gone already, see _already_gone). No answer in
-        time, a full link queue or any other error: try again with back-off. While the link is
-        down, wait for it: the device may still run the task (a reboot ends it as lost)."""
-        delay = STOP_RETRY_INITIAL_S
-        attempt = 0
-        try:
-            while self.stopping.get(task_id) is stop:
-                await self._up.wait()
-                attempt += 1
-                try:
-                    await self.device.stop_task(task_id, stop.grace_s)
-                    return
-                except SessionClosed:
-                    return
-                except DeviceRejected as exc:
-                    if exc.code == "NO_SUCH_TASK":
-                        await self._already_gone(task_id)
-                        return
-                    problem = str(exc)
-                except WireletError as exc:
-                    problem = str(exc)
-                log.warning(
-                    "%s: stop of %s not confirmed (attempt %d): %s; again in %g s",
-                    self.label,
-                    task_id,
-                    attempt,
-                    problem,
-                    delay,
-                )
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, STOP_RETRY_MAX_S)
-        finally:
-            if self.stopping.get(task_id) is stop:
-                del self.stopping[task_id]
+                self.stops.request(status.task_id, record.grace_s)
 
     async def _already_gone(self, task_id: str) -> None:
         """The device has no such task: it ended and its exit report never reached us. Its
@@ -751,7 +506,7 @@ class DeviceRuntime:
 
     def handle(self, event: SessionEvent) -> None:
         if isinstance(event, TaskOutput):
-            self._output(event)
+            self.instances.take(event)
         elif isinstance(event, TaskStarted):
             self._started(event.task_id)
         elif isinstance(event, TaskExited):
@@ -813,7 +568,7 @@ class DeviceRuntime:
 
     async def _start_again(self, record: PodRecord, index: int, task_id: str) -> None:
         """The device never got this START: start the container anew (once the link is up)."""
-        await self._drop_instance(task_id)
+        await self.instances.drop(task_id)
         status = record.containers[index]
         if status.task_id != task_id:
             return
@@ -848,60 +603,18 @@ class DeviceRuntime:
         record.backoffs[index].started(self._loop.time())
         self.on_change(record.spec.uid)
 
-    def _output(self, event: TaskOutput) -> None:
-        instance = self.instances.get(event.task_id) or self.late.get(event.task_id)
-        if instance is None:
-            instance = self._late_log(event.task_id)
-        if instance is not None:
-            instance.take(event.stream, event.offset, event.data)
-        elif not self.spooler.take(event.task_id, event.stream, event.offset, event.data):
-            # Not made by a gateway: nobody will store it. Acknowledge so the device can free it.
-            self.device.ack_output(event.task_id, event.stream, event.end)
-
-    def _replay_spooled(self, uid: str) -> None:
-        """The pod is known now: output spooled for its tasks moves into their logs."""
-        spool = self.spooler.spool
-        for task_id in spool.task_ids(uid):
-            instance = self.instances.get(task_id) or self.late.get(task_id)
-            if instance is None:
-                instance = self._late_log(task_id)
-            if instance is None:
-                log.warning("%s: spooled output of %s has no container", self.label, task_id)
-                spool.discard(uid, task_id)
-                continue
-            instance.take_spooled(uid, task_id)
-
-    def _late_log(self, task_id: str) -> InstanceLog | None:
-        """Output of a task that ended while no gateway listened, re-sent by the device: it
-        still belongs in that instance's log file."""
-        name = parse_task_id(task_id)
-        record = self._pods.get(name.pod_uid) if name else None
-        if name is None or record is None or name.container_index >= len(record.containers):
-            return None
-        instance = self._instance_log(record, name)
-        instance.resume()
-        self.late[task_id] = instance
-        return instance
-
     def pod_uids_in_use(self) -> set[str]:
         """Pods whose logs this runtime may still write: their directories must stay."""
-        return set(self._pods) | {instance.name.pod_uid for instance in self.instances.values()}
-
-    async def _drop_instance(self, task_id: str) -> None:
-        instance = self.instances.pop(task_id, None)
-        if instance is not None:
-            await instance.finish()
+        return set(self._pods) | self.instances.pod_uids()
 
     async def _finished(
         self, task_id: str, exit_code: int, reason: str, message: str, *, lost: bool
     ) -> None:
         self._unconfirmed.discard(task_id)
-        stop = self.stopping.pop(task_id, None)
-        if stop is not None and stop.task is not None and stop.task is not asyncio.current_task():
-            stop.task.cancel()  # the device confirmed it gone: no more STOPs
+        self.stops.confirmed(task_id)  # the device reported it gone: no more STOPs
         # Once per task: an exit report and a NO_SUCH_TASK answer may both say it ended.
         found = self._locate(task_id) if task_id in self.instances else None
-        await self._drop_instance(task_id)
+        await self.instances.drop(task_id)
         if found is None:
             return
         record, index = found
@@ -1006,5 +719,5 @@ class DeviceRuntime:
         orphans = self.orphan_tasks(known_uids)
         for task_id in orphans:
             log.info("%s: stopping task %s: its pod no longer exists", self.label, task_id)
-            self._request_stop(task_id, 0.0)
+            self.stops.request(task_id, 0.0)
         return orphans

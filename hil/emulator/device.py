@@ -196,6 +196,7 @@ class EmulatedDevice:
         self._next_position = 0
         self._wakeup = Wakeup(self._loop, self._service)
         self.misbehaviour = Misbehaviour()
+        self.firmware_memory = 0  # bytes in use beside the tasks (set_firmware_memory)
         self._foreign_sent = 0
         self._exec_jobs: collections.deque[_ExecJob] = collections.deque()
         self._link = self._boot()
@@ -252,6 +253,17 @@ class EmulatedDevice:
     def resume(self) -> None:
         self.hung = False
         self._service()
+
+    def set_firmware_memory(self, used: int) -> None:
+        """Memory the firmware itself uses (heap, buffers), reported beside the tasks' 4 KiB
+        each in heartbeat answers from now on."""
+        self.firmware_memory = used
+        self._update_load()
+
+    def stop_reading(self) -> None:
+        """Firmware that no longer reads its UART: the gateway's bytes pile up in the tty until
+        its writes block (with `hang`, the device sends nothing of its own either)."""
+        self.port.stop_reading()
 
     def set_faults(self, faults: FaultSettings) -> None:
         self._rx_line.settings = faults
@@ -611,7 +623,7 @@ class EmulatedDevice:
         running = [t for t in self._tasks.values() if t.running]
         self._link.set_load(
             Load(
-                mem_used=min(self.profile.memory_bytes, 4096 * len(running)),
+                mem_used=min(self.profile.memory_bytes, self.firmware_memory + 4096 * len(running)),
                 cpu_permille=min(1000, 100 * len(running)),
                 tasks=tuple(TaskLoad(task_id=t.task_id, mem_used=4096) for t in running),
             )

@@ -152,6 +152,11 @@ class PtyPort:
 
     # --- reading ---------------------------------------------------------------------------
 
+    def stop_reading(self) -> None:
+        """Leave the gateway's bytes in the tty for good (a device that never reads)."""
+        self._stop_reading()
+        self._rx_blocked_until = None
+
     def _start_reading(self) -> None:
         if not self._reading and self.master_fd >= 0:
             self._loop.add_reader(self.master_fd, self._read_ready)

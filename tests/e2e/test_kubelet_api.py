@@ -227,3 +227,32 @@ async def test_a_nodes_healthz_follows_its_device(wirelet: Wirelet) -> None:
     device.plug()
     await wirelet.wait_node(node, "True")
     assert await raw(wirelet, node, "/healthz") == "ok"
+
+
+async def test_the_devices_firmware_log_is_its_nodes_logs(wirelet: Wirelet) -> None:
+    """DEVICE_LOG lines, as a kubelet host's /var/log files: `kubectl get --raw
+    /api/v1/nodes/NODE/proxy/logs/` lists the node's firmware.log, which holds them."""
+    require_node_proxy_address()
+    device, other = wirelet.fleet.devices[1], wirelet.fleet.devices[0]
+    node = wirelet.node(device.profile.device_id)
+    other_node = wirelet.node(other.profile.device_id)
+    for name in (node, other_node):
+        await wirelet.wait_node(name)
+    device.log(2, "heap low: 1.2 kB left")
+    device.log(3, "sensor 2 does not answer")
+    deadline = asyncio.get_running_loop().time() + WAIT
+    text = ""
+    while asyncio.get_running_loop().time() < deadline:
+        if "firmware.log" in await raw(wirelet, node, "/logs/"):
+            text = await raw(wirelet, node, "/logs/firmware.log")
+            if "sensor 2" in text:
+                break
+        await asyncio.sleep(0.2)
+    lines = text.splitlines()
+    assert lines[-2].split(" ", 1)[1].startswith("WARNING [uptime ")
+    assert lines[-2].endswith(" heap low: 1.2 kB left")
+    assert lines[-1].split(" ", 1)[1].startswith("ERROR [uptime ")
+    assert lines[-1].endswith(" sensor 2 does not answer")
+    listing = await raw(wirelet, other_node, "/logs/")
+    if "firmware.log" in listing:
+        assert "sensor 2" not in await raw(wirelet, other_node, "/logs/firmware.log")

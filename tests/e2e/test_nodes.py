@@ -243,6 +243,40 @@ async def test_event_for_an_object_with_a_253_character_name_is_written(
         await api.delete(f"/api/v1/namespaces/default/events/{event['metadata']['name']}")
 
 
+async def test_an_object_gets_25_events_then_one_per_5_minutes_as_the_kubelets(
+    cluster: LocalCluster,
+) -> None:
+    """client-go's spam filter: a device rebooting in a loop (a new message each time) or a
+    crash-looping pod cannot spend the API budget every node shares on its events."""
+    async with KubeApi(await _admin_configuration(cluster)) as api:
+        recorder = EventRecorder(api, "test-host")
+        flapping = ObjectRef("Node", "", "spam-node", "spam-node")
+        quiet = ObjectRef("Node", "", "quiet-node", "quiet-node")
+        for boot in range(100):
+            recorder.record(flapping, "Warning", "Rebooted", f"rebooted, boot id {boot}")
+        recorder.record(flapping, "Normal", "NodeReady", "another type has its own bucket")
+        recorder.record(quiet, "Warning", "Rebooted", "rebooted, boot id 1")
+        await recorder.drain()
+        try:
+            for name, expected in (("spam-node", 26), ("quiet-node", 1)):
+                listing = await api.get(
+                    "/api/v1/namespaces/default/events",
+                    fieldSelector=f"involvedObject.name={name}",
+                )
+                assert len(listing["items"]) == expected
+            assert recorder.spam.filtered == 75
+        finally:
+            for name in ("spam-node", "quiet-node"):
+                listing = await api.get(
+                    "/api/v1/namespaces/default/events",
+                    fieldSelector=f"involvedObject.name={name}",
+                )
+                for event in listing["items"]:
+                    await api.delete(
+                        f"/api/v1/namespaces/default/events/{event['metadata']['name']}"
+                    )
+
+
 async def test_owner_whose_device_was_gone_past_its_lease_does_not_take_the_node_back(
     cluster: LocalCluster, tmp_path: Path
 ) -> None:
@@ -368,3 +402,55 @@ async def test_a_board_moved_to_another_port_while_away_is_its_node_again_with_i
     assert status["restartCount"] == 0 and "running" in status["state"], status
     started = [m.task_id for m in device.received if isinstance(m, StartTask)]
     assert len(started) == 1, started
+
+
+@pytest.mark.gateway_config(nodes={"memory_pressure_percent": 10, "pressure_transition_s": 2.0})
+async def test_a_device_short_of_memory_is_under_memory_pressure_and_tainted_noschedule(
+    wirelet: Wirelet,
+) -> None:
+    """As the kubelet's eviction manager: MemoryPressure while the device reports less than 10%
+    free (the node lifecycle controller then taints it NoSchedule), back to False once none was
+    seen for the transition period; the other nodes are untouched."""
+    device, other = wirelet.fleet.devices[0], wirelet.fleet.devices[1]
+    node, other_node = wirelet.node(device.profile.device_id), wirelet.node(other.profile.device_id)
+    for name in (node, other_node):
+        await wirelet.wait_node(name)
+
+    async def memory(name: str) -> dict[str, Any]:
+        got = await wirelet.api.get(f"/api/v1/nodes/{name}")
+        (condition,) = [c for c in got["status"]["conditions"] if c["type"] == "MemoryPressure"]
+        return dict(condition)
+
+    async def taints(name: str) -> list[str]:
+        got = await wirelet.api.get(f"/api/v1/nodes/{name}")
+        return [t["key"] for t in got["spec"].get("taints") or []]
+
+    assert (await memory(node))["status"] == "False"
+    device.set_firmware_memory(device.profile.memory_bytes - 4096)  # 4 KiB of 256 free: 1.6%
+
+    async def under_pressure() -> dict[str, Any] | None:
+        condition = await memory(node)
+        return condition if condition["status"] == "True" else None
+
+    condition = await wirelet.wait_for("MemoryPressure True", under_pressure)
+    assert condition["reason"] == "KubeletHasInsufficientMemory"
+    assert "4.0 KiB free of 256.0 KiB" in condition["message"]
+
+    async def tainted() -> bool:
+        return "node.kubernetes.io/memory-pressure" in await taints(node)
+
+    await wirelet.wait_for("the controller's memory-pressure taint", tainted)
+    assert (await memory(other_node))["status"] == "False"
+    assert "node.kubernetes.io/memory-pressure" not in await taints(other_node)
+    events = await wirelet.api.get(
+        "/api/v1/namespaces/default/events", fieldSelector=f"involvedObject.name={node}"
+    )
+    assert "NodeHasInsufficientMemory" in {e["reason"] for e in events["items"]}
+
+    device.set_firmware_memory(0)
+
+    async def relieved() -> bool:
+        return (await memory(node))["status"] == "False" and not await tainted()
+
+    await wirelet.wait_for("MemoryPressure False and the taint gone", relieved)
+    assert (await memory(node))["reason"] == "KubeletHasSufficientMemory"

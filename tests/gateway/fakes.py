@@ -1,6 +1,6 @@
 """Small in-memory stand-ins for the two sides of the pod core, for fast unit tests:
 
-- `FakeDevice`: the device side of the runtime's seam (gateway.runtime.device_runtime.DeviceTasks).
+- `FakeDevice`: the device side of the runtime's seam (gateway.runtime.records.DeviceTasks).
   It keeps a task table like a device does and confirms starts and stops as a device would;
   the test decides how each task ends (`exit`, `lose`).
 - `FakeLink`: a FakeDevice behind the session face a DeviceNode sees (facts, state changes,

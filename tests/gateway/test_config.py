@@ -102,6 +102,11 @@ def test_full_file_loads(tmp_path: Path) -> None:
         ("[nodes]\nremove_after_s = inf", "nodes.remove_after_s: expected a finite number"),
         ("[kubelet]\nexec_timeout_s = nan", "kubelet.exec_timeout_s: expected a finite number"),
         ("[ssh]\npoll_interval_s = -inf", "ssh.poll_interval_s: expected a finite number"),
+        (
+            "[nodes]\nmemory_pressure_percent = 150",
+            "memory_pressure_percent: expected a share of memory from 0 to 100",
+        ),
+        ("[nodes]\npressure_transition_s = -1", "nodes.pressure_transition_s: expected a finite"),
     ],
 )
 def test_mistakes_name_key_and_expected_form(tmp_path: Path, text: str, fragment: str) -> None:

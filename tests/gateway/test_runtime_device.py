@@ -142,7 +142,7 @@ async def test_a_stop_the_device_ignores_is_sent_again_until_confirmed(tmp_path:
         await until("the delete completes", lambda: spec.uid in h.finished)
         assert len(h.received(StopTask, spec.uid)) == 3
         assert h.pod(spec.uid).containers[0].state.phase is ContainerPhase.TERMINATED
-        assert not h.runtime.stopping
+        assert not h.runtime.stops.pending
 
 
 async def test_a_stop_answered_no_such_task_completes_the_delete(tmp_path: Path) -> None:

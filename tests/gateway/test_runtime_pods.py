@@ -13,13 +13,13 @@ from gateway.errors import DeviceRejected
 from gateway.kube.pod_status import pod_phase
 from gateway.link.events import TaskInfo
 from gateway.runtime.backoff import BackoffPolicy
-from gateway.runtime.device_runtime import LOST_EXIT_CODE, START_ERROR_EXIT_CODE
 from gateway.runtime.model import (
     ContainerPhase,
     ContainerState,
     RestartPolicy,
     TaskSpec,
 )
+from gateway.runtime.records import LOST_EXIT_CODE, START_ERROR_EXIT_CODE
 from tests.gateway.fakes import RuntimeRig, pod_spec, until
 
 Policy = RestartPolicy

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from gateway.kubelet import ExecFailed, ExecOutcome, ExecOutputSink, NodeStats
@@ -40,6 +41,7 @@ class InMemoryProvider:
         self.exec_answers: dict[tuple[str, str, str], ScriptedExec | str] = {}
         self.exec_calls: list[tuple[str, str, str, tuple[str, ...]]] = []
         self.problems: dict[str, str] = {}  # node -> why it is unhealthy
+        self.node_logs: dict[str, list[Path]] = {}  # node -> its /logs/ files
 
     def add_pod(self, pod: dict[str, Any]) -> None:
         meta = pod["metadata"]
@@ -64,6 +66,9 @@ class InMemoryProvider:
 
     def node_problem(self, node: str) -> str:
         return self.problems.get(node, "")
+
+    def node_log_files(self, node: str) -> Sequence[Path]:
+        return self.node_logs.get(node, [])
 
     async def running_pods(self) -> list[dict[str, Any]]:
         result = []

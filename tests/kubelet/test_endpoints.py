@@ -10,6 +10,7 @@ import socket
 import ssl
 import zlib
 from collections.abc import AsyncIterator, Callable
+from pathlib import Path
 
 import aiohttp
 import pytest
@@ -139,6 +140,28 @@ async def test_healthz_of_a_node_port_is_that_nodes_health(
         "unhealthy: the device of node node-b is not connected",
     )
     assert await get_json(server.port, "/healthz", pki) == (200, "ok")  # the gateway is up
+
+
+async def test_logs_lists_and_serves_only_that_nodes_log_files(
+    make_server: Callable[..., object], pki: Pki, provider: InMemoryProvider, tmp_path: Path
+) -> None:
+    firmware = tmp_path / "firmware.log"
+    firmware.write_text("2026-12-02T00:00:00.000000000Z WARNING heap low\n")
+    provider.node_logs["node-a"] = [firmware]
+    server: KubeletServer = await make_server()  # type: ignore[misc]
+    port_a, port_b = server.open_node("node-a"), server.open_node("node-b")
+    assert await get_json(port_a, "/logs/", pki) == (
+        200,
+        '<pre>\n<a href="firmware.log">firmware.log</a>\n</pre>\n',
+    )
+    assert await get_json(port_a, "/logs/firmware.log", pki) == (200, firmware.read_text())
+    assert await get_json(port_b, "/logs/", pki) == (200, "<pre>\n</pre>\n")
+    status, text = await get_json(port_b, "/logs/firmware.log", pki)
+    assert status == 404 and "no log 'firmware.log' on this node" in str(text)
+    status, text = await get_json(port_a, "/logs/..%2Fconftest.py", pki)
+    assert status == 404
+    status, text = await get_json(server.port, "/logs/", pki)  # the gateway's own port
+    assert status == 404 and "each node's own port" in str(text)
 
 
 async def test_closed_node_port_stops_listening(

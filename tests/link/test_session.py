@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 from pathlib import Path
 
 import pytest
 
+from firmware_protocol import Frame, FrameFlags, Ping
 from gateway.device_node import node_facts
 from gateway.errors import DeviceRejected, LinkDown, UnsupportedProtocolVersion
 from gateway.link.events import (
@@ -303,3 +305,36 @@ async def test_new_gateway_session_adopts_running_tasks(tmp_path: Path) -> None:
             exited = await next_matching(sub, lambda e: isinstance(e, TaskExited))
             assert isinstance(exited, TaskExited) and exited.exit_code == 143
         sub.close()
+
+
+async def test_a_device_flooding_pings_without_reading_gets_no_pong_pile(tmp_path: Path) -> None:
+    """A hostile device that never reads its tty and sends PINGs as fast as it can: the gateway
+    answers the latest PING once per write instead of building a PONG per PING behind the
+    full tty (memory growing with the flood), and the other device is served meanwhile."""
+    async with (
+        EmulatedFleet(tmp_path, fleet_profiles(2), link_config=FAST_LINK) as fleet,
+        session_for(tmp_path, "emu-0000") as flooded,
+        session_for(tmp_path, "emu-0001") as fine,
+    ):
+        await flooded.wait_up(WAIT)
+        await fine.wait_up(WAIT)
+        hostile = fleet.device("emu-0000")
+        hostile.hang()
+        hostile.stop_reading()
+        burst = b"".join(
+            Frame(1, Ping.TYPE, FrameFlags.NONE, 0, 0, Ping(n).to_bytes()).to_bytes()
+            for n in range(1, 1001)
+        )
+        pings = 100_000
+        for _ in range(pings // 1000):
+            hostile.inject_raw(burst)
+            await asyncio.sleep(0)
+        deadline = asyncio.get_running_loop().time() + 60
+        while asyncio.get_running_loop().time() < deadline:
+            if flooded.stats.frames_in >= pings:
+                break
+            await asyncio.sleep(0.05)
+        assert flooded.stats.frames_in >= pings
+        assert flooded.stats.frames_out < pings // 10
+        await fine.start_task("t", "exit", ["exit", "0"])
+        assert fine.state is SessionState.UP
