@@ -9,7 +9,7 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass, field
 from enum import IntFlag
-from typing import Final
+from typing import Final, NamedTuple
 
 from cobs import cobs
 
@@ -41,9 +41,11 @@ def max_encoded_size(max_frame: int) -> int:
     return max_frame + max_frame // 254 + 1
 
 
-@dataclass(frozen=True, slots=True)
-class Frame:
-    """One frame: the header fields and the raw msgpack payload."""
+class Frame(NamedTuple):
+    """One frame: the header fields and the raw msgpack payload.
+
+    A named tuple, not a frozen dataclass: a frozen dataclass's ``__init__`` sets each field
+    through ``object.__setattr__``, and a frame is built for every frame received."""
 
     version: int
     type: int
@@ -63,9 +65,8 @@ class Frame:
 
     def raw(self) -> bytes:
         """Header + payload + CRC, before COBS."""
-        body = _HEADER.pack(self.version, self.type, int(self.flags), self.seq, self.ack)
-        body += self.payload
-        return body + _CRC.pack(crc32(body))
+        header = _HEADER.pack(self.version, self.type, int(self.flags), self.seq, self.ack)
+        return _raw(header, self.payload)
 
     def to_bytes(self) -> bytes:
         """The wire form: COBS block followed by the 0x00 delimiter."""
@@ -84,7 +85,7 @@ class Frame:
             raise BadCrcError("CRC-32 mismatch")
         version, msg_type, flags, seq, ack = _HEADER.unpack_from(raw)
         # Table lookup: constructing an IntFlag per frame costs more than the CRC.
-        return cls(version, msg_type, _FLAGS[flags], seq, ack, raw[HEADER_SIZE:end])
+        return _new_frame(cls, (version, msg_type, _FLAGS[flags], seq, ack, raw[HEADER_SIZE:end]))
 
     @classmethod
     def from_bytes(cls, data: bytes, max_frame: int = MAX_FRAME_CEILING) -> Frame:
@@ -96,6 +97,24 @@ class Frame:
         if len(data) > max_encoded_size(max_frame):
             raise OversizeError(f"COBS block of {len(data)} bytes exceeds limit")
         return cls.from_raw(_cobs_decode(data), max_frame)
+
+
+# The tuple constructor itself: the named tuple's generated __new__ is a Python function.
+_new_frame = tuple.__new__
+
+
+def _raw(header: bytes, payload: bytes) -> bytes:
+    body = header + payload
+    return body + _CRC.pack(crc32(body))
+
+
+def encode_frame(
+    version: int, msg_type: int, flags: int, seq: int, ack: int, *, payload: bytes
+) -> bytes:
+    """The wire form of a frame with these fields (``Frame(...).to_bytes()`` without building
+    the ``Frame``: a link sends every frame through here)."""
+    raw = _raw(_HEADER.pack(version, msg_type, flags, seq, ack), payload)
+    return bytes(cobs.encode(raw)) + DELIMITER
 
 
 def _cobs_decode(block: bytes) -> bytes:

@@ -8,7 +8,6 @@ gone when written.
 
 from __future__ import annotations
 
-from .framing import Frame
 from .link_config import LinkStats
 
 
@@ -27,10 +26,9 @@ class LineWriter:
         """True if bytes wait for the transport."""
         return bool(self._out)
 
-    def write(self, frame: Frame) -> float:
-        """Queue a frame's bytes; returns when its last byte will have left the line (now, if
-        the line rate is unknown)."""
-        data = frame.to_bytes()
+    def write(self, data: bytes) -> float:
+        """Queue one frame's wire bytes; returns when its last byte will have left the line
+        (now, if the line rate is unknown)."""
         self._stats.frames_sent += 1
         self._stats.bytes_sent += len(data)
         self._out += data

@@ -44,7 +44,7 @@ from .events import (
     PeerReset,
     Refused,
 )
-from .framing import DecoderStats, Frame, FrameDecoder, FrameFlags
+from .framing import DecoderStats, Frame, FrameDecoder, FrameFlags, encode_frame
 from .handles import HandleReceiver, UnboundHandleError
 from .handshake import Handshake
 from .heartbeat import Heartbeat
@@ -226,7 +226,8 @@ class Link:
         """
         if self._pong_due is not None:
             if self.state is LinkState.UP:
-                self._emit(self._beat.pong(self._pong_due, self.send_limit))
+                payload = self._beat.pong(self._pong_due.nonce, self.send_limit)
+                self._emit_control(MessageType.PONG, payload)
             self._pong_due = None
         if self._rx.ack_pending and self.state is LinkState.UP:
             self._emit(Ack())
@@ -247,12 +248,15 @@ class Link:
             return self._hs.next_probe
         if self.state is not LinkState.UP:
             return None
-        candidates = [self._last_heard + self._link_lost_timeout]
-        if self._tx.retransmit_at is not None:
-            candidates.append(self._tx.retransmit_at)
-        if self._beat.next_ping is not None:
-            candidates.append(self._beat.next_ping)
-        return min(candidates)
+        # No list and min(): the driver asks after every batch of bytes received.
+        deadline = self._last_heard + self._link_lost_timeout
+        retransmit_at = self._tx.retransmit_at
+        if retransmit_at is not None and retransmit_at < deadline:
+            deadline = retransmit_at
+        next_ping = self._beat.next_ping
+        if next_ping is not None and next_ping < deadline:
+            deadline = next_ping
+        return deadline
 
     @property
     def _next_ping(self) -> float | None:
@@ -455,7 +459,7 @@ class Link:
             self.stats.undecodable += 1
             self._events.append(MessageRejected(frame.type, str(exc)))
             return
-        rtt = self._beat.answered(pong, now)
+        rtt = self._beat.answered(pong.nonce, now)
         if rtt is None:
             return  # an old or foreign PONG: no trustworthy RTT
         backed_off = self._tx.rtt.rto
@@ -638,25 +642,35 @@ class Link:
         self._tx.resent(backoff=backoff)
 
     def _send_ping(self, now: float, *, riding: bool = False) -> None:
-        self._beat.sent(self._emit(self._beat.ping(now, riding=riding)))
+        payload = self._beat.ping(now, riding=riding)
+        self._beat.sent(self._emit_control(MessageType.PING, payload))
 
     def _emit_sequenced(self, item: Outgoing) -> float:
-        flags = FrameFlags.SEQ | FrameFlags.ACK
-        frame = Frame(
-            self._hs.version, item.wire_type, flags, item.seq, self._rx.ack, item.wire_payload
+        data = encode_frame(
+            self._hs.version,
+            item.wire_type,
+            _SEQ_ACK,
+            item.seq,
+            self._rx.ack,
+            payload=item.wire_payload,
         )
         self._rx.ack_pending = False
-        return self._line.write(frame)
+        return self._line.write(data)
 
     def _emit(self, message: Message) -> float:
         """Send an unsequenced message now (link control); returns when it will have left."""
-        payload = message.to_bytes()
         if message.TYPE in _HANDSHAKE_TYPES:
-            frame = Frame(HANDSHAKE_HEADER_VERSION, message.TYPE, FrameFlags.NONE, 0, 0, payload)
-        else:
-            frame = Frame(self._hs.version, message.TYPE, FrameFlags.ACK, 0, self._rx.ack, payload)
-            self._rx.ack_pending = False
-        return self._line.write(frame)
+            data = encode_frame(
+                HANDSHAKE_HEADER_VERSION, message.TYPE, 0, 0, 0, payload=message.to_bytes()
+            )
+            return self._line.write(data)
+        return self._emit_control(message.TYPE, message.to_bytes())
+
+    def _emit_control(self, msg_type: int, payload: bytes) -> float:
+        """Send an unsequenced frame of the session (it carries our ack)."""
+        data = encode_frame(self._hs.version, msg_type, _ACK, 0, self._rx.ack, payload=payload)
+        self._rx.ack_pending = False
+        return self._line.write(data)
 
     # --- helpers --------------------------------------------------------------------------------
 
@@ -670,6 +684,8 @@ class Link:
         self.stats.framing_errors = d.bad_cobs + d.too_short + d.oversize
 
 
+_ACK = int(FrameFlags.ACK)
+_SEQ_ACK = int(FrameFlags.SEQ | FrameFlags.ACK)
 _HANDSHAKE_TYPES = frozenset(
     {MessageType.HELLO, MessageType.WELCOME, MessageType.REFUSE, MessageType.HELLO_REQUEST}
 )

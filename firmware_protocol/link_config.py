@@ -25,7 +25,8 @@ class LinkConfig:
     rto_min: float = 0.1
     #: Ceiling of the adaptive timeout after exponential backoff.
     rto_max: float = 4.0
-    #: PING period while the link is up; also bounds how stale a device load report can be.
+    #: PING period while the link is up. A device load report (in the PONG to a gateway PING)
+    #: is at most two periods old: the gateway pings every second period while the device does.
     heartbeat_interval: float = 2.0
     #: Silence (no valid frame) after which the link is reported lost: three missed heartbeats.
     link_lost_timeout: float = 6.0

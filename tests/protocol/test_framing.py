@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 from firmware_protocol import Frame, FrameDecoder, FrameFlags
 from firmware_protocol.crc import CRC32_CHECK, crc32
 from firmware_protocol.errors import BadCrcError, OversizeError, TooShortError
-from firmware_protocol.framing import max_encoded_size
+from firmware_protocol.framing import encode_frame, max_encoded_size
 
 from .strategies import frames
 
@@ -48,6 +48,14 @@ def test_from_raw_errors_name_the_problem() -> None:
 def test_frame_round_trip(frame: Frame) -> None:
     assert Frame.from_bytes(frame.to_bytes()) == frame
     assert FrameDecoder().feed(frame.to_bytes()) == [frame]
+
+
+@FAST
+@given(frames())
+def test_encode_frame_gives_the_frames_wire_bytes(frame: Frame) -> None:
+    """What a link sends (``encode_frame``, no ``Frame`` built) is the frame's wire form."""
+    fields = (frame.version, frame.type, int(frame.flags), frame.seq, frame.ack)
+    assert encode_frame(*fields, payload=frame.payload) == frame.to_bytes()
 
 
 @FAST

@@ -28,6 +28,7 @@ from firmware_protocol import (
     MessageReceived,
     MessageRejected,
     MessageTooLargeError,
+    MessageType,
     OutputStream,
     PeerReset,
     Ping,
@@ -178,32 +179,75 @@ def test_heartbeat_measures_rtt_and_carries_load() -> None:
     assert rec.of("device", HeartbeatAnswered)[-1].load is None
 
 
-def test_gateway_pings_with_its_pong_once_locked_to_the_devices_pings() -> None:
-    """The gateway's PING rides with its PONG to the device's PING: one write per heartbeat
-    from the gateway instead of two, and load reports still arrive every interval."""
-    sim, rec = make_sim(seed=2)
-    sim.device.set_load(Load(mem_used=1, cpu_permille=1))
-    writes: list[tuple[float, bytes]] = []
-    send = sim.to_device.send
+def frame_log(channel: LossyChannel) -> list[tuple[float, list[int]]]:
+    """From now on, every write into ``channel``: when, and the message types of its frames."""
+    writes: list[tuple[float, list[int]]] = []
+    send = channel.send
 
-    def counting(data: bytes, now: float) -> None:
+    def logging_send(data: bytes, now: float) -> None:
         if data:
-            writes.append((now, data))
+            writes.append((now, [f.type for f in FrameDecoder().feed(data)]))
         send(data, now)
 
-    sim.to_device.send = counting  # type: ignore[method-assign]
+    channel.send = logging_send  # type: ignore[method-assign]
+    return writes
+
+
+def test_gateway_pings_with_every_second_pong_once_locked_to_the_devices_pings() -> None:
+    """Each device PING gets its PONG at once (the device hears from the gateway every
+    interval); the gateway's own PING rides with every second PONG, so the gateway reads the
+    device's PONG (load, RTT) every second interval and writes once per device PING."""
+    sim, rec = make_sim(seed=2)
+    sim.device.set_load(Load(mem_used=1, cpu_permille=1))
+    writes = frame_log(sim.to_device)
     sim.run_until(5.0)
     start = sim.now
     beats_before = len(rec.of("gateway", HeartbeatAnswered))
+    device_beats_before = len(rec.of("device", HeartbeatAnswered))
     sim.run_until(start + 20.0)
-    steady = [data for t, data in writes if t >= start]
-    assert len(steady) <= 21  # one write per 1 s heartbeat (two, uncoalesced)
-    assert all(data.count(b"\x00") == 2 for data in steady)  # PONG and PING together
+    steady = [types for t, types in writes if t >= start]
+    assert 19 <= len(steady) <= 21  # one write per 1 s device PING
+    assert all(MessageType.PONG in types for types in steady)
+    with_ping = [sorted(types) == sorted([MessageType.PONG, MessageType.PING]) for types in steady]
+    assert all(a != b for a, b in itertools.pairwise(with_ping))  # alternating
     answered = [t for t, e in rec.events["gateway"] if isinstance(e, HeartbeatAnswered)]
-    assert len(answered) - beats_before >= 19
-    assert all(b - a <= 1.5 * CONFIG.heartbeat_interval for a, b in itertools.pairwise(answered))
-    # The device still pings on its own clock and gets its answers.
-    assert len(rec.of("device", HeartbeatAnswered)) >= 20
+    assert 9 <= len(answered) - beats_before <= 11
+    assert all(b - a <= 2.1 * CONFIG.heartbeat_interval for a, b in itertools.pairwise(answered))
+    assert rec.of("gateway", HeartbeatAnswered)[-1].load == Load(mem_used=1, cpu_permille=1)
+    # The device still pings on its own clock and gets every answer.
+    assert len(rec.of("device", HeartbeatAnswered)) - device_beats_before >= 19
+
+
+@pytest.mark.parametrize("after_riding", [True, False], ids=["after-pong-with-ping", "after-pong"])
+def test_a_device_that_stops_pinging_gets_the_gateways_ping_within_1_25_intervals(
+    after_riding: bool,
+) -> None:
+    """Whichever PONG answered the device's last PING (with the gateway's PING or alone), the
+    gateway's PINGs follow within 1.25 intervals of its PONG and of each other: the device,
+    which declares the link lost after three intervals of silence, keeps its margin."""
+    sim, rec = make_sim(seed=2)
+    from_device = frame_log(sim.to_gateway)
+    to_device = frame_log(sim.to_device)
+    sim.run_until(5.0)
+
+    def device_pinged_and_answered() -> bool:
+        pings = [t for t, types in from_device if MessageType.PING in types]
+        answers = [t for t, types in to_device if MessageType.PONG in types]
+        return bool(pings and answers and answers[-1] > pings[-1] >= 5.0)
+
+    while not (device_pinged_and_answered() and sim.gateway._beat._rode is after_riding):
+        sim.run_until(sim.now + 0.001)
+    sim.device._next_ping = None  # it answers, never pings again
+    last_device_ping = max(t for t, types in from_device if MessageType.PING in types)
+    sim.run_until(sim.now + 6.0)
+    # Sent by the gateway since: the PONG to that PING, then its own PINGs.
+    heard = [t for t, _ in to_device if t > last_device_ping]
+    assert len(heard) >= 6
+    assert all(
+        b - a <= 1.25 * CONFIG.heartbeat_interval + 1e-9 for a, b in itertools.pairwise(heard)
+    )
+    assert sim.gateway.is_up and sim.device.is_up
+    assert not rec.of("device", LinkLost) and not rec.of("gateway", LinkLost)
 
 
 def test_gateway_pings_on_its_own_when_the_device_does_not() -> None:
