@@ -58,6 +58,33 @@ async def test_rounds_alternate_their_order_and_merge_every_run() -> None:
     assert entry["ratio_baseline_over_vk"]["p50"] == 301 / 201
 
 
+async def test_a_warm_up_round_runs_first_and_is_not_counted() -> None:
+    calls: list[tuple[str, int]] = []
+
+    def measure(key: str, p50_ms: float) -> Measure:
+        async def one(i: int) -> dict[str, Any]:
+            calls.append((key, i))
+            return {"runs": [_run(5000 if i < 0 else p50_ms)]}
+
+        return one
+
+    measures = {"wirelet": measure("wirelet", 100), "virtual_kubelet": measure("vk", 200)}
+    entry = await in_rounds(measures, Size(1000, 50), 2, warmup=True)
+    assert calls == [
+        ("vk", -1),
+        ("wirelet", -1),
+        ("wirelet", 0),
+        ("vk", 0),
+        ("vk", 1),
+        ("wirelet", 1),
+    ]
+    assert len(entry["wirelet"]["runs"]) == 2
+    assert entry["wirelet"]["create_to_running"]["p50_ms"]["max"] == 100
+    assert pods.warms_up(Size(1000, 50), quick=False)
+    assert not pods.warms_up(Size(100, 10), quick=False)
+    assert not pods.warms_up(Size(1000, 50), quick=True)
+
+
 async def test_one_stuck_keeps_its_rounds_before_and_misses_later_ones() -> None:
     calls: list[str] = []
 
