@@ -9,7 +9,7 @@ from bench import common
 from bench.common import say
 
 if TYPE_CHECKING:
-    from bench.pods import Size
+    from bench.pods_rounds import Size
 
 TARGETS = {"throughput_ratio_min": 1.2, "p50_ratio_max": 1.0, "p99_ratio_max": 1.0}
 

@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from bench import pods
-from bench.pods import Measure, Size, in_rounds
+from bench.pods_rounds import Measure, Size, in_rounds
 from bench.run_costs import write_latency_ms
 from bench.stuck import StuckRun
 

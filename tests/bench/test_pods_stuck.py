@@ -7,7 +7,8 @@ from typing import Any
 import pytest
 
 from bench import common
-from bench.pods import Size, _unless_stuck, one_run
+from bench.pods import one_run
+from bench.pods_rounds import Size, unless_stuck
 from bench.stuck import StuckRun, wait_nodes_ready
 from hil.cluster.local import LocalCluster
 
@@ -72,5 +73,5 @@ async def test_any_error_of_one_implementations_run_is_a_failure_with_its_cause(
     async def broken() -> dict[str, Any]:
         raise RuntimeError("namespace x: no default service account")
 
-    result = await _unless_stuck("wirelet", Size(2, 1), broken())
+    result = await unless_stuck("wirelet", Size(2, 1), broken())
     assert result == {"failed": "RuntimeError: namespace x: no default service account"}
