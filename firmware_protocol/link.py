@@ -119,10 +119,10 @@ class Link:
         # Liveness: the last valid frame heard, and the PING/PONG heartbeat.
         self._last_heard = 0.0
         self._beat = Heartbeat(role, config.heartbeat_interval)
-        # The latest PING not answered yet: its PONG is built when the transport takes bytes, so
-        # a peer that floods PINGs and does not read gets one PONG per write, not one per PING
-        # piling up behind a full tty (the pinger only counts the latest nonce's PONG anyway).
-        self._pong_due: Ping | None = None
+        # The nonce of the latest PING not answered yet: its PONG is built when the transport
+        # takes bytes, so a peer that floods PINGs and does not read gets one PONG per write,
+        # not one per PING piling up behind a full tty (the pinger only counts the latest).
+        self._pong_due: int | None = None
 
     # --- inputs -------------------------------------------------------------------------------
 
@@ -226,7 +226,7 @@ class Link:
         """
         if self._pong_due is not None:
             if self.state is LinkState.UP:
-                payload = self._beat.pong(self._pong_due.nonce, self.send_limit)
+                payload = self._beat.pong(self._pong_due, self.send_limit)
                 self._emit_control(MessageType.PONG, payload)
             self._pong_due = None
         if self._rx.ack_pending and self.state is LinkState.UP:
@@ -448,7 +448,7 @@ class Link:
             return
         if self._pong_due is not None:
             self.stats.pings_coalesced += 1
-        self._pong_due = ping
+        self._pong_due = ping.nonce
         if self._beat.rides_with_pong(now):
             self._send_ping(now, riding=True)
 
