@@ -302,7 +302,7 @@ class Gateway:
             server=server,
             serving_cert=serving_cert,
             informer=informer,
-            janitor=LogJanitor(logs, self._pods_with_logs),
+            janitor=LogJanitor(logs, self._pods_with_logs, self._pod_has_logs),
             devices=devices,
             node_ip=node_ip,
         )
@@ -343,8 +343,11 @@ class Gateway:
 
     def _on_pod(self, kind: str, pod: dict[str, Any]) -> None:
         self.parts.controller.on_pod(kind, pod)
-        if kind == "DELETED":
-            self.parts.janitor.pod_deleted()  # the kubelet removes a deleted pod's logs
+        if kind == "DELETED":  # the kubelet removes a deleted pod's logs
+            meta = pod.get("metadata") or {}
+            self.parts.janitor.pod_deleted(
+                str(meta.get("namespace", "")), str(meta.get("name", "")), str(meta.get("uid", ""))
+            )
 
     def _pods_with_logs(self) -> set[str]:
         """Pods whose logs stay: every pod bound in the API, and any a runtime still writes."""
@@ -353,6 +356,14 @@ class Gateway:
             if node.runtime is not None:
                 live |= node.runtime.pod_uids_in_use()
         return live
+
+    def _pod_has_logs(self, uid: str) -> bool:
+        """`_pods_with_logs` for one pod, without building the set of every pod."""
+        if uid in self.parts.informer.store:
+            return True
+        return any(
+            node.runtime is not None and node.runtime.uses_pod(uid) for node in self.nodes.values()
+        )
 
     def _load_of(self, node_name: str) -> DeviceLoad | None:
         node = self.nodes.by_name(node_name)

@@ -1,8 +1,8 @@
 """Remove pod log directories: the kubelet keeps logs after a pod is deleted until its GC runs.
 
-`LogJanitor` (gateway.logs.janitor) calls `remove_orphaned_pod_logs` at start-up, when a pod
-is deleted and periodically, with the UIDs of the pods that still exist, which also catches
-pods deleted while the gateway was down. `remove_pod_logs` removes one pod's directory.
+`LogJanitor` (gateway.logs.janitor) decides when: `remove_pod_logs` (through
+`LogStore.remove_pod`) for each pod the watch says was deleted, `pod_dirs` and `remove_dirs` for
+its full sweeps (start-up and periodic), which catch pods deleted while the gateway was down.
 """
 
 from __future__ import annotations

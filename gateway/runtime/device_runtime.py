@@ -607,6 +607,10 @@ class DeviceRuntime:
         """Pods whose logs this runtime may still write: their directories must stay."""
         return set(self._pods) | self.instances.pod_uids()
 
+    def uses_pod(self, uid: str) -> bool:
+        """Whether this runtime may still write the pod's logs (`pod_uids_in_use` for one)."""
+        return uid in self._pods or self.instances.writes_pod(uid)
+
     async def _finished(
         self, task_id: str, exit_code: int, reason: str, message: str, *, lost: bool
     ) -> None:

@@ -63,6 +63,9 @@ class InstanceLogs:
     def pod_uids(self) -> set[str]:
         return {instance.name.pod_uid for instance in self.running.values()}
 
+    def writes_pod(self, uid: str) -> bool:
+        return any(instance.name.pod_uid == uid for instance in self.running.values())
+
     def take(self, event: TaskOutput) -> None:
         """Device output: into its instance's log, else the spool, else acknowledged away."""
         instance = self.running.get(event.task_id) or self.late.get(event.task_id)

@@ -474,6 +474,21 @@ async def test_a_force_deleted_pod_is_stopped_now_and_forgotten(tmp_path: Path) 
     await rig.runtime.close()
 
 
+async def test_a_force_deleted_pod_is_in_use_until_its_task_ends(tmp_path: Path) -> None:
+    """Its logs must stay while its task may still print (the log janitor asks `uses_pod`)."""
+    rig = RuntimeRig.create(tmp_path)
+    spec = pod_spec(policy=Policy.ALWAYS)
+    rig.runtime.sync_pod(spec)
+    task_id = await _running(rig, spec.uid)
+    assert rig.runtime.uses_pod(spec.uid) and not rig.runtime.uses_pod(pod_spec().uid)
+    rig.runtime.forget_pod(spec.uid)
+    assert rig.runtime.uses_pod(spec.uid)  # stopped, not ended yet
+    rig.device.exit(task_id, 0)
+    await until("ended", lambda: not rig.runtime.uses_pod(spec.uid))
+    assert spec.uid not in rig.runtime.pod_uids_in_use()
+    await rig.runtime.close()
+
+
 async def test_only_running_tasks_of_pods_that_are_gone_are_orphans(tmp_path: Path) -> None:
     known, gone = pod_spec().uid, pod_spec().uid
     listed = [
