@@ -27,6 +27,45 @@ CLUSTER = ("pods", "scale", "logs", "recovery", "ssh")
 ALL = LINK + CLUSTER
 
 
+# Columns of the host CPU table, in the order a pod start passes through them.
+_POD_CPU_ROLES = (
+    ("bench client", "client"),
+    ("API server", "API server"),
+    ("etcd", "etcd"),
+    ("scheduler", "scheduler"),
+    ("controllers", "controllers"),
+    ("node", "node side"),
+    ("devices", "emulated devices"),
+)
+
+
+def _pod_cpu_section(pod: dict[str, Any]) -> list[str]:
+    """Where the shared host's CPU goes per pod start, per implementation (medians)."""
+    rows = []
+    for e in pod["results"]:
+        for key, who in (("wirelet", "wirelet"), ("virtual_kubelet", "virtual-kubelet")):
+            cpu = (e.get(key) or {}).get("cpu_ms_per_pod_start")
+            if not cpu:
+                continue
+            cells = [cpu[role]["median"] if role in cpu else None for role, _ in _POD_CPU_ROLES]
+            total = sum(c for c in cells if c is not None)
+            shown = " | ".join("—" if c is None else f"{c:.2f}" for c in cells)
+            rows.append(f"| {e['pods']} / {e['nodes']} | {who} | {shown} | {total:.2f} |")
+    if not rows:
+        return []
+    head = " | ".join(label for _, label in _POD_CPU_ROLES)
+    return [
+        "",
+        "Host CPU per pod start, ms (median over runs; create to the last pod Running), by "
+        "process: the benchmark's client, the control plane, and the node implementation:",
+        "",
+        f"| pods / nodes | impl | {head} | total |",
+        "| --- | --- | " + "--- | " * len(_POD_CPU_ROLES) + "--- |",
+        *rows,
+        "",
+    ]
+
+
 def _scale_section(sc: dict[str, Any]) -> list[str]:
     out = ["## Scale (one gateway; several on one control plane)", ""]
     out += [
@@ -215,6 +254,7 @@ def summary_markdown(names: list[str]) -> str:  # noqa: PLR0912, PLR0915 (one se
                     f"delete p50 {q['delete_p50']:.2f}x, "
                     f"p99 {q.get('delete_p99', float('nan')):.2f}x"
                 )
+        out += _pod_cpu_section(pod)
         if pod.get("note"):
             out.append(f"- {pod['note']}")
         if pod.get("baseline_missing"):

@@ -39,6 +39,7 @@ from bench.pods_rounds import Measure, Size, in_rounds, summarize
 from bench.run_costs import (
     CpuReader,
     Snapshot,
+    control_plane_cpu,
     cpu_seconds,
     snapshot,
     write_latency_ms,
@@ -52,9 +53,10 @@ from hil.cluster.local import LocalCluster
 CREATE_CONCURRENCY = 32  # create/delete requests in flight from the benchmark's client
 FOREVER_INTERVAL_MS = 5000  # a line every 5 s per pod: the pods are alive but quiet
 TIMEOUT_S = 600.0
-# Runs per size at full size (`make bench` too): 1000 pods take 2-4 minutes per run and
-# implementation on the shared 2-core host, so 2 keeps the benchmark near 10 minutes.
-FULL_REPEATS = 2
+# Runs per size at full size (`make bench` too): a 1000-pod run takes about 2 minutes per
+# implementation on the shared 2-core host. 3, not 2: the median of two runs is their mean, and
+# one slow run (5.3 s p50 against 3.0 s in the same full run) moved it by half the difference.
+FULL_REPEATS = 3
 # Sizes of at most SMALL_SIZE_PODS pods get SMALL_SIZE_REPEATS rounds unless --repeats says
 # otherwise: a 100-pod round takes under a minute per implementation, and its create→Running
 # p50 moves by 2x between rounds with the shared host's load (mostly in create→bound, the
@@ -236,8 +238,8 @@ def _figures(
         "api_writes_per_pod_delete": writes_per_pod(writes_started[0], writes_after[0], count),
         "api_write_ms_start": write_latency_ms(writes_before[0], writes_started[0]),
         "api_write_ms_delete": write_latency_ms(writes_started[0], writes_after[0]),
-        # CPU of the node side's processes (and the emulated devices') per pod, in ms, over
-        # the same two spans: what each implementation spends on a pod.
+        # CPU per pod, in ms, over the same two spans: the node side's processes (and the
+        # emulated devices') and the control plane's, which share the host's cores with them.
         "cpu_ms_per_pod_start": writes_per_pod(writes_before[1], writes_started[1], count / 1e3),
         "cpu_ms_per_pod_delete": writes_per_pod(writes_started[1], writes_after[1], count / 1e3),
     }
@@ -280,6 +282,7 @@ async def run_wirelet(
                     cpu=lambda: {
                         "node": cpu_seconds([gateway.pid]),
                         "devices": cpu_seconds([emulator.pid]),
+                        **control_plane_cpu(cluster),
                     },
                     why=lambda: process_state(gateway, emulator),
                 )
@@ -311,7 +314,10 @@ async def run_vk(
                     size.pods,
                     False,
                     f"v{i}",
-                    cpu=lambda: {"node": cpu_seconds([p.pid for p in fleet.procs])},
+                    cpu=lambda: {
+                        "node": cpu_seconds([p.pid for p in fleet.procs]),
+                        **control_plane_cpu(cluster),
+                    },
                     why=fleet.describe,
                 )
             )

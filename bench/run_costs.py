@@ -4,13 +4,15 @@ and its mean time per write, from its own /metrics, and the CPU of the processes
 from __future__ import annotations
 
 import contextlib
+import time
 from collections.abc import Callable
 
 from bench import common
 from gateway.kube.api import KubeApi
+from hil.cluster.local import LocalCluster
 
 # CPU seconds so far of the processes under test, by role ("node": the gateway or every
-# virtual-kubelet, "devices": the emulator).
+# virtual-kubelet, "devices": the emulator), and of the control plane's (control_plane_cpu).
 CpuReader = Callable[[], dict[str, float]]
 Snapshot = tuple[dict[str, float], dict[str, float]]  # API writes, CPU seconds
 
@@ -26,6 +28,24 @@ def cpu_seconds(pids: list[int]) -> float:
         with contextlib.suppress(OSError):
             total += common.ProcSampler(pid).read()[1]
     return total
+
+
+# The control plane's processes, by the name each gets in the figures. On the shared host their
+# CPU per pod is what the node implementations' own CPU competes with.
+CONTROL_PLANE = {
+    "kube-apiserver": "API server",
+    "etcd": "etcd",
+    "kube-scheduler": "scheduler",
+    "kube-controller-manager": "controllers",
+}
+
+
+def control_plane_cpu(cluster: LocalCluster) -> dict[str, float]:
+    """CPU seconds so far of each control-plane process, and of this benchmark (its client)."""
+    pids = cluster.pids
+    figures = {label: cpu_seconds([pids[name]]) for name, label in CONTROL_PLANE.items()}
+    figures["bench client"] = time.process_time()
+    return figures
 
 
 # The API server's own count of requests, by resource, subresource and verb: what a run's pods

@@ -325,6 +325,10 @@ class KubeApi:
         }
         return await self.request("PATCH", path, body=body, content_type=types[kind], answer=answer)
 
+    async def replace(self, path: str, body: Any, *, answer: bool = True) -> Any:
+        """PUT: the whole object; with metadata.resourceVersion set, refused (409) if it changed."""
+        return await self.request("PUT", path, body=body, answer=answer)
+
     async def delete(self, path: str, body: Any = None, *, answer: bool = True) -> Any:
         return await self.request("DELETE", path, body=body, answer=answer)
 

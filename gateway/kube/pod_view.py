@@ -82,6 +82,7 @@ class PriorStatus:
 class PodView:
     raw: dict[str, Any]
     uid: str
+    resource_version: str  # "" when the object carries none
     namespace: str
     name: str
     node_name: str
@@ -109,6 +110,7 @@ class PodView:
         return PodView(
             raw=pod,
             uid=str(meta["uid"]),
+            resource_version=str(meta.get("resourceVersion") or ""),
             namespace=str(meta.get("namespace", "default")),
             name=str(meta.get("name", "")),
             node_name=str(spec.get("nodeName") or ""),

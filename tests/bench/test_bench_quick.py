@@ -30,4 +30,10 @@ def test_quick_benchmarks_run_and_write_results(tmp_path: Path) -> None:
     for name in SUBSET:
         report = json.loads((tmp_path / f"{name}.json").read_text())
         assert report["benchmark"] == name
-    assert (tmp_path / "summary.md").read_text().startswith("# wirelet benchmark summary")
+    summary = (tmp_path / "summary.md").read_text()
+    assert summary.startswith("# wirelet benchmark summary")
+    # Where the host's CPU went per pod start: the control plane's processes beside the node's.
+    pods = json.loads((tmp_path / "pods.json").read_text())
+    cpu = pods["results"][0]["wirelet"]["cpu_ms_per_pod_start"]
+    assert cpu["API server"]["median"] > 0 and cpu["node"]["median"] > 0
+    assert "| API server | etcd | scheduler |" in summary

@@ -84,6 +84,7 @@ async def test_bootstrap_waits_for_a_human_approval_and_gives_least_privilege(
         ("patch", "nodes/status"): "yes",
         ("create", "nodes"): "yes",
         ("delete", "pods"): "yes",
+        ("update", "pods"): "no",
         ("create", "tokenreviews.authentication.k8s.io"): "yes",
         ("create", "pods"): "no",
         ("delete", "namespaces"): "no",
@@ -93,6 +94,13 @@ async def test_bootstrap_waits_for_a_human_approval_and_gives_least_privilege(
     for (verb, resource), expected in may.items():
         _, answer = await kubectl(kubeconfig, "auth", "can-i", verb, resource, "-A")
         assert answer.strip() == expected, (verb, resource, answer)
+    # Subresources: `can-i VERB pods/status` would ask about a pod named "status".
+    status_writes = {"update": "yes", "patch": "yes", "create": "no"}  # PUT: status_write.py
+    for verb, expected in status_writes.items():
+        _, answer = await kubectl(
+            kubeconfig, "auth", "can-i", verb, "pods", "--subresource=status", "-A"
+        )
+        assert answer.strip() == expected, (verb, "pods/status", answer)
 
 
 async def test_bootstrap_reports_a_denied_request(cluster: LocalCluster, tmp_path: Path) -> None:

@@ -293,11 +293,13 @@ def pod_spec(
 
 class MemoryApi:
     """The pod controller's API calls, in memory: GETs answered from `objects` (404 otherwise),
-    PATCHes and DELETEs recorded (and answered from `refuse`, by method, when set)."""
+    PATCHes, PUTs and DELETEs recorded (and answered from `refuse`, by method, when set)."""
 
     def __init__(self) -> None:
         self.objects: dict[str, dict[str, Any]] = {}
         self.patches: list[tuple[str, Any]] = []
+        self.puts: list[tuple[str, Any]] = []
+        self._status_bodies: list[tuple[str, Any]] = []  # PATCHed and PUT, in order
         self.deletes: list[tuple[str, Any]] = []
         self.created: list[tuple[str, Any]] = []
         self.refuse: dict[str, int] = {}  # method -> status to answer
@@ -316,7 +318,14 @@ class MemoryApi:
     async def patch(self, path: str, body: Any, *, kind: str = "merge", answer: bool = True) -> Any:
         self._answer("PATCH", path)
         self.patches.append((path, body))
+        self._status_bodies.append((path, body))
         return self._merged(path, body)
+
+    async def replace(self, path: str, body: Any, *, answer: bool = True) -> Any:
+        self._answer("PUT", path)
+        self.puts.append((path, body))
+        self._status_bodies.append((path, body))
+        return body
 
     async def delete(self, path: str, body: Any = None, *, answer: bool = True) -> Any:
         self._answer("DELETE", path)
@@ -354,5 +363,7 @@ class MemoryApi:
     def statuses(self, name: str) -> list[dict[str, Any]]:
         """The status bodies written for pod `name`, in order."""
         return [
-            body["status"] for path, body in self.patches if path.endswith(f"/pods/{name}/status")
+            body["status"]
+            for path, body in self._status_bodies
+            if path.endswith(f"/pods/{name}/status")
         ]
