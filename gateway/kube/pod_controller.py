@@ -108,7 +108,7 @@ class PodState:
     write_failures: int = 0  # consecutive failed status writes (their back-off)
     # The resourceVersion of the view our last status write was made from: a view still at it
     # is older than the stored pod (gateway.kube.status_write).
-    replaced_version: str = ""
+    stale_version: str = ""
 
 
 def _retryable(exc: KubeApiError) -> bool:
@@ -559,8 +559,8 @@ class PodController:
             return
         view = state.view
         try:
-            state.replaced_version = await self.status_writer.write(
-                view, status, stale_version=state.replaced_version
+            state.stale_version = await self.status_writer.write(
+                view, status, stale_version=state.stale_version
             )
         except KubeApiError as exc:
             if exc.not_found or another_pod(exc):

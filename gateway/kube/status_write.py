@@ -1,6 +1,7 @@
 """How a pod's status reaches the API server: a PUT of the pod as last seen with the new status
-(its resourceVersion guards it, as virtual-kubelet's UpdateStatus), else a JSON merge patch with
-a uid precondition (as the kubelet patches).
+(its resourceVersion guards it, as virtual-kubelet's UpdateStatus), else a JSON merge patch
+carrying the pod's uid (as the kubelet patches; the API server refuses it for another pod of the
+same name as a change of an immutable field, see `another_pod`).
 
 Why a PUT first: for a merge patch the API server reads the stored pod, encodes it, merges and
 decodes the result before the update proper; a replacement skips that work, and in a burst of
