@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
 import subprocess
@@ -12,6 +13,7 @@ import pytest
 
 from gateway import __version__
 from gateway.cli import main
+from gateway.commands.run import setup_logging
 from tests.offline_cluster import offline_kubeconfig
 
 
@@ -231,3 +233,17 @@ def test_demo_device_hint_runs_as_printed(tmp_path: Path) -> None:
     assert argv[0] == sys.executable
     out = subprocess.run(argv, capture_output=True, text=True, cwd="/", check=False)
     assert "No module named" not in out.stderr
+
+
+@pytest.mark.parametrize(("flags", "level"), [(0, "INFO"), (2, "DEBUG"), (3, "TRACE")])
+def test_verbose_flags_set_the_log_level(flags: int, level: str) -> None:
+    """-vvv logs the device links' bytes (the link's TRACE level, below DEBUG)."""
+    root = logging.getLogger()
+    saved = root.level, root.handlers[:]
+    root.handlers.clear()  # basicConfig only configures a root logger without handlers
+    try:
+        setup_logging(flags)
+        assert logging.getLevelName(root.level) == level
+    finally:
+        root.setLevel(saved[0])
+        root.handlers[:] = saved[1]

@@ -18,6 +18,7 @@ from gateway.commands.log_limits import RepeatLimit
 from gateway.config import GatewayConfig, load_config
 from gateway.config_ssh import parse_host_flag
 from gateway.errors import ConfigError, WireletError
+from gateway.link.connection import TRACE
 
 log = logging.getLogger(__name__)
 
@@ -143,7 +144,8 @@ def _with_ssh_flags(config: GatewayConfig, args: argparse.Namespace) -> GatewayC
 
 
 def setup_logging(verbose: int) -> None:
-    level = logging.DEBUG if verbose > 1 else logging.INFO
+    # -vvv: every byte on the device links too (the link's TRACE level)
+    level = TRACE if verbose > 2 else logging.DEBUG if verbose > 1 else logging.INFO
     logging.basicConfig(
         level=level, format="%(asctime)s %(levelname)-7s %(name)s: %(message)s", stream=sys.stderr
     )

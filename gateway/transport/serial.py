@@ -202,6 +202,22 @@ def _open_serial(path: str, settings: SerialSettings) -> serial.Serial:
     return port
 
 
+class _AsyncSerial(serial_asyncio_fast.SerialTransport):
+    """pyserial-asyncio-fast's transport, with its writer removed once the write buffer drains.
+
+    Its `_write_ready` writes what a partial write left and never unregisters the fd's writer:
+    from then on every pass of the event loop calls it again on an empty buffer, which raises
+    (AssertionError, logged per call) and keeps the loop spinning at 100% CPU until the port
+    closes. A device that reads its UART slower than we write (an emulated AVR board, a board
+    whose USB buffers are full) starts that. (home-assistant-libs/pyserial-asyncio-fast#36.)"""
+
+    def _write_ready(self) -> None:
+        if self._write_buffer:
+            super()._write_ready()
+        if not self._write_buffer:
+            self._remove_writer()
+
+
 def _classify_open_error(path: str, exc: Exception) -> TransportError:
     code = getattr(exc, "errno", None)
     if code in (errno.ENOENT, errno.ENODEV, errno.ENXIO) or not os.path.exists(path):
@@ -228,7 +244,7 @@ class SerialTransport(Transport):
         except (OSError, serial.SerialException, ValueError) as exc:
             raise _classify_open_error(path, exc) from exc
         receiver = _Receiver()
-        aio, _ = await serial_asyncio_fast.connection_for_serial(loop, lambda: receiver, port)
+        aio = _AsyncSerial(loop, receiver, port)
         _log.debug("%s: opened at %d baud", path, settings.baudrate)
         return cls(path, aio, receiver)
 

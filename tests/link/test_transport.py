@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import tty
 from pathlib import Path
@@ -139,3 +140,40 @@ async def test_pump_ends_with_what_its_callback_raised() -> None:
     finally:
         os.close(master)
         await transport.close()
+
+
+async def test_a_write_the_tty_takes_in_parts_leaves_no_writer_behind() -> None:
+    """A write the tty takes only in part is finished when the device reads; after that the
+    event loop has nothing to do for the port (pyserial-asyncio-fast left its writer registered
+    and failed on every pass of the loop, spinning a core)."""
+    loop = asyncio.get_running_loop()
+    failures: list[str] = []
+    loop.set_exception_handler(lambda _loop, context: failures.append(context["message"]))
+    master, path = _raw_pty()
+    transport = await SerialTransport.open(path)
+    try:
+        sent = b"".join(bytes([i % 251 + 1]) * 1024 for i in range(256))  # more than a pty holds
+        write = asyncio.create_task(transport.write(sent))
+        received = bytearray()
+        while len(received) < len(sent):
+            await asyncio.sleep(0.001)
+            with contextlib.suppress(BlockingIOError):
+                received += os.read(master, 65536)
+        await asyncio.wait_for(write, WAIT)
+        assert bytes(received) == sent
+        await asyncio.sleep(0.2)  # passes of the loop with the port idle
+        assert failures == []
+        # and the next write still goes out whole
+        await transport.write(b"after")
+        await until("the next write", lambda: _read_some(master) == b"after")
+    finally:
+        await transport.close()
+        os.close(master)
+        loop.set_exception_handler(None)
+
+
+def _read_some(fd: int) -> bytes:
+    try:
+        return os.read(fd, 1024)
+    except BlockingIOError:
+        return b""

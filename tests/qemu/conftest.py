@@ -11,7 +11,7 @@ import signal
 import subprocess
 import sys
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Generator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -165,6 +165,29 @@ def qemu_setup(
             timeout=60,
         )
         assert deleted.stdout.count("deleted") == len(boards.ids), deleted.stdout
+
+
+# Lines of the gateway's log a failed test prints (it runs as its own process, so pytest does not
+# capture it): what the gateway saw of the boards is most of what a CI failure has to go on.
+GATEWAY_LOG_TAIL = 80
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    report = yield
+    if report.when == "call" and report.failed:
+        setup = item.funcargs.get("qemu_setup") if hasattr(item, "funcargs") else None
+        if isinstance(setup, QemuSetup) and setup.gateway.log.is_file():
+            lines = setup.gateway.log.read_text(errors="replace").splitlines()
+            report.sections.append(
+                (
+                    f"gateway log, last {GATEWAY_LOG_TAIL} lines",
+                    "\n".join(lines[-GATEWAY_LOG_TAIL:]),
+                )
+            )
+    return report
 
 
 @pytest.fixture

@@ -21,16 +21,6 @@ from hil.emulator.profile import DeviceProfile
 from hil.qemu import QemuFleet, missing_tools
 from hil.qemu.targets import TARGETS
 
-# Not fatal until fixed: see the reason.
-AVR_UNANSWERED = pytest.mark.xfail(
-    strict=False,
-    reason=(
-        "the emulated AVR board intermittently leaves requests unanswered for tens of "
-        "seconds after a reset or a new gateway (seen 2026-12-01, cause not found): a "
-        "failure here is reported, not fatal, until it is fixed"
-    ),
-)
-
 pytestmark = pytest.mark.timeout(240)
 # QEMU's AVR model runs slower than a real board when the host is busy (it spins a core):
 # give requests the slack a slow serial device gets, not the emulator's 5 s.
@@ -121,7 +111,6 @@ async def sessions(targets: list[str], tmp_path: Path) -> AsyncIterator[dict[str
                 await session.close()
 
 
-@AVR_UNANSWERED
 async def test_same_argv_same_output_and_exit_code(sessions: dict[str, DeviceSession]) -> None:
     for number, (app, argv, env) in enumerate(CASES):
         outcomes = {

@@ -14,16 +14,6 @@ from tests.e2e.conftest import Wirelet
 
 from .conftest import QemuSetup
 
-# Not fatal until fixed: see the reason.
-AVR_UNANSWERED = pytest.mark.xfail(
-    strict=False,
-    reason=(
-        "the emulated AVR board intermittently leaves requests unanswered for tens of "
-        "seconds after a reset or a new gateway (seen 2026-12-01, cause not found): a "
-        "failure here is reported, not fatal, until it is fixed"
-    ),
-)
-
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
 
 
@@ -125,7 +115,6 @@ async def test_delete_stops_the_task(qemu_setup: QemuSetup, wirelet: Wirelet) ->
         await wirelet.wait_pod_phase(f"after-{target}", "Succeeded")
 
 
-@AVR_UNANSWERED
 async def test_board_reset_loses_the_task_and_restart_policy_restarts_it(
     qemu_setup: QemuSetup, wirelet: Wirelet
 ) -> None:
@@ -147,7 +136,6 @@ async def test_board_reset_loses_the_task_and_restart_policy_restarts_it(
         )
 
 
-@AVR_UNANSWERED
 async def test_hang_and_unplug_make_the_node_not_ready_until_the_board_is_back(
     qemu_setup: QemuSetup, wirelet: Wirelet
 ) -> None:
@@ -164,7 +152,6 @@ async def test_hang_and_unplug_make_the_node_not_ready_until_the_board_is_back(
         await wirelet.wait_node(node, "True")
 
 
-@AVR_UNANSWERED
 async def test_gateway_sigkill_and_restart_every_line_exactly_once(
     qemu_setup: QemuSetup, wirelet: Wirelet
 ) -> None:

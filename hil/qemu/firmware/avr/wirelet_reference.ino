@@ -42,9 +42,9 @@ static wirelet_device dev;
 // time). Not a 1 kHz tick counter: QEMU delivers timer interrupts late under load, so one ran
 // ~30% slow there, and its model of a timer with a compare interrupt drifts the same way.
 //
-// Timer1 interrupts every millisecond and does nothing: under QEMU the emulator's timer events
-// are what make it poll the pty again once the sketch has read the UART; without them received
-// bytes can wait for seconds. On a real board it costs a few cycles a millisecond.
+// Timer1 interrupts every millisecond and does nothing: under QEMU each of its events is a
+// chance for an interrupt left pending (see take_stranded_byte) to be taken; without them
+// received bytes could wait for seconds. On a real board it costs a few cycles a millisecond.
 ISR(TIMER1_COMPA_vect) {}
 
 static void start_wake_timer() {
@@ -67,9 +67,12 @@ static void start_ms_timer() {
     clock_rest = 0;
 }
 
+// No ATOMIC_BLOCK around the read: the two bytes of TCNT3 come through the timers' shared TEMP
+// register, which only an interrupt handler touching a 16-bit timer register could disturb, and
+// none here does. A critical section on every call made the main loop spend most of its time with
+// interrupts off, which under QEMU loses interrupts (see take_stranded_byte).
 static uint32_t now_ms() {
-    uint16_t now;
-    ATOMIC_BLOCK(ATOMIC_RESTORESTATE) { now = TCNT3; }
+    uint16_t now = TCNT3;
     clock_rest += (uint32_t)(uint16_t)(now - timer_last) * TIMER_PRESCALE;
     timer_last = now;
     clock_ms += clock_rest / (F_CPU / 1000UL);
@@ -145,10 +148,27 @@ void setup() {
     wirelet_set_line_rate(&dev, BAUD / 10u);
 }
 
+// QEMU's ATmega model (7.2) can lose the USART's receive interrupt: one raised while interrupts
+// are off is not always taken when they are on again, and the byte then waits in UDR0 for good.
+// Nothing more is received from then on (QEMU reads the pty only once UDR0 is read): the board
+// still sends, and answers nothing. The loop takes such a byte itself, after the ones the
+// interrupt already queued; on a real board the interrupt has nearly always taken it first.
+static size_t take_stranded_byte(uint8_t *out) {
+    size_t taken = 0;
+    ATOMIC_BLOCK(ATOMIC_RESTORESTATE) {
+        if (Serial.available() == 0 && (UCSR0A & _BV(RXC0))) {
+            *out = UDR0;
+            taken = 1;
+        }
+    }
+    return taken;
+}
+
 void loop() {
     uint8_t chunk[64];
     size_t n = 0;
     while (n < sizeof chunk && Serial.available() > 0) chunk[n++] = (uint8_t)Serial.read();
+    if (n < sizeof chunk && (UCSR0A & _BV(RXC0))) n += take_stranded_byte(chunk + n);
     if (n > 0) wirelet_feed(&dev, chunk, n);
     wirelet_poll(&dev);
 }
