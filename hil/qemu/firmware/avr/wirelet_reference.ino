@@ -164,6 +164,15 @@ static size_t take_stranded_byte(uint8_t *out) {
     return taken;
 }
 
+// The sending side of the same quirk: a lost data-register-empty interrupt leaves Serial's queued
+// bytes unsent until some later interrupt is taken (the board fell silent for 5 s once). Sending
+// the next byte here is what Serial itself does when it finds interrupts off.
+static void send_stranded_byte() {
+    ATOMIC_BLOCK(ATOMIC_RESTORESTATE) {
+        if ((UCSR0B & _BV(UDRIE0)) && (UCSR0A & _BV(UDRE0))) Serial._tx_udr_empty_irq();
+    }
+}
+
 void loop() {
     uint8_t chunk[64];
     size_t n = 0;
@@ -171,4 +180,5 @@ void loop() {
     if (n < sizeof chunk && (UCSR0A & _BV(RXC0))) n += take_stranded_byte(chunk + n);
     if (n > 0) wirelet_feed(&dev, chunk, n);
     wirelet_poll(&dev);
+    if ((UCSR0B & _BV(UDRIE0)) && (UCSR0A & _BV(UDRE0))) send_stranded_byte();
 }
