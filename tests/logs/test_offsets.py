@@ -73,3 +73,70 @@ async def test_writer_keeps_offsets_per_record_across_rotation(tmp_path: Path) -
     again = store.open_writer("ns", "pod", "uid", "c", 0)
     assert again.recorded_offsets() == {"stdout": len(data), "stderr": 9}
     await writer.close()
+
+
+def test_intent_is_rewritten_in_place_and_a_shorter_one_replaces_all(tmp_path: Path) -> None:
+    """One write over the same file, no temporary file and rename (the costly part of a
+    flush); a shorter record after a longer one reads as itself."""
+    from gateway.logs.offsets import save_intent
+
+    log = tmp_path / "0.log"
+    log.write_bytes(b"x" * 100)
+    inode = log.stat().st_ino
+    big = {"stdout": 10**15, "stderr": 10**15}
+    save_intent(tmp_path, 0, inode=inode, size_before=0, size_after=100, before={}, after=big)
+    record_inode = offsets_file(tmp_path, 0).stat().st_ino
+    save_intent(
+        tmp_path, 0, inode=inode, size_before=0, size_after=100, before={}, after={"stdout": 5}
+    )
+    assert offsets_file(tmp_path, 0).stat().st_ino == record_inode
+    assert load_offsets(tmp_path, 0) == {"stdout": 5}
+    assert not list(tmp_path.glob("*.tmp"))
+
+
+def test_torn_intent_reads_as_no_record(tmp_path: Path) -> None:
+    """A record torn between two writes (the old one's start, the new one's end) would claim
+    offsets the log lacks; its checksum fails and nothing is dropped instead."""
+    from gateway.logs.offsets import save_intent
+
+    log = tmp_path / "0.log"
+    log.write_bytes(b"x" * 250)
+    inode = log.stat().st_ino
+    record = offsets_file(tmp_path, 0)
+    sizes = {"inode": inode}
+    save_intent(
+        tmp_path,
+        0,
+        **sizes,
+        size_before=100,
+        size_after=200,
+        before={"stdout": 10},
+        after={"stdout": 20},
+    )
+    old = record.read_bytes()
+    save_intent(
+        tmp_path,
+        0,
+        **sizes,
+        size_before=200,
+        size_after=300,
+        before={"stdout": 20},
+        after={"stdout": 30},
+    )
+    new = record.read_bytes()
+    assert load_offsets(tmp_path, 0) == {"stdout": 20}  # the new write has not landed
+    cut = new.index(b'"before"')
+    record.write_bytes(old[:cut] + new[cut:])  # the old sizes (landed), the new offsets
+    assert load_offsets(tmp_path, 0) == {}
+
+
+def test_record_too_long_for_the_block_is_replaced_whole(tmp_path: Path) -> None:
+    from gateway.logs.offsets import RECORD_BLOCK, save_intent
+
+    many = {f"stream{i}": i for i in range(60)}
+    save_intent(tmp_path, 0, inode=1, size_before=0, size_after=5, before={}, after=many)
+    assert offsets_file(tmp_path, 0).stat().st_size > RECORD_BLOCK
+    assert load_offsets(tmp_path, 0) == many
+    save_intent(tmp_path, 0, inode=1, size_before=0, size_after=5, before={}, after={"stdout": 3})
+    assert offsets_file(tmp_path, 0).stat().st_size == RECORD_BLOCK
+    assert load_offsets(tmp_path, 0) == {"stdout": 3}
