@@ -22,7 +22,6 @@ import json
 import os
 import resource
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -30,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 THIS_TREE = Path(__file__).resolve().parent.parent
+
 SETTLE_S = 12.0  # after every link is up: the handshakes' task lists and first pings are done
 
 
@@ -97,14 +97,9 @@ async def _child(devices: int, window: float) -> dict[str, Any]:
 
 
 def _measure(tree: Path, devices: int, window: float) -> dict[str, Any]:
-    env = {**os.environ, "PYTHONPATH": str(tree)}
-    argv = [sys.executable, __file__, "--child", "--devices", str(devices)]
-    argv += ["--window", str(window)]
-    done = subprocess.run(argv, env=env, capture_output=True, text=True, check=False)
-    if done.returncode != 0:
-        raise RuntimeError(f"measuring {tree} failed:\n{done.stderr[-2000:]}")
-    result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
-    return result
+    from bench.tree_child import measure_in_tree  # not in the child: its tree may lack it
+
+    return measure_in_tree(__file__, tree, ["--devices", str(devices), "--window", str(window)])
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -120,22 +115,22 @@ def main(argv: list[str] | None = None) -> None:
 
         print(json.dumps(uvloop.run(_child(args.devices, args.window))), flush=True)
         return
+    from bench.tree_child import turns  # not in the child: its tree may lack it
+
     trees = {"this": THIS_TREE} | ({"baseline": args.baseline} if args.baseline else {})
     runs: dict[str, list[dict[str, Any]]] = {name: [] for name in trees}
     started = time.monotonic()
-    for round_ in range(args.rounds):
-        order = list(trees) if round_ % 2 else list(reversed(trees))
-        for name in order:
-            result = _measure(trees[name], args.devices, args.window)
-            runs[name].append(result)
-            print(
-                f"  round {round_ + 1} {name}: {result['cpu_percent']:.2f}% of a core, "
-                f"{result['device_heartbeats_per_s']:.0f} device heartbeats/s, "
-                f"{result['cpu_us_per_device_heartbeat']:.0f} us per device heartbeat, "
-                f"{result['heartbeats_per_s']:.0f} gateway PINGs answered/s "
-                f"(load average {os.getloadavg()[0]:.1f})",
-                flush=True,
-            )
+    for round_, name in turns(list(reversed(trees)), args.rounds):
+        result = _measure(trees[name], args.devices, args.window)
+        runs[name].append(result)
+        print(
+            f"  round {round_ + 1} {name}: {result['cpu_percent']:.2f}% of a core, "
+            f"{result['device_heartbeats_per_s']:.0f} device heartbeats/s, "
+            f"{result['cpu_us_per_device_heartbeat']:.0f} us per device heartbeat, "
+            f"{result['heartbeats_per_s']:.0f} gateway PINGs answered/s "
+            f"(load average {os.getloadavg()[0]:.1f})",
+            flush=True,
+        )
     summary = {
         name: {
             "cpu_percent_median": statistics.median(r["cpu_percent"] for r in results),

@@ -20,10 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
-import subprocess
-import sys
 import tempfile
 from pathlib import Path
 
@@ -73,14 +70,11 @@ def _child(writers: int, flushes: int, directory: Path) -> None:
 
 
 def _run(tree: Path, writers: int, flushes: int, parent: Path) -> dict[str, float]:
+    from bench.tree_child import measure_in_tree  # not in the child: its tree may lack it
+
     with tempfile.TemporaryDirectory(dir=parent, prefix="wirelet-log-flush-") as directory:
-        # -P: this script's directory must not shadow the tree's packages.
-        argv = [sys.executable, "-P", __file__, "--child", "--writers", str(writers)]
-        argv += ["--flushes", str(flushes), "--dir", directory]
-        env = {**os.environ, "PYTHONPATH": str(tree)}
-        out = subprocess.run(argv, env=env, check=True, capture_output=True, text=True).stdout
-    result: dict[str, float] = json.loads(out.strip().splitlines()[-1])
-    return result
+        args = ["--writers", str(writers), "--flushes", str(flushes), "--dir", directory]
+        return measure_in_tree(__file__, tree, args)
 
 
 def _line(name: str, runs: list[dict[str, float]]) -> str:
@@ -111,10 +105,10 @@ def main(argv: list[str] | None = None) -> None:
     if args.baseline:
         trees["baseline"] = args.baseline.resolve()
     runs: dict[str, list[dict[str, float]]] = {name: [] for name in trees}
-    order = list(trees)
-    for repeat in range(args.repeats):
-        for name in order if repeat % 2 == 0 else reversed(order):
-            runs[name].append(_run(trees[name], args.writers, args.flushes, args.dir))
+    from bench.tree_child import turns  # not in the child: its tree may lack it
+
+    for _, name in turns(list(trees), args.repeats):
+        runs[name].append(_run(trees[name], args.writers, args.flushes, args.dir))
     print(f"{args.writers} logs x {args.flushes} flushes of one line, {args.repeats} runs each:")
     for name in trees:
         print(_line(name, runs[name]))
