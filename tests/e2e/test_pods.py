@@ -233,10 +233,22 @@ async def test_unplug_makes_node_not_ready_and_replug_ready_again(wirelet: Wirel
 
 
 async def test_pods_on_several_devices_at_once(wirelet: Wirelet) -> None:
+    # Placed by name, two per device: where the scheduler puts unpinned pods depends on which
+    # nodes its cache holds yet and on ties between them (CI once had all six on one node).
+    nodes = [wirelet.node(d.profile.device_id) for d in wirelet.fleet.devices]
+    for node in nodes:
+        await wirelet.wait_node(node)
     names = [f"par-{i}" for i in range(6)]
-    await asyncio.gather(*(wirelet.create_pod(n, "echo", [n]) for n in names))
+    await asyncio.gather(
+        *(wirelet.create_pod(n, "echo", [n], node=nodes[i % 3]) for i, n in enumerate(names))
+    )
     pods = await asyncio.gather(*(wirelet.wait_pod_phase(n, "Succeeded") for n in names))
-    assert len({p["spec"]["nodeName"] for p in pods}) >= 2
+    assert [p["spec"]["nodeName"] for p in pods] == [nodes[i % 3] for i in range(6)]
+    for name in names:
+        assert (await wirelet.kubectl("logs", "-n", wirelet.namespace, name)).split() == [
+            "argv:",
+            name,
+        ]
 
 
 @pytest.mark.gateway_config(nodes={"remove_after_s": 1.0})
