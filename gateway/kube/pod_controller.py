@@ -342,6 +342,8 @@ class PodController:
                 requested = sum(
                     (c.request(resource) for c in state.view.regular_containers), Decimal(0)
                 )
+                if not requested:
+                    continue  # nothing to fit: the others' requests need not be added up
                 used = sum(
                     (c.request(resource) for s in others for c in s.view.regular_containers),
                     Decimal(0),
@@ -349,8 +351,7 @@ class PodController:
             except ValueError as exc:
                 self._reject(state, "InvalidResources", str(exc))
                 return
-            if requested:
-                checks.append((resource, requested, used))
+            checks.append((resource, requested, used))
         for resource, want, used_now in checks:
             capacity = parse_quantity(binding.allocatable.get(resource, "0"))
             if used_now + want > capacity:

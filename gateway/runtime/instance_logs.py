@@ -39,32 +39,46 @@ class InstanceLogs:
         self.label = label
         self.running: dict[str, InstanceLog] = {}  # task id -> log, until its end is recorded
         self.late: dict[str, InstanceLog] = {}  # logs for output of already-finished tasks
+        # Pod uid -> how many of `running` are its: the log janitor asks, per deleted pod,
+        # every device's runtime whether it still writes the pod (a scan of each was O(tasks)).
+        self._running_per_pod: dict[str, int] = {}
 
     def __contains__(self, task_id: str) -> bool:
         return task_id in self.running
 
     def open(self, record: PodRecord, name: TaskName) -> InstanceLog:
         instance = self._make(record, name)
+        previous = self.running.get(str(name))
         self.running[str(name)] = instance
+        if previous is None:
+            uid = name.pod_uid
+            self._running_per_pod[uid] = self._running_per_pod.get(uid, 0) + 1
         return instance
 
     async def drop(self, task_id: str) -> None:
         """The task ended: its log is finished (what it holds is flushed and acknowledged)."""
         instance = self.running.pop(task_id, None)
         if instance is not None:
+            uid = instance.name.pod_uid
+            left = self._running_per_pod.get(uid, 0) - 1
+            if left > 0:
+                self._running_per_pod[uid] = left
+            else:
+                self._running_per_pod.pop(uid, None)
             await instance.finish()
 
     async def close(self) -> None:
         for instance in [*self.running.values(), *self.late.values()]:
             await instance.finish()
         self.running.clear()
+        self._running_per_pod.clear()
         self.late.clear()
 
     def pod_uids(self) -> set[str]:
-        return {instance.name.pod_uid for instance in self.running.values()}
+        return set(self._running_per_pod)
 
     def writes_pod(self, uid: str) -> bool:
-        return any(instance.name.pod_uid == uid for instance in self.running.values())
+        return uid in self._running_per_pod
 
     def take(self, event: TaskOutput) -> None:
         """Device output: into its instance's log, else the spool, else acknowledged away."""

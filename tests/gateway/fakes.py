@@ -83,6 +83,8 @@ class FakeDevice:
         # Apps whose START the device runs but whose answer never arrives (LinkTimeout).
         self.unanswered_starts: set[str] = set()
         self.confirm_starts = True
+        # Tasks that take their STOP (answered) but go on running until `exit`: a slow stop.
+        self.slow_stops: set[str] = set()
 
     def _report(self, event: TaskStarted | TaskExited | TaskLost) -> None:
         assert self.runtime is not None
@@ -112,7 +114,8 @@ class FakeDevice:
         info = self.tasks.get(task_id)
         if info is None or not info.running:
             raise DeviceRejected(f"no task {task_id}", code="NO_SUCH_TASK")
-        self.exit(task_id, 143, "stopped")
+        if task_id not in self.slow_stops:
+            self.exit(task_id, 143, "stopped")
 
     async def list_tasks(self) -> Sequence[TaskInfo]:
         return list(self.tasks.values())

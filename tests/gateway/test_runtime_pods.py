@@ -489,6 +489,24 @@ async def test_a_force_deleted_pod_is_in_use_until_its_task_ends(tmp_path: Path)
     await rig.runtime.close()
 
 
+async def test_a_force_deleted_pod_is_in_use_until_its_last_task_ends(tmp_path: Path) -> None:
+    """Two containers: the pod's logs stay until both tasks have ended, whichever ends first."""
+    rig = RuntimeRig.create(tmp_path)
+    spec = pod_spec(policy=Policy.ALWAYS, containers=2)
+    rig.runtime.sync_pod(spec)
+    first, second = await _running(rig, spec.uid, 0), await _running(rig, spec.uid, 1)
+    rig.device.slow_stops |= {first, second}
+    rig.runtime.forget_pod(spec.uid)
+    await until("stops sent", lambda: len(rig.device.stops) == 2)
+    rig.device.exit(second, 0)
+    await until("second ended", lambda: second not in rig.runtime.instances)
+    assert rig.runtime.uses_pod(spec.uid) and spec.uid in rig.runtime.pod_uids_in_use()
+    rig.device.exit(first, 0)
+    await until("both ended", lambda: not rig.runtime.uses_pod(spec.uid))
+    assert spec.uid not in rig.runtime.pod_uids_in_use()
+    await rig.runtime.close()
+
+
 async def test_only_running_tasks_of_pods_that_are_gone_are_orphans(tmp_path: Path) -> None:
     known, gone = pod_spec().uid, pod_spec().uid
     listed = [
