@@ -41,6 +41,7 @@ from bench.run_costs import (
     Snapshot,
     control_plane_cpu,
     cpu_seconds,
+    events_settled,
     snapshot,
     write_latency_ms,
     writes_per_pod,
@@ -143,8 +144,7 @@ async def one_run(
     latest: dict[str, dict[str, Any]] = {}  # each pod as last seen, to say why it is stuck
 
     def on_event(kind: str, obj: dict[str, Any], now: float) -> None:
-        name = obj["metadata"]["name"]
-        latest[name] = obj
+        latest[name := obj["metadata"]["name"]] = obj
         if kind == "DELETED":
             gone.setdefault(name, now)
             return
@@ -192,6 +192,10 @@ async def one_run(
         await asyncio.gather(*(delete(n) for n in names))
         await wait_all("gone", gone)
         writes_after = await snapshot(api, cpu)
+        # Events are written apart from the pods (a kubelet's too), some after the pods are
+        # gone; deleting the namespace now would have the API server refuse them unwritten
+        # and leave their cost out. Their own span: until no event write has come for a while.
+        settled = (await events_settled(api, namespace), await snapshot(api, cpu))
     finally:
         await watcher.stop()
         await common.delete_namespace(api, namespace)
@@ -199,7 +203,8 @@ async def one_run(
         names,
         {"created": created, "bound": bound, "reported": reported, "running": running},
         {"deleting": deleting, "gone": gone},
-        (writes_before, writes_started, writes_after),
+        (writes_before, writes_started, writes_after, settled[1]),
+        settled[0],
     )
 
 
@@ -207,7 +212,8 @@ def _figures(
     names: list[str],
     start: dict[str, dict[str, float]],
     end: dict[str, dict[str, float]],
-    writes: tuple[Snapshot, Snapshot, Snapshot],
+    writes: tuple[Snapshot, Snapshot, Snapshot, Snapshot],
+    events_settled_s: float,
 ) -> dict[str, Any]:
     """One run's figures from each pod's moments (wall time) and the API server's counts."""
     count = len(names)
@@ -215,7 +221,7 @@ def _figures(
         start[k] for k in ("created", "bound", "reported", "running")
     )
     deleting, gone = end["deleting"], end["gone"]
-    writes_before, writes_started, writes_after = writes
+    writes_before, writes_started, writes_after, writes_settled = writes
     start_lat = [running[n] - created[n] for n in names]
     delete_lat = [gone[n] - deleting[n] for n in names]
     first = min(created.values())
@@ -242,6 +248,10 @@ def _figures(
         # emulated devices') and the control plane's, which share the host's cores with them.
         "cpu_ms_per_pod_start": writes_per_pod(writes_before[1], writes_started[1], count / 1e3),
         "cpu_ms_per_pod_delete": writes_per_pod(writes_started[1], writes_after[1], count / 1e3),
+        # Events written after the last pod was gone (see `events_settled`), and their cost.
+        "events_settled_s": round(events_settled_s, 2),
+        "api_writes_per_pod_events": writes_per_pod(writes_after[0], writes_settled[0], count),
+        "cpu_ms_per_pod_events": writes_per_pod(writes_after[1], writes_settled[1], count / 1e3),
     }
 
 

@@ -32,6 +32,13 @@ def print_run(who: str, size: Size, run: dict[str, Any]) -> None:
         f"    CPU ms per pod, start: {_writes(run['cpu_ms_per_pod_start'])}; "
         f"delete: {_writes(run['cpu_ms_per_pod_delete'])}"
     )
+    if "events_settled_s" in run:
+        say(
+            f"    after the last pod was gone, events were written for "
+            f"{run['events_settled_s']:.1f} s more: API writes per pod "
+            f"{_writes(run['api_writes_per_pod_events'])}; CPU ms per pod "
+            f"{_writes(run['cpu_ms_per_pod_events'])}"
+        )
 
 
 def _writes(per_pod: dict[str, float]) -> str:

@@ -32,10 +32,17 @@ def summarize(runs: list[dict[str, Any]]) -> dict[str, Any]:
         out[key] = {p: spread(r[key][p] for r in runs) for p in ("p50_ms", "p95_ms", "p99_ms")}
     out["pods_per_s"] = spread(r["pods_per_s"] for r in runs)
     out["delete_pods_per_s"] = spread(r["delete_pods_per_s"] for r in runs)
+    out["events_settled_s"] = spread(r.get("events_settled_s", 0.0) for r in runs)
     # CPU ms per pod start by process (a process that used none in a run counts 0 there).
     roles = {role for r in runs for role in r.get("cpu_ms_per_pod_start", {})}
     out["cpu_ms_per_pod_start"] = {
         role: spread(r["cpu_ms_per_pod_start"].get(role, 0.0) for r in runs)
+        for role in sorted(roles)
+    }
+    # The same over a pod's whole life: its start, its delete, and the events written after.
+    spans = ("cpu_ms_per_pod_start", "cpu_ms_per_pod_delete", "cpu_ms_per_pod_events")
+    out["cpu_ms_per_pod_lifecycle"] = {
+        role: spread(sum(r.get(span, {}).get(role, 0.0) for span in spans) for r in runs)
         for role in sorted(roles)
     }
     return out

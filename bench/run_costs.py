@@ -3,6 +3,7 @@ and its mean time per write, from its own /metrics, and the CPU of the processes
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import time
 from collections.abc import Callable
@@ -107,3 +108,39 @@ def writes_per_pod(
         for key in sorted(after)
         if after[key] > before.get(key, 0.0) and "|" not in key
     }
+
+
+EVENTS_QUIET_S = 3.0  # no event written for this long: the node side has written its events
+EVENTS_WAIT_S = 600.0
+
+
+async def events_settled(api: KubeApi, namespace: str) -> float:
+    """Seconds until the namespace's events have stopped changing (none created or counted up
+    for EVENTS_QUIET_S), from a watch (cheap for the API server, unlike polling its /metrics);
+    gives up, returning what it waited, after EVENTS_WAIT_S."""
+    path = f"/api/v1/namespaces/{namespace}/events"
+    started = time.monotonic()
+    last_change = started
+    version = (await api.get(path, limit=1))["metadata"]["resourceVersion"]
+
+    async def follow() -> None:
+        nonlocal last_change, version
+        while True:
+            async for event in api.watch(path, version):
+                version = event["object"]["metadata"]["resourceVersion"]
+                if event["type"] != "BOOKMARK":
+                    last_change = time.monotonic()
+
+    watching = asyncio.create_task(follow(), name="bench-events-settled")
+    try:
+        while time.monotonic() - started < EVENTS_WAIT_S:
+            if watching.done():
+                watching.result()  # a failed watch: say so rather than call the events settled
+            if time.monotonic() - last_change >= EVENTS_QUIET_S:
+                return last_change - started
+            await asyncio.sleep(0.25)
+        return time.monotonic() - started
+    finally:
+        watching.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await watching
