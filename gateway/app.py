@@ -259,6 +259,7 @@ class Gateway:
         stack.push_async_callback(_drain, events)
         node_ip = cfg.kubelet.node_ip or detect_node_ip(configuration.host or "")
         controller = PodController(api, events, host_ip=node_ip, config_retry_s=self.config_retry_s)
+        events.yield_to(controller.status_writes_waiting)
         stack.push_async_callback(controller.close)
         logs = LogStore(
             LogConfig(

@@ -2,6 +2,12 @@
 
 Like the kubelet's recorder, an event that repeats (same object, reason and message) is patched
 with a higher count and a new lastTimestamp instead of creating a new object.
+
+A kubelet writes its events one at a time, for the ~100 pods of its node. A gateway serving 50
+or 1000 nodes writes theirs, which one writer leaves minutes behind after a burst of pod starts
+(a 1000-pod burst queues ~3000 events; ~50 a second at best). So one writer always runs, and
+up to EXTRA_WRITERS more while no pod status write waits (`yield_to`): the status writes keep
+the API server to themselves during a burst, and the events catch up as soon as it is over.
 """
 
 from __future__ import annotations
@@ -10,6 +16,7 @@ import asyncio
 import logging
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -31,6 +38,8 @@ COMPONENT = "wirelet"
 SPAM_BURST = 25
 SPAM_REFILL_S = 300.0
 SPAM_KEYS = 4096  # objects tracked, the least recently seen forgotten first (client-go's LRU)
+EXTRA_WRITERS = 3  # writers beside the one that always runs, while status writes are idle
+IDLE_CHECK_S = 0.1  # how often an extra writer looks whether status writes are idle again
 
 
 @dataclass(frozen=True)
@@ -82,15 +91,26 @@ def _stamp(moment: datetime) -> str:
 
 
 class EventRecorder:
-    """Queue events; one background task writes them through the rate-limited client."""
+    """Queue events; background writers write them through the rate-limited client."""
 
-    def __init__(self, api: KubeApi, host: str) -> None:
+    def __init__(self, api: KubeApi, host: str, *, extra_writers: int = EXTRA_WRITERS) -> None:
         self.api = api
         self.host = host
         self.queue: asyncio.Queue[tuple[ObjectRef, str, str, str, datetime]] = asyncio.Queue()
         self.written: dict[tuple[str, str, str], tuple[str, str, int]] = {}
         self.dropped = 0
         self.spam = SpamFilter()
+        self.extra_writers = extra_writers
+        self._busy: Callable[[], bool] = lambda: False
+        # Repeats of one event wait for the write in flight, then count it up (not a 2nd event).
+        self._writing: dict[tuple[str, str, str], asyncio.Future[None]] = {}
+        self.in_flight = 0
+        self.most_in_flight = 0  # for tests and benchmarks: the extra writers took part
+
+    def yield_to(self, busy: Callable[[], bool]) -> None:
+        """`busy()`: whether more important writes (pod statuses) wait; the extra writers do
+        not start a write meanwhile."""
+        self._busy = busy
 
     def record(self, obj: ObjectRef, kind: str, reason: str, message: str) -> None:
         """kind is "Normal" or "Warning"; never blocks, never raises."""
@@ -104,14 +124,32 @@ class EventRecorder:
         self.queue.put_nowait((obj, kind, reason, message, datetime.now(UTC)))
 
     async def run(self) -> None:
+        writers = [self._writer(always=True)]
+        writers += [self._writer(always=False) for _ in range(self.extra_writers)]
+        await asyncio.gather(*writers)
+
+    async def _writer(self, *, always: bool) -> None:
         while True:
-            obj, kind, reason, message = (item := await self.queue.get())[:4]
+            # Polled (only while busy): the status queue is the pod controller's, not ours.
+            while not always and self._busy():  # noqa: ASYNC110
+                await asyncio.sleep(IDLE_CHECK_S)
+            obj, kind, reason, message, when = await self.queue.get()
+            key = (obj.uid, reason, message)
+            while (earlier := self._writing.get(key)) is not None:
+                await asyncio.shield(earlier)  # a repeat: counted up once that one is written
+            done = self._writing[key] = asyncio.get_running_loop().create_future()
+            self.in_flight += 1
+            self.most_in_flight = max(self.most_in_flight, self.in_flight)
             try:
-                await self._write(obj, kind, reason, message, item[4])
+                await self._write(obj, kind, reason, message, when)
             except KubeApiError as exc:
                 log.warning(
                     "could not record event %s for %s/%s: %s", reason, obj.namespace, obj.name, exc
                 )
+            finally:
+                self.in_flight -= 1
+                del self._writing[key]
+                done.set_result(None)
 
     async def drain(self) -> None:
         """Write what is queued (used at shutdown and by tests)."""

@@ -579,6 +579,10 @@ class PodController:
     def _spawn_write(self, uid: str, body: dict[str, Any]) -> None:
         self._background.spawn(self._write_status(uid, body), f"status {uid}")
 
+    def status_writes_waiting(self) -> bool:
+        """Pod statuses queued or being written: the event writers beyond the first give way."""
+        return len(self.status_queue) > 0 or bool(self._in_flight)
+
     def set_status_writers(self, count: int) -> None:
         """Allow `count` status writes in flight at once (never fewer than STATUS_WRITERS);
         writes already in flight finish when it shrinks."""
