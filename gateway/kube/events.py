@@ -104,6 +104,7 @@ class EventRecorder:
         self._busy: Callable[[], bool] = lambda: False
         # Repeats of one event wait for the write in flight, then count it up (not a 2nd event).
         self._writing: dict[tuple[str, str, str], asyncio.Future[None]] = {}
+        self._taken = 0  # taken from the queue, not yet written (a repeat may wait its turn)
         self.in_flight = 0
         self.most_in_flight = 0  # for tests and benchmarks: the extra writers took part
 
@@ -134,22 +135,36 @@ class EventRecorder:
             while not always and self._busy():  # noqa: ASYNC110
                 await asyncio.sleep(IDLE_CHECK_S)
             obj, kind, reason, message, when = await self.queue.get()
-            key = (obj.uid, reason, message)
-            while (earlier := self._writing.get(key)) is not None:
-                await asyncio.shield(earlier)  # a repeat: counted up once that one is written
-            done = self._writing[key] = asyncio.get_running_loop().create_future()
-            self.in_flight += 1
-            self.most_in_flight = max(self.most_in_flight, self.in_flight)
+            self._taken += 1
             try:
-                await self._write(obj, kind, reason, message, when)
-            except KubeApiError as exc:
-                log.warning(
-                    "could not record event %s for %s/%s: %s", reason, obj.namespace, obj.name, exc
-                )
+                await self._write_one(obj, kind, reason, message, when)
             finally:
-                self.in_flight -= 1
-                del self._writing[key]
-                done.set_result(None)
+                self._taken -= 1
+
+    @property
+    def idle(self) -> bool:
+        """Nothing queued, nothing being written."""
+        return self.queue.empty() and not self._taken
+
+    async def _write_one(
+        self, obj: ObjectRef, kind: str, reason: str, message: str, when: datetime
+    ) -> None:
+        key = (obj.uid, reason, message)
+        while (earlier := self._writing.get(key)) is not None:
+            await asyncio.shield(earlier)  # a repeat: counted up once that one is written
+        done = self._writing[key] = asyncio.get_running_loop().create_future()
+        self.in_flight += 1
+        self.most_in_flight = max(self.most_in_flight, self.in_flight)
+        try:
+            await self._write(obj, kind, reason, message, when)
+        except KubeApiError as exc:
+            log.warning(
+                "could not record event %s for %s/%s: %s", reason, obj.namespace, obj.name, exc
+            )
+        finally:
+            self.in_flight -= 1
+            del self._writing[key]
+            done.set_result(None)
 
     async def drain(self) -> None:
         """Write what is queued (used at shutdown and by tests)."""

@@ -8,10 +8,12 @@ import contextlib
 import uuid
 from typing import Any
 
+import pytest
+
 from gateway.kube.api import KubeApi
 from gateway.kube.events import EventRecorder, ObjectRef
 from hil.cluster.local import LocalCluster
-from tests.e2e.conftest import _admin_configuration
+from tests.e2e.conftest import Wirelet, _admin_configuration
 from tests.gateway.fakes import until
 
 EVENTS = 40
@@ -31,7 +33,7 @@ async def _written(recorder: EventRecorder, busy: bool) -> tuple[EventRecorder, 
             recorder.record(pod, "Warning", "BackOff", "Back-off restarting failed container")
         writers = asyncio.create_task(recorder.run())
         try:
-            await until("all written", lambda: recorder.queue.empty() and not recorder.in_flight)
+            await until("all written", lambda: recorder.idle)
         finally:
             writers.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -58,3 +60,13 @@ async def test_only_one_writer_writes_while_status_writes_wait(cluster: LocalClu
         recorder, items = await _written(EventRecorder(api, "test-host"), busy=True)
     assert recorder.most_in_flight == 1
     assert len(items) == EVENTS + 1
+
+
+@pytest.mark.gateway_config(kube={"qps": 1, "burst": 2})
+async def test_the_events_budget_grows_with_the_devices_served(wirelet: Wirelet) -> None:
+    """As the status writes' budget: 5 QPS and a burst of 10 per device, [kube] the floor (at a
+    fixed 50 QPS, 1000 pods started on 50 devices left 80 s of events behind them)."""
+    for device in wirelet.fleet.devices:
+        await wirelet.wait_node(wirelet.node(device.profile.device_id))
+    limiter = wirelet.gateway.parts.events.api.limiter
+    assert (limiter.rate, limiter.capacity) == (15.0, 30.0)
