@@ -428,6 +428,24 @@ class DeviceRuntime:
             self._stop_all(record)
         self.on_change(spec.uid)
 
+    def fail_pod(self, uid: str, reason: str, message: str) -> bool:
+        """End a pod that has not ended as Failed with `reason` (the kubelet's
+        activeDeadlineSeconds): its tasks are stopped with its grace period and nothing starts
+        or restarts again. False when there is nothing to end (unknown, deleting, already
+        failed, or every container has terminated for good)."""
+        record = self._pods.get(uid)
+        if record is None or record.deleting or record.failure is not None:
+            return False
+        regular = [s for s in record.containers if not s.ephemeral]
+        done = all(s.state.phase is ContainerPhase.TERMINATED and not s.task_id for s in regular)
+        if done and not record.restart_timers:
+            return False
+        record.failure = (reason, message)
+        log.info("%s: pod %s: %s", self.label, record.spec.key, message)
+        self._stop_all(record)
+        self.on_change(uid)
+        return True
+
     def delete_pod(self, uid: str, grace_s: float) -> None:
         """Graceful delete: stop every task with the grace period; finish when all have exited."""
         record = self._pods.get(uid)
