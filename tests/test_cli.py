@@ -81,6 +81,7 @@ def test_run_with_a_kubeconfig_of_the_wrong_shape_is_a_clear_error(
     assert out.returncode == 2, out.stderr
     assert "Traceback" not in out.stderr
     assert str(bad) in out.stderr
+    assert "not a kubeconfig" in out.stderr, out.stderr
 
 
 # --- flags get the config file's checks (exit 2, a clear message, never a traceback) ---------
