@@ -149,3 +149,23 @@ async def test_a_pod_past_its_active_deadline_fails_as_with_the_kubelet(
         assert first(pod)["restartCount"] == 0
         assert "terminated" in first(pod)["state"]
     await wirelet.kubectl("delete", "pod", "-n", wirelet.namespace, "late", "--wait=true")
+
+
+async def test_a_pod_with_more_containers_than_the_device_has_task_slots_fails(
+    wirelet: Wirelet,
+) -> None:
+    # Each container is one task and the emulated devices run 4 at once: a pod of 5 could
+    # never run whole (its fifth start would be refused NO_SLOTS and retried forever).
+    node = wirelet.node(wirelet.fleet.devices[0].profile.device_id)
+    containers = [{"name": f"c{i}", "image": "forever", "args": ["100"]} for i in range(5)]
+    created = await wirelet.create_pod(
+        "wide", "forever", node=node, restart="Always", extra={"containers": containers}
+    )
+    pod = await wirelet.wait_pod_phase("wide", "Failed")
+    assert pod["status"]["reason"] == "StartError"
+    message = pod["status"]["message"]
+    assert "5 containers" in message and "at most 4 tasks at once" in message, message
+    assert starts_of(wirelet, created["metadata"]["uid"]) == []  # refused before sending
+    events = await wirelet.events_for("wide")
+    assert any(e["reason"] == "Failed" and "5 containers" in e["message"] for e in events)
+    await wirelet.kubectl("delete", "pod", "-n", wirelet.namespace, "wide", "--wait=true")
