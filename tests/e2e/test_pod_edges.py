@@ -137,8 +137,12 @@ async def test_a_pod_past_its_active_deadline_fails_as_with_the_kubelet(
     assert pod["status"]["message"] == (
         "Pod was active on the node longer than the specified deadline"
     )
-    events = await wirelet.events_for("late")
-    assert any(e["reason"] == "DeadlineExceeded" and e["type"] == "Normal" for e in events)
+
+    async def deadline_event() -> bool:
+        events = await wirelet.events_for("late")
+        return any(e["reason"] == "DeadlineExceeded" and e["type"] == "Normal" for e in events)
+
+    await wirelet.wait_for("the DeadlineExceeded event", deadline_event)
     if waits_for == "nothing":
         # The task is stopped (exit 143 on the emulator) and not restarted.
         pod = await wirelet.wait_container("late", lambda c: "terminated" in c["state"])
@@ -166,6 +170,10 @@ async def test_a_pod_with_more_containers_than_the_device_has_task_slots_fails(
     message = pod["status"]["message"]
     assert "5 containers" in message and "at most 4 tasks at once" in message, message
     assert starts_of(wirelet, created["metadata"]["uid"]) == []  # refused before sending
-    events = await wirelet.events_for("wide")
-    assert any(e["reason"] == "Failed" and "5 containers" in e["message"] for e in events)
+
+    async def failed_event() -> bool:
+        events = await wirelet.events_for("wide")
+        return any(e["reason"] == "Failed" and "5 containers" in e["message"] for e in events)
+
+    await wirelet.wait_for("the Failed event", failed_event)  # events are posted apart
     await wirelet.kubectl("delete", "pod", "-n", wirelet.namespace, "wide", "--wait=true")
