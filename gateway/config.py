@@ -498,7 +498,11 @@ def config_from_mapping(  # noqa: PLR0912, PLR0915 (one check per section and ke
             "(the certificate comes from the cluster, or from files)"
         )
     if (kubelet.tls_cert is None) != (kubelet.tls_key is None):
-        raise ConfigError(f"{source}: kubelet.tls_cert and kubelet.tls_key go together")
+        set_one = "tls_cert" if kubelet.tls_cert is not None else "tls_key"
+        raise ConfigError(
+            f"{api_t.where(set_one)}: kubelet.tls_cert and kubelet.tls_key go together "
+            "(the serving certificate and its private key)"
+        )
     api_t.reject_unknown()
 
     logs_t = top.table_of("logs")

@@ -393,6 +393,7 @@ class DeviceNode:
                 label=self.name,
                 spooler=self.spooler,
                 max_frame=self.session.facts.max_frame if self.session.facts else None,
+                task_slots=self.session.facts.task_slots if self.session.facts else None,
             )
         if self._reconciled is not None:
             self._on_reconciled(self._reconciled)
@@ -451,7 +452,7 @@ class DeviceNode:
             return
         self.agent.set_facts(node_facts(facts))
         if self.runtime is not None:
-            self.runtime.device_changed(facts.apps, facts.max_frame)
+            self.runtime.device_changed(facts.apps, facts.max_frame, facts.task_slots)
         binding = self.controller.nodes.get(self.name) if self.name else None
         if binding is not None:
             binding.allocatable = node_capacity(self.agent.facts, self.config.nodes)

@@ -63,10 +63,42 @@ async def serving_context(
             "carry a bearer token; set kubelet.client_ca to the CA that signed the API "
             "server's --kubelet-client-certificate (kubeadm: /etc/kubernetes/pki/ca.crt)"
         )
-    context = server_ssl_context(cert, key, Path(cfg.client_ca) if cfg.client_ca else None)
+    context = _ssl_context(cfg, cert, key)
     if not cfg.server_tls_bootstrap:
         return context, None
     return context, await _bootstrap_serving_cert(cfg, api, context, serving_dir, node_ip)
+
+
+def _ssl_context(cfg: KubeletApiConfig, cert: Path, key: Path) -> ssl.SSLContext:
+    """The server context; a configured file that cannot be used is a config error naming
+    its key and path (exit 2), as a wrong value in the config file is."""
+    client_ca = Path(cfg.client_ca) if cfg.client_ca else None
+    if cfg.tls_cert and cfg.tls_key:
+        _readable("kubelet.tls_cert", cert)
+        _readable("kubelet.tls_key", key)
+        try:
+            server_ssl_context(cert, key, None)
+        except ssl.SSLError as exc:
+            raise ConfigError(
+                f"kubelet.tls_cert/tls_key: {cert} and {key} are not a PEM certificate and its "
+                f"private key ({exc.reason or exc})"
+            ) from None
+    if client_ca is not None:
+        _readable("kubelet.client_ca", client_ca)
+    try:
+        return server_ssl_context(cert, key, client_ca)
+    except ssl.SSLError as exc:
+        raise ConfigError(
+            f"kubelet.client_ca: {client_ca} holds no PEM CA certificate ({exc.reason or exc})"
+        ) from None
+
+
+def _readable(key: str, path: Path) -> None:
+    try:
+        with path.open("rb"):
+            pass
+    except OSError as exc:
+        raise ConfigError(f"{key}: cannot read {path}: {exc.strerror}") from None
 
 
 async def _bootstrap_serving_cert(

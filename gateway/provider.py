@@ -9,13 +9,14 @@ from typing import Any, Protocol
 from gateway.errors import DeviceRejected, LinkError, LinkTimeout
 from gateway.kube.pod_controller import PodController
 from gateway.kube.quantity import parse_quantity
-from gateway.kubelet.errors import ExecFailed
+from gateway.kubelet.errors import ExecFailed, NoContainerLog
 from gateway.kubelet.provider import ExecOutcome, ExecOutputSink
 from gateway.kubelet.stats import ContainerStats, NodeStats, PodStats
 from gateway.link.events import DeviceLoad
 from gateway.link.exec_stream import ExecStream, closing
 from gateway.logs import LogSource, LogStore
 from gateway.logs.timestamps import now_ns
+from gateway.runtime.model import ContainerPhase, ContainerStatus
 
 # How long a device may take for a `kubectl exec` command unless configured otherwise.
 DEFAULT_EXEC_TIMEOUT_S = 30.0
@@ -83,6 +84,8 @@ class GatewayProvider:
             restart = recorded.restart_count
         if restart is None:
             return None
+        if status is not None and (why := _no_log_yet(status)):
+            raise NoContainerLog(f'container "{container}" in pod "{pod}" {why}')
 
         async def is_running() -> bool:
             current = runtime.snapshot(uid) if runtime else None
@@ -229,3 +232,25 @@ class GatewayProvider:
             limit_bytes=limit if end.limit_reached else None,
             missing_bytes=end.missing_bytes,
         )
+
+
+# The kubelet's words for why a waiting container has no log (validateContainerLogStatus).
+_WAITING_WORDS = {
+    "ErrImagePull": "image can't be pulled",
+    "ImagePullBackOff": "trying and failing to pull image",
+}
+
+
+def _no_log_yet(status: ContainerStatus) -> str:
+    """Why the container has no instance whose log could be shown, "" when it has one: it is
+    waiting and never ran, or it ended without ever starting (StartError), as the kubelet
+    decides it from the container's state and last state."""
+    last = status.last_state
+    if last is not None and last.phase is ContainerPhase.TERMINATED:
+        return ""
+    state = status.state
+    if state.phase is ContainerPhase.WAITING:
+        return f"is waiting to start: {_WAITING_WORDS.get(state.reason, state.reason)}"
+    if state.phase is ContainerPhase.TERMINATED and status.container_id is None:
+        return "is terminated"
+    return ""

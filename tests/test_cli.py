@@ -81,6 +81,7 @@ def test_run_with_a_kubeconfig_of_the_wrong_shape_is_a_clear_error(
     assert out.returncode == 2, out.stderr
     assert "Traceback" not in out.stderr
     assert str(bad) in out.stderr
+    assert "not a kubeconfig" in out.stderr, out.stderr
 
 
 # --- flags get the config file's checks (exit 2, a clear message, never a traceback) ---------
@@ -114,7 +115,10 @@ def run_gateway(*flags: str, env: dict[str, str] | None = None) -> subprocess.Co
         ),
         (["--node-ip", "bad"], "--node-ip (kubelet.node_ip): expected an IP address, got 'bad'"),
         (["--node-prefix", "Bad_"], "--node-prefix (nodes.name_prefix): expected lower-case"),
-        (["--tls-cert", "/c.pem"], "kubelet.tls_cert and kubelet.tls_key go together"),
+        (
+            ["--tls-cert", "/c.pem"],
+            "--tls-cert (kubelet.tls_cert): kubelet.tls_cert and kubelet.tls_key go together",
+        ),
     ],
 )
 def test_bad_flags_exit_2_with_the_files_message(flags: list[str], message: str) -> None:
@@ -247,3 +251,60 @@ def test_verbose_flags_set_the_log_level(flags: int, level: str) -> None:
     finally:
         root.setLevel(saved[0])
         root.handlers[:] = saved[1]
+
+
+def _serving_flags(tmp_path: Path) -> list[str]:
+    return [
+        "--kubeconfig",
+        str(offline_kubeconfig(tmp_path)),
+        "--state-dir",
+        str(tmp_path / "state"),
+        "--log-dir",
+        str(tmp_path / "pods"),
+        "--kubelet-address",
+        "127.0.0.1",
+        "--kubelet-port",
+        "0",
+        "--node-ip",
+        "127.0.0.1",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (
+            ["--tls-cert", "{tmp}/none.crt", "--tls-key", "{tmp}/none.key"],
+            "kubelet.tls_cert: cannot read {tmp}/none.crt: No such file or directory",
+        ),
+        (
+            ["--tls-cert", "{tmp}/text", "--tls-key", "{tmp}/text"],
+            "kubelet.tls_cert/tls_key: {tmp}/text and {tmp}/text are not a PEM certificate "
+            "and its private key",
+        ),
+        (
+            ["--client-ca", "{tmp}/none-ca.crt"],
+            "kubelet.client_ca: cannot read {tmp}/none-ca.crt: No such file or directory",
+        ),
+        (
+            ["--client-ca", "{tmp}/text"],
+            "kubelet.client_ca: {tmp}/text holds no PEM CA certificate",
+        ),
+        (
+            ["--log-dir", "{tmp}/text"],
+            "logs.dir: cannot create {tmp}/text: File exists",
+        ),
+    ],
+    ids=["missing-cert", "cert-not-pem", "missing-client-ca", "client-ca-not-pem", "log-dir-file"],
+)
+def test_bad_files_for_the_kubelet_api_and_logs_are_config_errors(
+    tmp_path: Path, flags: list[str], message: str
+) -> None:
+    """A serving certificate, client CA or log dir that cannot be used stops the gateway with
+    a config error naming the key and the file (exit 2), never a traceback."""
+    (tmp_path / "text").write_text("not a certificate\n")
+    tmp = str(tmp_path)
+    out = run_gateway(*_serving_flags(tmp_path), *(f.format(tmp=tmp) for f in flags))
+    assert out.returncode == 2, out.stderr
+    assert "Traceback" not in out.stderr, out.stderr
+    assert message.format(tmp=tmp) in out.stderr, out.stderr

@@ -141,12 +141,18 @@ async def load_configuration(
                 client_configuration=configuration,
                 temp_file_path=str(private_dir) if private_dir else None,
             )
-    # TypeError/AttributeError/KeyError: YAML of the wrong shape (a word, `clusters: 5`, an
-    # empty file) reaches the loader's code as the wrong types.
     except (ConfigException, OSError, ValueError, TypeError, AttributeError, KeyError) as exc:
         where = kubeconfig or os.environ.get("KUBECONFIG") or "~/.kube/config"
+        why = str(exc)
+        if isinstance(exc, TypeError | AttributeError | KeyError):
+            # YAML of the wrong shape (a word, `clusters: 5`, an empty file) reaches the
+            # loader's code as the wrong types; its own words name Python types, not the file.
+            why = (
+                "not a kubeconfig (expected a YAML mapping with clusters, users, contexts and "
+                f"current-context; the loader said: {exc})"
+            )
         raise ConfigError(
-            f"kube.kubeconfig: cannot load credentials from {where}: {exc} "
+            f"kube.kubeconfig: cannot load credentials from {where}: {why} "
             "(give --kubeconfig PATH, or 'in-cluster' inside a pod)"
         ) from None
     return configuration

@@ -63,6 +63,9 @@ API_RETRY_MAX_S = 30.0
 # Client errors a retry may cure (credentials or permissions fixed, rate limits); any other
 # 4xx is the request's own fault and is never sent again unchanged.
 RETRYABLE_CLIENT_ERRORS = frozenset({401, 403, 408, 429})
+# The kubelet's words for a pod past spec.activeDeadlineSeconds (its active deadline handler).
+DEADLINE_REASON = "DeadlineExceeded"
+DEADLINE_MESSAGE = "Pod was active on the node longer than the specified deadline"
 
 
 class PodApi(Protocol):
@@ -109,6 +112,17 @@ class PodState:
     # The resourceVersion of the view our last status write was made from: a view still at it
     # is older than the stored pod (gateway.kube.status_write).
     stale_version: str = ""
+    deadline_timer: asyncio.TimerHandle | None = None  # spec.activeDeadlineSeconds' expiry
+    deadline_exceeded: bool = False
+
+
+def _cancel_pending(state: PodState) -> None:
+    """The pod is going: stop preparing it and forget its deadline."""
+    if state.prepare_task:
+        state.prepare_task.cancel()
+    if state.deadline_timer:
+        state.deadline_timer.cancel()
+        state.deadline_timer = None
 
 
 def _retryable(exc: KubeApiError) -> bool:
@@ -262,8 +276,8 @@ class PodController:
             state = self.pods.pop(uid, None)
             self._admitted.get(view.node_name, set()).discard(uid)
             binding = self.nodes.get(view.node_name)
-            if state and state.prepare_task:
-                state.prepare_task.cancel()
+            if state:
+                _cancel_pending(state)
             if binding and binding.runtime:
                 binding.runtime.forget_pod(uid)
             self.status_queue.forget(uid)
@@ -286,8 +300,7 @@ class PodController:
             return
         runtime = binding.runtime
         if view.deleting:
-            if state.prepare_task:
-                state.prepare_task.cancel()
+            _cancel_pending(state)
             if runtime is None:
                 return  # like an unreachable kubelet: stays Terminating until the device is back
             if state.synced:
@@ -296,6 +309,8 @@ class PodController:
                 self.finished(uid)
             return
         if runtime is None:
+            return
+        if self._past_deadline(state, runtime):
             return
         if state.synced:
             if len(view.containers) > state.synced_containers and state.prepare_task is None:
@@ -309,6 +324,54 @@ class PodController:
         if state.rejected or state.prepare_task is not None:
             return
         self._start_prepare(state, runtime)
+
+    def _past_deadline(self, state: PodState, runtime: DeviceRuntime) -> bool:
+        """The kubelet's active deadline: a pod that has not ended and has been active
+        (since status.startTime) longer than spec.activeDeadlineSeconds fails with reason
+        DeadlineExceeded; its tasks are stopped and nothing restarts. True once that happened."""
+        if state.deadline_exceeded:
+            return True
+        if state.deadline_timer is not None:
+            state.deadline_timer.cancel()
+            state.deadline_timer = None
+        view = state.view
+        deadline = view.active_deadline_s
+        if deadline is None or view.terminal or state.rejected:
+            return False
+        left = deadline - (datetime.now(UTC) - state.start_time).total_seconds()
+        if left > 0:
+            # The deadline may be changed (shortened) on a running pod: each update re-arms.
+            loop = asyncio.get_running_loop()
+            state.deadline_timer = loop.call_later(left, self._deadline_due, view.uid)
+            return False
+        if state.synced:
+            if not runtime.fail_pod(view.uid, DEADLINE_REASON, DEADLINE_MESSAGE):
+                return False  # it ended meanwhile: its own phase stands
+        elif state.prepare_task is None or not any(
+            c.state.reason == "CreateContainerConfigError" for c in state.preparing
+        ):
+            # Not handed to the runtime yet: once it is (tasks of a running pod adopted after
+            # a gateway restart), `_prepare` asks again and the runtime stops them.
+            return False
+        else:
+            # Waiting for a ConfigMap or Secret: nothing of it runs on the device.
+            state.prepare_task.cancel()
+            state.prepare_task = None
+            state.preparing = []
+            state.rejected = True
+            body = failed_admission_status(
+                DEADLINE_REASON, DEADLINE_MESSAGE, self.host_ip, state.start_time
+            )
+            self._spawn_write(view.uid, body)
+        state.deadline_exceeded = True
+        self.events.record(ObjectRef.pod(view.raw), "Normal", DEADLINE_REASON, DEADLINE_MESSAGE)
+        return True
+
+    def _deadline_due(self, uid: str) -> None:
+        state = self.pods.get(uid)
+        if state is not None:
+            state.deadline_timer = None
+            self._process(uid)
 
     def _start_prepare(self, state: PodState, runtime: DeviceRuntime) -> None:
         state.prepare_task = self._background.spawn(
@@ -451,6 +514,8 @@ class PodController:
         state.synced_containers = len(tasks)
         state.preparing = []
         runtime.sync_pod(spec)
+        if self._past_deadline(state, runtime):
+            return
         if len(state.view.containers) > len(tasks):
             self._process(uid)  # another ephemeral container arrived meanwhile
 

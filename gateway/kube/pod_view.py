@@ -89,6 +89,7 @@ class PodView:
     phase: str  # status.phase, "" before the first status
     restart_policy: RestartPolicy
     grace_period_s: float  # spec.terminationGracePeriodSeconds
+    active_deadline_s: int | None  # spec.activeDeadlineSeconds (None: no deadline)
     # Containers, then ephemeral containers (`kubectl debug`). Ephemeral containers are only
     # ever appended, so indexes (and task ids) stay stable.
     containers: tuple[ContainerView, ...]
@@ -117,6 +118,7 @@ class PodView:
             phase=str(status.get("phase") or ""),
             restart_policy=RestartPolicy(spec.get("restartPolicy") or RestartPolicy.ALWAYS),
             grace_period_s=_seconds(spec.get("terminationGracePeriodSeconds")),
+            active_deadline_s=_deadline(spec.get("activeDeadlineSeconds")),
             containers=containers,
             deleting=meta.get("deletionTimestamp") is not None,
             deletion_grace_s=_seconds(meta.get("deletionGracePeriodSeconds")),
@@ -146,6 +148,11 @@ class PodView:
 
     def prior_status(self, container: str) -> PriorStatus:
         return self.recorded_status(container) or PriorStatus(0, None)
+
+
+def _deadline(value: object) -> int | None:
+    # The API server admits only a positive integer; anything else is no deadline.
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else None
 
 
 def _seconds(value: object) -> float:

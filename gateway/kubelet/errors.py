@@ -21,6 +21,11 @@ class BadLogQuery(KubeletApiError, ValueError):
     """A /containerLogs query parameter is malformed or out of range (answer 400)."""
 
 
+class NoContainerLog(KubeletApiError):
+    """The container has no instance whose log could be shown (it never started): answer 400
+    with the kubelet's words, which this message is."""
+
+
 class NoFreePort(KubeletApiError):
     """Every port of kubelet.node_ports is taken: the node cannot get its own endpoint."""
 

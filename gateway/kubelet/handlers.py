@@ -16,7 +16,7 @@ from typing import Any
 
 from aiohttp import web
 
-from gateway.kubelet.errors import BadLogQuery
+from gateway.kubelet.errors import BadLogQuery, NoContainerLog
 from gateway.kubelet.log_query import parse_log_query
 from gateway.kubelet.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from gateway.kubelet.metrics import resource_metrics_text
@@ -196,7 +196,10 @@ class KubeletHandlers:
             return web.Response(
                 status=404, text=f'container "{container}" not found in pod "{pod_name}"'
             )
-        source = await self._provider.find_container_log(namespace, pod_name, container)
+        try:
+            source = await self._provider.find_container_log(namespace, pod_name, container)
+        except NoContainerLog as exc:
+            return web.Response(status=400, text=str(exc))
         if source is None:
             return web.Response(
                 status=400,

@@ -50,7 +50,8 @@ class KubeletProvider(Protocol):
     async def find_container_log(
         self, namespace: str, pod: str, container: str
     ) -> LogSource | None:
-        """Where the container's current instance logs, or None if it has not started yet.
+        """Where the container's current instance logs, or None if it has not started yet
+        (NoContainerLog instead when the reason is known: the kubelet's words for it).
 
         The `restart` of the source is the current instance's restart count; `previous`
         requests read `restart - 1` from the same directory.

@@ -13,7 +13,7 @@ from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
-from gateway.kubelet.errors import ExecFailed
+from gateway.kubelet.errors import ExecFailed, NoContainerLog
 from gateway.kubelet.podjson import container_names
 from gateway.kubelet.provider import ExecOutcome, JsonObject, KubeletProvider
 from gateway.kubelet.remotecommand import (
@@ -144,7 +144,8 @@ class StreamingHandlers:
         problem = await self._stream_problem(request, options, "attach")
         source = None
         if not problem:
-            source = await self._provider.find_container_log(namespace, pod, container)
+            with contextlib.suppress(NoContainerLog):
+                source = await self._provider.find_container_log(namespace, pod, container)
             if source is None or not await source.is_running():
                 problem = f'container "{container}" in pod "{pod}" is not running'
         if problem or source is None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Collection
 from pathlib import Path
 
+from gateway.errors import ConfigError
 from gateway.logs import cleanup, layout
 from gateway.logs.changes import LogChanges
 from gateway.logs.config import LogConfig
@@ -21,6 +22,13 @@ SPOOL_DIR_NAME = ".spool"
 class LogStore:
     def __init__(self, config: LogConfig) -> None:
         self.config = config
+        try:
+            config.root.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise ConfigError(
+                f"logs.dir: cannot create {config.root}: {exc.strerror} (set [logs] dir or "
+                "--log-dir to a directory this user may write)"
+            ) from None
         # Output acknowledged to a device before its pod's log could take it (gateway.logs.spool).
         self.spool = OutputSpool(config.root / SPOOL_DIR_NAME, fsync=config.fsync)
         # Writers announce new bytes here; followers of the same container wait on it.

@@ -74,6 +74,7 @@ class DeviceRuntime:
         label: str = "",
         spooler: OutputSpooler | None = None,
         max_frame: int | None = None,
+        task_slots: int | None = None,
     ) -> None:
         self.device = device
         self.logs = logs
@@ -84,6 +85,7 @@ class DeviceRuntime:
         self.on_event = on_event
         self.label = label
         self.max_frame = max_frame  # the largest frame the device receives (its HELLO)
+        self.task_slots = task_slots  # tasks the device runs at once (its HELLO); None: no limit
         self._pods: dict[str, PodRecord] = {}
         # Output of our tasks whose pod is not known yet goes to the spool (gateway.runtime.output).
         self.spooler = spooler or OutputSpooler(logs.spool, device, label=label)
@@ -245,7 +247,8 @@ class DeviceRuntime:
         problem = (
             None
             if ANY_APP in self.apps
-            else start_request_problem(
+            else self._slots_problem(record)
+            or start_request_problem(
                 str(name), task_spec.app, task_spec.argv, task_spec.env, self.max_frame
             )
         )
@@ -258,6 +261,17 @@ class DeviceRuntime:
         self._mark_used(record, name)
         self.instances.open(record, name)
         self._spawn(self._start_on_device(record, index, name), f"start {name}")
+
+    def _slots_problem(self, record: PodRecord) -> str | None:
+        """Each container is one task: a pod with more containers than the device has task
+        slots can never run whole (the last starts would be refused NO_SLOTS forever)."""
+        wanted = sum(1 for c in record.spec.containers if not c.ephemeral)
+        if self.task_slots is None or wanted <= self.task_slots:
+            return None
+        return (
+            f"the pod has {wanted} containers and the device runs at most {self.task_slots} "
+            "tasks at once (its task slots); each container is one task"
+        )
 
     def _offers(self, app: str) -> bool:
         return app in self.apps or ANY_APP in self.apps
@@ -301,12 +315,15 @@ class DeviceRuntime:
         self._start(record, index)
         self.on_change(uid)
 
-    def device_changed(self, apps: Sequence[str], max_frame: int | None) -> None:
-        """The device's facts after a handshake (new firmware may offer other apps, or take
-        other frames): containers waiting for an app it offers now start without waiting out
-        their back-off."""
+    def device_changed(
+        self, apps: Sequence[str], max_frame: int | None, task_slots: int | None = None
+    ) -> None:
+        """The device's facts after a handshake (new firmware may offer other apps, take
+        other frames or run another number of tasks): containers waiting for an app it offers
+        now start without waiting out their back-off."""
         self.apps = tuple(apps)
         self.max_frame = max_frame
+        self.task_slots = task_slots
         for record in list(self._pods.values()):
             for index in list(record.pull_backoffs):
                 timer = record.restart_timers.get(index)
@@ -427,6 +444,24 @@ class DeviceRuntime:
             record.failure = ("StartError", message)
             self._stop_all(record)
         self.on_change(spec.uid)
+
+    def fail_pod(self, uid: str, reason: str, message: str) -> bool:
+        """End a pod that has not ended as Failed with `reason` (the kubelet's
+        activeDeadlineSeconds): its tasks are stopped with its grace period and nothing starts
+        or restarts again. False when there is nothing to end (unknown, deleting, already
+        failed, or every container has terminated for good)."""
+        record = self._pods.get(uid)
+        if record is None or record.deleting or record.failure is not None:
+            return False
+        regular = [s for s in record.containers if not s.ephemeral]
+        done = all(s.state.phase is ContainerPhase.TERMINATED and not s.task_id for s in regular)
+        if done and not record.restart_timers:
+            return False
+        record.failure = (reason, message)
+        log.info("%s: pod %s: %s", self.label, record.spec.key, message)
+        self._stop_all(record)
+        self.on_change(uid)
+        return True
 
     def delete_pod(self, uid: str, grace_s: float) -> None:
         """Graceful delete: stop every task with the grace period; finish when all have exited."""

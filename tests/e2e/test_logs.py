@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -88,3 +89,27 @@ async def test_logs_stay_while_the_pod_exists_and_go_with_it(wirelet: Wirelet) -
         assert has_logs(kept)
         logs = await wirelet.kubectl("logs", "-n", wirelet.namespace, "kept")
         assert logs.split() == ["1", "2"]
+
+
+async def test_logs_of_a_container_that_never_started_say_why_as_the_kubelet_does(
+    wirelet: Wirelet,
+) -> None:
+    """The kubelet refuses logs of a container with no instance yet (400, naming the waiting
+    reason) instead of answering an empty log, and `kubectl logs -f` ends at once with it."""
+    await wirelet.create_pod("unpulled", "no-such-app", restart="Always")
+    await wirelet.create_pod("huge", "echo", ["x" * 1000], restart="Never")
+
+    def waiting_for(reason: str) -> Any:
+        return lambda c: c["state"].get("waiting", {}).get("reason") == reason
+
+    await wirelet.wait_container("unpulled", waiting_for("ImagePullBackOff"))
+    out = await wirelet.kubectl("logs", "-n", wirelet.namespace, "unpulled", check=False)
+    # ErrImagePull and ImagePullBackOff alternate (each attempt, then its back-off).
+    assert 'container "main" in pod "unpulled" is waiting to start: ' in out, out
+    assert "image can't be pulled" in out or "trying and failing to pull image" in out, out
+    out = await wirelet.kubectl("logs", "-f", "-n", wirelet.namespace, "unpulled", check=False)
+    assert "is waiting to start" in out, out
+
+    await wirelet.wait_pod_phase("huge", "Failed")  # StartError: it never ran
+    out = await wirelet.kubectl("logs", "-n", wirelet.namespace, "huge", check=False)
+    assert 'container "main" in pod "huge" is terminated' in out, out

@@ -3,6 +3,7 @@ device going away under a running pod. Real control plane, pty devices, real kub
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import pytest
@@ -114,3 +115,65 @@ async def test_pod_ready_reason_names_the_node_while_its_device_is_gone(wirelet:
     assert ready["reason"] == "NodeNotReady"
     device.replug()
     await wirelet.wait_node(node)
+
+
+@pytest.mark.parametrize("waits_for", ["nothing", "a-secret"])
+async def test_a_pod_past_its_active_deadline_fails_as_with_the_kubelet(
+    wirelet: Wirelet, waits_for: str
+) -> None:
+    # The kubelet enforces spec.activeDeadlineSeconds (counted from status.startTime): the pod
+    # ends Failed with reason DeadlineExceeded, its containers are stopped and never restarted.
+    # A pod still waiting to start (here: for a Secret) fails the same way.
+    env: list[dict[str, Any]] = []
+    if waits_for == "a-secret":
+        env = [{"name": "T", "valueFrom": {"secretKeyRef": {"name": "absent", "key": "k"}}}]
+    await wirelet.create_pod(
+        "late", "forever", ["100"], env=env, restart="Always", extra={"activeDeadlineSeconds": 3}
+    )
+    if waits_for == "nothing":
+        await wirelet.wait_container("late", lambda c: "running" in c["state"])
+    pod = await wirelet.wait_pod_phase("late", "Failed")
+    assert pod["status"]["reason"] == "DeadlineExceeded"
+    assert pod["status"]["message"] == (
+        "Pod was active on the node longer than the specified deadline"
+    )
+
+    async def deadline_event() -> bool:
+        events = await wirelet.events_for("late")
+        return any(e["reason"] == "DeadlineExceeded" and e["type"] == "Normal" for e in events)
+
+    await wirelet.wait_for("the DeadlineExceeded event", deadline_event)
+    if waits_for == "nothing":
+        # The task is stopped (exit 143 on the emulator) and not restarted.
+        pod = await wirelet.wait_container("late", lambda c: "terminated" in c["state"])
+        assert first(pod)["state"]["terminated"]["exitCode"] == 143
+        await asyncio.sleep(1.5)
+        pod = await wirelet.pod("late")
+        assert pod is not None and pod["status"]["phase"] == "Failed"
+        assert first(pod)["restartCount"] == 0
+        assert "terminated" in first(pod)["state"]
+    await wirelet.kubectl("delete", "pod", "-n", wirelet.namespace, "late", "--wait=true")
+
+
+async def test_a_pod_with_more_containers_than_the_device_has_task_slots_fails(
+    wirelet: Wirelet,
+) -> None:
+    # Each container is one task and the emulated devices run 4 at once: a pod of 5 could
+    # never run whole (its fifth start would be refused NO_SLOTS and retried forever).
+    node = wirelet.node(wirelet.fleet.devices[0].profile.device_id)
+    containers = [{"name": f"c{i}", "image": "forever", "args": ["100"]} for i in range(5)]
+    created = await wirelet.create_pod(
+        "wide", "forever", node=node, restart="Always", extra={"containers": containers}
+    )
+    pod = await wirelet.wait_pod_phase("wide", "Failed")
+    assert pod["status"]["reason"] == "StartError"
+    message = pod["status"]["message"]
+    assert "5 containers" in message and "at most 4 tasks at once" in message, message
+    assert starts_of(wirelet, created["metadata"]["uid"]) == []  # refused before sending
+
+    async def failed_event() -> bool:
+        events = await wirelet.events_for("wide")
+        return any(e["reason"] == "Failed" and "5 containers" in e["message"] for e in events)
+
+    await wirelet.wait_for("the Failed event", failed_event)  # events are posted apart
+    await wirelet.kubectl("delete", "pod", "-n", wirelet.namespace, "wide", "--wait=true")
