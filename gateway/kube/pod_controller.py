@@ -399,7 +399,16 @@ class PodController:
             for uid in admitted
             if (s := self.pods.get(uid)) is not None and s is not state and not s.view.terminal
         ]
-        checks = [("pods", Decimal(1), Decimal(len(others)))]
+        # The node's "pods" is the device's task slots, and each container runs as one task:
+        # containers are counted, or two pods that each fit would together wait for a slot
+        # forever (NO_SLOTS), the later starts refused.
+        checks = [
+            (
+                "pods",
+                Decimal(max(len(state.view.regular_containers), 1)),
+                Decimal(sum(max(len(s.view.regular_containers), 1) for s in others)),
+            )
+        ]
         for resource in ("cpu", "memory"):
             try:
                 requested = sum(
@@ -421,11 +430,12 @@ class PodController:
                 # The kubelet's figures: whole numbers, CPU in millicores.
                 unit = 1000 if resource == "cpu" else 1
                 want_n, used_n, cap_n = (int(q * unit) for q in (want, used_now, capacity))
+                slots = " (task slots: each container is one task)" if resource == "pods" else ""
                 self._reject(
                     state,
                     f"OutOf{resource}",
                     f"Node didn't have enough resource: {resource}, requested: {want_n}, "
-                    f"used: {used_n}, capacity: {cap_n}",
+                    f"used: {used_n}, capacity: {cap_n}{slots}",
                 )
                 return
         state.admitted = True

@@ -155,25 +155,34 @@ async def test_a_pod_past_its_active_deadline_fails_as_with_the_kubelet(
     await wirelet.kubectl("delete", "pod", "-n", wirelet.namespace, "late", "--wait=true")
 
 
-async def test_a_pod_with_more_containers_than_the_device_has_task_slots_fails(
-    wirelet: Wirelet,
-) -> None:
-    # Each container is one task and the emulated devices run 4 at once: a pod of 5 could
-    # never run whole (its fifth start would be refused NO_SLOTS and retried forever).
+async def test_containers_beyond_the_device_task_slots_fail_admission(wirelet: Wirelet) -> None:
+    # Each container is one task and the emulated devices run 4 at once (their `pods`): a pod
+    # of 5 could never run whole, nor a pod of 3 beside another of 3 (the later starts would
+    # be refused NO_SLOTS and retried forever). Admission counts containers, as the kubelet
+    # counts what its node's capacity is made of.
     node = wirelet.node(wirelet.fleet.devices[0].profile.device_id)
-    containers = [{"name": f"c{i}", "image": "forever", "args": ["100"]} for i in range(5)]
-    created = await wirelet.create_pod(
-        "wide", "forever", node=node, restart="Always", extra={"containers": containers}
-    )
+
+    def containers(count: int) -> dict[str, Any]:
+        return {
+            "containers": [
+                {"name": f"c{i}", "image": "forever", "args": ["100"]} for i in range(count)
+            ]
+        }
+
+    wide = await wirelet.create_pod("wide", "forever", node=node, extra=containers(5))
     pod = await wirelet.wait_pod_phase("wide", "Failed")
-    assert pod["status"]["reason"] == "StartError"
-    message = pod["status"]["message"]
-    assert "5 containers" in message and "at most 4 tasks at once" in message, message
-    assert starts_of(wirelet, created["metadata"]["uid"]) == []  # refused before sending
+    assert pod["status"]["reason"] == "OutOfpods"
+    assert "requested: 5, used: 0, capacity: 4 (task slots" in pod["status"]["message"]
+    assert starts_of(wirelet, wide["metadata"]["uid"]) == []  # refused before sending
 
-    async def failed_event() -> bool:
-        events = await wirelet.events_for("wide")
-        return any(e["reason"] == "Failed" and "5 containers" in e["message"] for e in events)
+    await wirelet.create_pod("three", "forever", node=node, extra=containers(3))
+    await wirelet.wait_pod_phase("three", "Running")
+    await wirelet.create_pod("three-more", "forever", node=node, extra=containers(3))
+    pod = await wirelet.wait_pod_phase("three-more", "Failed")
+    assert "requested: 3, used: 3, capacity: 4" in pod["status"]["message"]
 
-    await wirelet.wait_for("the Failed event", failed_event)  # events are posted apart
-    await wirelet.kubectl("delete", "pod", "-n", wirelet.namespace, "wide", "--wait=true")
+    async def refused_event() -> bool:
+        events = await wirelet.events_for("three-more")
+        return any(e["reason"] == "OutOfpods" for e in events)
+
+    await wirelet.wait_for("the OutOfpods event", refused_event)  # events are posted apart

@@ -118,6 +118,23 @@ async def test_a_pod_beyond_the_nodes_pod_count_is_rejected(tmp_path: Path) -> N
         assert rig.device.runtime.snapshot(second["metadata"]["uid"]) is None
 
 
+async def test_containers_count_against_the_nodes_task_slots(tmp_path: Path) -> None:
+    """Each container is one task on the device: two pods of 3 containers on 4 slots."""
+    async with controller_rig(tmp_path, {"pods": "4"}) as rig:
+        first, second = make_pod("first"), make_pod("second")
+        for pod in (first, second):
+            pod["spec"]["containers"] = [
+                {"name": f"c{i}", "image": "registry/echo:1.0"} for i in range(3)
+            ]
+        rig.controller.on_pod("ADDED", first)
+        rig.controller.on_pod("ADDED", second)
+        await until("written", lambda: rig.api.statuses("second"))
+        status = rig.api.statuses("second")[-1]
+        assert (status["phase"], status["reason"]) == ("Failed", "OutOfpods")
+        assert "requested: 3, used: 3, capacity: 4 (task slots" in status["message"]
+        assert rig.controller.pods[first["metadata"]["uid"]].admitted
+
+
 @pytest.mark.parametrize(
     ("memory", "reason"), [("2Mi", "OutOfmemory"), ("lots", "InvalidResources")]
 )

@@ -132,6 +132,23 @@ async def test_a_start_the_device_refuses_for_now_is_retried_with_back_off(
     await rig.runtime.close()
 
 
+async def test_a_pod_with_more_containers_than_task_slots_fails_before_any_start(
+    tmp_path: Path,
+) -> None:
+    """Admission counts containers against the slots; this holds when the device's firmware
+    lowered them after the pod was admitted (its handshake's facts)."""
+    rig = RuntimeRig.create(tmp_path)
+    rig.runtime.device_changed(rig.runtime.apps, rig.runtime.max_frame, task_slots=2)
+    spec = pod_spec(policy=Policy.ALWAYS, containers=3)
+    rig.runtime.sync_pod(spec)
+    await until("the pod failed", lambda: rig.pod(spec.uid).failure is not None)
+    state = rig.pod(spec.uid).containers[0].state
+    assert (state.reason, state.exit_code) == ("StartError", START_ERROR_EXIT_CODE)
+    assert "3 containers" in state.message and "at most 2 tasks at once" in state.message
+    assert rig.device.starts == []
+    await rig.runtime.close()
+
+
 async def test_a_start_the_device_can_never_run_fails_the_pod_and_stops_the_rest(
     tmp_path: Path,
 ) -> None:
