@@ -148,10 +148,10 @@ async def test_a_pod_past_its_active_deadline_fails_as_with_the_kubelet(
         pod = await wirelet.wait_container("late", lambda c: "terminated" in c["state"])
         assert first(pod)["state"]["terminated"]["exitCode"] == 143
         await asyncio.sleep(1.5)
-        pod = await wirelet.pod("late")
-        assert pod is not None and pod["status"]["phase"] == "Failed"
-        assert first(pod)["restartCount"] == 0
-        assert "terminated" in first(pod)["state"]
+        later = await wirelet.pod("late")
+        assert later is not None and later["status"]["phase"] == "Failed"
+        assert first(later)["restartCount"] == 0
+        assert "terminated" in first(later)["state"]
     await wirelet.kubectl("delete", "pod", "-n", wirelet.namespace, "late", "--wait=true")
 
 
