@@ -152,20 +152,9 @@ def test_port_in_use_is_a_clear_error(tmp_path: Path) -> None:
         busy.bind(("127.0.0.1", 0))
         busy.listen()
         port = busy.getsockname()[1]
-        out = run_gateway(
-            "--kubeconfig",
-            str(offline_kubeconfig(tmp_path)),
-            "--state-dir",
-            str(tmp_path / "state"),
-            "--log-dir",
-            str(tmp_path / "pods"),
-            "--kubelet-address",
-            "127.0.0.1",
-            "--kubelet-port",
-            str(port),
-            "--node-ip",
-            "127.0.0.1",
-        )
+        flags = _serving_flags(tmp_path)
+        flags[flags.index("--kubelet-port") + 1] = str(port)
+        out = run_gateway(*flags)
     assert out.returncode == 2, out.stderr
     assert f"kubelet.port: cannot listen on 127.0.0.1:{port}" in out.stderr
     assert "Traceback" not in out.stderr
