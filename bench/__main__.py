@@ -115,7 +115,9 @@ def _scale_section(sc: dict[str, Any]) -> list[str]:
         "",
     ]
     limit = sc.get("api_server_limit") or {}
-    if limit:
+    if limit.get("unmeasured"):
+        out += [f"What a deployment hits first: not measured: {limit['unmeasured']}.", ""]
+    elif limit:
         out += [
             f"What a deployment hits first ({limit['devices']} devices on one gateway): "
             f"{limit['requests_per_s_per_device']:.3f} API requests/s per device in steady state "

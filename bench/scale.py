@@ -429,6 +429,16 @@ def api_server_limit(result: dict[str, Any], idle: Idle) -> dict[str, Any]:
         if figure["devices_per_apiserver_core"] < figure["devices_per_gateway_core"]
         else "gateway"
     )
+    if not apiserver_above_idle > 0:
+        # The API server was as busy or busier before the gateway started (a control plane
+        # still settling): no share of its CPU is the gateway's to divide by.
+        figure["unmeasured"] = (
+            f"the API server used {apiserver:.1f}% of a core in the steady window and "
+            f"{apiserver - apiserver_above_idle:.1f}% in the idle one before the gateway "
+            "started: its CPU per request cannot be told in this run"
+        )
+        say(f"  what a deployment hits first: not measured: {figure['unmeasured']}")
+        return figure
     say(
         f"  what a deployment hits first ({devices} devices on one gateway): "
         f"{figure['requests_per_s_per_device']:.3f} API requests/s per device (a kubelet: "
