@@ -169,11 +169,7 @@ class EventRecorder:
     async def drain(self) -> None:
         """Write what is queued (used at shutdown and by tests)."""
         while not self.queue.empty():
-            obj, kind, reason, message, when = self.queue.get_nowait()
-            try:
-                await self._write(obj, kind, reason, message, when)
-            except KubeApiError as exc:
-                log.warning("could not record event %s: %s", reason, exc)
+            await self._write_one(*self.queue.get_nowait())
 
     async def _write(
         self, obj: ObjectRef, kind: str, reason: str, message: str, when: datetime
