@@ -61,6 +61,14 @@ from hil.cluster.local import LocalCluster
 LEASES = "/apis/coordination.k8s.io/v1/namespaces/kube-node-lease/leases"
 SLICE_S = 5.0
 IDLE_WINDOW_S = 15.0  # the control plane on its own, before any gateway
+# Before the idle window: the control plane must be done with what ran before (the pods
+# benchmark's namespaces take minutes of API server and etcd work to delete after it ends; one
+# full run measured the API server "idle" at 59% of a core there). Quiet: no namespace
+# terminating and the API server below QUIET_APISERVER_PERCENT in QUIET_SLICES slices in a row.
+QUIET_SLICE_S = 5.0
+QUIET_SLICES = 2
+QUIET_APISERVER_PERCENT = 15.0
+QUIET_WITHIN_S = 300.0
 # New nodes keep the controller manager busy after they are Ready (it GETs and PATCHes each to
 # lift the not-ready taint and posts an event; at its own QPS that takes ~25 s per 100 nodes):
 # the steady window starts once that traffic is done.
@@ -126,6 +134,7 @@ class Idle:
 
     request_rates: dict[str, float] = field(default_factory=dict)
     cpu_percent: dict[str, float] = field(default_factory=dict)
+    before: dict[str, Any] = field(default_factory=dict)  # what quiet_control_plane waited for
 
     def less(self, window: dict[str, float]) -> dict[str, float]:
         """A window's request rates less the idle ones: what the gateways sent."""
@@ -133,7 +142,57 @@ class Idle:
         return {k: v for k, v in above.items() if v > 0.05}
 
 
+async def terminating_namespaces(api: KubeApi) -> list[str]:
+    listing = await api.get("/api/v1/namespaces")
+    return [
+        str(ns["metadata"]["name"])
+        for ns in listing.get("items") or []
+        if (ns.get("status") or {}).get("phase") == "Terminating"
+    ]
+
+
+def is_quiet(apiserver_slices: list[float], terminating: list[str]) -> bool:
+    """The last QUIET_SLICES slices under the threshold, no namespace being deleted."""
+    last = apiserver_slices[-QUIET_SLICES:]
+    return (
+        not terminating
+        and len(last) == QUIET_SLICES
+        and all(p < QUIET_APISERVER_PERCENT for p in last)
+    )
+
+
+async def quiet_control_plane(cluster: LocalCluster, api: KubeApi) -> dict[str, Any]:
+    """Wait (bounded) until the control plane is done with earlier work; what was waited for."""
+    sampler = ProcSampler(cluster.pids["kube-apiserver"], period=QUIET_SLICE_S)
+    started = time.monotonic()
+    sampler.start()
+    terminating: list[str] = []
+    slices: list[float] = []
+    try:
+        while time.monotonic() - started < QUIET_WITHIN_S:
+            await asyncio.sleep(QUIET_SLICE_S)
+            terminating = await terminating_namespaces(api)
+            slices = sampler.cpu_percent_slices(QUIET_SLICE_S)
+            if is_quiet(slices, terminating):
+                break
+    finally:
+        await sampler.stop()
+    waited = {
+        "waited_s": round(time.monotonic() - started, 1),
+        "quiet": is_quiet(slices, terminating),
+        "apiserver_cpu_percent_last": [round(p, 1) for p in slices[-QUIET_SLICES:]],
+        "terminating_namespaces": len(terminating),
+    }
+    say(
+        f"  control plane {'quiet' if waited['quiet'] else 'still busy'} after "
+        f"{waited['waited_s']:.0f} s (API server {waited['apiserver_cpu_percent_last']}% "
+        f"of a core, {len(terminating)} namespaces terminating)"
+    )
+    return waited
+
+
 async def measure_idle(cluster: LocalCluster, api: KubeApi) -> Idle:
+    waited = await quiet_control_plane(cluster, api)
     samplers = _control_plane_samplers(cluster)
     for sampler in samplers.values():
         sampler.start()
@@ -146,6 +205,7 @@ async def measure_idle(cluster: LocalCluster, api: KubeApi) -> Idle:
     idle = Idle(
         rates(before, after, elapsed),
         {k: s.cpu_percent_total() for k, s in samplers.items()},
+        waited,
     )
     say(
         f"  idle control plane: {sum(idle.request_rates.values()):.1f} requests/s; "
@@ -512,6 +572,7 @@ async def run(
             "request_rates": idle.request_rates,
             "cpu_percent": idle.cpu_percent,
             "window_s": IDLE_WINDOW_S,
+            "after_waiting": idle.before,
         },
         "results": results,
         "api_server_limit": limit,
