@@ -44,6 +44,8 @@ log = logging.getLogger(__name__)
 LEASE_NAMESPACE = "kube-node-lease"
 # A renewal this much after its due time counts as late in the figures (scale benchmark).
 LEASE_LATE_GRACE_S = 1.0
+# Renewals tried in a row when the Lease changed under ours (409): each re-reads it first.
+LEASE_CONFLICT_ATTEMPTS = 3
 # Back-off between attempts after an API failure: from 0.5 s, doubling, at most 30 s (jittered).
 API_BACKOFF = RetryPolicy(initial=0.5, maximum=30.0, jitter=0.5)
 
@@ -145,6 +147,7 @@ class NodeAgent:
         self._recheck_owner = False  # link back up: someone may have taken the node meanwhile
         self.status_writes = 0
         self.lease_renewals = 0
+        self.lease_conflicts = 0  # renewals refused with 409 (and tried again at once)
         self.lease_late = 0  # renewals made later than the renew interval plus a grace
         self.removed = False  # deleted after nodes.remove_after_s without its device
         self._down_since: float | None = None
@@ -428,46 +431,62 @@ class NodeAgent:
 
     async def renew_lease(self) -> None:
         """Renew (or create) the Lease: a merge patch of its spec carrying the resourceVersion
-        last written, so a concurrent change still conflicts (409) as a full update would."""
+        last written, so a concurrent change still conflicts (409) as a full update would. A
+        conflict re-reads the Lease and tries again at once, as the kubelet's lease controller
+        does: waiting for the next interval would leave a gap of two in the renewals."""
         now = datetime.now(UTC)
-        version = self._lease_version
-        try:
-            if version is None:
-                try:
-                    lease = await self.api.get(self._lease_path)
-                except KubeApiError as exc:
-                    if not exc.not_found:
-                        raise
-                    lease = await self.api.create(
-                        f"/apis/coordination.k8s.io/v1/namespaces/{LEASE_NAMESPACE}/leases",
-                        self._new_lease(now),
+        for attempt in range(1, LEASE_CONFLICT_ATTEMPTS + 1):
+            try:
+                await self._renew_once(now)
+                return
+            except KubeApiError as exc:
+                self._lease_version = None  # re-read next time: a conflict or a deleted lease
+                if exc.not_found:
+                    # The garbage collector deletes the lease with its node: check the node too.
+                    await self._ensure_node_exists()
+                    return
+                if not exc.conflict:
+                    raise
+                self.lease_conflicts += 1
+                if attempt == LEASE_CONFLICT_ATTEMPTS:
+                    log.warning(
+                        "node %s: the lease changed under every one of %d renewals in a row "
+                        "(409 Conflict); trying again at the next interval",
+                        self.name,
+                        attempt,
                     )
-                    self._lease_version = lease["metadata"]["resourceVersion"]
-                    self.lease_renewals += 1
-                    return
-                holder = (lease.get("spec") or {}).get("holderIdentity") or ""
-                if holder not in ("", self.owner, self.name) and lease_remaining(lease, now) > 0:
-                    self._lose(holder)  # another gateway renews it: it has taken the node
-                    return
-                version = lease["metadata"]["resourceVersion"]
-            patch = {
-                "metadata": {"resourceVersion": version},
-                "spec": {
-                    "holderIdentity": self.owner,
-                    "leaseDurationSeconds": self.config.lease_duration_s,
-                    "renewTime": micro_time(now),
-                },
-            }
-            lease = await self.api.patch(self._lease_path, patch, kind="merge")
-            self._lease_version = lease["metadata"]["resourceVersion"]
-            self.lease_renewals += 1
-        except KubeApiError as exc:
-            self._lease_version = None  # re-read next time: a conflict or a deleted lease
-            if exc.not_found:
-                # The garbage collector deletes the lease with its node: check the node too.
-                await self._ensure_node_exists()
-            elif not exc.conflict:
-                raise
+
+    async def _renew_once(self, now: datetime) -> None:
+        version = self._lease_version
+        if version is None:
+            try:
+                lease = await self.api.get(self._lease_path)
+            except KubeApiError as exc:
+                if not exc.not_found:
+                    raise
+                lease = await self.api.create(
+                    f"/apis/coordination.k8s.io/v1/namespaces/{LEASE_NAMESPACE}/leases",
+                    self._new_lease(now),
+                )
+                self._lease_version = lease["metadata"]["resourceVersion"]
+                self.lease_renewals += 1
+                return
+            holder = (lease.get("spec") or {}).get("holderIdentity") or ""
+            if holder not in ("", self.owner, self.name) and lease_remaining(lease, now) > 0:
+                self._lose(holder)  # another gateway renews it: it has taken the node
+                return
+            version = lease["metadata"]["resourceVersion"]
+        patch = {
+            "metadata": {"resourceVersion": version},
+            "spec": {
+                "holderIdentity": self.owner,
+                "leaseDurationSeconds": self.config.lease_duration_s,
+                "renewTime": micro_time(now),
+            },
+        }
+        lease = await self.api.patch(self._lease_path, patch, kind="merge")
+        self._lease_version = lease["metadata"]["resourceVersion"]
+        self.lease_renewals += 1
 
     def _new_lease(self, now: datetime) -> dict[str, Any]:
         meta: dict[str, Any] = {"name": self.name, "namespace": LEASE_NAMESPACE}

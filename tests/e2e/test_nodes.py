@@ -117,6 +117,36 @@ async def test_a_node_the_api_server_refuses_is_not_sent_again(cluster: LocalClu
         assert exc.value.not_found
 
 
+async def test_a_lease_changed_under_the_renewal_is_re_read_and_renewed_at_once(
+    cluster: LocalCluster,
+) -> None:
+    """A 409 on the renewal (someone else wrote the Lease since ours) re-reads it and renews in
+    the same round, as the kubelet's lease controller: not one interval later."""
+    name = "lease-conflict"
+    lease_path = f"/apis/coordination.k8s.io/v1/namespaces/{LEASE_NAMESPACE}/leases/{name}"
+    async with KubeApi(await _admin_configuration(cluster)) as api:
+        agent = NodeAgent(
+            api, name, bare_facts("conflict"), NodeConfig(), node_ip="127.0.0.1", kubelet_port=1
+        )
+        try:
+            await agent.renew_lease()  # creates it
+            await agent.renew_lease()  # renews with the version it holds
+            before = (await api.get(lease_path))["spec"]["renewTime"]
+            # Another writer (an operator's label, another controller) moves the version on.
+            await api.patch(lease_path, {"metadata": {"labels": {"touched": "yes"}}}, kind="merge")
+            await asyncio.sleep(0.01)  # a renewTime of its own (microseconds)
+            await agent.renew_lease()
+            lease = await api.get(lease_path)
+            assert lease["spec"]["renewTime"] > before
+            assert agent.lease_renewals == 3
+            assert agent.lease_conflicts == 1
+            assert lease["spec"]["holderIdentity"] == agent.owner
+            assert lease["metadata"]["labels"] == {"touched": "yes"}
+        finally:
+            with contextlib.suppress(KubeApiError):
+                await api.delete(lease_path)
+
+
 async def test_status_reposts_after_a_change_are_spread_unchanged_ones_keep_the_interval(
     cluster: LocalCluster,
 ) -> None:
