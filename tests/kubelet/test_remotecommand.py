@@ -80,6 +80,22 @@ async def test_exec_success_and_v4(
     assert status == {"metadata": {}, "status": "Success"}  # 256 is 0 to a shell
 
 
+async def test_exec_with_many_arguments_in_a_long_request_line(
+    start_server: StartServer, pki: Pki, device_pod: InMemoryProvider
+) -> None:
+    """Each argument is a `command=` parameter: 1500 make a 20 KB request line (aiohttp's
+    default limit is 8190 bytes; the kubelet's is 1 MiB)."""
+    device_pod.exec_answers["default", "blinky", "app"] = ScriptedExec(0, b"ok\n")
+    base = await start_server()
+    argv = ("echo", *(f"arg{n:04d}" for n in range(1500)))
+    url = exec_url(base, *argv, output="1")
+    assert len(url) > 20_000
+    received, status = await channels(url, pki)
+    assert received == {1: b"ok\n"}
+    assert status == {"metadata": {}, "status": "Success"}
+    assert device_pod.exec_calls == [("default", "blinky", "app", argv)]
+
+
 async def test_exec_says_on_stderr_why_output_is_not_whole(
     start_server: StartServer, pki: Pki, device_pod: InMemoryProvider
 ) -> None:
