@@ -30,6 +30,7 @@ from gateway.kubelet.authn import Authenticator
 from gateway.kubelet.authz import Authorizer
 from gateway.kubelet.errors import NoFreePort
 from gateway.kubelet.handlers import KubeletHandlers
+from gateway.kubelet.head_limit import HANDLER_ARGS, HeadLimitedHandler, head_budget
 from gateway.kubelet.middleware import auth_middleware
 from gateway.kubelet.provider import KubeletProvider
 from gateway.tasks import TaskSet
@@ -102,7 +103,10 @@ def _create_app(
     stopping = _Stopping()
     handlers = KubeletHandlers(provider, node_scope=node_scope, stopping=stopping, configz=configz)
     app = web.Application(
-        middlewares=[auth_middleware(authenticator, authorizer, handlers.nodes_concerned)]
+        middlewares=[
+            head_budget,
+            auth_middleware(authenticator, authorizer, handlers.nodes_concerned),
+        ]
     )
     handlers.register(app)
 
@@ -169,13 +173,16 @@ class KubeletServer:
     def node_port(self, node: str) -> int | None:
         return self._port_of.get(node)
 
+    def _handler_args(self) -> dict[str, Any]:
+        """What each connection's HTTP protocol is made with."""
+        return {
+            "access_log": None,
+            "keepalive_timeout": self._limits.idle_timeout_s,
+            **HANDLER_ARGS,
+        }
+
     async def start(self) -> None:
-        runner = web.AppRunner(
-            self._app,
-            access_log=None,
-            shutdown_timeout=SHUTDOWN_TIMEOUT,
-            keepalive_timeout=self._limits.idle_timeout_s,
-        )
+        runner = web.AppRunner(self._app, shutdown_timeout=SHUTDOWN_TIMEOUT, **self._handler_args())
         await runner.setup()
         self._runner = runner
         try:
@@ -246,14 +253,16 @@ class KubeletServer:
         assert self._runner is not None and self._runner.server is not None
         handler_factory = self._runner.server
         limit = self._limits.max_connections
+        loop = asyncio.get_running_loop()
+        handler_args = self._handler_args()
 
         def protocol() -> asyncio.BaseProtocol:
             if len(handler_factory.connections) >= limit:
                 logger.warning("kubelet API: %d connections open; refusing another", limit)
                 return _Refuse()
-            return handler_factory()
+            # What handler_factory() makes, with the kubelet's request head limit.
+            return HeadLimitedHandler(handler_factory, loop=loop, **handler_args)
 
-        loop = asyncio.get_running_loop()
         port = int(sock.getsockname()[1])
         if self._unserved.pop(port, None) is None and port != self._main_port:
             return  # closed before it started serving

@@ -83,12 +83,15 @@ class StreamingHandlers:
 
     async def exec(self, request: web.Request) -> web.StreamResponse:
         """`kubectl exec`: the device's EXEC, its output and exit code."""
+        missing = await self._missing(request, "exec")
+        if missing is not None:
+            return missing
         options = _stream_options(request)
         stream = await _open_streams(request, options)
         if isinstance(stream, web.StreamResponse):
             return stream
         namespace, pod, container = _target(request)
-        problem = await self._stream_problem(request, options, "exec")
+        problem = _stream_problem(options, "exec")
         if problem:
             await stream.finish(failure_status(problem, "BadRequest", 400))
             return stream.response
@@ -136,12 +139,15 @@ class StreamingHandlers:
 
     async def attach(self, request: web.Request) -> web.StreamResponse:
         """`kubectl attach`: the running task's output from now on, until it stops."""
+        missing = await self._missing(request, "attach")
+        if missing is not None:
+            return missing
         options = _stream_options(request)
         stream = await _open_streams(request, options)
         if isinstance(stream, web.StreamResponse):
             return stream
         namespace, pod, container = _target(request)
-        problem = await self._stream_problem(request, options, "attach")
+        problem = _stream_problem(options, "attach")
         source = None
         if not problem:
             with contextlib.suppress(NoContainerLog):
@@ -169,28 +175,49 @@ class StreamingHandlers:
         return stream.response
 
     async def port_forward(self, request: web.Request) -> web.StreamResponse:
+        missing = await self._missing(request, "portForward")
+        if missing is not None:
+            return missing
         return _refusal(PORT_FORWARD_UNSUPPORTED)
 
-    async def _stream_problem(self, request: web.Request, options: StreamOptions, what: str) -> str:
-        """Why an exec/attach cannot go ahead, in words for the user; "" if it can."""
-        namespace, pod_name, container = _target(request)
+    async def _missing(self, request: web.Request, what: str) -> web.Response | None:
+        """The kubelet's plain-text answer, before any upgrade, when the pod or container is
+        not there (kubectl prints `error: unable to upgrade connection: <text>`); None if both
+        are. The kubelet's codes: 404 for the pod (pkg/kubelet/server/server.go), 500 for the
+        container (the runtime finds none: Kubelet.GetExec / GetAttach with a plain error,
+        which streaming.WriteError answers 500)."""
+        info = request.match_info
+        namespace, pod_name = info["namespace"], info["pod"]
         pod = await self._find_pod(request, namespace, pod_name)
         if pod is None:
-            return f'pod "{pod_name}" does not exist on this node'
-        uid = request.match_info.get("uid")
+            return web.Response(status=404, text=f'pod "{pod_name}" does not exist')
+        uid = info.get("uid")
         if uid and pod.get("metadata", {}).get("uid") != uid:
-            return f'pod "{pod_name}" with uid {uid} does not exist (it was replaced)'
-        if container not in container_names(pod):
-            return f'container "{container}" not found in pod "{pod_name}"'
-        if what == "exec" and options.command[:1] == ("tar",):
-            return CP_UNSUPPORTED
-        if options.tty:
-            return NO_TTY
-        if options.stdin:
-            return NO_STDIN.format(what=what)
-        if what == "exec" and not options.command:
-            return "no command given: kubectl exec POD -- COMMAND [ARGS...]"
-        return ""
+            # A replaced pod: as the kubelet's portForward answers; its exec would run in the
+            # new pod of that name, which is not what was asked for.
+            return web.Response(status=404, text=f'pod "{pod_name}" not found (uid {uid})')
+        container = info.get("container")
+        if container is None or container in container_names(pod):
+            return None
+        if what == "attach":
+            text = f"container {container} not found in pod {pod_name}_{namespace}"
+        else:
+            text = f'container not found ("{container}")'
+        return web.Response(status=500, text=text)
+
+
+def _stream_problem(options: StreamOptions, what: str) -> str:
+    """Why an exec/attach that has its pod and container cannot go ahead, in words for the
+    user; "" if it can."""
+    if what == "exec" and options.command[:1] == ("tar",):
+        return CP_UNSUPPORTED
+    if options.tty:
+        return NO_TTY
+    if options.stdin:
+        return NO_STDIN.format(what=what)
+    if what == "exec" and not options.command:
+        return "no command given: kubectl exec POD -- COMMAND [ARGS...]"
+    return ""
 
 
 async def _open_streams(

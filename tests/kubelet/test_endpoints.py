@@ -5,6 +5,7 @@ Over real TLS with the in-memory provider (the runtime side is exercised in test
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import socket
 import ssl
@@ -26,6 +27,7 @@ from gateway.kubelet import (
     X509Authenticator,
     server_ssl_context,
 )
+from gateway.kubelet.head_limit import HEAD_LIMIT
 
 from .conftest import Pki, client_ssl
 from .provider import InMemoryProvider, pod_json
@@ -287,3 +289,91 @@ async def test_connections_beyond_the_limit_get_503(
             await asyncio.sleep(0.05)
 
     await asyncio.wait_for(served_again(), WAIT)
+
+
+async def _raw_exchange(port: int, pki: Pki, request: bytes) -> bytes:
+    """Sends `request` (written while the answer is read: the server may answer before the
+    end) and returns everything until the server hangs up or WAIT passes."""
+    reader, writer = await _tls_connection(port, pki)
+
+    async def send() -> None:
+        with contextlib.suppress(ConnectionError, ssl.SSLError):
+            writer.write(request)
+            await writer.drain()
+
+    sender = asyncio.ensure_future(send())
+    received = b""
+    try:
+        async with asyncio.timeout(WAIT):
+            while chunk := await reader.read(65536):
+                received += chunk
+    except (ConnectionError, ssl.SSLError):
+        pass  # a reset after the answer: the answer is what counts
+    finally:
+        sender.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await sender
+        writer.close()
+    return received
+
+
+async def test_a_long_request_line_is_served_as_by_the_kubelet(
+    make_server: Callable[..., object], pki: Pki, provider: InMemoryProvider
+) -> None:
+    """aiohttp alone refuses lines over 8190 bytes; the kubelet (Go) reads up to 1 MiB."""
+    provider.add_pod(pod_json("default", "blinky", "node-b", "app"))
+    server: KubeletServer = await make_server()  # type: ignore[misc]
+    padding = "x" * 20_000
+    status, body = await get_json(server.port, f"/pods?pad={padding}", pki)
+    assert status == 200
+    assert isinstance(body, dict) and len(body["items"]) == 1
+    big_header = b"X-Big: " + b"y" * 20_000 + b"\r\n"
+    answer = await _raw_exchange(
+        server.port,
+        pki,
+        b"GET /healthz HTTP/1.1\r\nHost: x\r\n" + big_header + b"Connection: close\r\n\r\n",
+    )
+    assert answer.startswith(b"HTTP/1.1 200")
+
+
+@pytest.mark.parametrize(
+    "head",
+    [
+        pytest.param(
+            b"GET /pods?pad=" + b"x" * HEAD_LIMIT + b" HTTP/1.1\r\nHost: x\r\n", id="line"
+        ),
+        pytest.param(b"GET /pods HTTP/1.1\r\nX-Big: " + b"y" * HEAD_LIMIT + b"\r\n", id="field"),
+        pytest.param(  # each line is allowed, the head as a whole is not (Go's rule)
+            b"GET /pods HTTP/1.1\r\n"
+            + b"".join(b"X-Part-%d: %s\r\n" % (n, b"z" * 300_000) for n in range(4)),
+            id="total",
+        ),
+    ],
+)
+async def test_a_request_head_over_the_kubelets_limit_gets_431_and_serving_goes_on(
+    make_server: Callable[..., object], pki: Pki, head: bytes
+) -> None:
+    server: KubeletServer = await make_server()  # type: ignore[misc]
+    answer = await _raw_exchange(server.port, pki, head + b"\r\n")
+    assert answer.startswith(b"HTTP/1.1 431 Request Header Fields Too Large\r\n")
+    assert b"exceed 1048576 bytes (the kubelet's limit)" in answer
+    assert (await get_json(server.port, "/healthz", pki)) == (200, "ok")
+
+
+async def test_an_oversized_head_after_a_pipelined_request_is_answered_in_order(
+    make_server: Callable[..., object], pki: Pki
+) -> None:
+    server: KubeletServer = await make_server()  # type: ignore[misc]
+    answer = await _raw_exchange(
+        server.port,
+        pki,
+        b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"
+        + b"GET /pods?pad="
+        + b"x" * (HEAD_LIMIT + 10)
+        + b" HTTP/1.1\r\nHost: x\r\n\r\n",
+    )
+    first, _, rest = answer.partition(b"\r\n\r\nok")
+    assert first.startswith(b"HTTP/1.1 200")
+    # aiohttp's own answer to a line over its limit (HTTP/1.0: it has no request version)
+    assert rest.split(b"\r\n")[0].endswith(b" 431 Request Header Fields Too Large")
+    assert b"the kubelet's limit" in rest

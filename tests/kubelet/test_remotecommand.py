@@ -80,6 +80,22 @@ async def test_exec_success_and_v4(
     assert status == {"metadata": {}, "status": "Success"}  # 256 is 0 to a shell
 
 
+async def test_exec_with_many_arguments_in_a_long_request_line(
+    start_server: StartServer, pki: Pki, device_pod: InMemoryProvider
+) -> None:
+    """Each argument is a `command=` parameter: 1500 make a 20 KB request line (aiohttp's
+    default limit is 8190 bytes; the kubelet's is 1 MiB)."""
+    device_pod.exec_answers["default", "blinky", "app"] = ScriptedExec(0, b"ok\n")
+    base = await start_server()
+    argv = ("echo", *(f"arg{n:04d}" for n in range(1500)))
+    url = exec_url(base, *argv, output="1")
+    assert len(url) > 20_000
+    received, status = await channels(url, pki)
+    assert received == {1: b"ok\n"}
+    assert status == {"metadata": {}, "status": "Success"}
+    assert device_pod.exec_calls == [("default", "blinky", "app", argv)]
+
+
 async def test_exec_says_on_stderr_why_output_is_not_whole(
     start_server: StartServer, pki: Pki, device_pod: InMemoryProvider
 ) -> None:
@@ -128,15 +144,59 @@ async def test_exec_failure_on_the_device_is_the_error_message(
     assert status is not None and status["message"] == "the device of node node-b is gone"
 
 
-async def test_exec_of_an_unknown_pod_or_container(
-    start_server: StartServer, pki: Pki, device_pod: InMemoryProvider
+WEBSOCKET_UPGRADE = {
+    "Connection": "Upgrade",
+    "Upgrade": "websocket",
+    "Sec-WebSocket-Version": "13",
+    "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ==",
+    "Sec-WebSocket-Protocol": "v5.channel.k8s.io",
+}
+SPDY_UPGRADE = {
+    "Connection": "Upgrade",
+    "Upgrade": "SPDY/3.1",
+    "X-Stream-Protocol-Version": "v5.channel.k8s.io",
+}
+
+
+@pytest.mark.parametrize("upgrade", [WEBSOCKET_UPGRADE, SPDY_UPGRADE], ids=["websocket", "spdy"])
+@pytest.mark.parametrize(
+    ("path", "status", "text"),
+    [
+        ("/exec/default/nope/app?command=ls&output=1", 404, 'pod "nope" does not exist'),
+        ("/attach/default/nope/app?output=1", 404, 'pod "nope" does not exist'),
+        ("/portForward/default/nope", 404, 'pod "nope" does not exist'),
+        ("/exec/default/blinky/other?command=ls&output=1", 500, 'container not found ("other")'),
+        (
+            "/attach/default/blinky/other?output=1",
+            500,
+            "container other not found in pod blinky_default",
+        ),
+        ("/exec/default/blinky/uid-old/app?command=ls&output=1", 404, 'pod "blinky" not found'),
+        ("/attach/default/blinky/uid-old/app?output=1", 404, 'pod "blinky" not found'),
+        ("/portForward/default/blinky/uid-old", 404, 'pod "blinky" not found'),
+    ],
+)
+async def test_an_unknown_pod_or_container_is_answered_before_any_upgrade(  # noqa: PLR0917
+    start_server: StartServer,
+    pki: Pki,
+    device_pod: InMemoryProvider,
+    upgrade: dict[str, str],
+    path: str,
+    status: int,
+    text: str,
 ) -> None:
+    """As the kubelet: plain HTTP, no 101 (kubectl: `unable to upgrade connection: <text>`)."""
     base = await start_server()
-    url = exec_url(base, "uptime", stdout="1")
-    _, status = await channels(url.replace("/blinky/app", "/nope/app"), pki)
-    assert status is not None and 'pod "nope" does not exist' in status["message"]
-    _, status = await channels(url.replace("/blinky/app", "/blinky/other"), pki)
-    assert status is not None and 'container "other" not found' in status["message"]
+    connector = aiohttp.TCPConnector(ssl=client_ssl(pki.ca, pki.client("alice", ["devs"])))
+    async with (
+        aiohttp.ClientSession(connector=connector) as client,
+        client.post(f"{base}{path}", headers=upgrade) as response,
+    ):
+        assert response.status == status
+        assert text in await response.text()
+        assert "Upgrade" not in response.headers
+        assert response.content_type == "text/plain"
+    assert device_pod.exec_calls == []
 
 
 async def test_non_upgrades_and_port_forward_are_refused_with_the_reason(
