@@ -259,7 +259,7 @@ class Gateway:
         stack.push_async_callback(_drain, events)
         node_ip = cfg.kubelet.node_ip or detect_node_ip(configuration.host or "")
         controller = PodController(api, events, host_ip=node_ip, config_retry_s=self.config_retry_s)
-        events.yield_to(controller.status_writes_waiting)
+        events.yield_to(controller.statuses.waiting)
         stack.push_async_callback(controller.close)
         logs = LogStore(
             LogConfig(
@@ -314,7 +314,7 @@ class Gateway:
         if parts.serving_cert is not None:
             self._background.spawn(parts.serving_cert.run(), "serving certificate")
         self._background.spawn(parts.events.run(), "events")
-        self._background.spawn(parts.controller.run_status_writer(), "pod status")
+        self._background.spawn(parts.controller.statuses.run(), "pod status")
         self._background.spawn(parts.informer.run(), "pod informer")
         self._background.spawn(parts.janitor.run(parts.informer.synced), "log cleanup")
         stack.push_async_callback(self._stop_devices, parts.devices)
@@ -415,7 +415,7 @@ class Gateway:
         for limiter in (self.parts.api.limiter, self.parts.events.api.limiter):
             limiter.rate = max(self.config.kube.qps, QPS_PER_DEVICE * served)
             limiter.capacity = float(max(self.config.kube.burst, BURST_PER_DEVICE * served))
-        self.parts.controller.set_status_writers(
+        self.parts.controller.statuses.set_writers(
             min(STATUS_WRITERS_PER_DEVICE * served, STATUS_WRITERS_MAX)
         )
 

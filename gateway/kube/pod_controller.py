@@ -3,31 +3,32 @@ status writes and the final delete.
 
 The informer calls `on_pod`; each device's runtime reports back through `changed` and
 `finished`. The runtime owns the containers' state from the hand-off on; this controller only
-reads it (`DeviceRuntime.snapshot`) to write it to the API server. Status writes are coalesced
-(gateway.kube.coalescing_queue): many changes to one pod within a short window become one PATCH of
-the status subresource, and unchanged statuses are never sent.
+reads it (`DeviceRuntime.snapshot`) to write it to the API server. Beside it, one part each:
+gateway.kube.admission (what the node refuses), gateway.kube.active_deadline
+(spec.activeDeadlineSeconds), gateway.kube.status_pipeline (status writes, coalesced: many
+changes to one pod within a short window become one write, unchanged statuses are never sent)
+and gateway.kube.pod_state (the record of one pod they share).
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import functools
 import logging
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
-from decimal import Decimal
 from typing import Any, Protocol
 
+from gateway.kube.active_deadline import ActiveDeadlines
+from gateway.kube.admission import admission_refusal
 from gateway.kube.api import KubeApiError
-from gateway.kube.coalescing_queue import CoalescingQueue
+from gateway.kube.api_retry import retry_delay, retryable
 from gateway.kube.env import ContainerConfigError, resolve_command
 from gateway.kube.events import EventRecorder, ObjectRef
+from gateway.kube.pod_state import PodState
 from gateway.kube.pod_status import failed_admission_status, pod_status
 from gateway.kube.pod_view import PodView
-from gateway.kube.quantity import parse_quantity
-from gateway.kube.status_write import StatusWriter, another_pod
+from gateway.kube.status_pipeline import StatusPipeline
 from gateway.runtime.device_runtime import DeviceRuntime
 from gateway.runtime.model import (
     ContainerState,
@@ -39,33 +40,9 @@ from gateway.tasks import TaskSet
 
 log = logging.getLogger(__name__)
 
-# Changes to a pod within this window are written as one status update.
-STATUS_COALESCE_S = 0.05
-# A pod's first status (ContainerCreating) waits this long for the change that usually follows
-# within milliseconds (the device confirms the start): one write instead of two. A second change
-# ends the wait and is written at once (no STATUS_COALESCE_S on top: every pod start paid it); a
-# slow or refused start shows its waiting state after this long. In a burst of 1000 pod starts
-# a confirmation took over 0.25 s for 10-18 % of pods, each then written twice into the
-# API server everyone waits on.
-STATUS_FIRST_COALESCE_S = 1.0
-# Status writes in flight at once, at least; the gateway raises it with the devices it serves
-# (`set_status_writers`), as each kubelet writes its own pods' statuses. A write waits for the
-# API server (tens to hundreds of ms on a busy one), so with a fixed few in flight a thousand
-# pod starts queue behind each other. The client's QPS limiter paces them further.
-STATUS_WRITERS = 8
 # A container waiting for a missing ConfigMap or Secret is re-checked this often (the kubelet
 # re-syncs a pod about every 10 s); tests shorten it through config.
 CONFIG_RETRY_S = 5.0
-# A status write or final delete the API server refused in a way that may pass (5xx, 429, a
-# timeout, the connection) is retried after this back-off, doubling per failure.
-API_RETRY_INITIAL_S = 0.2
-API_RETRY_MAX_S = 30.0
-# Client errors a retry may cure (credentials or permissions fixed, rate limits); any other
-# 4xx is the request's own fault and is never sent again unchanged.
-RETRYABLE_CLIENT_ERRORS = frozenset({401, 403, 408, 429})
-# The kubelet's words for a pod past spec.activeDeadlineSeconds (its active deadline handler).
-DEADLINE_REASON = "DeadlineExceeded"
-DEADLINE_MESSAGE = "Pod was active on the node longer than the specified deadline"
 
 
 class PodApi(Protocol):
@@ -91,42 +68,6 @@ class NodeBinding:
     allocatable: Mapping[str, str]
     runtime: DeviceRuntime | None = None
     node_ready: bool = False
-
-
-@dataclass
-class PodState:
-    """The controller's side of one pod: its API object and the Kubernetes I/O about it. The
-    containers' state lives in the runtime once the pod is handed over (`synced`)."""
-
-    view: PodView
-    admitted: bool = False
-    rejected: bool = False
-    synced: bool = False  # handed to the runtime
-    preparing: list[ContainerStatus] = field(default_factory=list)
-    last_status: dict[str, Any] | None = None
-    start_time: datetime = field(default_factory=lambda: datetime.now(UTC))
-    prepare_task: asyncio.Task[None] | None = None
-    finishing: bool = False
-    synced_containers: int = 0  # containers and ephemeral containers handed to the runtime
-    write_failures: int = 0  # consecutive failed status writes (their back-off)
-    # The resourceVersion of the view our last status write was made from: a view still at it
-    # is older than the stored pod (gateway.kube.status_write).
-    stale_version: str = ""
-    deadline_timer: asyncio.TimerHandle | None = None  # spec.activeDeadlineSeconds' expiry
-    deadline_exceeded: bool = False
-
-
-def _cancel_pending(state: PodState) -> None:
-    """The pod is going: stop preparing it and forget its deadline."""
-    if state.prepare_task:
-        state.prepare_task.cancel()
-    if state.deadline_timer:
-        state.deadline_timer.cancel()
-        state.deadline_timer = None
-
-
-def _retryable(exc: KubeApiError) -> bool:
-    return exc.status >= 500 or exc.status in RETRYABLE_CLIENT_ERRORS
 
 
 class ApiObjectLookup:
@@ -171,18 +112,11 @@ class PodController:
         # Admitted pods by node name: admission counts a node's pods, and scanning every pod
         # of the gateway for each new one made a 1000-pod start quadratic.
         self._admitted: dict[str, set[str]] = {}
-        # Pods whose status is to be written, by uid (pods yet without a status on record
-        # wait STATUS_FIRST_COALESCE_S), at most one write per pod in flight.
-        self.status_queue: CoalescingQueue[str] = CoalescingQueue(
-            STATUS_COALESCE_S, STATUS_FIRST_COALESCE_S
-        )
-        self._in_flight: dict[str, asyncio.Task[None]] = {}  # uid -> its status write
-        self.status_writers = STATUS_WRITERS
-        self._writer_slot_freed: asyncio.Event | None = None
-        self.status_writer = StatusWriter(api)
-        self.status_writes = 0
-        self.status_skipped = 0
         self._background = TaskSet("pods")
+        self.statuses = StatusPipeline(api, self.pods, self._status_of, self._background.spawn)
+        self.deadlines = ActiveDeadlines(
+            events, host_ip, write_status=self.statuses.write_soon, due=self._deadline_due
+        )
         self.on_node_added: Callable[[str], None] | None = None
 
     # --- nodes --------------------------------------------------------------------------------
@@ -277,10 +211,10 @@ class PodController:
             self._admitted.get(view.node_name, set()).discard(uid)
             binding = self.nodes.get(view.node_name)
             if state:
-                _cancel_pending(state)
+                state.cancel_pending()
             if binding and binding.runtime:
                 binding.runtime.forget_pod(uid)
-            self.status_queue.forget(uid)
+            self.statuses.forget(uid)
             return
         state = self.pods.get(uid)
         if state is None:
@@ -300,7 +234,7 @@ class PodController:
             return
         runtime = binding.runtime
         if view.deleting:
-            _cancel_pending(state)
+            state.cancel_pending()
             if runtime is None:
                 return  # like an unreachable kubelet: stays Terminating until the device is back
             if state.synced:
@@ -310,7 +244,7 @@ class PodController:
             return
         if runtime is None:
             return
-        if self._past_deadline(state, runtime):
+        if self.deadlines.past(state, runtime):
             return
         if state.synced:
             if len(view.containers) > state.synced_containers and state.prepare_task is None:
@@ -325,52 +259,8 @@ class PodController:
             return
         self._start_prepare(state, runtime)
 
-    def _past_deadline(self, state: PodState, runtime: DeviceRuntime) -> bool:
-        """The kubelet's active deadline: a pod that has not ended and has been active
-        (since status.startTime) longer than spec.activeDeadlineSeconds fails with reason
-        DeadlineExceeded; its tasks are stopped and nothing restarts. True once that happened."""
-        if state.deadline_exceeded:
-            return True
-        if state.deadline_timer is not None:
-            state.deadline_timer.cancel()
-            state.deadline_timer = None
-        view = state.view
-        deadline = view.active_deadline_s
-        if deadline is None or view.terminal or state.rejected:
-            return False
-        left = deadline - (datetime.now(UTC) - state.start_time).total_seconds()
-        if left > 0:
-            # The deadline may be changed (shortened) on a running pod: each update re-arms.
-            loop = asyncio.get_running_loop()
-            state.deadline_timer = loop.call_later(left, self._deadline_due, view.uid)
-            return False
-        if state.synced:
-            if not runtime.fail_pod(view.uid, DEADLINE_REASON, DEADLINE_MESSAGE):
-                return False  # it ended meanwhile: its own phase stands
-        elif state.prepare_task is None or not any(
-            c.state.reason == "CreateContainerConfigError" for c in state.preparing
-        ):
-            # Not handed to the runtime yet: once it is (tasks of a running pod adopted after
-            # a gateway restart), `_prepare` asks again and the runtime stops them.
-            return False
-        else:
-            # Waiting for a ConfigMap or Secret: nothing of it runs on the device.
-            state.prepare_task.cancel()
-            state.prepare_task = None
-            state.preparing = []
-            state.rejected = True
-            body = failed_admission_status(
-                DEADLINE_REASON, DEADLINE_MESSAGE, self.host_ip, state.start_time
-            )
-            self._spawn_write(view.uid, body)
-        state.deadline_exceeded = True
-        self.events.record(ObjectRef.pod(view.raw), "Normal", DEADLINE_REASON, DEADLINE_MESSAGE)
-        return True
-
     def _deadline_due(self, uid: str) -> None:
-        state = self.pods.get(uid)
-        if state is not None:
-            state.deadline_timer = None
+        if uid in self.pods:
             self._process(uid)
 
     def _start_prepare(self, state: PodState, runtime: DeviceRuntime) -> None:
@@ -379,65 +269,17 @@ class PodController:
         )
 
     def _admit(self, binding: NodeBinding, state: PodState) -> None:
-        """The kubelet's admission: reject a pod the node's allocatable cannot hold, or one
-        whose spec a device cannot honour."""
-        init = [str(c.get("name")) for c in state.view.raw["spec"].get("initContainers") or []]
-        if init:
-            # Running the containers without them would break the pod's contract (an init
-            # container is a precondition), so fail clearly as the kubelet does a pod it
-            # cannot run.
-            self._reject(
-                state,
-                "InitContainersNotSupported",
-                f"init containers ({', '.join(init)}) cannot run on a wirelet device node; "
-                "do their work in the pod's containers or schedule the pod on another node",
-            )
-            return
+        """The kubelet's admission (gateway.kube.admission) against the node's admitted pods."""
         admitted = self._admitted.setdefault(binding.name, set())
         others = [
-            s
+            s.view
             for uid in admitted
             if (s := self.pods.get(uid)) is not None and s is not state and not s.view.terminal
         ]
-        # The node's "pods" is the device's task slots, and each container runs as one task:
-        # containers are counted, or two pods that each fit would together wait for a slot
-        # forever (NO_SLOTS), the later starts refused.
-        checks = [
-            (
-                "pods",
-                Decimal(max(len(state.view.regular_containers), 1)),
-                Decimal(sum(max(len(s.view.regular_containers), 1) for s in others)),
-            )
-        ]
-        for resource in ("cpu", "memory"):
-            try:
-                requested = sum(
-                    (c.request(resource) for c in state.view.regular_containers), Decimal(0)
-                )
-                if not requested:
-                    continue  # nothing to fit: the others' requests need not be added up
-                used = sum(
-                    (c.request(resource) for s in others for c in s.view.regular_containers),
-                    Decimal(0),
-                )
-            except ValueError as exc:
-                self._reject(state, "InvalidResources", str(exc))
-                return
-            checks.append((resource, requested, used))
-        for resource, want, used_now in checks:
-            capacity = parse_quantity(binding.allocatable.get(resource, "0"))
-            if used_now + want > capacity:
-                # The kubelet's figures: whole numbers, CPU in millicores.
-                unit = 1000 if resource == "cpu" else 1
-                want_n, used_n, cap_n = (int(q * unit) for q in (want, used_now, capacity))
-                slots = " (task slots: each container is one task)" if resource == "pods" else ""
-                self._reject(
-                    state,
-                    f"OutOf{resource}",
-                    f"Node didn't have enough resource: {resource}, requested: {want_n}, "
-                    f"used: {used_n}, capacity: {cap_n}{slots}",
-                )
-                return
+        refusal = admission_refusal(state.view, others, binding.allocatable)
+        if refusal is not None:
+            self._reject(state, *refusal)
+            return
         state.admitted = True
         admitted.add(state.view.uid)
 
@@ -445,7 +287,7 @@ class PodController:
         state.rejected = True
         self.events.record(ObjectRef.pod(state.view.raw), "Warning", reason, message)
         body = failed_admission_status(reason, message, self.host_ip, datetime.now(UTC))
-        self._spawn_write(state.view.uid, body)
+        self.statuses.write_soon(state.view.uid, body)
 
     async def _prepare(self, uid: str, runtime: DeviceRuntime) -> None:
         """Resolve every container's env; wait (retrying) while a mandatory reference is missing."""
@@ -524,7 +366,7 @@ class PodController:
         state.synced_containers = len(tasks)
         state.preparing = []
         runtime.sync_pod(spec)
-        if self._past_deadline(state, runtime):
+        if self.deadlines.past(state, runtime):
             return
         if len(state.view.containers) > len(tasks):
             self._process(uid)  # another ephemeral container arrived meanwhile
@@ -532,10 +374,7 @@ class PodController:
     # --- runtime callbacks --------------------------------------------------------------------
 
     def changed(self, uid: str) -> None:
-        state = self.pods.get(uid)
-        if state is None:
-            return
-        self.status_queue.add(uid, first=state.last_status is None)
+        self.statuses.add(uid)
 
     def finished(self, uid: str) -> None:
         """Every task of a deleted pod has exited: remove the pod (grace 0, this very UID)."""
@@ -543,7 +382,7 @@ class PodController:
         if state is None or state.finishing:
             return
         state.finishing = True
-        self.status_queue.forget(uid)
+        self.statuses.forget(uid)
         final = self._status_of(uid)  # now: the runtime forgets the pod once this returns
         self._background.spawn(self._final_delete(state, final), f"delete {state.view.name}")
 
@@ -556,14 +395,8 @@ class PodController:
 
     async def _final_delete(self, state: PodState, final: dict[str, Any] | None) -> None:
         view = state.view
-        # One last status write so the terminated states are on record before the object goes;
-        # after a write still in flight, which would otherwise land last with older states.
-        in_flight = self._in_flight.get(view.uid)
-        if in_flight is not None:
-            await asyncio.wait([in_flight])
-        if final is not None:
-            with contextlib.suppress(KubeApiError, OSError, TimeoutError):
-                await self._write_status(view.uid, final)
+        # One last status write so the terminated states are on record before the object goes.
+        await self.statuses.write_last(view.uid, final)
         body = {
             "apiVersion": "v1",
             "kind": "DeleteOptions",
@@ -579,14 +412,14 @@ class PodController:
             except KubeApiError as exc:
                 if exc.not_found or exc.conflict:
                     return  # gone already, or a new pod of the same name: not ours
-                if not _retryable(exc):
+                if not retryable(exc):
                     log.error("final delete of %s refused: %s", view.key, exc)
                     state.finishing = False
                     return
                 problem: Exception = exc
             except (OSError, TimeoutError) as exc:
                 problem = exc
-            delay = _backoff(failures)
+            delay = retry_delay(failures)
             failures += 1
             log.warning("final delete of %s: %s; again in %g s", view.name, problem, delay)
             await asyncio.sleep(delay)
@@ -623,103 +456,6 @@ class PodController:
             failure=failure,
         )
 
-    async def _write_status(self, uid: str, body: dict[str, Any] | None = None) -> None:
-        state = self.pods.get(uid)
-        if state is None:
-            return
-        status = body if body is not None else self._status_of(uid)
-        if status is None:
-            return
-        if state.last_status == status:
-            self.status_skipped += 1
-            return
-        view = state.view
-        try:
-            state.stale_version = await self.status_writer.write(
-                view, status, stale_version=state.stale_version
-            )
-        except KubeApiError as exc:
-            if exc.not_found or another_pod(exc):
-                return  # the pod is gone (or replaced by one of the same name)
-            if not _retryable(exc):
-                # The same body would be refused again: say so once, write again only when
-                # the status changes.
-                log.error("status of pod %s refused: %s", view.key, exc)
-                state.last_status = status
-                return
-            raise
-        state.last_status = status
-        self.status_writes += 1
-
-    def _spawn_write(self, uid: str, body: dict[str, Any]) -> None:
-        self._background.spawn(self._write_status(uid, body), f"status {uid}")
-
-    def status_writes_waiting(self) -> bool:
-        """Pod statuses queued or being written: the event writers beyond the first give way."""
-        return len(self.status_queue) > 0 or bool(self._in_flight)
-
-    def set_status_writers(self, count: int) -> None:
-        """Allow `count` status writes in flight at once (never fewer than STATUS_WRITERS);
-        writes already in flight finish when it shrinks."""
-        self.status_writers = max(STATUS_WRITERS, count)
-        self._wake_writer()
-
-    def _wake_writer(self) -> None:
-        if self._writer_slot_freed is not None:
-            self._writer_slot_freed.set()
-
-    async def run_status_writer(self) -> None:
-        """Write queued pods' statuses as a pipeline: each pod once its coalescing window has
-        passed, oldest first, up to `status_writers` writes in flight, at most one per pod."""
-        freed = self._writer_slot_freed = asyncio.Event()
-        busy = 0
-
-        def release(_task: asyncio.Task[None]) -> None:
-            nonlocal busy
-            busy -= 1
-            freed.set()
-
-        while True:
-            while busy >= self.status_writers:
-                freed.clear()
-                await freed.wait()
-            uid = await self.status_queue.get()
-            busy += 1
-            task = self._background.spawn(self._write_queued(uid), f"status {uid}")
-            self._in_flight[uid] = task
-            task.add_done_callback(release)
-            task.add_done_callback(functools.partial(self._write_done, uid))
-
-    def _write_done(self, uid: str, task: asyncio.Task[None]) -> None:
-        if self._in_flight.get(uid) is task:
-            del self._in_flight[uid]
-
-    async def _write_queued(self, uid: str) -> None:
-        error: Exception | None = None
-        try:
-            await self._write_status(uid)
-        except (KubeApiError, OSError, TimeoutError) as exc:
-            error = exc
-        state = self.pods.get(uid)
-        if state is None or state.finishing:
-            self.status_queue.done(uid)
-            self.status_queue.forget(uid)
-            return
-        if error is not None:
-            # Back off before the next attempt, whatever changes meanwhile (a change is
-            # written by that attempt): a status write that keeps failing must not spin.
-            delay = _backoff(state.write_failures)
-            state.write_failures += 1
-            log.warning("status of pod %s: %s; again in %g s", uid, error, delay)
-            self.status_queue.retry_after(uid, delay)
-            return
-        state.write_failures = 0
-        self.status_queue.done(uid)
-
     async def close(self) -> None:
-        self.status_queue.close()
+        self.statuses.close()
         await self._background.stop()
-
-
-def _backoff(failures: int) -> float:
-    return min(API_RETRY_INITIAL_S * 2.0 ** min(failures, 20), API_RETRY_MAX_S)

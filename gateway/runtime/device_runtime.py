@@ -7,6 +7,12 @@ side can write status, and `on_finished(pod uid)` once a deleted pod has no task
 Output is written to the container's CRI log (or, while its pod is not known, to the spool) and
 acknowledged to the device only once it is on disk (gateway.runtime.output), so a gateway crash
 loses nothing the device still holds.
+
+Beside it, one part each: gateway.runtime.restarts (when a container is started again: restart
+and image pull back-off), gateway.runtime.instance_marks (the on-disk record that a task id is
+used), gateway.runtime.stops (STOP until the device confirms), gateway.runtime.resume (where a
+container stands after a gateway restart) and gateway.runtime.start_request (a start the device
+can never take).
 """
 
 from __future__ import annotations
@@ -31,8 +37,9 @@ from gateway.link.events import (
     TaskStarted,
 )
 from gateway.logs.store import LogStore
-from gateway.runtime.backoff import BackoffPolicy, PullBackoff, RestartBackoff
+from gateway.runtime.backoff import BackoffPolicy, RestartBackoff
 from gateway.runtime.instance_logs import InstanceLogs
+from gateway.runtime.instance_marks import InstanceMarks
 from gateway.runtime.model import (
     ContainerPhase,
     ContainerState,
@@ -48,8 +55,9 @@ from gateway.runtime.records import (
     EventSink,
     PodRecord,
 )
-from gateway.runtime.resume import InstanceUsed, resume_prior, running_task
-from gateway.runtime.start_request import start_request_problem
+from gateway.runtime.restarts import ContainerRestarts
+from gateway.runtime.resume import resume_prior, running_task
+from gateway.runtime.start_request import slots_problem, start_request_problem
 from gateway.runtime.stops import TaskStops
 from gateway.runtime.task_ids import TaskName, parse_task_id
 from gateway.tasks import TaskSet
@@ -100,6 +108,10 @@ class DeviceRuntime:
         # resends it on resume). Its reports, or else the next task list, say how it went.
         self._unconfirmed: set[str] = set()
         self._loop = asyncio.get_running_loop()
+        self.marks = InstanceMarks(logs, label=label)
+        self.restarts = ContainerRestarts(
+            self._pods, backoff, start=self._start, on_change=on_change, on_event=on_event
+        )
 
     @property
     def link_up(self) -> bool:
@@ -170,30 +182,10 @@ class DeviceRuntime:
         if record.deleting or record.failure:
             return
         for index in range(first, len(spec.containers)):
-            used = self._instance_used(record, index)
+            used = self.marks.used_check(record, index)
             if resume_prior(record, index, self._device_tasks or {}, used):
                 continue
             self._adopt_or_start(record, index)
-
-    def _instance_used(self, record: PodRecord, index: int) -> InstanceUsed:
-        """Whether the instance about to be started as `restart` was started before, though
-        its status (none, or waiting before its first run) does not say so: its log exists
-        (`_start` creates it before sending START)."""
-        spec = record.spec
-        container = spec.containers[index].container
-
-        def used(restart: int, state: ContainerState | None) -> bool:
-            if state is not None and (state.phase is not ContainerPhase.WAITING or restart != 0):
-                return False
-            try:
-                return self.logs.instance_used(
-                    spec.namespace, spec.name, spec.uid, container, restart
-                )
-            except OSError as exc:
-                log.warning("%s: cannot tell whether %s ran: %s", self.label, container, exc)
-                return False
-
-        return used
 
     def _adopt_or_start(self, record: PodRecord, index: int) -> None:
         running = running_task(self._device_tasks or {}, record.spec.uid, index)
@@ -225,7 +217,7 @@ class DeviceRuntime:
             )
             return
         if not self._offers(task_spec.app):
-            self._app_missing(record, index)
+            self.restarts.app_missing(record, index, self.apps)
             return
         record.pull_backoffs.pop(index, None)
         # The kubelet's event for an image already on the machine: the app is on the device.
@@ -247,7 +239,7 @@ class DeviceRuntime:
         problem = (
             None
             if ANY_APP in self.apps
-            else self._slots_problem(record)
+            else slots_problem(record.spec, self.task_slots)
             or start_request_problem(
                 str(name), task_spec.app, task_spec.argv, task_spec.env, self.max_frame
             )
@@ -258,62 +250,12 @@ class DeviceRuntime:
             return
         status.state = ContainerState.waiting("ContainerCreating")
         status.task_id = str(name)
-        self._mark_used(record, name)
+        self.marks.mark(record, name)
         self.instances.open(record, name)
         self._spawn(self._start_on_device(record, index, name), f"start {name}")
 
-    def _slots_problem(self, record: PodRecord) -> str | None:
-        """Each container is one task: a pod with more containers than the device has task
-        slots can never run whole (the last starts would be refused NO_SLOTS forever)."""
-        wanted = sum(1 for c in record.spec.containers if not c.ephemeral)
-        if self.task_slots is None or wanted <= self.task_slots:
-            return None
-        return (
-            f"the pod has {wanted} containers and the device runs at most {self.task_slots} "
-            "tasks at once (its task slots); each container is one task"
-        )
-
     def _offers(self, app: str) -> bool:
         return app in self.apps or ANY_APP in self.apps
-
-    def _app_missing(self, record: PodRecord, index: int) -> None:
-        """As the kubelet with an image it cannot pull: `ErrImagePull`, then `ImagePullBackOff`
-        until the next attempt, 10 s doubling to 5 min (the restart back-off's numbers). A
-        device that comes back offering the app (new firmware) starts it at once."""
-        status = record.containers[index]
-        task_spec = record.spec.containers[index]
-        status.state = ContainerState.waiting(
-            "ErrImagePull",
-            f'app "{task_spec.app}" (image "{task_spec.image}") is not offered by this '
-            f"device; it offers: {', '.join(self.apps) or 'nothing'}",
-        )
-        self._event(record.spec.uid, status.name, "Warning", "Failed", status.state.message)
-        backoff = record.pull_backoffs.setdefault(index, PullBackoff(self.backoff))
-        delay = backoff.next_delay()
-        record.restart_timers[index] = self._loop.call_later(
-            delay / 2, self._pull_backing_off, record.spec.uid, index, delay / 2
-        )
-
-    def _pull_backing_off(self, uid: str, index: int, remaining: float) -> None:
-        record = self._pods.get(uid)
-        if record is None or record.deleting or record.failure is not None:
-            return
-        status = record.containers[index]
-        message = f'Back-off pulling image "{record.spec.containers[index].image}"'
-        status.state = ContainerState.waiting("ImagePullBackOff", message)
-        self._event(uid, status.name, "Normal", "BackOff", message)
-        record.restart_timers[index] = self._loop.call_later(
-            remaining, self._pull_again, uid, index
-        )
-        self.on_change(uid)
-
-    def _pull_again(self, uid: str, index: int) -> None:
-        record = self._pods.get(uid)
-        if record is None or record.deleting or record.failure is not None:
-            return
-        record.restart_timers.pop(index, None)
-        self._start(record, index)
-        self.on_change(uid)
 
     def device_changed(
         self, apps: Sequence[str], max_frame: int | None, task_slots: int | None = None
@@ -324,12 +266,7 @@ class DeviceRuntime:
         self.apps = tuple(apps)
         self.max_frame = max_frame
         self.task_slots = task_slots
-        for record in list(self._pods.values()):
-            for index in list(record.pull_backoffs):
-                timer = record.restart_timers.get(index)
-                if timer is not None and self._offers(record.spec.containers[index].app):
-                    timer.cancel()
-                    self._pull_again(record.spec.uid, index)
+        self.restarts.apps_changed(self._offers)
 
     async def _settle_unanswered(self, task_id: str) -> None:
         """Ask the device's task list until it settles an unanswered START (see `reconciled`),
@@ -346,24 +283,6 @@ class DeviceRuntime:
             if task_id in self._unconfirmed:
                 self.reconciled(tasks)
             return
-
-    def _mark_used(self, record: PodRecord, name: TaskName) -> None:
-        """Record on disk, before START goes out, that this task id is used (see
-        `_instance_used`): a gateway that dies now must not let its successor reuse it."""
-        spec = record.spec
-        container = spec.containers[name.container_index].container
-        try:
-            self.logs.mark_instance(spec.namespace, spec.name, spec.uid, container, name.restart)
-        except OSError as exc:
-            # The log writer reports the same trouble as its output arrives (LogWriteFailed).
-            log.warning("%s: cannot create the log of %s: %s", self.label, name, exc)
-
-    def _unmark_used(self, record: PodRecord, name: TaskName) -> None:
-        """The device refused the START: the task id is free after all (see `_mark_used`)."""
-        spec = record.spec
-        container = spec.containers[name.container_index].container
-        with contextlib.suppress(OSError):
-            self.logs.unmark_instance(spec.namespace, spec.name, spec.uid, container, name.restart)
 
     async def _start_on_device(self, record: PodRecord, index: int, name: TaskName) -> None:
         spec = record.spec.containers[index]
@@ -395,7 +314,7 @@ class DeviceRuntime:
                 return
             await self.instances.drop(str(name))
             if isinstance(exc, DeviceRejected):
-                self._unmark_used(record, name)
+                self.marks.unmark(record, name)
             if status.task_id == str(name):
                 status.task_id = None
             too_large = isinstance(exc.__cause__, MessageTooLargeError)
@@ -408,7 +327,7 @@ class DeviceRuntime:
             self._event(record.spec.uid, status.name, "Warning", "Failed", str(exc))
             self.on_change(record.spec.uid)
             if not record.deleting and not record.failure and self.link_up:
-                self._schedule_restart(record, index, start_error=str(exc))
+                self.restarts.schedule(record, index, start_error=str(exc))
             return
         # The kubelet's pair for a container that runs: the device creates and starts a task in
         # one step, so both events go out once it confirms.
@@ -683,39 +602,8 @@ class DeviceRuntime:
             self._finish_if_done(record)
             return
         if record.policy(index).restarts_after(exit_code) and record.failure is None:
-            self._schedule_restart(record, index)
+            self.restarts.schedule(record, index)
         self.on_change(record.spec.uid)
-
-    def _schedule_restart(self, record: PodRecord, index: int, *, start_error: str = "") -> None:
-        status = record.containers[index]
-        delay = record.backoffs[index].next_delay(self._loop.time())
-        if status.state.phase is ContainerPhase.TERMINATED:
-            status.last_state = status.state
-        if delay > 0:
-            spec = record.spec
-            message = (
-                f"back-off {delay:g}s restarting failed container={status.name} "
-                f"pod={spec.name}_{spec.namespace}({spec.uid})"
-            )
-            if start_error:
-                message += f": {start_error}"  # the device's own words say what to fix
-            reason = "RunContainerError" if start_error else "CrashLoopBackOff"
-            status.state = ContainerState.waiting(reason, message)
-            self._event(spec.uid, status.name, "Warning", "BackOff", message)
-        record.restart_timers[index] = self._loop.call_later(
-            delay, self._restart, record.spec.uid, index
-        )
-
-    def _restart(self, uid: str, index: int) -> None:
-        record = self._pods.get(uid)
-        if record is None or record.deleting or record.failure is not None:
-            return
-        record.restart_timers.pop(index, None)
-        status = record.containers[index]
-        if status.last_state is not None:
-            status.restart_count += 1
-        self._start(record, index)
-        self.on_change(uid)
 
     # --- the link -----------------------------------------------------------------------------
 

@@ -1,7 +1,8 @@
 """Will a START_TASK fit the device? Checked before sending, as PROTOCOL.md section 11 asks.
 
 A request over the protocol's field limits is refused by any device (ERROR MALFORMED), and one
-larger than the device's `max_frame` would be dropped by its framing layer: neither can ever
+larger than the device's `max_frame` would be dropped by its framing layer; a pod with more
+containers than the device has task slots would wait for a slot forever. None can ever
 succeed, so the gateway refuses it locally and the pod fails with the sizes and the limits.
 """
 
@@ -11,6 +12,7 @@ from collections.abc import Sequence
 
 from firmware_protocol import StartTask
 from firmware_protocol.constants import FRAME_OVERHEAD, MAX_ARG, MAX_ARGS, MAX_ENV
+from gateway.runtime.model import PodSpecView
 
 # The largest request id: the size check holds whatever id the session picks.
 _LARGEST_REQUEST_ID = 0xFFFFFFFF
@@ -61,3 +63,15 @@ def start_request_problem(
             f"at most {max_frame} bytes (its max_frame)"
         )
     return None
+
+
+def slots_problem(spec: PodSpecView, task_slots: int | None) -> str | None:
+    """Each container is one task: a pod with more containers than the device has task
+    slots can never run whole (the last starts would be refused NO_SLOTS forever)."""
+    wanted = sum(1 for c in spec.containers if not c.ephemeral)
+    if task_slots is None or wanted <= task_slots:
+        return None
+    return (
+        f"the pod has {wanted} containers and the device runs at most {task_slots} "
+        "tasks at once (its task slots); each container is one task"
+    )

@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from gateway.kube import pod_controller
+from gateway.kube import status_pipeline
 from gateway.kube.api import KubeApi
 from gateway.kube.events import EventRecorder
 from gateway.kube.pod_controller import NodeBinding, PodController
@@ -46,7 +46,7 @@ class ControllerRig:
 
     async def settled(self) -> None:
         """Every status change queued so far is written (or found unchanged)."""
-        queue = self.controller.status_queue
+        queue = self.controller.statuses.queue
         await until(
             "status writes settled",
             lambda: (
@@ -68,7 +68,7 @@ async def controller_rig(
     device.forward = controller
     controller.attach_runtime(NODE, device.runtime, known_pods=True)
     controller.set_node_ready(NODE, True)
-    writer = asyncio.create_task(controller.run_status_writer(), name="status writer")
+    writer = asyncio.create_task(controller.statuses.run(), name="status writer")
     try:
         yield ControllerRig(api, events, controller, device)
     finally:
@@ -227,14 +227,14 @@ async def test_a_pod_is_handed_to_the_runtime_with_its_env_and_written_running(
 async def test_the_first_status_waits_for_the_start_and_both_are_one_write(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(pod_controller, "STATUS_FIRST_COALESCE_S", 3600.0)
+    monkeypatch.setattr(status_pipeline, "STATUS_FIRST_COALESCE_S", 3600.0)
     async with controller_rig(tmp_path) as rig:
         rig.device.device.confirm_starts = False
         pod = make_pod()
         uid = pod["metadata"]["uid"]
         rig.controller.on_pod("ADDED", pod)
         await until("started", lambda: rig.device.device.starts)
-        await until("queued", lambda: uid in rig.controller.status_queue)
+        await until("queued", lambda: uid in rig.controller.statuses.queue)
         assert rig.api.patches == []  # ContainerCreating waits for what follows
         task_id = rig.device.device.starts[0]
         rig.device.runtime.handle(TaskStarted(task_id))  # the device confirms the start
@@ -252,12 +252,12 @@ async def test_a_burst_of_changes_is_one_write_and_an_unchanged_status_none(
         await until("running", lambda: rig.task_of(pod) is not None)
         await rig.settled()
         writes = len(rig.api.patches)
-        skipped = rig.controller.status_skipped
+        skipped = rig.controller.statuses.skipped
         for _ in range(20):
             rig.controller.changed(pod["metadata"]["uid"])
         await rig.settled()
         assert len(rig.api.patches) == writes  # nothing changed: nothing sent
-        assert rig.controller.status_skipped == skipped + 1  # and looked at once
+        assert rig.controller.statuses.skipped == skipped + 1  # and looked at once
 
 
 async def test_changes_during_a_write_are_written_once_after_it(tmp_path: Path) -> None:
@@ -282,13 +282,13 @@ async def test_changes_during_a_write_are_written_once_after_it(tmp_path: Path) 
         rig.device.runtime.link_changed(False)  # changes while the write waits
         rig.device.runtime.link_changed(True)
         rig.controller.changed(uid)
-        queue = rig.controller.status_queue
+        queue = rig.controller.statuses.queue
         assert queue.processing(uid) and uid not in queue  # never two writes at once
         assert calls == 1
         gate.set()
-        await until("the second write", lambda: calls + rig.controller.status_skipped >= 2)
+        await until("the second write", lambda: calls + rig.controller.statuses.skipped >= 2)
         await rig.settled()
-        assert calls + rig.controller.status_skipped == 2
+        assert calls + rig.controller.statuses.skipped == 2
 
 
 async def test_a_missing_config_map_holds_the_container_until_it_exists(tmp_path: Path) -> None:

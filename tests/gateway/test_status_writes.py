@@ -11,10 +11,11 @@ from typing import Any
 
 import pytest
 
-from gateway.kube import pod_controller
+from gateway.kube import api_retry, status_pipeline
 from gateway.kube.api import KubeApi, KubeApiError
 from gateway.kube.events import EventRecorder
-from gateway.kube.pod_controller import NodeBinding, PodController, PodState
+from gateway.kube.pod_controller import NodeBinding, PodController
+from gateway.kube.pod_state import PodState
 from gateway.kube.pod_view import PodView
 from gateway.runtime.model import ContainerStatus
 from tests.gateway.fakes import until
@@ -57,7 +58,7 @@ async def controller_with(api: RefusingApi) -> AsyncIterator[PodController]:
     controller = PodController(client, EventRecorder(client, "h"), host_ip="127.0.0.1")
     controller.add_node(NodeBinding("n", {"pods": "10"}))
     controller.pods[UID] = PodState(PodView.parse(POD), preparing=[ContainerStatus("c", "echo")])
-    writer = asyncio.create_task(controller.run_status_writer(), name="status writer")
+    writer = asyncio.create_task(controller.statuses.run(), name="status writer")
     try:
         yield controller
     finally:
@@ -69,8 +70,8 @@ async def controller_with(api: RefusingApi) -> AsyncIterator[PodController]:
 
 @pytest.fixture(autouse=True)
 def short_backoff(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(pod_controller, "API_RETRY_INITIAL_S", 0.05)
-    monkeypatch.setattr(pod_controller, "API_RETRY_MAX_S", 0.4)
+    monkeypatch.setattr(api_retry, "API_RETRY_INITIAL_S", 0.05)
+    monkeypatch.setattr(api_retry, "API_RETRY_MAX_S", 0.4)
 
 
 async def test_a_failing_status_write_backs_off() -> None:
@@ -88,10 +89,10 @@ async def test_a_status_write_that_cannot_pass_is_not_sent_again_unchanged() -> 
     async with controller_with(api) as controller:
         controller.changed(UID)
         await until(
-            "the write", lambda: api.patches and not controller.status_queue.processing(UID)
+            "the write", lambda: api.patches and not controller.statuses.queue.processing(UID)
         )
         controller.changed(UID)  # the same status once more
-        await until("the second look", lambda: controller.status_skipped == 1)
+        await until("the second look", lambda: controller.statuses.skipped == 1)
         assert len(api.patches) == 1
 
 
@@ -99,7 +100,7 @@ async def test_a_status_write_passes_after_failures_and_resets_the_backoff() -> 
     api = RefusingApi(patch=[503, 503, 200])
     async with controller_with(api) as controller:
         controller.changed(UID)
-        await until("written", lambda: controller.status_writes == 1)
+        await until("written", lambda: controller.statuses.writes == 1)
         assert controller.pods[UID].write_failures == 0
 
 
@@ -138,15 +139,15 @@ async def test_status_writes_in_flight_follow_the_writer_count() -> None:
     api = HeldApi()
     async with controller_with(api) as controller:
         uids = []
-        for index in range(3 * pod_controller.STATUS_WRITERS):
+        for index in range(3 * status_pipeline.STATUS_WRITERS):
             uid, state = pod(index)
             controller.pods[uid] = state
             uids.append(uid)
             controller.changed(uid)
-        await until("the first writes", lambda: api.in_flight == pod_controller.STATUS_WRITERS)
-        controller.set_status_writers(2 * pod_controller.STATUS_WRITERS)
-        await until("more writes", lambda: api.in_flight == 2 * pod_controller.STATUS_WRITERS)
-        controller.set_status_writers(1)  # never below the floor; writes in flight go on
-        assert controller.status_writers == pod_controller.STATUS_WRITERS
+        await until("the first writes", lambda: api.in_flight == status_pipeline.STATUS_WRITERS)
+        controller.statuses.set_writers(2 * status_pipeline.STATUS_WRITERS)
+        await until("more writes", lambda: api.in_flight == 2 * status_pipeline.STATUS_WRITERS)
+        controller.statuses.set_writers(1)  # never below the floor; writes in flight go on
+        assert controller.statuses.writers == status_pipeline.STATUS_WRITERS
         api.release.set()
-        await until("every pod written", lambda: controller.status_writes == len(uids))
+        await until("every pod written", lambda: controller.statuses.writes == len(uids))
