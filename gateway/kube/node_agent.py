@@ -9,7 +9,8 @@ node lifecycle controller sees it as unreachable just as it would a powered-off 
 A node belongs to one gateway at a time: the owner is recorded on the node (OWNER_ANNOTATION)
 and holds its Lease. Another gateway with a device of the same id refuses to serve the node
 (log line and Warning event naming both gateways) until the owner's Lease has expired, then
-takes it over; a restarted gateway has the same identity and resumes at once.
+takes it over; a restarted gateway has the same identity and resumes at once. The agent
+decides when; reading and writing the Lease is NodeLease's, the claim NodeOwnership's.
 
 API trouble is retried with capped exponential back-off; an answer that no retry can change
 (`KubeApiError.permanent`: 400, 403, 422, ...) ends the agent with an error and an event, so an
@@ -22,30 +23,31 @@ import asyncio
 import logging
 import random
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 from gateway.config import NodeConfig
 from gateway.kube.api import KubeApi, KubeApiError
 from gateway.kube.events import EventRecorder, ObjectRef
 from gateway.kube.memory_pressure import MemoryPressure
+from gateway.kube.node_lease import NodeLease
 from gateway.kube.node_object import (
-    OWNER_ANNOTATION,
     NodeFacts,
+    manifest_facts_metadata,
     memory_condition,
     node_manifest,
+    node_owner,
+    node_path,
     node_status,
     ready_condition,
 )
+from gateway.kube.node_ownership import NodeOwnership
 from gateway.link.retry import Backoff, RetryPolicy
 
 log = logging.getLogger(__name__)
 
-LEASE_NAMESPACE = "kube-node-lease"
 # A renewal this much after its due time counts as late in the figures (scale benchmark).
 LEASE_LATE_GRACE_S = 1.0
-# Renewals tried in a row when the Lease changed under ours (409): each re-reads it first.
-LEASE_CONFLICT_ATTEMPTS = 3
 # Back-off between attempts after an API failure: from 0.5 s, doubling, at most 30 s (jittered).
 API_BACKOFF = RetryPolicy(initial=0.5, maximum=30.0, jitter=0.5)
 
@@ -66,29 +68,6 @@ def status_report_delay(
     at once every interval from then on: a burst of 1000 writes every 5 minutes, which delays
     the lease renewals queued behind it."""
     return renewal_delay(interval, changed, draw)
-
-
-def micro_time(moment: datetime) -> str:
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
-def parse_time(text: object) -> datetime | None:
-    if not isinstance(text, str) or not text:
-        return None
-    try:
-        return datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-
-
-def lease_remaining(lease: dict[str, Any], now: datetime) -> float:
-    """Seconds until the lease expires (renewTime + leaseDurationSeconds); <= 0: expired."""
-    spec = lease.get("spec") or {}
-    renewed = parse_time(spec.get("renewTime"))
-    duration = spec.get("leaseDurationSeconds")
-    if renewed is None or not isinstance(duration, int):
-        return 0.0
-    return (renewed + timedelta(seconds=duration) - now).total_seconds()
 
 
 class NodeAgent:
@@ -129,12 +108,12 @@ class NodeAgent:
         self.message = "waiting for the device's handshake"
         self.since = datetime.now(UTC)
         self.boot = self.since
-        self.node_uid: str | None = None
         self.owned = False
-        self.refused_by: str | None = None  # the other gateway while we wait for its lease
         self.failed: str | None = None  # the permanent API error that stopped this agent
-        # resourceVersion of our Lease as last written (None: read it, or create it, first).
-        self._lease_version: str | None = None
+        self.lease = NodeLease(api, name, self.owner, config)
+        self.ownership = NodeOwnership(
+            api, name, self.owner, self.lease, self._event, look_again_s=API_BACKOFF.initial
+        )
         self._wake = asyncio.Event()
         self._waiter: asyncio.Future[None] | None = None  # the loop's sleep, cut short by _signal
         # The status as last written but for its conditions (None: write everything next time).
@@ -146,8 +125,6 @@ class NodeAgent:
         self._went_down = False  # the link was up once and is down now
         self._recheck_owner = False  # link back up: someone may have taken the node meanwhile
         self.status_writes = 0
-        self.lease_renewals = 0
-        self.lease_conflicts = 0  # renewals refused with 409 (and tried again at once)
         self.lease_late = 0  # renewals made later than the renew interval plus a grace
         self.removed = False  # deleted after nodes.remove_after_s without its device
         self._down_since: float | None = None
@@ -157,11 +134,7 @@ class NodeAgent:
 
     @property
     def _path(self) -> str:
-        return f"/api/v1/nodes/{self.name}"
-
-    @property
-    def _lease_path(self) -> str:
-        return f"/apis/coordination.k8s.io/v1/namespaces/{LEASE_NAMESPACE}/leases/{self.name}"
+        return node_path(self.name)
 
     # --- inputs -------------------------------------------------------------------------------
 
@@ -220,19 +193,12 @@ class NodeAgent:
         otherwise the seconds to wait before asking again."""
         facts = self.facts
         manifest = node_manifest(self.name, facts, self.config, owner=self.owner)
-        try:
-            node = await self.api.get(self._path)
-        except KubeApiError as exc:
-            if not exc.not_found:
-                raise
-            node = None
-        wait = await (self._create(manifest) if node is None else self._adopt(node, manifest))
+        wait = await self.ownership.take(manifest, facts.device_id)
         if wait is not None:
             return wait
-        self._lease_version = None
+        self.lease.forget()
         self._status_rest = None
         self._written_metadata = manifest_facts_metadata(manifest)
-        self.refused_by = None
         if not self.owned:
             self.owned = True
             # The kubelet's "Starting kubelet." when it starts serving the node.
@@ -246,99 +212,12 @@ class NodeAgent:
         await self.write_status()
         return None
 
-    async def _create(self, manifest: dict[str, Any]) -> float | None:
-        """A new node, ours; else the seconds to wait before looking again."""
-        try:
-            created = await self.api.create("/api/v1/nodes", manifest)
-        except KubeApiError as exc:
-            if exc.conflict:  # another gateway created it a moment ago: look again
-                return API_BACKOFF.initial
-            raise
-        self.node_uid = created["metadata"]["uid"]
-        log.info("node %s created (owner %s)", self.name, self.owner)
-        self._event("Normal", "RegisteredNode", "node registered")
-        return None
-
-    async def _adopt(self, node: dict[str, Any], manifest: dict[str, Any]) -> float | None:
-        """The existing node made ours (when its owner's lease has expired); else the seconds
-        to wait before asking again."""
-        meta = node.get("metadata") or {}
-        previous = (meta.get("annotations") or {}).get(OWNER_ANNOTATION) or ""
-        if previous and previous != self.owner:
-            wait = await self._owner_alive_for(previous)
-            if wait is not None:
-                self._refuse(previous, wait)
-                return wait
-        # The resourceVersion makes this a conditional update: of two gateways taking over
-        # at once, one gets 409 and looks again.
-        patch = {
-            "metadata": {**manifest["metadata"], "resourceVersion": meta["resourceVersion"]},
-            "spec": manifest["spec"],
-        }
-        try:
-            adopted = await self.api.patch(self._path, patch)
-        except KubeApiError as exc:
-            if exc.conflict:
-                return API_BACKOFF.initial
-            raise
-        self.node_uid = adopted["metadata"]["uid"]
-        if previous and previous != self.owner:
-            log.warning(
-                "node %s: taken over from gateway %s, whose lease has expired",
-                self.name,
-                previous,
-            )
-            self._event(
-                "Normal",
-                "NodeTakenOver",
-                f"gateway {self.owner} serves the node: gateway {previous} stopped renewing "
-                "its lease",
-            )
-        else:
-            log.info("node %s exists; adopted (owner %s)", self.name, self.owner)
-        return None
-
-    async def _owner_alive_for(self, owner: str) -> float | None:
-        """Seconds the other owner's lease still runs; None when it has expired (or is gone)."""
-        try:
-            lease = await self.api.get(self._lease_path)
-        except KubeApiError as exc:
-            if exc.not_found:
-                return None
-            raise
-        if (lease.get("spec") or {}).get("holderIdentity") == self.owner:
-            return None
-        remaining = lease_remaining(lease, datetime.now(UTC))
-        return remaining if remaining > 0 else None
-
-    def _refuse(self, owner: str, wait: float) -> None:
-        if self.refused_by != owner:
-            log.warning(
-                "node %s is served by gateway %s; this gateway (%s) does not serve device %s as "
-                "that node until %s stops renewing the node's lease (%.0f s left). Two devices "
-                "with one id? Give each device its own id.",
-                self.name,
-                owner,
-                self.owner,
-                self.facts.device_id,
-                owner,
-                wait,
-            )
-            self._event(
-                "Warning",
-                "NodeOwnedElsewhere",
-                f"gateway {self.owner} also has a device with id {self.facts.device_id!r} and "
-                f"does not serve it: the node belongs to gateway {owner} while it renews the "
-                "node's lease",
-            )
-        self.refused_by = owner
-
     def _lose(self, owner: str) -> None:
         """Another gateway took the node (our lease had expired): stop serving it."""
         if not self.owned:
             return
         self.owned = False
-        self._lease_version = None
+        self.lease.forget()
         log.warning(
             "node %s was taken over by gateway %s; this gateway (%s) stops serving it",
             self.name,
@@ -358,7 +237,7 @@ class NodeAgent:
         """Create the node again (deleted while its device is attached), or adopt it."""
         wait = await self.claim()
         if wait is not None:
-            self._lose(self.refused_by or "?")
+            self._lose(self.ownership.refused_by or "?")
 
     async def write_status(self, *, changed: bool = True) -> None:
         """Patch the node's status; `changed=False`: the periodic re-post of an unchanged one."""
@@ -403,7 +282,7 @@ class NodeAgent:
         self.status_due = now_loop + status_report_delay(
             self.config.status_interval_s, changed, self._draw
         )
-        owner = ((node.get("metadata") or {}).get("annotations") or {}).get(OWNER_ANNOTATION)
+        owner = node_owner(node)
         if owner and owner != self.owner:
             self._lose(owner)
 
@@ -430,85 +309,22 @@ class NodeAgent:
         self._written_metadata = current
 
     async def renew_lease(self) -> None:
-        """Renew (or create) the Lease: a merge patch of its spec carrying the resourceVersion
-        last written, so a concurrent change still conflicts (409) as a full update would. A
-        conflict re-reads the Lease and tries again at once, as the kubelet's lease controller
-        does: waiting for the next interval would leave a gap of two in the renewals."""
-        now = datetime.now(UTC)
-        for attempt in range(1, LEASE_CONFLICT_ATTEMPTS + 1):
-            try:
-                await self._renew_once(now)
-                return
-            except KubeApiError as exc:
-                self._lease_version = None  # re-read next time: a conflict or a deleted lease
-                if exc.not_found:
-                    # The garbage collector deletes the lease with its node: check the node too.
-                    await self._ensure_node_exists()
-                    return
-                if not exc.conflict:
-                    raise
-                self.lease_conflicts += 1
-                if attempt == LEASE_CONFLICT_ATTEMPTS:
-                    log.warning(
-                        "node %s: the lease changed under every one of %d renewals in a row "
-                        "(409 Conflict); trying again at the next interval",
-                        self.name,
-                        attempt,
-                    )
-
-    async def _renew_once(self, now: datetime) -> None:
-        version = self._lease_version
-        if version is None:
-            try:
-                lease = await self.api.get(self._lease_path)
-            except KubeApiError as exc:
-                if not exc.not_found:
-                    raise
-                lease = await self.api.create(
-                    f"/apis/coordination.k8s.io/v1/namespaces/{LEASE_NAMESPACE}/leases",
-                    self._new_lease(now),
-                )
-                self._lease_version = lease["metadata"]["resourceVersion"]
-                self.lease_renewals += 1
-                return
-            holder = (lease.get("spec") or {}).get("holderIdentity") or ""
-            if holder not in ("", self.owner, self.name) and lease_remaining(lease, now) > 0:
-                self._lose(holder)  # another gateway renews it: it has taken the node
-                return
-            version = lease["metadata"]["resourceVersion"]
-        patch = {
-            "metadata": {"resourceVersion": version},
-            "spec": {
-                "holderIdentity": self.owner,
-                "leaseDurationSeconds": self.config.lease_duration_s,
-                "renewTime": micro_time(now),
-            },
-        }
-        lease = await self.api.patch(self._lease_path, patch, kind="merge")
-        self._lease_version = lease["metadata"]["resourceVersion"]
-        self.lease_renewals += 1
-
-    def _new_lease(self, now: datetime) -> dict[str, Any]:
-        meta: dict[str, Any] = {"name": self.name, "namespace": LEASE_NAMESPACE}
-        if self.node_uid:
-            meta["ownerReferences"] = [
-                {"apiVersion": "v1", "kind": "Node", "name": self.name, "uid": self.node_uid}
-            ]
-        return {
-            "apiVersion": "coordination.k8s.io/v1",
-            "kind": "Lease",
-            "metadata": meta,
-            "spec": {
-                "holderIdentity": self.owner,
-                "leaseDurationSeconds": self.config.lease_duration_s,
-                "renewTime": micro_time(now),
-            },
-        }
+        """Renew the Lease (see NodeLease.renew); stop serving if another gateway holds it."""
+        try:
+            holder = await self.lease.renew()
+        except KubeApiError as exc:
+            if not exc.not_found:
+                raise
+            # The garbage collector deletes the lease with its node: check the node too.
+            await self._ensure_node_exists()
+            return
+        if holder is not None:
+            self._lose(holder)
 
     async def _ensure_node_exists(self) -> None:
         try:
             node = await self.api.get(self._path)
-            self.node_uid = node["metadata"]["uid"]
+            self.lease.node_uid = node["metadata"]["uid"]
         except KubeApiError as exc:
             if not exc.not_found:
                 raise
@@ -528,7 +344,7 @@ class NodeAgent:
             if exc.not_found:
                 return True  # gone: ours to create again
             raise
-        owner = ((node.get("metadata") or {}).get("annotations") or {}).get(OWNER_ANNOTATION)
+        owner = node_owner(node)
         if owner and owner != self.owner:
             self._lose(owner)
             return False
@@ -677,16 +493,3 @@ class NodeAgent:
 def _resolve(waiter: asyncio.Future[None]) -> None:
     if not waiter.done():
         waiter.set_result(None)
-
-
-def manifest_facts_metadata(manifest: dict[str, Any]) -> dict[str, dict[str, str]]:
-    """The labels and annotations of a node manifest (what the device's facts decide)."""
-    meta = manifest["metadata"]
-    return {
-        "labels": dict(meta.get("labels") or {}),
-        "annotations": {
-            key: value
-            for key, value in (meta.get("annotations") or {}).items()
-            if key != OWNER_ANNOTATION
-        },
-    }

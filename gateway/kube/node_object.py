@@ -200,3 +200,26 @@ def node_manifest(
         },
         "spec": spec,
     }
+
+
+def node_path(name: str) -> str:
+    return f"/api/v1/nodes/{name}"
+
+
+def node_owner(node: dict[str, Any]) -> str:
+    """The gateway recorded as the node's owner ("" when none is)."""
+    owner: str = ((node.get("metadata") or {}).get("annotations") or {}).get(OWNER_ANNOTATION) or ""
+    return owner
+
+
+def manifest_facts_metadata(manifest: dict[str, Any]) -> dict[str, dict[str, str]]:
+    """The labels and annotations of a node manifest (what the device's facts decide)."""
+    meta = manifest["metadata"]
+    return {
+        "labels": dict(meta.get("labels") or {}),
+        "annotations": {
+            key: value
+            for key, value in (meta.get("annotations") or {}).items()
+            if key != OWNER_ANNOTATION
+        },
+    }

@@ -23,7 +23,8 @@ from gateway.config import NodeConfig, node_name_for
 from gateway.device_node import DeviceNode
 from gateway.kube.api import KubeApi, KubeApiError
 from gateway.kube.events import EventRecorder, ObjectRef
-from gateway.kube.node_agent import LEASE_NAMESPACE, NodeAgent
+from gateway.kube.node_agent import NodeAgent
+from gateway.kube.node_lease import LEASE_NAMESPACE
 from gateway.kube.node_object import NodeFacts
 from gateway.names import is_label_value
 from hil.cluster.local import LocalCluster
@@ -138,8 +139,8 @@ async def test_a_lease_changed_under_the_renewal_is_re_read_and_renewed_at_once(
             await agent.renew_lease()
             lease = await api.get(lease_path)
             assert lease["spec"]["renewTime"] > before
-            assert agent.lease_renewals == 3
-            assert agent.lease_conflicts == 1
+            assert agent.lease.renewals == 3
+            assert agent.lease.conflicts == 1
             assert lease["spec"]["holderIdentity"] == agent.owner
             assert lease["metadata"]["labels"] == {"touched": "yes"}
         finally:
@@ -187,7 +188,7 @@ def serving(node: DeviceNode) -> bool:
 async def refused(env: Wirelet, owner: str) -> bool:
     """The gateway's one device waits for `owner`'s lease instead of serving."""
     nodes = list(env.gateway.nodes.values())
-    return bool(nodes and nodes[0].agent and nodes[0].agent.refused_by == owner)
+    return bool(nodes and nodes[0].agent and nodes[0].agent.ownership.refused_by == owner)
 
 
 SHORT_LEASE = {"lease_duration_s": 2, "lease_renew_interval_s": 0.5, "status_interval_s": 5.0}
@@ -227,7 +228,7 @@ async def test_two_gateways_one_device_id_one_owner_then_takeover(
                     )
                     assert "gw-a" in refused[0]["message"] and "gw-b" in refused[0]["message"]
                     (b_node,) = second.gateway.nodes.values()
-                    assert b_node.agent is not None and b_node.agent.refused_by == "gw-a"
+                    assert b_node.agent is not None and b_node.agent.ownership.refused_by == "gw-a"
                     assert not serving(b_node) and b_node.runtime is None
                     node = await api.get(f"/api/v1/nodes/{name}")
                     assert node["metadata"]["annotations"][OWNER] == "gw-a"

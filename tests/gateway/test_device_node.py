@@ -282,7 +282,7 @@ async def test_close_stops_the_node_agent_and_a_waiting_orphan_check(
             "attached",
             lambda: rig.name in rig.controller.nodes and rig.controller.nodes[rig.name].runtime,
         )
-        await until("lease renewed", lambda: rig.node.agent and rig.node.agent.lease_renewals)
+        await until("lease renewed", lambda: rig.node.agent and rig.node.agent.lease.renewals)
 
         def background() -> list[str]:
             return sorted(

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from gateway.errors import ConfigError
-from gateway.kube.node_agent import lease_remaining, micro_time
+from gateway.kube.node_lease import lease_remaining, micro_time
 from gateway.state_dir import StateDir
 
 
