@@ -14,7 +14,7 @@ from typing import Any
 
 import aiohttp
 
-from bench import common
+from bench import processes
 from gateway.kube.api import KubeApi
 from hil.cluster.local import LocalCluster, free_port
 
@@ -77,7 +77,7 @@ class StaticCeiling:
         self.cluster, self.api, self.work, self.node = cluster, api, work, node
         self.namespace = namespace
         self.port = free_port()
-        self.child: common.Child | None = None
+        self.child: processes.Child | None = None
 
     async def start(self, size: int) -> None:
         path = self.work / "static.txt"
@@ -85,7 +85,7 @@ class StaticCeiling:
         path.write_bytes((line * (size // len(line) + 1))[:size])
         cert, key = self.cluster.sign_serving_cert(["127.0.0.1", "localhost"], self.work / "static")
         argv = [sys.executable, "-m", "bench.static_file_server", str(path), str(cert), str(key)]
-        self.child = common.Child(
+        self.child = processes.Child(
             "static", [*argv, str(self.port)], self.work / "static.log", None, keep=("ready",)
         )
         await self.child.start()

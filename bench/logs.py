@@ -42,7 +42,7 @@ from typing import Any
 
 import aiohttp
 
-from bench import common
+from bench import common, processes
 from bench.common import say, spread
 from bench.log_fetch import (
     StaticCeiling,
@@ -244,7 +244,7 @@ async def _run(  # noqa: PLR0912, PLR0915 (one benchmark scene, set up and measu
         static = StaticCeiling(cl, api, work, f"lg{suffix}-static", variants[0].namespace)
         try:
             for v in variants:
-                config = common.gateway_config(
+                config = processes.gateway_config(
                     cl, work / v.label / "gw", work / v.label / "devices", v.prefix
                 )
                 await stack.enter_async_context(
@@ -252,7 +252,7 @@ async def _run(  # noqa: PLR0912, PLR0915 (one benchmark scene, set up and measu
                 )
                 # The flood's device in a process of its own: in this one, its work would
                 # delay the reading of kubectl's output, which the latencies are timed by.
-                flooder = await common.start_emulator(
+                flooder = await processes.start_emulator(
                     work / v.label / "devices",
                     1,
                     work / f"emulator-{v.label}.log",
@@ -260,7 +260,7 @@ async def _run(  # noqa: PLR0912, PLR0915 (one benchmark scene, set up and measu
                     device_id="flood",
                 )
                 stack.push_async_callback(flooder.stop)
-                gateway = common.gateway_child(
+                gateway = processes.gateway_child(
                     config, work / f"gateway-{v.label}.log", source=v.source
                 )
                 gateways.append(gateway)

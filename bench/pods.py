@@ -32,7 +32,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from bench import common
+from bench import common, processes
 from bench.common import Watcher, say
 from bench.pods_report import TARGETS, print_entry, print_run
 from bench.pods_rounds import Measure, Size, in_rounds, summarize
@@ -267,13 +267,13 @@ async def run_wirelet(
     prefix = f"wb{uuid.uuid4().hex[:4]}-"
     device_dir = workdir / "devices"
     slots = -(-size.pods // size.nodes) * 2  # room to spare: the scheduler need not be exact
-    emulator = await common.start_emulator(
+    emulator = await processes.start_emulator(
         device_dir, size.nodes, workdir / "emulator.log", task_slots=slots
     )
     qps = OPTIONS.gateway_qps
     kube = {"qps": qps, "burst": 2 * qps} if qps else None
-    config = common.gateway_config(cluster, workdir / "gw", device_dir, prefix, kube=kube)
-    gateway = common.gateway_child(config, workdir / "gateway.log", source=source)
+    config = processes.gateway_config(cluster, workdir / "gw", device_dir, prefix, kube=kube)
+    gateway = processes.gateway_child(config, workdir / "gateway.log", source=source)
     who = "wirelet (baseline)" if source else "wirelet"
     names = [f"{prefix}emu-{i:04d}" for i in range(size.nodes)]
     try:
@@ -298,7 +298,7 @@ async def run_wirelet(
                 )
             )
             print_run(who, size, runs[-1])
-        sampler = common.ProcSampler(gateway.pid)
+        sampler = processes.ProcSampler(gateway.pid)
         rss = sampler.read()[2] / 1e6
     finally:
         await gateway.stop()

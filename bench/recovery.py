@@ -23,7 +23,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from bench import common
+from bench import common, processes
 from bench.common import Watcher, say, spread
 from bench.scale import LEASES, _renew_time
 from bench.stuck import wait_nodes_ready
@@ -61,7 +61,7 @@ async def replug_runs(
 
 async def restart_runs(
     api: KubeApi,
-    gateway: common.Child,
+    gateway: processes.Child,
     nodes: list[str],
     namespace: str,
     repeats: int,
@@ -142,8 +142,8 @@ async def run(cluster: LocalCluster | None, quick: bool, repeats: int) -> dict[s
         namespace = f"bench-recovery-{suffix}"
         with tempfile.TemporaryDirectory(prefix="wirelet-bench-recovery-") as tmp:
             work = Path(tmp)
-            config = common.gateway_config(cl, work / "gw", work / "devices", prefix)
-            gateway = common.gateway_child(config, work / "gateway.log")
+            config = processes.gateway_config(cl, work / "gw", work / "devices", prefix)
+            gateway = processes.gateway_child(config, work / "gateway.log")
             try:
                 async with EmulatedFleet(work / "devices", profiles, control_socket=False) as fleet:
                     await gateway.start()

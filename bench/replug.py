@@ -21,7 +21,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from bench import common
+from bench import common, processes
 from bench.common import say, spread
 from gateway.app import Gateway
 from gateway.config import load_config
@@ -72,7 +72,9 @@ async def run(cluster: LocalCluster | None, quick: bool, repeats: int) -> dict[s
         api = await common.admin_api(cl)
         with tempfile.TemporaryDirectory(prefix="wirelet-bench-replug-") as tmp:
             work = Path(tmp)
-            config = load_config(common.gateway_config(cl, work / "gw", work / "devices", prefix))
+            config = load_config(
+                processes.gateway_config(cl, work / "gw", work / "devices", prefix)
+            )
             try:
                 async with (
                     EmulatedFleet(work / "devices", profiles, control_socket=False) as fleet,

@@ -8,7 +8,7 @@ import contextlib
 import time
 from collections.abc import Callable
 
-from bench import common
+from bench import processes
 from gateway.kube.api import KubeApi
 from hil.cluster.local import LocalCluster
 
@@ -27,7 +27,7 @@ def cpu_seconds(pids: list[int]) -> float:
     total = 0.0
     for pid in pids:
         with contextlib.suppress(OSError):
-            total += common.ProcSampler(pid).read()[1]
+            total += processes.ProcSampler(pid).read()[1]
     return total
 
 

@@ -49,8 +49,9 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from bench import common
-from bench.common import Child, ProcSampler, Watcher, say, spread
+from bench import common, processes
+from bench.common import Watcher, say, spread
+from bench.processes import Child, ProcSampler
 from bench.stuck import wait_nodes_ready
 from gateway.app import BURST_PER_DEVICE, QPS_PER_DEVICE
 from gateway.config import KubeConfig, NodeConfig
@@ -374,10 +375,10 @@ async def _start_hosts(
     for g, prefix in enumerate(prefixes):
         host = workdir / f"host{g}"
         emulators.append(
-            await common.start_emulator(host / "devices", run.devices, host / "emulator.log")
+            await processes.start_emulator(host / "devices", run.devices, host / "emulator.log")
         )
-        config = common.gateway_config(cluster, host / "gw", host / "devices", prefix)
-        gateways.append(common.gateway_child(config, host / "gateway.log", source=run.source))
+        config = processes.gateway_config(cluster, host / "gw", host / "devices", prefix)
+        gateways.append(processes.gateway_child(config, host / "gateway.log", source=run.source))
     for gateway in gateways:
         await gateway.start()
 

@@ -36,8 +36,9 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from bench import common
-from bench.common import ProcSampler, say
+from bench import common, processes
+from bench.common import say
+from bench.processes import Child, ProcSampler
 from bench.soak_report import SoakReport, check_log, print_report
 from gateway.kube.api import KubeApi, KubeApiError
 from hil.cluster.local import LocalCluster
@@ -100,7 +101,7 @@ class Soak:
     # --- the gateway process ---------------------------------------------------------------
 
     def _config(self) -> Path:
-        return common.gateway_config(
+        return processes.gateway_config(
             self.cluster,
             self.workdir,
             self.device_dir,
@@ -109,8 +110,8 @@ class Soak:
             link=SOAK_LINK,
         )
 
-    async def _start_gateway(self, config: Path) -> common.Child:
-        child = common.gateway_child(config, self.workdir / "gateway.log")
+    async def _start_gateway(self, config: Path) -> Child:
+        child = processes.gateway_child(config, self.workdir / "gateway.log")
         await child.start()
         sampler = ProcSampler(child.pid, period=1.0)
         sampler.start()
@@ -229,7 +230,7 @@ class Soak:
 
     # --- chaos -----------------------------------------------------------------------------------
 
-    async def _chaos(self, fleet: EmulatedFleet, gateway: list[common.Child], config: Path) -> None:
+    async def _chaos(self, fleet: EmulatedFleet, gateway: list[Child], config: Path) -> None:
         order: list[str] = []
         while True:
             await asyncio.sleep(self.chaos_every_s * (0.5 + self.rng.random()))

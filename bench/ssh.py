@@ -25,7 +25,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from bench import common
+from bench import common, processes
 from bench.common import say, spread
 from bench.logs import STAMP_INTERVAL_MS, StampApp
 from bench.stuck import wait_nodes_ready
@@ -173,10 +173,10 @@ async def _run(cluster: LocalCluster | None, quick: bool, repeats: int) -> dict[
             work = Path(tmp)
             sshd = Sshd(work / "sshd")
             sshd.start()
-            config = common.gateway_config(cl, work / "gw", work / "devices", prefix)
+            config = processes.gateway_config(cl, work / "gw", work / "devices", prefix)
             with config.open("a", encoding="utf-8") as toml:
                 toml.write(ssh_section(sshd, "host"))
-            gateway = common.gateway_child(config, work / "gateway.log")
+            gateway = processes.gateway_child(config, work / "gateway.log")
             profiles = [DeviceProfile(device_id="serial", baud=115200, task_slots=64)]
             try:
                 async with EmulatedFleet(work / "devices", profiles, control_socket=False):

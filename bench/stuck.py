@@ -8,7 +8,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from bench import common
+from bench import common, processes
 from bench.common import Watcher
 from gateway.kube.api import KubeApi
 
@@ -105,7 +105,7 @@ async def describe_stuck(
     return "\n".join([*lines, f"  stuck by phase: {counts}{note}"])
 
 
-def process_state(*children: common.Child) -> str:
+def process_state(*children: processes.Child) -> str:
     """Whether each child still runs, and the last lines of the log of any that exited."""
     lines = []
     for child in children:

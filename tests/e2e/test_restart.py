@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.common import write_toml
+from bench.processes import write_toml
 from firmware_protocol import StartTask, StopTask
 from gateway.app import Gateway
 from gateway.config import config_from_mapping

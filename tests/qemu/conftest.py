@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.common import write_toml
+from bench.processes import write_toml
 from gateway.kube.api import KubeApi, load_configuration
 from hil.cluster.local import LocalCluster
 from hil.qemu.firmware import missing_tools

@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from bench.common import write_toml
+from bench.processes import write_toml
 from gateway.kube.api import KubeApi, load_configuration
 from hil.cluster.local import LocalCluster
 from tests.e2e.conftest import (
