@@ -42,55 +42,34 @@ import sys
 import tempfile
 import time
 import uuid
-from collections import Counter
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from bench import common, processes
 from bench.common import Watcher, say, spread
+from bench.control_plane import (
+    IDLE_WINDOW_S,
+    Idle,
+    control_plane_samplers,
+    measure_idle,
+    rates,
+    request_counts,
+    settle,
+)
 from bench.processes import Child, ProcSampler
+from bench.scale_limit import api_server_limit
 from bench.stuck import wait_nodes_ready
-from gateway.app import BURST_PER_DEVICE, QPS_PER_DEVICE
-from gateway.config import KubeConfig, NodeConfig
+from gateway.config import NodeConfig
 from gateway.kube.api import KubeApi
 from gateway.kube.node_agent import LEASE_LATE_GRACE_S
 from hil.cluster.local import LocalCluster
 
 LEASES = "/apis/coordination.k8s.io/v1/namespaces/kube-node-lease/leases"
 SLICE_S = 5.0
-IDLE_WINDOW_S = 15.0  # the control plane on its own, before any gateway
-# Before the idle window: the control plane must be done with what ran before (the pods
-# benchmark's namespaces take minutes of API server and etcd work to delete after it ends; one
-# full run measured the API server "idle" at 59% of a core there). Quiet: no namespace
-# terminating and the API server below QUIET_APISERVER_PERCENT in QUIET_SLICES slices in a row.
-QUIET_SLICE_S = 5.0
-QUIET_SLICES = 2
-QUIET_APISERVER_PERCENT = 15.0
-QUIET_WITHIN_S = 300.0
-# New nodes keep the controller manager busy after they are Ready (it GETs and PATCHes each to
-# lift the not-ready taint and posts an event; at its own QPS that takes ~25 s per 100 nodes):
-# the steady window starts once that traffic is done.
-CONTROLLER_NODE_TRAFFIC = ("GET nodes", "PATCH nodes", "POST events")
-SETTLE_POLL_S = 5.0
-SETTLE_QUIET_POLLS = 2
 TARGETS = {"cpu_percent_max": 10.0, "rss_mb_max": 200.0, "lease_on_time_share_min": 1.0}
-
-# A kubelet's steady API requests per node, from its defaults (pkg/kubelet, client-go):
-# the node Lease is renewed (PUT) every 10 s (a quarter of the 40 s lease); node status is
-# computed every 10 s (nodeStatusUpdateFrequency) and PATCHed when changed or every 5 min
-# (nodeStatusReportFrequency); before it read its Node from an informer, every status
-# computation was a GET of the Node from the API server's cache (0.1/s); its ~6 watches (its
-# Node, its pods, services, runtime classes, CSI drivers, its pods' config maps and secrets)
-# are re-opened every 5-10 min (client-go's reflector timeout), and stay open meanwhile.
-KUBELET_REQUESTS_PER_S = {
-    "lease renew (PUT)": 0.1,
-    "node status (PATCH, unchanged)": 1 / 300,
-    "watches re-opened (~6, every 5-10 min)": 6 / 450,
-}
-KUBELET_OLD_NODE_GET_PER_S = 0.1  # kubelets that GET their Node every status computation
 
 
 def sizes(quick: bool) -> list[int]:
@@ -102,144 +81,6 @@ def _renew_time(lease: dict[str, Any]) -> float | None:
     if not text:
         return None
     return datetime.strptime(text.replace("Z", "+0000"), "%Y-%m-%dT%H:%M:%S.%f%z").timestamp()
-
-
-# -- the API server's request counters --------------------------------------------------------
-
-
-async def request_counts(api: KubeApi) -> Counter[str]:
-    """`apiserver_request_total` summed by verb and resource: "PATCH leases", ..."""
-    counts: Counter[str] = Counter()
-    for line in (await api.get_text("/metrics")).splitlines():
-        if not line.startswith("apiserver_request_total{"):
-            continue
-        labels_text, _, value = line.rpartition(" ")
-        labels = dict(
-            part.split("=", 1)
-            for part in labels_text[len("apiserver_request_total{") : -1].split(",")
-        )
-        resource = labels.get("resource", '""').strip('"')
-        sub = labels.get("subresource", '""').strip('"')
-        key = f"{labels.get('verb', '').strip(chr(34))} {resource}{'/' + sub if sub else ''}"
-        counts[key] += int(float(value))
-    return counts
-
-
-def rates(before: Counter[str], after: Counter[str], seconds: float) -> dict[str, float]:
-    return {k: (after[k] - before[k]) / seconds for k in after if after[k] > before[k]}
-
-
-@dataclass
-class Idle:
-    """The control plane without gateways: its own request rate and CPU."""
-
-    request_rates: dict[str, float] = field(default_factory=dict)
-    cpu_percent: dict[str, float] = field(default_factory=dict)
-    before: dict[str, Any] = field(default_factory=dict)  # what quiet_control_plane waited for
-
-    def less(self, window: dict[str, float]) -> dict[str, float]:
-        """A window's request rates less the idle ones: what the gateways sent."""
-        above = {k: v - self.request_rates.get(k, 0.0) for k, v in window.items()}
-        return {k: v for k, v in above.items() if v > 0.05}
-
-
-async def terminating_namespaces(api: KubeApi) -> list[str]:
-    listing = await api.get("/api/v1/namespaces")
-    return [
-        str(ns["metadata"]["name"])
-        for ns in listing.get("items") or []
-        if (ns.get("status") or {}).get("phase") == "Terminating"
-    ]
-
-
-def is_quiet(apiserver_slices: list[float], terminating: list[str]) -> bool:
-    """The last QUIET_SLICES slices under the threshold, no namespace being deleted."""
-    last = apiserver_slices[-QUIET_SLICES:]
-    return (
-        not terminating
-        and len(last) == QUIET_SLICES
-        and all(p < QUIET_APISERVER_PERCENT for p in last)
-    )
-
-
-async def quiet_control_plane(cluster: LocalCluster, api: KubeApi) -> dict[str, Any]:
-    """Wait (bounded) until the control plane is done with earlier work; what was waited for."""
-    sampler = ProcSampler(cluster.pids["kube-apiserver"], period=QUIET_SLICE_S)
-    started = time.monotonic()
-    sampler.start()
-    terminating: list[str] = []
-    slices: list[float] = []
-    try:
-        while time.monotonic() - started < QUIET_WITHIN_S:
-            await asyncio.sleep(QUIET_SLICE_S)
-            terminating = await terminating_namespaces(api)
-            slices = sampler.cpu_percent_slices(QUIET_SLICE_S)
-            if is_quiet(slices, terminating):
-                break
-    finally:
-        await sampler.stop()
-    waited = {
-        "waited_s": round(time.monotonic() - started, 1),
-        "quiet": is_quiet(slices, terminating),
-        "apiserver_cpu_percent_last": [round(p, 1) for p in slices[-QUIET_SLICES:]],
-        "terminating_namespaces": len(terminating),
-    }
-    say(
-        f"  control plane {'quiet' if waited['quiet'] else 'still busy'} after "
-        f"{waited['waited_s']:.0f} s (API server {waited['apiserver_cpu_percent_last']}% "
-        f"of a core, {len(terminating)} namespaces terminating)"
-    )
-    return waited
-
-
-async def measure_idle(cluster: LocalCluster, api: KubeApi) -> Idle:
-    waited = await quiet_control_plane(cluster, api)
-    samplers = _control_plane_samplers(cluster)
-    for sampler in samplers.values():
-        sampler.start()
-    before, started = await request_counts(api), time.monotonic()
-    await asyncio.sleep(IDLE_WINDOW_S)
-    after = await request_counts(api)
-    elapsed = time.monotonic() - started
-    for sampler in samplers.values():
-        await sampler.stop()
-    idle = Idle(
-        rates(before, after, elapsed),
-        {k: s.cpu_percent_total() for k, s in samplers.items()},
-        waited,
-    )
-    say(
-        f"  idle control plane: {sum(idle.request_rates.values()):.1f} requests/s; "
-        + ", ".join(f"{k} {v:.1f}%" for k, v in idle.cpu_percent.items())
-    )
-    return idle
-
-
-async def settle(api: KubeApi, idle: Idle, nodes: int) -> tuple[float, bool]:
-    """Wait until the controllers are done with the new nodes (their node requests and events
-    below a trickle); the seconds waited and whether they were done within the bound."""
-    started = time.monotonic()
-    bound = 60.0 + 0.4 * nodes
-    trickle = max(0.5, 0.002 * nodes)
-    before = await request_counts(api)
-    quiet = 0  # polls in a row below the trickle: one alone can fall in a lull of a burst
-    while time.monotonic() - started < bound:
-        await asyncio.sleep(SETTLE_POLL_S)
-        after = await request_counts(api)
-        busy = idle.less(rates(before, after, SETTLE_POLL_S))
-        quiet = quiet + 1 if sum(busy.get(k, 0.0) for k in CONTROLLER_NODE_TRAFFIC) < trickle else 0
-        if quiet >= SETTLE_QUIET_POLLS:
-            return time.monotonic() - started, True
-        before = after
-    return time.monotonic() - started, False
-
-
-def _control_plane_samplers(cluster: LocalCluster) -> dict[str, ProcSampler]:
-    return {
-        component: ProcSampler(pid)
-        for component, pid in cluster.pids.items()
-        if component in ("kube-apiserver", "etcd")
-    }
 
 
 # -- one run: G gateways x N devices ----------------------------------------------------------
@@ -291,7 +132,7 @@ async def one_run(
             return {"gateways": run.gateways, "devices": run.devices, "tree": run.tree, **steady}
         samplers = {f"gateway{g}": ProcSampler(gw.pid) for g, gw in enumerate(gateways)}
         samplers |= {f"emulator{g}": ProcSampler(em.pid) for g, em in enumerate(emulators)}
-        samplers |= _control_plane_samplers(cluster)
+        samplers |= control_plane_samplers(cluster)
         for sampler in samplers.values():
             sampler.start()
         spy = await _profile(gateways[0].pid, window, run.profile) if run.profile else None
@@ -446,76 +287,6 @@ def _print(r: dict[str, Any]) -> None:
         f"{r['nodes_renewing_in_window']} nodes renewing; {r['api_requests_per_s_total']:.1f} "
         f"API requests/s; [{others}, emulators {r['emulators_cpu_percent']:.1f}%]"
     )
-
-
-# -- what a deployment hits first -------------------------------------------------------------
-
-
-def api_server_limit(result: dict[str, Any], idle: Idle) -> dict[str, Any]:
-    """From one one-gateway run: requests/s per device, the API server's CPU per request and per
-    device (above its idle CPU), and the device counts at which the API server and the gateway
-    would each need a whole core; and at the default QPS budget (QPS_PER_DEVICE per device),
-    the count beyond which the budget asks more of the API server than one core answers."""
-    devices = result["devices"]
-    per_s = result["api_requests_per_s_total"]
-    apiserver = result["control_plane_cpu_percent"].get("kube-apiserver", float("nan"))
-    apiserver_above_idle = apiserver - idle.cpu_percent.get("kube-apiserver", 0.0)
-    gateway = result["gateway_cpu_percent"]["median"]
-    cpu_ms_per_request = 10.0 * apiserver_above_idle / per_s if per_s else float("nan")
-    kubelet = sum(KUBELET_REQUESTS_PER_S.values())
-    figure = {
-        "devices": devices,
-        "requests_per_s_per_device": per_s / devices,
-        "kubelet_requests_per_s_per_node": kubelet,
-        "kubelet_requests_per_s_per_node_with_node_get": kubelet + KUBELET_OLD_NODE_GET_PER_S,
-        "kubelet_requests": KUBELET_REQUESTS_PER_S,
-        "apiserver_cpu_percent_above_idle": apiserver_above_idle,
-        "apiserver_cpu_ms_per_request": cpu_ms_per_request,
-        "apiserver_cpu_percent_per_device": apiserver_above_idle / devices,
-        "gateway_cpu_percent_per_device": gateway / devices,
-        "devices_per_apiserver_core": 100.0 * devices / apiserver_above_idle,
-        "devices_per_gateway_core": 100.0 * devices / gateway,
-        "default_qps_per_device": QPS_PER_DEVICE,
-        "default_burst_per_device": BURST_PER_DEVICE,
-        "default_qps_floor": KubeConfig().qps,
-        # The budget lets a gateway of N devices ask QPS_PER_DEVICE * N requests/s (start-up,
-        # re-lists, a burst of pod changes); one API-server core answers 1000/cpu_ms of them.
-        "devices_where_budget_exceeds_one_apiserver_core": (
-            1000.0 / cpu_ms_per_request / QPS_PER_DEVICE if per_s else float("nan")
-        ),
-        "budget_apiserver_cpu_percent_per_device": QPS_PER_DEVICE * cpu_ms_per_request / 10.0,
-    }
-    figure["first_limit"] = (
-        "API server"
-        if figure["devices_per_apiserver_core"] < figure["devices_per_gateway_core"]
-        else "gateway"
-    )
-    if not apiserver_above_idle > 0:
-        # The API server was as busy or busier before the gateway started (a control plane
-        # still settling): no share of its CPU is the gateway's to divide by.
-        figure["unmeasured"] = (
-            f"the API server used {apiserver:.1f}% of a core in the steady window and "
-            f"{apiserver - apiserver_above_idle:.1f}% in the idle one before the gateway "
-            "started: its CPU per request cannot be told in this run"
-        )
-        say(f"  what a deployment hits first: not measured: {figure['unmeasured']}")
-        return figure
-    say(
-        f"  what a deployment hits first ({devices} devices on one gateway): "
-        f"{figure['requests_per_s_per_device']:.3f} API requests/s per device (a kubelet: "
-        f"{kubelet:.3f}, {kubelet + KUBELET_OLD_NODE_GET_PER_S:.3f} with its node GETs); the API "
-        f"server spends {cpu_ms_per_request:.2f} ms of CPU per request, "
-        f"{figure['apiserver_cpu_percent_per_device'] * 1000:.1f}% of a core per 1000 devices "
-        f"(the gateway {figure['gateway_cpu_percent_per_device'] * 1000:.1f}%); one core "
-        f"carries {figure['devices_per_apiserver_core']:.0f} devices' steady traffic on the API "
-        f"server, {figure['devices_per_gateway_core']:.0f} on the gateway: the "
-        f"{figure['first_limit']} runs out first. The default budget ({QPS_PER_DEVICE:g} QPS "
-        f"per device) exceeds what one API-server core answers from "
-        f"{figure['devices_where_budget_exceeds_one_apiserver_core']:.0f} devices on "
-        f"({figure['budget_apiserver_cpu_percent_per_device']:.1f}% of a core per device if "
-        "used in full)."
-    )
-    return figure
 
 
 # -- the benchmark ----------------------------------------------------------------------------

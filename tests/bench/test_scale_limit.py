@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from bench.scale import QUIET_APISERVER_PERCENT, QUIET_SLICES, Idle, api_server_limit, is_quiet
+from bench.control_plane import QUIET_APISERVER_PERCENT, QUIET_SLICES, Idle, is_quiet
+from bench.scale_limit import api_server_limit
 
 
 def _result(apiserver_percent: float) -> dict[str, object]:
