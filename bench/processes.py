@@ -110,7 +110,8 @@ class Child:
         if profile and self.name == "gateway":
             spy = str(Path(sys.executable).parent / "py-spy")
             seconds = os.environ.get("WIRELET_BENCH_PYSPY_SECONDS", "60")
-            argv = [spy, "record", "-p", str(self.proc.pid), "-d", seconds, "-f", "raw"]
+            argv = [spy, "record", "--nonblocking", "-p", str(self.proc.pid), "-d", seconds]
+            argv += ["-f", "raw"]  # --nonblocking: see bench.scale's _profile
             self._spy = await asyncio.create_subprocess_exec(
                 *argv, "-o", profile, stdout=asyncio.subprocess.DEVNULL
             )
