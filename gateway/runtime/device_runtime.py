@@ -47,6 +47,7 @@ from gateway.runtime.records import (
     DeviceTasks,
     EventSink,
     PodRecord,
+    recordable_exit_code,
 )
 from gateway.runtime.resume import InstanceUsed, resume_prior, running_task
 from gateway.runtime.start_request import start_request_problem
@@ -665,6 +666,10 @@ class DeviceRuntime:
             if reason and reason not in ("exited", "stopped"):
                 message = reason
             reason = "Completed" if exit_code == 0 else "Error"
+        exit_code, beyond = recordable_exit_code(exit_code)
+        if beyond:
+            log.warning("%s: %s: %s; recorded as %d", self.label, task_id, beyond, exit_code)
+            message = f"{message}; {beyond}" if message else beyond
         status.state = ContainerState(
             ContainerPhase.TERMINATED,
             reason=reason,
