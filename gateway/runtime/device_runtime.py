@@ -491,6 +491,12 @@ class DeviceRuntime:
         for timer in record.restart_timers.values():
             timer.cancel()
         del self._pods[uid]
+        self._forgotten(uid)
+
+    def _forgotten(self, uid: str) -> None:
+        """The pod's record is gone: close the logs its ended tasks' late output kept open."""
+        if self.instances.has_late(uid):
+            self._spawn(self.instances.finish_late(uid), f"close late logs of {uid}")
 
     def _stop_all(self, record: PodRecord) -> None:
         for timer in record.restart_timers.values():
@@ -536,7 +542,8 @@ class DeviceRuntime:
         # first): a pod with exits still being recorded is not done yet.
         if record.deleting and not any(s.task_id for s in record.containers):
             self.on_finished(record.spec.uid)  # first: the final status is read from the record
-            self._pods.pop(record.spec.uid, None)
+            if self._pods.pop(record.spec.uid, None) is not None:
+                self._forgotten(record.spec.uid)
 
     # --- device events ------------------------------------------------------------------------
 
