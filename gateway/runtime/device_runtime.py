@@ -409,7 +409,12 @@ class DeviceRuntime:
             self._event(record.spec.uid, status.name, "Warning", "Failed", str(exc))
             self.on_change(record.spec.uid)
             if not record.deleting and not record.failure and self.link_up:
-                self._schedule_restart(record, index, start_error=str(exc))
+                self._schedule_restart(
+                    record,
+                    index,
+                    start_error=str(exc),
+                    same_instance=isinstance(exc, DeviceRejected),
+                )
             return
         # The kubelet's pair for a container that runs: the device creates and starts a task in
         # one step, so both events go out once it confirms.
@@ -698,7 +703,9 @@ class DeviceRuntime:
             self._schedule_restart(record, index)
         self.on_change(record.spec.uid)
 
-    def _schedule_restart(self, record: PodRecord, index: int, *, start_error: str = "") -> None:
+    def _schedule_restart(
+        self, record: PodRecord, index: int, *, start_error: str = "", same_instance: bool = False
+    ) -> None:
         status = record.containers[index]
         delay = record.backoffs[index].next_delay(self._loop.time())
         if status.state.phase is ContainerPhase.TERMINATED:
@@ -714,17 +721,19 @@ class DeviceRuntime:
             reason = "RunContainerError" if start_error else "CrashLoopBackOff"
             status.state = ContainerState.waiting(reason, message)
             self._event(spec.uid, status.name, "Warning", "BackOff", message)
+        # `same_instance`: the device refused the start, nothing ran; the retry is the same
+        # instance (the refused id is free again, see `_unmark_used`), not one more restart.
         record.restart_timers[index] = self._loop.call_later(
-            delay, self._restart, record.spec.uid, index
+            delay, self._restart, record.spec.uid, index, not same_instance
         )
 
-    def _restart(self, uid: str, index: int) -> None:
+    def _restart(self, uid: str, index: int, new_instance: bool = True) -> None:
         record = self._pods.get(uid)
         if record is None or record.deleting or record.failure is not None:
             return
         record.restart_timers.pop(index, None)
         status = record.containers[index]
-        if status.last_state is not None:
+        if new_instance and status.last_state is not None:
             status.restart_count += 1
         self._start(record, index)
         self.on_change(uid)
