@@ -116,14 +116,15 @@ async def test_logs_of_a_container_that_never_started_say_why_as_the_kubelet_doe
 
 
 def open_log_files(root: Path) -> list[str]:
-    """Files under the log root this process holds open (a deleted one ends in ' (deleted)')."""
+    """Pod log files this process holds open (a deleted one ends in ' (deleted)'); not the
+    devices' firmware logs or the spool, beside them."""
     held = []
     for fd in os.listdir("/proc/self/fd"):
         try:
             target = os.readlink(f"/proc/self/fd/{fd}")
         except OSError:
             continue  # closed meanwhile
-        if target.startswith(str(root)):
+        if target.startswith(f"{root}/") and not target[len(str(root)) + 1 :].startswith("."):
             held.append(target)
     return held
 
