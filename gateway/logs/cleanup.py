@@ -7,7 +7,9 @@ its full sweeps (start-up and periodic), which catch pods deleted while the gate
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import re
 import shutil
 from collections.abc import Collection
 from pathlib import Path
@@ -15,6 +17,10 @@ from pathlib import Path
 from gateway.logs import layout
 
 logger = logging.getLogger(__name__)
+
+# A container instance's files: `<restart>.log`, its rotations, `<restart>.offsets` (and its
+# temporary), and in `.content/` the content of its rotated files, `<restart>.<suffix>`.
+_INSTANCE_FILE = re.compile(r"^(\d+)\.(?:log|offsets|\d{8}-\d{6})(?:\.|$)")
 
 
 def remove_pod_logs(root: Path, namespace: str, pod: str, uid: str) -> bool:
@@ -25,6 +31,25 @@ def remove_pod_logs(root: Path, namespace: str, pod: str, uid: str) -> bool:
     shutil.rmtree(directory, ignore_errors=True)
     logger.info("removed logs of pod %s/%s (uid %s)", namespace, pod, uid)
     return True
+
+
+def remove_instances_before(container_dir: Path, restart: int) -> int:
+    """Delete the files of a container's instances older than `restart`, as the kubelet's
+    container GC removes dead containers (and their logs) beyond the one it keeps per
+    container. Returns how many files went."""
+    removed = 0
+    for directory in (container_dir, container_dir / layout.CONTENT_DIR_NAME):
+        try:
+            entries = list(directory.iterdir())
+        except FileNotFoundError:
+            continue
+        for entry in entries:
+            match = _INSTANCE_FILE.match(entry.name)
+            if match and int(match.group(1)) < restart:
+                with contextlib.suppress(FileNotFoundError):
+                    entry.unlink()
+                    removed += 1
+    return removed
 
 
 def pod_dirs(root: Path) -> list[tuple[Path, str]]:

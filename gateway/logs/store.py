@@ -58,6 +58,11 @@ class LogStore:
         directory = self.container_dir(namespace, pod, uid, container)
         directory.mkdir(parents=True, exist_ok=True)
         layout.current_log_file(directory, restart).touch()
+        # The previous instance's log stays (`kubectl logs --previous`); older ones go, as the
+        # kubelet keeps one dead container per container. The first instance's stays as an
+        # empty file: `instance_used` asks about it when no status says the container ran.
+        if cleanup.remove_instances_before(directory, restart - 1):
+            layout.current_log_file(directory, 0).touch()
 
     def unmark_instance(
         self, namespace: str, pod: str, uid: str, container: str, restart: int

@@ -54,6 +54,7 @@ from gateway.runtime.records import (
     DeviceTasks,
     EventSink,
     PodRecord,
+    recordable_exit_code,
 )
 from gateway.runtime.restarts import ContainerRestarts
 from gateway.runtime.resume import resume_prior, running_task
@@ -327,7 +328,8 @@ class DeviceRuntime:
             self._event(record.spec.uid, status.name, "Warning", "Failed", str(exc))
             self.on_change(record.spec.uid)
             if not record.deleting and not record.failure and self.link_up:
-                self.restarts.schedule(record, index, start_error=str(exc))
+                refused = isinstance(exc, DeviceRejected)  # nothing ran: the same instance
+                self.restarts.schedule(record, index, start_error=str(exc), same_instance=refused)
             return
         # The kubelet's pair for a container that runs: the device creates and starts a task in
         # one step, so both events go out once it confirms.
@@ -409,6 +411,12 @@ class DeviceRuntime:
         for timer in record.restart_timers.values():
             timer.cancel()
         del self._pods[uid]
+        self._forgotten(uid)
+
+    def _forgotten(self, uid: str) -> None:
+        """The pod's record is gone: close the logs its ended tasks' late output kept open."""
+        if self.instances.has_late(uid):
+            self._spawn(self.instances.finish_late(uid), f"close late logs of {uid}")
 
     def _stop_all(self, record: PodRecord) -> None:
         for timer in record.restart_timers.values():
@@ -454,7 +462,8 @@ class DeviceRuntime:
         # first): a pod with exits still being recorded is not done yet.
         if record.deleting and not any(s.task_id for s in record.containers):
             self.on_finished(record.spec.uid)  # first: the final status is read from the record
-            self._pods.pop(record.spec.uid, None)
+            if self._pods.pop(record.spec.uid, None) is not None:
+                self._forgotten(record.spec.uid)
 
     # --- device events ------------------------------------------------------------------------
 
@@ -584,6 +593,10 @@ class DeviceRuntime:
             if reason and reason not in ("exited", "stopped"):
                 message = reason
             reason = "Completed" if exit_code == 0 else "Error"
+        exit_code, beyond = recordable_exit_code(exit_code)
+        if beyond:
+            log.warning("%s: %s: %s; recorded as %d", self.label, task_id, beyond, exit_code)
+            message = f"{message}; {beyond}" if message else beyond
         status.state = ContainerState(
             ContainerPhase.TERMINATED,
             reason=reason,

@@ -67,6 +67,15 @@ class InstanceLogs:
                 self._running_per_pod.pop(uid, None)
             await instance.finish()
 
+    def has_late(self, uid: str) -> bool:
+        return any(instance.name.pod_uid == uid for instance in self.late.values())
+
+    async def finish_late(self, uid: str) -> None:
+        """The pod left the runtime: its late logs are finished (flushed, acknowledged, closed).
+        Output that still comes for it opens the log again while the pod is known."""
+        for task_id in [t for t, instance in self.late.items() if instance.name.pod_uid == uid]:
+            await self.late.pop(task_id).finish()
+
     async def close(self) -> None:
         for instance in [*self.running.values(), *self.late.values()]:
             await instance.finish()

@@ -27,6 +27,22 @@ from gateway.runtime.model import (
 LOST_EXIT_CODE = 137
 # Exit code the kubelet reports for a container that could not be started (StartError).
 START_ERROR_EXIT_CODE = 128
+# Kubernetes records exit codes as int32 (ContainerStateTerminated.exitCode); the protocol's
+# are int64. A status with one beyond is refused by the API server as a whole.
+EXIT_CODE_MIN, EXIT_CODE_MAX = -(2**31), 2**31 - 1
+
+
+def recordable_exit_code(code: int) -> tuple[int, str]:
+    """The exit code Kubernetes can record for a device's `code` (the nearest int32), and
+    what to say when that is not the device's own figure ("" when it is)."""
+    kept = min(max(code, EXIT_CODE_MIN), EXIT_CODE_MAX)
+    if kept == code:
+        return code, ""
+    return (
+        kept,
+        f"the device reported exit code {code}, beyond the 32-bit exit codes Kubernetes records",
+    )
+
 
 EventSink = Callable[[str, str | None, str, str, str], None]  # uid, container, type, reason, msg
 

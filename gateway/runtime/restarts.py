@@ -45,8 +45,12 @@ class ContainerRestarts:
 
     # --- restarts -----------------------------------------------------------------------------
 
-    def schedule(self, record: PodRecord, index: int, *, start_error: str = "") -> None:
-        """Start the container again after its back-off (the first restart at once)."""
+    def schedule(
+        self, record: PodRecord, index: int, *, start_error: str = "", same_instance: bool = False
+    ) -> None:
+        """Start the container again after its back-off (the first restart at once).
+        `same_instance`: the device refused the start and nothing ran; the retry is the same
+        instance (the refused id is free again), not one more restart."""
         status = record.containers[index]
         delay = record.backoffs[index].next_delay(self._loop.time())
         if status.state.phase is ContainerPhase.TERMINATED:
@@ -63,16 +67,16 @@ class ContainerRestarts:
             status.state = ContainerState.waiting(reason, message)
             self.on_event(spec.uid, status.name, "Warning", "BackOff", message)
         record.restart_timers[index] = self._loop.call_later(
-            delay, self._restart, record.spec.uid, index
+            delay, self._restart, record.spec.uid, index, not same_instance
         )
 
-    def _restart(self, uid: str, index: int) -> None:
+    def _restart(self, uid: str, index: int, new_instance: bool = True) -> None:
         record = self._waiting_pod(uid)
         if record is None:
             return
         record.restart_timers.pop(index, None)
         status = record.containers[index]
-        if status.last_state is not None:
+        if new_instance and status.last_state is not None:
             status.restart_count += 1
         self.start(record, index)
         self.on_change(uid)

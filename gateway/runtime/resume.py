@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 
 from gateway.link.events import TaskInfo
 from gateway.runtime.model import ContainerPhase, ContainerState
-from gateway.runtime.records import LOST_EXIT_CODE, PodRecord
+from gateway.runtime.records import LOST_EXIT_CODE, PodRecord, recordable_exit_code
 from gateway.runtime.task_ids import TaskName, parse_task_id
 
 DeviceTaskList = Mapping[str, TaskInfo]
@@ -75,11 +75,13 @@ def resume_prior(
         state = ContainerState(ContainerPhase.RUNNING)
     if info is not None:
         # It ended while no gateway listened; the device still knows how.
-        code = info.exit_code if info.exit_code is not None else LOST_EXIT_CODE
+        code, beyond = recordable_exit_code(
+            info.exit_code if info.exit_code is not None else LOST_EXIT_CODE
+        )
         state = ContainerState(
             ContainerPhase.TERMINATED,
             reason="Completed" if code == 0 else "Error",
-            message="exited while the gateway was away",
+            message="exited while the gateway was away" + (f"; {beyond}" if beyond else ""),
             exit_code=code,
             started_at=state.started_at if state else None,
             finished_at=now,

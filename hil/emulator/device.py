@@ -309,6 +309,14 @@ class EmulatedDevice:
             self._finished.remove(task_id)
         self._update_load()
 
+    def end_task(self, task_id: str, exit_code: int, reason: str = "exited") -> None:
+        """Fault injection: the firmware ends a running task with any int64 exit code (the
+        apps' own codes are 0..255), e.g. an absurd one; its exit report follows its output."""
+        task = self._tasks[task_id]
+        if task.running:
+            self._finish(task, exit_code, reason)
+            self._service()
+
     def figures(self) -> DeviceFigures:
         stats = self._link.stats
         return DeviceFigures(

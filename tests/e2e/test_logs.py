@@ -113,3 +113,61 @@ async def test_logs_of_a_container_that_never_started_say_why_as_the_kubelet_doe
     await wirelet.wait_pod_phase("huge", "Failed")  # StartError: it never ran
     out = await wirelet.kubectl("logs", "-n", wirelet.namespace, "huge", check=False)
     assert 'container "main" in pod "huge" is terminated' in out, out
+
+
+def open_log_files(root: Path) -> list[str]:
+    """Pod log files this process holds open (a deleted one ends in ' (deleted)'); not the
+    devices' firmware logs or the spool, beside them."""
+    held = []
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            target = os.readlink(f"/proc/self/fd/{fd}")
+        except OSError:
+            continue  # closed meanwhile
+        if target.startswith(f"{root}/") and not target[len(str(root)) + 1 :].startswith("."):
+            held.append(target)
+    return held
+
+
+async def test_logs_of_tasks_that_ended_while_the_gateway_was_down_are_closed_with_their_pod(
+    wirelet: Wirelet,
+) -> None:
+    """Output a device re-sends for tasks that ended while no gateway listened goes to their
+    logs; those files stayed open as long as the gateway ran, even once their pods were gone
+    and the files deleted (the disk space and one descriptor each kept, per restart)."""
+    device = wirelet.fleet.devices[2]
+    node = wirelet.node(device.profile.device_id)
+    await wirelet.wait_node(node)
+    names = ["away-0", "away-1"]
+    for name in names:
+        await wirelet.create_pod(name, "counter", ["15", "100"], node=node)
+    for name in names:
+        await wirelet.wait_container(name, lambda c: "running" in c["state"])
+    await wirelet.gateway.stop()
+
+    async def ended_on_device() -> bool:
+        return not device.running_task_ids()
+
+    await wirelet.wait_for("the tasks to end while no gateway runs", ended_on_device)
+    root = Path(wirelet.config.logs.dir)
+    async with Gateway(wirelet.config):
+        for name in names:
+            await wirelet.wait_pod_phase(name, "Succeeded")
+
+        async def logs_complete() -> bool:
+            for name in names:
+                logs = await wirelet.kubectl("logs", "-n", wirelet.namespace, name)
+                if logs.split() != [str(i) for i in range(1, 16)]:
+                    return False
+            return True
+
+        await wirelet.wait_for("the logs to hold all the re-sent output", logs_complete)
+        for name in names:
+            await wirelet.api.delete(
+                f"/api/v1/namespaces/{wirelet.namespace}/pods/{name}", {"gracePeriodSeconds": 0}
+            )
+
+        async def none_held() -> bool:
+            return not open_log_files(root) and not [d for d in log_dirs(wirelet)]
+
+        await wirelet.wait_for("the deleted pods' log files to be closed", none_held)

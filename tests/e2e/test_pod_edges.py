@@ -4,6 +4,7 @@ device going away under a running pod. Real control plane, pty devices, real kub
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from typing import Any
 
 import pytest
@@ -186,3 +187,33 @@ async def test_containers_beyond_the_device_task_slots_fail_admission(wirelet: W
         return any(e["reason"] == "OutOfpods" for e in events)
 
     await wirelet.wait_for("the OutOfpods event", refused_event)  # events are posted apart
+
+
+async def test_starts_the_device_refuses_after_a_restart_do_not_count_as_restarts(
+    wirelet: Wirelet,
+) -> None:
+    """A device back from a reboot with fewer task slots refuses some restarts (NO_SLOTS):
+    nothing ran, so the restart count stays where the lost instance put it, and the lost
+    instance stays the one `kubectl logs --previous` shows. Each refused retry counted as a
+    restart (6 after a few seconds of the test's back-off, one per 5 min for good)."""
+    device = wirelet.fleet.devices[0]
+    node = wirelet.node(device.profile.device_id)
+    uids = []
+    for name in ("first", "second"):
+        created = await wirelet.create_pod(name, "forever", ["100"], node=node, restart="Always")
+        uids.append(created["metadata"]["uid"])
+        await wirelet.wait_container(name, lambda c: "running" in c["state"])
+    device.profile = dataclasses.replace(device.profile, task_slots=1)
+    device.reboot()
+
+    async def refused_again() -> bool:
+        # One pod's start before the reboot, its restart and at least three refused retries.
+        return any(len(starts_of(wirelet, uid)) >= 5 for uid in uids)
+
+    await wirelet.wait_for("several refused restarts of one pod", refused_again)
+    for name in ("first", "second"):
+        status = first(await wirelet.pod(name) or {})
+        assert status["restartCount"] == 1, status
+        assert status["lastState"]["terminated"]["reason"] == "Lost", status
+        out = await wirelet.kubectl("logs", "-n", wirelet.namespace, name, "--previous")
+        assert "tick" in out, out
