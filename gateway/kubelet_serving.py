@@ -104,7 +104,8 @@ def _readable(key: str, path: Path) -> None:
 async def _bootstrap_serving_cert(
     cfg: KubeletApiConfig, api: KubeApi, context: ssl.SSLContext, serving_dir: Path, node_ip: str
 ) -> ServingCertificate:
-    """Serving certificate from the cluster; the self-signed one serves until it arrives.
+    """Serving certificate from the cluster (an earlier run's while it fits); the self-signed
+    one serves until it arrives.
 
     When the gateway approves its own request, the start waits for the first certificate
     (seconds), so the API server never meets the self-signed one; otherwise an
@@ -119,7 +120,7 @@ async def _bootstrap_serving_cert(
         dns_names=[host],
         approve=cfg.serving_cert_approve,
     )
-    if cfg.serving_cert_approve:
+    if serving_cert.load_saved() is None and cfg.serving_cert_approve:
         try:
             await serving_cert.obtain(timeout_s=FIRST_SERVING_CERT_WAIT_S)
         except WireletError as exc:

@@ -103,20 +103,50 @@ class ServingCertificate:
             self.api, name, timeout_s=timeout_s, remind=lambda message: log.warning("%s", message)
         )
         cert = x509.load_pem_x509_certificate(pem)
-        # The key touches disk only while the context loads it (ssl takes files), in the
-        # gateway's private folder; then it lives in memory alone.
+        # Kept (the key 0600) in the gateway's private folder, as the kubelet keeps its pair in
+        # its pki folder: the next start serves it at once instead of asking the cluster again.
         self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
         cert_path, key_path = _write_pair(self.directory, "serving", pem, key)
-        try:
-            # New handshakes use the new pair; connections already open keep theirs.
-            self.context.load_cert_chain(cert_path, key_path)
-        finally:
-            key_path.unlink(missing_ok=True)
+        # New handshakes use the new pair; connections already open keep theirs.
+        self.context.load_cert_chain(cert_path, key_path)
         self.current = cert
         self.issued += 1
         log.info(
             "kubelet API serving certificate from CSR %s, valid until %s",
             name,
+            cert.not_valid_after_utc.isoformat(),
+        )
+        return cert
+
+    def load_saved(self, now: datetime.datetime | None = None) -> x509.Certificate | None:
+        """The pair an earlier run was issued, served now if it still fits: unexpired, and
+        naming this host's addresses and names (a host whose address changed asks anew). With a
+        cluster whose administrator approves CSRs by hand, a restart would otherwise serve the
+        self-signed certificate, which the API server refuses, until someone approved again.
+        A pair past its renewal point is served and renewed at once (`run`)."""
+        cert_path, key_path = self.directory / "serving.crt", self.directory / "serving.key"
+        try:
+            cert = x509.load_pem_x509_certificate(cert_path.read_bytes())
+        except (OSError, ValueError):
+            return None  # none saved (the first start) or unreadable: ask the cluster
+        moment = now or datetime.datetime.now(datetime.UTC)
+        if not cert.not_valid_before_utc <= moment < cert.not_valid_after_utc:
+            return None
+        try:
+            san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+        except x509.ExtensionNotFound:
+            return None
+        if not set(alt_names(self.ips, self.dns_names)) <= set(san):
+            log.info("the saved kubelet API serving certificate names other addresses: not used")
+            return None
+        try:
+            self.context.load_cert_chain(cert_path, key_path)
+        except (OSError, ssl.SSLError) as exc:
+            log.warning("the saved kubelet API serving certificate cannot be used: %s", exc)
+            return None
+        self.current = cert
+        log.info(
+            "kubelet API serving certificate from an earlier run, valid until %s",
             cert.not_valid_after_utc.isoformat(),
         )
         return cert

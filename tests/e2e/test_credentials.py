@@ -5,6 +5,7 @@ certificate from a kubelet-serving CSR, rotated while the gateway runs."""
 from __future__ import annotations
 
 import asyncio
+import datetime
 import re
 import socket
 import ssl
@@ -14,9 +15,14 @@ from pathlib import Path
 import pytest
 from cryptography import x509
 
+from gateway.config import KubeletApiConfig
+from gateway.kube.api import KubeApi
+from gateway.kubelet_serving import serving_context
 from hil.cluster.local import LocalCluster
 
-from .conftest import REPO, WAIT, Wirelet, gateway_kubeconfig
+from .conftest import REPO, WAIT, Wirelet, _admin_configuration, gateway_kubeconfig
+
+CSRS = "/apis/certificates.k8s.io/v1/certificatesigningrequests"
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(240)]
 
@@ -146,3 +152,35 @@ async def test_serving_certificate_comes_from_a_csr_and_rotates_live(wirelet: Wi
     # The API server (--kubelet-certificate-authority) accepts the new one, no restart.
     logs = await wirelet.kubectl("logs", "-n", wirelet.namespace, "rotating", "--tail=1")
     assert logs.startswith("tick ")
+
+
+async def test_a_restart_serves_the_serving_certificate_of_the_last_run_without_a_new_csr(
+    cluster: LocalCluster, tmp_path: Path
+) -> None:
+    """As the kubelet reuses its current serving pair: with CSRs approved by hand, a restart
+    would otherwise serve the self-signed certificate (refused by the API server) until
+    someone approved again."""
+    cfg = KubeletApiConfig(server_tls_bootstrap=True, serving_cert_approve=True)
+    private, serving = tmp_path / "private", tmp_path / "private" / "serving"
+    private.mkdir()
+    async with KubeApi(await _admin_configuration(cluster)) as api:
+
+        async def csrs() -> int:
+            return len((await api.get(CSRS))["items"])
+
+        _, first = await serving_context(cfg, api, private, serving, "127.0.0.1")
+        assert first is not None and first.current is not None
+        asked = await csrs()
+        # The next start, same state: served at once, nothing asked of the cluster.
+        _, again = await serving_context(cfg, api, private, serving, "127.0.0.1")
+        assert again is not None and again.current is not None
+        assert again.current.serial_number == first.current.serial_number
+        assert await csrs() == asked
+        assert (serving / "serving.key").stat().st_mode & 0o077 == 0
+        # A host whose address changed asks anew; so does one whose pair has expired.
+        _, moved = await serving_context(cfg, api, private, serving, "127.0.0.2")
+        assert moved is not None and moved.current is not None
+        assert moved.current.serial_number != first.current.serial_number
+        assert await csrs() == asked + 1
+        expired = moved.current.not_valid_after_utc + datetime.timedelta(seconds=1)
+        assert moved.load_saved(now=expired) is None
