@@ -182,8 +182,9 @@ class StreamingHandlers:
 
     async def _missing(self, request: web.Request, what: str) -> web.Response | None:
         """The kubelet's plain-text answer, before any upgrade, when the pod or container is
-        not there (kubectl prints `error: unable to upgrade connection: <text>`); None if both
-        are. The kubelet's codes: 404 for the pod (pkg/kubelet/server/server.go), 500 for the
+        not there or no stream is asked for (kubectl prints `error: unable to upgrade
+        connection: <text>`); None if all is well. The kubelet's codes: 404 for the pod
+        (pkg/kubelet/server/server.go), 400 for no stdin, stdout or stderr, 500 for the
         container (the runtime finds none: Kubelet.GetExec / GetAttach with a plain error,
         which streaming.WriteError answers 500)."""
         info = request.match_info
@@ -196,6 +197,11 @@ class StreamingHandlers:
             # A replaced pod: as the kubelet's portForward answers; its exec would run in the
             # new pod of that name, which is not what was asked for.
             return web.Response(status=404, text=f'pod "{pod_name}" not found (uid {uid})')
+        if what != "portForward":
+            options = _stream_options(request)
+            if not (options.stdin or options.stdout or options.stderr):
+                # The kubelet's remotecommand options check, between the pod and the container.
+                return web.Response(status=400, text=NO_STREAMS)
         container = info.get("container")
         if container is None or container in container_names(pod):
             return None
@@ -204,6 +210,9 @@ class StreamingHandlers:
         else:
             text = f'container not found ("{container}")'
         return web.Response(status=500, text=text)
+
+
+NO_STREAMS = "you must specify at least 1 of stdin, stdout, stderr"
 
 
 def _stream_problem(options: StreamOptions, what: str) -> str:

@@ -174,6 +174,10 @@ SPDY_UPGRADE = {
         ("/exec/default/blinky/uid-old/app?command=ls&output=1", 404, 'pod "blinky" not found'),
         ("/attach/default/blinky/uid-old/app?output=1", 404, 'pod "blinky" not found'),
         ("/portForward/default/blinky/uid-old", 404, 'pod "blinky" not found'),
+        # No stream asked for: the kubelet's 400, checked after the pod, before the container.
+        ("/exec/default/blinky/app?command=ls", 400, "at least 1 of stdin, stdout, stderr"),
+        ("/attach/default/blinky/other", 400, "at least 1 of stdin, stdout, stderr"),
+        ("/exec/default/nope/app?command=ls", 404, 'pod "nope" does not exist'),
     ],
 )
 async def test_an_unknown_pod_or_container_is_answered_before_any_upgrade(  # noqa: PLR0917
@@ -205,12 +209,12 @@ async def test_non_upgrades_and_port_forward_are_refused_with_the_reason(
     base = await start_server()
     connector = aiohttp.TCPConnector(ssl=client_ssl(pki.ca, pki.client("alice", ["devs"])))
     async with aiohttp.ClientSession(connector=connector) as client:
-        async with client.post(f"{base}/exec/default/blinky/app?command=ls") as response:
+        async with client.post(f"{base}/exec/default/blinky/app?command=ls&output=1") as response:
             assert response.status == 400
             assert "need a streaming connection" in (await response.json())["message"]
         spdy = {"Connection": "Upgrade", "Upgrade": "SPDY/3.1"}
         async with client.post(
-            f"{base}/exec/default/blinky/app?command=ls", headers=spdy
+            f"{base}/exec/default/blinky/app?command=ls&output=1", headers=spdy
         ) as response:
             assert response.status == 400
             assert "no supported stream protocol" in (await response.json())["message"]
