@@ -61,7 +61,8 @@ class LogStore:
         # The previous instance's log stays (`kubectl logs --previous`); older ones go, as the
         # kubelet keeps one dead container per container. The first instance's stays as an
         # empty file: `instance_used` asks about it when no status says the container ran.
-        if cleanup.remove_instances_before(directory, restart - 1):
+        # Before the third instance there is nothing older (no listing on every first start).
+        if restart >= 2 and cleanup.remove_instances_before(directory, restart - 1):
             layout.current_log_file(directory, 0).touch()
 
     def unmark_instance(
