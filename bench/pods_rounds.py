@@ -20,15 +20,19 @@ class Size:
     nodes: int
 
 
+# The latency summaries each round reports (bench.pods), summarized over rounds.
+LATENCY_KEYS = (
+    "create_to_running",
+    "create_to_bound",
+    "bound_to_running",
+    "bound_to_reported",
+    "delete_to_gone",
+)
+
+
 def summarize(runs: list[dict[str, Any]]) -> dict[str, Any]:
     out: dict[str, Any] = {"runs": runs}
-    for key in (
-        "create_to_running",
-        "create_to_bound",
-        "bound_to_running",
-        "bound_to_reported",
-        "delete_to_gone",
-    ):
+    for key in LATENCY_KEYS:
         out[key] = {p: spread(r[key][p] for r in runs) for p in ("p50_ms", "p95_ms", "p99_ms")}
     out["pods_per_s"] = spread(r["pods_per_s"] for r in runs)
     out["delete_pods_per_s"] = spread(r["delete_pods_per_s"] for r in runs)

@@ -9,7 +9,7 @@ import uuid
 import pytest
 
 from bench import common, run_costs
-from bench.pods_rounds import summarize
+from bench.pods_rounds import LATENCY_KEYS, summarize
 from hil.cluster.local import LocalCluster
 
 pytestmark = pytest.mark.integration
@@ -54,16 +54,7 @@ async def test_the_wait_lasts_until_events_stop_coming(
 
 def test_the_whole_life_cpu_adds_start_delete_and_events() -> None:
     summary = {"p50_ms": 1.0, "p95_ms": 1.0, "p99_ms": 1.0}
-    run = {
-        key: summary
-        for key in (
-            "create_to_running",
-            "create_to_bound",
-            "bound_to_running",
-            "bound_to_reported",
-            "delete_to_gone",
-        )
-    }
+    run = dict.fromkeys(LATENCY_KEYS, summary)
     runs = [
         {
             **run,
